@@ -1,0 +1,327 @@
+"""Register maps: one declarative table per node role, read by firmware and gateway alike.
+
+A role module (``protocols/roles/<role>.py``) declares its registers as a tuple of
+rows, each row ``(name, table, address, type, scale, unit, access, minimum,
+maximum, doc)``:
+
+- ``table``: ``HOLDING`` (function 03 to read, 06/16 to write) or ``INPUT`` (04).
+- ``type``: ``U16``, ``S16``, ``U32``, ``S32`` (two registers, high word first),
+  ``BOOL`` (one register, 0 or 1) or ``F32`` (IEEE 754, high word first; for
+  third-party devices).
+- ``scale``: a power of ten: engineering value = raw * 10**scale, so that a
+  value travels as an exact scaled integer until someone wants a float.
+- ``unit``: a SenML unit (RFC 8428, RFC 8798) or ``None``.
+- ``access``: ``RO`` or ``RW``; ``minimum``/``maximum`` bound the raw value a
+  master may write (and a node may report).
+
+:class:`RegisterMap` validates the table once and answers every question the
+firmware (build its register bank, check a write) and the gateway (which blocks
+to read, what a block means) ask of it. Nobody restates the table.
+"""
+
+import struct
+
+from protocols.errors import ModbusException, ProtocolError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+HOLDING = const(3)
+INPUT = const(4)
+
+U16 = const(0)
+S16 = const(1)
+U32 = const(2)
+S32 = const(3)
+BOOL = const(4)
+F32 = const(5)
+
+RO = const(0)
+RW = const(1)
+
+TYPE_NAMES = ("u16", "s16", "u32", "s32", "bool", "f32")
+_WIDTH = (1, 1, 2, 2, 1, 2)
+_RAW_LIMITS = (
+    (0, 0xFFFF),
+    (-0x8000, 0x7FFF),
+    (0, 0xFFFFFFFF),
+    (-0x80000000, 0x7FFFFFFF),
+    (0, 1),
+    (None, None),
+)
+_FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc")
+_EX_ILLEGAL_ADDRESS = const(2)
+_EX_ILLEGAL_VALUE = const(3)
+_FC_WRITE_MULTIPLE = const(16)
+
+
+class RegisterMapError(ProtocolError):
+    """A register table that contradicts itself; the message names role, register and field."""
+
+
+class Register:
+    """One value in a node's register map."""
+
+    __slots__ = _FIELDS + ("width",)
+
+    def __init__(self, name, table, address, type, scale, unit, access, minimum, maximum, doc):  # noqa: A002
+        self.name = name
+        self.table = table
+        self.address = address
+        self.type = type
+        self.scale = scale
+        self.unit = unit
+        self.access = access
+        self.minimum = minimum
+        self.maximum = maximum
+        self.doc = doc
+        self.width = _WIDTH[type] if 0 <= type < len(_WIDTH) else 0
+
+    def __repr__(self):
+        return "<Register %s %s@%d>" % (self.name, "hr" if self.table == HOLDING else "ir", self.address)
+
+    def to_raw(self, value):
+        """Engineering value -> raw integer (or float for F32), checked against the register's bounds."""
+        if self.type == F32:
+            return float(value)
+        if self.type == BOOL:
+            if value is True or value is False:
+                value = int(value)
+        raw = value * 10 ** -self.scale if self.scale < 0 else value // 10**self.scale
+        if isinstance(raw, float):
+            rounded = int(round(raw))
+            if abs(raw - rounded) > 1e-6 * max(1, abs(raw)):
+                raise ValueError(
+                    "%s: %r has more precision than the register's step 1e%d" % (self.name, value, self.scale)
+                )
+            raw = rounded
+        if not self.minimum <= raw <= self.maximum:
+            raise ValueError(
+                "%s: %r is outside %s..%s"
+                % (self.name, value, self.value(self.minimum), self.value(self.maximum))
+            )
+        return raw
+
+    def value(self, raw):
+        """Raw integer -> engineering value (int when the scale keeps it whole)."""
+        if self.type == BOOL:
+            return bool(raw)
+        if self.scale == 0 or self.type == F32:
+            return raw
+        if self.scale > 0:
+            return raw * 10**self.scale
+        return raw / 10 ** -self.scale
+
+    def words(self, raw):
+        """Raw value -> the register words that carry it on the wire."""
+        t = self.type
+        if t == F32:
+            hi, lo = struct.unpack(">HH", struct.pack(">f", raw))
+            return (hi, lo)
+        if t in (U32, S32):
+            raw &= 0xFFFFFFFF
+            return ((raw >> 16) & 0xFFFF, raw & 0xFFFF)
+        return (raw & 0xFFFF,)
+
+    def from_words(self, words, offset=0):
+        """Register words (a sequence of uint16) -> raw value."""
+        t = self.type
+        w0 = words[offset]
+        if t == U16 or t == BOOL:
+            return w0
+        if t == S16:
+            return w0 - 0x10000 if w0 & 0x8000 else w0
+        w1 = words[offset + 1]
+        if t == U32:
+            return (w0 << 16) | w1
+        if t == S32:
+            raw = (w0 << 16) | w1
+            return raw - 0x100000000 if raw & 0x80000000 else raw
+        return struct.unpack(">f", struct.pack(">HH", w0, w1))[0]
+
+
+class RegisterMap:
+    """The validated register table of one role: lookups, read blocks, decoding and write checks."""
+
+    def __init__(self, role, rows, role_id=0):
+        self.role = role
+        self.role_id = role_id
+        self.registers = []
+        self._by_name = {}
+        # address -> Register for the first word of each register, per table
+        self._starts = {HOLDING: {}, INPUT: {}}
+        self._size = {HOLDING: 0, INPUT: 0}
+        for row in rows:
+            self._add(row)
+        self._blocks = {HOLDING: self._contiguous(HOLDING), INPUT: self._contiguous(INPUT)}
+
+    def _fail(self, name, field, problem):
+        raise RegisterMapError("role %s, register %s, field %s: %s" % (self.role, name, field, problem))
+
+    def _add(self, row):
+        if not isinstance(row, tuple) or len(row) != len(_FIELDS):
+            raise RegisterMapError(
+                "role %s: a row needs %d fields (%s), got %r" % (self.role, len(_FIELDS), ", ".join(_FIELDS), row)
+            )
+        reg = Register(*row)
+        name = reg.name
+        if not isinstance(name, str) or not name or not _is_name(name):
+            self._fail(repr(name), "name", "use lower-case letters, digits and '_'")
+        if name in self._by_name:
+            self._fail(name, "name", "declared twice")
+        if reg.table not in (HOLDING, INPUT):
+            self._fail(name, "table", "must be HOLDING or INPUT, got %r" % (reg.table,))
+        if reg.width == 0:
+            self._fail(name, "type", "unknown type %r; known: %s" % (reg.type, ", ".join(TYPE_NAMES)))
+        if not isinstance(reg.address, int) or not 0 <= reg.address <= 0xFFFF - reg.width + 1:
+            self._fail(name, "address", "must be 0..65535, got %r" % (reg.address,))
+        if reg.access not in (RO, RW):
+            self._fail(name, "access", "must be RO or RW")
+        if reg.access == RW and reg.table != HOLDING:
+            self._fail(name, "access", "only HOLDING registers can be written")
+        if not isinstance(reg.scale, int) or not -9 <= reg.scale <= 9:
+            self._fail(name, "scale", "must be a power of ten between -9 and 9")
+        lo, hi = _RAW_LIMITS[reg.type]
+        if lo is not None:
+            if not (isinstance(reg.minimum, int) and isinstance(reg.maximum, int)):
+                self._fail(name, "minimum", "bounds of an integer register must be integers")
+            if not lo <= reg.minimum <= reg.maximum <= hi:
+                self._fail(
+                    name, "maximum", "need %d <= minimum <= maximum <= %d, got %r..%r" % (lo, hi, reg.minimum, reg.maximum)
+                )
+        starts = self._starts[reg.table]
+        for a in range(reg.address, reg.address + reg.width):
+            other = self._owner(reg.table, a)
+            if other is not None:
+                self._fail(name, "address", "overlaps %s at %d" % (other.name, a))
+        starts[reg.address] = reg
+        self._by_name[name] = reg
+        self.registers.append(reg)
+        end = reg.address + reg.width
+        if end > self._size[reg.table]:
+            self._size[reg.table] = end
+
+    def _owner(self, table, address):
+        starts = self._starts[table]
+        reg = starts.get(address)
+        if reg is None and address > 0:
+            prev = starts.get(address - 1)
+            if prev is not None and prev.width == 2:
+                reg = prev
+        return reg
+
+    def _contiguous(self, table):
+        # One block from the lowest to the highest address: role maps are dense by design,
+        # so the gateway reads each table in one request (at most 125 registers).
+        regs = [r for r in self.registers if r.table == table]
+        if not regs:
+            return ()
+        start = min(r.address for r in regs)
+        end = max(r.address + r.width for r in regs)
+        blocks = []
+        while start < end:
+            count = min(125, end - start)
+            blocks.append((start, count))
+            start += count
+        return tuple(blocks)
+
+    def __getitem__(self, name):
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                "role %s has no register %r%s" % (self.role, name, _suggest(name, self._by_name))
+            ) from None
+
+    def __contains__(self, name):
+        return name in self._by_name
+
+    def size(self, table):
+        """Number of register words the table spans from address 0."""
+        return self._size[table]
+
+    def blocks(self, table):
+        """``(start, count)`` read requests that cover every register of the table."""
+        return self._blocks[table]
+
+    def at(self, table, address):
+        """The register whose first word is at ``address``, or None."""
+        return self._starts[table].get(address)
+
+    def decode(self, table, start, words):
+        """Register words read from ``start`` -> list of ``(register, raw)`` for every whole register inside."""
+        out = []
+        n = len(words)
+        for reg in self.registers:
+            if reg.table != table:
+                continue
+            offset = reg.address - start
+            if offset < 0 or offset + reg.width > n:
+                continue
+            out.append((reg, reg.from_words(words, offset)))
+        return out
+
+    def check_write(self, address, values, count):
+        """Raise ModbusException unless writing ``values[:count]`` from ``address`` is allowed.
+
+        Allowed means: every word belongs to a writable holding register, whole
+        registers only (no half of a 32-bit value), each raw value within bounds.
+        """
+        end = address + count
+        a = address
+        while a < end:
+            reg = self._starts[HOLDING].get(a)
+            if reg is None or reg.access != RW or a + reg.width > end:
+                raise ModbusException(
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
+                )
+            raw = reg.from_words(values, a - address)
+            if reg.type != F32 and not reg.minimum <= raw <= reg.maximum:
+                raise ModbusException(
+                    _FC_WRITE_MULTIPLE,
+                    _EX_ILLEGAL_VALUE,
+                    "%s: %d outside %d..%d" % (reg.name, raw, reg.minimum, reg.maximum),
+                )
+            a += reg.width
+
+
+def _is_name(name):
+    for i, ch in enumerate(name):
+        if not ("a" <= ch <= "z" or ch == "_" or ("0" <= ch <= "9" and i > 0)):
+            return False
+    return True
+
+
+def _suggest(name, known):
+    # Cheap "did you mean": known names sharing the longest prefix.
+    best = None
+    best_len = 0
+    for k in known:
+        n = 0
+        while n < len(k) and n < len(name) and k[n] == name[n]:
+            n += 1
+        if n > best_len:
+            best, best_len = k, n
+    return "; did you mean %r?" % best if best is not None and best_len >= 2 else ""
+
+
+__all__ = [
+    "BOOL",
+    "F32",
+    "HOLDING",
+    "INPUT",
+    "RO",
+    "RW",
+    "S16",
+    "S32",
+    "U16",
+    "U32",
+    "Register",
+    "RegisterMap",
+    "RegisterMapError",
+]

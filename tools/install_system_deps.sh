@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian parts the virtual street and the tests use, when they are
+# missing and we may install them. Without root, say what is missing and go on:
+# the demo then falls back to the embedded broker.
+set -eu
+need=()
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing from Debian: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The Debian package starts a system broker on 1883; streetedge starts its own.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+else
+    echo "not installed (needs root and apt-get): ${need[*]}" >&2
+    echo "the demo will use the embedded broker; tests that need these parts will fail" >&2
+fi
