@@ -37,4 +37,7 @@ def run(module_names):
 
 
 if __name__ == "__main__":
+    # The runner's own folder (tests/) holds a tests/protocols folder that would
+    # shadow the real protocols package: import only from MICROPYPATH.
+    del sys.path[0]
     sys.exit(1 if run(sys.argv[1:]) else 0)

@@ -1,0 +1,120 @@
+# common-subset
+from expect import raises
+
+from protocols.errors import ModbusException
+from protocols.regmap import BOOL, F32, HOLDING, INPUT, RO, RW, S16, S32, U16, U32, RegisterMap, RegisterMapError
+from protocols.roles import ROLES, load
+
+
+def _map(rows):
+    return RegisterMap("test", rows)
+
+
+def test_every_role_loads_and_is_dense():
+    for role in ROLES:
+        m = load(role)
+        for table in (HOLDING, INPUT):
+            covered = 0
+            for start, count in m.blocks(table):
+                assert 1 <= count <= 125
+                covered += count
+            assert covered == m.size(table)
+
+
+def test_unknown_role_names_known_ones():
+    exc = raises(ValueError, load, "lamps")
+    assert "lamp" in str(exc)
+
+
+def test_lamp_map_decodes_a_read_block():
+    m = load("lamp")
+    words = [0, 7, 1234, 2301, 512, 1, 2, 0xFFFB, 1, 0, 61, 1, 0x0100]
+    values = {}
+    for reg, raw in m.decode(INPUT, 0, words):
+        values[reg.name] = reg.value(raw)
+    assert values["seq"] == 7
+    assert abs(values["power"] - 123.4) < 1e-9
+    assert abs(values["current"] - 0.512) < 1e-9
+    assert values["energy"] == 65538
+    assert abs(values["temperature"] + 0.5) < 1e-9
+    assert values["uptime"] == 61
+    assert values["firmware"] == 0x0100
+
+
+def test_decode_skips_registers_cut_by_the_block():
+    m = load("lamp")
+    names = [reg.name for reg, raw in m.decode(INPUT, 1, [0, 0, 0])]
+    # seq starts at 0 (outside) and energy at 5 (outside): only power and voltage fit at 2..3
+    assert names == ["power", "voltage"]
+
+
+def test_types_round_trip_through_words():
+    m = _map((
+        ("a", INPUT, 0, U16, 0, None, RO, 0, 0xFFFF, ""),
+        ("b", INPUT, 1, S16, 0, None, RO, -0x8000, 0x7FFF, ""),
+        ("c", INPUT, 2, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+        ("d", INPUT, 4, S32, 0, None, RO, -0x80000000, 0x7FFFFFFF, ""),
+        ("e", HOLDING, 0, BOOL, 0, None, RW, 0, 1, ""),
+        ("f", INPUT, 6, F32, 0, "W", RO, None, None, ""),
+    ))
+    for name, raw in (("a", 65535), ("b", -32768), ("b", 5), ("c", 0xDEADBEEF), ("d", -2), ("e", 1)):
+        reg = m[name]
+        assert reg.from_words(list(reg.words(raw))) == raw
+    f = m["f"]
+    assert f.words(1.5) == (0x3FC0, 0)
+    assert f.from_words([0x3FC0, 0]) == 1.5
+
+
+def test_scaled_values_convert_exactly():
+    m = load("lamp")
+    assert m["current"].to_raw(0.5) == 500
+    assert m["power"].to_raw(60) == 600
+    assert m["dim_level"].to_raw(42) == 42
+    assert m["relay"].to_raw(True) == 1
+    assert m["relay"].value(1) is True
+
+
+def test_to_raw_rejects_out_of_range_and_excess_precision():
+    m = load("lamp")
+    assert "0..100" in str(raises(ValueError, m["dim_level"].to_raw, 101))
+    raises(ValueError, m["dim_level"].to_raw, -1)
+    raises(ValueError, m["power"].to_raw, 1.25)
+
+
+def test_check_write_allows_only_whole_writable_registers_in_range():
+    m = load("lamp")
+    m.check_write(0, [50, 1], 2)
+    assert raises(ModbusException, m.check_write, 0, [101], 1).code == 3
+    assert raises(ModbusException, m.check_write, 1, [2], 1).code == 3
+    assert raises(ModbusException, m.check_write, 2, [0], 1).code == 2
+    assert raises(ModbusException, m.check_write, 0, [1, 1, 1], 3).code == 2
+
+
+def test_check_write_refuses_half_of_a_32_bit_register():
+    m = _map((("x", HOLDING, 0, U32, 0, None, RW, 0, 1000, ""),))
+    m.check_write(0, [0, 1000], 2)
+    assert raises(ModbusException, m.check_write, 0, [0], 1).code == 2
+    assert raises(ModbusException, m.check_write, 1, [5], 1).code == 2
+
+
+def test_table_errors_name_role_register_and_field():
+    cases = (
+        ((("a", INPUT, 0, U16, 0, None, RO, 0, 1, ""), ("a", INPUT, 1, U16, 0, None, RO, 0, 1, "")), "field name"),
+        ((("a", INPUT, 0, U32, 0, None, RO, 0, 1, ""), ("b", INPUT, 1, U16, 0, None, RO, 0, 1, "")), "overlaps a"),
+        ((("a", INPUT, 0, 9, 0, None, RO, 0, 1, ""),), "field type"),
+        ((("a", INPUT, 0, U16, 0, None, RW, 0, 1, ""),), "field access"),
+        ((("a", 7, 0, U16, 0, None, RO, 0, 1, ""),), "field table"),
+        ((("a", INPUT, 0, U16, 0, None, RO, 0, 70000, ""),), "field maximum"),
+        ((("Bad", INPUT, 0, U16, 0, None, RO, 0, 1, ""),), "field name"),
+        ((("a", INPUT, 0, U16, 12, None, RO, 0, 1, ""),), "field scale"),
+        ((("a", INPUT, 0),), "needs 10 fields"),
+    )
+    for rows, expected in cases:
+        exc = raises(RegisterMapError, _map, rows)
+        assert "role test" in str(exc), str(exc)
+        assert expected in str(exc), str(exc)
+
+
+def test_unknown_register_suggests_a_close_name():
+    exc = raises(KeyError, load("lamp").__getitem__, "powr")
+    assert "power" in str(exc)
