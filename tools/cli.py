@@ -1,0 +1,185 @@
+"""The ``streetedge`` command: one entry point, one subcommand per job.
+
+Each subcommand imports its module only when it runs, so that ``streetedge
+--help`` stays instant and a field laptop without MicroPython can still run the
+gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+RUN_DIR = Path(".run")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.daemon import run_gateway
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"streetedge: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run_gateway(config))
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from tools.sim.street import VirtualStreet
+
+    street = VirtualStreet(
+        Path(args.workdir), nodes=args.nodes, baud=args.baud, paced=args.paced,
+        noise=args.noise, drop=args.drop, seed=args.seed,
+    )
+    with street:
+        manifest = street.start()
+        print(json.dumps(manifest, indent=2))
+        print(f"manifest written to {Path(args.workdir) / 'manifest.json'}; Ctrl-C stops the street")
+        try:
+            asyncio.run(asyncio.Event().wait())
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tools.demo import run_demo
+
+    return run_demo(nodes=args.nodes, broker=args.broker, seconds=args.seconds, workdir=Path(args.workdir))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tools.bench.spine import run_spine_bench
+
+    return run_spine_bench(nodes=args.nodes, seconds=args.seconds, write_docs=args.write_docs)
+
+
+def _cmd_docs(_: argparse.Namespace) -> int:
+    from tools.regmap_docs import write_all
+
+    for path in write_all():
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_image(args: argparse.Namespace) -> int:
+    from tools.image import build_image
+
+    manifest = build_image(args.board, args.role, Path(args.out), march=args.march)
+    print(f"image {args.board}/{args.role}: {len(manifest['files'])} files, "
+          f"{manifest['total_bytes']} bytes in {args.out}")
+    return 0
+
+
+def _cmd_cmd(args: argparse.Namespace) -> int:
+    from tools.operator import send_command
+
+    params: dict[str, object] = {}
+    if args.action == "dim":
+        params["level"] = args.level
+    elif args.action == "switch":
+        params["on"] = args.state == "on"
+    result = asyncio.run(send_command(
+        broker=args.broker, site=args.site, gateway=args.gateway, target=args.target,
+        action=args.action, params=params, timeout=args.timeout, protocol=args.protocol,
+    ))
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("status") == "done" else 1
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import cbor2
+
+    from protocols import senml
+
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    pack = senml.from_labels(cbor2.loads(data))
+    print(json.dumps(senml.resolve(pack), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``streetedge`` (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="streetedge", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the gateway daemon")
+    p.add_argument("-c", "--config", required=True, help="gateway configuration (TOML)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sim", help="start a virtual street and write its manifest")
+    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--baud", type=int, default=19200)
+    p.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
+    p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
+    p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default=str(RUN_DIR / "street"))
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("demo", help="virtual street + gateway + broker, shown live")
+    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--broker", default="auto",
+                   help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt, or mqtt://host:port")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+    p.add_argument("--workdir", default=str(RUN_DIR / "demo"))
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks; results go to docs/performance.md")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser("spine", help="readings/s and gateway CPU per reading vs the bare floor")
+    b.add_argument("--nodes", type=int, default=8)
+    b.add_argument("--seconds", type=float, default=20)
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")
+    p.set_defaults(func=_cmd_docs)
+
+    p = sub.add_parser("image", help="device images")
+    img = p.add_subparsers(dest="image", required=True, metavar="ACTION")
+    b = img.add_parser("build", help="compile firmware + protocols + board into an image folder")
+    b.add_argument("--board", default="sim")
+    b.add_argument("--role", default="lamp")
+    b.add_argument("--out", default=str(Path("build") / "image"))
+    b.add_argument("--march", default=None, help="mpy-cross -march (xtensawin for the ESP32)")
+    b.set_defaults(func=_cmd_image)
+
+    p = sub.add_parser("cmd", help="send an operator command and print its result")
+    p.add_argument("action", choices=["dim", "switch"])
+    p.add_argument("--target", required=True, help="node id, group:NAME, bus:NAME or all")
+    p.add_argument("--level", type=int, default=100, help="dim level 0..100")
+    p.add_argument("--state", choices=["on", "off"], default="on", help="for switch")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    p.add_argument("--site", required=True)
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=_cmd_cmd)
+
+    p = sub.add_parser("decode", help="turn a SenML-CBOR payload into resolved JSON records")
+    p.add_argument("file", help="payload file, or - for standard input")
+    p.set_defaults(func=_cmd_decode)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``streetedge`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
