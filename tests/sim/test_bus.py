@@ -1,0 +1,213 @@
+"""The virtual RS-485 bus as a process: delivery, faults, pacing, and a full buffer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tty
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class BusProcess:
+    """A bus started with given options; ``fds[0]`` is the master, ``fds[1:]`` the drops."""
+
+    def __init__(self, workdir: Path, drops: int, *options: str) -> None:
+        self.ports_path = workdir / "ports.json"
+        self.stats_path = workdir / "stats.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.sim.bus", "--drops", str(drops),
+             "--ports", str(self.ports_path), "--stats", str(self.stats_path), *options],
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 20
+        while not self.ports_path.exists():
+            assert self.proc.poll() is None, "the bus exited early"
+            assert time.monotonic() < deadline, "the bus did not write its ports file"
+            time.sleep(0.02)
+        self.ports = json.loads(self.ports_path.read_text())
+        self.fds: list[int] = []
+        for path in [self.ports["master"], *self.ports["drops"]]:
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+            tty.setraw(fd)
+            os.set_blocking(fd, False)
+            self.fds.append(fd)
+
+    def read(self, index: int, n: int, timeout: float = 10.0) -> bytes:
+        """Read until ``n`` bytes arrived on drop ``index`` or ``timeout`` passed."""
+        got = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            try:
+                got += os.read(self.fds[index], 65536)
+            except BlockingIOError:
+                time.sleep(0.002)
+        return bytes(got)
+
+    def quiet(self, index: int, wait: float = 0.2) -> bytes:
+        """Whatever drop ``index`` receives within ``wait`` seconds (expected: nothing)."""
+        time.sleep(wait)
+        try:
+            return os.read(self.fds[index], 65536)
+        except BlockingIOError:
+            return b""
+
+    def stop(self) -> dict[str, object]:
+        """Terminate the bus and return its final counters."""
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        stats: dict[str, object] = json.loads(self.stats_path.read_text())
+        return stats
+
+
+StartBus = Callable[..., BusProcess]
+
+
+@pytest.fixture
+def start_bus(tmp_path: Path) -> Iterator[StartBus]:
+    """Factory: start a bus process; every bus started is stopped at teardown."""
+    started: list[BusProcess] = []
+
+    def start(drops: int, *options: str) -> BusProcess:
+        bus = BusProcess(tmp_path, drops, *options)
+        started.append(bus)
+        return bus
+
+    yield start
+    for bus in started:
+        if bus.proc.poll() is None or bus.fds:
+            bus.stop()
+
+
+def test_ports_file_names_every_pty(start_bus: StartBus) -> None:
+    """The ports file gives one master and one device path per drop, all distinct."""
+    bus = start_bus(3, "--baud", "9600")
+    assert len(bus.ports["drops"]) == 3
+    paths = {bus.ports["master"], *bus.ports["drops"]}
+    assert len(paths) == 4
+    assert all(p.startswith("/dev/pts/") for p in paths)
+    assert bus.ports["baud"] == 9600
+    assert bus.ports["paced"] is False
+    assert bus.ports["pid"] == bus.proc.pid
+
+
+def test_master_bytes_reach_every_drop_but_not_the_master(start_bus: StartBus) -> None:
+    """A request from the master reaches every node drop; the master does not hear itself."""
+    bus = start_bus(3)
+    frame = bytes.fromhex("010400000002 71cb".replace(" ", ""))
+    os.write(bus.fds[0], frame)
+    for i in (1, 2, 3):
+        assert bus.read(i, len(frame)) == frame
+    assert bus.quiet(0) == b""
+
+
+def test_node_bytes_reach_master_and_other_nodes(start_bus: StartBus) -> None:
+    """A response from one node reaches the master and the other nodes, not the node itself."""
+    bus = start_bus(3)
+    payload = b"\x02\x04\x04\x00\x01\x00\x02"
+    os.write(bus.fds[2], payload)
+    assert bus.read(0, len(payload)) == payload
+    assert bus.read(1, len(payload)) == payload
+    assert bus.read(3, len(payload)) == payload
+    assert bus.quiet(2) == b""
+
+
+def test_noise_flips_one_bit_in_about_the_configured_share(start_bus: StartBus) -> None:
+    """With --noise 0.1, about 10 % of bytes arrive with exactly one bit flipped."""
+    bus = start_bus(1, "--noise", "0.1", "--seed", "7")
+    sent = bytes(i & 0xFF for i in range(20000))
+    for k in range(0, len(sent), 1000):
+        os.write(bus.fds[0], sent[k:k + 1000])
+        time.sleep(0.001)
+    got = bus.read(1, len(sent))
+    assert len(got) == len(sent)
+    flipped = [a ^ b for a, b in zip(sent, got, strict=True) if a != b]
+    assert all(bin(x).count("1") == 1 for x in flipped)
+    assert 0.07 * len(sent) < len(flipped) < 0.13 * len(sent)
+    stats = bus.stop()
+    assert stats["corrupted"] == len(flipped)
+
+
+def test_drop_loses_about_the_configured_share(start_bus: StartBus) -> None:
+    """With --drop 0.05, about 5 % of bytes never arrive; the rest arrive in order."""
+    bus = start_bus(1, "--drop", "0.05", "--seed", "3")
+    sent = b"\x55" * 20000
+    for k in range(0, len(sent), 1000):
+        os.write(bus.fds[0], sent[k:k + 1000])
+        time.sleep(0.001)
+    got = bus.read(1, len(sent), timeout=3.0)
+    assert 0.92 * len(sent) < len(got) < 0.98 * len(sent)
+    assert set(got) == {0x55}
+    stats = bus.stop()
+    assert stats["lost"] == len(sent) - len(got)
+
+
+def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus) -> None:
+    """At 9600 baud, 11 bits per character, 240 bytes cannot arrive in less than 275 ms."""
+    bus = start_bus(2, "--paced", "--baud", "9600")
+    sent = bytes(range(240))
+    t0 = time.monotonic()
+    os.write(bus.fds[0], sent)
+    got = bus.read(1, len(sent))
+    elapsed = time.monotonic() - t0
+    assert got == sent
+    assert elapsed >= len(sent) * 11 / 9600
+    assert bus.read(2, len(sent)) == sent
+
+
+def test_paced_overlapping_senders_collide(start_bus: StartBus) -> None:
+    """Two nodes transmitting at once corrupt each other: the master sees collision bytes."""
+    bus = start_bus(2, "--paced", "--baud", "9600")
+    os.write(bus.fds[1], b"\x0f" * 200)  # takes ~230 ms on the line
+    os.write(bus.fds[2], b"\xf0" * 200)
+    got = bus.read(0, 400, timeout=3.0)
+    stats = bus.stop()
+    assert stats["collisions"] > 0
+    assert len(got) == 400 - stats["collisions"]
+    assert b"\x00" in got  # 0x0f AND 0xf0
+
+
+def test_a_drop_nobody_reads_does_not_stall_the_bus(start_bus: StartBus) -> None:
+    """A dead node's full buffer loses bytes (counted); the live node still gets everything."""
+    bus = start_bus(2)
+    chunk = bytes(range(256)) * 4
+    got = bytearray()
+    for _ in range(400):  # 400 KiB: far more than a pty buffers
+        os.write(bus.fds[0], chunk)
+        got += bus.read(1, len(chunk), timeout=5.0)
+    assert got == chunk * 400
+    stats = bus.stop()
+    drops = stats["drops"]
+    assert isinstance(drops, dict)
+    assert drops["drop1"]["overflow"] > 0
+    assert drops["drop0"]["overflow"] == 0
+
+
+def test_a_node_closing_its_pty_does_not_break_the_bus(start_bus: StartBus) -> None:
+    """A node process that dies (closes its end) and comes back keeps its drop working."""
+    bus = start_bus(2)
+    os.close(bus.fds[1])
+    os.write(bus.fds[0], b"hello")
+    assert bus.read(2, 5) == b"hello"
+    fd = os.open(bus.ports["drops"][0], os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    os.set_blocking(fd, False)
+    bus.fds[1] = fd
+    bus.read(1, 5, timeout=0.3)  # the bytes sent while it was away may still be buffered
+    os.write(fd, b"back")
+    assert bus.read(0, 4) == b"back"
