@@ -1,0 +1,1 @@
+"""Mutation fuzzers for the parsers in protocols/: `python -m tools.fuzz.<name>`."""
