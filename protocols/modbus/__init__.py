@@ -1,0 +1,40 @@
+"""Modbus RTU, sans-IO: CRC, slave framer and responder, master builders and framer.
+
+The adapter (firmware UART loop, gateway transport, a test) owns the bytes and
+the clock: it feeds what it receives, calls ``reset()`` on a 3.5-character
+silence, and writes what the builders or :func:`respond` produce.
+"""
+
+from protocols.errors import FrameError, ModbusException
+from protocols.modbus.crc import crc16
+from protocols.modbus.pdu import (
+    EX_DEVICE_FAILURE,
+    EX_ILLEGAL_ADDRESS,
+    EX_ILLEGAL_FUNCTION,
+    EX_ILLEGAL_VALUE,
+    FC_READ_HOLDING,
+    FC_READ_INPUT,
+    FC_WRITE_MULTIPLE,
+    FC_WRITE_SINGLE,
+    Request,
+    Response,
+)
+from protocols.modbus.slave import SlaveFramer, respond
+
+__all__ = [
+    "EX_DEVICE_FAILURE",
+    "EX_ILLEGAL_ADDRESS",
+    "EX_ILLEGAL_FUNCTION",
+    "EX_ILLEGAL_VALUE",
+    "FC_READ_HOLDING",
+    "FC_READ_INPUT",
+    "FC_WRITE_MULTIPLE",
+    "FC_WRITE_SINGLE",
+    "FrameError",
+    "ModbusException",
+    "Request",
+    "Response",
+    "SlaveFramer",
+    "crc16",
+    "respond",
+]

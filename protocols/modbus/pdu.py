@@ -1,0 +1,134 @@
+"""Modbus vocabulary: function codes, exception codes, limits, and the decoded values.
+
+A :class:`Request` is what a slave framer hands the node; a :class:`Response` is
+what a master framer hands the poller. Both are plain objects so that they cost
+one small allocation on MicroPython; attributes that only some functions carry
+(``byte_count``, ``value``) are class-level defaults, set on the instance only
+when the frame has them, which keeps the instance's attribute table small.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+FC_READ_HOLDING = const(3)
+FC_READ_INPUT = const(4)
+FC_WRITE_SINGLE = const(6)
+FC_WRITE_MULTIPLE = const(16)
+
+EX_ILLEGAL_FUNCTION = const(1)
+EX_ILLEGAL_ADDRESS = const(2)
+EX_ILLEGAL_VALUE = const(3)
+EX_DEVICE_FAILURE = const(4)
+
+BROADCAST = const(0)
+MAX_UNIT = const(247)
+MAX_READ_COUNT = const(125)
+MAX_WRITE_COUNT = const(123)
+MAX_ADDRESS = const(0xFFFF)
+MAX_VALUE = const(0xFFFF)
+# An RTU frame (unit + PDU of at most 253 bytes + CRC) never exceeds 256 bytes.
+MAX_FRAME = const(256)
+
+
+class Request:
+    """A request frame addressed to this node (or broadcast), CRC already checked.
+
+    ``unit``: 0 (broadcast) or the node's unit; ``broadcast``: ``unit == 0``;
+    ``function``: the function code, possibly one the node does not support
+    (then ``respond()`` answers EX_ILLEGAL_FUNCTION). For 03/04: ``address``,
+    ``count`` (registers to read), ``values`` is None. For 06: ``address``,
+    ``count`` = 1, ``values`` = ``[value]`` and ``value``. For 16: ``address``,
+    ``count`` (quantity field), ``byte_count`` (as received) and ``values``, a
+    list of the ``byte_count // 2`` registers sent. Validation against the
+    Modbus limits is ``respond()``'s job, so that it can answer with the right
+    exception code.
+    """
+
+    byte_count = 0
+    value = None
+    __hash__ = None  # mutable, compared by value
+
+    def __init__(self, unit, function, address=0, count=0, values=None):
+        self.unit = unit
+        self.function = function
+        self.address = address
+        self.count = count
+        self.values = values
+        self.broadcast = unit == BROADCAST
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, Request)
+            and self.unit == other.unit
+            and self.function == other.function
+            and self.address == other.address
+            and self.count == other.count
+            and _same(self.values, other.values)
+            and self.byte_count == other.byte_count
+        )
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        return "Request(unit=%d, function=%d, address=%d, count=%d, values=%r)" % (
+            self.unit,
+            self.function,
+            self.address,
+            self.count,
+            self.values,
+        )
+
+
+class Response:
+    """A response frame from the slave a master expected, CRC and shape checked.
+
+    ``unit``, ``function``; for 03/04 ``values`` is the list of registers read
+    and ``count`` their number; for 06 ``address``, ``count`` = 1, ``value``
+    and ``values`` = ``[value]`` (the echo); for 16 ``address`` and ``count``
+    (the echo) and ``values`` is None.
+    """
+
+    value = None
+    __hash__ = None  # mutable, compared by value
+
+    def __init__(self, unit, function, address=0, count=0, values=None):
+        self.unit = unit
+        self.function = function
+        self.address = address
+        self.count = count
+        self.values = values
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, Response)
+            and self.unit == other.unit
+            and self.function == other.function
+            and self.address == other.address
+            and self.count == other.count
+            and _same(self.values, other.values)
+        )
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        return "Response(unit=%d, function=%d, address=%d, count=%d, values=%r)" % (
+            self.unit,
+            self.function,
+            self.address,
+            self.count,
+            self.values,
+        )
+
+
+def _same(a, b):
+    # values may be a list on one side and an array or tuple on the other.
+    if a is None or b is None:
+        return a is b
+    return list(a) == list(b)
