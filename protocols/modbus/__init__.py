@@ -7,6 +7,12 @@ silence, and writes what the builders or :func:`respond` produce.
 
 from protocols.errors import FrameError, ModbusException
 from protocols.modbus.crc import crc16
+from protocols.modbus.master import (
+    MasterFramer,
+    build_read,
+    build_write_multiple,
+    build_write_single,
+)
 from protocols.modbus.pdu import (
     EX_DEVICE_FAILURE,
     EX_ILLEGAL_ADDRESS,
@@ -31,10 +37,14 @@ __all__ = [
     "FC_WRITE_MULTIPLE",
     "FC_WRITE_SINGLE",
     "FrameError",
+    "MasterFramer",
     "ModbusException",
     "Request",
     "Response",
     "SlaveFramer",
+    "build_read",
+    "build_write_multiple",
+    "build_write_single",
     "crc16",
     "respond",
 ]
