@@ -9,7 +9,7 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols import cbor
+from protocols import cbor, senml
 from protocols.cbor import UNDEFINED, Simple, Tag
 from protocols.errors import DecodeError
 from tools.fuzz import cbor as fuzz
@@ -184,3 +184,16 @@ def test_fuzz_command_reports_counts(capsys):
     assert fuzz.main(["--cases", "2000", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("2000 cases, ") and out.strip().endswith(", 0 crashes")
+
+
+def test_senml_cbor_interoperates_with_cbor2():
+    """cbor2 reads the SenML-CBOR we write; packs cbor2 writes decode (as tools/cli.py does)."""
+    pack = [{"bn": "urn:dev:mac:0024befffe804ff1:", "bt": 1.7e9, "bu": "W", "n": "p", "v": 1.5},
+            {"n": "e", "u": "Wh", "s": 12345.25, "t": -60}, {"n": "on", "vb": True},
+            {"n": "fw", "vs": "1.2.3"}, {"n": "raw", "vd": b"\x00\xff"}]
+    assert cbor2.loads(senml.encode(pack)) == senml.to_labels(pack)
+    for canonical in (False, True):
+        data = cbor2.dumps(senml.to_labels(pack), canonical=canonical)
+        assert senml.decode(data) == pack
+        assert senml.from_labels(cbor2.loads(data)) == pack
+    assert list(senml.to_labels(pack)[0]) == [-2, -3, -4, 0, 2]  # the order encode() writes
