@@ -1,0 +1,217 @@
+"""The virtual board: the firmware's hardware layer on the MicroPython unix port.
+
+The virtual street starts each node with its flash folder as the working
+directory. ``./sim.json`` wires the virtual hardware:
+``{"uart": "/dev/pts/N", "baud": 19200, "seed": 1}`` and optionally
+``"ambient_c"`` (air around the driver) and ``"fault": "driver"`` (a dead LED
+driver, for failure tests).
+
+What the firmware gets (the same surface as ``boards/esp32_lamp``):
+
+- ``open_rs485(baud)``: the RS-485 port, see :class:`SimPort`;
+- ``relay(on)``, ``dimmer(percent)``: the lamp's outputs;
+- ``read_meter()`` -> ``(voltage_V, current_A, power_W)``, ``read_temperature()``;
+- ``watchdog(timeout_ms)`` -> an object with ``feed()``;
+- ``flash_dir``: where the node keeps its files;
+- ``tasks()``: coroutines the board needs running (here: the physics and the
+  ``./world.json`` snapshot every second);
+- ``reset()``: what to do after a fatal error.
+
+``./world.json`` is the physical truth, for tests: ``{"light": 0..1,
+"power_w", "relay", "level", "temperature_c", "energy_wh", "ts"}``,
+written atomically (temporary file, then rename). A restarted node continues
+the previous world's energy and temperature: the lamp outlives its controller.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import termios
+import time
+
+from .lamp_physics import LampPhysics
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_WORLD_PERIOD_MS = const(1000)
+_VMIN = const(6)  # Linux indices into the termios cc list
+_VTIME = const(5)
+_HANGUP_READS = const(50)
+_EIO = const(5)
+
+
+class SimPort:
+    """One end of a pseudo-terminal on the virtual bus, standing in for a UART + transceiver.
+
+    ``await readinto(buf)`` returns as soon as some bytes arrived (at least 1);
+    ``await send(buf, n)`` transmits ``buf[0:n]``. On the real board ``send``
+    raises DE, writes, waits for the last stop bit, lowers DE; on a pty there is
+    no direction to switch.
+    """
+
+    def __init__(self, path, baud):
+        self.baud = baud
+        self._f = open(path, "r+b")  # noqa: SIM115 - the port lives as long as the node
+        fd = self._f.fileno()
+        termios.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        # Non-blocking reads (VMIN = VTIME = 0): a blocking read would stall asyncio.
+        attrs[6][_VMIN] = 0
+        attrs[6][_VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        self._reader = asyncio.StreamReader(self._f)
+        self._empty = 0
+        self._drain()
+
+    def _drain(self):
+        # Bytes the bus queued while this node was down are not for the node
+        # that boots now; a real UART starts with an empty FIFO.
+        buf = bytearray(256)
+        for _ in range(64):
+            if not self._f.readinto(buf):
+                break
+
+    async def readinto(self, buf):
+        """Wait for bytes; put them in ``buf``; return how many (never 0)."""
+        while True:
+            n = await self._reader.readinto(buf)
+            if n:
+                self._empty = 0
+                return n
+            # Readable yet empty: the bus closed its end. Tolerate a few spurious wake-ups.
+            self._empty += 1
+            if self._empty >= _HANGUP_READS:
+                raise OSError(_EIO)
+            await asyncio.sleep_ms(10)
+
+    async def send(self, buf, n):
+        """Transmit ``buf[0:n]``."""
+        mv = memoryview(buf)
+        done = 0
+        while done < n:
+            w = self._f.write(mv[done:n])
+            if w:
+                done += w
+            else:
+                await asyncio.sleep_ms(1)
+
+    def close(self):
+        """Release the pty."""
+        self._f.close()
+
+
+class SimWatchdog:
+    """Stands in for ``machine.WDT``: counts feeds, never resets.
+
+    The unix port has no timer interrupt to bite from while the event loop is
+    stuck; the virtual street notices a dead node by its silence instead.
+    """
+
+    def __init__(self, timeout_ms):
+        self.timeout_ms = timeout_ms
+        self.feeds = 0
+
+    def feed(self):
+        """Tell the watchdog the node is alive."""
+        self.feeds += 1
+
+
+class Board:
+    """The virtual lamp-post controller: pty UART, relay, dimmer, meter, thermometer."""
+
+    name = "sim"
+
+    def __init__(self, wiring="sim.json"):
+        self.flash_dir = os.getcwd()
+        cfg = _load_json(wiring) or {}
+        self._uart = cfg.get("uart")
+        self.baud = cfg.get("baud", 19200)
+        prev = _load_json("world.json") or {}
+        self.lamp = LampPhysics(
+            seed=cfg.get("seed", 0),
+            ambient_c=cfg.get("ambient_c", 20.0),
+            temperature_c=prev.get("temperature_c"),
+            energy_wh=prev.get("energy_wh", 0.0),
+        )
+        self.lamp.failed = cfg.get("fault") == "driver"
+        self._last_ms = time.ticks_ms()
+
+    def _advance(self):
+        now = time.ticks_ms()
+        self.lamp.step(time.ticks_diff(now, self._last_ms) / 1000.0)
+        self._last_ms = now
+
+    def open_rs485(self, baud):
+        """The RS-485 port at ``baud`` (on the pty the rate only matters to the bus's pacing)."""
+        if not self._uart:
+            raise OSError("sim.json names no uart")
+        return SimPort(self._uart, baud)
+
+    def relay(self, on):
+        """Close (True) or open (False) the lamp's supply relay."""
+        self._advance()
+        self.lamp.set_relay(on)
+
+    def dimmer(self, percent):
+        """Set the driver's dim level, 0..100 %."""
+        self._advance()
+        self.lamp.set_level(percent)
+
+    def read_meter(self):
+        """``(voltage_V, current_A, power_W)`` from the metering chip."""
+        self._advance()
+        return self.lamp.measure()
+
+    def read_temperature(self):
+        """Driver temperature in degrees Celsius."""
+        self._advance()
+        return self.lamp.thermometer()
+
+    def watchdog(self, timeout_ms):
+        """Start the watchdog (see :class:`SimWatchdog`)."""
+        return SimWatchdog(timeout_ms)
+
+    def tasks(self):
+        """Coroutines the board needs running alongside the firmware."""
+        return (self._world(),)
+
+    def reset(self):
+        """After a fatal error: the unix port exits non-zero (an ESP32 would reboot)."""
+        sys.exit(1)
+
+    async def _world(self):
+        while True:
+            self._advance()
+            self.write_world()
+            await asyncio.sleep_ms(_WORLD_PERIOD_MS)
+
+    def write_world(self):
+        """Write the physical state to ./world.json atomically."""
+        lamp = self.lamp
+        state = {
+            "light": lamp.light,
+            "power_w": lamp.power_w(),
+            "relay": lamp.relay,
+            "level": lamp.level,
+            "temperature_c": lamp.temperature_c,
+            "energy_wh": lamp.energy_wh,
+            "ts": time.time(),
+        }
+        with open("world.json.tmp", "w") as f:
+            json.dump(state, f)
+        os.rename("world.json.tmp", "world.json")
+
+
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,105 @@
+"""The physics of a 60 W LED street luminaire, for the virtual board.
+
+Pure arithmetic on explicit time steps (no clock, no I/O), so it runs and is
+tested on CPython as well as on MicroPython.
+
+- Light output follows the driver's dim level with a fade: at most full scale
+  per ``RAMP_S`` seconds up or down. Opening the relay cuts the light at once.
+- Input power with the relay closed: ``STANDBY_W`` for the driver's own
+  electronics plus ``RATED_W * light / efficiency``; the driver's efficiency
+  rises with load from 0.85 to 0.92, so full light draws about 65.7 W.
+- Mains voltage 230 V with a little noise; power factor 0.95 at full load,
+  lower when dimmed (0.5 at standby); current = P / (V * pf). The meter sits
+  upstream of the relay: it reads the voltage with the relay open, and 0 W.
+- Driver temperature relaxes toward ``ambient + 25 K * P / P_full`` with time
+  constant ``TAU_S``.
+- ``failed`` models a dead LED driver: it draws nothing and gives no light.
+
+Noise comes from a tiny seeded LCG, the same sequence on both interpreters.
+"""
+
+import math
+
+RATED_W = 60.0
+STANDBY_W = 0.5
+RAMP_S = 0.5
+TAU_S = 120.0
+MAINS_V = 230.0
+RISE_K = 25.0
+_FULL_W = STANDBY_W + RATED_W / 0.92
+
+
+class Noise:
+    """A deterministic pseudo-random source (31-bit LCG): no dependency on ``random``."""
+
+    def __init__(self, seed=0):
+        self._x = (seed * 2654435761 + 12345) & 0x7FFFFFFF
+
+    def uniform(self, lo, hi):
+        """A number in [lo, hi)."""
+        self._x = (1103515245 * self._x + 12345) & 0x7FFFFFFF
+        return lo + (hi - lo) * (self._x / 2147483648.0)
+
+
+class LampPhysics:
+    """State of one luminaire; call :meth:`step` with the seconds elapsed, then read it."""
+
+    def __init__(self, seed=0, ambient_c=20.0, temperature_c=None, energy_wh=0.0):
+        self.relay = False
+        self.level = 0.0  # the driver's target, 0..1
+        self.light = 0.0  # actual light output, 0..1
+        self.failed = False
+        self.ambient_c = ambient_c
+        self.temperature_c = ambient_c if temperature_c is None else temperature_c
+        self.energy_wh = energy_wh  # true energy drawn; the node computes its own reading
+        self._noise = Noise(seed)
+
+    def set_relay(self, on):
+        """Close (True) or open (False) the supply relay."""
+        self.relay = bool(on)
+        if not self.relay:
+            self.light = 0.0
+
+    def set_level(self, percent):
+        """Set the driver's dim level, 0..100 %."""
+        self.level = min(100, max(0, percent)) / 100.0
+
+    def step(self, dt):
+        """Advance the model by ``dt`` seconds."""
+        if dt <= 0:
+            return
+        target = self.level if self.relay and not self.failed else 0.0
+        if not self.relay:
+            self.light = 0.0
+        elif self.light < target:
+            self.light = min(target, self.light + dt / RAMP_S)
+        elif self.light > target:
+            self.light = max(target, self.light - dt / RAMP_S)
+        p = self.power_w()
+        self.energy_wh += p * dt / 3600.0
+        goal = self.ambient_c + RISE_K * p / _FULL_W
+        self.temperature_c += (goal - self.temperature_c) * (1.0 - math.exp(-dt / TAU_S))
+
+    def power_w(self):
+        """True active power drawn now, in watts."""
+        if not self.relay or self.failed:
+            return 0.0
+        return STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)
+
+    def power_factor(self):
+        """Power factor at the present load."""
+        return 0.5 + 0.45 * self.light
+
+    def measure(self):
+        """What a metering chip reads now: ``(voltage_V, current_A, power_W)`` with noise."""
+        n = self._noise
+        v = MAINS_V + n.uniform(-1.5, 1.5)
+        p = self.power_w()
+        if p > 0.0:
+            p *= 1.0 + n.uniform(-0.003, 0.003)
+        i = p / (v * self.power_factor()) if p > 0.0 else 0.0
+        return v, i, p
+
+    def thermometer(self):
+        """Driver temperature as its sensor reads it, in degrees Celsius."""
+        return self.temperature_c + self._noise.uniform(-0.1, 0.1)

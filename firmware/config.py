@@ -1,0 +1,96 @@
+"""The node's configuration: ``config.json`` in flash, validated, or safe defaults.
+
+``{"unit": 1..247, "role": "lamp", "baud": 19200, "sample_ms": 1000}``; ``baud``
+and ``sample_ms`` are optional. A missing, unreadable or invalid file never
+stops the node: it boots in SAFE MODE on unit 247 at 19200 baud with the lamp
+role (which powers up lit), and says why in ``Config.problem`` and in the
+``safe_mode`` status flag, so a field engineer can reach it on the bus and fix
+the file.
+"""
+
+import json
+
+from firmware import roles
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+DEFAULT_UNIT = const(247)
+DEFAULT_BAUD = const(19200)
+DEFAULT_ROLE = "lamp"
+DEFAULT_SAMPLE_MS = const(1000)
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+_MIN_SAMPLE_MS = const(100)
+_MAX_SAMPLE_MS = const(60000)
+
+
+class Config:
+    """Settings in force; ``safe_mode``: defaults replaced a bad file (see ``problem``)."""
+
+    def __init__(  # noqa: PLR0917 - MicroPython: keyword-only arguments cost more
+        self,
+        unit=DEFAULT_UNIT,
+        role=DEFAULT_ROLE,
+        baud=DEFAULT_BAUD,
+        sample_ms=DEFAULT_SAMPLE_MS,
+        safe_mode=False,
+        problem=None,
+    ):
+        self.unit = unit
+        self.role = role
+        self.baud = baud
+        self.sample_ms = sample_ms
+        self.safe_mode = safe_mode
+        self.problem = problem
+
+
+def load(path="config.json"):
+    """Read and validate ``path``; return a :class:`Config` (safe mode when anything is wrong)."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError:
+        return Config(safe_mode=True, problem="no %s" % path)
+    except ValueError:
+        return Config(safe_mode=True, problem="%s is not valid JSON" % path)
+    problem = check(raw)
+    if problem:
+        return Config(safe_mode=True, problem="%s: %s" % (path, problem))
+    return Config(
+        raw["unit"],
+        raw["role"],
+        raw.get("baud", DEFAULT_BAUD),
+        raw.get("sample_ms", DEFAULT_SAMPLE_MS),
+    )
+
+
+def check(raw):
+    """None if ``raw`` (decoded JSON) is a valid configuration, else what is wrong."""
+    if not isinstance(raw, dict):
+        return "must be a JSON object"
+    unit = raw.get("unit")
+    if not _is_int(unit) or not 1 <= unit <= 247:
+        return "unit must be an integer 1..247, got %r" % (unit,)
+    role = raw.get("role")
+    if role not in roles.NAMES:
+        return "role must be one of %s, got %r" % (", ".join(roles.NAMES), role)
+    baud = raw.get("baud", DEFAULT_BAUD)
+    if baud not in BAUD_RATES or not _is_int(baud):
+        return "baud must be one of %s, got %r" % (BAUD_RATES, baud)
+    sample_ms = raw.get("sample_ms", DEFAULT_SAMPLE_MS)
+    if not _is_int(sample_ms) or not _MIN_SAMPLE_MS <= sample_ms <= _MAX_SAMPLE_MS:
+        return "sample_ms must be an integer %d..%d, got %r" % (
+            _MIN_SAMPLE_MS,
+            _MAX_SAMPLE_MS,
+            sample_ms,
+        )
+    return None
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)

@@ -1,0 +1,87 @@
+"""The node's Modbus RTU slave: an asyncio loop around the sans-IO framer and responder.
+
+It owns the two things ``protocols.modbus`` leaves to adapters: the clock (a
+3.5-character silence ends a frame) and the port. Buffers are allocated once;
+a request costs the framer's small ``Request`` object and nothing else here.
+
+Silence detection: the loop cannot timestamp single bytes, only reads. It calls
+``framer.reset()`` when it has been *waiting* for at least t3.5 before bytes
+arrived, i.e. the line was seen idle. Bytes that piled up while the loop was
+busy are never taken for a silence (a false reset would cut a frame in two);
+the framer's CRC hunt covers the rare missed boundary.
+"""
+
+import time
+
+from protocols.modbus.slave import SlaveFramer, respond
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_BUF_SIZE = const(256)
+_T35_FAST_US = const(1750)  # the spec fixes t3.5 above 19200 baud
+_BITS_T35_X10 = const(385)  # 3.5 characters of 11 bits
+
+
+def silence_us(baud):
+    """The 3.5-character inter-frame silence at ``baud``, in microseconds."""
+    if baud > 19200:
+        return _T35_FAST_US
+    return (_BITS_T35_X10 * 100000 + baud - 1) // baud
+
+
+class ModbusSlave:
+    """Answers the requests for ``unit`` (and broadcasts) heard on ``port`` from ``bank``.
+
+    ``port`` provides ``await readinto(buf) -> n`` and ``await send(buf, n)``.
+    ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
+    measure from the read that completed a request to the end of the answer.
+    """
+
+    def __init__(self, port, unit, bank, baud):
+        self.port = port
+        self.bank = bank
+        self.framer = SlaveFramer(unit)
+        self.silence_us = silence_us(baud)
+        self._rx = bytearray(_BUF_SIZE)
+        self._rxv = memoryview(self._rx)
+        self._out = bytearray(_BUF_SIZE)
+        self.beats = 0
+        self.answered = 0
+        self.turnaround_us = 0
+        self.turnaround_max_us = 0
+
+    async def run(self):
+        """Serve forever (returns only by an exception: the port failed)."""
+        port = self.port
+        framer = self.framer
+        bank = self.bank
+        rxv = self._rxv
+        out = self._out
+        t35 = self.silence_us
+        ticks_us = time.ticks_us
+        ticks_diff = time.ticks_diff
+        while True:
+            waiting = ticks_us()
+            n = await port.readinto(self._rx)
+            arrived = ticks_us()
+            if ticks_diff(arrived, waiting) >= t35:
+                framer.reset()
+            framer.feed(rxv[:n])
+            while True:
+                req = framer.next_request()
+                if req is None:
+                    break
+                m = respond(req, bank, out)
+                if m:
+                    await port.send(out, m)
+                    self.answered += 1
+                    took = ticks_diff(ticks_us(), arrived)
+                    self.turnaround_us = took
+                    self.turnaround_max_us = max(self.turnaround_max_us, took)
+            self.beats += 1
