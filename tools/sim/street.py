@@ -1,0 +1,346 @@
+"""The virtual street: a virtual RS-485 bus and N real firmware nodes on the MicroPython unix port.
+
+``VirtualStreet`` builds the device image once (``tools.image``, board ``sim``),
+starts the bus process (``tools.sim.bus``) and one node process per unit::
+
+    micropython -X heapsize=128K <workdir>/image/main.py
+
+with ``MICROPYPATH=<workdir>/image:.frozen`` (the image's ``.mpy`` files, plus
+the port's frozen ``asyncio``) and the node's own flash folder
+``<workdir>/node-<unit>`` as working directory. In the flash folder:
+
+- ``config.json``: the node's configuration (``{"unit", "role", "baud"}``),
+  written only if absent: a node keeps its configuration across restarts;
+- ``sim.json``: the virtual wiring (``{"uart": <pty>, "baud", "seed"}``),
+  rewritten at every start;
+- ``node.log``: the node's stdout and stderr, appended;
+- what the node writes itself: ``counters.json``, ``world.json`` (the physical
+  lamp), ``diag.json`` (heap, Modbus counters).
+
+The manifest (returned by :meth:`VirtualStreet.start` and written to
+``<workdir>/manifest.json``) tells a gateway or a test where everything is::
+
+    {"buses": [{"name": "bus0", "device": "/dev/pts/N", "baud": 19200, "paced": false}],
+     "nodes": [{"id": "lamp-1", "unit": 1, "role": "lamp", "bus": "bus0",
+                "flash": "/abs/node-1", "pid": 123}]}
+
+Every process the street starts is stopped by :meth:`stop` (by PID), by the
+context manager, and, failing that, when the street object is collected or the
+interpreter exits; the bus also exits by itself when its parent dies, and a node
+exits when its bus is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from tools.image import build_image
+
+REPO = Path(__file__).resolve().parents[2]
+READY_LINE = b"streetedge node ready"
+BUS_NAME = "bus0"
+
+
+class StreetError(RuntimeError):
+    """A part of the virtual street did not start; the message quotes its log."""
+
+
+def micropython_path() -> str:
+    """The MicroPython unix port: next to this interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if not found:
+        raise StreetError("micropython (unix port) not found: `make setup` installs it into .venv")
+    return found
+
+
+class NodeProcess:
+    """One node: its unit, flash folder, and (while running) its process."""
+
+    def __init__(self, unit: int, role: str, flash: Path) -> None:
+        self.unit = unit
+        self.role = role
+        self.id = f"{role}-{unit}"
+        self.flash = flash
+        self.log = flash / "node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0  # size of node.log when the current process started
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running process, or None."""
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        """True while the node's process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        """True once the current process printed its ready line."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.log_offset)
+                return READY_LINE in f.read()
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of node.log (for error messages)."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def _kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    # Last-resort cleanup (garbage collection, interpreter exit): no waiting politely.
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+class VirtualStreet:
+    """A bus and ``nodes`` lamp nodes (units ``first_unit``...), all real processes."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: int = 8,
+        *,
+        role: str = "lamp",
+        baud: int = 19200,
+        paced: bool = False,
+        noise: float = 0.0,
+        drop: float = 0.0,
+        first_unit: int = 1,
+        heapsize: str = "128K",
+        seed: int = 0,
+    ) -> None:
+        if first_unit < 1 or first_unit + nodes - 1 > 247:
+            raise ValueError("units must lie in 1..247")
+        self.workdir = Path(workdir).resolve()
+        self.role = role
+        self.baud = baud
+        self.paced = paced
+        self.noise = noise
+        self.drop = drop
+        self.heapsize = heapsize
+        self.seed = seed
+        self.image = self.workdir / "image"
+        self.image_manifest: dict[str, Any] = {}
+        self.nodes = {
+            u: NodeProcess(u, role, self.workdir / f"node-{u}")
+            for u in range(first_unit, first_unit + nodes)
+        }
+        self.ports: dict[str, Any] = {}
+        self._bus: subprocess.Popen[bytes] | None = None
+        self._bus_log: IO[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._finalizer = weakref.finalize(self, _kill_all, self._procs)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Build the image, start the bus and every node, wait until all are ready; the manifest."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.image_manifest = build_image("sim", self.role, self.image)
+            self._start_bus(timeout)
+            for unit in self.nodes:
+                self.start_node(unit, wait=False)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        manifest = self.manifest()
+        (self.workdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest
+
+    def stop(self) -> None:
+        """Stop every node, then the bus (SIGTERM, then SIGKILL after a grace period)."""
+        for node in self.nodes.values():
+            self._stop_proc(node.proc, signal.SIGTERM)
+            node._close_log()
+        self._stop_proc(self._bus, signal.SIGTERM)
+        self._bus = None
+        if self._bus_log is not None:
+            self._bus_log.close()
+            self._bus_log = None
+
+    def __enter__(self) -> VirtualStreet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the bus -----------------------------------------------------------
+
+    def _start_bus(self, timeout: float) -> None:
+        ports_path = self.workdir / f"{BUS_NAME}.ports.json"
+        ports_path.unlink(missing_ok=True)
+        cmd = [
+            sys.executable, "-m", "tools.sim.bus",
+            "--drops", str(len(self.nodes)),
+            "--ports", str(ports_path),
+            "--stats", str(self.workdir / f"{BUS_NAME}.stats.json"),
+            "--baud", str(self.baud),
+            "--noise", str(self.noise),
+            "--drop", str(self.drop),
+            "--seed", str(self.seed),
+            "--watch-parent",
+        ]
+        if self.paced:
+            cmd.append("--paced")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self._bus_log = (self.workdir / f"{BUS_NAME}.log").open("ab")
+        self._bus = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+            stdout=self._bus_log, stderr=subprocess.STDOUT,
+        )
+        self._procs.append(self._bus)
+        deadline = time.monotonic() + timeout
+        while not ports_path.exists():
+            if self._bus.poll() is not None:
+                raise StreetError(f"the bus exited with {self._bus.returncode}; see {BUS_NAME}.log")
+            if time.monotonic() > deadline:
+                raise StreetError("the bus did not publish its ports in time")
+            time.sleep(0.02)
+        self.ports = json.loads(ports_path.read_text())
+
+    def bus_stats(self) -> dict[str, Any]:
+        """The bus's counters (updated every second): corrupted, lost, collisions, per drop."""
+        try:
+            stats: dict[str, Any] = json.loads(
+                (self.workdir / f"{BUS_NAME}.stats.json").read_text()
+            )
+        except (OSError, ValueError):
+            return {}
+        return stats
+
+    @property
+    def master_device(self) -> str:
+        """The pty a Modbus master (the gateway, pymodbus, mbpoll) opens."""
+        return str(self.ports["master"])
+
+    # -- nodes -------------------------------------------------------------
+
+    def node(self, unit: int) -> NodeProcess:
+        """The node with Modbus unit ``unit``."""
+        return self.nodes[unit]
+
+    def start_node(self, unit: int, *, wait: bool = True, timeout: float = 30.0) -> NodeProcess:
+        """(Re)start the node's process: power applied. Waits for its ready line if ``wait``."""
+        node = self.nodes[unit]
+        if node.alive():
+            raise StreetError(f"{node.id} is already running")
+        node.flash.mkdir(parents=True, exist_ok=True)
+        config = node.flash / "config.json"
+        if not config.exists():
+            config.write_text(json.dumps({"unit": unit, "role": self.role, "baud": self.baud}))
+        index = unit - min(self.nodes)
+        wiring = {
+            "uart": self.ports["drops"][index],
+            "baud": self.baud,
+            "seed": self.seed * 1000 + unit,
+        }
+        (node.flash / "sim.json").write_text(json.dumps(wiring))
+        node._close_log()
+        node._log_file = node.log.open("ab")
+        node.log_offset = node.log.stat().st_size
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f"{self.image}:.frozen"
+        node.proc = subprocess.Popen(
+            [micropython_path(), "-X", f"heapsize={self.heapsize}", str(self.image / "main.py")],
+            cwd=node.flash, env=env, stdin=subprocess.DEVNULL,
+            stdout=node._log_file, stderr=subprocess.STDOUT,
+        )
+        self._procs.append(node.proc)
+        if wait:
+            self.wait_ready(timeout, units=[unit])
+        return node
+
+    def kill_node(self, unit: int) -> None:
+        """SIGKILL the node's process: a power cut at an arbitrary instant."""
+        node = self.nodes[unit]
+        self._stop_proc(node.proc, signal.SIGKILL)
+        node._close_log()
+
+    def wait_ready(self, timeout: float = 30.0, units: list[int] | None = None) -> None:
+        """Wait until every node (or ``units``) printed its ready line; raise if one died."""
+        waiting = [self.nodes[u] for u in (units if units is not None else self.nodes)]
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for node in list(waiting):
+                if node.ready():
+                    waiting.remove(node)
+                elif not node.alive():
+                    raise StreetError(f"{node.id} exited before it was ready:\n{node.log_tail()}")
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(n.id for n in waiting)
+                raise StreetError(f"not ready after {timeout} s: {names}\n{waiting[0].log_tail()}")
+            time.sleep(0.02)
+
+    def manifest(self) -> dict[str, Any]:
+        """Where everything is, for a gateway configuration or a test."""
+        return {
+            "buses": [
+                {
+                    "name": BUS_NAME,
+                    "device": self.master_device,
+                    "baud": self.baud,
+                    "paced": self.paced,
+                }
+            ],
+            "nodes": [
+                {
+                    "id": n.id,
+                    "unit": n.unit,
+                    "role": n.role,
+                    "bus": BUS_NAME,
+                    "flash": str(n.flash),
+                    "pid": n.pid,
+                }
+                for n in self.nodes.values()
+            ],
+        }
+
+    def _stop_proc(self, proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self._procs:
+            self._procs.remove(proc)
