@@ -16,7 +16,7 @@ class DecodeError(ProtocolError):
 class ModbusException(ProtocolError):
     """A Modbus exception response: `function` is the request's function code, `code` the exception code."""
 
-    def __init__(self, function, code, message=None):
+    def __init__(self, function: int, code: int, message: "str | None" = None) -> None:
         self.function = function
         self.code = code
         # super() rather than ProtocolError.__init__: MicroPython's built-in

@@ -27,8 +27,12 @@ try:
     from micropython import const
 except ImportError:  # CPython
 
-    def const(x):
+    def const(x: int) -> int:
         return x
+
+
+if False:  # type checkers only; MicroPython has no typing module
+    from collections.abc import Iterable, Sequence
 
 
 HOLDING = const(3)
@@ -52,7 +56,7 @@ _RAW_LIMITS = (
     (0, 0xFFFFFFFF),
     (-0x80000000, 0x7FFFFFFF),
     (0, 1),
-    (None, None),
+    (-3.4e38, 3.4e38),
 )
 _FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc")
 _EX_ILLEGAL_ADDRESS = const(2)
@@ -69,7 +73,19 @@ class Register:
 
     __slots__ = _FIELDS + ("width",)
 
-    def __init__(self, name, table, address, type, scale, unit, access, minimum, maximum, doc):  # noqa: A002
+    def __init__(
+        self,
+        name: str,
+        table: int,
+        address: int,
+        type: int,
+        scale: int,
+        unit: "str | None",
+        access: int,
+        minimum: "int | float",
+        maximum: "int | float",
+        doc: str,
+    ) -> None:
         self.name = name
         self.table = table
         self.address = address
@@ -82,10 +98,10 @@ class Register:
         self.doc = doc
         self.width = _WIDTH[type] if 0 <= type < len(_WIDTH) else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Register %s %s@%d>" % (self.name, "hr" if self.table == HOLDING else "ir", self.address)
 
-    def to_raw(self, value):
+    def to_raw(self, value: "float | bool") -> "int | float":
         """Engineering value -> raw integer (or float for F32), checked against the register's bounds."""
         if self.type == F32:
             return float(value)
@@ -107,7 +123,7 @@ class Register:
             )
         return raw
 
-    def value(self, raw):
+    def value(self, raw: "int | float") -> "int | float | bool":
         """Raw integer -> engineering value (int when the scale keeps it whole)."""
         if self.type == BOOL:
             return bool(raw)
@@ -117,7 +133,7 @@ class Register:
             return raw * 10**self.scale
         return raw / 10 ** -self.scale
 
-    def words(self, raw):
+    def words(self, raw: "int | float") -> "tuple[int, ...]":
         """Raw value -> the register words that carry it on the wire."""
         t = self.type
         if t == F32:
@@ -128,7 +144,7 @@ class Register:
             return ((raw >> 16) & 0xFFFF, raw & 0xFFFF)
         return (raw & 0xFFFF,)
 
-    def from_words(self, words, offset=0):
+    def from_words(self, words: "Sequence[int]", offset: int = 0) -> "int | float":
         """Register words (a sequence of uint16) -> raw value."""
         t = self.type
         w0 = words[offset]
@@ -148,22 +164,22 @@ class Register:
 class RegisterMap:
     """The validated register table of one role: lookups, read blocks, decoding and write checks."""
 
-    def __init__(self, role, rows, role_id=0):
+    def __init__(self, role: str, rows: "Iterable[tuple]", role_id: int = 0) -> None:
         self.role = role
         self.role_id = role_id
-        self.registers = []
-        self._by_name = {}
+        self.registers: "list[Register]" = []
+        self._by_name: "dict[str, Register]" = {}
         # address -> Register for the first word of each register, per table
-        self._starts = {HOLDING: {}, INPUT: {}}
+        self._starts: "dict[int, dict[int, Register]]" = {HOLDING: {}, INPUT: {}}
         self._size = {HOLDING: 0, INPUT: 0}
         for row in rows:
             self._add(row)
         self._blocks = {HOLDING: self._contiguous(HOLDING), INPUT: self._contiguous(INPUT)}
 
-    def _fail(self, name, field, problem):
+    def _fail(self, name: str, field: str, problem: str) -> None:
         raise RegisterMapError("role %s, register %s, field %s: %s" % (self.role, name, field, problem))
 
-    def _add(self, row):
+    def _add(self, row: tuple) -> None:
         if not isinstance(row, tuple) or len(row) != len(_FIELDS):
             raise RegisterMapError(
                 "role %s: a row needs %d fields (%s), got %r" % (self.role, len(_FIELDS), ", ".join(_FIELDS), row)
@@ -187,13 +203,15 @@ class RegisterMap:
         if not isinstance(reg.scale, int) or not -9 <= reg.scale <= 9:
             self._fail(name, "scale", "must be a power of ten between -9 and 9")
         lo, hi = _RAW_LIMITS[reg.type]
-        if lo is not None:
-            if not (isinstance(reg.minimum, int) and isinstance(reg.maximum, int)):
-                self._fail(name, "minimum", "bounds of an integer register must be integers")
-            if not lo <= reg.minimum <= reg.maximum <= hi:
-                self._fail(
-                    name, "maximum", "need %d <= minimum <= maximum <= %d, got %r..%r" % (lo, hi, reg.minimum, reg.maximum)
-                )
+        bound_type = float if reg.type == F32 else int
+        if not (isinstance(reg.minimum, bound_type) and isinstance(reg.maximum, bound_type)):
+            self._fail(name, "minimum", "bounds must be %s numbers" % bound_type.__name__)
+        if not lo <= reg.minimum <= reg.maximum <= hi:
+            self._fail(
+                name,
+                "maximum",
+                "need %s <= minimum <= maximum <= %s, got %r..%r" % (lo, hi, reg.minimum, reg.maximum),
+            )
         starts = self._starts[reg.table]
         for a in range(reg.address, reg.address + reg.width):
             other = self._owner(reg.table, a)
@@ -203,10 +221,9 @@ class RegisterMap:
         self._by_name[name] = reg
         self.registers.append(reg)
         end = reg.address + reg.width
-        if end > self._size[reg.table]:
-            self._size[reg.table] = end
+        self._size[reg.table] = max(self._size[reg.table], end)
 
-    def _owner(self, table, address):
+    def _owner(self, table: int, address: int) -> "Register | None":
         starts = self._starts[table]
         reg = starts.get(address)
         if reg is None and address > 0:
@@ -215,7 +232,7 @@ class RegisterMap:
                 reg = prev
         return reg
 
-    def _contiguous(self, table):
+    def _contiguous(self, table: int) -> "tuple[tuple[int, int], ...]":
         # One block from the lowest to the highest address: role maps are dense by design,
         # so the gateway reads each table in one request (at most 125 registers).
         regs = [r for r in self.registers if r.table == table]
@@ -230,7 +247,7 @@ class RegisterMap:
             start += count
         return tuple(blocks)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Register:
         try:
             return self._by_name[name]
         except KeyError:
@@ -238,22 +255,22 @@ class RegisterMap:
                 "role %s has no register %r%s" % (self.role, name, _suggest(name, self._by_name))
             ) from None
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
-    def size(self, table):
+    def size(self, table: int) -> int:
         """Number of register words the table spans from address 0."""
         return self._size[table]
 
-    def blocks(self, table):
+    def blocks(self, table: int) -> "tuple[tuple[int, int], ...]":
         """``(start, count)`` read requests that cover every register of the table."""
         return self._blocks[table]
 
-    def at(self, table, address):
+    def at(self, table: int, address: int) -> "Register | None":
         """The register whose first word is at ``address``, or None."""
         return self._starts[table].get(address)
 
-    def decode(self, table, start, words):
+    def decode(self, table: int, start: int, words: "Sequence[int]") -> "list[tuple[Register, int | float]]":
         """Register words read from ``start`` -> list of ``(register, raw)`` for every whole register inside."""
         out = []
         n = len(words)
@@ -266,7 +283,7 @@ class RegisterMap:
             out.append((reg, reg.from_words(words, offset)))
         return out
 
-    def check_write(self, address, values, count):
+    def check_write(self, address: int, values: "Sequence[int]", count: int) -> None:
         """Raise ModbusException unless writing ``values[:count]`` from ``address`` is allowed.
 
         Allowed means: every word belongs to a writable holding register, whole
@@ -281,23 +298,23 @@ class RegisterMap:
                     _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
                 )
             raw = reg.from_words(values, a - address)
-            if reg.type != F32 and not reg.minimum <= raw <= reg.maximum:
+            if not reg.minimum <= raw <= reg.maximum:
                 raise ModbusException(
                     _FC_WRITE_MULTIPLE,
                     _EX_ILLEGAL_VALUE,
-                    "%s: %d outside %d..%d" % (reg.name, raw, reg.minimum, reg.maximum),
+                    "%s: %s outside %s..%s" % (reg.name, raw, reg.minimum, reg.maximum),
                 )
             a += reg.width
 
 
-def _is_name(name):
+def _is_name(name: str) -> bool:
     for i, ch in enumerate(name):
         if not ("a" <= ch <= "z" or ch == "_" or ("0" <= ch <= "9" and i > 0)):
             return False
     return True
 
 
-def _suggest(name, known):
+def _suggest(name: str, known: "Iterable[str]") -> str:
     # Cheap "did you mean": known names sharing the longest prefix.
     best = None
     best_len = 0

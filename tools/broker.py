@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -138,10 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="embedded MQTT 3.1.1 broker (amqtt)")
     parser.add_argument("--port", type=int, default=1883)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_amqtt(args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

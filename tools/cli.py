@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -41,23 +42,25 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         manifest = street.start()
         print(json.dumps(manifest, indent=2))
         print(f"manifest written to {Path(args.workdir) / 'manifest.json'}; Ctrl-C stops the street")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(asyncio.Event().wait())
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tools.demo import run_demo
 
-    return run_demo(nodes=args.nodes, broker=args.broker, seconds=args.seconds, workdir=Path(args.workdir))
+    code: int = run_demo(
+        nodes=args.nodes, broker=args.broker, seconds=args.seconds, workdir=Path(args.workdir)
+    )
+    return code
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from tools.bench.spine import run_spine_bench
 
-    return run_spine_bench(nodes=args.nodes, seconds=args.seconds, write_docs=args.write_docs)
+    code: int = run_spine_bench(nodes=args.nodes, seconds=args.seconds, write_docs=args.write_docs)
+    return code
 
 
 def _cmd_docs(_: argparse.Namespace) -> int:
@@ -126,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="virtual street + gateway + broker, shown live")
     p.add_argument("--nodes", type=int, default=8)
-    p.add_argument("--broker", default="auto",
-                   help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt, or mqtt://host:port")
+    p.add_argument(
+        "--broker", default="auto",
+        help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt or mqtt://HOST:PORT",
+    )
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
     p.add_argument("--workdir", default=str(RUN_DIR / "demo"))
     p.set_defaults(func=_cmd_demo)
@@ -137,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser("spine", help="readings/s and gateway CPU per reading vs the bare floor")
     b.add_argument("--nodes", type=int, default=8)
     b.add_argument("--seconds", type=float, default=20)
-    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.add_argument(
+        "--write-docs", action="store_true", help="record the figures in docs/performance.md"
+    )
     b.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")

@@ -19,8 +19,6 @@ _TABLES = ((regmap.HOLDING, "Holding registers (function 03 read, 06/16 write)")
 
 
 def _range(reg: regmap.Register) -> str:
-    if reg.type == regmap.F32:
-        return ""
     if reg.type == regmap.BOOL:
         return "0 .. 1"
     return f"{reg.value(reg.minimum)} .. {reg.value(reg.maximum)}"

@@ -4,12 +4,16 @@
 its map from configuration without importing every role.
 """
 
+if False:  # type checkers only
+    from protocols.regmap import RegisterMap
+
 ROLES = ("lamp",)
 
 
-def load(name):
+def load(name: str) -> "RegisterMap":
     """Return the RegisterMap of the role called ``name``."""
     if name not in ROLES:
         raise ValueError("unknown role %r; known roles: %s" % (name, ", ".join(ROLES)))
     module = __import__("protocols.roles." + name, None, None, ["MAP"])
-    return module.MAP
+    rmap: RegisterMap = module.MAP
+    return rmap

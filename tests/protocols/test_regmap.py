@@ -2,7 +2,20 @@
 from expect import raises
 
 from protocols.errors import ModbusException
-from protocols.regmap import BOOL, F32, HOLDING, INPUT, RO, RW, S16, S32, U16, U32, RegisterMap, RegisterMapError
+from protocols.regmap import (
+    BOOL,
+    F32,
+    HOLDING,
+    INPUT,
+    RO,
+    RW,
+    S16,
+    S32,
+    U16,
+    U32,
+    RegisterMap,
+    RegisterMapError,
+)
 from protocols.roles import ROLES, load
 
 
@@ -15,7 +28,7 @@ def test_every_role_loads_and_is_dense():
         m = load(role)
         for table in (HOLDING, INPUT):
             covered = 0
-            for start, count in m.blocks(table):
+            for _start, count in m.blocks(table):
                 assert 1 <= count <= 125
                 covered += count
             assert covered == m.size(table)
@@ -55,7 +68,7 @@ def test_types_round_trip_through_words():
         ("c", INPUT, 2, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
         ("d", INPUT, 4, S32, 0, None, RO, -0x80000000, 0x7FFFFFFF, ""),
         ("e", HOLDING, 0, BOOL, 0, None, RW, 0, 1, ""),
-        ("f", INPUT, 6, F32, 0, "W", RO, None, None, ""),
+        ("f", INPUT, 6, F32, 0, "W", RO, -1e6, 1e6, ""),
     ))
     for name, raw in (("a", 65535), ("b", -32768), ("b", 5), ("c", 0xDEADBEEF), ("d", -2), ("e", 1)):
         reg = m[name]
