@@ -184,7 +184,7 @@ class MasterFramer(Receiver):
         if got != fc:
             self._fail()
             raise FrameError("wrong function: expected %d, got %d" % (fc, got))
-        if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:  # noqa: PLR1714, SIM109
+        if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
             count = self._count
             if buf[i + 2] != 2 * count:
                 self._fail()

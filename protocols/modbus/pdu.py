@@ -50,8 +50,8 @@ class Request:
     """
 
     byte_count = 0
-    value = None
-    __hash__ = None  # mutable, compared by value
+    value: "int | None" = None
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __init__(self, unit, function, address=0, count=0, values=None):
         self.unit = unit
@@ -94,8 +94,8 @@ class Response:
     (the echo) and ``values`` is None.
     """
 
-    value = None
-    __hash__ = None  # mutable, compared by value
+    value: "int | None" = None
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __init__(self, unit, function, address=0, count=0, values=None):
         self.unit = unit

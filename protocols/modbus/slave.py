@@ -109,7 +109,7 @@ class SlaveFramer(Receiver):
         unit = buf[i]
         fc = buf[i + 1]
         # No `fc in (NAME, NAME)`: on MicroPython that builds a tuple per call.
-        if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:  # noqa: PLR1714, SIM109
+        if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
             req = Request(unit, fc, (buf[i + 2] << 8) | buf[i + 3], (buf[i + 4] << 8) | buf[i + 5])
         elif fc == FC_WRITE_SINGLE:
             value = (buf[i + 4] << 8) | buf[i + 5]
@@ -159,7 +159,7 @@ class SlaveFramer(Receiver):
                     return 0
             elif buf[head] <= MAX_UNIT:
                 unit = buf[head]
-                ours = unit == self.unit or unit == BROADCAST  # noqa: PLR1714
+                ours = unit == self.unit or unit == BROADCAST
                 synced = self._synced
                 pending = False
                 bad_crc = False
@@ -237,7 +237,7 @@ def respond(request, bank, out, scratch=None):
     unit = request.unit
     address = request.address
     count = request.count
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:  # noqa: PLR1714, SIM109
+    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
         if unit == BROADCAST:
             return 0
         if count < 1 or count > MAX_READ_COUNT:
