@@ -30,8 +30,6 @@ was due and failed their CRC; candidates rejected while hunting are not counted
 again), ``bytes_dropped``.
 """
 
-from array import array
-
 from protocols.errors import ModbusException
 from protocols.modbus.crc import crc_ok, put_crc
 from protocols.modbus.pdu import (
@@ -212,7 +210,11 @@ class SlaveFramer(Receiver):
             self._limit = _NO_LIMIT
 
 
-_scratch = array("H", [0] * MAX_READ_COUNT)
+# A list, not an array('H'): MicroPython's array silently truncates 70000 to
+# 4464 where CPython raises, so a bank bug would differ between the two; with a
+# list, respond() sees the bad value on both and answers EX_DEVICE_FAILURE.
+# (~500 bytes on the ESP32, allocated once.)
+_scratch = [0] * MAX_READ_COUNT
 
 
 def respond(request, bank, out, scratch=None):
@@ -229,7 +231,7 @@ def respond(request, bank, out, scratch=None):
 
     ``bank.read(function, address, count, values_out)`` fills
     ``values_out[0:count]``; ``values_out`` is ``scratch`` if given, else a
-    module-level ``array('H')`` of 125 slots (reused, never reallocated).
+    module-level list of 125 slots (reused, never reallocated).
     ``bank.write(address, values, count)`` writes holding registers, all or
     nothing. Reads sent to broadcast are not executed.
     """
