@@ -254,8 +254,19 @@ class VirtualStreet:
         """The node with Modbus unit ``unit``."""
         return self.nodes[unit]
 
-    def start_node(self, unit: int, *, wait: bool = True, timeout: float = 30.0) -> NodeProcess:
-        """(Re)start the node's process: power applied. Waits for its ready line if ``wait``."""
+    def start_node(
+        self,
+        unit: int,
+        *,
+        wait: bool = True,
+        timeout: float = 30.0,
+        hardware: dict[str, Any] | None = None,
+    ) -> NodeProcess:
+        """(Re)start the node's process: power applied. Waits for its ready line if ``wait``.
+
+        ``hardware`` adds to the node's ``sim.json`` for this start, e.g.
+        ``{"fault": "driver"}`` (dead LED driver) or ``{"ambient_c": 90}``.
+        """
         node = self.nodes[unit]
         if node.alive():
             raise StreetError(f"{node.id} is already running")
@@ -269,6 +280,7 @@ class VirtualStreet:
             "baud": self.baud,
             "seed": self.seed * 1000 + unit,
         }
+        wiring.update(hardware or {})
         (node.flash / "sim.json").write_text(json.dumps(wiring))
         node._close_log()
         node._log_file = node.log.open("ab")
