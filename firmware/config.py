@@ -32,7 +32,7 @@ _MAX_SAMPLE_MS = const(60000)
 class Config:
     """Settings in force; ``safe_mode``: defaults replaced a bad file (see ``problem``)."""
 
-    def __init__(  # noqa: PLR0917 - MicroPython: keyword-only arguments cost more
+    def __init__(
         self,
         unit=DEFAULT_UNIT,
         role=DEFAULT_ROLE,

@@ -11,6 +11,7 @@ busy are never taken for a silence (a false reset would cut a frame in two);
 the framer's CRC hunt covers the rare missed boundary.
 """
 
+import asyncio
 import time
 
 from protocols.modbus.slave import SlaveFramer, respond
@@ -26,6 +27,8 @@ except ImportError:  # CPython
 _BUF_SIZE = const(256)
 _T35_FAST_US = const(1750)  # the spec fixes t3.5 above 19200 baud
 _BITS_T35_X10 = const(385)  # 3.5 characters of 11 bits
+_HANGUP_READS = const(50)  # consecutive empty reads that mean the line is gone
+_EIO = const(5)
 
 
 def silence_us(baud):
@@ -38,7 +41,11 @@ def silence_us(baud):
 class ModbusSlave:
     """Answers the requests for ``unit`` (and broadcasts) heard on ``port`` from ``bank``.
 
-    ``port`` provides ``await readinto(buf) -> n`` and ``await send(buf, n)``.
+    ``port`` provides ``stream`` (an ``asyncio.StreamReader``: ``await
+    stream.readinto(buf)`` returns what has arrived) and ``await send(buf, n)``,
+    and may set ``silence_us`` to override the 3.5-character frame gap (a port
+    whose bytes arrive with jitter needs a longer one). A stream that keeps
+    reporting readable with nothing to read has hung up: OSError(EIO).
     ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
     measure from the read that completed a request to the end of the answer.
     """
@@ -47,7 +54,7 @@ class ModbusSlave:
         self.port = port
         self.bank = bank
         self.framer = SlaveFramer(unit)
-        self.silence_us = silence_us(baud)
+        self.silence_us = getattr(port, "silence_us", 0) or silence_us(baud)
         self._rx = bytearray(_BUF_SIZE)
         self._rxv = memoryview(self._rx)
         self._out = bytearray(_BUF_SIZE)
@@ -59,6 +66,9 @@ class ModbusSlave:
     async def run(self):
         """Serve forever (returns only by an exception: the port failed)."""
         port = self.port
+        stream = port.stream
+        rx = self._rx
+        empty = 0
         framer = self.framer
         bank = self.bank
         rxv = self._rxv
@@ -68,8 +78,15 @@ class ModbusSlave:
         ticks_diff = time.ticks_diff
         while True:
             waiting = ticks_us()
-            n = await port.readinto(self._rx)
+            n = await stream.readinto(rx)  # one small generator per read: the floor here
             arrived = ticks_us()
+            if not n:
+                empty += 1
+                if empty >= _HANGUP_READS:
+                    raise OSError(_EIO)
+                await asyncio.sleep_ms(10)
+                continue
+            empty = 0
             if ticks_diff(arrived, waiting) >= t35:
                 framer.reset()
             framer.feed(rxv[:n])

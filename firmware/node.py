@@ -33,12 +33,6 @@ except ImportError:  # CPython
         return x
 
 
-try:
-    from micropython import mem_peak as _mem_peak
-except ImportError:  # not every port tracks it
-    _mem_peak = None
-
-
 _DIAG_FIRST_MS = const(2000)
 _DIAG_PERIOD_MS = const(10000)
 _WATCHDOG_MS = const(10000)
@@ -113,7 +107,6 @@ class Node:
             "heap_peak": self.heap_peak,
             "heap_live": self.heap_live,
             "heap_free": gc.mem_free(),
-            "mem_peak": _mem_peak() if _mem_peak is not None else None,
             "frames_ok": framer.frames_ok,
             "frames_other": framer.frames_other,
             "crc_errors": framer.crc_errors,

@@ -43,22 +43,31 @@ except ImportError:  # CPython
 _WORLD_PERIOD_MS = const(1000)
 _VMIN = const(6)  # Linux indices into the termios cc list
 _VTIME = const(5)
-_HANGUP_READS = const(50)
-_EIO = const(5)
+_MIN_SILENCE_US = const(10000)
 
 
 class SimPort:
     """One end of a pseudo-terminal on the virtual bus, standing in for a UART + transceiver.
 
-    ``await readinto(buf)`` returns as soon as some bytes arrived (at least 1);
+    ``stream`` is an ``asyncio.StreamReader``: ``await stream.readinto(buf)``
+    returns as soon as some bytes arrived (0 only when the bus has hung up);
     ``await send(buf, n)`` transmits ``buf[0:n]``. On the real board ``send``
     raises DE, writes, waits for the last stop bit, lowers DE; on a pty there is
     no direction to switch.
+
+    ``silence_us``: how long the line must be idle before the Modbus slave
+    takes it as a frame boundary. A UART times this in hardware to the bit; a
+    pty on a shared host delivers bytes with millisecond scheduling jitter (the
+    bus process, the node process), which at 19200 baud exceeds t3.5 (2 ms) and
+    would cut frames in two. So the virtual board waits at least 10 ms; a
+    boundary missed that way only costs the framer a CRC hunt.
     """
 
     def __init__(self, path, baud):
         self.baud = baud
-        self._f = open(path, "r+b")  # noqa: SIM115 - the port lives as long as the node
+        t35 = 1750 if baud > 19200 else (38500000 + baud - 1) // baud
+        self.silence_us = max(t35, _MIN_SILENCE_US)
+        self._f = open(path, "r+b")
         fd = self._f.fileno()
         termios.setraw(fd)
         attrs = termios.tcgetattr(fd)
@@ -66,8 +75,7 @@ class SimPort:
         attrs[6][_VMIN] = 0
         attrs[6][_VTIME] = 0
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
-        self._reader = asyncio.StreamReader(self._f)
-        self._empty = 0
+        self.stream = asyncio.StreamReader(self._f)
         self._drain()
 
     def _drain(self):
@@ -77,19 +85,6 @@ class SimPort:
         for _ in range(64):
             if not self._f.readinto(buf):
                 break
-
-    async def readinto(self, buf):
-        """Wait for bytes; put them in ``buf``; return how many (never 0)."""
-        while True:
-            n = await self._reader.readinto(buf)
-            if n:
-                self._empty = 0
-                return n
-            # Readable yet empty: the bus closed its end. Tolerate a few spurious wake-ups.
-            self._empty += 1
-            if self._empty >= _HANGUP_READS:
-                raise OSError(_EIO)
-            await asyncio.sleep_ms(10)
 
     async def send(self, buf, n):
         """Transmit ``buf[0:n]``."""
