@@ -33,6 +33,7 @@ except ImportError:  # CPython
 
 if False:  # type checkers only; MicroPython has no typing module
     from collections.abc import Iterable, Sequence
+    from typing import Any
 
 
 HOLDING = const(3)
@@ -108,7 +109,8 @@ class Register:
         if self.type == BOOL:
             if value is True or value is False:
                 value = int(value)
-        raw = value * 10 ** -self.scale if self.scale < 0 else value // 10**self.scale
+        step: int = 10 ** abs(self.scale)
+        raw: "int | float" = value * step if self.scale < 0 else value // step
         if isinstance(raw, float):
             rounded = int(round(raw))
             if abs(raw - rounded) > 1e-6 * max(1, abs(raw)):
@@ -129,9 +131,8 @@ class Register:
             return bool(raw)
         if self.scale == 0 or self.type == F32:
             return raw
-        if self.scale > 0:
-            return raw * 10**self.scale
-        return raw / 10 ** -self.scale
+        step: int = 10 ** abs(self.scale)
+        return raw * step if self.scale > 0 else raw / step
 
     def words(self, raw: "int | float") -> "tuple[int, ...]":
         """Raw value -> the register words that carry it on the wire."""
@@ -139,10 +140,11 @@ class Register:
         if t == F32:
             hi, lo = struct.unpack(">HH", struct.pack(">f", raw))
             return (hi, lo)
+        bits = int(raw)
         if t in (U32, S32):
-            raw &= 0xFFFFFFFF
-            return ((raw >> 16) & 0xFFFF, raw & 0xFFFF)
-        return (raw & 0xFFFF,)
+            bits &= 0xFFFFFFFF
+            return ((bits >> 16) & 0xFFFF, bits & 0xFFFF)
+        return (bits & 0xFFFF,)
 
     def from_words(self, words: "Sequence[int]", offset: int = 0) -> "int | float":
         """Register words (a sequence of uint16) -> raw value."""
@@ -158,13 +160,14 @@ class Register:
         if t == S32:
             raw = (w0 << 16) | w1
             return raw - 0x100000000 if raw & 0x80000000 else raw
-        return struct.unpack(">f", struct.pack(">HH", w0, w1))[0]
+        value: float = struct.unpack(">f", struct.pack(">HH", w0, w1))[0]
+        return value
 
 
 class RegisterMap:
     """The validated register table of one role: lookups, read blocks, decoding and write checks."""
 
-    def __init__(self, role: str, rows: "Iterable[tuple]", role_id: int = 0) -> None:
+    def __init__(self, role: str, rows: "Iterable[tuple[object, ...]]", role_id: int = 0) -> None:
         self.role = role
         self.role_id = role_id
         self.registers: "list[Register]" = []
@@ -179,7 +182,7 @@ class RegisterMap:
     def _fail(self, name: str, field: str, problem: str) -> None:
         raise RegisterMapError("role %s, register %s, field %s: %s" % (self.role, name, field, problem))
 
-    def _add(self, row: tuple) -> None:
+    def _add(self, row: "tuple[Any, ...]") -> None:
         if not isinstance(row, tuple) or len(row) != len(_FIELDS):
             raise RegisterMapError(
                 "role %s: a row needs %d fields (%s), got %r" % (self.role, len(_FIELDS), ", ".join(_FIELDS), row)

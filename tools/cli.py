@@ -90,7 +90,7 @@ def _cmd_cmd(args: argparse.Namespace) -> int:
         params["on"] = args.state == "on"
     result = asyncio.run(send_command(
         broker=args.broker, site=args.site, gateway=args.gateway, target=args.target,
-        action=args.action, params=params, timeout=args.timeout, protocol=args.protocol,
+        action=args.action, params=params, wait=args.timeout, protocol=args.protocol,
     ))
     print(json.dumps(result, indent=2, default=str))
     return 0 if result.get("status") == "done" else 1

@@ -1,0 +1,155 @@
+"""``streetedge demo``: a virtual street, the gateway and a broker, shown live.
+
+Starts a local broker (Mosquitto, or the embedded amqtt broker when Mosquitto is
+missing), a virtual street of lamp nodes running the real firmware, and the
+gateway (in this process, from a real TOML file). An operator script sends a
+command every few seconds so that the screen shows commands and their effect.
+Ctrl-C stops everything, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from gateway.config import load_config
+from gateway.daemon import Gateway
+from gateway.stats import GatewayStats
+from tools.broker import LocalBroker, mosquitto_path
+from tools.operator import send_command
+from tools.sim.street import VirtualStreet
+from tools.street_config import write_gateway_toml
+
+SITE = "demo-site"
+GATEWAY = "cabinet-1"
+COMMAND_PERIOD = 8.0
+
+
+def _script(node_ids: list[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The operator's round: dim the street, a single lamp, switch one off and on, full again."""
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("all", "dim", {"level": 40}),
+        ("group:north", "dim", {"level": 70}),
+        (node_ids[0], "switch", {"on": False}),
+        (node_ids[0], "switch", {"on": True}),
+        ("all", "dim", {"level": 100}),
+        ("lamp-999", "dim", {"level": 10}),  # an unknown node: the gateway refuses it
+    ]
+    return itertools.cycle(steps)
+
+
+def _view(stats: GatewayStats, broker: LocalBroker | str, rate: float) -> Group:
+    head = Text.assemble(
+        ("streetedge demo  ", "bold"),
+        (f"broker {broker if isinstance(broker, str) else f'{broker.kind} {broker.url}'}  ", ""),
+        ("connected" if stats.broker_connected else "broker down", "green" if stats.broker_connected else "red"),
+        f"  readings acked {stats.readings_acked}  ({rate:,.0f}/s)  queue drops {stats.queue_drops}",
+    )
+    nodes = Table(expand=False, title="nodes")
+    for col in ("node", "state", "dim %", "relay", "power W", "voltage V", "energy Wh", "temp °C", "seq", "polls"):
+        nodes.add_column(col, justify="right" if col not in ("node", "state") else "left")
+    for n in stats.nodes.values():
+        v = n.values
+        state = {True: "[green]online", False: "[red]offline", None: "[yellow]…"}[n.online]
+        nodes.add_row(
+            n.id, state, str(v.get("dim_level", "")), "on" if v.get("relay") else "off",
+            f"{v.get('power', 0):.1f}", f"{v.get('voltage', 0):.1f}", str(v.get("energy", "")),
+            f"{v.get('temperature', 0):.1f}", str(v.get("seq", "")), str(n.polls),
+        )
+    cmds = Table(title="commands (newest last)")
+    for col in ("id", "status", "reason", "confirmed", "unconfirmed"):
+        cmds.add_column(col)
+    for r in list(stats.recent_results)[-6:]:
+        colour = {"done": "green", "rejected": "yellow"}.get(str(r.get("status")), "red")
+        cmds.add_row(
+            str(r.get("id")), f"[{colour}]{r.get('status')}", str(r.get("reason") or ""),
+            ", ".join(r.get("confirmed") or []), ", ".join(r.get("unconfirmed") or []),
+        )
+    return Group(head, nodes, cmds, Text("Ctrl-C stops everything", style="dim"))
+
+
+async def _operator(broker_url: str, protocol: str, node_ids: list[str], log: logging.Logger) -> None:
+    for target, action, params in _script(node_ids):
+        await asyncio.sleep(COMMAND_PERIOD)
+        result = await send_command(
+            broker=broker_url, site=SITE, gateway=GATEWAY, target=target, action=action,
+            params=params, protocol=protocol, wait=COMMAND_PERIOD,
+        )
+        log.debug("command %s %s %s -> %s", action, target, params, result.get("status"))
+
+
+async def _run(street: VirtualStreet, config_path: Path, broker_url: str, protocol: str,
+               shown: LocalBroker | str, seconds: float, console: Console) -> None:
+    config = load_config(config_path)
+    gateway = Gateway(config)
+    node_ids = [n.id for n in config.node]
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    operator = asyncio.create_task(
+        _operator(broker_url, protocol, node_ids, logging.getLogger("demo.operator")), name="operator"
+    )
+    deadline = time.monotonic() + seconds if seconds > 0 else None
+    window: deque[tuple[float, int]] = deque(maxlen=20)  # 10 s of samples for a steady rate
+    rate = 0.0
+    try:
+        with Live(_view(gateway.stats, shown, rate), console=console, refresh_per_second=4) as live:
+            while not task.done() and (deadline is None or time.monotonic() < deadline):
+                await asyncio.sleep(0.5)
+                window.append((time.monotonic(), gateway.stats.readings_acked))
+                (t0, a0), (t1, a1) = window[0], window[-1]
+                rate = (a1 - a0) / (t1 - t0) if t1 > t0 else 0.0
+                live.update(_view(gateway.stats, shown, rate))
+    finally:
+        operator.cancel()
+        gateway.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+        await task
+    console.print(
+        f"demo stopped: {gateway.stats.readings_acked} readings acknowledged by the broker, "
+        f"commands {dict(gateway.stats.commands)}"
+    )
+
+
+def run_demo(*, nodes: int = 8, broker: str = "auto", seconds: float = 0, workdir: Path = Path(".run/demo")) -> int:
+    """Run the demo until Ctrl-C (or ``seconds``); returns the process exit code."""
+    console = Console()
+    logging.getLogger().setLevel(logging.WARNING)  # the live view is the output
+    workdir.mkdir(parents=True, exist_ok=True)
+    local: LocalBroker | None = None
+    shown: LocalBroker | str
+    if broker.startswith("mqtt://"):
+        broker_url, protocol, shown = broker, "5", broker
+    else:
+        if broker == "auto" and not mosquitto_path():
+            console.print("[yellow]Mosquitto is not installed: using the embedded broker (amqtt, MQTT 3.1.1).")
+        local = LocalBroker(broker if broker in ("mosquitto", "amqtt") else "auto")  # type: ignore[arg-type]
+        local.start()
+        broker_url, protocol, shown = local.url, local.protocol, local
+    try:
+        console.print(f"starting a virtual street of {nodes} lamp nodes (MicroPython unix port) ...")
+        with VirtualStreet(workdir / "street", nodes=nodes) as street:
+            manifest = street.start()
+            ids = [n["id"] for n in manifest["nodes"]]
+            config_path = write_gateway_toml(
+                workdir / "gateway.toml", manifest, broker_url=broker_url, protocol=protocol,
+                site=SITE, gateway=GATEWAY, groups={"north": ids[: max(1, len(ids) // 2)]},
+            )
+            console.print(f"gateway configuration: {config_path}")
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_run(street, config_path, broker_url, protocol, shown, seconds, console))
+    finally:
+        if local is not None:
+            local.stop()
+    return 0
