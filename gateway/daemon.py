@@ -1,0 +1,178 @@
+"""The gateway daemon: pollers, uplink and command router wired together.
+
+::
+
+    config = load_config(Path("gateway.toml"))
+    asyncio.run(run_gateway(config))          # until SIGTERM / SIGINT
+
+or, to embed it (the demo, tests)::
+
+    gateway = Gateway(config)
+    task = asyncio.create_task(gateway.run())
+    ...                                        # read gateway.stats
+    gateway.stop(); await task
+
+Data flow: one :class:`~gateway.poller.BusPoller` per bus reads nodes; each
+good poll becomes a SenML-CBOR pack (:mod:`gateway.records`) queued on the
+:class:`~gateway.uplink.Uplink`, which publishes it QoS 1 on
+``<root>/data/<node>``. Commands arriving on ``<root>/cmd`` go to the
+:class:`~gateway.router.CommandRouter`, whose results go back through the uplink
+(ahead of telemetry) on ``<root>/result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from gateway.config import Config, NodeConfig
+from gateway.modbus_bus import ModbusBus
+from gateway.poller import OFFLINE_INTERVAL, BusPoller, Readings
+from gateway.records import build_pack, encode_pack
+from gateway.router import CommandRouter
+from gateway.stats import BusStats, GatewayStats, NodeStats
+from gateway.topics import Topics
+from gateway.uplink import QUEUE_SIZE, Uplink
+
+log = logging.getLogger(__name__)
+
+DRAIN = 2.0
+"""Seconds a stopping gateway keeps publishing what is queued before it disconnects."""
+
+
+class Gateway:
+    """One gateway: every configured bus polled, one broker connection, commands served.
+
+    Args:
+        config: the checked configuration (:func:`gateway.config.load_config`).
+        queue_size: capacity of the in-memory publish queue.
+        offline_interval: seconds between polls of an offline node.
+        drain: seconds spent publishing queued messages when stopping.
+        clock: wall clock (epoch seconds) for poll times and timestamps.
+
+    Attributes:
+        stats: live state for dashboards and tests (:class:`~gateway.stats.GatewayStats`).
+        topics: the gateway's topic names.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        offline_interval: float = OFFLINE_INTERVAL,
+        drain: float = DRAIN,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.site, config.gateway)
+        self.stats = GatewayStats()
+        for bus in config.bus:
+            self.stats.buses[bus.name] = BusStats(bus.name)
+        for node in config.node:
+            self.stats.nodes[node.id] = NodeStats(node.id, node.bus, node.unit, node.role)
+        self.queue_size = queue_size
+        self.offline_interval = offline_interval
+        self.drain = drain
+        self.clock = clock
+        self.uplink: Uplink | None = None
+        """The running uplink (None before :meth:`run`)."""
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: polling stops, queued data drains, offline state is published."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; a crash of any part ends the whole gateway (with the error)."""
+        cfg = self.config
+        buses = {b.name: ModbusBus(b, self.stats.buses[b.name]) for b in cfg.bus}
+        uplink = Uplink(
+            cfg.broker, self.topics, self.stats, self._on_command,
+            queue_size=self.queue_size, clock=self.clock,
+        )
+        router = CommandRouter(
+            cfg, buses, self.stats,
+            lambda payload: uplink.publish(self.topics.result, payload, urgent=True),
+            clock=self.clock,
+        )
+        self.uplink = uplink
+        self._router = router
+        pollers = [
+            BusPoller(
+                buses[b.name], cfg.nodes_on(b.name), self.stats.nodes, self._on_readings,
+                offline_interval=self.offline_interval, clock=self.clock,
+            )
+            for b in cfg.bus
+        ]
+        log.info(
+            "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
+            cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(p.run(), name=f"poll-{p.bus.name}") for p in pollers]
+                workers.append(group.create_task(router.run(), name="commands"))
+                link = group.create_task(uplink.run(), name="uplink")
+                await self._stop.wait()
+                log.info("gateway stopping")
+                for task in workers:
+                    task.cancel()
+                uplink.shutdown(self.drain)
+                _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
+                if pending:
+                    log.warning("broker did not answer while stopping; closing the connection")
+                    link.cancel()
+        finally:
+            for bus in buses.values():
+                bus.close()
+            log.info("gateway stopped")
+
+    def _on_command(self, payload: bytes) -> None:
+        self._router.submit(payload)
+
+    def _on_readings(self, node: NodeConfig, when: float, readings: Readings) -> None:
+        pack = build_pack(self.config.site, node.id, when, readings)
+        assert self.uplink is not None  # set before any poller runs
+        self.uplink.publish(self.topics.data(node.id), encode_pack(pack), records=len(pack))
+
+
+async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:
+    """Run a gateway until SIGTERM/SIGINT (or until ``stop`` is set), then stop it cleanly.
+
+    Clean stop: polling ends, queued messages get :data:`DRAIN` seconds to reach
+    the broker, the retained state turns ``{"online": false}``, the connection
+    closes.
+    """
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # pymodbus logs every unanswered request at ERROR; the poller reports the
+        # same failures per node, with context (offline/online), so keep it quiet.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    gateway = Gateway(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            log.debug("cannot handle %s here; stop the gateway through `stop`", sig.name)
+
+    async def watch() -> None:
+        await stop.wait()
+        gateway.stop()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await gateway.run()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for sig in installed:
+            loop.remove_signal_handler(sig)
