@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured as ratios against a floor in the same run, written to docs/."""

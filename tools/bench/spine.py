@@ -1,0 +1,176 @@
+"""``streetedge bench spine``: the gateway's cost per reading against the bare floor.
+
+One run, same machine, same virtual street (unpaced, so the nodes answer as fast
+as they can), same broker:
+
+1. the floor: :mod:`tools.bench.floor` (pymodbus read + cbor2 + aiomqtt QoS 1, nothing else);
+2. the gateway: ``streetedge run`` polling every node as fast as its 0.01 s minimum interval allows.
+
+Each runs as its own process. Its CPU time (user + system, from /proc) and the
+readings an independent subscriber received are both taken over the same
+steady-state window (after a warm-up), so imports and connection set-up are
+left out. Figures: readings/s delivered, CPU-seconds per 1000 readings, and the
+ratio gateway/floor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cbor2
+
+from protocols.roles import load
+from tools.broker import LocalBroker
+from tools.mqtt_watch import MqttWatch, Seen
+from tools.sim.street import VirtualStreet
+from tools.street_config import write_gateway_toml
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "performance.md"
+WARMUP = 3.0
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figure:
+    """What one contender achieved in the measuring window."""
+
+    name: str
+    readings: int
+    seconds: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        """Readings per second delivered to the broker."""
+        return self.readings / self.seconds
+
+    @property
+    def cpu_per_1000(self) -> float:
+        """CPU-seconds per 1000 readings delivered."""
+        return 1000 * self.cpu / self.readings if self.readings else float("inf")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+class _Counter:
+    """Thread-safe count of readings seen by the subscriber."""
+
+    def __init__(self, per_message: int | None) -> None:
+        self.per_message = per_message
+        self.readings = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, seen: Seen) -> None:
+        n = self.per_message if self.per_message is not None else len(cbor2.loads(seen.payload))
+        with self._lock:
+            self.readings += n
+
+    def value(self) -> int:
+        with self._lock:
+            return self.readings
+
+
+def _measure(name: str, cmd: list[str], counter: _Counter, seconds: float, log: Path) -> Figure:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while counter.value() == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} delivered nothing; its log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        time.sleep(WARMUP)
+        r0, c0, t0 = counter.value(), _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        r1, c1, t1 = counter.value(), _cpu_seconds(proc.pid), time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return Figure(name, r1 - r0, t1 - t0, c1 - c0)
+
+
+def measure_spine(nodes: int = 8, seconds: float = 20.0) -> tuple[Figure, Figure]:
+    """Run floor then gateway against one virtual street; return both figures."""
+    registers = len(load("lamp").registers)
+    with tempfile.TemporaryDirectory(prefix="streetedge-bench-") as tmp, LocalBroker() as broker:
+        work = Path(tmp)
+        with VirtualStreet(work / "street", nodes=nodes) as street:
+            manifest = street.start()
+            bus = manifest["buses"][0]
+            units = ",".join(str(n["unit"]) for n in manifest["nodes"])
+
+            floor_count = _Counter(registers)
+            with MqttWatch(broker.host, broker.port, "floor/#", keep=False, on_message=floor_count):
+                floor = _measure("floor", [
+                    sys.executable, "-m", "tools.bench.floor", "--device", bus["device"], "--baud",
+                    str(bus["baud"]), "--units", units, "--port", str(broker.port),
+                    "--protocol", broker.protocol, "--seconds", str(seconds + WARMUP + 30),
+                ], floor_count, seconds, work / "floor.log")
+
+            config = write_gateway_toml(
+                work / "gateway.toml", manifest, broker_url=broker.url, protocol=broker.protocol,
+                site="bench", gateway="gw", interval=0.01,
+            )
+            gw_count = _Counter(None)
+            with MqttWatch(broker.host, broker.port, "streetedge/v1/bench/gw/data/#", keep=False,
+                           on_message=gw_count):
+                gateway = _measure("gateway", [sys.executable, "-m", "tools.cli", "run", "-c", str(config)],
+                                   gw_count, seconds, work / "gateway.log")
+    return floor, gateway
+
+
+def _table(nodes: int, seconds: float, floor: Figure, gateway: Figure) -> str:
+    ratio = gateway.cpu_per_1000 / floor.cpu_per_1000
+    return "\n".join([
+        f"Virtual street of {nodes} lamp nodes (unpaced), Mosquitto, {seconds:.0f} s window after "
+        f"{WARMUP:.0f} s warm-up; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.",
+        "",
+        "| contender | readings/s delivered | CPU-s per 1000 readings | CPU ratio to floor |",
+        "|---|---:|---:|---:|",
+        f"| bare floor (pymodbus + cbor2 + aiomqtt) | {floor.rate:,.0f} | {floor.cpu_per_1000:.3f} | 1.00 |",
+        f"| streetedge gateway | {gateway.rate:,.0f} | {gateway.cpu_per_1000:.3f} | {ratio:.2f} |",
+    ])
+
+
+def run_spine_bench(nodes: int = 8, seconds: float = 20.0, write_docs: bool = False) -> int:
+    """Measure, print the table, and with ``write_docs`` record it in docs/performance.md."""
+    floor, gateway = measure_spine(nodes, seconds)
+    table = _table(nodes, seconds, floor, gateway)
+    print(table)
+    print(json.dumps({"floor": vars(floor), "gateway": vars(gateway)}))
+    if write_docs:
+        _record(table, nodes, seconds)
+        print(f"recorded in {DOCS}")
+    return 0
+
+
+_BEGIN = "<!-- bench spine: begin -->"
+_END = "<!-- bench spine: end -->"
+
+
+def _record(table: str, nodes: int, seconds: float) -> None:
+    command = f"streetedge bench spine --nodes {nodes} --seconds {seconds:g} --write-docs"
+    block = f"{_BEGIN}\nCommand: `{command}`\n\n{table}\n{_END}"
+    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
+    if _BEGIN in text:
+        head, rest = text.split(_BEGIN, 1)
+        text = head + block + rest.split(_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Spine: gateway cost per reading\n\n" + block + "\n"
+    DOCS.write_text(text)
