@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -207,6 +208,8 @@ class Uplink:
             protocol=version,
             will=will,
             keepalive=self.broker.keepalive,
+            # Small packets (PUBACKs, results) must not wait for Nagle + delayed ACK: ~40 ms each.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
     async def _session(self, client: aiomqtt.Client) -> None:
