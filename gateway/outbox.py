@@ -93,6 +93,9 @@ _SCHEMA = (
         attempts INTEGER NOT NULL DEFAULT 0,
         historical INTEGER NOT NULL DEFAULT 0,
         UNIQUE (node, seq, kind))""",
+    # Retention finds the oldest readings without walking past events (and the reverse); appended at two
+    # points only, this index costs about one page write per transaction.
+    "CREATE INDEX records_by_kind ON records (kind)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
