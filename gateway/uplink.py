@@ -226,11 +226,16 @@ class Uplink:
         sender = asyncio.create_task(self._send(client), name="uplink-send")
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (receiver, sender):
-                task.cancel()
-            # Let both unwind (the sender puts unacknowledged messages back).
-            results = await asyncio.gather(receiver, sender, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Cancelled from outside (the gateway is going down hard): the graceful
+            # DISCONNECT that follows would suppress the Will, so say "offline" ourselves.
+            await _unwind(receiver, sender)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    client.publish(self.topics.state, self._state(online=False), qos=1, retain=True), 1.0
+                )
+            raise
+        results = await _unwind(receiver, sender)
         for result in results:
             if isinstance(result, BaseExceptionGroup):  # from the sender's TaskGroup
                 failed = result.subgroup(aiomqtt.MqttError)
@@ -313,6 +318,13 @@ class Uplink:
         self.stats.queue_drops += 1
         if self.stats.queue_drops == 1 or self.stats.queue_drops % 1000 == 0:
             log.warning("publish queue full: %d messages dropped so far", self.stats.queue_drops)
+
+
+async def _unwind(*tasks: asyncio.Task[None]) -> list[BaseException | None]:
+    """Cancel the tasks and wait until they finished (the sender puts unacknowledged messages back)."""
+    for task in tasks:
+        task.cancel()
+    return await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

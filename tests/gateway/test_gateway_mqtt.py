@@ -92,6 +92,23 @@ def test_birth_state_is_retained_and_turns_offline_on_stop(mosquitto, pty_pair, 
     asyncio.run(main())
 
 
+def test_cancelled_gateway_still_says_offline(mosquitto, pty_pair, sim, subscriber) -> None:
+    """Cancelled outright (a crash elsewhere, a hard stop): the retained state still ends offline."""
+    gw_end, node_end = pty_pair
+    gateway = Gateway(sim.config(gw_end, mosquitto.url))
+    sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.state)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [sim.lamp(1)]):
+            task = asyncio.create_task(gateway.run())
+            await sub.wait(lambda m: cbor2.loads(m.payload)["online"] is True)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await sub.wait(lambda m: cbor2.loads(m.payload)["online"] is False)
+
+    asyncio.run(main())
+
+
 def test_dim_command_gets_done_and_changes_the_register(mosquitto, pty_pair, sim, subscriber) -> None:
     """A dim command published by paho is executed, confirmed and answered 'done'."""
     gw_end, node_end = pty_pair
