@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian parts the virtual street and the tests use, when they are
+# Install the Debian parts the demo and the tests use (Mosquitto, mbpoll, socat), when they are
 # missing and we may install them. Without root, say what is missing and go on:
 # the demo then falls back to the embedded broker.
 set -eu
@@ -7,6 +7,7 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing from Debian: ${need[*]}"
