@@ -151,8 +151,8 @@ class Sim:
         protocol: str = "5",
         groups: dict[str, list[str]] | None = None,
         interval: float = 0.2,
-        timeout: float = 0.1,
-        retries: int = 0,
+        timeout: float = 0.3,
+        retries: int = 1,
         extra: str = "",
     ) -> Config:
         """A gateway configuration with one bus on ``device`` and lamp nodes by unit."""

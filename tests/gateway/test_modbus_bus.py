@@ -17,7 +17,7 @@ LAMP = load_role("lamp")
 
 
 def bus_on(device: str, **kw: Any) -> ModbusBus:
-    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.1, retries=0, **kw))
+    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, retries=1, **kw))
 
 
 def test_read_node_one_request_per_table_decodes_through_the_map(pty_pair, sim) -> None:
