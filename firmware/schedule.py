@@ -1,0 +1,464 @@
+"""The lamp's calendar, programs, photocell and override, evaluated as pure functions.
+
+Sans-IO: the lamp role passes the time (Unix epoch seconds, UTC), the local
+offset, the place and the stored settings; nothing here reads a clock or a
+file. All settings are plain JSON values, as the gateway writes them:
+
+- a *program* is a list of 1..16 switch points ``[kind, offset, level]``:
+  ``FIXED`` (offset = minutes after local midnight, 0..1439), ``SUNRISE`` or
+  ``SUNSET`` (offset = minutes after the event, -360..360, negative before);
+  level 0..100 (per cent, 0 = off). ``programs`` is a list; a program's id is
+  its index.
+- a *calendar* is ``{"default": id, "rules": [rule, ...]}``; a rule is
+  ``{"program": id, "days": mask}`` (bit 0 Monday .. bit 6 Sunday) and/or
+  ``{"program": id, "from": [month, day], "to": [month, day]}`` (inclusive,
+  may wrap the new year: ``[12, 24]`` to ``[1, 2]``). The last rule that
+  matches wins; with none, the default program.
+- a *photocell* is ``{"on": lux, "off": lux, "level": 100}``: dark below
+  ``on``, light above ``off`` (``on < off``, the band between is hysteresis),
+  ``level`` optional. Dark lights a lamp that the program has off (a storm
+  before sunset) at ``level``; it never changes a lamp the program has on,
+  dimmed or not, and never switches one off.
+- an *override* is ``[level, until]``: that level while ``now < until``
+  (epoch seconds); it beats program and photocell.
+
+How a program is read. The level in force is that of the last switch point
+passed. A program belongs to a *night*: the program chosen for date D runs
+from 12:00 local on D to 12:00 on D+1 (so "Friday" means Friday evening and
+the small hours of Saturday), and its morning points fall on D+1. Around 12:00
+nothing has usually happened since sunrise, so the previous night's last point
+holds until the evening's first.
+
+Astronomical points move with the seasons while fixed ones do not, and near
+60 degrees of latitude a summer sunrise can come before a 05:00 point or a
+sunset after a 23:00 one. Read literally, "100 % at 05:00" would then light
+the lamp all day. So the points are first put in the order they have on an
+equinox day at this longitude (sunrise 6 h before and sunset 6 h after mean
+solar noon), and a fixed point never crosses its neighbouring astronomical
+points: it is held at the sunrise (or sunset) it would overtake, where the
+astronomical point, coming after it in that order, wins. "Dusk to dawn, 50 %
+from 23:00 to 05:00" therefore goes straight to 50 % at a sunset after 23:00
+and off at a sunrise before 05:00.
+
+Where the sun does not rise or set (polar day or night, beyond the +-60
+degrees the almanac is checked for), sunrise and sunset are both placed at
+solar midnight (polar day: the lamp stays at its day level) or solar noon
+(polar night: it stays at its night level).
+"""
+
+from firmware import astro
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# Switch point kinds.
+FIXED = const(0)
+SUNRISE = const(1)
+SUNSET = const(2)
+
+# Why level_at() chose its level.
+PROGRAM = const(0)
+OVERRIDE = const(1)
+PHOTOCELL = const(2)
+DEFAULT_SAFE = const(3)  # no valid time: safe level
+INVALID = const(4)  # the settings are invalid: safe level
+
+# Calendar day masks (a night is named after the evening it starts on).
+MONDAY = const(1)
+TUESDAY = const(2)
+WEDNESDAY = const(4)
+THURSDAY = const(8)
+FRIDAY = const(16)
+SATURDAY = const(32)
+SUNDAY = const(64)
+EVERY_DAY = const(127)
+
+MAX_PROGRAMS = const(16)
+MAX_POINTS = const(16)
+MAX_RULES = const(32)
+MAX_ASTRO_OFFSET = const(360)
+
+# A clock before 2020 has not been set (an ESP32's RTC starts in 2000); the almanac stops at 2100.
+VALID_FROM = 1577836800  # 2020-01-01T00:00Z
+VALID_UNTIL = 4102444800  # 2100-01-01T00:00Z
+
+_SAFE_LEVEL = const(100)
+_KINDS = ("FIXED", "SUNRISE", "SUNSET")
+_RULE_KEYS = ("program", "days", "from", "to")
+_PHOTO_KEYS = ("on", "off", "level")
+
+_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; a week of entries at most
+_SUN_CACHE_MAX = const(8)
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x):
+    return (isinstance(x, int) or isinstance(x, float)) and not isinstance(x, bool)
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _point_error(pid, j, what):
+    return ValueError("program %d point %d: %s" % (pid, j, what))
+
+
+def _check_program(points, pid):
+    """Raise ValueError naming program ``pid`` and the point if ``points`` is not a valid program."""
+    if not isinstance(points, (list, tuple)) or not 1 <= len(points) <= MAX_POINTS:
+        raise ValueError("program %d: expected a list of 1..%d switch points" % (pid, MAX_POINTS))
+    seen = []
+    for j in range(len(points)):
+        pt = points[j]
+        if not isinstance(pt, (list, tuple)) or len(pt) != 3:
+            raise _point_error(pid, j, "expected [kind, offset, level], got %r" % (pt,))
+        kind, off, level = pt
+        if not _is_int(kind) or not 0 <= kind <= 2:
+            raise _point_error(pid, j, "kind %r is not FIXED (0), SUNRISE (1) or SUNSET (2)" % (kind,))
+        if not _is_int(off):
+            raise _point_error(pid, j, "offset %r is not a whole number of minutes" % (off,))
+        if kind == FIXED:
+            if not 0 <= off < 1440:
+                raise _point_error(pid, j, "FIXED time %d is not in 0..1439 minutes after midnight" % off)
+        elif not -MAX_ASTRO_OFFSET <= off <= MAX_ASTRO_OFFSET:
+            raise _point_error(
+                pid, j, "offset %d from %s is not in -%d..%d minutes" % (off, _KINDS[kind], MAX_ASTRO_OFFSET,
+                                                                        MAX_ASTRO_OFFSET)
+            )
+        if not _is_int(level) or not 0 <= level <= 100:
+            raise _point_error(pid, j, "level %r is not a whole per cent in 0..100" % (level,))
+        key = kind * 10000 + off
+        if key in seen:
+            raise _point_error(pid, j, "same time as point %d" % seen.index(key))
+        seen.append(key)
+
+
+def validate_programs(programs):
+    """Raise ValueError (naming the program and point) unless ``programs`` is a valid list of programs."""
+    if not isinstance(programs, (list, tuple)) or not 1 <= len(programs) <= MAX_PROGRAMS:
+        raise ValueError("programs: expected a list of 1..%d programs" % MAX_PROGRAMS)
+    for pid in range(len(programs)):
+        _check_program(programs[pid], pid)
+
+
+def _check_month_day(md, where):
+    if not isinstance(md, (list, tuple)) or len(md) != 2 or not _is_int(md[0]) or not _is_int(md[1]):
+        raise ValueError(where + "expected [month, day], got %r" % (md,))
+    m, d = md
+    if not 1 <= m <= 12 or not 1 <= d <= astro.days_in_month(2000, m):
+        raise ValueError(where + "no such date: month %d day %d" % (m, d))
+    return m * 100 + d
+
+
+def _check_pid(pid, n_programs, where):
+    if not _is_int(pid) or not 0 <= pid < n_programs:
+        raise ValueError(where + "program %r is not one of 0..%d" % (pid, n_programs - 1))
+
+
+def validate_calendar(calendar, n_programs):
+    """Raise ValueError (naming the rule and the field) unless ``calendar`` is valid for ``n_programs`` programs."""
+    if not isinstance(calendar, dict):
+        raise ValueError("calendar: expected {\"default\": id, \"rules\": [...]}, got %r" % (calendar,))
+    for key in calendar:
+        if key not in ("default", "rules"):
+            raise ValueError("calendar: unknown key %r" % (key,))
+    if "default" not in calendar:
+        raise ValueError("calendar: no default program")
+    _check_pid(calendar["default"], n_programs, "calendar default: ")
+    rules = calendar.get("rules", ())
+    if not isinstance(rules, (list, tuple)) or len(rules) > MAX_RULES:
+        raise ValueError("calendar rules: expected a list of at most %d rules" % MAX_RULES)
+    for r in range(len(rules)):
+        rule = rules[r]
+        where = "calendar rule %d: " % r
+        if not isinstance(rule, dict):
+            raise ValueError(where + "expected a dict, got %r" % (rule,))
+        for key in rule:
+            if key not in _RULE_KEYS:
+                raise ValueError(where + "unknown key %r" % (key,))
+        if "program" not in rule:
+            raise ValueError(where + "no program")
+        _check_pid(rule["program"], n_programs, where)
+        if "days" not in rule and "from" not in rule:
+            raise ValueError(where + "selects nothing: give days and/or from, to")
+        if "days" in rule and (not _is_int(rule["days"]) or not 1 <= rule["days"] <= EVERY_DAY):
+            raise ValueError(where + "days %r is not a weekday mask in 1..127 (bit 0 Monday)" % (rule["days"],))
+        if ("from" in rule) != ("to" in rule):
+            raise ValueError(where + "from and to go together")
+        if "from" in rule:
+            _check_month_day(rule["from"], where + "from: ")
+            _check_month_day(rule["to"], where + "to: ")
+
+
+def validate_photo(photo):
+    """Raise ValueError unless ``photo`` is ``{"on": lux, "off": lux[, "level": 1..100]}`` with on < off."""
+    if not isinstance(photo, dict):
+        raise ValueError("photocell: expected {\"on\": lux, \"off\": lux}, got %r" % (photo,))
+    for key in photo:
+        if key not in _PHOTO_KEYS:
+            raise ValueError("photocell: unknown key %r" % (key,))
+    on = photo.get("on")
+    off = photo.get("off")
+    if not _is_num(on) or not _is_num(off) or not 0 <= on < off:
+        raise ValueError("photocell: need 0 <= on < off lux, got on %r off %r" % (on, off))
+    level = photo.get("level", 100)
+    if not _is_int(level) or not 1 <= level <= 100:
+        raise ValueError("photocell: level %r is not in 1..100" % (level,))
+
+
+def validate_override(override):
+    """Raise ValueError unless ``override`` is ``[level 0..100, until epoch seconds]``."""
+    if not isinstance(override, (list, tuple)) or len(override) != 2:
+        raise ValueError("override: expected [level, until], got %r" % (override,))
+    level, until = override
+    if not _is_int(level) or not 0 <= level <= 100:
+        raise ValueError("override: level %r is not in 0..100" % (level,))
+    if not _is_num(until):
+        raise ValueError("override: until %r is not epoch seconds" % (until,))
+
+
+def validate_place(lat, lon, tz_offset_minutes):
+    """Raise ValueError unless latitude, longitude (degrees) and UTC offset (minutes) are plausible."""
+    if not _is_num(lat) or not -90 <= lat <= 90:
+        raise ValueError("latitude %r is not in -90..90 degrees" % (lat,))
+    if not _is_num(lon) or not -180 <= lon <= 180:
+        raise ValueError("longitude %r is not in -180..180 degrees" % (lon,))
+    if not _is_int(tz_offset_minutes) or not -720 <= tz_offset_minutes <= 840:
+        raise ValueError("UTC offset %r is not whole minutes in -720..840" % (tz_offset_minutes,))
+
+
+def time_valid(now):
+    """True if ``now`` (epoch seconds) can be a set clock: 2020 to 2099."""
+    return _is_num(now) and VALID_FROM <= now < VALID_UNTIL
+
+
+# --- photocell and safe state --------------------------------------------------------------------
+
+
+def photocell_override(lux, dark, photo):
+    """Next photocell state from a reading: True dark, False light, None unknown.
+
+    ``dark`` is the previous state (None at power-up). Dark below ``on`` lux,
+    light above ``off``, unchanged in between and when ``lux`` is None (no
+    reading). Applying the same reading twice changes nothing, so the role may
+    call this before ``level_at`` with the same arguments.
+    """
+    if lux is None or photo is None:
+        return dark
+    if lux < photo["on"]:
+        return True
+    if lux > photo["off"]:
+        return False
+    return dark
+
+
+def safe_level(lux=None, photo=None, dark=None):
+    """Level without a valid clock or settings: off only when a working photocell sees daylight, else lit.
+
+    Lit is 100 %, or the photocell's level when it says dark. An unknown state
+    (inside the hysteresis band after power-up) is treated as dark.
+    """
+    if photo is None or lux is None:
+        return _SAFE_LEVEL
+    try:
+        validate_photo(photo)
+    except ValueError:
+        return _SAFE_LEVEL
+    if photocell_override(lux, dark, photo) is False:
+        return 0
+    return photo.get("level", _SAFE_LEVEL)
+
+
+# --- calendar and programs -----------------------------------------------------------------------
+
+
+def program_for(calendar, day):
+    """Id of the program the calendar chooses for the night starting on ``day`` (days since 1970-01-01)."""
+    pid = calendar["default"]
+    rules = calendar.get("rules", ())
+    if not rules:
+        return pid
+    _, month, mday = astro.civil_from_days(day)
+    bit = 1 << astro.weekday(day)
+    md = month * 100 + mday
+    for rule in rules:
+        if "days" in rule and not rule["days"] & bit:
+            continue
+        if "from" in rule:
+            a = rule["from"][0] * 100 + rule["from"][1]
+            b = rule["to"][0] * 100 + rule["to"][1]
+            if not (a <= md <= b if a <= b else md >= a or md <= b):
+                continue
+        pid = rule["program"]
+    return pid
+
+
+def _sun_utc(day, lat, lon):
+    """(sunrise, sunset) UTC minutes of a day number; polar days placed at solar midnight or noon."""
+    key = (day, lat, lon)
+    hit = _sun_cache.get(key)
+    if hit is not None:
+        return hit
+    rise, set_, state = astro.sun_times_days(day, lat, lon)
+    if state != astro.NORMAL:
+        # Mean solar noon, the same every day, so that one day's sunset and the next day's sunrise tie exactly.
+        noon = 720.0 - 4.0 * lon
+        if state == astro.ALWAYS_UP:
+            rise, set_ = noon - 720.0, noon + 720.0
+        else:
+            rise = set_ = noon
+    if len(_sun_cache) >= _SUN_CACHE_MAX:
+        _sun_cache.clear()
+    hit = (rise, set_)
+    _sun_cache[key] = hit
+    return hit
+
+
+def _event(point, day, lat, lon, tz):
+    """Local minutes after midnight of ``day`` at which astronomical ``point`` falls on that day."""
+    rise, set_ = _sun_utc(day, lat, lon)
+    return (set_ if point[0] == SUNSET else rise) + tz + point[1]
+
+
+def _layout(points, day, lat, lon, tz):
+    """Switch times of a (valid) program for the night starting on ``day``, in order.
+
+    Returns a list of ``(minutes after local midnight of day, level)``,
+    non-decreasing in time: on a tie the later entry wins.
+    """
+    n = len(points)
+    # Order of the points on an equinox day, counted from 12:00 (see the module docstring).
+    noon = 720.0 - 4.0 * lon + tz
+    order = []
+    for i in range(n):
+        kind, off, _ = points[i]
+        nom = off if kind == FIXED else noon + (360.0 if kind == SUNSET else -360.0) + off
+        k = int((nom - 720) // 1440)  # the point's event is on day - k
+        order.append((nom - 1440 * k, i, k))
+    order.sort()
+    pos = []
+    first = last = -1
+    fixed = 0
+    for j in range(n):
+        nom, i, k = order[j]
+        if points[i][0] == FIXED:
+            pos.append(nom)
+            fixed += 1
+        else:
+            pos.append(_event(points[i], day - k, lat, lon, tz) - 1440 * k)
+            last = j
+            if first < 0:
+                first = j
+    if first >= 0 and fixed:
+        # Hold each fixed point between its astronomical neighbours (those of the nights before and after at the ends).
+        _, i, k = order[last]
+        lo = _event(points[i], day - 1 - k, lat, lon, tz) - 1440 * (k + 1)
+        los = [0.0] * n
+        for j in range(n):
+            if points[order[j][1]][0] == FIXED:
+                los[j] = lo
+            else:
+                lo = pos[j]
+        _, i, k = order[first]
+        hi = _event(points[i], day + 1 - k, lat, lon, tz) - 1440 * (k - 1)
+        for j in range(n - 1, -1, -1):
+            if points[order[j][1]][0] == FIXED:
+                pos[j] = min(max(pos[j], los[j]), hi)
+            else:
+                hi = pos[j]
+    out = []
+    prev = None
+    for j in range(n):
+        p = pos[j]
+        if prev is not None and p < prev:
+            p = prev  # two astronomical points crossed (extreme offsets or latitudes): keep the order
+        out.append((p, points[order[j][1]][2]))
+        prev = p
+    return out
+
+
+def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs):
+    """The chosen program's switch times for the night starting on ``day``: ``[(minutes, level), ...]``.
+
+    Minutes count from local midnight of ``day`` (morning points are above
+    1440); a tie goes to the later entry. Raises ValueError on invalid settings.
+    """
+    pid = program_for(calendar, day)
+    points = programs[pid]
+    _check_program(points, pid)
+    return _layout(points, day, lat, lon, tz_offset_minutes)
+
+
+def program_level(now, tz_offset_minutes, lat, lon, calendar, programs):
+    """Level the calendar's programs set at ``now`` (epoch seconds).
+
+    Expects validated settings (``validate_*``); invalid ones raise. The lamp
+    role calls ``level_at``, which checks them and never raises.
+    """
+    local = now + tz_offset_minutes * 60
+    day = int(local // 86400)
+    t = (local - day * 86400) / 60.0
+    night = day if t >= 720 else day - 1
+    t += 1440 * (day - night)
+    best = None
+    level = None
+    for d in (night - 1, night, night + 1):
+        shift = 1440 * (d - night)
+        j = 0
+        for at, lv in switch_times(d, tz_offset_minutes, lat, lon, calendar, programs):
+            p = at + shift
+            if p <= t:
+                key = (p, d, j)
+                if best is None or key > best:
+                    best = key
+                    level = lv
+            j += 1
+    if level is None:
+        raise ValueError("no switch point in the last two nights")
+    return level
+
+
+def level_at(now, tz_offset_minutes, lat, lon, calendar, programs, override=None, lux=None, photo=None,
+             dark=None):
+    """The level the lamp should have at ``now`` and why: ``(level, source)``.
+
+    ``now`` epoch seconds UTC (None if the clock is not set);
+    ``tz_offset_minutes`` local time minus UTC (the gateway follows summer
+    time); ``lat``, ``lon`` degrees; ``calendar``, ``programs``, ``override``,
+    ``photo`` as in the module docstring (override and photo may be None);
+    ``lux`` the latest reading or None; ``dark`` the photocell state kept by
+    the role (see ``photocell_override``).
+
+    Source: ``OVERRIDE`` (in force), ``PHOTOCELL`` (dark lit a lamp the program has off),
+    ``PROGRAM``, ``DEFAULT_SAFE`` (no valid clock: ``safe_level``; an override
+    cannot be timed either) or ``INVALID`` (some setting is invalid:
+    ``safe_level``). An override in force is obeyed even when other settings
+    are invalid. Never raises.
+    """
+    if not time_valid(now):
+        return safe_level(lux, photo, dark), DEFAULT_SAFE
+    try:
+        if override is not None:
+            validate_override(override)
+            if now < override[1]:
+                return override[0], OVERRIDE
+        validate_place(lat, lon, tz_offset_minutes)
+        if photo is not None:
+            validate_photo(photo)
+        if not isinstance(programs, (list, tuple)):
+            raise ValueError("programs: expected a list")
+        validate_calendar(calendar, len(programs))
+        level = program_level(now, tz_offset_minutes, lat, lon, calendar, programs)
+    except Exception:  # any bad setting (wrong types included) must leave the street lit, not crash the node
+        return safe_level(lux, photo, dark), INVALID
+    if level == 0 and photo is not None and photocell_override(lux, dark, photo):
+        return photo.get("level", _SAFE_LEVEL), PHOTOCELL
+    return level, PROGRAM
