@@ -92,7 +92,7 @@ _KINDS = ("FIXED", "SUNRISE", "SUNSET")
 _RULE_KEYS = ("program", "days", "from", "to")
 _PHOTO_KEYS = ("on", "off", "level")
 
-_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; a week of entries at most
+_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; eight days at most
 _SUN_CACHE_MAX = const(8)
 
 
@@ -316,7 +316,7 @@ def _sun_utc(day, lat, lon):
         else:
             rise = set_ = noon
     if len(_sun_cache) >= _SUN_CACHE_MAX:
-        _sun_cache.clear()
+        del _sun_cache[min(_sun_cache)]  # the earliest day: time moves forward, one new day a day
     hit = (rise, set_)
     _sun_cache[key] = hit
     return hit
