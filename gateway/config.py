@@ -80,12 +80,22 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
 
 
 class BusConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """``[[bus]]``: one RS-485 line, driven through a serial device."""
+    """``[[bus]]``: one RS-485 line driven through a serial device, or one Modbus TCP endpoint."""
 
     name: Name
     """Name nodes refer to, and the ``bus:<name>`` command target."""
-    device: Annotated[str, msgspec.Meta(min_length=1)]
-    """Serial device path, e.g. ``/dev/ttyUSB0`` (a pseudo-terminal on the virtual street)."""
+    type: Literal["rtu", "tcp"] = "rtu"
+    """``rtu``: a serial line (``device``); ``tcp``: a Modbus TCP server (``host``, ``port``)."""
+    device: str = ""
+    """Serial device path, e.g. ``/dev/ttyUSB0`` (a pseudo-terminal on the virtual street); rtu only."""
+    host: str = ""
+    """Modbus TCP server address (a device, or a TCP-to-RTU gateway for many units); tcp only."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 502
+    """Modbus TCP port; tcp only."""
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Polls in flight at once on a tcp bus (requests are pipelined); an rtu line carries one."""
+    backoff: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.05
+    """Seconds before the first retry of a failed request; doubled for each further retry."""
     baud: Annotated[int, msgspec.Meta(ge=300, le=4_000_000)] = 19200
     """Line rate in bit/s."""
     parity: Literal["N", "E", "O"] = "E"
@@ -111,6 +121,30 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     """Node role; picks the register map in ``protocols/roles``."""
     interval: Annotated[float, msgspec.Meta(ge=0.01, le=86400)] = 1.0
     """Seconds between two polls of this node."""
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] | None = None
+    """Seconds to wait for this node's answer; None takes the bus's ``timeout``."""
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    """Retries of a failed request to this node; None takes the bus's ``retries``."""
+
+
+class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``[http]``: the local endpoint with ``/health`` and Prometheus ``/metrics``."""
+
+    enabled: bool = True
+    """Serve the endpoint."""
+    listen: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """Address to bind; loopback by default, so only the cabinet itself can read it."""
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9480
+    """TCP port (0 picks a free one, for tests)."""
+
+
+class LoggingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``[logging]``: how the daemon writes its log (to standard error, for journald)."""
+
+    format: Literal["text", "json"] = "text"
+    """``text`` for people, ``json`` for one JSON object per line (ts, level, logger, message, fields)."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -128,6 +162,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """Polled nodes (``[[node]]``)."""
     groups: dict[Name, list[Name]] = msgspec.field(default_factory=dict)
     """Named groups of node ids, the ``group:<name>`` command targets."""
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    """Local health and metrics endpoint."""
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    """Log format and level."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""
@@ -292,7 +330,7 @@ def _cross_check(config: Config) -> Config:
         raise _ProblemError("broker.url", f"expected mqtt://host[:port], got {config.broker.url!r}")
 
     _unique("bus", "name", [b.name for b in config.bus])
-    _unique("bus", "device", [b.device for b in config.bus])
+    _check_buses(config.bus)
     _unique("node", "id", [n.id for n in config.node])
     bus_names = [b.name for b in config.bus]
     seen: dict[tuple[str, int], int] = {}
@@ -328,6 +366,27 @@ def _cross_check(config: Config) -> Config:
         )
         config = msgspec.structs.replace(config, broker=broker)
     return config
+
+
+def _check_buses(buses: Sequence[BusConfig]) -> None:
+    """An rtu bus needs a device, a tcp bus a host; neither shares its line or endpoint."""
+    lines: dict[str, int] = {}
+    for i, bus in enumerate(buses):
+        if bus.type == "rtu":
+            if not bus.device:
+                raise _ProblemError(f"bus[{i}]", "missing required key 'device' (an rtu bus is a serial line)")
+            if bus.host:
+                raise _ProblemError(f"bus[{i}].host", "only a tcp bus has a host (this bus is type 'rtu')")
+            where, key = bus.device, "device"
+        else:
+            if not bus.host:
+                raise _ProblemError(f"bus[{i}]", "missing required key 'host' (a tcp bus is a Modbus TCP server)")
+            if bus.device:
+                raise _ProblemError(f"bus[{i}].device", "only an rtu bus has a device (this bus is type 'tcp')")
+            where, key = f"{bus.host}:{bus.port}", "host"
+        j = lines.setdefault(where, i)
+        if j != i:
+            raise _ProblemError(f"bus[{i}].{key}", f"{where!r} is already used by bus[{j}]")
 
 
 def _unique(table: str, key: str, values: Sequence[str]) -> None:
