@@ -111,7 +111,7 @@ def test_unknown_key_suggests_the_close_one() -> None:
         ('[[node]]\nid = "lamp-3"\nbus = "bus1"\nunit = 3\n',
          "node[2].bus: unknown bus 'bus1'; did you mean 'bus0'? (declared: bus0)"),
         ('[[node]]\nid = "lamp-3"\nbus = "bus0"\nunit = 3\nrole = "lmap"\n',
-         "node[2].role: unknown role 'lmap'; did you mean 'lamp'? (known: lamp)"),
+         "node[2].role: unknown role 'lmap'; did you mean 'lamp'? (known: lamp"),
         ('[[bus]]\nname = "bus0"\ndevice = "/dev/ttyUSB1"\n', "bus[1].name: 'bus0' is already used by bus[0]"),
         ('[[bus]]\nname = "bus1"\ndevice = "/dev/ttyUSB0"\n',
          "bus[1].device: '/dev/ttyUSB0' is already used by bus[0]"),
