@@ -7,7 +7,7 @@ its map from configuration without importing every role.
 if False:  # type checkers only
     from protocols.regmap import RegisterMap
 
-ROLES = ("lamp", "sdm630")
+ROLES = ("lamp", "sdm630", "meter", "env")
 
 
 def load(name: str) -> "RegisterMap":
