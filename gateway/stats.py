@@ -39,6 +39,10 @@ class NodeStats:
     failures: int = 0
     """Failed polls."""
     consecutive_failures: int = 0
+    skipped: int = 0
+    """Poll slots skipped: the node's bus fell behind, or the uplink asked the pollers to hold back."""
+    readings: int = 0
+    """Readings (register values) taken from the node."""
 
 
 @dataclass
@@ -54,6 +58,8 @@ class BusStats:
     """Modbus exception responses and other failed requests."""
     broadcasts: int = 0
     connected: bool = False
+    retries: int = 0
+    """Requests repeated after a timeout."""
 
 
 @dataclass
@@ -74,6 +80,10 @@ class GatewayStats:
     """All acknowledged publishes: data, results and state."""
     queue_drops: int = 0
     """Messages dropped because the publish queue was full (oldest first)."""
+    readings_polled: int = 0
+    """Readings (register values) taken from nodes by good polls."""
+    polls_skipped: Counter[str] = field(default_factory=Counter)
+    """Poll slots skipped, by reason: ``overrun`` (the bus or CPU fell behind), ``backpressure``."""
     commands: Counter[str] = field(default_factory=Counter)
     """Command results by status: done, rejected, failed."""
     recent_results: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
@@ -94,6 +104,8 @@ class GatewayStats:
             "readings_acked": self.readings_acked,
             "messages_acked": self.messages_acked,
             "queue_drops": self.queue_drops,
+            "readings_polled": self.readings_polled,
+            "polls_skipped": dict(self.polls_skipped),
             "commands": dict(self.commands),
             "recent_results": list(self.recent_results),
             "started": self.started,
