@@ -99,8 +99,8 @@ def test_check_write_allows_only_whole_writable_registers_in_range():
     m.check_write(0, [50, 1], 2)
     assert raises(ModbusException, m.check_write, 0, [101], 1).code == 3
     assert raises(ModbusException, m.check_write, 1, [2], 1).code == 3
-    assert raises(ModbusException, m.check_write, 2, [0], 1).code == 2
-    assert raises(ModbusException, m.check_write, 0, [1, 1, 1], 3).code == 2
+    assert raises(ModbusException, m.check_write, 50, [0], 1).code == 2  # a gap in the lamp's map
+    assert raises(ModbusException, m.check_write, 14, [60, 0], 2).code == 2  # rated_power, then the gap
 
 
 def test_check_write_refuses_half_of_a_32_bit_register():
