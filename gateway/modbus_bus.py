@@ -8,6 +8,12 @@ the map asks for and hands back raw words.
 
 Access is serialised by a :class:`~gateway.priority_lock.PriorityLock`, so an
 operator command (``URGENT``) overtakes polls that are waiting for the line.
+Retries are ours, not pymodbus's: the line is released during the backoff
+between two attempts, so other nodes keep being served, and each node may have
+its own response timeout.
+
+This is the ``rtu`` backend of :class:`gateway.bus.Bus`; the errors live there
+and are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.exceptions import ModbusException as PymodbusError
 from pymodbus.pdu import ModbusPDU
 
+from gateway.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
 from gateway.config import BusConfig
 from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, RegisterMap
 from gateway.priority_lock import ROUTINE, URGENT, PriorityLock
 from gateway.stats import BusStats
+
+__all__ = ["Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +44,8 @@ TURNAROUND = 0.1
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
-Blocks = dict[int, tuple[int, list[int]]]
-"""Per register table (HOLDING, INPUT): ``(start address, words)`` read from a node."""
-
-
-class BusError(Exception):
-    """A transaction on the bus did not succeed."""
-
-
-class BusUnavailable(BusError):  # noqa: N818 - names the state, like NodeTimeout
-    """The serial device cannot be opened (missing adapter, wrong settings)."""
-
-
-class NodeTimeout(BusError):  # noqa: N818 - the name the API promises
-    """The node did not answer within the bus timeout, retries included."""
-
-
-class NodeError(BusError):
-    """The node answered with a Modbus exception (``code``) or with a response that makes no sense.
-
-    Attributes:
-        code: the Modbus exception code (2 illegal address, 3 illegal value, 4
-            device failure ...), or None when the response was not an exception.
-    """
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ModbusBus:
-    """The Modbus RTU master of one ``[[bus]]``.
+class ModbusBus(Bus):
+    """The Modbus RTU master of one ``[[bus]]`` (``type = "rtu"``).
 
     Args:
         config: the bus's serial settings.
@@ -80,24 +60,43 @@ class ModbusBus:
         self._client: AsyncModbusSerialClient | None = None
         self._quiet_until = 0.0
         self._next_open = 0.0
+        self._timeout = config.timeout
 
     def __repr__(self) -> str:
         return f"<ModbusBus {self.name} {self.config.device}>"
 
-    async def read_node(self, unit: int, regmap: RegisterMap, *, priority: int = ROUTINE) -> Blocks:
+    async def read_node(
+        self, unit: int, regmap: RegisterMap, *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> Blocks:
         """Read every register of a node: one request per table (register merging).
 
         Returns ``{table: (start, words)}`` ready for ``regmap.decode(table, start, words)``.
-        Raises NodeTimeout, NodeError or BusUnavailable.
+        ``response_timeout`` and ``retries`` override the bus's for this node; the
+        line is free for others during the backoff between attempts. Raises
+        NodeTimeout, NodeError or BusUnavailable.
         """
-        async with self._lock.hold(priority):
-            return {table: await self._read_table(unit, regmap, table) for table in (HOLDING, INPUT)}
+        wait = self.config.timeout if response_timeout is None else response_timeout
+        tries = self.config.retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                async with self._lock.hold(priority):
+                    self._set_timeout(wait)
+                    return {table: await self._read_table(unit, regmap, table) for table in (HOLDING, INPUT)}
+            except NodeTimeout:
+                if attempt >= tries:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(self.config.backoff * 2**attempt)
+                attempt += 1
 
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
     ) -> tuple[int, list[int]]:
         """Read one register table of a node (a command's read-back): ``(start, words)``."""
         async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
             return await self._read_table(unit, regmap, table)
 
     async def write(
@@ -105,6 +104,7 @@ class ModbusBus:
     ) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
         async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
             client = await self._ready()
             await self._call(
                 unit,
@@ -130,6 +130,12 @@ class ModbusBus:
             self.stats.requests += 1
             self.stats.broadcasts += 1
             self._quiet_until = time.monotonic() + TURNAROUND
+
+    def _set_timeout(self, seconds: float) -> None:
+        """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
+        self._timeout = seconds
+        if self._client is not None:
+            self._client.ctx.comm_params.timeout_connect = seconds
 
     def close(self) -> None:
         """Close the serial device; the next transaction reopens it."""
@@ -207,8 +213,8 @@ class ModbusBus:
             bytesize=8,
             parity=cfg.parity,
             stopbits=cfg.stopbits,
-            timeout=cfg.timeout,
-            retries=cfg.retries,
+            timeout=self._timeout,
+            retries=0,  # retried by read_node, with backoff and the line released in between
             reconnect_delay=0,  # we reopen ourselves, on demand, at RECONNECT_INTERVAL
         )
         try:

@@ -1,14 +1,21 @@
-"""Polling: one task per bus reads its nodes, each at its own interval.
+"""Polling: workers per bus take the most overdue node, poll it, report its readings and state.
 
-Nodes on one bus are polled one after another (a bus carries one transaction at
-a time); buses run in parallel. Each poll reads every register of the node in
-one request per table, decodes the words through the role's register map and
-hands ``(node, time, readings)`` to a callback, which turns them into SenML.
+A serial line carries one transaction at a time, so an rtu bus has one worker; a
+tcp bus has ``concurrency`` workers whose requests share one connection. Buses
+run in parallel. :mod:`gateway.scheduler` decides which node is next and counts
+the poll slots that an overloaded bus had to skip; a :class:`~gateway.scheduler.Gate`
+lets the uplink hold the workers back when it cannot take more (back-pressure:
+polls are skipped and counted, never queued without limit).
+
+Each poll reads every register of the node (one request per table, pipelined
+on TCP), decodes the words through the role's :class:`~gateway.plan.ReadPlan`
+and hands ``(node, time, readings)`` to a callback, which turns them into SenML.
 
 A node goes offline after :data:`~gateway.stats.OFFLINE_AFTER` failed polls in
-a row and comes back online with its next good poll. While offline it is polled
-at most every :data:`OFFLINE_INTERVAL` seconds, so that a dead node does not eat
-the line with timeouts.
+a row and comes back online with its next good poll; each change is reported
+to ``on_state`` (the daemon publishes it as the node's retained state). While
+offline it is polled at most every :data:`OFFLINE_INTERVAL` seconds, so that a
+dead node does not eat the line with timeouts.
 """
 
 from __future__ import annotations
@@ -18,35 +25,34 @@ import logging
 import time
 from collections.abc import Callable
 
+from gateway.bus import Bus, BusError, NodeError
 from gateway.config import NodeConfig
-from gateway.contracts import HOLDING, INPUT, Number, Register, RegisterMap, load_role
-from gateway.modbus_bus import BusError, ModbusBus, NodeError
+from gateway.contracts import RegisterMap, load_role
+from gateway.plan import PlanError, Readings, plan_for
 from gateway.priority_lock import ROUTINE
-from gateway.stats import OFFLINE_AFTER, NodeStats
+from gateway.scheduler import BACKPRESSURE, OVERRUN, Gate, Schedule
+from gateway.stats import OFFLINE_AFTER, GatewayStats, NodeStats
 
 log = logging.getLogger(__name__)
 
 OFFLINE_INTERVAL = 5.0
 """Seconds between polls of an offline node (or its own interval, if longer)."""
 
-Readings = list[tuple[Register, Number]]
-"""``(register, raw value)`` pairs of one poll, in register-map order."""
+__all__ = ["OFFLINE_INTERVAL", "BusPoller", "OnReadings", "OnState", "Readings", "decode"]
+
 OnReadings = Callable[[NodeConfig, float, Readings], None]
 """Called after each good poll with the node, the poll time (epoch seconds) and the readings."""
+OnState = Callable[[NodeConfig, NodeStats], None]
+"""Called when a node goes online (first good poll, or back) or offline; ``state.online`` says which."""
 
 
 def decode(regmap: RegisterMap, blocks: dict[int, tuple[int, list[int]]]) -> Readings:
-    """Words read from a node -> ``(register, raw)`` for every register, holding registers first."""
-    readings: Readings = []
-    for table in (HOLDING, INPUT):
-        if table in blocks:
-            start, words = blocks[table]
-            readings.extend(regmap.decode(table, start, words))
-    return readings
+    """Words read from a node -> ``(register, raw)`` for every register, in register-map order."""
+    return plan_for(regmap).decode(blocks)
 
 
 class BusPoller:
-    """Polls the nodes of one bus forever.
+    """Polls the nodes of one bus until cancelled.
 
     Args:
         bus: the bus the nodes hang on.
@@ -55,17 +61,23 @@ class BusPoller:
         on_readings: receives every good poll.
         offline_interval: see :data:`OFFLINE_INTERVAL`.
         clock: wall clock for poll times (epoch seconds).
+        on_state: receives online/offline changes.
+        gate: back-pressure from the uplink; always open when omitted.
+        totals: gateway-wide counters (readings polled, polls skipped by reason).
     """
 
     def __init__(
         self,
-        bus: ModbusBus,
+        bus: Bus,
         nodes: list[NodeConfig],
         stats: dict[str, NodeStats],
         on_readings: OnReadings,
         *,
         offline_interval: float = OFFLINE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        on_state: OnState | None = None,
+        gate: Gate | None = None,
+        totals: GatewayStats | None = None,
     ) -> None:
         self.bus = bus
         self.nodes = list(nodes)
@@ -73,34 +85,80 @@ class BusPoller:
         self.on_readings = on_readings
         self.offline_interval = offline_interval
         self.clock = clock
+        self.on_state = on_state
+        self.gate = gate or Gate()
+        self.totals = totals or GatewayStats()
+        self._by_id = {n.id: n for n in self.nodes}
         for node in self.nodes:
             stats.setdefault(node.id, NodeStats(node.id, node.bus, node.unit, node.role))
 
     async def run(self) -> None:
-        """Poll until cancelled, most overdue node first."""
+        """Poll until cancelled: ``bus.concurrency`` workers share one earliest-due-first schedule."""
         if not self.nodes:
             return
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys((n.id for n in self.nodes), loop.time())
+        schedule = Schedule(((n.id, n.interval) for n in self.nodes), loop.time())
+        wakeup = asyncio.Event()
+        workers = min(max(1, self.bus.concurrency), len(self.nodes))
+        async with asyncio.TaskGroup() as group:
+            for i in range(workers):
+                group.create_task(self._worker(schedule, wakeup), name=f"poll-{self.bus.name}-{i}")
+
+    async def _worker(self, schedule: Schedule, wakeup: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        gate = self.gate
         while True:
-            node = min(self.nodes, key=lambda n: due[n.id])
-            delay = due[node.id] - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.poll(node)
-            interval = node.interval
-            if self.stats[node.id].online is False:
-                interval = max(interval, self.offline_interval)
-            # No catch-up bursts: a late poll restarts the node's rhythm from now.
-            due[node.id] = max(due[node.id] + interval, loop.time())
+            due = schedule.next_due()
+            now = loop.time()
+            if due is None or due > now:
+                # Sleep until the earliest due time, or until another worker puts a node back.
+                wakeup.clear()
+                timer = None if due is None else loop.call_at(due, wakeup.set)
+                try:
+                    await wakeup.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                continue
+            held = False
+            if not gate.open():
+                held = True
+                await gate.wait()
+                now = loop.time()
+            taken = schedule.take(now)
+            if taken is None:
+                continue
+            key, missed = taken
+            node = self._by_id[key]
+            if missed:
+                self._skipped(node, missed, BACKPRESSURE if held else OVERRUN)
+            try:
+                await self.poll(node)
+            finally:
+                schedule.done(key, self._interval(node))
+                wakeup.set()
+
+    def _interval(self, node: NodeConfig) -> float:
+        if self.stats[node.id].online is False:
+            return max(node.interval, self.offline_interval)
+        return node.interval
+
+    def _skipped(self, node: NodeConfig, missed: int, reason: str) -> None:
+        self.stats[node.id].skipped += missed
+        self.totals.polls_skipped[reason] += missed
 
     async def poll(self, node: NodeConfig, *, priority: int = ROUTINE) -> bool:
         """Poll one node once, update its state, report readings; True on success."""
         state = self.stats[node.id]
         regmap = load_role(node.role)
         try:
-            blocks = await self.bus.read_node(node.unit, regmap, priority=priority)
-            readings = decode(regmap, blocks)
+            blocks = await self.bus.read_node(
+                node.unit, regmap, priority=priority, response_timeout=node.timeout, retries=node.retries
+            )
+            try:
+                readings = plan_for(regmap).decode(blocks)
+            except PlanError as exc:
+                raise NodeError(f"unit {node.unit} on {node.bus}: {exc}") from exc
             _check_role(regmap, readings, node)
         except BusError as exc:
             self._failed(node, state, exc)
@@ -109,14 +167,19 @@ class BusPoller:
         state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
         state.last_poll = now
         state.polls += 1
+        state.readings += len(readings)
+        self.totals.readings_polled += len(readings)
         state.consecutive_failures = 0
         state.last_error = None
         if state.online is not True:
             log.info(
                 "node %s %s (unit %d on %s)",
                 node.id, "back online" if state.online is False else "online", node.unit, node.bus,
+                extra={"node": node.id, "bus": node.bus, "unit": node.unit, "online": True},
             )
             state.online = True
+            if self.on_state is not None:
+                self.on_state(node, state)
         self.on_readings(node, now, readings)
         return True
 
@@ -127,9 +190,12 @@ class BusPoller:
         log.debug("node %s: poll failed: %s", node.id, exc)
         if state.online is not False and state.consecutive_failures >= OFFLINE_AFTER:
             log.warning(
-                "node %s offline after %d failed polls: %s", node.id, state.consecutive_failures, exc
+                "node %s offline after %d failed polls: %s", node.id, state.consecutive_failures, exc,
+                extra={"node": node.id, "bus": node.bus, "unit": node.unit, "online": False},
             )
             state.online = False
+            if self.on_state is not None:
+                self.on_state(node, state)
 
 
 def _check_role(regmap: RegisterMap, readings: Readings, node: NodeConfig) -> None:

@@ -51,7 +51,14 @@ class SimLamp:
         dim = values.pop("dim_level", 100)
         relay = values.pop("relay", True)
         self.values.update(values)
-        self.holding = [int(dim), int(relay)]
+        # Every holding register at its lowest valid value, then the two a command changes.
+        self.holding = [0] * LAMP.size(HOLDING)
+        for reg in LAMP.registers:
+            if reg.table == HOLDING:
+                low = max(reg.minimum, 0) if reg.maximum >= 0 else reg.minimum
+                self.holding[reg.address : reg.address + reg.width] = reg.words(low)
+        self.holding[LAMP["dim_level"].address] = int(dim)
+        self.holding[LAMP["relay"].address] = int(relay)
         self.writes: list[tuple[int, list[int]]] = []
         self.reads = 0
         self.fail = False
@@ -60,7 +67,7 @@ class SimLamp:
     def input_words(self) -> list[int]:
         words = [0] * (max(r.address + r.width for r in LAMP.registers if r.table == INPUT))
         for reg in LAMP.registers:
-            if reg.table == INPUT:
+            if reg.table == INPUT and reg.name in self.values:  # the rest read as 0
                 for i, w in enumerate(reg.words(reg.to_raw(self.values[reg.name]))):
                     words[reg.address + i] = w
         return words
