@@ -10,6 +10,10 @@ topic                        direction  payload (CBOR)
                                         the broker publishes ``{"online": false}`` as
                                         the gateway's Will when it vanishes
 ``<root>/data/<node id>``    up         one SenML pack per poll of the node
+``<root>/node/<id>/state``   up         ``{"online": bool, "ts": epoch, "error": str}``,
+                                        retained; published when a node answers for
+                                        the first time, goes offline (its death
+                                        message, with the last error) or comes back
 ``<root>/cmd``               down       a command map (see :mod:`gateway.commands`)
 ``<root>/result``            up         the result of a command, keyed by its ``id``
 ===========================  =========  ==============================================
@@ -38,6 +42,10 @@ class Topics:
         self.cmd = self.root + "/cmd"
         self.result = self.root + "/result"
         self.data_prefix = self.root + "/data/"
+
+    def node_state(self, node_id: str) -> str:
+        """Topic of the retained online/offline state of node ``node_id``."""
+        return f"{self.root}/node/{node_id}/state"
 
     def data(self, node_id: str) -> str:
         """Topic of the SenML packs of node ``node_id``."""

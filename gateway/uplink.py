@@ -155,9 +155,11 @@ class Uplink:
         self._stop = asyncio.Event()
         self._drain_deadline = 0.0
 
-    def publish(self, topic: str, payload: bytes, *, records: int = 0, urgent: bool = False) -> None:
+    def publish(
+        self, topic: str, payload: bytes, *, records: int = 0, urgent: bool = False, retain: bool = False
+    ) -> None:
         """Queue a QoS 1 publish; returns at once (see the module's note on delivery)."""
-        self.queue.put(Outgoing(topic, payload, records=records, urgent=urgent))
+        self.queue.put(Outgoing(topic, payload, retain=retain, records=records, urgent=urgent))
         if records:
             self.stats.packs_queued += 1
 
