@@ -12,21 +12,38 @@ default) a transaction is in the operating system's hands when
 database stays consistent, but the transactions committed shortly before the
 cut may roll back: those the kernel had not yet written back (Linux flushes
 dirty pages within ~5-30 s by default), never more than the WAL written since
-the last checkpoint (~4 MiB, some 20,000 small records). Cabinets that want
-power-loss durability pass ``synchronous="FULL"``: every commit is fsynced, at
-roughly 9k commits/s on our machines instead of ~80k.
+the last checkpoint. Cabinets that want power-loss durability pass
+``synchronous="FULL"``: every commit is fsynced, at roughly 9k commits/s on our
+machines instead of ~80k.
+
+Disk writes (flash wear). A record is one row per poll of a node (its whole
+set of readings in one payload), not one row per reading. The table has no
+secondary index and new files use 1 KiB pages, so a transaction appends only
+the pages it touches: the table's last leaf and the AUTOINCREMENT counter.
+Measured (``python -m tools.bench.outbox``, 32 nodes): ~2.2 KB of WAL per
+single-poll transaction and ~0.2 KB per poll when 32 polls share one, against
+16.6 KB and 2.9 KB with the unique (node, seq, kind) index and 4 KiB pages of
+schema 1. Schema-1 files are still opened and used as they are.
 
 Ordering. :meth:`Outbox.take` hands out entries oldest first (FIFO by ``id``,
-events and readings alike). Ids are ``AUTOINCREMENT``: never reused, so an
-acknowledgement can never delete a younger record that inherited an id.
+events and readings alike); ``max_id`` confines it to the backlog below a mark
+(the uplink's replay lane). :meth:`Outbox.put_held` stores records and hands
+them out in the same step (the uplink's live lane). Ids are ``AUTOINCREMENT``:
+never reused, so an acknowledgement can never delete a younger record that
+inherited an id, and the highest id is the number of records ever stored.
+
+Duplicates. A record whose ``seq`` is among the last :data:`RECENT` seqs of
+its node and kind (stored by this process, or still in the file when it was
+opened) is not stored again, and is counted in :meth:`Outbox.duplicates`: a
+node polled faster than it samples, an event log read twice.
 
 Retention. ``budget_bytes`` bounds the logical size of the outbox: the sum over
-rows of ``len(payload) + len(node) + ROW_OVERHEAD``. ``ROW_OVERHEAD`` (64) was
-measured here: for payloads up to a few hundred bytes the file's used pages
-stay within about 10% of this figure; larger payloads waste more page space
-(about 40% at 1 kB). The WAL file comes on top (checkpointed at ~4 MiB,
-truncated to ``journal_size_limit``). A logical figure, unlike page counts,
-shrinks as soon as rows are deleted and lets eviction know how much it freed.
+rows of ``len(payload) + len(node) + ROW_OVERHEAD``. ``ROW_OVERHEAD`` (24) was
+measured here with 1 KiB pages: for payloads up to ~120 bytes (a poll record is
+~40-60) the file's used pages stay within it; a 250-byte payload wastes ~90
+bytes of page space, a 1 kB one ~150. A logical figure, unlike
+page counts, shrinks as soon as rows are deleted and lets eviction know how
+much it freed; the WAL comes on top (truncated to ``journal_size_limit``).
 When a put takes the outbox over budget the oldest readings not in flight are
 deleted first, events only when no such reading is left; every deleted record
 is counted in :meth:`Outbox.dropped` (persisted). Entries in flight are never
@@ -38,34 +55,35 @@ the disk takes one record at a time and counts the rest as dropped. An ack that
 cannot be written keeps its entries out of circulation and retries the delete
 with the next write.
 
+State. The ``meta`` table also keeps what the gateway must remember across
+restarts: the MQTT session counter (:meth:`Outbox.next_session`) and, per
+node, the last event seq read from its event log (``cursors``, written in the
+same transaction as the events, so a cursor never runs ahead of what is stored).
+
 Threads. :class:`Outbox` is synchronous and confined to the thread that created
-it. :class:`AsyncOutbox` runs one in one dedicated thread so that the event loop
-never waits on the disk.
+it; :class:`gateway.outbox_async.AsyncOutbox` runs one in a dedicated thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import functools
 import heapq
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple, ParamSpec, TypeVar
+from typing import NamedTuple, TypeVar
 
 _T = TypeVar("_T")
-_P = ParamSpec("_P")
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
+    "RECENT",
     "ROW_OVERHEAD",
     "SCHEMA_VERSION",
-    "AsyncOutbox",
     "Entry",
     "Kind",
     "Outbox",
@@ -73,10 +91,12 @@ __all__ = [
     "OutboxRecord",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53454F42  # "SEOB": tells an outbox from any other SQLite file
-ROW_OVERHEAD = 64  # bytes per row beyond payload and node: record header, integers, UNIQUE index entry
+PAGE_SIZE = 1024  # small pages: a one-row transaction appends ~1 KiB per page it touches
+ROW_OVERHEAD = 24  # bytes per row beyond payload and node (record header, integers, page slack), measured
 DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
+RECENT = 32  # seqs remembered per (node, kind) to refuse duplicates
 _WAL_LIMIT = 8 * 1024 * 1024  # journal_size_limit: the WAL is truncated to this after a checkpoint
 _CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
 _BUSY_TIMEOUT_S = 1.0
@@ -91,19 +111,17 @@ _SCHEMA = (
         created REAL NOT NULL,
         payload BLOB NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
-        historical INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (node, seq, kind))""",
-    # Retention finds the oldest readings without walking past events (and the reverse); appended at two
-    # points only, this index costs about one page write per transaction.
-    "CREATE INDEX records_by_kind ON records (kind)",
+        historical INTEGER NOT NULL DEFAULT 0)""",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+# OR IGNORE: schema-1 files still carry a UNIQUE (node, seq, kind) constraint.
 _INSERT = "INSERT OR IGNORE INTO records (node, seq, kind, created, payload, historical) VALUES (?, ?, ?, ?, ?, ?)"
 _COLUMNS = "id, node, seq, kind, created, payload, attempts, historical"
 _ROW_BYTES = "length(payload) + length(node)"
 _Row = tuple[int, str, int, int, float, bytes, int, int]  # the columns of _COLUMNS
+_CURSOR = "cursor."
 
 
 class Kind(enum.IntEnum):
@@ -188,12 +206,17 @@ class Outbox:
         self.path = Path(path)
         self.budget_bytes = budget_bytes
         self._inflight: set[int] = set()  # handed out, neither acked, nacked nor released
-        self._redo: list[int] = []  # heap of ids <= _high that may be handed out again
-        self._high = 0  # highest id handed out since open: everything above is new
+        self._redo: list[int] = []  # heap of given-back ids, handed out again before anything new
+        self._redo_set: set[int] = set()  # the same ids, for membership
+        self._high = 0  # every id <= _high is in flight, given back, acked or deleted
         self._gone: set[int] = set()  # acked, delete not yet on disk (full disk)
+        self._recent: dict[tuple[str, int], deque[int]] = {}
         self._dropped = {Kind.READING: 0, Kind.EVENT: 0}
         self._duplicates = 0
+        self._cursors: dict[str, int] = {}
+        self._session = 0
         self._dirty = False  # counters changed since they were last written
+        self._lazy = False  # the duplicates count changed: written with the next write, or at close
         self._count = 0
         self._bytes = 0
         self._last_id = 0
@@ -236,6 +259,8 @@ class Outbox:
                 )
             if version < 1 or not {"records", "meta"} <= tables:
                 raise OutboxError(self.path, f"incomplete outbox schema (version {version})")
+        else:
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only before the first table and WAL
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise OutboxError(self.path, f"cannot use WAL mode (journal_mode stays {mode!r})")
@@ -253,36 +278,40 @@ class Outbox:
         for key, value in db.execute("SELECT key, value FROM meta"):
             if key == "duplicates":
                 self._duplicates = int(value)
+            elif key == "session":
+                self._session = int(value)
             elif key.startswith("dropped."):
                 self._dropped[Kind[key[8:].upper()]] = int(value)
+            elif key.startswith(_CURSOR):
+                self._cursors[key[len(_CURSOR) :]] = int(value)
         count, total = db.execute(f"SELECT count(*), total({_ROW_BYTES}) FROM records").fetchone()
         self._count = int(count)
         self._bytes = int(total) + ROW_OVERHEAD * self._count
         self._last_id = self._sequence()
+        newest = db.execute("SELECT node, kind, seq FROM records ORDER BY id DESC LIMIT ?", (RECENT * 256,))
+        for node, kind, seq in reversed(newest.fetchall()):
+            self._remember(node, kind, seq)
 
     # -- writing ------------------------------------------------------------------------------------------------
 
-    def put_many(self, records: Iterable[OutboxRecord]) -> int:
+    def put_many(self, records: Iterable[OutboxRecord], *, cursors: Mapping[str, int] | None = None) -> int:
         """Store records in one transaction; return how many of them are now in the outbox.
 
-        Duplicates of stored records (same node, seq and kind) are ignored and counted. Records the
-        budget or a full disk cannot keep are counted in :meth:`dropped` instead of raising.
+        Duplicates (see the module docstring) are skipped and counted. Records the budget or a full disk
+        cannot keep are counted in :meth:`dropped` instead of raising. ``cursors`` (node -> last event seq
+        read) are written in the same transaction.
         """
-        self._check_open()
-        recs = records if isinstance(records, list) else list(records)
-        if not recs:
-            return 0
-        size = ROW_OVERHEAD * len(recs)
-        for r in recs:
-            if r.kind not in (Kind.READING, Kind.EVENT):
-                raise ValueError(f"record {r.node}/{r.seq}: kind must be 0 (reading) or 1 (event), not {r.kind!r}")
-            size += len(r.payload) + len(r.node)
-        try:
-            return self._write(functools.partial(self._insert, recs, size))
-        except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("put", exc) from exc
-        return self._put_on_full_disk(recs, size)
+        return len(self._put(records, cursors, hold=False))
+
+    def put_held(
+        self, records: Iterable[OutboxRecord], *, cursors: Mapping[str, int] | None = None
+    ) -> list[Entry]:
+        """Store records like :meth:`put_many` and hand the stored ones out at once (in flight).
+
+        The uplink's live lane: what it publishes right away is on disk first, and an entry whose publish
+        is never acknowledged goes back in line with :meth:`release` (or at the next start).
+        """
+        return self._put(records, cursors, hold=True)
 
     def ack(self, ids: Iterable[int]) -> int:
         """Delete delivered entries in one transaction; return how many rows were deleted.
@@ -323,16 +352,39 @@ class Outbox:
             return 0
         return len(self._give_back(ids))
 
+    def next_session(self) -> int:
+        """Count one more broker session and return its number (1, 2, ...; persisted, never repeats)."""
+        self._check_open()
+        number = self._session + 1
+
+        def body() -> None:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('session', ?)", (number,))
+
+        try:
+            self._write(body)
+        except sqlite3.Error as exc:
+            if not _is_full(exc):
+                raise self._failure("session", exc) from exc
+            # a full disk: the number is still new for this process; a restart may repeat it
+        self._session = number
+        return number
+
     # -- reading ------------------------------------------------------------------------------------------------
 
     def take(
-        self, limit: int, *, exclude_ids: Iterable[int] = (), historical_before: float | None = None
+        self,
+        limit: int,
+        *,
+        exclude_ids: Iterable[int] = (),
+        historical_before: float | None = None,
+        max_id: int | None = None,
     ) -> list[Entry]:
         """Hand out up to ``limit`` entries, oldest first, and mark them in flight.
 
         In-flight entries are not handed out again until nacked or released (or the process restarts).
-        ``exclude_ids`` are skipped and stay available. An entry is ``historical`` if it was stored so or
-        if ``historical_before`` is given and the entry was created before it.
+        ``exclude_ids`` are skipped and stay available; with ``max_id`` only entries up to that id are
+        considered. An entry is ``historical`` if it was stored so or if ``historical_before`` is given and
+        the entry was created before it.
         """
         self._check_open()
         if limit <= 0:
@@ -340,18 +392,15 @@ class Outbox:
         skip = set(exclude_ids)
         rows: list[_Row] = []
         try:
-            rows = self._take_redo(limit, skip)
+            rows = self._take_redo(limit, skip, max_id)
             if len(rows) < limit:
-                rows += self._take_new(limit - len(rows), skip)
+                rows += self._take_new(limit - len(rows), skip, max_id)
         except sqlite3.Error as exc:
             for row in rows:  # taken from the given-back line: they stay in it
-                heapq.heappush(self._redo, row[0])
+                self._push_redo(row[0])
             raise self._failure("take", exc) from exc
-        out = []
-        for rid, node, seq, kind, created, payload, attempts, hist in rows:
-            old = bool(hist) or (historical_before is not None and created < historical_before)
-            out.append(Entry(rid, node, seq, kind, created, payload, attempts, old))
-            self._inflight.add(rid)
+        out = [self._entry(row, historical_before) for row in rows]
+        self._inflight.update(e.id for e in out)
         return out
 
     def depth(self) -> tuple[int, int]:
@@ -362,20 +411,37 @@ class Outbox:
         """Entries handed out and not yet acked, nacked or released."""
         return len(self._inflight)
 
+    def last_id(self) -> int:
+        """The highest id ever given to a record: the mark between a backlog and what comes after."""
+        return self._last_id
+
+    def stored(self) -> int:
+        """Records stored since the file was created (ids are never reused, so: the highest id)."""
+        return self._last_id
+
     def dropped(self) -> dict[Kind, int]:
         """Records lost to the budget or a full disk, per kind, since the file was created."""
         return dict(self._dropped)
 
     def duplicates(self) -> int:
-        """Records ignored because an equal (node, seq, kind) was stored, since the file was created."""
+        """Records refused as duplicates since the file was created (written with the next counter update)."""
         return self._duplicates
+
+    def cursors(self) -> dict[str, int]:
+        """Per node, the last event seq stored with :meth:`put_many` ``cursors``."""
+        return dict(self._cursors)
+
+    def session(self) -> int:
+        """The current session number (0 before the first :meth:`next_session`)."""
+        return self._session
 
     def close(self) -> None:
         """Write pending counters and deletes if the disk lets us, and close the file (idempotent)."""
         if self._closed:
             return
         try:
-            if self._dirty or self._gone:
+            if self._dirty or self._lazy or self._gone:
+                self._dirty = True
                 self._write(self._delete_gone)
         except sqlite3.Error:
             pass  # a full disk: acked entries are sent once more after restart, counters lag
@@ -415,6 +481,17 @@ class Outbox:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
         return int(row[0]) if row else 0
 
+    def _entry(self, row: _Row, historical_before: float | None) -> Entry:
+        rid, node, seq, kind, created, payload, attempts, hist = row
+        old = bool(hist) or (historical_before is not None and created < historical_before)
+        return Entry(rid, node, seq, kind, created, payload, attempts, old)
+
+    def _remember(self, node: str, kind: int, seq: int) -> None:
+        recent = self._recent.get((node, kind))
+        if recent is None:
+            recent = self._recent[(node, kind)] = deque(maxlen=RECENT)
+        recent.append(seq)
+
     def _write(self, body: Callable[[], _T]) -> _T:
         """Run ``body`` in one write transaction with the counters; undo memory state if it fails."""
         saved = (self._count, self._bytes, self._last_id, dict(self._dropped), self._duplicates, self._dirty)
@@ -432,16 +509,64 @@ class Outbox:
             self._gone = gone
             self._rollback()
             raise
+        if self._dirty:
+            self._lazy = False
         self._dirty = False
         return result
 
-    def _insert(self, recs: list[OutboxRecord], size: int) -> int:
-        """INSERT OR IGNORE ``recs`` (``size`` logical bytes) and enforce the budget; return how many stay."""
+    def _put(
+        self, records: Iterable[OutboxRecord], cursors: Mapping[str, int] | None, *, hold: bool
+    ) -> list[Entry]:
+        """Validate, drop duplicates, store; return the stored entries (marked in flight with ``hold``)."""
+        self._check_open()
+        recs = records if isinstance(records, list) else list(records)
+        for r in recs:
+            if r.kind not in (Kind.READING, Kind.EVENT):
+                raise ValueError(f"record {r.node}/{r.seq}: kind must be 0 (reading) or 1 (event), not {r.kind!r}")
+        fresh: list[OutboxRecord] = []
+        seen: set[tuple[str, int, int]] = set()
+        for r in recs:
+            key = (r.node, r.seq, r.kind)
+            recent = self._recent.get((r.node, r.kind))
+            if key in seen or (recent is not None and r.seq in recent):
+                continue
+            seen.add(key)
+            fresh.append(r)
+        if len(fresh) < len(recs):
+            self._duplicates += len(recs) - len(fresh)
+            self._lazy = True
+        marks: Mapping[str, int] = dict(cursors or {})
+        if not fresh and not marks:
+            return []
+        size = sum(ROW_OVERHEAD + len(r.payload) + len(r.node) for r in fresh)
+        try:
+            rows = self._write(functools.partial(self._insert, fresh, size, marks))
+        except sqlite3.Error as exc:
+            if not _is_full(exc):
+                raise self._failure("put", exc) from exc
+            rows, marks = self._put_on_full_disk(fresh, size, marks)
+        self._cursors.update(marks)
+        entries = [self._entry(row, None) for row in rows]
+        for e in entries:
+            self._remember(e.node, e.kind, e.seq)
+        if hold:
+            self._inflight.update(e.id for e in entries)
+        return entries
+
+    def _insert(self, recs: list[OutboxRecord], size: int, cursors: Mapping[str, int]) -> list[_Row]:
+        """INSERT ``recs`` (``size`` logical bytes), enforce the budget, write cursors; return the stored rows."""
         if self._gone:  # acks that a full disk refused earlier
             self._delete_gone()
+        if cursors:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(_CURSOR + node, seq) for node, seq in cursors.items()],
+            )
+        if not recs:
+            return []
         before = self._last_id
         inserted = self._db.executemany(_INSERT, recs).rowcount
-        self._last_id = self._sequence()  # an ignored insert still uses up an id
+        self._last_id = self._sequence()  # an ignored insert (schema 1) still uses up an id
         if inserted < len(recs):
             self._duplicates += len(recs) - inserted
             self._dirty = True
@@ -449,23 +574,22 @@ class Outbox:
             size = int(total) + ROW_OVERHEAD * inserted
         self._count += inserted
         self._bytes += size
-        stored = inserted
         if self._bytes > self.budget_bytes:
-            stored -= self._evict(self._bytes - self.budget_bytes, newer_than=before)
-        return stored
+            self._evict(self._bytes - self.budget_bytes)
+        rows: list[_Row] = self._db.execute(
+            f"SELECT {_COLUMNS} FROM records WHERE id > ? ORDER BY id", (before,)
+        ).fetchall()
+        return rows
 
-    def _evict(self, need: int, *, newer_than: int) -> int:
-        """Delete the oldest readings, then events, not in flight, until ``need`` bytes are freed.
-
-        Returns how many of the deleted rows have an id above ``newer_than`` (records of the current put).
-        """
+    def _evict(self, need: int) -> None:
+        """Delete the oldest readings, then events, not in flight, until ``need`` bytes are freed."""
         freed = 0
-        fresh = 0
         for kind in (Kind.READING, Kind.EVENT):
             victims: list[int] = []
-            cur = self._db.execute(f"SELECT id, {_ROW_BYTES} FROM records WHERE kind = ? ORDER BY id", (int(kind),))
-            for rid, nbytes in cur:
-                if rid in self._inflight or rid in self._gone:
+            # No index on kind: readings are the bulk and the oldest are met first; events are few.
+            cur = self._db.execute(f"SELECT id, kind, {_ROW_BYTES} FROM records ORDER BY id")
+            for rid, k, nbytes in cur:
+                if k != kind or rid in self._inflight or rid in self._gone:
                     continue
                 victims.append(rid)
                 freed += nbytes + ROW_OVERHEAD
@@ -477,24 +601,34 @@ class Outbox:
                 self._dropped[kind] += len(victims)
                 self._dirty = True
                 self._count -= len(victims)
-                fresh += sum(1 for v in victims if v > newer_than)
             if freed >= need:
                 break
         self._bytes -= freed
-        return fresh
 
-    def _put_on_full_disk(self, recs: list[OutboxRecord], size: int) -> int:
-        """The disk refused a put: make room as retention would, retry, then store what fits one by one."""
-        try:  # deleting old rows frees whole pages that new rows can reuse
-            self._write(functools.partial(self._evict, size, newer_than=self._last_id))
-            return self._write(functools.partial(self._insert, recs, size))
+    def _put_on_full_disk(
+        self, recs: list[OutboxRecord], size: int, cursors: Mapping[str, int]
+    ) -> tuple[list[_Row], Mapping[str, int]]:
+        """The disk refused a put: make room as retention would, retry, then store what fits one by one.
+
+        Returns the stored rows and the cursors written (none unless the last record got in).
+        """
+        try:  # deleting old rows frees whole pages that new rows can reuse; pages are never full, so twice
+            self._write(functools.partial(self._evict, 2 * size + 4 * PAGE_SIZE))
+            return self._write(functools.partial(self._insert, recs, size, cursors)), cursors
         except sqlite3.Error as exc:
             if not _is_full(exc):
                 raise self._failure("put", exc) from exc
-        stored = 0
+        rows: list[_Row] = []
+        written: Mapping[str, int] = {}
+        if not recs:
+            return rows, written
         for i, r in enumerate(recs):
             try:
-                stored += self._write(functools.partial(self._insert, [r], ROW_OVERHEAD + len(r.payload) + len(r.node)))
+                one = ROW_OVERHEAD + len(r.payload) + len(r.node)
+                # the cursors ride with the last record: events stored, cursor follows; never ahead
+                marks = cursors if i == len(recs) - 1 else {}
+                rows += self._write(functools.partial(self._insert, [r], one, marks))
+                written = marks
             except sqlite3.Error as exc:
                 if not _is_full(exc):
                     raise self._failure("put", exc) from exc
@@ -508,7 +642,7 @@ class Outbox:
             except sqlite3.Error as exc:
                 if not _is_full(exc):
                     raise self._failure("put", exc) from exc
-        return stored
+        return rows, written
 
     def _delete_gone(self) -> int:
         """Delete acknowledged entries (inside a transaction); return how many rows went."""
@@ -529,29 +663,42 @@ class Outbox:
     def _count_attempts(self, ids: list[int]) -> None:
         self._db.executemany("UPDATE records SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids])
 
+    def _push_redo(self, rid: int) -> None:
+        if rid not in self._redo_set:
+            self._redo_set.add(rid)
+            heapq.heappush(self._redo, rid)
+
     def _give_back(self, ids: Iterable[int]) -> list[int]:
         """Move in-flight ids back to circulation; ids not in flight are ignored."""
         back = []
         for i in ids:
             if i in self._inflight:
                 self._inflight.discard(i)
-                heapq.heappush(self._redo, i)
+                self._push_redo(i)
                 back.append(i)
         return back
 
-    def _take_redo(self, limit: int, skip: set[int]) -> list[_Row]:
-        """Rows given back earlier (all older than any row not handed out yet), oldest first."""
+    def _take_redo(self, limit: int, skip: set[int], max_id: int | None) -> list[_Row]:
+        """Given-back rows at or below the scan mark (older than anything new), oldest first, up to ``max_id``.
+
+        Given-back ids above the mark (live entries released) wait until :meth:`_take_new` reaches them in
+        order. Heap copies whose id left the set meanwhile are stale and skipped.
+        """
         rows: list[_Row] = []
         keep: list[int] = []  # popped but staying in line
         chosen: list[int] = []
+        top = self._high if max_id is None else min(self._high, max_id)
         try:
             while self._redo and len(rows) < limit:
                 ids: list[int] = []
-                while self._redo and len(ids) < limit - len(rows):
+                while self._redo and len(ids) < limit - len(rows) and self._redo[0] <= top:
                     rid = heapq.heappop(self._redo)
+                    if rid not in self._redo_set:
+                        continue
+                    self._redo_set.discard(rid)
                     if rid in skip:
                         keep.append(rid)
-                    elif rid not in self._inflight and rid not in self._gone and (not ids or ids[-1] != rid):
+                    elif rid not in self._inflight and rid not in self._gone:
                         ids.append(rid)
                 if not ids:
                     break
@@ -564,130 +711,39 @@ class Outbox:
             raise
         finally:
             for rid in keep:
-                heapq.heappush(self._redo, rid)
+                self._push_redo(rid)
         return rows
 
-    def _take_new(self, limit: int, skip: set[int]) -> list[_Row]:
-        """Rows never handed out since open, oldest first; skipped ones join the given-back heap."""
-        fetched = self._db.execute(
-            f"SELECT {_COLUMNS} FROM records WHERE id > ? ORDER BY id LIMIT ?", (self._high, limit + len(skip))
-        ).fetchall()
+    def _take_new(self, limit: int, skip: set[int], max_id: int | None) -> list[_Row]:
+        """Rows never handed out since open, oldest first; skipped ones join the given-back line.
+
+        Rows met in flight (held by :meth:`put_held`) are passed over; given-back rows met here are taken
+        now, in their place in line.
+        """
+        top = self._last_id if max_id is None else min(max_id, self._last_id)
         rows: list[_Row] = []
-        for row in fetched:
-            if len(rows) >= limit:
+        while len(rows) < limit and self._high < top:
+            page = limit - len(rows) + len(skip) + 16
+            fetched: list[_Row] = self._db.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (self._high, top, page),
+            ).fetchall()
+            if not fetched:
+                self._high = top
                 break
-            self._high = row[0]
-            if row[0] in skip:
-                heapq.heappush(self._redo, row[0])
+            for row in fetched:
+                if len(rows) >= limit:
+                    break
+                rid = row[0]
+                self._high = rid
+                if rid in self._inflight or rid in self._gone:
+                    continue
+                self._redo_set.discard(rid)  # reached in order: its heap copy goes stale
+                if rid in skip:
+                    self._push_redo(rid)
+                else:
+                    rows.append(row)
             else:
-                rows.append(row)
+                if len(fetched) < page:
+                    self._high = top
         return rows
-
-
-class AsyncOutbox:
-    """An :class:`Outbox` run in one dedicated thread, so the event loop never blocks on the disk.
-
-    Open with ``await AsyncOutbox.open(path, ...)``; methods mirror :class:`Outbox`. A :meth:`take`
-    cancelled while queued takes nothing; one cancelled while running releases its entries when done.
-    """
-
-    def __init__(self, core: Outbox, executor: ThreadPoolExecutor) -> None:
-        """Wrap an Outbox created in ``executor``'s only thread (use :meth:`open`)."""
-        self._core = core
-        self._executor = executor
-
-    @classmethod
-    async def open(
-        cls, path: str | os.PathLike[str], *, budget_bytes: int = DEFAULT_BUDGET_BYTES, synchronous: str = "NORMAL"
-    ) -> AsyncOutbox:
-        """Open (or create) the outbox in a new writer thread."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        make = functools.partial(Outbox, path, budget_bytes=budget_bytes, synchronous=synchronous)
-        try:
-            core = await asyncio.get_running_loop().run_in_executor(executor, make)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(core, executor)
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._core.path
-
-    async def _call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    async def put_many(self, records: Iterable[OutboxRecord]) -> int:
-        """See :meth:`Outbox.put_many`; the records are collected here, in the loop's thread."""
-        return await self._call(self._core.put_many, list(records))
-
-    async def take(
-        self, limit: int, *, exclude_ids: Iterable[int] = (), historical_before: float | None = None
-    ) -> list[Entry]:
-        """See :meth:`Outbox.take`."""
-        skip = list(exclude_ids)
-        cancelled = threading.Event()
-
-        def run() -> list[Entry]:
-            if cancelled.is_set():  # cancelled while queued: take nothing
-                return []
-            return self._core.take(limit, exclude_ids=skip, historical_before=historical_before)
-
-        job = asyncio.get_running_loop().run_in_executor(self._executor, run)
-        try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:
-            cancelled.set()
-            job.add_done_callback(self._give_back)  # cancelled while taking: release once done
-            raise
-
-    def _give_back(self, job: asyncio.Future[list[Entry]]) -> None:
-        """Release what a cancelled take took, in the writer thread."""
-        if job.cancelled() or job.exception() is not None:
-            return
-        ids = [e.id for e in job.result()]
-        if ids:
-            with contextlib.suppress(RuntimeError):  # closed meanwhile: they come back at the next open anyway
-                self._executor.submit(self._core.release, ids)
-
-    async def ack(self, ids: Iterable[int]) -> int:
-        """See :meth:`Outbox.ack`."""
-        return await self._call(self._core.ack, list(ids))
-
-    async def nack(self, ids: Iterable[int]) -> int:
-        """See :meth:`Outbox.nack`."""
-        return await self._call(self._core.nack, list(ids))
-
-    async def release(self, ids: Iterable[int]) -> int:
-        """See :meth:`Outbox.release`."""
-        return await self._call(self._core.release, list(ids))
-
-    async def depth(self) -> tuple[int, int]:
-        """See :meth:`Outbox.depth`."""
-        return await self._call(self._core.depth)
-
-    async def in_flight(self) -> int:
-        """See :meth:`Outbox.in_flight`."""
-        return await self._call(self._core.in_flight)
-
-    async def dropped(self) -> dict[Kind, int]:
-        """See :meth:`Outbox.dropped`."""
-        return await self._call(self._core.dropped)
-
-    async def duplicates(self) -> int:
-        """See :meth:`Outbox.duplicates`."""
-        return await self._call(self._core.duplicates)
-
-    async def close(self) -> None:
-        """Close the outbox and let its thread end."""
-        try:
-            await self._call(self._core.close)
-        finally:
-            self._executor.shutdown(wait=False)
-
-    async def __aenter__(self) -> AsyncOutbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

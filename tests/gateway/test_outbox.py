@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import ROW_OVERHEAD, AsyncOutbox, Kind, Outbox, OutboxError, OutboxRecord
+from gateway.outbox import ROW_OVERHEAD, SCHEMA_VERSION, Kind, Outbox, OutboxError, OutboxRecord
+from gateway.outbox_async import AsyncOutbox
 
 READING, EVENT = Kind.READING, Kind.EVENT
 
@@ -70,7 +71,7 @@ def test_take_is_fifo_by_arrival_across_kinds_and_nodes(path: Path) -> None:
 
 
 def test_duplicates_are_stored_once_and_counted_persistently(path: Path) -> None:
-    """(node, seq, kind) is the identity: polled twice, stored once; an event and a reading may share a seq."""
+    """A seq among the recent ones of its node and kind is not stored again; an event and a reading may share one."""
     with Outbox(path) as ob:
         assert ob.put_many([rec(1), rec(2), rec(1, EVENT)]) == 3
         assert ob.put_many([rec(2), rec(3), rec(1), rec(1, node="lamp-2")]) == 2
@@ -239,16 +240,17 @@ def test_a_batch_larger_than_the_budget_keeps_its_newest_records(path: Path) -> 
         assert seqs(ob.take(10)) == [7, 8, 9]
 
 
-def _fill_to_the_page_limit(ob: Outbox, extra_pages: int) -> None:
-    """Simulate a disk with ``extra_pages`` pages left (max_page_count is per connection)."""
+def _fill_to_the_page_limit(ob: Outbox, extra_blocks: int) -> None:
+    """Simulate a disk with ``extra_blocks`` 4 KiB blocks left (max_page_count is per connection)."""
     pages = ob._db.execute("PRAGMA page_count").fetchone()[0]
-    ob._db.execute(f"PRAGMA max_page_count = {pages + extra_pages}")
+    page_size = ob._db.execute("PRAGMA page_size").fetchone()[0]
+    ob._db.execute(f"PRAGMA max_page_count = {pages + extra_blocks * 4096 // page_size}")
 
 
 def test_a_full_disk_never_raises_and_every_record_is_stored_or_counted(path: Path) -> None:
-    """Forty batches into six free pages: nothing raises, stored + dropped = offered, the file stays sound."""
+    """Forty batches into 32 KiB of free disk: nothing raises, stored + dropped = offered, the file stays sound."""
     with Outbox(path) as ob:
-        _fill_to_the_page_limit(ob, 6)
+        _fill_to_the_page_limit(ob, 8)
         offered = 0
         for batch in range(40):
             records = [rec(batch * 100 + i, READING if i % 10 else EVENT, size=200) for i in range(100)]
@@ -411,9 +413,9 @@ def test_another_sqlite_database_is_refused(path: Path) -> None:
 def test_a_newer_schema_is_refused(path: Path) -> None:
     Outbox(path).close()
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 2")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(OutboxError, match="schema version 2 is newer") as info:
+    with pytest.raises(OutboxError, match=f"schema version {SCHEMA_VERSION + 1} is newer") as info:
         Outbox(path)
     assert str(path) in str(info.value)
 
@@ -470,9 +472,9 @@ def test_the_async_wrapper_runs_everything_in_one_thread(path: Path) -> None:
         threads = set()
         real_put = ob._core.put_many
 
-        def spy(records: list[OutboxRecord]) -> int:
+        def spy(records: list[OutboxRecord], **kwargs: object) -> int:
             threads.add(threading.get_ident())
-            return real_put(records)
+            return real_put(records, **kwargs)  # type: ignore[arg-type]
 
         ob._core.put_many = spy  # type: ignore[method-assign]
         async with ob:

@@ -17,12 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Puts batches of readings with increasing seq and reports each batch once put_many has returned; now
 # and then takes a few and acknowledges them, announcing the seqs before the ack and confirming after.
+# It resumes after the newest seq in the file or reported, whichever is higher (a kill between commit
+# and report must not make it store a batch twice: seqs are what a node hands out, never repeated).
 PRODUCER = """
 import random, sys
 from gateway.outbox import Outbox, OutboxRecord
 path, seq, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
 ob = Outbox(path)
+newest = ob._db.execute("SELECT max(seq) FROM records").fetchone()[0]
+seq = max(seq, -1 if newest is None else newest + 1)
 print("open", flush=True)
 while True:
     n = rng.randint(1, 100)

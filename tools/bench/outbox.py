@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.outbox import _SCHEMA, ROW_OVERHEAD, AsyncOutbox, Outbox, OutboxRecord
+from gateway.outbox import _SCHEMA, PAGE_SIZE, ROW_OVERHEAD, Outbox, OutboxRecord
+from gateway.outbox_async import AsyncOutbox
 
 _FLOOR_INSERT = "INSERT INTO records (node, seq, kind, created, payload, historical) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -46,6 +47,7 @@ def _floor_db(path: Path, synchronous: str) -> sqlite3.Connection:
     """A bare connection with the outbox's schema and pragmas."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA locking_mode = EXCLUSIVE")
+    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA synchronous = {synchronous}")
     for statement in _SCHEMA:
