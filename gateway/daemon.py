@@ -29,11 +29,15 @@ import signal
 import time
 from collections.abc import Callable
 
+import cbor2
+import msgspec
+
 from gateway.config import Config, NodeConfig
-from gateway.modbus_bus import ModbusBus
-from gateway.poller import OFFLINE_INTERVAL, BusPoller, Readings
+from gateway.poller import OFFLINE_INTERVAL, Readings
+from gateway.polling import Polling
 from gateway.records import build_pack, encode_pack
 from gateway.router import CommandRouter
+from gateway.scheduler import Gate
 from gateway.stats import BusStats, GatewayStats, NodeStats
 from gateway.topics import Topics
 from gateway.uplink import QUEUE_SIZE, Uplink
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 DRAIN = 2.0
 """Seconds a stopping gateway keeps publishing what is queued before it disconnects."""
+HIGH_WATER = 1000
+"""Data messages queued for the broker above which the pollers hold back (back-pressure)."""
 
 
 class Gateway:
@@ -81,6 +87,9 @@ class Gateway:
         self.clock = clock
         self.uplink: Uplink | None = None
         """The running uplink (None before :meth:`run`)."""
+        self.polling: Polling | None = None
+        """The running buses and pollers (None before :meth:`run`)."""
+        self.high_water = min(HIGH_WATER, queue_size)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -90,7 +99,11 @@ class Gateway:
     async def run(self) -> None:
         """Run until :meth:`stop`; a crash of any part ends the whole gateway (with the error)."""
         cfg = self.config
-        buses = {b.name: ModbusBus(b, self.stats.buses[b.name]) for b in cfg.bus}
+        polling = Polling(
+            cfg, self.stats, self._on_readings, on_state=self._on_node_state, gate=Gate(self._room),
+            offline_interval=self.offline_interval, clock=self.clock,
+        )
+        buses = polling.buses  # updated in place by reload(), so the router sees new buses
         uplink = Uplink(
             cfg.broker, self.topics, self.stats, self._on_command,
             queue_size=self.queue_size, clock=self.clock,
@@ -102,35 +115,67 @@ class Gateway:
         )
         self.uplink = uplink
         self._router = router
-        pollers = [
-            BusPoller(
-                buses[b.name], cfg.nodes_on(b.name), self.stats.nodes, self._on_readings,
-                offline_interval=self.offline_interval, clock=self.clock,
-            )
-            for b in cfg.bus
-        ]
+        self.polling = polling
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
         )
         try:
             async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(p.run(), name=f"poll-{p.bus.name}") for p in pollers]
-                workers.append(group.create_task(router.run(), name="commands"))
+                polling.start()
+                workers = [group.create_task(router.run(), name="commands")]
                 link = group.create_task(uplink.run(), name="uplink")
                 await self._stop.wait()
                 log.info("gateway stopping")
                 for task in workers:
                     task.cancel()
+                await polling.stop()
                 uplink.shutdown(self.drain)
                 _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
                 if pending:
                     log.warning("broker did not answer while stopping; closing the connection")
                     link.cancel()
         finally:
-            for bus in buses.values():
-                bus.close()
+            polling.close()
             log.info("gateway stopped")
+
+    async def reload(self, config: Config) -> list[str]:
+        """Apply a new (already checked) configuration while running; returns what changed.
+
+        Buses, nodes and groups change in place (see :class:`~gateway.polling.Polling`);
+        the broker, site, gateway id, HTTP and logging settings are read at start only:
+        a change there is reported as needing a restart and not applied.
+        """
+        old = self.config
+        notes = [
+            f"{key} changed: takes effect after a restart"
+            for key in ("site", "gateway", "broker", "http")
+            if getattr(old, key) != getattr(config, key)
+        ]
+        keep = msgspec.structs.replace(config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http)
+        self.config = keep
+        if self.polling is not None:
+            notes += await self.polling.apply(keep)
+        router = getattr(self, "_router", None)
+        if router is not None:  # commands resolve targets against the new nodes and groups
+            router.config = keep
+            router._nodes = {n.id: n for n in keep.node}  # until the router offers a reconfigure()
+        return notes
+
+    def _room(self) -> bool:
+        """Back-pressure: may the pollers go on? No while the connected broker lags behind."""
+        uplink = self.uplink
+        if uplink is None or not self.stats.broker_connected:
+            return True  # while disconnected the queue keeps the newest data, dropping the oldest
+        return len(uplink.queue) < self.high_water
+
+    def _on_node_state(self, node: NodeConfig, state: NodeStats) -> None:
+        if self.uplink is None:
+            return
+        payload: dict[str, object] = {"online": bool(state.online), "ts": self.clock()}
+        if not state.online and state.last_error:
+            payload["error"] = state.last_error
+        self.uplink.publish(self.topics.node_state(node.id), cbor2.dumps(payload), urgent=True, retain=True)
 
     def _on_command(self, payload: bytes) -> None:
         self._router.submit(payload)
