@@ -10,15 +10,17 @@ A pack names its node once, in the base name of its first record::
      ...]
 
 Names, units and scales come from the role's register map; nothing is restated
-here. The node's ``seq`` register travels as an ordinary record: ``(node,
+here. What the outbox keeps of a poll is smaller than its pack: the raw values
+in schema order (:func:`encode_poll`); the pack, or a compact message, is made
+from them when the record is sent. The node's ``seq`` register travels as an ordinary record: ``(node,
 seq)`` is what lets anyone upstream drop the duplicates that at-least-once
 delivery brings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import cbor2
 
@@ -63,3 +65,48 @@ def build_pack(
 def encode_pack(pack: list[dict[str, Any]]) -> bytes:
     """SenML-CBOR (RFC 8428 section 6) of a pack; preferred (shortest) encodings."""
     return cbor2.dumps(senml.to_labels(pack), canonical=True)
+
+
+# -- the poll record: what the outbox keeps of one poll --------------------------------------------------------
+
+
+class PollRecord(NamedTuple):
+    """One poll as the outbox keeps it: which schema, when (epoch ms), the raw values in schema order."""
+
+    schema: bytes
+    time_ms: int
+    raws: list[Number]
+
+
+def encode_poll(schema: bytes, time_ms: int, raws: Sequence[Number]) -> bytes:
+    """The outbox payload of a poll: CBOR ``[schema id, epoch ms, [raw, ...]]`` (~40-60 bytes for a lamp).
+
+    Raw values, not a SenML pack: the profile is chosen when the record is sent, and a compact message
+    needs exactly these integers.
+    """
+    return cbor2.dumps([schema, time_ms, list(raws)])
+
+
+def decode_poll(payload: bytes) -> PollRecord:
+    """Read an outbox payload written by :func:`encode_poll`; ValueError if it is not one."""
+    try:
+        schema, time_ms, raws = cbor2.loads(payload)
+    except Exception as exc:  # cbor2 raises several types for broken input
+        raise ValueError(f"not a poll record: {exc}") from exc
+    if not (isinstance(schema, bytes) and isinstance(time_ms, int) and isinstance(raws, list)):
+        raise ValueError("not a poll record: expected [bytes, int, list]")
+    return PollRecord(schema, time_ms, raws)
+
+
+def poll_raws(registers: Sequence[Register], readings: Iterable[tuple[Register, Number]]) -> list[Number]:
+    """Raw values of a poll in the order of ``registers`` (a schema's order); KeyError names a missing one."""
+    by_name = {reg.name: raw for reg, raw in readings}
+    return [by_name[reg.name] for reg in registers]
+
+
+def poll_seq(registers: Sequence[Register], raws: Sequence[Number], time_ms: int) -> int:
+    """The (node, seq) identity of a poll: the node's ``seq`` register, or the poll time (ms) if it has none."""
+    for reg, raw in zip(registers, raws, strict=True):
+        if reg.name == "seq":
+            return int(raw)
+    return time_ms

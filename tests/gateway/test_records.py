@@ -24,7 +24,7 @@ def lamp_blocks() -> dict[int, tuple[int, list[int]]]:
         words = [0] * count
         for reg in LAMP.registers:
             if reg.table == table:
-                for i, w in enumerate(reg.words(values[reg.name])):
+                for i, w in enumerate(reg.words(values.get(reg.name, reg.minimum))):
                     words[reg.address - start + i] = w
         blocks[table] = (start, words)
     return blocks
