@@ -1,0 +1,235 @@
+"""Bosch BME280 (temperature, humidity, pressure) on I2C, after the datasheet (BST-BME280-DS002).
+
+Talks to anything with ``machine.I2C``'s memory methods (``readfrom_mem_into``,
+``writeto_mem``); an absent or dead chip raises ``OSError`` there
+(``ENODEV``/``ETIMEDOUT`` on the ESP32), which this driver turns into a fault
+code and ``False``: it never raises.
+
+Use, without blocking the event loop: :meth:`BME280.begin` once (chip id
+0x60, trimming parameters 0x88..0xA1 and 0xE1..0xE7, oversampling x1, filter
+off), then per measurement :meth:`start` (a forced-mode conversion, about 8 ms
+at x1) and later :meth:`ready` (status register 0xF3: ``measuring`` and
+``im_update`` clear) and :meth:`read` (burst read 0xF7..0xFE, compensation).
+
+Compensation: the datasheet's integer formulas (section 4.2.3), temperature
+in 0.01 degC (32-bit), pressure in Pa as Q24.8 (64-bit), humidity in %RH as
+Q22.10 (32-bit). Python integers do not overflow; the formulas are written so
+that C's do not either, and C's right shifts of negative values are
+arithmetic like Python's, so the results are the same bit for bit. The one
+division is done truncating toward zero as C does.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+ADDRESS = const(0x76)  # SDO to ground; 0x77 with SDO high
+CHIP_ID = const(0x60)
+REG_CALIB_A = const(0x88)  # 26 bytes: T1..T3, P1..P9, (0xA0), H1 at 0xA1
+REG_CHIP_ID = const(0xD0)
+REG_RESET = const(0xE0)
+REG_CALIB_B = const(0xE1)  # 7 bytes: H2..H6
+REG_CTRL_HUM = const(0xF2)
+REG_STATUS = const(0xF3)
+REG_CTRL_MEAS = const(0xF4)
+REG_CONFIG = const(0xF5)
+REG_DATA = const(0xF7)  # 8 bytes: press msb, lsb, xlsb, temp msb, lsb, xlsb, hum msb, lsb
+RESET_WORD = const(0xB6)
+STATUS_MEASURING = const(0x08)
+STATUS_IM_UPDATE = const(0x01)
+MODE_FORCED = const(0x01)
+OSRS_X1 = const(1)
+SKIPPED_20 = const(0x80000)  # what a 20-bit channel reads when it was not measured
+SKIPPED_16 = const(0x8000)
+
+FAULT_NONE = const(0)
+FAULT_NO_ANSWER = const(1)  # the bus raised OSError: nothing acknowledged
+FAULT_CHIP_ID = const(2)  # something answered that is not a BME280
+FAULT_NOT_READY = const(3)  # the conversion did not finish
+FAULT_DATA = const(4)  # a channel read its "skipped" value
+FAULT_NAMES = ("none", "no_answer", "chip_id", "not_ready", "data")
+
+
+class BME280:
+    """One BME280 at ``address`` on ``i2c``; ``fault`` says why the last call failed."""
+
+    def __init__(self, i2c, address=ADDRESS):
+        self.i2c = i2c
+        self.address = address
+        self.fault = FAULT_NONE
+        self.errors = 0
+        self.calibrated = False
+        self.chip_id = None
+        self._a = bytearray(26)
+        self._b = bytearray(7)
+        self._data = bytearray(8)
+        self._one = bytearray(1)
+        self.t_fine = 0
+        # trimming parameters (dig_T1 ...), filled by begin()
+        self.t1 = self.t2 = self.t3 = 0
+        self.p1 = self.p2 = self.p3 = self.p4 = self.p5 = self.p6 = self.p7 = self.p8 = self.p9 = 0
+        self.h1 = self.h2 = self.h3 = self.h4 = self.h5 = self.h6 = 0
+
+    def _fail(self, fault):
+        self.fault = fault
+        self.errors += 1
+        return False
+
+    def _read_into(self, reg, buf):
+        self.i2c.readfrom_mem_into(self.address, reg, buf)
+
+    def _write(self, reg, value):
+        self._one[0] = value
+        self.i2c.writeto_mem(self.address, reg, self._one)
+
+    def begin(self):
+        """Check the chip, read its trimming parameters, set oversampling x1 and sleep mode; True if ready."""
+        self.calibrated = False
+        try:
+            self._read_into(REG_CHIP_ID, self._one)
+            self.chip_id = self._one[0]
+            if self.chip_id != CHIP_ID:
+                return self._fail(FAULT_CHIP_ID)
+            self._read_into(REG_CALIB_A, self._a)
+            self._read_into(REG_CALIB_B, self._b)
+            # ctrl_hum takes effect only with the next write of ctrl_meas (datasheet 5.4.3).
+            self._write(REG_CTRL_HUM, OSRS_X1)
+            self._write(REG_CONFIG, 0)
+            self._write(REG_CTRL_MEAS, (OSRS_X1 << 5) | (OSRS_X1 << 2))  # sleep mode
+        except OSError:
+            return self._fail(FAULT_NO_ANSWER)
+        self._unpack()
+        self.calibrated = True
+        self.fault = FAULT_NONE
+        return True
+
+    def _unpack(self):
+        a = self._a
+        b = self._b
+        self.t1 = _u16(a, 0)
+        self.t2 = _s16(a, 2)
+        self.t3 = _s16(a, 4)
+        self.p1 = _u16(a, 6)
+        self.p2 = _s16(a, 8)
+        self.p3 = _s16(a, 10)
+        self.p4 = _s16(a, 12)
+        self.p5 = _s16(a, 14)
+        self.p6 = _s16(a, 16)
+        self.p7 = _s16(a, 18)
+        self.p8 = _s16(a, 20)
+        self.p9 = _s16(a, 22)
+        self.h1 = a[25]
+        self.h2 = _s16(b, 0)
+        self.h3 = b[2]
+        # H4 and H5 are 12-bit values sharing 0xE5; their high bytes are signed (Bosch API).
+        self.h4 = (_s8(b[3]) << 4) | (b[4] & 0x0F)
+        self.h5 = (_s8(b[5]) << 4) | (b[4] >> 4)
+        self.h6 = _s8(b[6])
+
+    def start(self):
+        """Start one forced-mode conversion; True if the chip took the command."""
+        if not self.calibrated and not self.begin():
+            return False
+        try:
+            self._write(REG_CTRL_HUM, OSRS_X1)
+            self._write(REG_CTRL_MEAS, (OSRS_X1 << 5) | (OSRS_X1 << 2) | MODE_FORCED)
+        except OSError:
+            self.calibrated = False  # it may have been replaced or reset: check it again
+            return self._fail(FAULT_NO_ANSWER)
+        return True
+
+    def ready(self):
+        """True once the conversion finished (status: not measuring, not copying NVM)."""
+        try:
+            self._read_into(REG_STATUS, self._one)
+        except OSError:
+            self.calibrated = False
+            return self._fail(FAULT_NO_ANSWER)
+        return not self._one[0] & (STATUS_MEASURING | STATUS_IM_UPDATE)
+
+    def read(self):
+        """``(temperature 0.01 degC, pressure Pa Q24.8, humidity %RH Q22.10)`` of the last conversion, or None."""
+        d = self._data
+        try:
+            self._read_into(REG_DATA, d)
+        except OSError:
+            self.calibrated = False
+            self._fail(FAULT_NO_ANSWER)
+            return None
+        adc_p = (d[0] << 12) | (d[1] << 4) | (d[2] >> 4)
+        adc_t = (d[3] << 12) | (d[4] << 4) | (d[5] >> 4)
+        adc_h = (d[6] << 8) | d[7]
+        if adc_t == SKIPPED_20 or adc_p == SKIPPED_20 or adc_h == SKIPPED_16:
+            self._fail(FAULT_DATA)
+            return None
+        t = self.compensate_t(adc_t)
+        p = self.compensate_p(adc_p)
+        h = self.compensate_h(adc_h)
+        self.fault = FAULT_NONE
+        return t, p, h
+
+    def not_ready(self):
+        """The caller gave up waiting for a conversion: count it as a fault."""
+        self._fail(FAULT_NOT_READY)
+
+    # -- datasheet section 4.2.3 --------------------------------------------
+
+    def compensate_t(self, adc_t):
+        """Temperature in 0.01 degC from the raw 20-bit value; sets ``t_fine`` for P and H."""
+        t1 = self.t1
+        var1 = (((adc_t >> 3) - (t1 << 1)) * self.t2) >> 11
+        x = (adc_t >> 4) - t1
+        var2 = (((x * x) >> 12) * self.t3) >> 14
+        self.t_fine = var1 + var2
+        return (self.t_fine * 5 + 128) >> 8
+
+    def compensate_p(self, adc_p):
+        """Pressure in Pa as Q24.8 (value / 256 = Pa) from the raw 20-bit value (64-bit formula)."""
+        var1 = self.t_fine - 128000
+        var2 = var1 * var1 * self.p6
+        var2 = var2 + ((var1 * self.p5) << 17)
+        var2 = var2 + (self.p4 << 35)
+        var1 = ((var1 * var1 * self.p3) >> 8) + ((var1 * self.p2) << 12)
+        var1 = (((1 << 47) + var1) * self.p1) >> 33
+        if var1 == 0:
+            return 0  # the datasheet's guard against a division by zero
+        p = 1048576 - adc_p
+        p = _div_trunc(((p << 31) - var2) * 3125, var1)
+        var1 = (self.p9 * (p >> 13) * (p >> 13)) >> 25
+        var2 = (self.p8 * p) >> 19
+        return ((p + var1 + var2) >> 8) + (self.p7 << 4)
+
+    def compensate_h(self, adc_h):
+        """Relative humidity in %RH as Q22.10 (value / 1024 = %RH) from the raw 16-bit value."""
+        v = self.t_fine - 76800
+        v = (
+            ((((adc_h << 14) - (self.h4 << 20) - (self.h5 * v)) + 16384) >> 15)
+            * (((((((v * self.h6) >> 10) * (((v * self.h3) >> 11) + 32768)) >> 10) + 2097152) * self.h2 + 8192) >> 14)
+        )
+        v = v - (((((v >> 15) * (v >> 15)) >> 7) * self.h1) >> 4)
+        v = max(v, 0)
+        v = min(v, 419430400)
+        return v >> 12
+
+
+def _u16(buf, i):
+    return buf[i] | (buf[i + 1] << 8)
+
+
+def _s16(buf, i):
+    v = buf[i] | (buf[i + 1] << 8)
+    return v - 0x10000 if v & 0x8000 else v
+
+
+def _s8(v):
+    return v - 0x100 if v & 0x80 else v
+
+
+def _div_trunc(a, b):
+    """Integer division rounding toward zero, as C's ``/``."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
