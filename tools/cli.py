@@ -19,15 +19,14 @@ RUN_DIR = Path(".run")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
-    from gateway.daemon import run_gateway
+    from gateway.config import ConfigError
+    from gateway.service import run_service
 
     try:
-        config = load_config(Path(args.config))
+        run_service(Path(args.config), log_format=args.log_format)
     except ConfigError as exc:
         print(f"streetedge: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run_gateway(config))
     return 0
 
 
@@ -60,6 +59,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from tools.bench.spine import run_spine_bench
 
     code: int = run_spine_bench(nodes=args.nodes, seconds=args.seconds, write_docs=args.write_docs)
+    return code
+
+
+def _cmd_bench_load(args: argparse.Namespace) -> int:
+    from tools.bench.load import run_load_bench
+
+    code: int = run_load_bench(
+        mode=args.mode, seconds=args.seconds, sims=args.sims, nodes=args.nodes, write_docs=args.write_docs
+    )
     return code
 
 
@@ -115,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the gateway daemon")
     p.add_argument("-c", "--config", required=True, help="gateway configuration (TOML)")
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default=None,
+        help="log format (overrides [logging] format): json writes one object per line",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sim", help="start a virtual street and write its manifest")
@@ -146,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-docs", action="store_true", help="record the figures in docs/performance.md"
     )
     b.set_defaults(func=_cmd_bench)
+    b = bench.add_parser("load", help="Modbus TCP load: throughput and CPU vs floor, overload plateau, memory")
+    b.add_argument("--mode", choices=["throughput", "overload", "memory", "all"], default="all")
+    b.add_argument("--seconds", type=float, default=20, help="measuring window of each contender")
+    b.add_argument("--sims", type=int, default=4, help="simulator processes")
+    b.add_argument("--nodes", type=int, default=250, help="lamp nodes (spread over the simulators)")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_load)
 
     p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")
     p.set_defaults(func=_cmd_docs)
