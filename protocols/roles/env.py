@@ -13,6 +13,7 @@ Holding registers are the node's settings, bounded and persisted.
 """
 
 from protocols.regmap import HOLDING, INPUT, RO, RW, S16, U16, U32, RegisterMap
+from protocols.roles import common
 
 try:
     from micropython import const
@@ -68,4 +69,4 @@ REGISTERS = (
      "Bad dust-sensor frames (checksum, garbage) and unanswered queries since boot"),
 )
 
-MAP = RegisterMap("env", REGISTERS, ROLE_ID)
+MAP = RegisterMap("env", REGISTERS + common.rows(), ROLE_ID)

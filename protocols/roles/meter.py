@@ -20,6 +20,7 @@ is also an event (``EV_ALARM_ON`` / ``EV_ALARM_OFF`` of
 """
 
 from protocols.regmap import HOLDING, INPUT, RO, RW, U16, U32, RegisterMap
+from protocols.roles import common
 
 try:
     from micropython import const
@@ -95,4 +96,4 @@ REGISTERS = (
      "Pulses counted but not yet saved (the most a power cut could cost now)"),
 )
 
-MAP = RegisterMap("meter", REGISTERS, ROLE_ID)
+MAP = RegisterMap("meter", REGISTERS + common.rows(), ROLE_ID)
