@@ -1,61 +1,115 @@
-"""Operator commands: the wire format, parsed and checked without touching anything.
+"""Operator commands: the wire format and its reason codes, parsed and checked without touching anything.
 
-A command is a CBOR map with text keys, published on the gateway's ``cmd`` topic::
+A command is a CBOR map with text keys, carried as the payload of a COSE_Sign1
+envelope (see :mod:`gateway.envelope`)::
 
-    {"id": "c-0042", "target": "group:street-a", "action": "dim", "level": 40}
-    {"id": "c-0043", "target": "lamp-7", "action": "switch", "on": false}
+    {"id": "c-0042", "iat": 1767225600, "exp": 1767225660,
+     "target": "group:elm-street", "action": "dim", "params": {"level": 40}}
 
 ``id``
     1..64 characters, chosen by the sender; the result carries it back and a
-    repeated id is answered from memory instead of being executed twice.
+    repeated id is never executed twice.
+``iat``, ``exp``
+    issued-at and expiry, seconds since the epoch (integer or float);
+    ``exp`` must be after ``iat``.
 ``target``
     a node id, ``group:<name>``, ``bus:<name>`` or ``all``.
-``action``
-    ``dim`` (with ``level``, an integer 0..100, percent) or ``switch`` (with
-    ``on``, a boolean).
+``action``, ``params``
+    one of :data:`ACTIONS` with the parameters it takes (``params`` may be
+    left out when it takes none).
 
 :func:`parse_command` is pure: it checks the shape of a command, never whether
-its target exists (the router knows the configuration). Whatever the bytes, it
-returns a :class:`Command` or raises :class:`CommandRejected`; nothing else.
+its target exists or who signed it. Whatever the bytes, it returns a
+:class:`Command` or raises :class:`CommandRejected`; nothing else.
 """
 
 from __future__ import annotations
 
-import io
+import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeGuard
 
-import cbor2
+from gateway.cbor_strict import CborError, loads_strict
 
 MAX_PAYLOAD = 4096
-"""Largest command payload accepted, in bytes; a command is a few dozen."""
+"""Largest command (and envelope) accepted, in bytes; a command is about a hundred."""
 
+NOT_SIGNED = "not_signed"
+BAD_SIGNATURE = "bad_signature"
+UNKNOWN_KEY = "unknown_key"
+OUT_OF_SCOPE = "out_of_scope"
+EXPIRED = "expired"
+ISSUED_IN_FUTURE = "issued_in_future"
+REPLAYED = "replayed"
 MALFORMED = "malformed"
-"""Not CBOR, not a map, a key missing or of the wrong type."""
 UNKNOWN_ACTION = "unknown_action"
-"""``action`` is not one the gateway knows."""
 BAD_PARAMETERS = "bad_parameters"
-"""Parameters out of range, missing, or not meant for the action."""
 UNKNOWN_TARGET = "unknown_target"
-"""No such node, group or bus (or a target that cannot name one)."""
 OFFLINE_TARGET = "offline_target"
-"""The targeted node(s) are offline: nothing could confirm the command."""
 
-Action = Literal["dim", "switch"]
+REASONS: dict[str, str] = {
+    NOT_SIGNED: "the payload is not a COSE_Sign1 envelope (an unsigned command, or another CBOR item)",
+    BAD_SIGNATURE: "the signature does not verify, or it is not EdDSA in the protected header",
+    UNKNOWN_KEY: "the envelope names no key id, or one the gateway does not trust",
+    OUT_OF_SCOPE: "the key may not command this action, or some node the target names",
+    EXPIRED: "the command's expiry has passed (or its lifetime exceeds the gateway's limit)",
+    ISSUED_IN_FUTURE: "issued-at lies further ahead of the gateway's clock than the skew allowance",
+    REPLAYED: "a different command already used this id",
+    MALFORMED: "not CBOR, not a well-formed envelope or command map, a key missing or of the wrong type",
+    UNKNOWN_ACTION: "an action the gateway does not know",
+    BAD_PARAMETERS: "parameters missing, out of range, not meant for the action, or the node cannot do it",
+    UNKNOWN_TARGET: "no such node, group or bus",
+    OFFLINE_TARGET: "every targeted node is offline, so nothing could confirm the command",
+}
+"""Every reason a command is rejected (nothing executed), with its meaning; the documented list."""
+
 TargetKind = Literal["node", "group", "bus", "all"]
 
 _ID_MAX = 64
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_PARAMS: dict[str, str] = {"dim": "level", "switch": "on"}
-_COMMON_KEYS = frozenset({"id", "target", "action"})
+_ENVELOPE_KEYS = frozenset({"id", "iat", "exp", "target", "action", "params"})
+
+
+class _Int:
+    """An integer parameter within bounds."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def check(self, name: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name!r} must be an integer {self.lo}..{self.hi}")
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"{name} {value} is outside {self.lo}..{self.hi}")
+        return value
+
+
+class _Bool:
+    """A boolean parameter."""
+
+    def check(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name!r} must be true or false")
+        return value
+
+
+_SPECS: dict[str, dict[str, _Int | _Bool]] = {
+    "dim": {"level": _Int(0, 100)},
+    "switch": {"on": _Bool()},
+    "time_sync": {},
+    "rebirth": {},
+}
+ACTIONS: tuple[str, ...] = tuple(_SPECS)
+"""The actions the gateway knows."""
 
 
 class CommandRejected(Exception):  # noqa: N818 - the name the API promises
     """A command that will not be executed.
 
     Attributes:
-        reason: one of the reason codes of this module (``malformed`` ...).
+        reason: one of the codes in :data:`REASONS`.
         detail: a sentence for the operator.
         command_id: the command's id when it could be read, else None.
     """
@@ -82,13 +136,22 @@ class Target:
 
 @dataclass(frozen=True)
 class Command:
-    """A well-formed command. ``level`` is set for dim, ``on`` for switch."""
+    """A well-formed command; ``params`` holds exactly the parameters its action takes, checked."""
 
     id: str
     target: Target
-    action: Action
-    level: int | None = None
-    on: bool | None = None
+    action: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    iat: float = 0.0
+    exp: float = 0.0
+
+    def describe(self) -> str:
+        """A few words for results and logs, e.g. ``dim 40%`` or ``switch off``."""
+        if self.action == "dim":
+            return f"dim {self.params['level']}%"
+        if self.action == "switch":
+            return f"switch {'on' if self.params['on'] else 'off'}"
+        return self.action.replace("_", " ")
 
 
 def parse_target(text: str) -> Target:
@@ -99,73 +162,94 @@ def parse_target(text: str) -> Target:
     if not sep:
         kind, name = "node", text
     if kind not in ("node", "group", "bus") or (sep and kind == "node"):
-        raise ValueError(f"target {text!r}: expected a node id, group:<name>, bus:<name> or all")
+        raise ValueError(f"target {text[:80]!r}: expected a node id, group:<name>, bus:<name> or all")
     if not _NAME.fullmatch(name):
-        raise ValueError(f"target {text!r}: names use letters, digits, '_' and '-'")
+        raise ValueError(f"target {text[:80]!r}: names use letters, digits, '_' and '-'")
     return Target(kind, name)  # type: ignore[arg-type]  # kind checked just above
 
 
+def peek_id(obj: Any) -> str | None:
+    """The ``id`` of a decoded command map if it is a usable id, else None (for refusals)."""
+    if isinstance(obj, Mapping):
+        cid = obj.get("id")
+        if isinstance(cid, str) and 1 <= len(cid) <= _ID_MAX:
+            return cid
+    return None
+
+
 def parse_command(payload: bytes | bytearray | memoryview) -> Command:
-    """Decode and check one command payload; raise CommandRejected saying why it is unusable."""
+    """Decode and check one command map; raise CommandRejected saying why it is unusable."""
     if len(payload) > MAX_PAYLOAD:
-        raise CommandRejected(MALFORMED, f"payload of {len(payload)} bytes (limit {MAX_PAYLOAD})")
-    obj = _decode(bytes(payload))
-    if not isinstance(obj, dict):
+        raise CommandRejected(MALFORMED, f"command of {len(payload)} bytes (limit {MAX_PAYLOAD})")
+    try:
+        obj = loads_strict(bytes(payload))
+    except CborError as exc:
+        raise CommandRejected(MALFORMED, f"command: {exc}") from None
+    return check_command(obj)
+
+
+def check_command(obj: Any) -> Command:
+    """Check a decoded command map (see :func:`parse_command`)."""
+    if not isinstance(obj, Mapping):
         raise CommandRejected(MALFORMED, f"expected a CBOR map, got {_kind(obj)}")
     cid = obj.get("id")
     if not isinstance(cid, str) or not 1 <= len(cid) <= _ID_MAX:
         raise CommandRejected(MALFORMED, f"'id' must be text of 1..{_ID_MAX} characters")
+
+    def reject(reason: str, detail: str) -> CommandRejected:
+        return CommandRejected(reason, detail, command_id=cid)
+
     for key in obj:
         if not isinstance(key, str):
-            raise CommandRejected(MALFORMED, "map keys must be text", command_id=cid)
-
+            raise reject(MALFORMED, "map keys must be text")
+    extra = sorted(set(obj) - _ENVELOPE_KEYS)
+    if extra:
+        raise reject(MALFORMED, f"unexpected key {extra[0][:40]!r} (parameters go in 'params')")
+    iat_value, exp_value = obj.get("iat"), obj.get("exp")
+    if not _is_time(iat_value) or not _is_time(exp_value):
+        raise reject(MALFORMED, "'iat' and 'exp' must be numbers (seconds since the epoch)")
+    iat, exp = float(iat_value), float(exp_value)
+    if exp <= iat:
+        raise reject(MALFORMED, f"'exp' ({exp_value}) must be after 'iat' ({iat_value})")
     action = obj.get("action")
     if not isinstance(action, str):
-        raise CommandRejected(MALFORMED, "'action' must be text", command_id=cid)
-    if action not in _PARAMS:
-        known = ", ".join(sorted(_PARAMS))
-        raise CommandRejected(
-            UNKNOWN_ACTION, f"unknown action {action[:40]!r} (known: {known})", command_id=cid
-        )
+        raise reject(MALFORMED, "'action' must be text")
     target_text = obj.get("target")
     if not isinstance(target_text, str):
-        raise CommandRejected(MALFORMED, "'target' must be text", command_id=cid)
+        raise reject(MALFORMED, "'target' must be text")
+    params = obj.get("params", {})
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise reject(MALFORMED, "'params' must be a map with text keys")
+    spec = _SPECS.get(action)
+    if spec is None:
+        raise reject(UNKNOWN_ACTION, f"unknown action {action[:40]!r} (known: {', '.join(ACTIONS)})")
     try:
-        target = parse_target(target_text[:200])
+        target = parse_target(target_text)
     except ValueError as exc:
-        raise CommandRejected(UNKNOWN_TARGET, str(exc), command_id=cid) from None
-
-    param = _PARAMS[action]
-    extra = sorted(set(obj) - _COMMON_KEYS - {param})
+        raise reject(UNKNOWN_TARGET, str(exc)) from None
+    extra = sorted(set(params) - set(spec))
     if extra:
-        raise CommandRejected(
-            BAD_PARAMETERS, f"{action} takes {param!r}; unexpected {extra[0][:40]!r}", command_id=cid
-        )
-    if param not in obj:
-        raise CommandRejected(BAD_PARAMETERS, f"{action} needs {param!r}", command_id=cid)
-    value = obj[param]
-    if action == "dim":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise CommandRejected(MALFORMED, "'level' must be an integer", command_id=cid)
-        if not 0 <= value <= 100:
-            raise CommandRejected(BAD_PARAMETERS, f"level {value} is outside 0..100", command_id=cid)
-        return Command(cid, target, "dim", level=value)
-    if not isinstance(value, bool):
-        raise CommandRejected(MALFORMED, "'on' must be true or false", command_id=cid)
-    return Command(cid, target, "switch", on=value)
+        takes = ", ".join(repr(p) for p in spec) or "no parameters"
+        raise reject(BAD_PARAMETERS, f"{action} takes {takes}; unexpected {extra[0][:40]!r}")
+    checked: dict[str, Any] = {}
+    for name, kind in spec.items():
+        if name not in params:
+            raise reject(BAD_PARAMETERS, f"{action} needs {name!r}")
+        try:
+            checked[name] = kind.check(name, params[name])
+        except ValueError as exc:
+            raise reject(BAD_PARAMETERS, str(exc)) from None
+    return Command(cid, target, action, checked, iat, exp)
 
 
-def _decode(data: bytes) -> Any:
-    stream = io.BytesIO(data)
-    try:
-        obj = cbor2.CBORDecoder(stream).decode()
-    except Exception as exc:  # cbor2 raises many kinds (tags run decoders); all mean "not a command"
-        raise CommandRejected(MALFORMED, f"not CBOR: {str(exc)[:80]}") from None
-    if stream.tell() != len(data):
-        raise CommandRejected(MALFORMED, f"{len(data) - stream.tell()} bytes after the CBOR item")
-    return obj
+def _is_time(value: Any) -> TypeGuard[int | float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 <= value < 2**40
 
 
 def _kind(obj: object) -> str:
-    names: dict[type, str] = {list: "an array", str: "text", bytes: "a byte string"}
+    if isinstance(obj, list | tuple):
+        return "an array"
+    names: dict[type, str] = {str: "text", bytes: "a byte string"}
     return names.get(type(obj), type(obj).__name__)

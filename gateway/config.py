@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import msgspec
 import msgspec.inspect as mi
 
+from gateway.command_config import CommandsConfig, KeyConfig, check_commands
 from gateway.contracts import ROLES
 
 _NAME = r"^[A-Za-z0-9_-]+$"
@@ -166,6 +167,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """Local health and metrics endpoint."""
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     """Log format and level."""
+    commands: CommandsConfig = msgspec.field(default_factory=CommandsConfig)
+    """Command freshness rules, replay database and audit log (``gateway.command_config``)."""
+    key: list[KeyConfig] = msgspec.field(default_factory=list)
+    """Trusted operator keys and their scopes (``[[key]]``)."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""
@@ -360,6 +365,9 @@ def _cross_check(config: Config) -> Config:
                 raise _ProblemError(
                     f"groups.{group}[{j}]", f"unknown node {member!r}{_suggest(member, node_ids)}"
                 )
+    problem = check_commands(config)
+    if problem:
+        raise _ProblemError(*problem)
     if not config.broker.client_id:
         broker = msgspec.structs.replace(
             config.broker, client_id=f"streetedge-{config.site}-{config.gateway}"

@@ -32,6 +32,7 @@ from collections.abc import Callable
 import cbor2
 import msgspec
 
+from gateway.audit import audit_topic
 from gateway.config import Config, NodeConfig
 from gateway.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling import Polling
@@ -111,6 +112,7 @@ class Gateway:
         router = CommandRouter(
             cfg, buses, self.stats,
             lambda payload: uplink.publish(self.topics.result, payload, urgent=True),
+            publish_audit=lambda payload: uplink.publish(audit_topic(self.topics.root), payload),
             clock=self.clock,
         )
         self.uplink = uplink
@@ -137,6 +139,7 @@ class Gateway:
                     link.cancel()
         finally:
             polling.close()
+            router.close()
             log.info("gateway stopped")
 
     async def reload(self, config: Config) -> list[str]:
@@ -158,8 +161,7 @@ class Gateway:
             notes += await self.polling.apply(keep)
         router = getattr(self, "_router", None)
         if router is not None:  # commands resolve targets against the new nodes and groups
-            router.config = keep
-            router._nodes = {n.id: n for n in keep.node}  # until the router offers a reconfigure()
+            notes += router.reconfigure(keep)
         return notes
 
     def _room(self) -> bool:

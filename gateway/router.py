@@ -1,4 +1,4 @@
-"""The command router: from a command payload to a confirmed change on the nodes, and a result.
+"""The command router: from a signed command to a confirmed change on the nodes, recorded and answered.
 
 For each payload on the command topic the router publishes exactly one result on
 the result topic (a CBOR map)::
@@ -7,113 +7,159 @@ the result topic (a CBOR map)::
      "confirmed": ["lamp-1", "lamp-2"], "unconfirmed": [], "ts": 1767225600.5}
 
 ``status`` is ``done`` only when every targeted node was read back holding the
-new value; ``failed`` (``reason`` "unconfirmed") lists the nodes that were not;
-``rejected`` (``reason`` one of the codes in :mod:`gateway.commands`) means
-nothing was written. A payload that cannot be read at all gets a rejected result
-with ``id`` null.
+new state; ``failed`` (``reason`` "unconfirmed") lists the nodes that were not;
+``rejected`` (``reason`` one of :data:`gateway.commands.REASONS`) means nothing
+was written. A payload too broken to show an id gets a result with ``id`` null.
+
+The checks, in order: the envelope (:mod:`gateway.envelope`: signature, key,
+command shape, freshness), the target (it must exist), the key's scope
+(:mod:`gateway.keys`), the id (:mod:`gateway.replay`: a retry of the same
+envelope is answered from memory and not executed again; another command with a
+used id is ``replayed``), the nodes' ability to take the action, and at least
+one targeted node online. Every step is written to the audit log
+(:mod:`gateway.audit`) and the entry is durable before the router acts on it.
 
 How a command reaches the nodes: one node is written directly (function 16). A
 group, a bus or ``all`` is broadcast (unit 0) on every bus where it covers all
-the configured nodes, and written node by node elsewhere; then every targeted
-node is read back. Broadcasting assumes the configuration lists every device on
-the bus. Commands use the bus with urgent priority, so they overtake queued polls.
-
-A command id seen among the last :data:`REMEMBER` commands is not executed
-again: its earlier result is published once more (if it is still running, its
-result will follow). Commands rejected while parsing are not remembered, so a
-corrected command may reuse the id.
+the configured nodes with the same words, and written node by node elsewhere;
+then every targeted node is read back (only the registers written). Commands
+use the bus with urgent priority, so they overtake queued polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import difflib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import cbor2
 
+from gateway.actions import NodePlan, plan_node
+from gateway.audit import AuditLog
 from gateway.commands import (
-    BAD_PARAMETERS,
     OFFLINE_TARGET,
+    OUT_OF_SCOPE,
+    REPLAYED,
+    UNKNOWN_ACTION,
     UNKNOWN_TARGET,
     Command,
     CommandRejected,
     Target,
-    parse_command,
 )
 from gateway.config import Config, NodeConfig
-from gateway.contracts import HOLDING, Number, Register, load_role
-from gateway.modbus_bus import BusError, ModbusBus
+from gateway.contracts import HOLDING, RegisterMap, load_role
+from gateway.envelope import Opened, open_envelope
+from gateway.keys import KeyRing
 from gateway.priority_lock import URGENT
+from gateway.replay import ReplayStore
 from gateway.stats import GatewayStats
 
 log = logging.getLogger(__name__)
 
-REMEMBER = 1000
-"""How many command ids (and their results) the router remembers."""
 CONCURRENT = 8
 """Commands executed at the same time; more wait their turn."""
 BACKLOG = 1000
-"""Command payloads waiting to be handled before new ones are refused."""
+"""Command payloads waiting to be handled before new ones are dropped (and counted in the audit log)."""
 
 DONE = "done"
 REJECTED = "rejected"
 FAILED = "failed"
 UNCONFIRMED = "unconfirmed"
 """Reason of a failed command: some targeted nodes could not be confirmed."""
+INTERNAL = "internal"
+"""Reason of a failed command: the gateway itself failed (a bug, or the audit log not writable)."""
 
-_REGISTER = {"dim": "dim_level", "switch": "relay"}
+Rebirth = Callable[[list[str]], Awaitable[None]]
+"""Republishes the birth certificates of the given node ids (the uplink's business)."""
 
 
-class _Step:
-    """What to write to one node: the register and its raw value."""
+class CommandBus(Protocol):
+    """What the router needs of a bus (any backend of :mod:`gateway.bus`)."""
 
-    __slots__ = ("node", "raw", "reg")
+    async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Write holding registers of one node."""
 
-    def __init__(self, node: NodeConfig, reg: Register, raw: Number) -> None:
-        self.node = node
-        self.reg = reg
-        self.raw = raw
+    async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Write holding registers of every node of the bus (unit 0)."""
+
+    async def read_table(
+        self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
+    ) -> tuple[int, Sequence[int]]:
+        """Read the registers of one table of ``regmap``."""
 
 
 class CommandRouter:
-    """Parses, executes and answers commands.
+    """Verifies, executes, records and answers commands.
 
     Args:
-        config: the gateway configuration (nodes, groups, buses).
+        config: the gateway configuration (nodes, groups, buses, keys, [commands]).
         buses: the bus adapters by bus name.
         stats: live state (node online flags are read, results recorded).
         publish_result: sends one CBOR-encoded result upstream; must not block.
-        clock: wall clock for result timestamps.
+        publish_audit: sends one CBOR-encoded audit entry upstream; must not block.
+        rebirth: republishes birth certificates (the ``rebirth`` action); None
+            refuses that action.
+        clock: wall clock for freshness checks and timestamps.
     """
 
     def __init__(
         self,
         config: Config,
-        buses: dict[str, ModbusBus],
+        buses: dict[str, Any],
         stats: GatewayStats,
         publish_result: Callable[[bytes], None],
         *,
+        publish_audit: Callable[[bytes], None] | None = None,
+        rebirth: Rebirth | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.buses = buses
+        self.buses: dict[str, CommandBus] = buses
         self.stats = stats
         self.publish_result = publish_result
+        self.rebirth = rebirth
         self.clock = clock
+        self.keys = KeyRing(config)
+        self.replay = ReplayStore(config.commands.replay_db, now=clock())
+        self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(BACKLOG)
-        self._results: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._dropped = 0
         self._nodes = {n.id: n for n in config.node}
+        if not config.key:
+            log.warning("no [[key]] configured: every command will be refused")
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Take a reloaded configuration: nodes, groups, keys and freshness rules apply at once.
+
+        Returns notes for settings read only at start (the replay database and
+        audit log paths). A key removed from the configuration is refused from
+        the next command on.
+        """
+        notes = [
+            f"commands.{name} changed: takes effect after a restart"
+            for name in ("replay_db", "audit_log")
+            if getattr(self.config.commands, name) != getattr(config.commands, name)
+        ]
+        self.config = config
+        self._nodes = {n.id: n for n in config.node}
+        self.keys = KeyRing(config)
+        return notes
+
+    def close(self) -> None:
+        """Flush the audit log and close the replay store."""
+        self.audit.close()
+        self.replay.close()
 
     def submit(self, payload: bytes) -> None:
         """Accept a command payload for handling by :meth:`run`; never raises, never blocks."""
         try:
             self._inbox.put_nowait(payload)
         except asyncio.QueueFull:
+            self._dropped += 1
             log.warning("command backlog full (%d): payload dropped", BACKLOG)
 
     async def run(self) -> None:
@@ -122,6 +168,9 @@ class CommandRouter:
         async with asyncio.TaskGroup() as group:
             while True:
                 payload = await self._inbox.get()
+                if self._dropped:
+                    self.audit.append("dropped", count=self._dropped, detail="command backlog full")
+                    self._dropped = 0
                 await slots.acquire()
                 group.create_task(self._handle_in_slot(payload, slots))
 
@@ -134,60 +183,121 @@ class CommandRouter:
     async def handle(self, payload: bytes) -> dict[str, Any] | None:
         """Handle one payload end to end and publish its result; returns the result.
 
-        Returns None (and publishes nothing) when a command with the same id is
-        still running. Never raises (except cancellation).
+        Returns None (and publishes nothing) when the same command is still
+        running. Never raises (except cancellation).
         """
+        now = self.clock()
         try:
-            command = parse_command(payload)
+            opened = self._admit(payload, now)
         except CommandRejected as exc:
-            return self._publish(self._rejected(exc.command_id, exc))
-        if command.id in self._results:
-            earlier = self._results[command.id]
-            if earlier is None:
-                log.info("command %s: duplicate while still running; its result will follow", command.id)
-                return None
-            log.info("command %s: duplicate; publishing its result again", command.id)
-            self.publish_result(cbor2.dumps(earlier))
-            return earlier
-        self._remember(command.id, None)
+            return await self._refuse(payload, exc)
+        if opened is None:
+            return None
+        if isinstance(opened, dict):  # a retry: answered from memory
+            return self._publish(opened)
+        command, plans = opened
         try:
-            result = await self._execute(command)
-        except CommandRejected as exc:
-            result = self._rejected(command.id, exc)
+            await self.audit.record(
+                "accepted", id=command.id, key=plans.key_id, target=str(command.target),
+                action=command.action, params=dict(command.params), iat=int(command.iat), exp=int(command.exp),
+                digest=plans.digest.hex(), envelope=base64.b64encode(payload).decode(),
+            )
+            result = await self._execute(command, plans)
+        except OSError as exc:
+            log.error("command %s: audit log not writable (%s): not executed", command.id, exc)
+            result = self._result(command.id, FAILED, f"audit log not writable ({exc}); not executed",
+                                  reason=INTERNAL)
         except Exception as exc:  # a bug must cost one command, never the gateway
             log.exception("command %s: internal error", command.id)
-            result = self._result(command.id, FAILED, f"internal error: {exc}", reason="internal")
-        self._remember(command.id, result)
+            result = self._result(command.id, FAILED, f"internal error: {exc}", reason=INTERNAL)
+        self.replay.finish(command.id, result)
+        try:
+            await self.audit.record(
+                "executed", id=command.id, status=result["status"], reason=result.get("reason"),
+                detail=result["detail"], confirmed=result["confirmed"], unconfirmed=result["unconfirmed"],
+            )
+        except OSError as exc:
+            log.error("command %s: audit log not writable (%s)", command.id, exc)
         return self._publish(result)
 
-    async def _execute(self, command: Command) -> dict[str, Any]:
-        nodes = self.resolve(command.target)
-        steps = self._plan(command, nodes)
+    def _admit(self, payload: bytes, now: float) -> tuple[Command, _Plans] | dict[str, Any] | None:
+        """Every check before execution, without awaiting (so a duplicate cannot slip in between).
+
+        Returns the command and its plans (the id is claimed), a stored result
+        for a retry, or None for a retry of a command still running.
+        """
+        cmds = self.config.commands
+        opened = open_envelope(payload, self.keys, now=now, skew=cmds.clock_skew, max_lifetime=cmds.max_lifetime)
+        command = opened.command
+        cid = command.id
+        try:
+            nodes = self.resolve(command.target)
+        except CommandRejected as exc:
+            exc.command_id = cid
+            raise
+        problem = opened.key.scope_problem(command.action, nodes)
+        if problem:
+            raise CommandRejected(OUT_OF_SCOPE, problem, command_id=cid)
+        seen = self.replay.lookup(cid)
+        if seen is not None:
+            if seen.digest != opened.digest:
+                raise CommandRejected(
+                    REPLAYED, f"id {cid!r} was already used by another command; nothing executed", command_id=cid
+                )
+            self.audit.append("duplicate", id=cid, key=opened.key.id, digest=opened.digest.hex())
+            if seen.result is None:
+                log.info("command %s: duplicate while still running; its result will follow", cid)
+                return None
+            log.info("command %s: duplicate; publishing its result again", cid)
+            return seen.result
+        plans = self._plan(opened, nodes, now)
         offline = [n.id for n in nodes if self._online(n.id) is False]
         if len(offline) == len(nodes):
-            raise CommandRejected(
-                OFFLINE_TARGET, f"offline: {', '.join(offline)}", command_id=command.id
-            )
-        by_bus: dict[str, list[_Step]] = {}
-        for step in steps:
-            by_bus.setdefault(step.node.bus, []).append(step)
-        outcomes = await asyncio.gather(*(self._run_on_bus(b, s) for b, s in by_bus.items()))
+            raise CommandRejected(OFFLINE_TARGET, f"offline: {', '.join(offline)}", command_id=cid)
+        self.replay.claim(cid, opened.digest, opened.key.id, command.exp, now)
+        return command, plans
+
+    def _plan(self, opened: Opened, nodes: list[NodeConfig], now: float) -> _Plans:
+        command = opened.command
+        plans = _Plans(opened.key.id, opened.digest, nodes)
+        if command.action == "rebirth":
+            if self.rebirth is None:
+                raise CommandRejected(
+                    UNKNOWN_ACTION, "rebirth is not available: this gateway publishes no birth certificates",
+                    command_id=command.id,
+                )
+            return plans
+        for node in nodes:
+            plans.nodes.append(plan_node(command, node, load_role(node.role), now))
+        return plans
+
+    async def _execute(self, command: Command, plans: _Plans) -> dict[str, Any]:
+        if command.action == "rebirth":
+            assert self.rebirth is not None
+            ids = [n.id for n in plans.targets]
+            await self.rebirth(ids)
+            return self._result(command.id, DONE, f"rebirth requested for {len(ids)} node(s)", confirmed=ids)
+        by_bus: dict[str, list[NodePlan]] = {}
+        for plan in plans.nodes:
+            by_bus.setdefault(plan.node.bus, []).append(plan)
+        outcomes = await asyncio.gather(*(self._run_on_bus(b, p) for b, p in by_bus.items()))
         problems: dict[str, str] = {}
         notes: list[str] = []
         for bus_problems, note in outcomes:
             problems.update(bus_problems)
             if note:
                 notes.append(note)
+        nodes = plans.targets
         confirmed = [n.id for n in nodes if n.id not in problems]
         unconfirmed = [n.id for n in nodes if n.id in problems]
-        what = _describe(command)
+        what = command.describe()
         if not unconfirmed:
             detail = f"{what} confirmed on {len(confirmed)} node(s)"
             if notes:
                 detail += f" ({'; '.join(notes)})"
             return self._result(command.id, DONE, detail, confirmed=confirmed)
         detail = f"{what} not confirmed on {len(unconfirmed)} of {len(nodes)} node(s): " + "; ".join(
-            f"{node_id}: {problems[node_id]}" for node_id in unconfirmed
+            f"{node_id}: {problems[node_id]}" for node_id in unconfirmed[:20]
         )
         return self._result(
             command.id, FAILED, detail, reason=UNCONFIRMED, confirmed=confirmed, unconfirmed=unconfirmed
@@ -224,94 +334,76 @@ class CommandRouter:
             raise CommandRejected(UNKNOWN_TARGET, f"{target} has no nodes")
         return nodes
 
-    def _plan(self, command: Command, nodes: list[NodeConfig]) -> list[_Step]:
-        name = _REGISTER[command.action]
-        value: Number = command.level if command.level is not None else bool(command.on)
-        steps = []
-        for node in nodes:
-            regmap = load_role(node.role)
-            if name not in regmap:
-                raise CommandRejected(
-                    BAD_PARAMETERS, f"{node.id} ({node.role}) cannot {command.action}"
-                )
-            reg = regmap[name]
-            try:
-                raw = reg.to_raw(value)
-            except ValueError as exc:
-                raise CommandRejected(BAD_PARAMETERS, f"{node.id}: {exc}") from None
-            steps.append(_Step(node, reg, raw))
-        return steps
-
-    async def _run_on_bus(self, bus_name: str, steps: list[_Step]) -> tuple[dict[str, str], str]:
+    async def _run_on_bus(self, bus_name: str, plans: list[NodePlan]) -> tuple[dict[str, str], str]:
         """Write and read back on one bus; returns (problems by node id, a note for the detail)."""
         bus = self.buses[bus_name]
         problems: dict[str, str] = {}
         note = ""
         on_bus = {n.id for n in self.config.nodes_on(bus_name)}
-        same = {(s.reg.address, s.reg.words(s.raw)) for s in steps}
-        written: list[_Step] = []
-        if len(steps) > 1 and {s.node.id for s in steps} == on_bus and len(same) == 1:
-            address, words = same.pop()
+        written: list[NodePlan] = []
+        broadcastable = (
+            len(plans) > 1
+            and {p.node.id for p in plans} == on_bus
+            and all(p.same_writes(plans[0]) for p in plans)
+        )
+        if broadcastable:
             try:
-                await bus.broadcast(address, words, priority=URGENT)
-            except BusError as exc:
-                return {s.node.id: f"broadcast failed: {exc}" for s in steps}, ""
+                for address, words in plans[0].writes:
+                    await bus.broadcast(address, words, priority=URGENT)
+            except Exception as exc:  # any bus failure: nothing can be said of any node
+                return {p.node.id: f"broadcast failed: {exc}" for p in plans}, ""
             note = f"broadcast on {bus_name}"
-            for step in steps:
-                if self._online(step.node.id) is False:
-                    problems[step.node.id] = "offline"
+            for plan in plans:
+                if self._online(plan.node.id) is False:
+                    problems[plan.node.id] = "offline"
                 else:
-                    written.append(step)
+                    written.append(plan)
         else:
-            for step in steps:
-                if self._online(step.node.id) is False:
-                    problems[step.node.id] = "offline"
+            for plan in plans:
+                if self._online(plan.node.id) is False:
+                    problems[plan.node.id] = "offline"
                     continue
                 try:
-                    await bus.write(step.node.unit, step.reg.address, step.reg.words(step.raw))
-                except BusError as exc:
-                    problems[step.node.id] = f"write failed: {exc}"
+                    for address, words in plan.writes:
+                        await bus.write(plan.node.unit, address, words, priority=URGENT)
+                except Exception as exc:  # a failed write is that node's problem, not the command's
+                    problems[plan.node.id] = f"write failed: {exc}"
                     continue
-                written.append(step)
-        for step in written:
-            problem = await self._confirm(bus, step)
+                written.append(plan)
+        for plan in written:
+            problem = await self._confirm(bus, plan)
             if problem:
-                problems[step.node.id] = problem
+                problems[plan.node.id] = problem
         return problems, note
 
-    async def _confirm(self, bus: ModbusBus, step: _Step) -> str | None:
-        """Read the node's holding registers back; None when it holds the written value."""
-        regmap = load_role(step.node.role)
+    async def _confirm(self, bus: CommandBus, plan: NodePlan) -> str | None:
+        """Read the written registers back; None when the node holds the new state."""
         try:
-            start, words = await bus.read_table(step.node.unit, regmap, HOLDING, priority=URGENT)
-        except BusError as exc:
+            start, words = await bus.read_table(plan.node.unit, plan.readback, HOLDING, priority=URGENT)
+        except Exception as exc:  # timeouts, exceptions, a closed line: all mean "not confirmed"
             return f"read-back failed: {exc}"
-        found: Number | None = None
-        values = {}
-        for reg, raw in regmap.decode(HOLDING, start, words):
-            values[reg.name] = reg.value(raw)
-            if reg.name == step.reg.name:
-                found = raw
-        state = self.stats.nodes.get(step.node.id)
+        values = {reg.name: raw for reg, raw in plan.readback.decode(HOLDING, start, words)}
+        state = self.stats.nodes.get(plan.node.id)
         if state is not None:
-            state.values.update(values)
-        if found != step.raw:
-            shown = "nothing" if found is None else step.reg.value(found)
-            return f"read back {shown}, expected {step.reg.value(step.raw)}"
-        return None
+            for reg in plan.readback.registers:
+                if reg.name in values:
+                    state.values[reg.name] = reg.value(values[reg.name])
+        return plan.check(values, self.clock())
 
     def _online(self, node_id: str) -> bool | None:
         state = self.stats.nodes.get(node_id)
         return None if state is None else state.online
 
-    def _remember(self, command_id: str, result: dict[str, Any] | None) -> None:
-        self._results[command_id] = result
-        self._results.move_to_end(command_id)
-        while len(self._results) > REMEMBER:
-            self._results.popitem(last=False)
-
-    def _rejected(self, command_id: str | None, exc: CommandRejected) -> dict[str, Any]:
-        return self._result(command_id, REJECTED, exc.detail, reason=exc.reason)
+    async def _refuse(self, payload: bytes, exc: CommandRejected) -> dict[str, Any]:
+        result = self._result(exc.command_id, REJECTED, exc.detail, reason=exc.reason)
+        try:
+            await self.audit.record(
+                "refused", id=exc.command_id, reason=exc.reason, detail=exc.detail, size=len(payload),
+                envelope=base64.b64encode(payload[:8192]).decode(),
+            )
+        except OSError as err:
+            log.error("audit log not writable (%s)", err)
+        return self._publish(result)
 
     def _result(
         self,
@@ -341,10 +433,16 @@ class CommandRouter:
         return result
 
 
-def _describe(command: Command) -> str:
-    if command.action == "dim":
-        return f"dim {command.level}%"
-    return f"switch {'on' if command.on else 'off'}"
+class _Plans:
+    """An admitted command's execution plan: the signing key, envelope digest, targets and node plans."""
+
+    __slots__ = ("digest", "key_id", "nodes", "targets")
+
+    def __init__(self, key_id: str, digest: bytes, targets: list[NodeConfig]) -> None:
+        self.key_id = key_id
+        self.digest = digest
+        self.targets = targets
+        self.nodes: list[NodePlan] = []
 
 
 def _suggest(word: str, known: Iterable[str]) -> str:

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tools.broker import LocalBroker, mosquitto_path
+from tools.keys import commands_toml, key_entry, public_text
 from tools.mqtt_watch import MqttWatch
+from tools.operator import Signer
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
@@ -115,8 +118,29 @@ class Daemon:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
+class Operators:
+    """The session's operator keys: ``ops`` may do everything; ``maint`` may dim and switch group:half."""
+
+    def __init__(self) -> None:
+        self.ops = Signer(Ed25519PrivateKey.generate(), "ops")
+        self.maint = Signer(Ed25519PrivateKey.generate(), "maint")
+
+    def toml(self, state: Path) -> str:
+        """The [commands] and [[key]] lines that make the gateway trust both keys."""
+        return (commands_toml(state) + key_entry("ops", public_text(self.ops.key), ["*"], ["*"])
+                + key_entry("maint", public_text(self.maint.key), ["dim", "switch"], ["group:half"]))
+
+
 @pytest.fixture(scope="session")
-def gateway(bench: Bench, broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def operators() -> Operators:
+    """Operator keys made for this session and trusted by its gateway."""
+    return Operators()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    bench: Bench, broker: LocalBroker, operators: Operators, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
     """``streetedge run`` attached to the bench and the broker; stopped with SIGTERM at the end."""
     folder = tmp_path_factory.mktemp("gateway")
     ids = bench.node_ids
@@ -124,6 +148,7 @@ def gateway(bench: Bench, broker: LocalBroker, tmp_path_factory: pytest.TempPath
         folder / "gateway.toml", bench.manifest, broker_url=broker.url, protocol=broker.protocol,
         site=SITE, gateway=GATEWAY, interval=0.5, groups={"half": ids[: len(ids) // 2]},
     )
+    config.write_text(config.read_text() + "\n" + operators.toml(folder))
     daemon = Daemon(config, folder / "gateway.log")
     daemon.start()
     try:

@@ -8,6 +8,7 @@ import cbor2
 
 from protocols import senml
 from tools.mqtt_watch import MqttWatch, Seen
+from tools.operator import Signer, build_command
 
 ROOT = "streetedge/v1/hil-site/gw-hil"
 
@@ -26,10 +27,14 @@ def is_data(node: str) -> Any:
     return lambda m: m.topic == f"{ROOT}/data/{node}"
 
 
-def command(watch: MqttWatch, cmd: dict[str, Any], within: float = 20.0) -> dict[str, Any]:
-    """Publish a command as an operator would and return its result."""
+def command(watch: MqttWatch, signer: Signer, cmd: dict[str, Any], within: float = 20.0) -> dict[str, Any]:
+    """Sign and publish a command as an operator would and return its result.
+
+    ``cmd`` is written as ``{"id", "target", "action", **params}``; it is sent as a signed envelope.
+    """
+    params = {k: v for k, v in cmd.items() if k not in ("id", "target", "action")}
     mark = watch.mark()
-    watch.publish(f"{ROOT}/cmd", cbor2.dumps(cmd))
+    watch.publish(f"{ROOT}/cmd", signer.sign(build_command(cmd["target"], cmd["action"], params, cmd["id"])))
     msg = watch.wait_for(
         lambda m: m.topic == f"{ROOT}/result" and cbor2.loads(m.payload).get("id") == cmd.get("id"),
         within=within, after=mark,
@@ -72,15 +77,17 @@ def test_gateway_state_is_retained_online(broker, gateway) -> None:
     assert cbor2.loads(msg.payload)["online"] is True
 
 
-def test_dim_command_changes_the_lamps_power_draw(bench, watch, until) -> None:
+def test_dim_command_changes_the_lamps_power_draw(bench, watch, until, operators) -> None:
     """Dimming one lamp is confirmed, and its measured power (the physics) follows; others stay."""
     node, other = bench.node_ids[0], bench.node_ids[-1]
-    assert command(watch, {"id": "full-1", "target": "all", "action": "dim", "level": 100})["status"] == "done"
-    assert command(watch, {"id": "on-1", "target": "all", "action": "switch", "on": True})["status"] == "done"
+    assert command(watch, operators.ops,
+                   {"id": "full-1", "target": "all", "action": "dim", "level": 100})["status"] == "done"
+    assert command(watch, operators.ops,
+                   {"id": "on-1", "target": "all", "action": "switch", "on": True})["status"] == "done"
     mark = watch.mark()
     full = power_after(watch, node, mark, lambda p: p > 40.0)
 
-    result = command(watch, {"id": "dim-20", "target": node, "action": "dim", "level": 20})
+    result = command(watch, operators.ops, {"id": "dim-20", "target": node, "action": "dim", "level": 20})
     assert result["status"] == "done", result
     assert result["confirmed"] == [node]
     mark = watch.mark()
@@ -91,20 +98,22 @@ def test_dim_command_changes_the_lamps_power_draw(bench, watch, until) -> None:
         assert bench.world(other)["power_w"] > full * 0.8
 
 
-def test_switch_off_cuts_power(bench, watch, until) -> None:
+def test_switch_off_cuts_power(bench, watch, until, operators) -> None:
     """Switching a lamp off opens its relay: no power drawn; switching on restores it."""
     node = bench.node_ids[1]
-    assert command(watch, {"id": "off-2", "target": node, "action": "switch", "on": False})["status"] == "done"
+    assert command(watch, operators.ops,
+                   {"id": "off-2", "target": node, "action": "switch", "on": False})["status"] == "done"
     power_after(watch, node, watch.mark(), lambda p: p < 1.0)
     if bench.virtual:
         until(lambda: bench.world(node)["relay"] is False)
-    assert command(watch, {"id": "on-2", "target": node, "action": "switch", "on": True})["status"] == "done"
+    assert command(watch, operators.ops,
+                   {"id": "on-2", "target": node, "action": "switch", "on": True})["status"] == "done"
     power_after(watch, node, watch.mark(), lambda p: p > 1.0)
 
 
-def test_whole_street_command_reaches_every_lamp(bench, watch, until) -> None:
+def test_whole_street_command_reaches_every_lamp(bench, watch, until, operators) -> None:
     """'all' goes out as a broadcast, and every lamp confirms and dims."""
-    result = command(watch, {"id": "street-30", "target": "all", "action": "dim", "level": 30})
+    result = command(watch, operators.ops, {"id": "street-30", "target": "all", "action": "dim", "level": 30})
     assert result["status"] == "done", result
     assert sorted(result["confirmed"]) == sorted(bench.node_ids)
     assert result["unconfirmed"] == []
@@ -116,12 +125,13 @@ def test_whole_street_command_reaches_every_lamp(bench, watch, until) -> None:
         until(lambda: all(abs(bench.world(n)["light"] - 0.30) < 0.01 for n in bench.node_ids))
 
 
-def test_group_command_reaches_its_members_only(bench, watch) -> None:
+def test_group_command_reaches_its_members_only(bench, watch, operators) -> None:
     """A configured group is commanded; lamps outside it keep their level."""
-    assert command(watch, {"id": "g-full", "target": "all", "action": "dim", "level": 100})["status"] == "done"
+    assert command(watch, operators.ops,
+                   {"id": "g-full", "target": "all", "action": "dim", "level": 100})["status"] == "done"
     half = bench.node_ids[: len(bench.node_ids) // 2]
     rest = bench.node_ids[len(bench.node_ids) // 2 :]
-    result = command(watch, {"id": "g-60", "target": "group:half", "action": "dim", "level": 60})
+    result = command(watch, operators.ops, {"id": "g-60", "target": "group:half", "action": "dim", "level": 60})
     assert result["status"] == "done", result
     assert sorted(result["confirmed"]) == sorted(half)
     mark = watch.mark()
@@ -130,7 +140,7 @@ def test_group_command_reaches_its_members_only(bench, watch) -> None:
         assert readings(msg)["dim_level"]["v"] == 100
 
 
-def test_garbage_and_unknown_targets_are_refused_and_the_gateway_goes_on(bench, watch) -> None:
+def test_garbage_and_unknown_targets_are_refused_and_the_gateway_goes_on(bench, watch, operators) -> None:
     """Garbage gets 'rejected/malformed', an unknown node 'rejected/unknown_target'; data keeps flowing."""
     mark = watch.mark()
     watch.publish(f"{ROOT}/cmd", b"\xff\x00garbage")
@@ -140,11 +150,12 @@ def test_garbage_and_unknown_targets_are_refused_and_the_gateway_goes_on(bench, 
     assert result["reason"] == "malformed"
     assert result["id"] is None
 
-    result = command(watch, {"id": "ghost", "target": "lamp-999", "action": "dim", "level": 10})
+    result = command(watch, operators.ops, {"id": "ghost", "target": "lamp-999", "action": "dim", "level": 10})
     assert result["status"] == "rejected"
     assert result["reason"] == "unknown_target"
 
-    result = command(watch, {"id": "bad-level", "target": bench.node_ids[0], "action": "dim", "level": 101})
+    result = command(watch, operators.ops,
+                     {"id": "bad-level", "target": bench.node_ids[0], "action": "dim", "level": 101})
     assert result["status"] == "rejected"
     assert result["reason"] == "bad_parameters"
 

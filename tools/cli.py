@@ -15,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from tools.command_cli import add_parsers as add_command_parsers
+
 RUN_DIR = Path(".run")
 
 
@@ -86,22 +88,6 @@ def _cmd_image(args: argparse.Namespace) -> int:
     print(f"image {args.board}/{args.role}: {len(manifest['files'])} files, "
           f"{manifest['total_bytes']} bytes in {args.out}")
     return 0
-
-
-def _cmd_cmd(args: argparse.Namespace) -> int:
-    from tools.operator import send_command
-
-    params: dict[str, object] = {}
-    if args.action == "dim":
-        params["level"] = args.level
-    elif args.action == "switch":
-        params["on"] = args.state == "on"
-    result = asyncio.run(send_command(
-        broker=args.broker, site=args.site, gateway=args.gateway, target=args.target,
-        action=args.action, params=params, wait=args.timeout, protocol=args.protocol,
-    ))
-    print(json.dumps(result, indent=2, default=str))
-    return 0 if result.get("status") == "done" else 1
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -178,17 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--march", default=None, help="mpy-cross -march (xtensawin for the ESP32)")
     b.set_defaults(func=_cmd_image)
 
-    p = sub.add_parser("cmd", help="send an operator command and print its result")
-    p.add_argument("action", choices=["dim", "switch"])
-    p.add_argument("--target", required=True, help="node id, group:NAME, bus:NAME or all")
-    p.add_argument("--level", type=int, default=100, help="dim level 0..100")
-    p.add_argument("--state", choices=["on", "off"], default="on", help="for switch")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
-    p.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    p.add_argument("--site", required=True)
-    p.add_argument("--gateway", required=True)
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.set_defaults(func=_cmd_cmd)
+    add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
 
     p = sub.add_parser("decode", help="turn a SenML-CBOR payload into resolved JSON records")
     p.add_argument("file", help="payload file, or - for standard input")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -28,7 +29,8 @@ from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.stats import GatewayStats
 from tools.broker import LocalBroker, mosquitto_path
-from tools.operator import send_command
+from tools.keys import trust
+from tools.operator import Signer, send_command
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
@@ -80,24 +82,26 @@ def _view(stats: GatewayStats, broker: LocalBroker | str, rate: float) -> Group:
     return Group(head, nodes, cmds, Text("Ctrl-C stops everything", style="dim"))
 
 
-async def _operator(broker_url: str, protocol: str, node_ids: list[str], log: logging.Logger) -> None:
+async def _operator(
+    broker_url: str, protocol: str, node_ids: list[str], signer: Signer, log: logging.Logger
+) -> None:
     for target, action, params in _script(node_ids):
         await asyncio.sleep(COMMAND_PERIOD)
         result = await send_command(
-            broker=broker_url, site=SITE, gateway=GATEWAY, target=target, action=action,
+            broker=broker_url, site=SITE, gateway=GATEWAY, signer=signer, target=target, action=action,
             params=params, protocol=protocol, wait=COMMAND_PERIOD,
         )
         log.debug("command %s %s %s -> %s", action, target, params, result.get("status"))
 
 
 async def _run(street: VirtualStreet, config_path: Path, broker_url: str, protocol: str,
-               shown: LocalBroker | str, seconds: float, console: Console) -> None:
+               shown: LocalBroker | str, seconds: float, console: Console, signer: Signer) -> None:
     config = load_config(config_path)
     gateway = Gateway(config)
     node_ids = [n.id for n in config.node]
     task = asyncio.create_task(gateway.run(), name="gateway")
     operator = asyncio.create_task(
-        _operator(broker_url, protocol, node_ids, logging.getLogger("demo.operator")), name="operator"
+        _operator(broker_url, protocol, node_ids, signer, logging.getLogger("demo.operator")), name="operator"
     )
     deadline = time.monotonic() + seconds if seconds > 0 else None
     window: deque[tuple[float, int]] = deque(maxlen=20)  # 10 s of samples for a steady rate
@@ -146,9 +150,12 @@ def run_demo(*, nodes: int = 8, broker: str = "auto", seconds: float = 0, workdi
                 workdir / "gateway.toml", manifest, broker_url=broker_url, protocol=protocol,
                 site=SITE, gateway=GATEWAY, groups={"north": ids[: max(1, len(ids) // 2)]},
             )
-            console.print(f"gateway configuration: {config_path}")
+            # The demo's operator key: made now, trusted by this gateway only, never written to disk.
+            signer = Signer(Ed25519PrivateKey.generate(), "demo-operator")
+            trust(config_path, workdir, signer.kid, signer.key)
+            console.print(f"gateway configuration: {config_path} (trusts the demo's operator key)")
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_run(street, config_path, broker_url, protocol, shown, seconds, console))
+                asyncio.run(_run(street, config_path, broker_url, protocol, shown, seconds, console, signer))
     finally:
         if local is not None:
             local.stop()

@@ -6,12 +6,18 @@ import re
 from pathlib import Path
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.commands import parse_command
+from gateway.commands import REASONS, parse_command
+from gateway.config import parse_config
+from gateway.envelope import open_envelope
+from gateway.keys import KeyRing
 from gateway.records import build_pack, encode_pack
 from protocols import senml
 from protocols.regmap import HOLDING, INPUT
 from protocols.roles import load
+from tools.keys import key_entry, public_text
+from tools.operator import Signer
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "upstream.md"
 
@@ -21,8 +27,11 @@ def examples() -> list[bytes]:
     return [bytes.fromhex(h) for h in re.findall(r"```hex\n([0-9a-f]+)\n```", DOC.read_text())]
 
 
-def test_page_has_its_four_examples() -> None:
-    assert len(examples()) == 4
+RFC8032_KEY_1 = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+
+
+def test_page_has_its_six_examples() -> None:
+    assert len(examples()) == 6
 
 
 def test_data_example_is_what_the_gateway_builds() -> None:
@@ -40,10 +49,36 @@ def test_data_example_is_what_the_gateway_builds() -> None:
 
 def test_command_example_parses() -> None:
     command = parse_command(examples()[1])
-    assert command.id == "c-0001"
-    assert cbor2.loads(examples()[1]) == {"id": "c-0001", "target": "group:elm-street", "action": "dim", "level": 40}
+    assert (command.id, command.action, dict(command.params)) == ("c-0001", "dim", {"level": 40})
+    assert cbor2.loads(examples()[1]) == {"id": "c-0001", "iat": 1798761600, "exp": 1798761660,
+                                          "target": "group:elm-street", "action": "dim", "params": {"level": 40}}
+
+
+def test_envelope_example_is_what_the_operator_tool_signs_and_the_gateway_opens() -> None:
+    """Ed25519 is deterministic: signing the documented command with RFC 8032 key 1 gives the documented bytes."""
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(RFC8032_KEY_1))
+    assert Signer(key, "maint-elm").sign(cbor2.loads(examples()[1])) == examples()[2]
+    assert public_text(key) in DOC.read_text()
+    config = parse_config(
+        'site = "d7"\ngateway = "c12"\n[[bus]]\nname = "bus0"\ndevice = "/dev/null"\n'
+        + "".join(f'[[node]]\nid = "lamp-{i}"\nbus = "bus0"\nunit = {i}\n' for i in (1, 2))
+        + '[commands]\nreplay_db = "r"\naudit_log = "a"\n'
+        + key_entry("maint-elm", public_text(key), ["dim"], ["group:elm-street"])
+        + '[groups]\nelm-street = ["lamp-1", "lamp-2"]\n'
+    )
+    opened = open_envelope(examples()[2], KeyRing(config), now=1798761610, skew=30, max_lifetime=3600)
+    assert opened.key.id == "maint-elm" and opened.command.id == "c-0001"
 
 
 def test_result_and_state_examples_decode_as_documented() -> None:
-    assert cbor2.loads(examples()[2])["status"] == "done"
-    assert cbor2.loads(examples()[3]) == {"online": True, "ts": 1798761600.0}
+    assert cbor2.loads(examples()[3])["status"] == "done"
+    refused = cbor2.loads(examples()[4])
+    assert (refused["status"], refused["reason"]) == ("rejected", "out_of_scope")
+    assert cbor2.loads(examples()[5]) == {"online": True, "ts": 1798761600.0}
+
+
+def test_every_reason_code_is_documented() -> None:
+    """The page's table lists exactly the reason codes the gateway uses."""
+    text = DOC.read_text()
+    for reason, meaning in REASONS.items():
+        assert f"| `{reason}` | {meaning} |" in text

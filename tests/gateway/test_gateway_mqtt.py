@@ -5,13 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.daemon import Gateway
 from protocols import senml
 from tools.broker import LocalBroker
+from tools.keys import key_entry, public_text
+from tools.operator import Signer, build_command
+
+OPERATOR = Signer(Ed25519PrivateKey.generate(), "ops")
+
+
+def trusted(state: Path) -> str:
+    """Configuration lines that make the gateway trust OPERATOR, with its state under ``state``."""
+    return (f'[commands]\nreplay_db = "{state / "replay.sqlite"}"\naudit_log = "{state / "audit.jsonl"}"\n'
+            + key_entry("ops", public_text(OPERATOR.key), ["*"], ["*"]))
+
+
+def signed(command: dict[str, Any]) -> bytes:
+    """An old-style command map (parameters beside id/target/action) as OPERATOR's signed envelope."""
+    params = {k: v for k, v in command.items() if k not in ("id", "target", "action")}
+    return OPERATOR.sign(build_command(command["target"], command["action"], params, command["id"]))
 
 
 @contextlib.asynccontextmanager
@@ -109,18 +127,18 @@ def test_cancelled_gateway_still_says_offline(mosquitto, pty_pair, sim, subscrib
     asyncio.run(main())
 
 
-def test_dim_command_gets_done_and_changes_the_register(mosquitto, pty_pair, sim, subscriber) -> None:
+def test_dim_command_gets_done_and_changes_the_register(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """A dim command published by paho is executed, confirmed and answered 'done'."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
-    config = sim.config(gw_end, mosquitto.url)
+    config = sim.config(gw_end, mosquitto.url, extra=trusted(tmp_path))
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.result)
 
     async def main() -> None:
         async with sim.serve(node_end, [lamp]), running(gateway):
             command = {"id": "dim-1", "target": "lamp-1", "action": "dim", "level": 25}
-            sub.publish(gateway.topics.cmd, cbor2.dumps(command))
+            sub.publish(gateway.topics.cmd, signed(command))
             msg = await sub.wait(lambda m: True)
         result = cbor2.loads(msg.payload)
         assert result["id"] == "dim-1"
@@ -136,10 +154,10 @@ def test_dim_command_gets_done_and_changes_the_register(mosquitto, pty_pair, sim
     asyncio.run(main())
 
 
-def test_garbage_command_is_rejected_and_polling_goes_on(mosquitto, pty_pair, sim, subscriber) -> None:
+def test_garbage_command_is_rejected_and_polling_goes_on(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """Garbage on the command topic gets 'rejected'/'malformed' with id null; data keeps flowing."""
     gw_end, node_end = pty_pair
-    config = sim.config(gw_end, mosquitto.url)
+    config = sim.config(gw_end, mosquitto.url, extra=trusted(tmp_path))
     gateway = Gateway(config)
     results = subscriber(mosquitto.host, mosquitto.port, gateway.topics.result)
     data = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("lamp-1"))
@@ -147,10 +165,11 @@ def test_garbage_command_is_rejected_and_polling_goes_on(mosquitto, pty_pair, si
     async def main() -> None:
         async with sim.serve(node_end, [sim.lamp(1)]), running(gateway):
             await data.wait(lambda m: True)
-            for garbage in (b"\xff\x00garbage", b"", cbor2.dumps([1, 2, 3])):
+            for garbage, reason in ((b"\xff\x00garbage", "malformed"), (b"", "malformed"),
+                                    (cbor2.dumps([1, 2, 3]), "not_signed")):
                 results.publish(gateway.topics.cmd, garbage)
                 result = cbor2.loads((await results.wait(lambda m: True)).payload)
-                assert (result["id"], result["status"], result["reason"]) == (None, "rejected", "malformed")
+                assert (result["id"], result["status"], result["reason"]) == (None, "rejected", reason)
             acked = gateway.stats.packs_acked
             await data.wait(lambda m: True)
             await data.wait(lambda m: True)
@@ -160,18 +179,18 @@ def test_garbage_command_is_rejected_and_polling_goes_on(mosquitto, pty_pair, si
     asyncio.run(main())
 
 
-def test_unknown_node_is_rejected_with_its_id(mosquitto, pty_pair, sim, subscriber) -> None:
+def test_unknown_node_is_rejected_with_its_id(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """A command for a node the gateway does not have: 'rejected'/'unknown_target', id echoed."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
-    config = sim.config(gw_end, mosquitto.url)
+    config = sim.config(gw_end, mosquitto.url, extra=trusted(tmp_path))
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.result)
 
     async def main() -> None:
         async with sim.serve(node_end, [lamp]), running(gateway):
             command = {"id": "x-9", "target": "lamp-9", "action": "switch", "on": False}
-            sub.publish(gateway.topics.cmd, cbor2.dumps(command))
+            sub.publish(gateway.topics.cmd, signed(command))
             result = cbor2.loads((await sub.wait(lambda m: True)).payload)
         assert (result["id"], result["status"], result["reason"]) == ("x-9", "rejected", "unknown_target")
         assert lamp.writes == []
@@ -179,13 +198,14 @@ def test_unknown_node_is_rejected_with_its_id(mosquitto, pty_pair, sim, subscrib
     asyncio.run(main())
 
 
-def test_offline_node_and_group_broadcast(mosquitto, pty_pair, sim, subscriber) -> None:
+def test_offline_node_and_group_broadcast(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """A silent node goes offline (rejected commands); a bus-wide group is broadcast and confirmed."""
     gw_end, node_end = pty_pair
     lamps = [sim.lamp(1), sim.lamp(2)]
     config = sim.config(
         gw_end, mosquitto.url, units={"lamp-1": 1, "lamp-2": 2, "lamp-3": 3},
         groups={"street": ["lamp-1", "lamp-2"], "everything": ["lamp-1", "lamp-2", "lamp-3"]},
+        extra=trusted(tmp_path),
     )
     gateway = Gateway(config, offline_interval=0.5)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.result)
@@ -195,7 +215,7 @@ def test_offline_node_and_group_broadcast(mosquitto, pty_pair, sim, subscriber) 
             async with asyncio.timeout(20):
                 while gateway.stats.nodes["lamp-3"].online is not False:  # noqa: ASYNC110 - polling stats is the point
                     await asyncio.sleep(0.02)
-            send = lambda command: sub.publish(gateway.topics.cmd, cbor2.dumps(command))  # noqa: E731
+            send = lambda command: sub.publish(gateway.topics.cmd, signed(command))  # noqa: E731
             send({"id": "o-1", "target": "lamp-3", "action": "dim", "level": 5})
             offline = cbor2.loads((await sub.wait(lambda m: True)).payload)
             assert (offline["status"], offline["reason"]) == ("rejected", "offline_target")
@@ -215,18 +235,18 @@ def test_offline_node_and_group_broadcast(mosquitto, pty_pair, sim, subscriber) 
     asyncio.run(main())
 
 
-def test_mqtt_311_for_brokers_that_speak_nothing_newer(mosquitto, pty_pair, sim, subscriber) -> None:
+def test_mqtt_311_for_brokers_that_speak_nothing_newer(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """With protocol "3.1.1" data and command results work the same."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
-    config = sim.config(gw_end, mosquitto.url, protocol="3.1.1")
+    config = sim.config(gw_end, mosquitto.url, protocol="3.1.1", extra=trusted(tmp_path))
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.root + "/#", protocol="3.1.1")
 
     async def main() -> None:
         async with sim.serve(node_end, [lamp]), running(gateway):
             await sub.wait(lambda m: m.topic == gateway.topics.data("lamp-1"))
-            sub.publish(gateway.topics.cmd, cbor2.dumps({"id": "v3", "target": "lamp-1", "action": "dim", "level": 9}))
+            sub.publish(gateway.topics.cmd, signed({"id": "v3", "target": "lamp-1", "action": "dim", "level": 9}))
             msg = await sub.wait(lambda m: m.topic == gateway.topics.result)
         assert cbor2.loads(msg.payload)["status"] == "done"
         assert lamp.holding[0] == 9
@@ -234,12 +254,12 @@ def test_mqtt_311_for_brokers_that_speak_nothing_newer(mosquitto, pty_pair, sim,
     asyncio.run(main())
 
 
-def test_embedded_amqtt_broker_with_311(pty_pair, sim, subscriber) -> None:
+def test_embedded_amqtt_broker_with_311(pty_pair, sim, subscriber, tmp_path) -> None:
     """The demo's fallback broker (amqtt, MQTT 3.1.1 only) carries data, commands and results."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
     with LocalBroker("amqtt") as broker:
-        config = sim.config(gw_end, broker.url, protocol=broker.protocol)
+        config = sim.config(gw_end, broker.url, protocol=broker.protocol, extra=trusted(tmp_path))
         gateway = Gateway(config)
         sub = subscriber(broker.host, broker.port, gateway.topics.root + "/#", protocol="3.1.1")
 
@@ -247,7 +267,7 @@ def test_embedded_amqtt_broker_with_311(pty_pair, sim, subscriber) -> None:
             async with sim.serve(node_end, [lamp]), running(gateway):
                 await sub.wait(lambda m: m.topic == gateway.topics.data("lamp-1"), within=30)
                 command = {"id": "am-1", "target": "lamp-1", "action": "dim", "level": 3}
-                sub.publish(gateway.topics.cmd, cbor2.dumps(command))
+                sub.publish(gateway.topics.cmd, signed(command))
                 msg = await sub.wait(lambda m: m.topic == gateway.topics.result, within=30)
             assert cbor2.loads(msg.payload)["status"] == "done"
             assert lamp.holding[0] == 3

@@ -1,0 +1,151 @@
+"""Fuzz the gateway's strict CBOR decoder and its command decoder: accepted or refused with a reason, never a crash.
+
+    python -m tools.fuzz.commands --cases 100000 --seed 7
+
+Two parts, ``--cases`` each:
+
+- ``cbor``: :func:`gateway.cbor_strict.loads_strict` on random bytes and on
+  mutations of valid items (RFC 8949 Appendix A, commands, envelopes). An
+  accepted item must be plain data that cbor2 encodes again.
+- ``command``: :func:`gateway.commands.parse_command`, three quarters on
+  mutated command maps, one quarter property-based (hypothesis builds maps
+  with the command's keys and values of every CBOR type). An accepted command
+  must survive a round trip: encoded again, it parses to the same Command.
+
+Prints one line per part; exits 1 on any crash or hang.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from gateway.cbor_strict import CborError, loads_strict
+from gateway.commands import ACTIONS, CommandRejected, parse_command
+from tools.fuzz.harness import Summary, main_for, mutate, run_target
+
+_APPENDIX_A = Path(__file__).resolve().parents[2] / "tests/protocols/vectors/cbor_appendix_a.json"
+T0 = 1_800_000_000
+
+
+def command_seeds() -> list[bytes]:
+    """Valid commands of every action and target kind."""
+    maps: list[dict[str, Any]] = [
+        {"id": "c-1", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "dim", "params": {"level": 40}},
+        {"id": "c-2", "iat": T0, "exp": T0 + 60, "target": "group:elm", "action": "switch", "params": {"on": True}},
+        {"id": "c-3", "iat": T0 + 0.5, "exp": T0 + 1.5, "target": "all", "action": "time_sync"},
+        {"id": "c-4", "iat": T0, "exp": T0 + 9, "target": "bus:bus0", "action": "rebirth", "params": {}},
+    ]
+    return [cbor2.dumps(m) for m in maps]
+
+
+def cbor_seeds() -> list[bytes]:
+    """Appendix A, the commands, and a signed-envelope shape."""
+    out = [bytes.fromhex(item["hex"]) for item in json.loads(_APPENDIX_A.read_text())]
+    out += command_seeds()
+    out.append(cbor2.dumps(cbor2.CBORTag(18, [b"\xa1\x01\x27", {4: b"ops"}, command_seeds()[0], b"\x00" * 64])))
+    return out
+
+
+def _inputs(n: int, seed: int, pool: list[bytes]) -> Iterator[bytes]:
+    rnd = random.Random(seed)
+    for i in range(n):
+        if i % 10 == 0:
+            yield rnd.randbytes(rnd.randrange(0, 40))
+        else:
+            yield mutate(rnd, rnd.choice(pool), pool)
+
+
+def check_cbor(data: bytes) -> str | None:
+    """Fuzz target of loads_strict."""
+    try:
+        value = loads_strict(data, top_tags=frozenset({17, 18}))
+    except CborError:
+        return "refused"
+    cbor2.dumps(value)  # plain data encodes again (raises, a crash, otherwise)
+    return None
+
+
+def check_command(data: bytes) -> str | None:
+    """Fuzz target of parse_command, with the round-trip property for accepted commands."""
+    try:
+        command = parse_command(data)
+    except CommandRejected as exc:
+        assert exc.command_id is None or isinstance(exc.command_id, str)
+        return exc.reason
+    again = {"id": command.id, "iat": command.iat, "exp": command.exp, "target": str(command.target),
+             "action": command.action, "params": dict(command.params)}
+    if parse_command(cbor2.dumps(again)) != command:
+        raise AssertionError(f"round trip changed {command!r}")
+    return None
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True)
+    | st.text(max_size=70) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+_TARGETS = st.sampled_from(["all", "lamp-1", "group:a", "bus:b", "x:y", "", "lamp 1"]) | st.text(max_size=70)
+_PARAMS = st.dictionaries(st.sampled_from(["level", "on", "at", "minutes"]) | st.text(max_size=6), _VALUES,
+                          max_size=3)
+_FIELDS = {
+    "id": st.text(max_size=70) | _VALUES,
+    "iat": st.integers(-5, 2**41) | st.floats() | _VALUES,
+    "exp": st.integers(-5, 2**41) | st.floats() | _VALUES,
+    "target": _TARGETS | _VALUES,
+    "action": st.sampled_from(ACTIONS) | st.text(max_size=12) | _VALUES,
+    "params": _PARAMS | _VALUES,
+}
+_NEAR = st.fixed_dictionaries({
+    "id": st.text(min_size=1, max_size=64),
+    "iat": st.just(T0),
+    "exp": st.integers(T0 + 1, T0 + 100) | st.floats(T0, T0 + 100),
+    "target": st.sampled_from(["all", "lamp-1", "group:a", "bus:b"]),
+    "action": st.sampled_from(ACTIONS),
+    "params": st.dictionaries(st.sampled_from(["level", "on"]),
+                              st.integers(-2, 102) | st.booleans() | st.none(), max_size=2),
+})
+COMMAND_MAPS = _NEAR | st.fixed_dictionaries(
+    {}, optional={**_FIELDS, "extra": _VALUES}
+)
+"""Maps close to a good command, or with any subset of its keys (and one more) holding any values."""
+
+
+def property_run(n: int, seed: int) -> Summary:
+    """``n`` hypothesis-built command maps through :func:`check_command`."""
+    summary = Summary()
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=n, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(COMMAND_MAPS)
+    def prop(obj: dict[str, Any]) -> None:
+        summary.add(run_target(check_command, [cbor2.dumps(obj)]))
+
+    prop()
+    return summary
+
+
+def run(n: int, seed: int = 0) -> dict[str, Summary]:
+    """Both parts, ``n`` cases each."""
+    cbor = run_target(check_cbor, _inputs(n, seed, cbor_seeds()))
+    command = run_target(check_command, _inputs(n - n // 4, seed, command_seeds()))
+    command.add(property_run(n // 4, seed))
+    return {"cbor (gateway, cbor2 + strict checks)": cbor, "command decoder": command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    return main_for(__doc__ or "", run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
