@@ -34,9 +34,9 @@ import msgspec
 
 from gateway.audit import audit_topic
 from gateway.config import Config, NodeConfig
+from gateway.packer import PackEncoder
 from gateway.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling import Polling
-from gateway.records import build_pack, encode_pack
 from gateway.router import CommandRouter
 from gateway.scheduler import Gate
 from gateway.stats import BusStats, GatewayStats, NodeStats
@@ -91,6 +91,7 @@ class Gateway:
         self.polling: Polling | None = None
         """The running buses and pollers (None before :meth:`run`)."""
         self.high_water = min(HIGH_WATER, queue_size)
+        self._encoders: dict[str, PackEncoder] = {}
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -183,9 +184,11 @@ class Gateway:
         self._router.submit(payload)
 
     def _on_readings(self, node: NodeConfig, when: float, readings: Readings) -> None:
-        pack = build_pack(self.config.site, node.id, when, readings)
+        encoder = self._encoders.get(node.id)
+        if encoder is None or encoder.site != self.config.site:
+            encoder = self._encoders[node.id] = PackEncoder(self.config.site, node.id)
         assert self.uplink is not None  # set before any poller runs
-        self.uplink.publish(self.topics.data(node.id), encode_pack(pack), records=len(pack))
+        self.uplink.publish(self.topics.data(node.id), encoder.encode(when, readings), records=len(readings))
 
 
 async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:

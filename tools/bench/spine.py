@@ -29,6 +29,7 @@ from pathlib import Path
 import cbor2
 
 from protocols.roles import load
+from tools.bench import record
 from tools.broker import LocalBroker
 from tools.mqtt_watch import MqttWatch, Seen
 from tools.sim.street import VirtualStreet
@@ -160,17 +161,6 @@ def run_spine_bench(nodes: int = 8, seconds: float = 20.0, write_docs: bool = Fa
     return 0
 
 
-_BEGIN = "<!-- bench spine: begin -->"
-_END = "<!-- bench spine: end -->"
-
-
 def _record(table: str, nodes: int, seconds: float) -> None:
     command = f"streetedge bench spine --nodes {nodes} --seconds {seconds:g} --write-docs"
-    block = f"{_BEGIN}\nCommand: `{command}`\n\n{table}\n{_END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
-    if _BEGIN in text:
-        head, rest = text.split(_BEGIN, 1)
-        text = head + block + rest.split(_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Spine: gateway cost per reading\n\n" + block + "\n"
-    DOCS.write_text(text)
+    record("bench spine", "Spine: gateway cost per reading", command, table, DOCS)
