@@ -1,0 +1,53 @@
+"""streetedge keys new / audit verify / cmd --help, as a field engineer runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.audit import AuditLog
+from gateway.command_config import public_key_bytes
+from tools.keys import load_private_key, public_text
+
+
+def streetedge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args], check=False, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_keys_new_writes_a_private_key_for_its_owner_and_prints_the_entry(tmp_path: Path) -> None:
+    """The private key is 0600 PEM, the public line matches it, the printed [[key]] entry is usable."""
+    proc = streetedge("keys", "new", "maint-elm", "--dir", str(tmp_path), "--targets", "group:elm")
+    assert proc.returncode == 0, proc.stderr
+    key = load_private_key(tmp_path / "maint-elm.key")
+    assert (tmp_path / "maint-elm.key").stat().st_mode & 0o777 == 0o600
+    public = (tmp_path / "maint-elm.pub").read_text().strip()
+    assert public == public_text(key)
+    Ed25519PublicKey.from_public_bytes(public_key_bytes(public))
+    assert f'public = "{public}"' in proc.stdout and 'targets = ["group:elm"]' in proc.stdout
+    again = streetedge("keys", "new", "maint-elm", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+
+
+def test_audit_verify_reports_intact_and_broken(tmp_path: Path) -> None:
+    """Exit 0 and the count for an intact chain; exit 1 and the line for an edited one."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, clock=lambda: 1.8e9)
+    for i in range(3):
+        log.append("refused", id=f"c-{i}", reason="not_signed")
+    log.close()
+    ok = streetedge("audit", "verify", str(path))
+    assert ok.returncode == 0 and "3 entries, chain intact" in ok.stdout
+    path.write_text(path.read_text().replace('"c-1"', '"c-9"'))
+    bad = streetedge("audit", "verify", str(path))
+    assert bad.returncode == 1 and "BROKEN at line 2" in bad.stdout
+
+
+def test_cmd_needs_a_key() -> None:
+    """streetedge cmd refuses to run without a signing key."""
+    proc = streetedge("cmd", "dim", "--target", "all", "--site", "s", "--gateway", "g")
+    assert proc.returncode == 2 and "--key" in proc.stderr

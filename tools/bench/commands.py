@@ -1,0 +1,164 @@
+"""``streetedge bench commands``: command latency, from publish to result, for one lamp and for a whole bus.
+
+    streetedge bench commands --nodes 8 --rounds 50 --bus-rounds 10 --write-docs
+    streetedge bench commands --nodes 247 --paced --baud 19200 --rounds 0 --bus-rounds 3
+
+A Mosquitto broker, a virtual street of real firmware lamps (paced at the
+line rate with ``--paced``), and the gateway daemon as its own process
+(``streetedge run``, as systemd runs it). The operator side keeps one MQTT
+connection, signs each command (Ed25519, COSE_Sign1), publishes it and times
+the arrival of its result: signature check, audit fsyncs, Modbus write or
+broadcast, and the read-back of every lamp are all inside the figure.
+
+The whole-bus figure is compared with the line-rate limit of the same work
+(:func:`line_limit`): one broadcast write of one register, the turnaround the
+gateway waits after a broadcast, then per lamp a one-register read (8-byte
+request, 7-byte answer) with the 3.5-character silence after each frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiomqtt
+import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.modbus_bus import TURNAROUND
+from gateway.topics import Topics
+from tools.bench import record
+from tools.broker import LocalBroker
+from tools.keys import trust
+from tools.operator import Signer, build_command
+from tools.sim.street import VirtualStreet
+from tools.street_config import write_gateway_toml
+
+SITE = "bench-site"
+GATEWAY = "bench-gw"
+BITS_PER_CHAR = 10  # the virtual street runs 8N1 (ptys refuse parity); 8E1 on a real line is 11
+
+
+def line_limit(nodes: int, baud: int, bits: int = BITS_PER_CHAR) -> float:
+    """Seconds the wire needs for a whole-bus command: broadcast, turnaround, one short read per lamp."""
+    char = bits / baud
+    gap = max(3.5 * char, 0.00175) if baud > 19200 else 3.5 * char
+    broadcast = 11 * char + gap  # function 16, one register: 9 + 2 bytes
+    per_node = (8 + 7) * char + 2 * gap  # read 1 holding register: request 8, answer 7 bytes
+    return broadcast + TURNAROUND + nodes * per_node
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def _measure(
+    broker: LocalBroker, signer: Signer, node_ids: list[str], rounds: int, bus_rounds: int
+) -> tuple[list[float], list[float], list[dict[str, object]]]:
+    topics = Topics(SITE, GATEWAY)
+    version = aiomqtt.ProtocolVersion.V5
+    single: list[float] = []
+    whole: list[float] = []
+    failures: list[dict[str, object]] = []
+    async with aiomqtt.Client(broker.host, broker.port, protocol=version) as client:
+        await client.subscribe(topics.result, qos=1)
+        await client.subscribe(topics.data_prefix + "#", qos=0)
+        async with asyncio.timeout(300):  # every lamp has been polled once: the gateway is up
+            seen: set[str] = set()
+            async for msg in client.messages:
+                if str(msg.topic).startswith(topics.data_prefix):
+                    seen.add(str(msg.topic)[len(topics.data_prefix):])
+                    if len(seen) == len(node_ids):
+                        break
+        await client.unsubscribe(topics.data_prefix + "#")
+
+        async def one(target: str, params: dict[str, object]) -> float:
+            command = build_command(target, "dim", params)
+            payload = signer.sign(command)
+            start = time.perf_counter()
+            await client.publish(topics.cmd, payload, qos=1)
+            async with asyncio.timeout(600):
+                async for msg in client.messages:
+                    if str(msg.topic) != topics.result:
+                        continue
+                    result = cbor2.loads(msg.payload)
+                    if result.get("id") == command["id"]:
+                        took = time.perf_counter() - start
+                        if result.get("status") != "done":
+                            failures.append(result)
+                        return took
+            raise TimeoutError("no result")
+
+        for i in range(rounds):
+            single.append(await one(node_ids[i % len(node_ids)], {"level": 20 + i % 60}))
+        for i in range(bus_rounds):
+            whole.append(await one("bus:bus0", {"level": 30 + i % 60}))
+    return single, whole, failures
+
+
+def run_commands_bench(
+    *, nodes: int = 8, rounds: int = 50, baud: int = 115200, paced: bool = False, bus_rounds: int = 10,
+    write_docs: bool = False, heapsize: str = "128K", interval: float = 5.0,
+) -> int:
+    """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code."""
+    signer = Signer(Ed25519PrivateKey.generate(), "bench")
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp, LocalBroker("mosquitto") as broker:
+        work = Path(tmp)
+        street = VirtualStreet(work / "street", nodes=nodes, baud=baud, paced=paced, heapsize=heapsize)
+        with street:
+            began = time.monotonic()
+            manifest = street.start(timeout=max(60.0, nodes * 2.0))
+            started = time.monotonic() - began
+            config = write_gateway_toml(
+                work / "gateway.toml", manifest, broker_url=broker.url, protocol=broker.protocol,
+                site=SITE, gateway=GATEWAY, interval=interval,
+            )
+            trust(config, work, signer.kid, signer.key)
+            log = (work / "gateway.log").open("wb")
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", "run", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                single, whole, failures = asyncio.run(
+                    _measure(broker, signer, [n["id"] for n in manifest["nodes"]], rounds, bus_rounds)
+                )
+            finally:
+                daemon.terminate()
+                daemon.wait(30)
+                log.close()
+    limit = line_limit(nodes, baud)
+    lines = [
+        f"{nodes} lamps on one bus at {baud} bit/s ({'paced at the line rate' if paced else 'unpaced ptys'}), "
+        f"gateway polling every lamp each {interval:g} s; street started in {started:.0f} s.",
+        "",
+        "| command | runs | p50 | p99 | max |",
+        "|---|---|---|---|---|",
+    ]
+    for name, values in (("one lamp (dim, read back)", single), (f"whole bus, {nodes} lamps (broadcast, "
+                                                                 "read back each)", whole)):
+        if values:
+            lines.append(
+                f"| {name} | {len(values)} | {percentile(values, 0.5) * 1000:.0f} ms | "
+                f"{percentile(values, 0.99) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |"
+            )
+    if whole:
+        lines += ["", f"Line-rate limit of the whole-bus command (8N1, {baud} bit/s): {limit * 1000:.0f} ms; "
+                      f"measured median {statistics.median(whole) * 1000:.0f} ms "
+                      f"({statistics.median(whole) / limit:.1f}x the limit)."]
+    if failures:
+        lines += ["", f"{len(failures)} command(s) not done: {failures[:2]}"]
+    text = "\n".join(lines)
+    print(text)
+    if write_docs:
+        argv = f"streetedge bench commands --nodes {nodes} --rounds {rounds} --bus-rounds {bus_rounds} --baud {baud}"
+        argv += " --paced" if paced else ""
+        record(f"bench-commands-{nodes}-{baud}{'-paced' if paced else ''}",
+               f"Command latency: {nodes} lamps at {baud} bit/s{' (paced)' if paced else ''}", argv, text)
+    return 1 if failures else 0
