@@ -38,13 +38,13 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
 
 from gateway.command_config import CommandsConfig, KeyConfig, check_commands
 from gateway.contracts import ROLES
+from gateway.delivery_config import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
 _NAME = r"^[A-Za-z0-9_-]+$"
 Name = Annotated[str, msgspec.Meta(pattern=_NAME, max_length=64)]
@@ -60,8 +60,10 @@ class ConfigError(ValueError):
 class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """``[broker]``: where the uplink connects."""
 
-    url: str = "mqtt://127.0.0.1:1883"
-    """``mqtt://host[:port]`` (plain TCP; TLS comes later)."""
+    url: str | list[str] = "mqtt://127.0.0.1:1883"
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` (TLS), or a list of them tried in turn (failover)."""
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    """CA, client certificate and key for ``mqtts://`` URLs (``gateway.delivery_config``)."""
     protocol: Literal["5", "3.1.1"] = "5"
     """MQTT version: "5", or "3.1.1" for brokers that speak nothing newer."""
     client_id: Annotated[str, msgspec.Meta(max_length=128)] = ""
@@ -70,14 +72,19 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     """Seconds between keep-alive pings."""
 
     @property
+    def urls(self) -> list[str]:
+        """The broker URLs in the order they are tried."""
+        return url_list(self.url)
+
+    @property
     def host(self) -> str:
-        """Host name or address from :attr:`url`."""
-        return urlsplit(self.url).hostname or ""
+        """Host name or address of the first URL."""
+        return parse_url(self.urls[0]).host
 
     @property
     def port(self) -> int:
-        """TCP port from :attr:`url` (1883 when the URL gives none)."""
-        return urlsplit(self.url).port or DEFAULT_PORT
+        """TCP port of the first URL (1883, or 8883 for mqtts, when the URL gives none)."""
+        return parse_url(self.urls[0]).port
 
 
 class BusConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -167,6 +174,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """Local health and metrics endpoint."""
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     """Log format and level."""
+    delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    """Outbox, data profile and replay pace (``gateway.delivery_config``)."""
     commands: CommandsConfig = msgspec.field(default_factory=CommandsConfig)
     """Command freshness rules, replay database and audit log (``gateway.command_config``)."""
     key: list[KeyConfig] = msgspec.field(default_factory=list)
@@ -323,16 +332,10 @@ def _show(value: Any) -> str:
 
 def _cross_check(config: Config) -> Config:
     """Rules that span keys: references resolve, names and addresses are unique."""
-    url = urlsplit(config.broker.url)
-    if url.scheme != "mqtt":
-        hint = " (TLS is not supported yet)" if url.scheme in {"mqtts", "ssl"} else ""
-        raise _ProblemError("broker.url", f"expected mqtt://host[:port], got {config.broker.url!r}{hint}")
-    try:
-        url.port  # noqa: B018 - urlsplit checks the port only when asked
-    except ValueError:
-        raise _ProblemError("broker.url", f"bad port in {config.broker.url!r}") from None
-    if not url.hostname or url.path not in {"", "/"} or url.query or url.username:
-        raise _ProblemError("broker.url", f"expected mqtt://host[:port], got {config.broker.url!r}")
+    tls = config.broker.tls
+    problem = check_broker(config.broker.url, tls if (tls.ca or tls.cert or tls.key) else None)
+    if problem:
+        raise _ProblemError(*problem)
 
     _unique("bus", "name", [b.name for b in config.bus])
     _check_buses(config.bus)

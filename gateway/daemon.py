@@ -13,9 +13,10 @@ or, to embed it (the demo, tests)::
     gateway.stop(); await task
 
 Data flow: one :class:`~gateway.poller.BusPoller` per bus reads nodes; each
-good poll becomes a SenML-CBOR pack (:mod:`gateway.records`) queued on the
-:class:`~gateway.uplink.Uplink`, which publishes it QoS 1 on
-``<root>/data/<node>``. Commands arriving on ``<root>/cmd`` go to the
+good poll goes into the durable outbox (:class:`~gateway.delivery.Delivery`),
+which composes data messages (SenML packs on ``<root>/data/<node>``, or compact
+batches on ``<root>/compact``) for the :class:`~gateway.uplink.Uplink`; a record
+leaves the outbox when the broker acknowledged it (QoS 1). Commands arriving on ``<root>/cmd`` go to the
 :class:`~gateway.router.CommandRouter`, whose results go back through the uplink
 (ahead of telemetry) on ``<root>/result``.
 """
@@ -34,7 +35,7 @@ import msgspec
 
 from gateway.audit import audit_topic
 from gateway.config import Config, NodeConfig
-from gateway.packer import PackEncoder
+from gateway.delivery import Delivery
 from gateway.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling import Polling
 from gateway.router import CommandRouter
@@ -88,10 +89,11 @@ class Gateway:
         self.clock = clock
         self.uplink: Uplink | None = None
         """The running uplink (None before :meth:`run`)."""
+        self.delivery: Delivery | None = None
+        """The outbox and data composer (None before :meth:`run`)."""
         self.polling: Polling | None = None
         """The running buses and pollers (None before :meth:`run`)."""
         self.high_water = min(HIGH_WATER, queue_size)
-        self._encoders: dict[str, PackEncoder] = {}
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -106,14 +108,18 @@ class Gateway:
             offline_interval=self.offline_interval, clock=self.clock,
         )
         buses = polling.buses  # updated in place by reload(), so the router sees new buses
+        delivery = Delivery(cfg, self.topics, self.stats, clock=self.clock)
+        await delivery.open()
+        self.delivery = delivery
         uplink = Uplink(
             cfg.broker, self.topics, self.stats, self._on_command,
-            queue_size=self.queue_size, clock=self.clock,
+            queue_size=self.queue_size, clock=self.clock, source=delivery,
         )
         router = CommandRouter(
             cfg, buses, self.stats,
             lambda payload: uplink.publish(self.topics.result, payload, urgent=True),
             publish_audit=lambda payload: uplink.publish(audit_topic(self.topics.root), payload),
+            rebirth=delivery.rebirth,
             clock=self.clock,
         )
         self.uplink = uplink
@@ -127,20 +133,24 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 polling.start()
                 workers = [group.create_task(router.run(), name="commands")]
+                writer = group.create_task(delivery.run(), name="delivery")
                 link = group.create_task(uplink.run(), name="uplink")
                 await self._stop.wait()
                 log.info("gateway stopping")
                 for task in workers:
                     task.cancel()
                 await polling.stop()
+                await delivery.settle()  # the last polls are on disk before the last messages go
                 uplink.shutdown(self.drain)
                 _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
                 if pending:
                     log.warning("broker did not answer while stopping; closing the connection")
                     link.cancel()
+                writer.cancel()
         finally:
             polling.close()
             router.close()
+            await delivery.close()
             log.info("gateway stopped")
 
     async def reload(self, config: Config) -> list[str]:
@@ -153,13 +163,17 @@ class Gateway:
         old = self.config
         notes = [
             f"{key} changed: takes effect after a restart"
-            for key in ("site", "gateway", "broker", "http")
+            for key in ("site", "gateway", "broker", "http", "delivery")
             if getattr(old, key) != getattr(config, key)
         ]
-        keep = msgspec.structs.replace(config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http)
+        keep = msgspec.structs.replace(
+            config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery
+        )
         self.config = keep
         if self.polling is not None:
             notes += await self.polling.apply(keep)
+        if self.delivery is not None:  # a new node table: births again
+            self.delivery.reconfigure(keep)
         router = getattr(self, "_router", None)
         if router is not None:  # commands resolve targets against the new nodes and groups
             notes += router.reconfigure(keep)
@@ -184,11 +198,8 @@ class Gateway:
         self._router.submit(payload)
 
     def _on_readings(self, node: NodeConfig, when: float, readings: Readings) -> None:
-        encoder = self._encoders.get(node.id)
-        if encoder is None or encoder.site != self.config.site:
-            encoder = self._encoders[node.id] = PackEncoder(self.config.site, node.id)
-        assert self.uplink is not None  # set before any poller runs
-        self.uplink.publish(self.topics.data(node.id), encoder.encode(when, readings), records=len(readings))
+        assert self.delivery is not None  # set before any poller runs
+        self.delivery.record(node, when, readings)
 
 
 async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:

@@ -80,6 +80,12 @@ class GatewayStats:
     """All acknowledged publishes: data, results and state."""
     queue_drops: int = 0
     """Messages dropped because the publish queue was full (oldest first)."""
+    outbox_stored: int = 0
+    """Records (polls) stored in the durable outbox since its file was created."""
+    outbox_dropped: int = 0
+    """Records the outbox's disk budget (or a full disk) pushed out, since its file was created."""
+    outbox_depth: int = 0
+    """Records in the outbox now: not yet acknowledged by the broker."""
     readings_polled: int = 0
     """Readings (register values) taken from nodes by good polls."""
     polls_skipped: Counter[str] = field(default_factory=Counter)
@@ -104,6 +110,9 @@ class GatewayStats:
             "readings_acked": self.readings_acked,
             "messages_acked": self.messages_acked,
             "queue_drops": self.queue_drops,
+            "outbox_stored": self.outbox_stored,
+            "outbox_dropped": self.outbox_dropped,
+            "outbox_depth": self.outbox_depth,
             "readings_polled": self.readings_polled,
             "polls_skipped": dict(self.polls_skipped),
             "commands": dict(self.commands),

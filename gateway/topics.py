@@ -6,10 +6,19 @@ gateway, ``streetedge/v1/<site>/<gateway>``:
 ===========================  =========  ==============================================
 topic                        direction  payload (CBOR)
 ===========================  =========  ==============================================
-``<root>/state``             up         ``{"online": bool, "ts": epoch}``, retained;
-                                        the broker publishes ``{"online": false}`` as
-                                        the gateway's Will when it vanishes
-``<root>/data/<node id>``    up         one SenML pack per poll of the node
+``<root>/state``             up         ``{"online": bool, "session": n, "ts": epoch}``,
+                                        retained; the broker publishes ``{"online":
+                                        false, "session": n}`` as the gateway's Will
+                                        (its death certificate) when it vanishes
+``<root>/birth``             up         the gateway birth: node table and schemas,
+                                        retained (:mod:`gateway.birth`)
+``<root>/birth/<node id>``   up         a node birth: schema, firmware, capabilities,
+                                        retained
+``<root>/data/<node id>``    up         SenML profile: one SenML pack per poll
+``<root>/compact``           up         compact profile: many polls per message
+                                        (:mod:`gateway.compact`)
+``<root>/delivery``          up         outbox counters (stored, dropped, backlog),
+                                        retained
 ``<root>/node/<id>/state``   up         ``{"online": bool, "ts": epoch, "error": str}``,
                                         retained; published when a node answers for
                                         the first time, goes offline (its death
@@ -42,6 +51,13 @@ class Topics:
         self.cmd = self.root + "/cmd"
         self.result = self.root + "/result"
         self.data_prefix = self.root + "/data/"
+        self.birth = self.root + "/birth"
+        self.compact = self.root + "/compact"
+        self.delivery = self.root + "/delivery"
+
+    def node_birth(self, node_id: str) -> str:
+        """Topic of the retained birth of node ``node_id``."""
+        return f"{self.birth}/{node_id}"
 
     def node_state(self, node_id: str) -> str:
         """Topic of the retained online/offline state of node ``node_id``."""

@@ -1,19 +1,25 @@
 """The MQTT uplink: one broker connection that publishes everything and receives commands.
 
-Outgoing messages wait in a :class:`PublishQueue` between the producers (poller,
-command router) and the broker connection. The uplink keeps reconnecting with
-jittered exponential backoff, announces itself with a retained birth state, and
-leaves a retained Will that tells everyone when it vanished.
+The uplink keeps one connection up (MQTT 5, or 3.1.1), over TLS for
+``mqtts://`` URLs (the broker's certificate verified against the configured CA,
+a client certificate presented if configured), trying the configured broker
+URLs in turn and backing off with jitter after a whole round failed.
 
-Delivery guarantee, and its limit (read this before relying on it)
-    Publishes use QoS 1 and count as delivered only when the broker acknowledged
-    them. A message whose acknowledgement was lost with the connection goes back
-    to the front of the queue and is sent again (so a subscriber may see it
-    twice: ``(node, seq)`` lets it drop the duplicate). But the queue lives in
-    memory and is bounded: when the broker is unreachable long enough for the
-    queue to fill, the OLDEST messages are dropped and counted in
-    ``stats.queue_drops``, and whatever is queued is lost if the process dies.
-    A durable outbox (SQLite) replaces this queue in a later issue.
+Every connection is a *session* (:mod:`gateway.birth`): before connecting, the
+uplink asks its data source for a new session number and leaves the death
+certificate ``{"online": false, "session": n}`` as its retained Will; once
+connected it publishes the retained state ``{"online": true, ...}`` and the
+births the source hands it, subscribes to the command topic, and only then
+lets data flow.
+
+Outgoing messages wait in a :class:`PublishQueue`. Data messages come from the
+data source (:class:`~gateway.delivery.Delivery`, backed by the durable outbox)
+and carry the outbox ids they hold: acknowledged by the broker (QoS 1 PUBACK),
+they are handed back to the source to be deleted; when a session ends, every
+data message not acknowledged leaves the queue and goes back to the source,
+which returns its records to the outbox to be sent again. Other messages
+(command results, node states) are not durable: they live in the queue, which
+is bounded and drops the oldest when full (counted in ``stats.queue_drops``).
 """
 
 from __future__ import annotations
@@ -24,15 +30,20 @@ import itertools
 import logging
 import random
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiomqtt
-import cbor2
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from gateway import birth
 from gateway.config import BrokerConfig
+from gateway.delivery_config import BrokerUrl, parse_url
 from gateway.stats import GatewayStats
 from gateway.topics import Topics
 
@@ -50,13 +61,44 @@ BACKOFF_CAP = 30.0
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message for the broker. ``records`` counts the SenML records of a data pack."""
+    """One message for the broker.
+
+    ``records`` counts the readings of a data message; ``entries`` are the outbox ids it carries (a
+    data message from the data source); ``properties`` are MQTT 5 user properties.
+    """
 
     topic: str
     payload: bytes
     retain: bool = False
     records: int = 0
     urgent: bool = False
+    entries: tuple[int, ...] = ()
+    properties: tuple[tuple[str, str], ...] = ()
+
+
+class DataSource(Protocol):
+    """Where data messages and births come from (the delivery layer), and where their fate goes."""
+
+    async def new_session(self) -> int:
+        """A new session number, before connecting (the Will names it)."""
+
+    async def births(self, session: int) -> list[Outgoing]:
+        """The messages that open a session (births, counters), published before anything else."""
+
+    def session_open(self, session: int, send: Callable[[Outgoing], None]) -> None:
+        """Births are out: data may flow through ``send`` until :meth:`session_closed`."""
+
+    def session_closed(self) -> None:
+        """The session ended: no more data until the next :meth:`session_open`."""
+
+    def returned(self, unsent: list[Outgoing]) -> None:
+        """Data messages the broker will not acknowledge (session ended, or pushed out of the queue)."""
+
+    def acked(self, msg: Outgoing) -> None:
+        """The broker acknowledged a data message."""
+
+    def flush(self) -> None:
+        """Stopping: send what is waiting for its batch now."""
 
 
 class PublishQueue:
@@ -103,6 +145,13 @@ class PublishQueue:
         lane.appendleft(msg)
         self._ready.set()
 
+    def take_data(self) -> list[Outgoing]:
+        """Remove and return every data message (one carrying outbox entries), in queue order."""
+        data = [m for m in self._routine if m.entries]
+        if data:
+            self._routine = deque(m for m in self._routine if not m.entries)
+        return data
+
     def close(self) -> None:
         """No more waiting: :meth:`get` returns None once the queue is empty."""
         self._closed = True
@@ -125,13 +174,15 @@ class Uplink:
     """Keeps one MQTT connection up; publishes the queue; hands commands to ``on_command``.
 
     Args:
-        broker: broker settings (URL, protocol version, client id, keepalive).
+        broker: broker settings (URLs, TLS, protocol version, client id, keepalive).
         topics: the gateway's topic names.
         stats: counters to update.
         on_command: called with the payload of every message on the command topic;
             it must not block (schedule work, do not do it).
         queue_size: capacity of the publish queue (per lane).
         clock: wall clock for the ``ts`` of state messages.
+        source: the data source (births, durable data); None for an uplink that only relays
+            what is published on it (session numbers then count from 1 in memory).
     """
 
     def __init__(
@@ -143,14 +194,21 @@ class Uplink:
         *,
         queue_size: int = QUEUE_SIZE,
         clock: Callable[[], float] = time.time,
+        source: DataSource | None = None,
     ) -> None:
         self.broker = broker
         self.topics = topics
         self.stats = stats
         self.on_command = on_command
         self.clock = clock
+        self.source = source
+        self.urls = [parse_url(u) for u in broker.urls]
         self.queue = PublishQueue(queue_size, on_drop=self._dropped)
         self.connected = asyncio.Event()
+        self.url: BrokerUrl | None = None
+        """The broker of the current (or last) connection."""
+        self.session = 0
+        """The current (or last) session number."""
         self._stopping = False
         self._stop = asyncio.Event()
         self._drain_deadline = 0.0
@@ -164,66 +222,111 @@ class Uplink:
             self.stats.packs_queued += 1
 
     async def run(self) -> None:
-        """Connect, publish, reconnect, until :meth:`shutdown` ends it (or cancelled)."""
-        attempt = 0
+        """Connect, publish, reconnect, until :meth:`shutdown` ends it (or cancelled).
+
+        A lost session is resumed on the same broker after a short pause; a failed connection
+        attempt moves on to the next URL at once, and a whole round of failures backs off
+        (exponential, jittered, at most :data:`BACKOFF_CAP`).
+        """
+        current = 0  # index of the URL to try
+        failures = 0  # connection attempts failed in a row
         while not self._stopping:
-            client = self._client()
+            url = self.urls[current]
+            self.session = await self._new_session()
+            client = self._client(url, self.session)
+            established = False
             try:
                 async with client:
-                    attempt = 0
-                    await self._session(client)
+                    established = True
+                    failures = 0
+                    self.url = url
+                    await self._session(client, url)
             except aiomqtt.MqttError as exc:
-                if self.stats.broker_connected:
-                    log.warning("broker connection lost: %s", exc)
+                if established:
+                    log.warning("broker connection lost (%s): %s", url, exc)
                 else:
-                    log.warning("broker %s unreachable: %s", self.broker.url, exc)
+                    failures += 1
+                    current = (current + 1) % len(self.urls)
+                    log.warning("broker %s unreachable: %s", url, exc)
             finally:
                 if self.stats.broker_connected:
                     self.stats.broker_connected = False
                     self.connected.clear()
+                if self.source is not None:
+                    self.source.session_closed()
+                    self.source.returned(self.queue.take_data())
             if self._stopping:
                 break
-            delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
-            attempt = min(attempt + 1, 16)
-            log.info("reconnecting to the broker in %.1f s", delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+            if not failures:
+                delay = BACKOFF_FIRST * random.uniform(0.5, 1.0)
+            elif failures % len(self.urls):  # more brokers to try in this round
+                delay = 0.0
+            else:
+                rounds = failures // len(self.urls)
+                delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(rounds - 1, 16)) * random.uniform(0.5, 1.0)
+            if delay:
+                log.info("reconnecting to the broker in %.1f s", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
 
     def shutdown(self, drain: float = 2.0) -> None:
         """Stop gracefully: send what is queued (for up to ``drain`` s), publish offline, disconnect.
 
         Call it while :meth:`run` is running; :meth:`run` returns once done. Messages
-        still queued at the deadline are lost (and logged).
+        still queued at the deadline are lost (data messages stay in the outbox).
         """
+        if self.source is not None and self.stats.broker_connected:
+            self.source.flush()
         self._stopping = True
         self._drain_deadline = time.monotonic() + drain
         self.queue.close()
         self._stop.set()
 
-    def _client(self) -> aiomqtt.Client:
-        will = aiomqtt.Will(self.topics.state, cbor2.dumps({"online": False}), qos=1, retain=True)
+    async def _new_session(self) -> int:
+        if self.source is not None:
+            return await self.source.new_session()
+        return self.session + 1
+
+    def _client(self, url: BrokerUrl, session: int) -> aiomqtt.Client:
+        will = aiomqtt.Will(self.topics.state, birth.state(online=False, session=session), qos=1, retain=True)
         version = aiomqtt.ProtocolVersion.V5 if self.broker.protocol == "5" else aiomqtt.ProtocolVersion.V311
         return aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
+            url.host,
+            url.port,
             identifier=self.broker.client_id or None,
             protocol=version,
             will=will,
             keepalive=self.broker.keepalive,
+            tls_context=self._tls() if url.tls else None,
             # Small packets (PUBACKs, results) must not wait for Nagle + delayed ACK: ~40 ms each.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
-    async def _session(self, client: aiomqtt.Client) -> None:
-        """One connection's life: birth, subscribe, then send and receive until it ends."""
+    def _tls(self) -> ssl.SSLContext:
+        """Verify the broker (its name and its chain to ``tls.ca``, or the system CAs); present our certificate."""
+        tls = self.broker.tls
+        context = ssl.create_default_context(cafile=tls.ca or None)
+        if tls.cert:
+            context.load_cert_chain(tls.cert, tls.key or None)
+        return context
+
+    async def _session(self, client: aiomqtt.Client, url: BrokerUrl) -> None:
+        """One connection's life: state, births, subscribe, then send and receive until it ends."""
         await client.publish(self.topics.state, self._state(online=True), qos=1, retain=True)
+        if self.source is not None:
+            for msg in await self.source.births(self.session):
+                await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+                self.stats.messages_acked += 1
         await client.subscribe(self.topics.cmd, qos=1)
         self.stats.broker_connected = True
         self.stats.broker_connects += 1
         self.connected.set()
         log.info(
-            "broker connected: %s (MQTT %s) as %s", self.broker.url, self.broker.protocol, client.identifier
+            "broker connected: %s (MQTT %s) as %s, session %d",
+            url, self.broker.protocol, client.identifier, self.session,
         )
+        if self.source is not None:
+            self.source.session_open(self.session, self.queue.put)
         receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
         sender = asyncio.create_task(self._send(client), name="uplink-send")
         try:
@@ -304,19 +407,31 @@ class Uplink:
     ) -> None:
         msg = inflight[number]
         try:
-            await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+            await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain, properties=self._properties(msg))
         finally:
             window.release()
         del inflight[number]  # acknowledged
         self.stats.messages_acked += 1
-        if msg.records:
+        if msg.entries and self.source is not None:
+            self.source.acked(msg)
+        elif msg.records:
             self.stats.packs_acked += 1
             self.stats.readings_acked += msg.records
 
+    def _properties(self, msg: Outgoing) -> Properties | None:
+        if not msg.properties or self.broker.protocol != "5":
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = list(msg.properties)
+        return props
+
     def _state(self, *, online: bool) -> bytes:
-        return cbor2.dumps({"online": online, "ts": self.clock()})
+        return birth.state(online=online, session=self.session, ts=self.clock())
 
     def _dropped(self, msg: Outgoing) -> None:
+        if msg.entries and self.source is not None:  # durable: back to the outbox, nothing lost
+            self.source.returned([msg])
+            return
         self.stats.queue_drops += 1
         if self.stats.queue_drops == 1 or self.stats.queue_drops % 1000 == 0:
             log.warning("publish queue full: %d messages dropped so far", self.stats.queue_drops)

@@ -1,0 +1,524 @@
+"""Delivery: every poll into the durable outbox, out in data messages, deleted once the broker has it.
+
+::
+
+    poller --record()--> pending --writer--> outbox (SQLite, WAL)
+                                               |  live lane: stored and held at once while connected
+                                               |  backlog lane: what was stored before this session
+                                               v
+                         composer --> births, data messages --> Uplink --PUBACK--> acked() --> outbox.ack
+
+Nothing is acknowledged to anyone before it is on disk, and a record leaves the
+outbox only when the broker acknowledged the message that carried it (QoS 1).
+Delivery is at least once: a message whose acknowledgement was lost is sent
+again, and ``(node, seq)`` lets a consumer drop the copy.
+
+Sessions. For each broker connection (:class:`~gateway.uplink.Uplink`) the
+delivery layer counts a new session in the outbox, builds the gateway birth
+(node table, schemas), a node birth per node and the delivery counters, and
+marks the outbox's last id: what was stored before is the *backlog*, replayed
+oldest first at ``drain_rate`` polls per second and flagged historical (the
+compact header's flag; the SenML profile's MQTT 5 user property
+``historical``). Polls stored during the session form the *live* lane: published
+as they come (SenML) or gathered for ``batch_interval`` seconds (compact). Live
+data always goes first: the backlog may use only half of the data window.
+
+When the session ends, every record not acknowledged returns to the outbox and
+is replayed in the next session; a node birth goes out again whenever a node's
+firmware version changes, and on a (signed) ``rebirth`` command.
+Records the disk budget pushed out are counted in the retained
+``<root>/delivery`` message, so the loss is reported upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cbor2
+
+from gateway import birth, compact
+from gateway.config import Config, NodeConfig
+from gateway.contracts import HOLDING, INPUT, ROLES, Number, Register, load_role
+from gateway.outbox import Entry, Kind, OutboxRecord
+from gateway.outbox_async import AsyncOutbox
+from gateway.packer import PackEncoder
+from gateway.records import decode_poll, encode_poll, poll_raws, poll_seq
+from gateway.stats import GatewayStats
+from gateway.topics import Topics
+from gateway.uplink import Outgoing
+
+log = logging.getLogger(__name__)
+
+WINDOW = 8
+"""Data messages handed to the uplink and not yet acknowledged, at most; the backlog gets half."""
+LIVE_MAX = 20
+"""Live polls held in memory, in compact batches (``batch_max`` each), before the oldest go to the backlog."""
+STATUS_PAUSE = 5.0
+"""Seconds between two ``<root>/delivery`` messages (they go out when the counters changed)."""
+PENDING_MAX = 100_000
+"""Polls waiting for the disk, at most; beyond, the oldest are dropped (counted) so memory stays bounded."""
+
+
+class _Schema(NamedTuple):
+    schema: birth.NodeSchema
+    registers: list[Register]
+
+
+class Delivery:
+    """The durable data path between the pollers and the uplink (the uplink's data source).
+
+    Args:
+        config: the gateway configuration (``[delivery]``, nodes, site).
+        topics: the gateway's topic names.
+        stats: counters to update.
+        clock: wall clock (epoch seconds) for timestamps.
+    """
+
+    def __init__(
+        self, config: Config, topics: Topics, stats: GatewayStats, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.settings = config.delivery
+        self.topics = topics
+        self.stats = stats
+        self.clock = clock
+        self._schemas: dict[bytes, _Schema] = {}
+        self._by_role: dict[str, _Schema] = {}
+        for role in ROLES:
+            regmap = load_role(role)
+            entry = _Schema(birth.schema_of(regmap), [r for t in (HOLDING, INPUT) for r in regmap.registers
+                                                      if r.table == t])
+            self._schemas[entry.schema.id] = self._by_role[role] = entry
+        self._caps = {role: birth.capabilities(load_role(role)) for role in ROLES}
+        self._table: list[tuple[str, birth.NodeSchema]] = []
+        self._index: dict[str, int] = {}
+        self._roles: dict[str, str] = {}
+        self._firmware: dict[str, int | None] = {}
+        self._nodes(config)
+        self._born: dict[str, int | None] = {}
+        self._outbox: AsyncOutbox | None = None
+        self._tempdir: str | None = None
+        self._pending: list[OutboxRecord] = []
+        self._acks: list[int] = []
+        self._releases: list[int] = []
+        self._live: deque[Entry] = deque()
+        self._live_since = 0.0
+        self._work = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._holding = False  # puts are held for the live lane (a session is opening or open)
+        self._send: Callable[[Outgoing], None] | None = None
+        self._composer: asyncio.Task[None] | None = None
+        self._session = 0
+        self._seq = 0
+        self._birth: dict[str, Any] = {}
+        self._boundary = 0
+        self._backlog = False  # backlog left to replay in this session
+        self._out: dict[Outgoing, bool] = {}  # data messages with the uplink -> historical?
+        self._tokens = 0.0
+        self._tokens_at = 0.0
+        self._flushing = False
+        self._rebirth: set[str] = set()  # node ids whose births were asked for again
+        self._status_at = -STATUS_PAUSE
+        self._reported: int | None = None
+        self._failure: BaseException | None = None
+        self._encoders: dict[str, PackEncoder] = {}
+
+    def _nodes(self, config: Config) -> None:
+        """The node table (the order compact messages index) from the configuration."""
+        self._table = [(n.id, self._by_role[n.role].schema) for n in config.node]
+        self._index = {node_id: i for i, (node_id, _) in enumerate(self._table)}
+        self._roles = {n.id: n.role for n in config.node}
+        self._firmware = {n.id: self._firmware.get(n.id) for n in config.node}
+
+    def reconfigure(self, config: Config) -> None:
+        """Nodes were added, removed or changed (a reload): new node table, every birth again.
+
+        Messages composed before keep citing the birth they were made for; consumers keep births by id.
+        """
+        self.config = config
+        self._nodes(config)
+        if self._birth:
+            self._birth = birth.gateway_birth(
+                site=config.site, gateway=config.gateway, session=self._session, ts=self.clock(),
+                profile=self.settings.profile, nodes=self._table,
+            )
+            self._rebirth = set(self._index)
+            self._kick.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the outbox; what it holds from an earlier run is replayed as backlog."""
+        path = self.settings.outbox
+        if not path:
+            self._tempdir = tempfile.mkdtemp(prefix="streetedge-outbox-")
+            path = str(Path(self._tempdir) / "outbox.db")
+            log.warning("no [delivery] outbox file configured: records are kept in %s only until the gateway stops",
+                        path)
+        budget = int(self.settings.budget_mb * 1024 * 1024)
+        self._outbox = await AsyncOutbox.open(path, budget_bytes=budget, synchronous=self.settings.synchronous)
+        await self._count()
+        depth = self.stats.outbox_depth
+        if depth:
+            log.info("outbox %s holds %d records from before: they go out as backlog", path, depth)
+
+    async def run(self) -> None:
+        """Write polls, acks and returns to the outbox as they come, until cancelled."""
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            if self._failure is not None:  # the composer died: end the gateway loudly, not silently
+                raise self._failure
+            await self._write()
+
+    async def settle(self) -> None:
+        """Store what is waiting for the disk now (a stopping gateway calls this before the uplink drains)."""
+        await self._write()
+
+    async def close(self) -> None:
+        """Store what is pending, return what is held, close the outbox (and remove a temporary one)."""
+        self.session_closed()
+        if self._outbox is not None:
+            await self._write()
+            await self._outbox.close()
+            self._outbox = None
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+
+    # -- from the pollers --------------------------------------------------------------------------------------
+
+    def record(self, node: NodeConfig, when: float, readings: list[tuple[Register, Number]]) -> None:
+        """A good poll of ``node`` at ``when`` (epoch s): queue it for the outbox; returns at once."""
+        known = self._by_role.get(node.role)
+        if known is None:
+            return
+        raws = poll_raws(known.registers, readings)
+        time_ms = round(when * 1000)
+        seq = poll_seq(known.registers, raws, time_ms)
+        payload = encode_poll(known.schema.id, time_ms, raws)
+        if len(self._pending) >= PENDING_MAX:  # the disk stalls: keep memory bounded, newest first
+            del self._pending[0]
+            self.stats.outbox_dropped += 1
+        self._pending.append(OutboxRecord(node.id, seq, Kind.READING, when, payload))
+        self.stats.packs_queued += 1
+        if node.id in self._firmware:
+            for reg, raw in zip(known.registers, raws, strict=True):
+                if reg.name == "firmware":
+                    self._firmware[node.id] = int(raw)
+        self._work.set()
+
+    # -- the data source of the uplink --------------------------------------------------------------------------
+
+    async def new_session(self) -> int:
+        """Count a new session in the outbox (it never repeats, also across restarts)."""
+        assert self._outbox is not None, "open() first"
+        return await self._outbox.next_session()
+
+    async def births(self, session: int) -> list[Outgoing]:
+        """Gateway birth, node births and counters for a new session; from now on puts are held (live)."""
+        assert self._outbox is not None, "open() first"
+        async with self._lock:
+            self._session = session
+            self._seq = 0
+            self._holding = True
+            self._boundary = await self._outbox.last_id()
+            self._backlog = True
+        self._birth = birth.gateway_birth(
+            site=self.config.site, gateway=self.config.gateway, session=session, ts=self.clock(),
+            profile=self.settings.profile, nodes=self._table,
+        )
+        msgs = [Outgoing(self.topics.birth, birth.encode(self._birth), retain=True)]
+        msgs += [self._node_birth(node_id) for node_id, _ in self._table]
+        msgs.append(await self._status())
+        self._rebirth.clear()
+        return msgs
+
+    def session_open(self, session: int, send: Callable[[Outgoing], None]) -> None:
+        """Births are out: start composing data messages into ``send``."""
+        self._send = send
+        self._tokens, self._tokens_at = 0.0, time.monotonic()
+        self._composer = asyncio.create_task(self._compose(), name="delivery-compose")
+        self._composer.add_done_callback(self._composer_done)
+
+    def _composer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the data composer failed", exc_info=task.exception())
+            self._failure = task.exception()
+            self._work.set()
+
+    def session_closed(self) -> None:
+        """The connection is gone: stop composing; held live entries go back to the outbox."""
+        self._send = None
+        self._holding = False
+        if self._composer is not None:
+            self._composer.cancel()
+            self._composer = None
+        if self._live:
+            self._releases += [e.id for e in self._live]
+            self._live.clear()
+            self._work.set()
+
+    def returned(self, unsent: list[Outgoing]) -> None:
+        """Data messages that will not be acknowledged: their records go back to the outbox."""
+        ids: list[int] = []
+        for msg in unsent:
+            self._out.pop(msg, None)
+            ids += msg.entries
+        if ids:
+            self._releases += ids
+            if self._send is not None:  # during a session: replay them in this session's backlog
+                self._boundary = max(self._boundary, *ids)
+                self._backlog = True
+            self._work.set()
+
+    def acked(self, msg: Outgoing) -> None:
+        """The broker has a data message: its records may leave the outbox."""
+        self._out.pop(msg, None)
+        self._acks += msg.entries
+        self.stats.packs_acked += len(msg.entries)
+        self.stats.readings_acked += msg.records
+        self._work.set()
+        self._kick.set()
+
+    async def rebirth(self, node_ids: list[str]) -> None:
+        """The ``rebirth`` command: births of these nodes again; all of them: the gateway birth first."""
+        self._rebirth.update(node_ids)
+        self._kick.set()
+
+    def flush(self) -> None:
+        """Compose every live poll now, whatever the batch interval (the gateway is stopping)."""
+        self._flushing = True
+        if self._send is not None:
+            self._compose_live(time.monotonic())
+            self._reported = None  # the counters go out once more
+
+    # -- the writer ----------------------------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        """Apply acks and returns, store pending polls (held while a session is open)."""
+        outbox = self._outbox
+        if outbox is None:
+            return
+        async with self._lock:
+            if self._acks:
+                ids, self._acks = self._acks, []
+                await outbox.ack(ids)
+            if self._releases:
+                ids, self._releases = self._releases, []
+                await outbox.release(ids)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                if self._holding:
+                    session = self._session
+                    entries = await outbox.put_held(batch)
+                    if self._holding and self._session == session:
+                        self._add_live(entries)
+                    else:  # the session ended while the disk was busy
+                        self._releases += [e.id for e in entries]
+                        self._work.set()
+                else:
+                    await outbox.put_many(batch)
+            await self._count()
+        self._kick.set()
+
+    def _add_live(self, entries: list[Entry]) -> None:
+        if entries and not self._live:
+            self._live_since = time.monotonic()
+        self._live.extend(entries)
+        excess = len(self._live) - LIVE_MAX * self.settings.batch_max
+        if excess > 0:  # the broker does not keep up: the oldest live polls become backlog
+            ids = [self._live.popleft().id for _ in range(excess)]
+            self._releases += ids
+            self._boundary = max(self._boundary, *ids)
+            self._backlog = True
+            self._work.set()
+
+    async def _count(self) -> None:
+        assert self._outbox is not None
+        depth, _ = await self._outbox.depth()
+        dropped = await self._outbox.dropped()
+        self.stats.outbox_depth = depth
+        self.stats.outbox_stored = await self._outbox.stored()
+        self.stats.outbox_dropped = dropped[Kind.READING] + dropped[Kind.EVENT]
+
+    # -- the composer --------------------------------------------------------------------------------------------
+
+    async def _compose(self) -> None:
+        """While the session is open: births when due, live data, then backlog at the drain rate."""
+        while self._send is not None:
+            self._kick.clear()
+            now = time.monotonic()
+            if self._rebirth:
+                self._send_births()
+            for node_id, fw in list(self._firmware.items()):
+                if fw is not None and self._born.get(node_id) != fw:
+                    self._emit(self._node_birth(node_id))
+            self._compose_live(now)
+            wait = await self._compose_backlog(now)
+            if self._reported != self._dropped_key() and now - self._status_at >= STATUS_PAUSE:
+                self._emit(await self._status())
+            if self._live and self.settings.profile == "compact":
+                due = self._live_since + self.settings.batch_interval - time.monotonic()
+                wait = min(wait, max(due, 0.01))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), wait)
+
+    def _compose_live(self, now: float) -> None:
+        room = WINDOW - len(self._out)
+        if self.settings.profile == "senml":
+            while self._live and room > 0:
+                self._emit(self._senml(self._live.popleft(), historical=False))
+                room -= 1
+            return
+        batch = self.settings.batch_max
+        due = now - self._live_since >= self.settings.batch_interval
+        while self._live and room > 0 and (due or self._flushing or len(self._live) >= batch):
+            entries = [self._live.popleft() for _ in range(min(batch, len(self._live)))]
+            self._live_since = now
+            for msg in self._compact(entries, historical=False):
+                self._emit(msg)
+            room -= 1
+
+    async def _compose_backlog(self, now: float) -> float:
+        """Replay one backlog message if the window and the drain rate allow; seconds until it may go on."""
+        if not self._backlog or self._outbox is None:
+            return 1.0
+        rate = self.settings.drain_rate
+        senml = self.settings.profile == "senml"
+        # polls per backlog message: one SenML pack, or about a second's worth in one compact message
+        chunk = 1 if senml else max(1, min(self.settings.batch_max, int(rate)))
+        self._tokens = min(self._tokens + (now - self._tokens_at) * rate, max(rate, float(chunk)))
+        self._tokens_at = now
+        backlog_out = sum(1 for historical in self._out.values() if historical)
+        free = min(WINDOW // 2 - backlog_out, WINDOW - len(self._out))
+        if free <= 0:
+            return 1.0  # acknowledgements kick us
+        if self._tokens < chunk:
+            return (chunk - self._tokens) / rate
+        want = min(int(self._tokens), free) if senml else chunk
+        entries = await self._outbox.take(want, max_id=self._boundary)
+        if self._send is None:  # the session ended while taking
+            self._releases += [e.id for e in entries]
+            self._work.set()
+            return 1.0
+        if not entries:
+            self._backlog = bool(self._releases)  # returns still on their way back count as backlog
+            return 1.0
+        self._tokens -= len(entries)
+        if senml:
+            for entry in entries:
+                self._emit(self._senml(entry, historical=True), historical=True)
+        else:
+            for msg in self._compact(entries, historical=True):
+                self._emit(msg, historical=True)
+        return 0.0
+
+    def _emit(self, msg: Outgoing | None, *, historical: bool = False) -> None:
+        if msg is None:
+            return
+        send = self._send
+        if send is None:
+            if msg.entries:
+                self._releases += msg.entries
+                self._work.set()
+            return
+        if msg.entries:
+            self._out[msg] = historical
+        send(msg)
+
+    # -- message builders -------------------------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % birth.SEQ_MODULUS
+        return self._seq
+
+    def _send_births(self) -> None:
+        wanted, self._rebirth = self._rebirth, set()
+        if wanted >= set(self._index):  # every node: the gateway birth again, seq 0 again
+            self._seq = -1
+            body = dict(self._birth, seq=self._next_seq(), ts=self.clock())
+            self._emit(Outgoing(self.topics.birth, birth.encode(body), retain=True))
+        for node_id, _ in self._table:
+            if node_id in wanted:
+                self._emit(self._node_birth(node_id))
+
+    def _node_birth(self, node_id: str) -> Outgoing:
+        role = self._roles[node_id]
+        fw = self._firmware.get(node_id)
+        self._born[node_id] = fw
+        body = birth.node_birth(
+            node=node_id, schema=self._by_role[role].schema, session=self._session, seq=self._next_seq(),
+            ts=self.clock(), firmware=fw, capabilities=self._caps[role],
+        )
+        return Outgoing(self.topics.node_birth(node_id), birth.encode(body), retain=True)
+
+    def _dropped_key(self) -> int:
+        return self.stats.outbox_dropped
+
+    async def _status(self) -> Outgoing:
+        """The retained delivery counters: stored, dropped (by kind), duplicates, backlog depth."""
+        assert self._outbox is not None
+        dropped = await self._outbox.dropped()
+        body = {
+            "session": self._session, "seq": self._next_seq(), "ts": self.clock(),
+            "stored": await self._outbox.stored(),
+            "dropped": {"readings": dropped[Kind.READING], "events": dropped[Kind.EVENT]},
+            "duplicates": await self._outbox.duplicates(),
+            "depth": (await self._outbox.depth())[0],
+        }
+        self._reported = self._dropped_key()
+        self._status_at = time.monotonic()
+        return Outgoing(self.topics.delivery, cbor2.dumps(body), retain=True)
+
+    def _senml(self, entry: Entry, *, historical: bool) -> Outgoing | None:
+        """The SenML message of one poll; None (and the record acked away) if no map here can read it."""
+        poll = decode_poll(entry.payload)
+        known = self._schemas.get(poll.schema)
+        if known is None:  # recorded under a register map this gateway does not know (an upgrade)
+            log.warning("outbox record %d of %s has unknown schema %s: dropped", entry.id, entry.node,
+                        poll.schema.hex())
+            self._acks.append(entry.id)
+            self.stats.outbox_dropped += 1
+            self._work.set()
+            return None
+        encoder = self._encoders.get(entry.node)
+        if encoder is None or encoder.site != self.config.site:
+            encoder = self._encoders[entry.node] = PackEncoder(self.config.site, entry.node)
+        payload = encoder.encode(poll.time_ms / 1000, list(zip(known.registers, poll.raws, strict=True)))
+        props = [("seq", str(self._next_seq())), ("session", str(self._session))]
+        if historical:
+            props.append(("historical", "1"))
+        return Outgoing(self.topics.data(entry.node), payload, records=len(poll.raws),
+                        entries=(entry.id,), properties=tuple(props))
+
+    def _compact(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
+        """One compact message for the entries this birth can index; SenML for any it cannot."""
+        rows: list[compact.Row] = []
+        ids: list[int] = []
+        others: list[Outgoing] = []
+        for entry in entries:
+            poll = decode_poll(entry.payload)
+            index = self._index.get(entry.node)
+            if index is None or self._table[index][1].id != poll.schema:  # node or map changed since
+                other = self._senml(entry, historical=historical)
+                if other is not None:
+                    others.append(other)
+                continue
+            rows.append(compact.Row(index, poll.time_ms, poll.raws))
+            ids.append(entry.id)
+        if not rows:
+            return others
+        payload = compact.encode(rows, self._birth, seq=self._next_seq(), historical=historical)
+        readings = sum(len(r.raws) for r in rows)
+        return [Outgoing(self.topics.compact, payload, records=readings, entries=tuple(ids)), *others]
