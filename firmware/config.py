@@ -22,7 +22,7 @@ except ImportError:  # CPython
 
 DEFAULT_UNIT = const(247)
 DEFAULT_BAUD = const(19200)
-DEFAULT_ROLE = "lamp"
+DEFAULT_ROLE = roles.DEFAULT  # safe mode runs the image's own role (lamp from the source tree)
 DEFAULT_SAMPLE_MS = const(1000)
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _MIN_SAMPLE_MS = const(100)
@@ -79,6 +79,8 @@ def check(raw):
     role = raw.get("role")
     if role not in roles.NAMES:
         return "role must be one of %s, got %r" % (", ".join(roles.NAMES), role)
+    if not roles.available(role):
+        return "role %r is not in this image (built for %s)" % (role, roles.BUILT)
     baud = raw.get("baud", DEFAULT_BAUD)
     if baud not in BAUD_RATES or not _is_int(baud):
         return "baud must be one of %s, got %r" % (BAUD_RATES, baud)

@@ -1,14 +1,28 @@
-"""Build a device image: the folder of files that goes onto a node's flash.
+"""Build a device image: the folder of files that goes onto a node's flash, for one board and one role.
 
 Layout of an image (the flash root of a node):
 
 - ``main.py``: ``firmware/main.py``, kept as source (MicroPython runs
   ``main.py`` as a script after boot);
-- ``protocols/``, ``firmware/``: compiled to ``.mpy`` with mpy-cross;
 - ``board/``: ``boards/<board>/``, compiled, imported by ``main.py`` as ``board``;
+  modules that ``boards/<board>/board.json`` lists under another role's
+  ``role_modules`` are left out;
+- the board's shared packages (``board.json`` ``packages``, e.g.
+  ``esp32_common/`` from ``boards/esp32_common/``), compiled;
+- ``firmware/``, ``protocols/``: only the modules the node imports, compiled
+  to ``.mpy`` with mpy-cross: the import closure of ``main.py``, the board and
+  the role's ``firmware/roles/<role>.py``, never another role's modules
+  (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
+  carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- ``firmware/imageinfo.py`` (compiled), generated: ``BOARD`` and ``ROLE``, so the
+  firmware knows which role it carries (safe mode runs that one);
 - ``manifest.json``: ``{"board", "role", "march", "compiled", "source_hash",
-  "files": [{"path", "size", "sha256"}], "total_bytes"}`` (the manifest itself
-  is not counted).
+  "files": [{"path", "size", "sha256"}], "total_bytes", "packages": {top
+  folder: bytes}}`` (the manifest itself is not counted).
+
+``board.json`` also names the roles a board can carry (``roles``: a lamp
+board has no reed switches) and its default ``march`` (``xtensawin`` for the
+ESP32 boards); a board without one is a virtual board for every role.
 
 The virtual street runs exactly this folder (``MICROPYPATH=<image>:.frozen``),
 so a virtual node imports the very ``.mpy`` files that would be flashed. A build
@@ -20,6 +34,7 @@ Command line: ``python -m tools.image --board sim --role lamp --out build/image`
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -31,6 +46,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 _PACKAGES = ("protocols", "firmware")
+_ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
+_DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
 class ImageError(RuntimeError):
@@ -48,22 +65,127 @@ def mpy_cross_path() -> str:
     return found
 
 
-def _sources(board: str) -> list[tuple[Path, str]]:
-    """(source file, path inside the image) for every file of the image."""
+def board_info(board: str) -> dict[str, Any]:
+    """``boards/<board>/board.json`` with defaults: roles, march, packages, role_modules."""
     board_dir = REPO / "boards" / board
     if not (board_dir / "__init__.py").exists():
-        known = sorted(p.name for p in (REPO / "boards").iterdir() if (p / "__init__.py").exists())
+        known = sorted(p.name for p in (REPO / "boards").iterdir() if (p / "__init__.py").exists()
+                       and (p / "board.json").exists())
         raise ImageError(f"unknown board {board!r}; known: {', '.join(known)}")
-    out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py")]
-    for package in _PACKAGES:
-        for src in sorted((REPO / package).rglob("*.py")):
-            rel = src.relative_to(REPO).as_posix()
-            if rel == "firmware/main.py" or "__pycache__" in src.parts:
+    info: dict[str, Any] = {"roles": None, "march": None, "packages": [], "role_modules": {}}
+    path = board_dir / "board.json"
+    if path.exists():
+        info.update(json.loads(path.read_text()))
+    return info
+
+
+def boards() -> list[str]:
+    """The boards an image can be built for (folders of boards/ with a board.json)."""
+    return sorted(p.name for p in (REPO / "boards").iterdir() if (p / "board.json").exists())
+
+
+def roles_of(board: str) -> list[str]:
+    """The node roles ``board`` can carry."""
+    declared = board_info(board)["roles"]
+    return list(declared) if declared else node_roles()
+
+
+def node_roles() -> list[str]:
+    """Roles with node firmware (a register map alone, e.g. a third-party meter's, is not a node role)."""
+    return sorted(p.stem for p in (REPO / "firmware" / "roles").glob("*.py")
+                  if p.stem != "__init__" and (REPO / "protocols" / "roles" / p.name).exists())
+
+
+def _module_file(name: str, roots: dict[str, Path]) -> Path | None:
+    """Source file of module ``name`` if it is ours (a top-level package in ``roots``), else None."""
+    top, _, rest = name.partition(".")
+    base = roots.get(top)
+    if base is None:
+        return None
+    path = base.joinpath(*rest.split(".")) if rest else base
+    if path.is_dir() and (path / "__init__.py").exists():
+        return path / "__init__.py"
+    if path.with_suffix(".py").exists():
+        return path.with_suffix(".py")
+    return None
+
+
+def _module_name(path: Path, roots: dict[str, Path]) -> str:
+    for top, base in roots.items():
+        if path.is_relative_to(base):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            return ".".join([top, *parts])
+    raise ImageError(f"{path} is outside the image")
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Module names ``path`` (module ``name``) imports, anywhere in it (function-level imports too)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str]) -> set[Path]:
+    """Every file of ours reachable by imports from ``roots_files``, with their packages' __init__."""
+    seen: set[Path] = set()
+    todo = list(roots_files)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        name = _module_name(path, roots)
+        wanted = _imports(path, name)
+        for mod in list(wanted):  # a module needs its packages
+            parts = mod.split(".")
+            wanted.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        for mod in wanted:
+            if mod in excluded or any(mod.startswith(x + ".") for x in excluded):
                 continue
-            out.append((src, rel))
-    for src in sorted(board_dir.rglob("*.py")):
-        if "__pycache__" not in src.parts:
-            out.append((src, "board/" + src.relative_to(board_dir).as_posix()))
+            found = _module_file(mod, roots)
+            if found is not None and found not in seen:
+                todo.append(found)
+    return seen
+
+
+def _sources(board: str, role: str) -> list[tuple[Path, str]]:
+    """(source file, path inside the image) for every file of the image, trimmed to the role."""
+    info = board_info(board)
+    allowed = roles_of(board)
+    if role not in allowed:
+        raise ImageError(f"board {board!r} cannot carry role {role!r}; it carries: {', '.join(allowed)}")
+    board_dir = REPO / "boards" / board
+    roots = {"firmware": REPO / "firmware", "protocols": REPO / "protocols", "board": board_dir}
+    for package in info["packages"]:
+        roots[package] = REPO / "boards" / package
+    others = [r for r in node_roles() if r != role]
+    role_modules: dict[str, list[str]] = info["role_modules"]
+    foreign = {m for r, mods in role_modules.items() if r != role for m in mods} - set(role_modules.get(role, ()))
+    excluded = {f"{pkg}.{r}" for pkg in _ROLE_PACKAGES for r in others} | {f"board.{m}" for m in foreign}
+    board_files = [p for p in sorted(board_dir.rglob("*.py"))
+                   if "__pycache__" not in p.parts and _module_name(p, roots) not in excluded]
+    start = [REPO / "firmware" / "main.py", REPO / "firmware" / "roles" / f"{role}.py", *board_files]
+    files = _closure(start, roots, excluded)
+    out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py")]
+    for src in sorted(files):
+        if src == REPO / "firmware" / "main.py":
+            continue
+        top = _module_name(src, roots).split(".")[0]
+        out.append((src, f"{top}/{src.relative_to(roots[top]).as_posix()}"))
     return out
 
 
@@ -73,21 +195,30 @@ def _mpy_cross_version(tool: str) -> str:
 
 
 def build_image(
-    board: str, role: str, out: Path, *, compile: bool = True, march: str | None = None
+    board: str, role: str, out: Path, *, compile: bool = True, march: Any = _DEFAULT_MARCH
 ) -> dict[str, Any]:
-    """Build (or reuse) the image for ``board`` and ``role`` in ``out``; return its manifest."""
+    """Build (or reuse) the image for ``board`` and ``role`` in ``out``; return its manifest.
+
+    ``march``: mpy-cross's target architecture; by default the board's
+    (``xtensawin`` for the ESP32 boards, none for the virtual board).
+    """
     if not (REPO / "protocols" / "roles" / f"{role}.py").exists():
         raise ImageError(f"unknown role {role!r}: no protocols/roles/{role}.py")
     if not (REPO / "firmware" / "roles" / f"{role}.py").exists():
         raise ImageError(f"role {role!r} has no firmware/roles/{role}.py")
+    if march is _DEFAULT_MARCH:
+        march = board_info(board)["march"]
     out = Path(out).resolve()
-    sources = _sources(board)
+    sources = _sources(board, role)
+    info_py = (f'"""Written by tools/image.py: what this image carries."""\n'
+               f"BOARD = {board!r}\nROLE = {role!r}\n").encode()
     tool = mpy_cross_path() if compile else ""
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
     h.update(json.dumps([board, role, compile, march, version]).encode())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
+    h.update(info_py)
     source_hash = h.hexdigest()
 
     old = _read_manifest(out)
@@ -105,6 +236,14 @@ def build_image(
                 _compile(tool, src, rel, dest.with_suffix(".mpy"), march)
             else:
                 shutil.copyfile(src, dest)
+        info_src = staging / "imageinfo.py"
+        info_src.write_bytes(info_py)
+        info_rel = "firmware/imageinfo.py"
+        if compile:
+            _compile(tool, info_src, info_rel, staging / "firmware" / "imageinfo.mpy", march)
+            info_src.unlink()
+        else:
+            info_src.rename(staging / info_rel)
         files = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             data = path.read_bytes()
@@ -121,6 +260,7 @@ def build_image(
             "source_hash": source_hash,
             "files": files,
             "total_bytes": sum(f["size"] for f in files),
+            "packages": _package_sizes(files),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
@@ -128,6 +268,22 @@ def build_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _package_sizes(files: list[dict[str, Any]]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for f in files:
+        top = f["path"].split("/")[0] if "/" in f["path"] else f["path"]
+        sizes[top] = sizes.get(top, 0) + f["size"]
+    return sizes
+
+
+def summary(manifest: dict[str, Any], out: Path | str) -> str:
+    """One line saying what was built and how big it is, per top-level folder."""
+    parts = ", ".join(f"{k} {v / 1024:.1f} KB" for k, v in sorted(manifest.get("packages", {}).items()))
+    march = manifest.get("march") or "bytecode"
+    return (f"image {manifest['board']}/{manifest['role']} ({march}): {len(manifest['files'])} files, "
+            f"{manifest['total_bytes']} bytes ({manifest['total_bytes'] / 1024:.1f} KB: {parts}) in {out}")
 
 
 def _compile(tool: str, src: Path, rel: str, dest: Path, march: str | None) -> None:
@@ -163,18 +319,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--board", default="sim")
     p.add_argument("--role", default="lamp")
     p.add_argument("--out", default="build/image")
-    p.add_argument("--march", default=None, help="mpy-cross -march (xtensawin for the ESP32)")
+    p.add_argument("--march", default=None, help="mpy-cross -march (default: the board's; xtensawin for ESP32)")
     p.add_argument("--no-compile", action="store_true", help="copy sources instead of .mpy")
     args = p.parse_args(argv)
     try:
         manifest = build_image(
-            args.board, args.role, Path(args.out), compile=not args.no_compile, march=args.march
+            args.board, args.role, Path(args.out), compile=not args.no_compile,
+            march=args.march if args.march else _DEFAULT_MARCH,
         )
     except ImageError as exc:
         print(f"image: {exc}", file=sys.stderr)
         return 2
-    print(f"image {args.board}/{args.role}: {len(manifest['files'])} files, "
-          f"{manifest['total_bytes']} bytes in {args.out}")
+    print(summary(manifest, args.out))
     return 0
 
 

@@ -16,6 +16,14 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
 - ``tasks()``: coroutines the board needs running (here: the physics and the
   ``./world.json`` snapshot every second);
 - ``reset()``: what to do after a fatal error.
+- the water meter's parts (``pulse_input(counter)``, ``has_direction``,
+  ``tamper()``, ``battery_mv()``) and the environment node's (``i2c()``,
+  ``sensor_uart()``, ``sound_uv()``): see :mod:`boards.sim.meter_parts` and
+  :mod:`boards.sim.env_parts`, built the first time the firmware asks, their
+  state in ``world.json`` under ``"water"`` / ``"weather"``;
+- ``persist_read(key)``, ``persist_write(key, data)``: the key-value flash
+  (NVS on the ESP32; files ``nvs-<key>.bin`` here; ``sim.json``
+  ``"flash": "readonly"`` makes writes fail).
 
 ``./world.json`` is the physical truth, for tests: ``{"light": 0..1,
 "power_w", "relay", "level", "temperature_c", "energy_wh", "ts"}``,
@@ -173,9 +181,80 @@ class Board:
         """Start the watchdog (see :class:`SimWatchdog`)."""
         return SimWatchdog(timeout_ms)
 
+    # -- the water meter's and the environment node's parts (meter_parts.py, env_parts.py), built on first use
+
+    def _parts(self):
+        return tuple(p for p in (getattr(self, "_meter_part", None), getattr(self, "_env_part", None)) if p)
+
+    def _meter(self):
+        part = getattr(self, "_meter_part", None)
+        if part is None:
+            from .meter_parts import MeterParts
+
+            prev = (_load_json("world.json") or {}).get("water")
+            part = self._meter_part = MeterParts(_load_json("sim.json") or {}, prev)
+        return part
+
+    def _env(self):
+        part = getattr(self, "_env_part", None)
+        if part is None:
+            from .env_parts import EnvParts
+
+            part = self._env_part = EnvParts(_load_json("sim.json") or {})
+        return part
+
+    def _flash(self):
+        store = getattr(self, "_flash_store", None)
+        if store is None:
+            from .flash import FlashStore
+
+            store = self._flash_store = FlashStore(self.flash_dir)
+            store.readonly = (_load_json("sim.json") or {}).get("flash") == "readonly"
+        return store
+
+    def persist_read(self, key):
+        """The record stored under ``key`` in the key-value flash, or None."""
+        return self._flash().read(key)
+
+    def persist_write(self, key, data):
+        """Store ``data`` under ``key``, whole or not at all (OSError if the flash fails)."""
+        store = self._flash()
+        if store.readonly:
+            raise OSError(30)  # EROFS
+        store.write(key, data)
+
+    @property
+    def has_direction(self):
+        """The meter has reed B, a quarter turn after A: the direction (backflow) is seen."""
+        return self._meter().channels >= 2
+
+    def pulse_input(self, counter):
+        """Feed the meter's reed edges to ``counter`` (``firmware.pulses.PulseCounter``) from now on."""
+        self._meter().attach(counter)
+
+    def tamper(self):
+        """The Hall sensor sees a strong magnet."""
+        return self._meter().tamper()
+
+    def battery_mv(self):
+        """Battery voltage, mV."""
+        return self._meter().battery_mv()
+
+    def i2c(self):
+        """The sensor I2C bus (a BME280 at 0x76)."""
+        return self._env().i2c
+
+    def sensor_uart(self):
+        """The dust sensor's UART (an SDS011, 9600 8N1), non-blocking like machine.UART(timeout=0)."""
+        return self._env().uart
+
+    def sound_uv(self):
+        """The sound-level module's output, microvolts (20 mV per dB(A))."""
+        return self._env().sound_uv()
+
     def tasks(self):
         """Coroutines the board needs running alongside the firmware."""
-        return (self._world(),)
+        return (self._world(),) + tuple(part.run() for part in self._parts())
 
     def reset(self):
         """After a fatal error: the unix port exits non-zero (an ESP32 would reboot)."""
@@ -199,6 +278,8 @@ class Board:
             "energy_wh": lamp.energy_wh,
             "ts": time.time(),
         }
+        for part in self._parts():
+            state[part.name] = part.snapshot()
         with open("world.json.tmp", "w") as f:
             json.dump(state, f)
         os.rename("world.json.tmp", "world.json")

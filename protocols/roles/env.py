@@ -12,6 +12,8 @@ the node itself goes on serving the bus.
 Holding registers are the node's settings, bounded and persisted.
 """
 
+import sys
+
 from protocols.regmap import HOLDING, INPUT, RO, RW, S16, U16, U32, RegisterMap
 from protocols.roles import common
 
@@ -69,4 +71,18 @@ REGISTERS = (
      "Bad dust-sensor frames (checksum, garbage) and unanswered queries since boot"),
 )
 
-MAP = RegisterMap("env", REGISTERS + common.rows(), ROLE_ID)
+if sys.implementation.name == "micropython":
+    # On the node: no documentation strings in RAM (the common rows come without theirs), and no
+    # RegisterMap unless someone asks for MAP (the firmware's bank works from REGISTERS).
+    REGISTERS = tuple(r[:9] + ("",) for r in REGISTERS) + common.rows()
+
+    def __getattr__(name):
+        if name == "MAP":
+            global MAP
+            MAP = RegisterMap("env", REGISTERS, ROLE_ID)
+            return MAP
+        raise AttributeError(name)
+
+else:
+    REGISTERS += common.rows()
+    MAP = RegisterMap("env", REGISTERS, ROLE_ID)

@@ -19,6 +19,8 @@ is also an event (``EV_ALARM_ON`` / ``EV_ALARM_OFF`` of
 ``protocols.roles.common``, value = the status bit).
 """
 
+import sys
+
 from protocols.regmap import HOLDING, INPUT, RO, RW, U16, U32, RegisterMap
 from protocols.roles import common
 
@@ -72,7 +74,7 @@ REGISTERS = (
      "Volume of one pulse (one turn of the meter's magnet); applies to pulses counted from now on"),
     ("debounce", HOLDING, 1, U16, 0, "ms", RW, 1, 500,
      "A reed contact counts once it was open, then closed, each for at least this long"),
-    ("leak_time", HOLDING, 2, U32, 0, "s", RW, 10, 1209600,
+    ("leak_time", HOLDING, 2, U32, 0, "s", RW, 5, 1209600,
      "Leak alarm: flow that has not paused for this long"),
     ("leak_gap", HOLDING, 4, U16, 0, "s", RW, 1, 3600,
      "No pulse for this long counts as the flow stopping (longer than the pulse period of the "
@@ -96,4 +98,18 @@ REGISTERS = (
      "Pulses counted but not yet saved (the most a power cut could cost now)"),
 )
 
-MAP = RegisterMap("meter", REGISTERS + common.rows(), ROLE_ID)
+if sys.implementation.name == "micropython":
+    # On the node: no documentation strings in RAM (the common rows come without theirs), and no
+    # RegisterMap unless someone asks for MAP (the firmware's bank works from REGISTERS).
+    REGISTERS = tuple(r[:9] + ("",) for r in REGISTERS) + common.rows()
+
+    def __getattr__(name):
+        if name == "MAP":
+            global MAP
+            MAP = RegisterMap("meter", REGISTERS, ROLE_ID)
+            return MAP
+        raise AttributeError(name)
+
+else:
+    REGISTERS += common.rows()
+    MAP = RegisterMap("meter", REGISTERS, ROLE_ID)

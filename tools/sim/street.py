@@ -1,7 +1,9 @@
 """The virtual street: a virtual RS-485 bus and N real firmware nodes on the MicroPython unix port.
 
-``VirtualStreet`` builds the device image once (``tools.image``, board ``sim``),
-starts the bus process (``tools.sim.bus``) and one node process per unit::
+``VirtualStreet`` builds the device image of each role on the street once
+(``tools.image``, board ``sim``: ``<workdir>/image`` for the street's default
+``role``, ``<workdir>/image-<role>`` for others), starts the bus process
+(``tools.sim.bus``) and one node process per unit::
 
     micropython -X heapsize=128K <workdir>/image/main.py
 
@@ -15,7 +17,11 @@ the port's frozen ``asyncio``) and the node's own flash folder
   rewritten at every start;
 - ``node.log``: the node's stdout and stderr, appended;
 - what the node writes itself: ``counters.json``, ``world.json`` (the physical
-  lamp), ``diag.json`` (heap, Modbus counters).
+  lamp, water meter or weather), ``diag.json`` (heap, Modbus counters).
+
+A street may mix roles: ``roles={unit: role}`` names the role of some units,
+the others have ``role``; e.g. lamps on 1..8, meters on 9..10, an environment
+node on 11.
 
 The manifest (returned by :meth:`VirtualStreet.start` and written to
 ``<workdir>/manifest.json``) tells a gateway or a test where everything is::
@@ -120,7 +126,7 @@ def _kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 class VirtualStreet:
-    """A bus and ``nodes`` lamp nodes (units ``first_unit``...), all real processes."""
+    """A bus and ``nodes`` nodes (units ``first_unit``...; lamps unless ``role``/``roles`` say otherwise)."""
 
     def __init__(
         self,
@@ -128,6 +134,7 @@ class VirtualStreet:
         nodes: int = 8,
         *,
         role: str = "lamp",
+        roles: dict[int, str] | None = None,
         baud: int = 19200,
         paced: bool = False,
         noise: float = 0.0,
@@ -138,6 +145,10 @@ class VirtualStreet:
     ) -> None:
         if first_unit < 1 or first_unit + nodes - 1 > 247:
             raise ValueError("units must lie in 1..247")
+        units = range(first_unit, first_unit + nodes)
+        stray = sorted(set(roles or {}) - set(units))
+        if stray:
+            raise ValueError(f"roles name units outside {first_unit}..{first_unit + nodes - 1}: {stray}")
         self.workdir = Path(workdir).resolve()
         self.role = role
         self.baud = baud
@@ -146,12 +157,16 @@ class VirtualStreet:
         self.drop = drop
         self.heapsize = heapsize
         self.seed = seed
-        self.image = self.workdir / "image"
+        self.image = self.workdir / "image"  # the default role's image
         self.image_manifest: dict[str, Any] = {}
         self.nodes = {
-            u: NodeProcess(u, role, self.workdir / f"node-{u}")
-            for u in range(first_unit, first_unit + nodes)
+            u: NodeProcess(u, (roles or {}).get(u, role), self.workdir / f"node-{u}") for u in units
         }
+        self.images = {
+            r: self.image if r == role else self.workdir / f"image-{r}"
+            for r in sorted({n.role for n in self.nodes.values()})
+        }
+        self.image_manifests: dict[str, dict[str, Any]] = {}
         self.ports: dict[str, Any] = {}
         self._bus: subprocess.Popen[bytes] | None = None
         self._bus_log: IO[bytes] | None = None
@@ -164,7 +179,9 @@ class VirtualStreet:
         """Build the image, start the bus and every node, wait until all are ready; the manifest."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.image_manifest = build_image("sim", self.role, self.image)
+            for r, folder in self.images.items():
+                self.image_manifests[r] = build_image("sim", r, folder)
+            self.image_manifest = self.image_manifests.get(self.role, {})
             self._start_bus(timeout)
             for unit in self.nodes:
                 self.start_node(unit, wait=False)
@@ -265,7 +282,10 @@ class VirtualStreet:
         """(Re)start the node's process: power applied. Waits for its ready line if ``wait``.
 
         ``hardware`` adds to the node's ``sim.json`` for this start, e.g.
-        ``{"fault": "driver"}`` (dead LED driver) or ``{"ambient_c": 90}``.
+        ``{"fault": "driver"}`` (dead LED driver) or ``{"ambient_c": 90}``; for
+        a meter ``{"water": {"mode": "leak"}}``, for an environment node
+        ``{"weather": {"temperature_c": 21.5}, "bme280": "absent"}`` (see
+        ``boards/sim``).
         """
         node = self.nodes[unit]
         if node.alive():
@@ -273,7 +293,7 @@ class VirtualStreet:
         node.flash.mkdir(parents=True, exist_ok=True)
         config = node.flash / "config.json"
         if not config.exists():
-            config.write_text(json.dumps({"unit": unit, "role": self.role, "baud": self.baud}))
+            config.write_text(json.dumps({"unit": unit, "role": node.role, "baud": self.baud}))
         index = unit - min(self.nodes)
         wiring = {
             "uart": self.ports["drops"][index],
@@ -286,9 +306,10 @@ class VirtualStreet:
         node._log_file = node.log.open("ab")
         node.log_offset = node.log.stat().st_size
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{self.image}:.frozen"
+        image = self.images[node.role]
+        env["MICROPYPATH"] = f"{image}:.frozen"
         node.proc = subprocess.Popen(
-            [micropython_path(), "-X", f"heapsize={self.heapsize}", str(self.image / "main.py")],
+            [micropython_path(), "-X", f"heapsize={self.heapsize}", str(image / "main.py")],
             cwd=node.flash, env=env, stdin=subprocess.DEVNULL,
             stdout=node._log_file, stderr=subprocess.STDOUT,
         )

@@ -1,0 +1,252 @@
+"""The environment role: climate (BME280), dust (SDS011) and noise, each sensor on its own schedule.
+
+Hardware (through the board): ``i2c()`` with a BME280 at 0x76,
+``sensor_uart()`` with an SDS011 (9600 8N1, non-blocking reads),
+``sound_uv()``: the output of a sound-level module (20 mV per dB(A), 0.6 V at
+30 dB to 2.6 V at 130 dB). Settings: the holding registers of
+``protocols.roles.env``, persisted by :class:`~firmware.settings.Settings`.
+
+Nothing here blocks: every sample (``sample_ms``, 1 s) advances each sensor's
+small state machine by one step.
+
+- Climate, every ``climate_period`` s: start a forced conversion; at the next
+  sample, if the status register says it is done, read and compensate it;
+  a chip that does not answer is looked for again (chip id, trimming) at the
+  next period. Fault: the last attempt failed (no answer, wrong chip id, not
+  done after 3 samples, skipped channels).
+- Dust, every ``pm_period`` s: query (query mode, set at start); the answer is
+  expected within 3 samples. From ``pm_period`` >= 60 s the sensor sleeps
+  between readings and is woken 30 s before the query (its fan needs that
+  long to draw fresh air). Fault: the last two queries went unanswered or
+  were answered with bad frames only.
+- Noise, every sample: outside 0.5..2.7 V the module is not connected (or
+  shorted): fault.
+
+Values keep their last good reading while their sensor is at fault; each
+fault change is logged as ``EV_ALARM_ON``/``EV_ALARM_OFF`` (value: the bit)
+once the node's event log is wired in (``self.events``).
+"""
+
+import time
+
+from firmware.drivers.bme280 import BME280
+from firmware.drivers.sds011 import SDS011
+from firmware.settings import Settings
+from protocols.roles.env import (
+    DEFAULTS,
+    FIRMWARE_VERSION,
+    REGISTERS,
+    ROLE_ID,
+    STATUS_CLIMATE_FAULT,
+    STATUS_NOISE_FAULT,
+    STATUS_PM_FAULT,
+    STATUS_PM_SLEEPING,
+    STATUS_STORAGE_ERROR,
+)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_CLIMATE_WAIT_SAMPLES = const(3)
+_PM_WAIT_SAMPLES = const(3)
+_PM_MISSES = const(2)
+_PM_SLEEP_FROM_S = const(60)
+_PM_WARMUP_MS = const(30000)
+_NOISE_MIN_UV = const(500000)
+_NOISE_MAX_UV = const(2700000)
+_UV_PER_DECIBEL_TENTH = const(2000)
+_U16_MAX = const(0xFFFF)
+
+__all__ = ["FIRMWARE_VERSION", "REGISTERS", "ROLE_ID", "Role"]
+
+
+
+def __getattr__(name):
+    # MAP only on demand (the node's bank works from REGISTERS; the RegisterMap is large).
+    if name == "MAP":
+        from protocols.roles import env
+
+        return env.MAP
+    raise AttributeError(name)
+
+
+class Role:
+    """One environment node: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
+
+    def __init__(self, board, bank, store, safe_mode=False):
+        self.board = board
+        self.bank = bank
+        self.store = store
+        self.safe_mode = safe_mode
+        self.events = None  # the node's event log (``alarm(bit, on)``), when it has one
+        self.settings = Settings(board, bank, "env_set", DEFAULTS)
+        self.climate = BME280(board.i2c())
+        self.dust = SDS011(board.sensor_uart())
+        self.status = 0
+        self._faults = 0
+        self._climate_due = None  # ticks of the next conversion start
+        self._climate_wait = -1  # samples waited for a conversion; -1: none running
+        self._pm_due = None  # ticks of the next query
+        self._pm_wait = -1  # samples waited for an answer; -1: no query out
+        self._pm_seen = 0  # parser.measurements when the query went out
+        self._pm_misses = 0
+        self._pm_unanswered = 0
+        self._pm_asleep = False
+        self._pm_woken = False
+
+    def start(self, now_ms=None):
+        """Load settings, look for the sensors, schedule the first readings now."""
+        now = time.ticks_ms() if now_ms is None else now_ms
+        self.settings.load()
+        if not self.climate.begin():
+            self._faults |= STATUS_CLIMATE_FAULT
+        self.dust.set_query_mode()
+        self.dust.wake()  # it may have been left asleep by a previous boot
+        self._climate_due = now
+        self._pm_due = now
+
+    def on_write(self, names):
+        """A master wrote holding registers ``names``: persist settings, start over with the new periods."""
+        if self.settings.touches(names):
+            now = time.ticks_ms()
+            self.settings.changed(now)
+            if "climate_period" in names:
+                self._climate_due = now
+            if "pm_period" in names:
+                self._pm_due = now
+                if self._pm_asleep:
+                    self._wake()
+
+    def sample(self, now_ms):
+        """Advance each sensor by one step; publish every input register."""
+        self._sample_climate(now_ms)
+        self._sample_dust(now_ms)
+        self._sample_noise()
+        self.settings.tick(now_ms)
+        bank = self.bank
+        bank.set("seq", self.store.next_seq())
+        bank.set("climate_errors", min(self.climate.errors, _U16_MAX))
+        bank.set("pm_errors", min(self.dust.parser.bad_frames + self._pm_unanswered, _U16_MAX))
+        status = self._faults
+        if self._pm_asleep:
+            status |= STATUS_PM_SLEEPING
+        if self.settings.error:
+            status |= STATUS_STORAGE_ERROR
+        self._set_status(status)
+
+    # -- climate -------------------------------------------------------------
+
+    def _sample_climate(self, now):
+        sensor = self.climate
+        if self._climate_wait >= 0:
+            if sensor.ready():
+                self._climate_wait = -1
+                values = sensor.read()
+                if values is None:
+                    self._faults |= STATUS_CLIMATE_FAULT
+                else:
+                    self._publish_climate(values)
+                    self._faults &= ~STATUS_CLIMATE_FAULT
+            else:
+                self._climate_wait += 1
+                if self._climate_wait >= _CLIMATE_WAIT_SAMPLES or sensor.fault:
+                    if not sensor.fault:
+                        sensor.not_ready()
+                    self._climate_wait = -1
+                    self._faults |= STATUS_CLIMATE_FAULT
+        if self._climate_wait < 0 and time.ticks_diff(now, self._climate_due) >= 0:
+            self._climate_due = time.ticks_add(now, self.bank.get("climate_period") * 1000)
+            if sensor.start():
+                self._climate_wait = 0
+            else:
+                self._faults |= STATUS_CLIMATE_FAULT
+
+    def _publish_climate(self, values):
+        t, p, h = values
+        bank = self.bank
+        t += bank.get("temperature_offset")
+        bank.set("temperature", _clamp(t, -4000, 8500))
+        bank.set("humidity", _clamp((h * 100 + 512) >> 10, 0, 10000))
+        bank.set("pressure", _clamp((p * 10 + 128) >> 8, 0, 1100000))
+
+    # -- dust ------------------------------------------------------------------
+
+    def _wake(self):
+        self.dust.wake()
+        self._pm_asleep = False
+        self._pm_woken = True
+
+    def _sample_dust(self, now):
+        dust = self.dust
+        period_ms = self.bank.get("pm_period") * 1000
+        sleepy = period_ms >= _PM_SLEEP_FROM_S * 1000
+        dust.poll()
+        parser = dust.parser
+        if self._pm_wait >= 0:
+            if parser.measurements != self._pm_seen:
+                self._pm_wait = -1
+                self._pm_misses = 0
+                self._faults &= ~STATUS_PM_FAULT
+                bank = self.bank
+                bank.set("pm25", min(parser.pm25, 9999))
+                bank.set("pm10", min(parser.pm10, 9999))
+                if sleepy:
+                    dust.sleep()
+                    self._pm_asleep = True
+                    self._pm_woken = False
+            else:
+                self._pm_wait += 1
+                if self._pm_wait >= _PM_WAIT_SAMPLES:
+                    self._pm_wait = -1
+                    self._pm_unanswered += 1
+                    self._pm_misses += 1
+                    if self._pm_misses >= _PM_MISSES:
+                        self._faults |= STATUS_PM_FAULT
+                    self._pm_woken = False  # it may be asleep: wake it before the next query
+        if self._pm_wait >= 0:
+            return
+        until = time.ticks_diff(self._pm_due, now)
+        if sleepy and not self._pm_woken and until <= _PM_WARMUP_MS:
+            self._wake()
+        if until <= 0:
+            if not sleepy and not self._pm_woken:
+                self._wake()
+            self._pm_due = time.ticks_add(now, period_ms)
+            self._pm_seen = parser.measurements
+            if dust.query():
+                self._pm_wait = 0
+
+    # -- noise -----------------------------------------------------------------
+
+    def _sample_noise(self):
+        uv = self.board.sound_uv()
+        if uv < _NOISE_MIN_UV or uv > _NOISE_MAX_UV:
+            self._faults |= STATUS_NOISE_FAULT
+            return
+        self._faults &= ~STATUS_NOISE_FAULT
+        db10 = uv // _UV_PER_DECIBEL_TENTH + self.bank.get("noise_offset")
+        self.bank.set("noise", _clamp(db10, 0, 1500))
+
+    # -- status ----------------------------------------------------------------
+
+    def _set_status(self, status):
+        old = self.status
+        self.status = status
+        self.bank.set("status", status)
+        changed = (old ^ status) & ~STATUS_PM_SLEEPING
+        events = self.events
+        if changed and events is not None:
+            bit = 1
+            while bit <= changed:
+                if changed & bit:
+                    events.alarm(bit, bool(status & bit))
+                bit <<= 1
+
+
+def _clamp(x, lo, hi):
+    return lo if x < lo else hi if x > hi else x
