@@ -92,7 +92,7 @@ class StatsCollector(Collector):
             key: CounterMetricFamily(f"streetedge_bus_{key}", doc, labels=["bus"])
             for key, doc in (
                 ("requests", "Answered requests."),
-                ("timeouts", "Requests nobody answered, retries included."),
+                ("timeouts", "Requests nobody answered in time (every attempt)."),
                 ("errors", "Exception answers and failed requests."),
                 ("retries", "Requests repeated after a timeout."),
             )

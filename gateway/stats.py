@@ -53,7 +53,7 @@ class BusStats:
     requests: int = 0
     """Requests answered (reads and writes), broadcasts included."""
     timeouts: int = 0
-    """Requests no node answered, after retries."""
+    """Requests (each attempt, retries included) that no node answered in time."""
     errors: int = 0
     """Modbus exception responses and other failed requests."""
     broadcasts: int = 0
