@@ -180,7 +180,15 @@ class Gateway:
         return notes
 
     def _room(self) -> bool:
-        """Back-pressure: may the pollers go on? No while the connected broker lags behind."""
+        """Back-pressure: may the pollers go on? Not while the disk, or the connected broker, lags behind.
+
+        Polls wait in memory only until the outbox writer stores them: more than
+        ``high_water`` waiting means the disk does not keep up, and polling on would
+        only grow memory (the skipped slots are counted instead).
+        """
+        delivery = self.delivery
+        if delivery is not None and delivery.waiting >= self.high_water:
+            return False
         uplink = self.uplink
         if uplink is None or not self.stats.broker_connected:
             return True  # while disconnected the queue keeps the newest data, dropping the oldest

@@ -196,6 +196,11 @@ class Delivery:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
 
+    @property
+    def waiting(self) -> int:
+        """Polls recorded and not yet stored in the outbox (the writer's backlog, in memory)."""
+        return len(self._pending)
+
     # -- from the pollers --------------------------------------------------------------------------------------
 
     def record(self, node: NodeConfig, when: float, readings: list[tuple[Register, Number]]) -> None:

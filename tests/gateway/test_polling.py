@@ -31,10 +31,10 @@ async def poll_for(seconds: float, poller: BusPoller) -> None:
 
 
 def test_overloaded_bus_polls_every_node_in_turn_and_counts_the_rest() -> None:
-    """20 nodes due every 10 ms on one connection: each polled about as often; overruns counted."""
+    """200 nodes due every 10 ms (20,000 polls/s asked) on one connection: fair shares, overruns counted."""
     async def main() -> None:
-        async with TcpNodeServer([SimNode(u) for u in range(1, 21)]) as server:
-            config = parse_config(tcp_config(server.port, 20, 0.01, 2))
+        async with TcpNodeServer([SimNode(u) for u in range(1, 201)]) as server:
+            config = parse_config(tcp_config(server.port, 200, 0.01, 2))
             totals = GatewayStats()
             stats: dict[str, NodeStats] = {}
             got: list[str] = []
@@ -42,7 +42,7 @@ def test_overloaded_bus_polls_every_node_in_turn_and_counts_the_rest() -> None:
                                lambda node, _when, _r: got.append(node.id), totals=totals)
             await poll_for(3.0, poller)
             counts = [stats[n.id].polls for n in config.node]
-            assert min(counts) >= 5, counts
+            assert min(counts) >= 3, counts
             assert max(counts) - min(counts) <= max(3, max(counts) // 5), counts  # round robin
             assert totals.polls_skipped["overrun"] > 0
             assert sum(stats[n.id].skipped for n in config.node) == totals.polls_skipped["overrun"]
