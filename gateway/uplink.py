@@ -17,7 +17,12 @@ data source (:class:`~gateway.delivery.Delivery`, backed by the durable outbox)
 and carry the outbox ids they hold: acknowledged by the broker (QoS 1 PUBACK),
 they are handed back to the source to be deleted; when a session ends, every
 data message not acknowledged leaves the queue and goes back to the source,
-which returns its records to the outbox to be sent again. Other messages
+which returns its records to the outbox to be sent again. A broker that
+refuses a publish (an MQTT 5 PUBACK with a failure reason code: not
+authorised, quota exceeded) does not count as having it: the session ends,
+the records stay in the outbox, and the uplink backs off as after a failed
+connection (MQTT 3.1.1 has no way to say no: a 3.1.1 broker that drops a
+publish still acknowledges it). Other messages
 (command results, node states) are not durable: they live in the queue, which
 is bounded and drops the oldest when full (counted in ``stats.queue_drops``).
 """
@@ -35,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -74,6 +79,56 @@ class Outgoing:
     urgent: bool = False
     entries: tuple[int, ...] = ()
     properties: tuple[tuple[str, str], ...] = ()
+
+
+class PublishRefused(aiomqtt.MqttError):
+    """The broker answered a publish with a failure reason code (MQTT 5): it does not have the message."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"broker refused a publish on {topic}: {reason}")
+        self.topic = topic
+        self.reason = reason
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, except that a PUBACK carrying a failure reason code raises :class:`PublishRefused`.
+
+    aiomqtt 2.x ignores PUBACK reason codes, so an MQTT 5 broker's "not authorized" would count as
+    delivered and the record would leave the outbox. ``publish`` mirrors aiomqtt 2.5's own (it needs the
+    packet id to learn the reason code), using its private pending-call helpers; tests/gateway/test_tls.py
+    checks the behaviour against Mosquitto's ACLs.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused: dict[int, str] = {}
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            self._refused[mid] = str(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish(  # type: ignore[override]
+        self,
+        topic: str,
+        payload: bytes | None = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - aiomqtt's signature
+    ) -> None:
+        """Publish and wait for the broker's acknowledgement (QoS 1); PublishRefused if it says no."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != 0:  # MQTT_ERR_SUCCESS
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if not info.is_published():
+            confirmation = asyncio.Event()
+            with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                await self._wait_for(confirmation.wait(), timeout=timeout)
+        refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            raise PublishRefused(topic, refused)
 
 
 class DataSource(Protocol):
@@ -241,6 +296,10 @@ class Uplink:
                     failures = 0
                     self.url = url
                     await self._session(client, url)
+            except PublishRefused as exc:  # the broker is there but will not take our data: as if unreachable
+                failures += 1
+                current = (current + 1) % len(self.urls)
+                log.error("%s; the records stay in the outbox", exc)
             except aiomqtt.MqttError as exc:
                 if established:
                     log.warning("broker connection lost (%s): %s", url, exc)
@@ -287,10 +346,10 @@ class Uplink:
             return await self.source.new_session()
         return self.session + 1
 
-    def _client(self, url: BrokerUrl, session: int) -> aiomqtt.Client:
+    def _client(self, url: BrokerUrl, session: int) -> _Client:
         will = aiomqtt.Will(self.topics.state, birth.state(online=False, session=session), qos=1, retain=True)
         version = aiomqtt.ProtocolVersion.V5 if self.broker.protocol == "5" else aiomqtt.ProtocolVersion.V311
-        return aiomqtt.Client(
+        return _Client(
             url.host,
             url.port,
             identifier=self.broker.client_id or None,
@@ -345,7 +404,10 @@ class Uplink:
             if isinstance(result, BaseExceptionGroup):  # from the sender's TaskGroup
                 failed = result.subgroup(aiomqtt.MqttError)
                 if failed is not None:
-                    raise aiomqtt.MqttError(f"publish failed: {_first(failed)}") from result
+                    first = _first(failed)
+                    if isinstance(first, PublishRefused):
+                        raise first from result
+                    raise aiomqtt.MqttError(f"publish failed: {first}") from result
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if sender in done and self._stopping:

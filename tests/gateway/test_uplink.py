@@ -11,7 +11,7 @@ import pytest
 from gateway.config import BrokerConfig
 from gateway.stats import GatewayStats
 from gateway.topics import Topics
-from gateway.uplink import Outgoing, PublishQueue, Uplink
+from gateway.uplink import Outgoing, PublishQueue, Uplink, _Client
 
 
 def msg(i: int, *, urgent: bool = False) -> Outgoing:
@@ -89,16 +89,16 @@ def test_queue_size_must_be_positive() -> None:
 
 def test_failed_publish_reconnects_and_sends_the_message_again(mosquitto, subscriber, monkeypatch) -> None:
     """A publish that fails ends the session; after reconnecting the message is delivered."""
-    real_publish = aiomqtt.Client.publish
+    real_publish = _Client.publish
     failures = {"left": 1}
 
-    async def flaky_publish(self: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+    async def flaky_publish(self: _Client, topic: str, *args: Any, **kwargs: Any) -> None:
         if "/data/" in topic and failures["left"]:
             failures["left"] -= 1
             raise aiomqtt.MqttCodeError(4, "simulated publish failure")
         await real_publish(self, topic, *args, **kwargs)
 
-    monkeypatch.setattr(aiomqtt.Client, "publish", flaky_publish)
+    monkeypatch.setattr(_Client, "publish", flaky_publish)
     topics = Topics("s", "g")
     stats = GatewayStats()
     sub = subscriber(mosquitto.host, mosquitto.port, topics.data("n1"))
@@ -117,3 +117,22 @@ def test_failed_publish_reconnects_and_sends_the_message_again(mosquitto, subscr
 
     asyncio.run(main())
     assert failures["left"] == 0
+
+
+def test_take_data_removes_only_data_messages_in_order() -> None:
+    """At the end of a session the data messages (they carry outbox ids) leave the queue; the rest stays."""
+
+    async def main() -> tuple[list[str], list[str]]:
+        q = PublishQueue(10)
+        q.put(Outgoing("d/1", b"", entries=(1, 2)))
+        q.put(Outgoing("audit", b""))
+        q.put(Outgoing("d/2", b"", entries=(3,)))
+        q.put(Outgoing("result", b"", urgent=True))
+        data = [m.topic for m in q.take_data()]
+        q.close()
+        rest = []
+        while (m := await q.get()) is not None:
+            rest.append(m.topic)
+        return data, rest
+
+    assert asyncio.run(main()) == (["d/1", "d/2"], ["result", "audit"])
