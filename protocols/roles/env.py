@@ -53,7 +53,7 @@ DEFAULTS = (
 # name, table, address, type, scale, unit, access, minimum, maximum, doc
 REGISTERS = (
     ("climate_period", HOLDING, 0, U16, 0, "s", RW, 1, 3600, "Seconds between BME280 measurements"),
-    ("pm_period", HOLDING, 1, U16, 0, "s", RW, 5, 3600,
+    ("pm_period", HOLDING, 1, U16, 0, "s", RW, 2, 3600,
      "Seconds between dust readings; from 60 s on, the sensor sleeps between them (laser life)"),
     ("noise_offset", HOLDING, 2, S16, -1, "dB", RW, -200, 200, "Calibration added to the noise level"),
     ("temperature_offset", HOLDING, 3, S16, -2, "Cel", RW, -500, 500,

@@ -8,6 +8,7 @@ the virtual world (``control.json``, ``world.json``).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from protocols.regmap import HOLDING, INPUT, RegisterMap
 from tools.sim.street import VirtualStreet
 
 T = TypeVar("T")
-HEAPSIZE = "256K"  # TEMP while the common node layer is being trimmed
+HEAPSIZE = os.environ.get("STREETEDGE_NODE_HEAP", "128K")  # the ESP32 budget on the 64-bit port
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition", every: float = 0.1) -> T:
