@@ -91,13 +91,16 @@ def _cmd_image(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    import cbor2
-
-    from protocols import senml
+    from tools.decode import resolve_payload
 
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    pack = senml.from_labels(cbor2.loads(data))
-    print(json.dumps(senml.resolve(pack), indent=2, default=str))
+    birth = Path(args.birth).read_bytes() if args.birth else None
+    try:
+        records = resolve_payload(data, birth)
+    except ValueError as exc:
+        print(f"streetedge decode: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(records, indent=2, default=str))
     return 0
 
 
@@ -166,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
 
-    p = sub.add_parser("decode", help="turn a SenML-CBOR payload into resolved JSON records")
+    p = sub.add_parser("decode", help="turn a data payload (SenML-CBOR or compact) into resolved JSON records")
     p.add_argument("file", help="payload file, or - for standard input")
+    p.add_argument("--birth", help="the gateway birth payload (<root>/birth) a compact message refers to")
     p.set_defaults(func=_cmd_decode)
     return parser
 

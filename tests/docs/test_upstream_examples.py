@@ -8,6 +8,8 @@ from pathlib import Path
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway import birth, compact
+from gateway.birth import Field, NodeSchema, schema_id
 from gateway.commands import REASONS, parse_command
 from gateway.config import parse_config
 from gateway.envelope import open_envelope
@@ -30,8 +32,8 @@ def examples() -> list[bytes]:
 RFC8032_KEY_1 = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 
 
-def test_page_has_its_six_examples() -> None:
-    assert len(examples()) == 6
+def test_page_has_its_ten_examples() -> None:
+    assert len(examples()) == 10
 
 
 def test_data_example_is_what_the_gateway_builds() -> None:
@@ -74,7 +76,8 @@ def test_result_and_state_examples_decode_as_documented() -> None:
     assert cbor2.loads(examples()[3])["status"] == "done"
     refused = cbor2.loads(examples()[4])
     assert (refused["status"], refused["reason"]) == ("rejected", "out_of_scope")
-    assert cbor2.loads(examples()[5]) == {"online": True, "ts": 1798761600.0}
+    assert examples()[5] == birth.state(online=True, session=7, ts=1798761600.0)
+    assert birth.state(online=False, session=7).hex() in DOC.read_text()  # the Will, inline
 
 
 def test_every_reason_code_is_documented() -> None:
@@ -82,3 +85,42 @@ def test_every_reason_code_is_documented() -> None:
     text = DOC.read_text()
     for reason, meaning in REASONS.items():
         assert f"| `{reason}` | {meaning} |" in text
+
+
+# The birth and compact examples use a lamp schema abridged to four fields (the page says so).
+_FIELDS = (Field("dim_level", "%", 0, "u16"), Field("relay", None, 0, "bool"), Field("seq", None, 0, "u32"),
+           Field("power", "W", -1, "u16"))
+_SCHEMA = NodeSchema("lamp", _FIELDS, schema_id(["lamp", [list(f) for f in _FIELDS]]))
+
+
+def _gateway_birth() -> bytes:
+    return birth.encode(birth.gateway_birth(
+        site="district-7", gateway="cabinet-12", session=7, ts=1798761600.0, profile="compact",
+        nodes=[("lamp-1", _SCHEMA), ("lamp-2", _SCHEMA)],
+    ))
+
+
+def test_birth_examples_are_what_the_gateway_builds() -> None:
+    assert examples()[6] == _gateway_birth()
+    node = birth.node_birth(node="lamp-1", schema=_SCHEMA, session=7, seq=1, ts=1798761600.0, firmware=0x0100,
+                            capabilities=["write:dim_level", "write:relay"])
+    assert examples()[7] == birth.encode(node)
+    assert cbor2.loads(examples()[6])["birth"].hex() == "b096c948"
+    assert _SCHEMA.id.hex() == "7dda1e18"
+
+
+def test_compact_example_is_what_the_gateway_builds_and_reads_as_documented() -> None:
+    gateway_birth = cbor2.loads(_gateway_birth())
+    rows = [compact.Row(0, 1798761600250, [40, 1, 1234, 415]), compact.Row(1, 1798761601500, [40, 1, 98765, 412]),
+            compact.Row(0, 1798761660250, [40, 1, 1294, 416]), compact.Row(1, 1798761661500, [40, 1, 98825, 413])]
+    assert examples()[8] == compact.encode(rows, gateway_birth, seq=3)
+    records = [r for pack in compact.to_senml(examples()[8], gateway_birth) for r in senml.resolve(pack)]
+    power = [(r["n"].split(":")[-2], r["t"], r["v"]) for r in records if r["n"].endswith(":power")]
+    assert power == [("lamp-1", 1798761600.25, 41.5), ("lamp-1", 1798761660.25, 41.6),
+                     ("lamp-2", 1798761601.5, 41.2), ("lamp-2", 1798761661.5, 41.3)]
+
+
+def test_delivery_counters_example_decodes_as_documented() -> None:
+    counters = cbor2.loads(examples()[9])
+    assert counters["dropped"] == {"readings": 120, "events": 0}
+    assert counters["stored"] == 52113 and counters["depth"] == 0
