@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 OFFLINE_INTERVAL = 5.0
 """Seconds between polls of an offline node (or its own interval, if longer)."""
+VALUES_EVERY = 1.0
+"""Seconds between refreshes of a node's engineering values in its state (a dashboard's view;
+the readings themselves go upstream on every poll)."""
 
 __all__ = ["OFFLINE_INTERVAL", "BusPoller", "OnReadings", "OnState", "Readings", "decode"]
 
@@ -89,6 +92,7 @@ class BusPoller:
         self.gate = gate or Gate()
         self.totals = totals or GatewayStats()
         self._by_id = {n.id: n for n in self.nodes}
+        self._values_at: dict[str, float] = {}
         for node in self.nodes:
             stats.setdefault(node.id, NodeStats(node.id, node.bus, node.unit, node.role))
 
@@ -164,7 +168,10 @@ class BusPoller:
             self._failed(node, state, exc)
             return False
         now = self.clock()
-        state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
+        if now - self._values_at.get(node.id, -VALUES_EVERY) >= VALUES_EVERY:
+            # Converting every register costs about as much as the poll itself: do it for people, not per poll.
+            self._values_at[node.id] = now
+            state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
         state.last_poll = now
         state.polls += 1
         state.readings += len(readings)
@@ -200,9 +207,21 @@ class BusPoller:
 
 def _check_role(regmap: RegisterMap, readings: Readings, node: NodeConfig) -> None:
     """A node that reports another role than configured would be decoded as nonsense: refuse it."""
-    for reg, raw in readings:
-        if reg.name == "role" and raw != regmap.role_id:
-            raise NodeError(
-                f"unit {node.unit} on {node.bus} reports role {raw}, "
-                f"configured as {regmap.role} ({regmap.role_id})"
-            )
+    index = _role_index.get(regmap.role, -2)
+    if index == -2:
+        names = [reg.name for reg in regmap.registers]
+        index = _role_index[regmap.role] = names.index("role") if "role" in names else -1
+    if index < 0:
+        return
+    if index < len(readings) and readings[index][0].name == "role":
+        raw = readings[index][1]
+    else:  # readings not in map order: look it up
+        raw = next((r for reg, r in readings if reg.name == "role"), regmap.role_id)
+    if raw != regmap.role_id:
+        raise NodeError(
+            f"unit {node.unit} on {node.bus} reports role {raw}, "
+            f"configured as {regmap.role} ({regmap.role_id})"
+        )
+
+
+_role_index: dict[str, int] = {}
