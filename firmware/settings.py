@@ -28,6 +28,9 @@ except ImportError:  # CPython
         return x
 
 
+if False:  # type checkers only: the board this image is built for (tools/check_esp32.py)
+    import board
+
 SAVE_DELAY_MS = const(2000)
 _RETRY_MS = const(10000)
 
@@ -35,7 +38,7 @@ _RETRY_MS = const(10000)
 class Settings:
     """Persisted holding registers of one role: ``defaults`` is ``((name, raw), ...)``."""
 
-    def __init__(self, board, bank, key, defaults):
+    def __init__(self, board: "board.Board", bank, key, defaults):
         self.board = board
         self.bank = bank
         self.key = key

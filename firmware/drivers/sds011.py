@@ -28,6 +28,9 @@ except ImportError:  # CPython
         return x
 
 
+if False:  # type checkers only
+    import machine
+
 HEAD = const(0xAA)
 TAIL = const(0xAB)
 CMD_TO_SENSOR = const(0xB4)
@@ -129,7 +132,7 @@ class Sds011Parser:
 class SDS011:
     """An SDS011 on ``uart`` in query mode; ``parser`` holds the last values and error counts."""
 
-    def __init__(self, uart, device_id=ANY_ID):
+    def __init__(self, uart: "machine.UART", device_id=ANY_ID):
         self.uart = uart
         self.device_id = device_id
         self.parser = Sds011Parser()

@@ -52,6 +52,9 @@ except ImportError:  # CPython
         return x
 
 
+if False:  # type checkers only: the board this image is built for (tools/check_esp32.py)
+    import board
+
 _CLIMATE_WAIT_SAMPLES = const(3)
 _PM_WAIT_SAMPLES = const(3)
 _PM_MISSES = const(2)
@@ -78,7 +81,7 @@ def __getattr__(name):
 class Role:
     """One environment node: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
 
-    def __init__(self, board, bank, store, safe_mode=False):
+    def __init__(self, board: "board.Board", bank, store, safe_mode=False):
         self.board = board
         self.bank = bank
         self.store = store
@@ -193,8 +196,11 @@ class Role:
                 self._pm_misses = 0
                 self._faults &= ~STATUS_PM_FAULT
                 bank = self.bank
-                bank.set("pm25", min(parser.pm25, 9999))
-                bank.set("pm10", min(parser.pm10, 9999))
+                pm25 = parser.pm25
+                pm10 = parser.pm10
+                if pm25 is not None and pm10 is not None:
+                    bank.set("pm25", min(pm25, 9999))
+                    bank.set("pm10", min(pm10, 9999))
                 if sleepy:
                     dust.sleep()
                     self._pm_asleep = True

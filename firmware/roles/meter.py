@@ -74,6 +74,9 @@ except ImportError:  # CPython
         return x
 
 
+if False:  # type checkers only: the board this image is built for (tools/check_esp32.py)
+    import board
+
 SAVE_PULSES = const(10)
 IDLE_SAVE_MS = const(3000)
 SAVE_MS = const(60000)
@@ -105,7 +108,7 @@ def __getattr__(name):
 class Volumes:
     """Forward and reverse totals (litres + millilitres), saved in two alternating CRC-checked slots."""
 
-    def __init__(self, board):
+    def __init__(self, board: "board.Board"):
         self.board = board
         self.forward_l = 0
         self.forward_ml = 0
@@ -184,12 +187,12 @@ def _decode(data):
 class Role:
     """One water meter: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
 
-    def __init__(self, board, bank, store, safe_mode=False):
+    def __init__(self, board: "board.Board", bank, store, safe_mode=False):
         self.board = board
         self.bank = bank
         self.store = store
         self.safe_mode = safe_mode
-        self.events = None  # the node's event log (``log(code, value)``), when it has one
+        self.events = None  # the node's event log (``alarm(bit, on)``), when it has one
         self.settings = Settings(board, bank, "meter_set", DEFAULTS)
         self.volumes = Volumes(board)
         self.direction = bool(getattr(board, "has_direction", False))
@@ -198,7 +201,7 @@ class Role:
         self._seen_fwd = 0
         self._seen_rev = 0
         self._pending = 0  # turns counted since the last successful save
-        self._pending_since = 0
+        self._pending_since = time.ticks_ms()
         self._last_turn_ms = None  # when a turn was last seen by a sample (any direction)
         self._flow_start = None  # first turn of the present flow episode
         self._rate_ref = None  # (turns, ticks of the last of them) for the flow rate
@@ -213,7 +216,6 @@ class Role:
         self._battery_mv = 0
         self._retry_at = None
         self._last_ms = None
-        self._uptime_ms = 0
 
     def start(self, now_ms=None):
         """Load settings and volumes, publish them, start counting."""
@@ -238,7 +240,6 @@ class Role:
         counter = self.counter
         dt = time.ticks_diff(now_ms, self._last_ms) if self._last_ms is not None else 0
         self._last_ms = now_ms
-        self._uptime_ms += dt
         fwd = counter.forward
         rev = counter.reverse
         last = counter.last_ms
