@@ -46,7 +46,34 @@ solar midnight (polar day: the lamp stays at its day level) or solar noon
 (polar night: it stays at its night level).
 """
 
+import sys
+
 from firmware import astro
+from protocols.programs import (  # noqa: F401 - re-exported: the node's settings code checks writes here
+    EVERY_DAY,
+    FIXED,
+    MAX_ASTRO_OFFSET,
+    MAX_POINTS,
+    MAX_PROGRAMS,
+    MAX_RULES,
+    SUNRISE,
+    SUNSET,
+    is_num,
+    validate_calendar,
+    validate_override,
+    validate_photo,
+    validate_place,
+    validate_program,
+    validate_programs,
+)
+
+if sys.implementation.name == "micropython":
+    # The node releases this module after each evaluation (firmware.lazy); the rules go with it,
+    # since only this module's globals hold them.
+    from firmware.lazy import release
+
+    release("protocols.programs")
+    del release
 
 try:
     from micropython import const
@@ -55,11 +82,6 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-
-# Switch point kinds.
-FIXED = const(0)
-SUNRISE = const(1)
-SUNSET = const(2)
 
 # Why level_at() chose its level.
 PROGRAM = const(0)
@@ -76,168 +98,23 @@ THURSDAY = const(8)
 FRIDAY = const(16)
 SATURDAY = const(32)
 SUNDAY = const(64)
-EVERY_DAY = const(127)
-
-MAX_PROGRAMS = const(16)
-MAX_POINTS = const(16)
-MAX_RULES = const(32)
-MAX_ASTRO_OFFSET = const(360)
 
 # A clock before 2020 has not been set (an ESP32's RTC starts in 2000); the almanac stops at 2100.
 VALID_FROM = 1577836800  # 2020-01-01T00:00Z
 VALID_UNTIL = 4102444800  # 2100-01-01T00:00Z
 
 _SAFE_LEVEL = const(100)
-_KINDS = ("FIXED", "SUNRISE", "SUNSET")
-_RULE_KEYS = ("program", "days", "from", "to")
-_PHOTO_KEYS = ("on", "off", "level")
 
 _sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; eight days at most
 _SUN_CACHE_MAX = const(8)
 
 
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x):
-    return (isinstance(x, int) or isinstance(x, float)) and not isinstance(x, bool)
-
-
-# --- validation ----------------------------------------------------------------------------------
-
-
-def _point_error(pid, j, what):
-    return ValueError("program %d point %d: %s" % (pid, j, what))
-
-
-def _check_program(points, pid):
-    """Raise ValueError naming program ``pid`` and the point if ``points`` is not a valid program."""
-    if not isinstance(points, (list, tuple)) or not 1 <= len(points) <= MAX_POINTS:
-        raise ValueError("program %d: expected a list of 1..%d switch points" % (pid, MAX_POINTS))
-    seen = []
-    for j in range(len(points)):
-        pt = points[j]
-        if not isinstance(pt, (list, tuple)) or len(pt) != 3:
-            raise _point_error(pid, j, "expected [kind, offset, level], got %r" % (pt,))
-        kind, off, level = pt
-        if not _is_int(kind) or not 0 <= kind <= 2:
-            raise _point_error(pid, j, "kind %r is not FIXED (0), SUNRISE (1) or SUNSET (2)" % (kind,))
-        if not _is_int(off):
-            raise _point_error(pid, j, "offset %r is not a whole number of minutes" % (off,))
-        if kind == FIXED:
-            if not 0 <= off < 1440:
-                raise _point_error(pid, j, "FIXED time %d is not in 0..1439 minutes after midnight" % off)
-        elif not -MAX_ASTRO_OFFSET <= off <= MAX_ASTRO_OFFSET:
-            raise _point_error(
-                pid, j, "offset %d from %s is not in -%d..%d minutes" % (off, _KINDS[kind], MAX_ASTRO_OFFSET,
-                                                                        MAX_ASTRO_OFFSET)
-            )
-        if not _is_int(level) or not 0 <= level <= 100:
-            raise _point_error(pid, j, "level %r is not a whole per cent in 0..100" % (level,))
-        key = kind * 10000 + off
-        if key in seen:
-            raise _point_error(pid, j, "same time as point %d" % seen.index(key))
-        seen.append(key)
-
-
-def validate_programs(programs):
-    """Raise ValueError (naming the program and point) unless ``programs`` is a valid list of programs."""
-    if not isinstance(programs, (list, tuple)) or not 1 <= len(programs) <= MAX_PROGRAMS:
-        raise ValueError("programs: expected a list of 1..%d programs" % MAX_PROGRAMS)
-    for pid in range(len(programs)):
-        _check_program(programs[pid], pid)
-
-
-def _check_month_day(md, where):
-    if not isinstance(md, (list, tuple)) or len(md) != 2 or not _is_int(md[0]) or not _is_int(md[1]):
-        raise ValueError(where + "expected [month, day], got %r" % (md,))
-    m, d = md
-    if not 1 <= m <= 12 or not 1 <= d <= astro.days_in_month(2000, m):
-        raise ValueError(where + "no such date: month %d day %d" % (m, d))
-    return m * 100 + d
-
-
-def _check_pid(pid, n_programs, where):
-    if not _is_int(pid) or not 0 <= pid < n_programs:
-        raise ValueError(where + "program %r is not one of 0..%d" % (pid, n_programs - 1))
-
-
-def validate_calendar(calendar, n_programs):
-    """Raise ValueError (naming the rule and the field) unless ``calendar`` is valid for ``n_programs`` programs."""
-    if not isinstance(calendar, dict):
-        raise ValueError("calendar: expected {\"default\": id, \"rules\": [...]}, got %r" % (calendar,))
-    for key in calendar:
-        if key not in ("default", "rules"):
-            raise ValueError("calendar: unknown key %r" % (key,))
-    if "default" not in calendar:
-        raise ValueError("calendar: no default program")
-    _check_pid(calendar["default"], n_programs, "calendar default: ")
-    rules = calendar.get("rules", ())
-    if not isinstance(rules, (list, tuple)) or len(rules) > MAX_RULES:
-        raise ValueError("calendar rules: expected a list of at most %d rules" % MAX_RULES)
-    for r in range(len(rules)):
-        rule = rules[r]
-        where = "calendar rule %d: " % r
-        if not isinstance(rule, dict):
-            raise ValueError(where + "expected a dict, got %r" % (rule,))
-        for key in rule:
-            if key not in _RULE_KEYS:
-                raise ValueError(where + "unknown key %r" % (key,))
-        if "program" not in rule:
-            raise ValueError(where + "no program")
-        _check_pid(rule["program"], n_programs, where)
-        if "days" not in rule and "from" not in rule:
-            raise ValueError(where + "selects nothing: give days and/or from, to")
-        if "days" in rule and (not _is_int(rule["days"]) or not 1 <= rule["days"] <= EVERY_DAY):
-            raise ValueError(where + "days %r is not a weekday mask in 1..127 (bit 0 Monday)" % (rule["days"],))
-        if ("from" in rule) != ("to" in rule):
-            raise ValueError(where + "from and to go together")
-        if "from" in rule:
-            _check_month_day(rule["from"], where + "from: ")
-            _check_month_day(rule["to"], where + "to: ")
-
-
-def validate_photo(photo):
-    """Raise ValueError unless ``photo`` is ``{"on": lux, "off": lux[, "level": 1..100]}`` with on < off."""
-    if not isinstance(photo, dict):
-        raise ValueError("photocell: expected {\"on\": lux, \"off\": lux}, got %r" % (photo,))
-    for key in photo:
-        if key not in _PHOTO_KEYS:
-            raise ValueError("photocell: unknown key %r" % (key,))
-    on = photo.get("on")
-    off = photo.get("off")
-    if not _is_num(on) or not _is_num(off) or not 0 <= on < off:
-        raise ValueError("photocell: need 0 <= on < off lux, got on %r off %r" % (on, off))
-    level = photo.get("level", 100)
-    if not _is_int(level) or not 1 <= level <= 100:
-        raise ValueError("photocell: level %r is not in 1..100" % (level,))
-
-
-def validate_override(override):
-    """Raise ValueError unless ``override`` is ``[level 0..100, until epoch seconds]``."""
-    if not isinstance(override, (list, tuple)) or len(override) != 2:
-        raise ValueError("override: expected [level, until], got %r" % (override,))
-    level, until = override
-    if not _is_int(level) or not 0 <= level <= 100:
-        raise ValueError("override: level %r is not in 0..100" % (level,))
-    if not _is_num(until):
-        raise ValueError("override: until %r is not epoch seconds" % (until,))
-
-
-def validate_place(lat, lon, tz_offset_minutes):
-    """Raise ValueError unless latitude, longitude (degrees) and UTC offset (minutes) are plausible."""
-    if not _is_num(lat) or not -90 <= lat <= 90:
-        raise ValueError("latitude %r is not in -90..90 degrees" % (lat,))
-    if not _is_num(lon) or not -180 <= lon <= 180:
-        raise ValueError("longitude %r is not in -180..180 degrees" % (lon,))
-    if not _is_int(tz_offset_minutes) or not -720 <= tz_offset_minutes <= 840:
-        raise ValueError("UTC offset %r is not whole minutes in -720..840" % (tz_offset_minutes,))
+# --- validation: protocols.programs (the gateway checks commands with the same rules) ---------------
 
 
 def time_valid(now):
     """True if ``now`` (epoch seconds) can be a set clock: 2020 to 2099."""
-    return _is_num(now) and VALID_FROM <= now < VALID_UNTIL
+    return is_num(now) and VALID_FROM <= now < VALID_UNTIL
 
 
 # --- photocell and safe state --------------------------------------------------------------------
@@ -393,7 +270,7 @@ def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs):
     """
     pid = program_for(calendar, day)
     points = programs[pid]
-    _check_program(points, pid)
+    validate_program(points, pid)
     return _layout(points, day, lat, lon, tz_offset_minutes)
 
 
