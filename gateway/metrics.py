@@ -12,8 +12,11 @@ metric                                     type     meaning
 ``streetedge_readings_acked_total``        counter  readings in packs the broker acknowledged
 ``streetedge_packs_queued_total``          counter  SenML packs handed to the uplink
 ``streetedge_packs_acked_total``           counter  SenML packs acknowledged
-``streetedge_queue_depth``                 gauge    messages waiting for the broker (outbox depth)
+``streetedge_queue_depth``                 gauge    messages waiting in the uplink's publish queue
 ``streetedge_queue_drops_total``           counter  messages dropped from a full queue
+``streetedge_outbox_depth``                gauge    polls in the durable outbox, not yet acknowledged
+``streetedge_outbox_stored_total``         counter  polls stored in the outbox
+``streetedge_outbox_dropped_total``        counter  polls the outbox's disk budget pushed out
 ``streetedge_polls_skipped_total``         counter  poll slots skipped, by ``reason``
 ``streetedge_bus_requests_total``          counter  answered requests, by ``bus``
 ``streetedge_bus_timeouts_total``          counter  unanswered requests, by ``bus``
@@ -67,9 +70,16 @@ class StatsCollector(Collector):
             ("packs_acked", "SenML packs the broker acknowledged.", s.packs_acked),
             ("queue_drops", "Messages dropped from a full publish queue.", s.queue_drops),
             ("broker_connects", "Successful broker connections.", s.broker_connects),
+            ("outbox_stored", "Polls stored in the durable outbox.", s.outbox_stored),
+            ("outbox_dropped", "Polls the outbox's disk budget pushed out.", s.outbox_dropped),
         ):
             yield CounterMetricFamily(f"streetedge_{name}", doc, value=value)
-        yield GaugeMetricFamily("streetedge_queue_depth", "Messages waiting for the broker.", value=self.queue_depth())
+        yield GaugeMetricFamily(
+            "streetedge_queue_depth", "Messages waiting in the publish queue.", value=self.queue_depth()
+        )
+        yield GaugeMetricFamily(
+            "streetedge_outbox_depth", "Polls in the outbox, not yet acknowledged.", value=s.outbox_depth
+        )
         yield GaugeMetricFamily(
             "streetedge_broker_connected", "1 while the broker connection is up.", value=int(s.broker_connected)
         )

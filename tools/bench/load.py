@@ -180,7 +180,7 @@ def _measure(name: str, cmd: list[str], count: Callable[[], float], seconds: flo
                       "rss_mb": rss_mb(proc.pid)}
             if http_port is not None and sample_every:
                 m = scrape(http_port)
-                sample["queue"] = m.get("streetedge_queue_depth", 0.0)
+                sample["queue"] = m.get("streetedge_outbox_depth", 0.0)
                 sample["skipped"] = sum(v for k, v in m.items() if k.startswith("streetedge_polls_skipped"))
             run.samples.append(sample)
             last = now
@@ -308,9 +308,9 @@ def _overload_table(run: Run, nodes: int) -> str:
     rates = [s["rate"] for s in run.samples]
     rss = [s["rss_mb"] for s in run.samples]
     return "\n".join([
-        f"### Overload held for {run.seconds:.0f} s ({nodes} nodes due every 10 ms)",
+        f"### Overload held for {run.seconds:.0f} s ({nodes} nodes due every 10 ms, compact profile)",
         "",
-        "| t (s) | readings/s | RSS MB | queue depth | polls skipped (total) |",
+        "| t (s) | readings/s | RSS MB | outbox depth | polls skipped (total) |",
         "|---:|---:|---:|---:|---:|",
         *rows,
         "",
@@ -323,7 +323,7 @@ def _overload_table(run: Run, nodes: int) -> str:
 
 def _memory_table(run: Run, nodes: int) -> str:
     return "\n".join([
-        f"### Memory with {nodes} nodes polled every second",
+        f"### Memory with {nodes} nodes polled every second (senml profile)",
         "",
         f"Resident memory of `streetedge run` after {WARMUP:.0f} s warm-up and a {run.seconds:.0f} s window: "
         f"**{run.rss_mb:.1f} MB** ({run.rate:,.0f} readings/s delivered, CPU-s per 1000 readings "
