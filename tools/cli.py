@@ -35,8 +35,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from tools.sim.street import VirtualStreet
 
+    lamps, meters = args.nodes, args.meters
+    roles = {lamps + 1 + i: "meter" for i in range(meters)}
+    roles.update({lamps + meters + 1 + i: "env" for i in range(args.env)})
     street = VirtualStreet(
-        Path(args.workdir), nodes=args.nodes, baud=args.baud, paced=args.paced,
+        Path(args.workdir), nodes=lamps + meters + args.env, roles=roles, baud=args.baud, paced=args.paced,
         noise=args.noise, drop=args.drop, seed=args.seed,
     )
     with street:
@@ -73,6 +76,13 @@ def _cmd_bench_load(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_bench_node(args: argparse.Namespace) -> int:
+    from tools.bench.node import run_node_bench
+
+    code: int = run_node_bench(roles=args.roles.split(","), seconds=args.seconds, write_docs=args.write_docs)
+    return code
+
+
 def _cmd_docs(_: argparse.Namespace) -> int:
     from tools.regmap_docs import write_all
 
@@ -82,12 +92,25 @@ def _cmd_docs(_: argparse.Namespace) -> int:
 
 
 def _cmd_image(args: argparse.Namespace) -> int:
-    from tools.image import build_image
+    from tools.image import ImageError, build_image, summary
 
-    manifest = build_image(args.board, args.role, Path(args.out), march=args.march)
-    print(f"image {args.board}/{args.role}: {len(manifest['files'])} files, "
-          f"{manifest['total_bytes']} bytes in {args.out}")
+    target = {"march": args.march} if args.march else {}  # default: the board's (xtensawin on ESP32)
+    try:
+        manifest = build_image(args.board, args.role, Path(args.out), **target)
+    except ImageError as exc:
+        print(f"streetedge: {exc}", file=sys.stderr)
+        return 2
+    print(summary(manifest, args.out))
     return 0
+
+
+def _cmd_bench_reliability(args: argparse.Namespace) -> int:
+    from tools.bench.reliability import ALL, run_reliability_bench
+
+    code: int = run_reliability_bench(
+        args.scenario or ALL, full=not args.reduced, write_docs=args.write_docs, seed=args.seed
+    )
+    return code
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -119,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sim", help="start a virtual street and write its manifest")
-    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--nodes", type=int, default=8, help="lamp nodes (units 1..N)")
+    p.add_argument("--meters", type=int, default=0, help="water meter nodes (the next units)")
+    p.add_argument("--env", type=int, default=0, help="environment nodes (the units after the meters)")
     p.add_argument("--baud", type=int, default=19200)
     p.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
@@ -147,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-docs", action="store_true", help="record the figures in docs/performance.md"
     )
     b.set_defaults(func=_cmd_bench)
+    b = bench.add_parser("node", help="node firmware per role: heap peak, image sizes, Modbus latency")
+    b.add_argument("--seconds", type=float, default=20, help="polling window per role")
+    b.add_argument("--roles", default="lamp,meter,env", help="comma-separated roles")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_node)
     b = bench.add_parser("load", help="Modbus TCP load: throughput and CPU vs floor, overload plateau, memory")
     b.add_argument("--mode", choices=["throughput", "overload", "memory", "all"], default="all")
     b.add_argument("--seconds", type=float, default=20, help="measuring window of each contender")
@@ -154,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=250, help="lamp nodes (spread over the simulators)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_load)
+    b = bench.add_parser("reliability", help="loss scenarios (SIGKILL, broker down, noise, power cuts, full disk)")
+    b.add_argument("--scenario", action="append", help="sigkill, broker, noise, nodes or budget (default: all)")
+    b.add_argument("--reduced", action="store_true", help="the default test run's sizes instead of the full ones")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/reliability.md")
+    b.set_defaults(func=_cmd_bench_reliability)
 
     p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")
     p.set_defaults(func=_cmd_docs)
@@ -164,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--board", default="sim")
     b.add_argument("--role", default="lamp")
     b.add_argument("--out", default=str(Path("build") / "image"))
-    b.add_argument("--march", default=None, help="mpy-cross -march (xtensawin for the ESP32)")
+    b.add_argument("--march", default=None, help="mpy-cross -march (default: the board's; xtensawin on ESP32)")
     b.set_defaults(func=_cmd_image)
 
     add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
