@@ -43,7 +43,7 @@ def test_overloaded_bus_polls_every_node_in_turn_and_counts_the_rest() -> None:
             await poll_for(3.0, poller)
             counts = [stats[n.id].polls for n in config.node]
             assert min(counts) >= 3, counts
-            assert max(counts) - min(counts) <= max(3, max(counts) // 5), counts  # round robin
+            assert max(counts) <= 2 * min(counts), counts  # shared out: nobody starves, nobody hogs
             assert totals.polls_skipped["overrun"] > 0
             assert sum(stats[n.id].skipped for n in config.node) == totals.polls_skipped["overrun"]
             assert totals.readings_polled == sum(stats[n.id].readings for n in config.node)
