@@ -69,6 +69,26 @@ def load(path="config.json"):
     )
 
 
+def save_unit(path, cfg, unit):
+    """Persist Modbus ``unit`` in ``path`` atomically, keeping the file's other keys (or ``cfg``'s values).
+
+    Raises OSError when the file cannot be written, ValueError for a unit outside 1..247.
+    """
+    from firmware.storage import atomic_write
+
+    if not _is_int(unit) or not 1 <= unit <= 247:
+        raise ValueError("unit must be an integer 1..247, got %r" % (unit,))
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError):
+        raw = None
+    if not isinstance(raw, dict) or check(raw) is not None:
+        raw = {"role": cfg.role, "baud": cfg.baud, "sample_ms": cfg.sample_ms}
+    raw["unit"] = unit
+    atomic_write(path, json.dumps(raw))
+
+
 def check(raw):
     """None if ``raw`` (decoded JSON) is a valid configuration, else what is wrong."""
     if not isinstance(raw, dict):

@@ -48,6 +48,13 @@ class ModbusSlave:
     reporting readable with nothing to read has hung up: OSError(EIO).
     ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
     measure from the read that completed a request to the end of the answer.
+
+    ``last_ms`` is the ``time.ticks_ms`` of the last request addressed to this
+    unit (broadcasts excluded), which tells whether the gateway is present;
+    ``requests`` counts those requests. The bank's ``broadcast`` attribute is
+    set while a request is executed. ``after_answer``: a callable run once,
+    after the answer to the current request has been sent (a unit change, a
+    reboot).
     """
 
     def __init__(self, port, unit, bank, baud):
@@ -62,6 +69,9 @@ class ModbusSlave:
         self.answered = 0
         self.turnaround_us = 0
         self.turnaround_max_us = 0
+        self.last_ms = time.ticks_ms()
+        self.requests = 0
+        self.after_answer = None
 
     async def run(self):
         """Serve forever (returns only by an exception: the port failed)."""
@@ -94,11 +104,21 @@ class ModbusSlave:
                 req = framer.next_request()
                 if req is None:
                     break
+                unicast = req.unit != 0
+                if unicast:
+                    self.last_ms = time.ticks_ms()
+                    self.requests += 1
+                bank.broadcast = not unicast
                 m = respond(req, bank, out)
+                bank.broadcast = False
                 if m:
                     await port.send(out, m)
                     self.answered += 1
                     took = ticks_diff(ticks_us(), arrived)
                     self.turnaround_us = took
                     self.turnaround_max_us = max(self.turnaround_max_us, took)
+                then = self.after_answer
+                if then is not None:
+                    self.after_answer = None
+                    then()
             self.beats += 1

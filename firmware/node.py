@@ -3,8 +3,11 @@
 ``run(board)`` never returns while the node is healthy. Tasks:
 
 - the Modbus slave (answers the bus);
-- the sampler: ``role.sample()`` every ``sample_ms``, then heap bookkeeping
-  and ``gc.collect()``, then the watchdog feed (a stuck loop stops the feeds);
+- the sampler: ``role.sample()`` every ``sample_ms``, then the registers
+  every node has (``protocols.roles.common``: clock, boot record, event log
+  window), heap bookkeeping and ``gc.collect()``, then the watchdog feed (the
+  watchdog starts before anything else and is never stopped; a stuck loop
+  stops the feeds);
 - diagnostics: ``./diag.json`` every 10 s (``heap_peak``: the largest
   ``gc.mem_alloc()`` seen just before a collection, i.e. live data plus one
   sample period's garbage; ``heap_free``/``heap_live`` after the last
@@ -12,6 +15,16 @@
 - whatever the board needs (``board.tasks()``).
 
 When the slave is listening it prints ``streetedge node ready unit=N role=R``.
+
+What the node keeps for every role: the clock (:mod:`firmware.clock`, set by
+a write of ``clock``), the event log (:mod:`firmware.events`, ``events.bin``),
+the boot record and crash-loop safe mode (:mod:`firmware.health`,
+``boot.json``), ``tz_offset`` and ``clock_max_age`` (``node.json``, written
+when a master changes them). A role object gets ``events``, ``clock`` and
+``node`` set if it has attributes of those names. In crash-loop safe mode the
+role is not built: ``safe_state(board, bank)`` of the role module (if any) puts
+the outputs in their safe state, writes to the role's registers are refused
+(exception 4), the common registers work.
 """
 
 import asyncio
@@ -20,10 +33,31 @@ import json
 import os
 import time
 
-from firmware import config, roles
+from firmware import roles
+from firmware.clock import Clock
+from firmware.events import EventLog
+from firmware.health import BootRecord
+from firmware.lazy import release
 from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
+from protocols.errors import ModbusException
+from protocols.roles.common import (
+    BOOT_POWER_ON,
+    EV_BOOT,
+    EV_CLOCK_SET,
+    EV_CLOCK_STALE,
+    EV_SAFE_MODE,
+    EVENT_WINDOW,
+    EVENT_WINDOW_START,
+    EVENT_WORDS,
+    NEVER,
+    NODE_CLOCK_UNSYNCED,
+    NODE_SAFE_CONFIG,
+    NODE_SAFE_CRASH_LOOP,
+    NODE_STORAGE_ERROR,
+)
+from protocols.roles.kinds import INPUT
 
 try:
     from micropython import const
@@ -36,37 +70,103 @@ except ImportError:  # CPython
 _DIAG_FIRST_MS = const(2000)
 _DIAG_PERIOD_MS = const(10000)
 _WATCHDOG_MS = const(10000)
+_FC_WRITE = const(16)
+_EX_DEVICE_FAILURE = const(4)
+_CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
+_DEFAULT_MAX_AGE_MIN = const(10080)
+_TABLES = ("protocols.roles.common", "protocols.roles.kinds")
+_COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
 
 
 class Node:
-    """Everything one node runs, built from its board."""
+    """Everything one node runs, built from its board (``boot``: its :class:`BootRecord`, made here if None)."""
 
-    def __init__(self, board):
+    def __init__(self, board, boot=None):
         self.board = board
         self._dir = board.flash_dir
-        self.config = config.load(self._path("config.json"))
+        if boot is None:
+            boot = BootRecord(self.flash_path("boot.json"), _reset_cause(board))
+        self.boot = boot
+        from firmware import config
+
+        self.config = _Settings(config.load(self.flash_path("config.json")))
+        config = None
+        release("firmware.config")  # needed again only to change the unit (firmware.node_admin)
+        self.clock = Clock(getattr(board, "ticks_ms", None))
+        self.events = EventLog(self.flash_path("events.bin"), self.clock)
+        self.prefs_error = False
+        prefs = _read_json(self.flash_path("node.json")) or {}
+        self.tz_offset = _int_in(prefs.get("tz_offset"), -720, 840, 0)
+        self.clock_max_age = _int_in(prefs.get("clock_max_age"), 1, 65535, _DEFAULT_MAX_AGE_MIN)
+        self.clock.max_age_s = self.clock_max_age * 60
+        gc.collect()  # imports land in one tidy heap: less fragmentation at the peak of the boot
         role_module = roles.load(self.config.role)
-        self.bank = RegisterBank(role_module.MAP)
-        self.store = Storage(self._path("counters.json"))
-        self.role = role_module.Role(board, self.bank, self.store, self.config.safe_mode)
-        self.bank.on_write = self.role.on_write
+        release("firmware.roles")  # the package's loader is done; the role module stays
+        self.role_module = role_module
+        blocks = ((INPUT, EVENT_WINDOW_START, EVENT_WINDOW * EVENT_WORDS),)
+        blocks += getattr(role_module, "BLOCKS", ())
+        # The compact form (rows); MAP, a RegisterMap, has an object per register.
+        rows = getattr(role_module, "registers", None)
+        rows = rows() if rows is not None else getattr(role_module, "REGISTERS", None)
+        if rows is not None:
+            self.bank = RegisterBank(rows, blocks=blocks, role=self.config.role, role_id=role_module.ROLE_ID)
+        else:
+            self.bank = RegisterBank(role_module.MAP, blocks=blocks)
+        self.store = Storage(self.flash_path("counters.json"))
+        self.crash_loop = boot.crash_loop
+        self.role = None
+        if not self.crash_loop:
+            role = role_module.Role(board, self.bank, self.store, self.config.safe_mode)
+            for name in ("events", "clock", "node"):
+                if hasattr(role, name):
+                    setattr(role, name, self if name == "node" else getattr(self, name))
+            self.role = role
+        self.bank.on_write = self.on_write
+        self._release_tables = getattr(role_module, "RELEASE_TABLES", False)
+        if self._release_tables:
+            # The bank has packed the rows and the firmware holds copies of the numbers it uses:
+            # the contract modules can leave RAM (a rare task that needs them imports them again).
+            for name in _TABLES + ("protocols.roles." + self.config.role,):
+                release(name)
         self.slave = None
         self.heap_peak = 0
         self.heap_live = 0
         self._boot_ms = time.ticks_ms()
+        self._was_synced = False
+        self.events.log(EV_BOOT, boot.reason)
+        if self.crash_loop:
+            self.events.log(EV_SAFE_MODE, NODE_SAFE_CRASH_LOOP)
+        elif self.config.safe_mode:
+            self.events.log(EV_SAFE_MODE, NODE_SAFE_CONFIG)
 
-    def _path(self, name):
+    def note_heap(self):
+        """Record the heap in use now in ``heap_peak`` (a role calls it at its own peaks)."""
+        alloc = gc.mem_alloc()
+        self.heap_peak = max(self.heap_peak, alloc)
+
+    def flash_path(self, name):
+        """Path of file ``name`` in the node's flash folder."""
         return self._dir + "/" + name
 
     async def main(self):
         """Start every task; return (raise) only when one of them fails."""
         cfg = self.config
+        self.wdt = self.board.watchdog(_WATCHDOG_MS)  # first: nothing after this may hang unnoticed
         if cfg.safe_mode:
             print("streetedge SAFE MODE:", cfg.problem)
+        if self.crash_loop:
+            print("streetedge SAFE MODE: crash loop (%d bad boots); command 4 leaves it" % self.boot.bad)
         port = self.board.open_rs485(cfg.baud)
         self.slave = ModbusSlave(port, cfg.unit, self.bank, cfg.baud)
-        self.role.start()
-        self.role.sample(time.ticks_ms())  # registers are meaningful before the first request
+        self._start_common()
+        if self.role is not None:
+            self.role.start()
+            self.role.sample(time.ticks_ms())  # registers are meaningful before the first request
+        else:
+            safe_state = getattr(self.role_module, "safe_state", None)
+            if safe_state is not None:
+                safe_state(self.board, self.bank)
+        self._publish()
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
@@ -76,7 +176,7 @@ class Node:
 
     async def _sampler(self):
         period = self.config.sample_ms
-        wdt = self.board.watchdog(_WATCHDOG_MS)
+        wdt = self.wdt
         due = time.ticks_add(time.ticks_ms(), period)
         while True:
             delay = time.ticks_diff(due, time.ticks_ms())
@@ -86,7 +186,12 @@ class Node:
             if time.ticks_diff(now, due) > period:
                 due = now  # fell behind (a long stall): do not try to catch up
             due = time.ticks_add(due, period)
-            self.role.sample(now)
+            self.clock.update()
+            if self.role is not None:
+                self.role.sample(now)
+            self._publish()
+            self.events.tick(now)
+            self.boot.ran(time.ticks_diff(now, self._boot_ms))
             alloc = gc.mem_alloc()
             self.heap_peak = max(self.heap_peak, alloc)
             gc.collect()
@@ -115,18 +220,165 @@ class Node:
             "turnaround_us": slave.turnaround_us,
             "turnaround_max_us": slave.turnaround_max_us,
             "saves": self.store.saves,
+            "event_saves": self.events.saves,
+            "events": self.events.count,
+            "requests": slave.requests,
             "uptime": time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
             "safe_mode": self.config.safe_mode,
+            "crash_loop": self.crash_loop,
+            "boot_reason": self.boot.reason,
         }
-        tmp = self._path("diag.json.tmp")
+        tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:
                 json.dump(d, f)
-            os.rename(tmp, self._path("diag.json"))
+            os.rename(tmp, self.flash_path("diag.json"))
         except OSError:
             pass  # diagnostics are best effort
 
 
+    # --- the registers every node has ------------------------------------------------------------
+
+    def _start_common(self):
+        bank = self.bank
+        bank.set("role", bank.role_id)
+        bank.set("firmware", getattr(self.role_module, "FIRMWARE_VERSION", 0))
+        boot = self.boot
+        bank.set("boot_reason", boot.reason)
+        bank.set("boots", boot.boots)
+        bank.set("crash_resets", min(boot.crashes, 0xFFFF))
+        bank.set("wdt_resets", min(boot.watchdogs, 0xFFFF))
+        bank.set("tz_offset", self.tz_offset)
+        bank.set("clock_max_age", self.clock_max_age)
+        bank.set("unit", self.config.unit)
+
+    def _publish(self):
+        """Refresh the common registers (once per sample, and after a write that moves them)."""
+        bank = self.bank
+        clock = self.clock
+        bank.set("clock", clock.epoch() or 0)
+        age = clock.age_s()
+        bank.set("clock_age", NEVER if age is None else age)
+        synced = clock.synced()
+        if self._was_synced and not synced:
+            self.events.log(EV_CLOCK_STALE, age // 60)
+        self._was_synced = synced
+        status = 0 if synced else NODE_CLOCK_UNSYNCED
+        if self.config.safe_mode:
+            status |= NODE_SAFE_CONFIG
+        if self.crash_loop:
+            status |= NODE_SAFE_CRASH_LOOP
+        if self.events.error or self.boot.error or self.store.error or self.prefs_error:
+            status |= NODE_STORAGE_ERROR
+        bank.set("node_status", status)
+        bank.set("uptime", time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000)
+        events = self.events
+        if events.changed:
+            bank.set("event_next", events.next_seq)
+            bank.set("event_oldest", events.oldest())
+            bank.set("event_lost", events.lost)
+            n = events.fill(bank.input, EVENT_WINDOW_START, bank.get("event_from"), EVENT_WINDOW)
+            bank.set("event_count", n)
+
+    def on_write(self, names):
+        """A master's write, stored in the bank: act on it or refuse it (ModbusException: the bank undoes it)."""
+        common = False
+        for name in names:
+            if name in _COMMON:
+                common = True
+                break
+        if not common:
+            if self.role is None:
+                raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "crash-loop safe mode: the role is not running")
+            self.role.on_write(names)
+            return
+        bank = self.bank
+        admin = None
+        for name in names:
+            if name == "clock":
+                self._set_clock(bank.get("clock"))
+            elif name == "event_from":
+                self.events.acknowledge(bank.get("event_from"))
+            elif name == "tz_offset" or name == "clock_max_age" or name == "command":
+                admin = name
+        if admin is not None:
+            from firmware import node_admin
+
+            try:
+                if admin == "command":
+                    node_admin.command(self, bank.get("command"))
+                else:
+                    node_admin.prefs(self, names)
+            finally:
+                node_admin = None
+                release("firmware.node_admin")
+                if self._release_tables:
+                    for name in _TABLES:
+                        release(name)
+        self._publish()
+
+    def _set_clock(self, epoch):
+        clock = self.clock
+        correction = clock.set(epoch)
+        if correction is None:
+            self.events.retime(epoch - clock.uptime_s())
+            self.events.log(EV_CLOCK_SET, 0)
+        elif correction >= _CLOCK_STEP_S or correction <= -_CLOCK_STEP_S:
+            self.events.log(EV_CLOCK_SET, correction)
+
+    def save(self):
+        """Write counters and events to flash now."""
+        self.store.save_now()
+        self.events.flush()
+
+    def silence_ms(self):
+        """Milliseconds since the last request addressed to this node (since boot if none)."""
+        slave = self.slave
+        last = slave.last_ms if slave is not None else self._boot_ms
+        return time.ticks_diff(time.ticks_ms(), last)
+
+
+class _Settings:
+    """The configuration in force (``firmware.config.Config``'s fields), without holding that module in RAM."""
+
+    def __init__(self, cfg):
+        self.unit = cfg.unit
+        self.role = cfg.role
+        self.baud = cfg.baud
+        self.sample_ms = cfg.sample_ms
+        self.safe_mode = cfg.safe_mode
+        self.problem = cfg.problem
+
+
+def _reset_cause(board):
+    cause = getattr(board, "reset_cause", None)
+    return cause() if cause is not None else BOOT_POWER_ON
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _int_in(v, lo, hi, default):
+    if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
+        return v
+    return default
+
+
 def run(board):
-    """Run the node on ``board`` until a task fails (the caller resets the board)."""
-    asyncio.run(Node(board).main())
+    """Run the node on ``board`` until a task fails (the caller resets the board).
+
+    An unexpected error is written down in the boot record first, so the next
+    boot knows it follows a crash (and counts it toward crash-loop safe mode).
+    """
+    boot = BootRecord(board.flash_dir + "/boot.json", _reset_cause(board))
+    try:
+        asyncio.run(Node(board, boot).main())
+    except Exception:
+        boot.crashed()
+        raise

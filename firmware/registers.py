@@ -1,15 +1,40 @@
-"""The node's register bank, laid out by its role's register map.
+"""The node's register bank, laid out by its role's register table plus the role's blocks.
 
-One ``array('H')`` per table (holding, input), sized by the map and allocated
-once. The firmware publishes values with :meth:`RegisterBank.set`; the Modbus
-responder reads and writes through :meth:`read` and :meth:`write` (the bank
-protocol of ``protocols.modbus.respond``).
+One ``array('H')`` per table (holding, input), sized by the table and the
+blocks and allocated once. The firmware publishes values with
+:meth:`RegisterBank.set`; the Modbus responder reads and writes through
+:meth:`read` and :meth:`write` (the bank protocol of
+``protocols.modbus.respond``).
+
+The bank is built from a role's rows (``REGISTERS``, the tuples that
+``protocols.regmap.RegisterMap`` validates), or from a ``RegisterMap``. From
+rows it keeps only what a node needs (node roles use the integer types; F32,
+for third-party devices, is the gateway's), packed: name -> place and type, and the
+bounds of the writable registers (their rows), a few kilobytes instead of a
+``Register`` object per row (about 290 bytes each on the unix port). The write
+check is the map's (``RegisterMap.check_write``: whole writable holding
+registers, raw values within bounds; tests hold the two to the same answers).
+``map`` is the role's ``RegisterMap`` (``protocols.roles.load``, on first use).
+
+Blocks are runs of raw words after the table that are not registers (the
+event window, a lamp's program table): ``add_block(start, count, bounds,
+hook)`` for holding words, ``blocks=((table, start, count), ...)`` to size
+the bank. Reads see them like any other word. A write must lie inside one
+block (else exception 2), each word within ``bounds(address)`` (a ``(minimum,
+maximum)`` pair; a negative minimum reads the word as s16; else exception 3);
+``hook(address, count)`` then runs.
+
+Writes are all or nothing: after the words are stored, the hook
+(``on_write(names)`` for registers of the table, the block's hook for a
+block) may refuse the write by raising ``ModbusException``; the bank then puts
+the previous words back and the exception becomes the answer. ``broadcast``
+is True while the responder executes a broadcast request (set by the slave),
+so a hook can refuse what must never go to every node at once.
 """
 
 from array import array
 
 from protocols.errors import ModbusException
-from protocols.regmap import F32, HOLDING, INPUT
 
 try:
     from micropython import const
@@ -19,44 +44,124 @@ except ImportError:  # CPython
         return x
 
 
+_HOLDING = const(3)  # protocols.regmap.HOLDING
+_U16 = const(0)  # protocols.regmap type codes
+_S16 = const(1)
+_U32 = const(2)
+_S32 = const(3)
+_RW = const(1)
 _EX_ILLEGAL_FUNCTION = const(1)
 _EX_ILLEGAL_ADDRESS = const(2)
+_EX_ILLEGAL_VALUE = const(3)
 _FC_READ_HOLDING = const(3)
 _FC_READ_INPUT = const(4)
+_FC_WRITE_MULTIPLE = const(16)
+_MAX_WRITE = const(123)
 
 
 class RegisterBank:
-    """Register words of one node; ``on_write(names)`` runs after a master's write is stored."""
+    """Register words of one node; ``on_write(names)`` runs after a master's write is stored.
 
-    def __init__(self, regmap, on_write=None):
-        self.map = regmap
-        self.holding = array("H", bytes(2 * regmap.size(HOLDING)))
-        self.input = array("H", bytes(2 * regmap.size(INPUT)))
+    ``source``: a role's rows (with ``role`` and ``role_id``), or a ``RegisterMap``.
+    """
+
+    def __init__(self, source, on_write=None, blocks=(), role="", role_id=0):
+        if isinstance(source, tuple):
+            rows = source
+            self._regmap = None
+        else:
+            self._regmap = source
+            role = source.role
+            role_id = source.role_id
+            rows = [(r.name, r.table, r.address, r.type, r.scale, r.unit, r.access, r.minimum, r.maximum, r.doc)
+                    for r in source.registers]
+        self.role = role
+        self.role_id = role_id
+        self._pos = {}  # name -> address | type << 16 | (table is holding) << 20
+        self._rw = {}  # holding address -> its row: writable registers (rows: name, _, _, type, ..., min, max)
+        hold = 0
+        inp = 0
+        for row in rows:
+            name, table, address, rtype = row[0], row[1], row[2], row[3]
+            end = address + (2 if rtype == _U32 or rtype == _S32 else 1)
+            if table == _HOLDING:
+                hold = max(hold, end)
+                if row[6] == _RW:
+                    self._rw[address] = row
+            else:
+                inp = max(inp, end)
+            self._pos[name] = address | rtype << 16 | (table == _HOLDING) << 20
+        for table, start, count in blocks:
+            if table == _HOLDING:
+                hold = max(hold, start + count)
+            else:
+                inp = max(inp, start + count)
+        self.holding = array("H", bytes(2 * hold))
+        self.input = array("H", bytes(2 * inp))
         self.on_write = on_write
+        self.broadcast = False
+        self._blocks = []  # (start, count, minimums, maximums, hook), holding only
+        self._undo = array("H", bytes(2 * _MAX_WRITE))
 
-    def _table(self, reg):
-        return self.holding if reg.table == HOLDING else self.input
+    @property
+    def map(self):
+        """The role's ``protocols.regmap.RegisterMap`` (loaded on first use: it is large)."""
+        if self._regmap is None:
+            from protocols.roles import load
+
+            self._regmap = load(self.role)
+        return self._regmap
+
+    def add_block(self, start, count, bounds, hook):
+        """Accept writes to holding words ``start .. start+count-1`` (see the module docstring).
+
+        The bounds are copied into two small arrays: the bank keeps no reference
+        to ``bounds`` (nor, through it, to the module that defines it).
+        """
+        if start + count > len(self.holding):
+            raise ValueError("block %d+%d is outside the bank (declare it in blocks=)" % (start, count))
+        lo = array("h", bytes(2 * count))
+        hi = array("h", bytes(2 * count))
+        for i in range(count):
+            lo[i], hi[i] = bounds(start + i)
+        self._blocks.append((start, count, lo, hi, hook))
+
+    def _place(self, name):
+        try:
+            return self._pos[name]
+        except KeyError:
+            raise KeyError("role %s has no register %r" % (self.role, name)) from None
+
+    def has(self, name):
+        """True if the role has a register called ``name``."""
+        return name in self._pos
+
+    def address(self, name):
+        """Address of register ``name``."""
+        return self._place(name) & 0xFFFF
+
+    def bounds(self, name):
+        """``(minimum, maximum)`` raw values a master may write to register ``name`` (None if read-only)."""
+        w = self._rw.get(self._place(name) & 0xFFFF)
+        return (w[7], w[8]) if w is not None and w[0] == name else None
 
     def set(self, name, raw):
         """Publish the raw value of register ``name`` (no bounds check: the firmware clamps)."""
-        reg = self.map[name]
-        table = self._table(reg)
-        a = reg.address
-        if reg.width == 1:
-            table[a] = raw & 0xFFFF
-        elif reg.type == F32:
-            hi, lo = reg.words(raw)
-            table[a] = hi
-            table[a + 1] = lo
-        else:
+        p = self._place(name)
+        table = self.holding if p & 0x100000 else self.input
+        a = p & 0xFFFF
+        t = (p >> 16) & 0xF
+        if t == _U32 or t == _S32:
             raw &= 0xFFFFFFFF
             table[a] = raw >> 16
             table[a + 1] = raw & 0xFFFF
+        else:
+            table[a] = raw & 0xFFFF
 
     def get(self, name):
         """The raw value of register ``name``."""
-        reg = self.map[name]
-        return reg.from_words(self._table(reg), reg.address)
+        p = self._place(name)
+        return _decode(self.holding if p & 0x100000 else self.input, p & 0xFFFF, (p >> 16) & 0xF)
 
     def read(self, function, address, count, values_out):
         """Copy ``count`` words from ``address`` (table per ``function``) to ``values_out``."""
@@ -73,17 +178,82 @@ class RegisterBank:
         for i in range(count):
             values_out[i] = table[address + i]
 
+    def check_write(self, address, values, count):
+        """Raise ModbusException unless writing ``values[:count]`` at ``address`` is allowed (as the map's)."""
+        end = address + count
+        a = address
+        rw = self._rw
+        while a < end:
+            w = rw.get(a)
+            t = w[3] if w is not None else 0
+            width = 2 if t == _U32 or t == _S32 else 1
+            if w is None or a + width > end:
+                raise ModbusException(
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
+                )
+            raw = _decode(values, a - address, t)
+            if not w[7] <= raw <= w[8]:
+                raise ModbusException(
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (w[0], raw, w[7], w[8])
+                )
+            a += width
+
     def write(self, address, values, count):
         """Store a master's write to holding registers: all of it or, on any problem, nothing."""
-        self.map.check_write(address, values, count)
+        block = None
+        end = address + count
+        for b in self._blocks:
+            if b[0] <= address < b[0] + b[1]:
+                block = b
+                break
+        if block is not None:
+            if end > block[0] + block[1]:
+                raise ModbusException(_FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "write runs past the block")
+            first = address - block[0]
+            for i in range(count):
+                lo = block[2][first + i]
+                hi = block[3][first + i]
+                v = values[i]
+                if lo < 0 and v & 0x8000:
+                    v -= 0x10000
+                if not lo <= v <= hi:
+                    raise ModbusException(
+                        _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "word %d: %d outside %d..%d" % (address + i, v, lo, hi)
+                    )
+        else:
+            self.check_write(address, values, count)
         table = self.holding
+        undo = self._undo
         for i in range(count):
+            undo[i] = table[address + i]
             table[address + i] = values[i]
-        hook = self.on_write
-        if hook is not None:
-            names = []
-            end = address + count
-            for reg in self.map.registers:
-                if reg.table == HOLDING and address <= reg.address < end:
-                    names.append(reg.name)
-            hook(names)
+        try:
+            if block is not None:
+                block[4](address, count)
+            else:
+                hook = self.on_write
+                if hook is not None:
+                    names = []
+                    rw = self._rw
+                    for a in range(address, end):
+                        w = rw.get(a)
+                        if w is not None:
+                            names.append(w[0])
+                    hook(names)
+        except Exception:
+            for i in range(count):
+                table[address + i] = undo[i]
+            raise
+
+
+def _decode(words, a, t):
+    """Raw value of type ``t`` from ``words[a:]``."""
+    w0 = words[a]
+    if t == _S16:
+        return w0 - 0x10000 if w0 & 0x8000 else w0
+    if t == _U32 or t == _S32:
+        raw = (w0 << 16) | words[a + 1]
+        if t == _S32 and raw & 0x80000000:
+            raw -= 0x100000000
+        return raw
+    return w0

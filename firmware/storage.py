@@ -1,6 +1,8 @@
-"""Counters that survive a power cut: the sample sequence number and the energy meter.
+"""Counters that survive a power cut: the sample sequence number, the energy meter and a role's totals.
 
-One small JSON file, ``counters.json``: ``{"seq": R, "energy_wh": E}``. Every
+One small JSON file, ``counters.json``: ``{"seq": R, "energy_wh": E, ...}``
+(a role's own totals, e.g. the lamp's burning seconds, as further integer
+keys). Every
 save writes ``counters.json.tmp`` completely, then renames it over
 ``counters.json``: rename is atomic on POSIX and on LittleFS (the ESP32's
 default filesystem), so a power cut at any instant leaves either the old or the
@@ -22,6 +24,12 @@ Guarantees, and what a power cut may cost:
   accrued since the last save: at most 60 s of consumption (about 1.1 Wh for a
   full-power 60 W lamp) plus the sub-Wh remainder (< 1 Wh). At most one flash
   write per Wh and per 10 s.
+- A role's totals (``add(name, n)``) are saved on the same schedule as the
+  energy (60 s after they changed, 10 s after a ``note_change``), and
+  ``saved(name)`` (what a role publishes) never goes backwards either. A power
+  cut loses at most what was added in the last 60 s (10 s after a change).
+
+:func:`atomic_write` is the write-then-rename step, for the node's other files.
 """
 
 import json
@@ -58,6 +66,9 @@ class Storage:
         self._changed = False
         self.error = False
         self.saves = 0
+        self.totals = {}  # a role's totals: name -> value (saved or not)
+        self._saved_totals = {}
+        self._totals_dirty = False
         self.load()
 
     def load(self):
@@ -73,6 +84,11 @@ class Storage:
         self.seq = self.reserved
         self.energy_wh = data.get("energy_wh", 0)
         self._wh = self.energy_wh
+        for key in data:
+            value = data[key]
+            if key != "seq" and key != "energy_wh" and isinstance(value, int) and value >= 0:
+                self.totals[key] = value
+                self._saved_totals[key] = value
 
     def next_seq(self):
         """The next sequence number; saves a new reservation first when the block is used up."""
@@ -91,36 +107,68 @@ class Storage:
             units -= whole * _UNITS_PER_WH
         self._units = units
 
+    def add(self, name, n):
+        """Add ``n`` to the role's total ``name`` (saved on the energy's schedule)."""
+        if n:
+            self.totals[name] = self.totals.get(name, 0) + n
+            self._totals_dirty = True
+
+    def saved(self, name):
+        """The last saved value of total ``name``: what a role publishes (never goes backwards)."""
+        return self._saved_totals.get(name, 0)
+
+    def save_now(self):
+        """Save everything accrued now (a commanded reboot, a planned power cut)."""
+        self._save(max(self.reserved, self.seq), self._wh)
+
     def note_change(self):
         """The lamp's state changed (relay, dim): save the energy soon."""
         self._changed = True
 
     def tick(self, now_ms):
         """Save the energy if it is due (see the module docstring); call once per sample."""
-        if self._wh <= self.energy_wh:
+        if self._wh <= self.energy_wh and not self._totals_dirty:
             return
         age = time.ticks_diff(now_ms, self._saved_ms)
         if age >= _SAVE_MS or (self._changed and age >= _SAVE_AFTER_CHANGE_MS):
             self._save(max(self.reserved, self.seq), self._wh)
 
     def _save(self, reserved, energy_wh):
+        text = '{"seq": %d, "energy_wh": %d' % (reserved, energy_wh)
+        totals = self.totals
+        for key in totals:
+            text += ', "%s": %d' % (key, totals[key])
         try:
-            with open(self._tmp, "w") as f:
-                f.write('{"seq": %d, "energy_wh": %d}' % (reserved, energy_wh))
-            try:
-                os.rename(self._tmp, self.path)
-            except OSError:
-                os.remove(self.path)  # FAT cannot rename over a file
-                os.rename(self._tmp, self.path)
+            atomic_write(self.path, text + "}")
         except OSError:
             self.error = True
             return
         self.error = False
         self.reserved = reserved
         self.energy_wh = energy_wh
+        if self._totals_dirty:
+            self._saved_totals = dict(totals)
+            self._totals_dirty = False
         self._saved_ms = time.ticks_ms()
         self._changed = False
         self.saves += 1
+
+
+def atomic_write(path, data):
+    """Replace ``path`` with ``data`` (str or bytes-like) so that a power cut leaves the old or the new file.
+
+    Writes ``path + ".tmp"`` completely, then renames it over ``path``
+    (readers fall back to the ``.tmp`` copy if a FAT rename was cut between
+    its remove and its rename). Raises OSError.
+    """
+    tmp = path + ".tmp"
+    with open(tmp, "wb" if not isinstance(data, str) else "w") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)  # FAT cannot rename over a file
+        os.rename(tmp, path)
 
 
 def _read(path):

@@ -3,14 +3,37 @@
 The virtual street starts each node with its flash folder as the working
 directory. ``./sim.json`` wires the virtual hardware:
 ``{"uart": "/dev/pts/N", "baud": 19200, "seed": 1}`` and optionally
-``"ambient_c"`` (air around the driver) and ``"fault": "driver"`` (a dead LED
-driver, for failure tests).
+``"ambient_c"`` (air around the driver), ``"fault"`` (``"driver"``: a dead LED
+driver; ``"dimmer"``: a driver stuck at full light; ``"relay"``: a welded
+relay; ``"meter"``: a metering chip that fails every read, which crashes the
+node at boot, for crash-loop tests), ``"reset_cause"`` (``"watchdog"`` or
+``"other"``: what the chip reports at this boot; default power on) and
+``"lon"`` (longitude of the daylight model, default 0).
+
+``./control.json`` (optional; written by tests at any time, read within a
+second) steers the virtual world while the node runs:
+
+- ``"epoch"``: the virtual street's wall time now, Unix seconds (default: the
+  host's time at boot); ``"speed"``: how many virtual seconds pass per real
+  second (default 1). The board's ``ticks_ms()`` (the timebase of the node's
+  clock) runs at that speed and jumps forward with a later ``"epoch"``
+  (never backward); Modbus timing, physics, energy and the gateway-silence
+  timer run in real time.
+- ``"lux"``: the photocell's reading, overriding the daylight model (null:
+  the model again). The model: solar time from the virtual wall time and
+  ``lon``; 20,000 lx from 06:30 to 17:30, 1 lx from 18:30 to 05:30, linear
+  in between.
+- ``"mains"``: false cuts the supply upstream of the meter (0 V);
+  ``"fault"``: as in ``sim.json``, from now on (null: repaired).
 
 What the firmware gets (the same surface as ``boards/esp32_lamp``):
 
 - ``open_rs485(baud)``: the RS-485 port, see :class:`SimPort`;
 - ``relay(on)``, ``dimmer(percent)``: the lamp's outputs;
-- ``read_meter()`` -> ``(voltage_V, current_A, power_W)``, ``read_temperature()``;
+- ``read_meter()`` -> ``(voltage_V, current_A, power_W)``, ``read_temperature()``,
+  ``read_lux()`` (the photocell);
+- ``ticks_ms()``: the timebase of the node's clock (virtual, see above);
+- ``reset_cause()``: ``protocols.roles.common.BOOT_*``;
 - ``watchdog(timeout_ms)`` -> an object with ``feed()``;
 - ``flash_dir``: where the node keeps its files;
 - ``tasks()``: coroutines the board needs running (here: the physics and the
@@ -26,7 +49,8 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
   ``"flash": "readonly"`` makes writes fail).
 
 ``./world.json`` is the physical truth, for tests: ``{"light": 0..1,
-"power_w", "relay", "level", "temperature_c", "energy_wh", "ts"}``,
+"power_w", "relay", "level", "temperature_c", "energy_wh", "ts", "epoch",
+"lux"}`` (``epoch``: the virtual wall time),
 written atomically (temporary file, then rename). A restarted node continues
 the previous world's energy and temperature: the lamp outlives its controller.
 """
@@ -37,6 +61,8 @@ import os
 import sys
 import termios
 import time
+
+from protocols.roles.common import BOOT_OTHER, BOOT_POWER_ON, BOOT_WATCHDOG
 
 from .lamp_physics import LampPhysics
 
@@ -143,8 +169,73 @@ class Board:
             temperature_c=prev.get("temperature_c"),
             energy_wh=prev.get("energy_wh", 0.0),
         )
-        self.lamp.failed = cfg.get("fault") == "driver"
+        self._apply_fault(cfg.get("fault"))
+        self._cause = {"watchdog": BOOT_WATCHDOG, "other": BOOT_OTHER}.get(cfg.get("reset_cause"), BOOT_POWER_ON)
+        self.lon = cfg.get("lon", 0)
         self._last_ms = time.ticks_ms()
+        # The virtual clock: virtual ms = _v0 + (real ms since _r0) * _speed.
+        self._r0 = self._last_ms
+        self._v0 = 0
+        self._speed = 1
+        self._epoch0 = time.time()  # virtual wall time at virtual ms 0
+        self._control = None
+        self.lux = None  # override of the daylight model
+        self._read_control()
+
+    def _apply_fault(self, fault):
+        lamp = self.lamp
+        lamp.failed = fault == "driver"
+        lamp.stuck = fault == "dimmer"
+        lamp.welded = fault == "relay"
+        if lamp.welded:
+            lamp.set_relay(True)
+        self.meter_fault = fault == "meter"
+
+    def _virtual_ms(self):
+        return self._v0 + time.ticks_diff(time.ticks_ms(), self._r0) * self._speed
+
+    def ticks_ms(self):
+        """Milliseconds in the virtual street's timebase (see ``control.json``), as ``time.ticks_ms``."""
+        return time.ticks_add(0, int(self._virtual_ms()))
+
+    def epoch(self):
+        """The virtual street's wall time, Unix seconds."""
+        return self._epoch0 + self._virtual_ms() / 1000
+
+    def reset_cause(self):
+        """What the chip says about the last reset (``sim.json`` ``reset_cause``)."""
+        return self._cause
+
+    def _read_control(self):
+        try:
+            with open("control.json") as f:
+                text = f.read()
+        except OSError:
+            return
+        if text == self._control:
+            return
+        self._control = text
+        try:
+            ctl = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(ctl, dict):
+            return
+        v = int(self._virtual_ms())
+        self._r0 = time.ticks_ms()
+        self._v0 = v
+        if "speed" in ctl:
+            self._speed = max(0, ctl["speed"])
+        if "epoch" in ctl:
+            ahead = ctl["epoch"] - self.epoch()
+            if ahead > 0:
+                self._v0 += int(ahead * 1000)  # the clock jumps forward with the world
+            else:
+                self._epoch0 += ahead  # the world's time moves back; the ticks cannot
+        self.lux = ctl.get("lux")
+        self.lamp.mains = ctl.get("mains", True) is not False
+        if "fault" in ctl:
+            self._apply_fault(ctl["fault"])
 
     def _advance(self):
         now = time.ticks_ms()
@@ -169,8 +260,20 @@ class Board:
 
     def read_meter(self):
         """``(voltage_V, current_A, power_W)`` from the metering chip."""
+        if self.meter_fault:
+            raise OSError("metering chip does not answer")
         self._advance()
         return self.lamp.measure()
+
+    def read_lux(self):
+        """Illuminance at the photocell, lux: ``control.json`` ``lux``, else the daylight model."""
+        if self.lux is not None:
+            return self.lux
+        h = (self.epoch() / 3600.0 + self.lon / 15.0) % 24.0
+        day = min(h - 5.5, 18.5 - h)  # hours into the day from the nearer twilight's start
+        if day <= 0:
+            return 1.0
+        return 1.0 + 19999.0 * min(day, 1.0)
 
     def read_temperature(self):
         """Driver temperature in degrees Celsius."""
@@ -262,6 +365,7 @@ class Board:
 
     async def _world(self):
         while True:
+            self._read_control()
             self._advance()
             self.write_world()
             await asyncio.sleep_ms(_WORLD_PERIOD_MS)
@@ -277,6 +381,8 @@ class Board:
             "temperature_c": lamp.temperature_c,
             "energy_wh": lamp.energy_wh,
             "ts": time.time(),
+            "epoch": self.epoch(),
+            "lux": self.read_lux(),
         }
         for part in self._parts():
             state[part.name] = part.snapshot()

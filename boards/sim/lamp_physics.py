@@ -13,7 +13,10 @@ tested on CPython as well as on MicroPython.
   upstream of the relay: it reads the voltage with the relay open, and 0 W.
 - Driver temperature relaxes toward ``ambient + 25 K * P / P_full`` with time
   constant ``TAU_S``.
-- ``failed`` models a dead LED driver: it draws nothing and gives no light.
+- ``failed`` models a dead LED driver: it draws nothing and gives no light;
+  ``stuck`` a driver that ignores the dim level (always full light);
+  ``welded`` a relay whose contact welded shut (it stays closed whatever the
+  controller says); ``mains`` False a supply cut upstream (0 V, nothing drawn).
 
 Noise comes from a tiny seeded LCG, the same sequence on both interpreters.
 """
@@ -49,16 +52,22 @@ class LampPhysics:
         self.level = 0.0  # the driver's target, 0..1
         self.light = 0.0  # actual light output, 0..1
         self.failed = False
+        self.stuck = False
+        self.welded = False
+        self.mains = True
         self.ambient_c = ambient_c
         self.temperature_c = ambient_c if temperature_c is None else temperature_c
         self.energy_wh = energy_wh  # true energy drawn; the node computes its own reading
         self._noise = Noise(seed)
 
     def set_relay(self, on):
-        """Close (True) or open (False) the supply relay."""
-        self.relay = bool(on)
+        """Close (True) or open (False) the supply relay (a welded one stays closed)."""
+        self.relay = bool(on) or self.welded
         if not self.relay:
             self.light = 0.0
+
+    def _fed(self):
+        return self.relay and self.mains and not self.failed
 
     def set_level(self, percent):
         """Set the driver's dim level, 0..100 %."""
@@ -68,8 +77,8 @@ class LampPhysics:
         """Advance the model by ``dt`` seconds."""
         if dt <= 0:
             return
-        target = self.level if self.relay and not self.failed else 0.0
-        if not self.relay:
+        target = (1.0 if self.stuck else self.level) if self._fed() else 0.0
+        if not self.relay or not self.mains:
             self.light = 0.0
         elif self.light < target:
             self.light = min(target, self.light + dt / RAMP_S)
@@ -82,7 +91,7 @@ class LampPhysics:
 
     def power_w(self):
         """True active power drawn now, in watts."""
-        if not self.relay or self.failed:
+        if not self._fed():
             return 0.0
         return STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)
 
@@ -93,6 +102,8 @@ class LampPhysics:
     def measure(self):
         """What a metering chip reads now: ``(voltage_V, current_A, power_W)`` with noise."""
         n = self._noise
+        if not self.mains:
+            return 0.0, 0.0, 0.0
         v = MAINS_V + n.uniform(-1.5, 1.5)
         p = self.power_w()
         if p > 0.0:

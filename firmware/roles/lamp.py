@@ -1,27 +1,83 @@
-"""The lamp role: drive the relay and dimmer from the holding registers, meter into the inputs.
+"""The lamp role: who drives the light (gateway or program), the driver and relay, metering, alarms.
 
-Power-up state: relay closed, 100 % (a street light that boots, or reboots,
-lights the street; the gateway dims it afterwards). Every sample reads the
-meter and the driver thermometer, integrates energy, takes a fresh sequence
-number and publishes every input register.
+Control (``protocols.roles.lamp`` says it for the gateway): the gateway's
+``dim_level``/``relay`` rule while it is present; the node's own program
+(``firmware.schedule``: calendar, programs, photocell, override) rules in
+``mode`` 1, after ``autonomy_after`` seconds without a request to this node,
+and from power-up until the gateway writes ``dim_level`` or ``relay``.
+Without a synced clock (or with invalid settings) the program's level is
+``safe_level``; the photocell alone may switch the lamp off in daylight. The
+program is evaluated when the clock's minute changes or an input changed.
 
-Status flags (``protocols.roles.lamp.STATUS_*``): ``lamp_on`` relay closed and
-at least 1 W drawn; ``lamp_failure`` relay closed, level > 0, under 1 W for two
-samples in a row (one sample may fall inside the driver's soft start);
-``over_temperature`` above 85 C; ``safe_mode``; ``storage_error``.
+Measured each sample: voltage, current, power (metering chip), power factor,
+driver temperature, lux (photocell, if the board has one). ``level_actual``
+models the driver's fade (full scale in ``FADE_MS``), 0 with the relay open,
+without mains or while the lamp draws nothing it should.
+
+Counters (``firmware.storage``, published as saved so they never go back):
+energy (Wh), burning time (s lit, at least 1 W drawn), switch-ons (dark to
+lit), supply losses (mains gone at the meter).
+
+Alarms (status bits; two samples in a row raise and clear a failure; each
+change is an ``EV_ALARM_ON``/``EV_ALARM_OFF`` event with the bit):
+
+- lamp failure: relay closed, level > 0, mains present, under 1 W;
+- dimming failure: level steady for two samples, but the power is further than
+  max(25 % of ``rated_power``, 5 W) from ``rated_power`` x level;
+- relay failure: relay open but 1 W or more drawn (a welded contact);
+- on when off: commanded off (relay open or level 0) but at least
+  max(2 W, 10 % of ``rated_power``) drawn;
+- over voltage above 253 V, under voltage below 207 V (with mains), supply
+  loss below 100 V; over temperature above 85 C; storage error.
+
+Settings, programs and calendar live in ``lamp.json``
+(:mod:`firmware.roles.lamp_config`, imported for a boot or a write and then
+released, as is ``firmware.schedule`` after each evaluation of the program:
+RAM is the node's scarcest resource, and the sun times of a day take a few
+milliseconds to compute again). The override is not persisted: it ends
+with a reboot.
 """
 
+import gc
 import time
 
+from firmware.lazy import release
+from protocols.roles.common import EV_SETTINGS
 from protocols.roles.lamp import (
+    ALARMS,
+    BLOCKS,
+    CALENDAR_START,
+    CALENDAR_WORDS,
+    CONTROL_AUTONOMOUS,
+    CONTROL_POWER_UP,
+    CONTROL_PROGRAM,
+    EV_CONTROL,
+    EV_LEVEL,
+    EV_PROGRAMS,
     FIRMWARE_VERSION,
-    MAP,
+    OVER_TEMPERATURE_DC,
+    OVER_VOLTAGE_DV,
+    POINTS,
+    PROGRAM_START,
+    PROGRAM_WORDS,
+    PROGRAMS,
     ROLE_ID,
+    RULES,
+    SOURCE_GATEWAY,
+    STATUS_CLOCK_UNSYNCED,
+    STATUS_DIMMING_FAILURE,
     STATUS_LAMP_FAILURE,
     STATUS_LAMP_ON,
+    STATUS_ON_WHEN_OFF,
     STATUS_OVER_TEMPERATURE,
+    STATUS_OVER_VOLTAGE,
+    STATUS_RELAY_FAILURE,
     STATUS_SAFE_MODE,
     STATUS_STORAGE_ERROR,
+    STATUS_SUPPLY_LOSS,
+    STATUS_UNDER_VOLTAGE,
+    SUPPLY_LOSS_DV,
+    UNDER_VOLTAGE_DV,
 )
 
 try:
@@ -32,14 +88,64 @@ except ImportError:  # CPython
         return x
 
 
+FADE_MS = const(500)  # the driver's fade, full scale
 _MIN_ON_DW = const(10)  # 1 W in 0.1 W
-_OVER_TEMP_DC = const(850)  # 85 C in 0.1 C
 _TEMP_MIN_DC = const(-400)
 _TEMP_MAX_DC = const(1250)
 _U16_MAX = const(0xFFFF)
-_FAILURE_SAMPLES = const(2)
+_DEBOUNCE = const(2)
+_FC_WRITE = const(16)
+_EX_ILLEGAL_VALUE = const(3)
+_GATEWAY = const(0)  # CONTROL_GATEWAY
+_SAFE_NO_CLOCK = const(3)  # firmware.schedule.DEFAULT_SAFE
+_SAFE_INVALID = const(4)  # firmware.schedule.INVALID
+_OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
+_SCHEDULE = ("firmware.schedule", "firmware.astro")
+_CONFIG = "firmware.roles.lamp_config"
+_NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
-__all__ = ["MAP", "Role"]
+# The node releases protocols.roles.lamp and .common once the bank has packed the rows: this module keeps
+# copies of the numbers above (not the modules), and nothing else here holds on to them.
+RELEASE_TABLES = True
+
+# Re-exported for firmware.roles.lamp_config, which must not import the (released) table.
+__all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION", "POINTS",
+           "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES", "Role", "registers",
+           "safe_state"]
+
+
+def registers():
+    """The lamp's register rows (``protocols.roles.lamp.REGISTERS``), for the node's bank."""
+    from protocols.roles import lamp
+
+    return lamp.REGISTERS
+
+
+def __getattr__(name):
+    # MAP only on demand (the node's bank works from the rows; the RegisterMap is large).
+    if name == "MAP":
+        from protocols.roles import lamp
+
+        return lamp.MAP
+    raise AttributeError(name)
+
+
+def safe_state(board, bank):
+    """Crash-loop safe mode (the role does not run): relay closed, full light, the flag in ``status``."""
+    bank.set("dim_level", 100)
+    bank.set("relay", 1)
+    bank.set("status", STATUS_SAFE_MODE)
+    try:
+        board.relay(True)
+        board.dimmer(100)
+    except Exception:  # a broken output must not stop the node answering
+        pass
+
+
+def _config():
+    from firmware.roles import lamp_config
+
+    return lamp_config
 
 
 class Role:
@@ -50,72 +156,331 @@ class Role:
         self.bank = bank
         self.store = store
         self.safe_mode = safe_mode
+        self.events = None  # set by the node
+        self.clock = None
+        self.node = None
+        self.path = getattr(board, "flash_dir", ".") + "/lamp.json"
+        self.settings_error = False
+        self.programs = [None] * PROGRAMS
+        self.calendar = {"default": 0, "rules": []}
+        self.calendar_words = [0] * CALENDAR_WORDS
+        self.control = CONTROL_POWER_UP
+        self.source = SOURCE_GATEWAY
+        self.target = -1  # level driven now (0 with the relay open); -1 before the first drive
+        self.stale = True  # the program must be evaluated again
+        self.status = 0
         self._last_ms = None
-        self._uptime_ms = 0
-        self._dark = 0  # consecutive samples with the lamp on but no power
+        self._actual = 0.0
+        self._steady = 0  # samples since the target last changed
+        self._counts = {}  # debounce counters per status bit
+        self._dark = None  # photocell state: True dark, False light, None unknown
+        self._lux = None
+        self._ov_end = None  # clock ms when the override ends
+        self._minute = -1
+        self._burn_ms = 0
+        self._lit = False
+        self._supply = True
+        from protocols.roles.lamp import block_bounds  # used here only: the bank copies the bounds
+
+        bank.add_block(PROGRAM_START, PROGRAM_WORDS, block_bounds, self._program_write)
+        bank.add_block(CALENDAR_START, CALENDAR_WORDS, block_bounds, self._calendar_write)
+
+    def log(self, code, value):
+        """Record an event, if the node gave this role an event log."""
+        events = self.events
+        if events is not None:
+            events.log(code, value)
+
+    def _done(self):
+        # Neither the settings code nor the schedule is needed until the next write or evaluation.
+        release(_CONFIG)
+        for name in _SCHEDULE:
+            release(name)
+
+    # --- start and writes ----------------------------------------------------------------------
 
     def start(self):
-        """Apply the power-up state and publish the fixed registers."""
+        """Load the settings, publish them, and drive the lamp to its power-up state (the program's level)."""
         bank = self.bank
-        bank.set("relay", 1)
-        bank.set("dim_level", 100)
+        _config().load(self)
         bank.set("role", ROLE_ID)
         bank.set("firmware", FIRMWARE_VERSION)
         bank.set("energy", self.store.energy_wh)
-        self._apply()
+        self.control = CONTROL_PROGRAM if bank.get("mode") == 1 else CONTROL_POWER_UP
+        self._done()
+        self._evaluate()
 
     def on_write(self, names):
-        """A master wrote holding registers ``names``: make the hardware follow."""
-        self._apply()
-        self.store.note_change()
-
-    def _apply(self):
+        """A master wrote holding registers ``names``: check, apply, persist (ModbusException refuses it)."""
         bank = self.bank
-        self.board.relay(bank.get("relay") == 1)
-        self.board.dimmer(bank.get("dim_level"))
+        if "photo_on" in names or "photo_off" in names:
+            on = bank.get("photo_on")
+            off = bank.get("photo_off")
+            if off and on >= off:
+                from protocols.errors import ModbusException
+
+                raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "photo_on must be below photo_off")
+        persist = False
+        for name in names:
+            if name not in _NOT_PERSISTED:
+                persist = True
+        take = "dim_level" in names or "relay" in names
+        if take and bank.get("mode") == 1:
+            bank.set("mode", 0)
+            persist = True
+        if persist:
+            try:
+                _config().save(self)
+            finally:
+                release(_CONFIG)
+            self.log(EV_SETTINGS, bank.address(names[0]))
+        if take:
+            self._set_control(_GATEWAY)
+        elif "mode" in names:
+            self._set_control(CONTROL_PROGRAM if bank.get("mode") == 1 else _GATEWAY)
+        if "override_minutes" in names:
+            m = bank.get("override_minutes")
+            self._ov_end = self._clock_ms() + m * 60000 if m else None
+        self.store.note_change()
+        self.stale = True
+        self._evaluate()
+
+    def _program_write(self, address, count):
+        try:
+            _config().program_write(self, address, count)
+        finally:
+            self._done()
+
+    def _calendar_write(self, address, count):
+        try:
+            _config().calendar_write(self, address, count)
+        finally:
+            self._done()
+
+    def _clock_ms(self):
+        clock = self.clock
+        return clock.ms() if clock is not None else time.ticks_ms()
+
+    def _set_control(self, control):
+        if control != self.control:
+            self.control = control
+            self.log(EV_CONTROL, control)
+            if control == _GATEWAY:
+                self._done()
+        self.stale = True
+
+    # --- deciding the level --------------------------------------------------------------------
+
+    def _photo(self):
+        bank = self.bank
+        off = bank.get("photo_off")
+        if not off:
+            return None
+        return {"on": bank.get("photo_on"), "off": off, "level": bank.get("photo_level")}
+
+    def _evaluate(self):
+        """Decide the level for the present control and drive the lamp there."""
+        bank = self.bank
+        if self.control == _GATEWAY:
+            dim = bank.get("dim_level")
+            relay = bank.get("relay") == 1
+            self.source = SOURCE_GATEWAY
+            self._drive(dim if relay else 0, dim, relay)
+            return
+        end = self._ov_end
+        clock = self.clock
+        if end is not None and self._clock_ms() < end:
+            level = bank.get("override_level")
+            source = _OVERRIDE
+        elif clock is None or not clock.synced():
+            # No clock, no program (firmware.schedule.safe_level, without importing it): lit unless daylight.
+            level = 0 if self._dark is False else 100
+            source = _SAFE_NO_CLOCK
+        else:
+            # Imported for each evaluation (once a minute) and released: its ~14 KB are not resident.
+            gc.collect()
+            from firmware import schedule
+
+            node = self.node
+            try:
+                level, source = schedule.level_at(
+                    clock.epoch(), node.tz_offset if node is not None else 0, bank.get("latitude") / 1e6,
+                    bank.get("longitude") / 1e6, self.calendar, self.programs, None, self._lux, self._photo(),
+                    self._dark)
+                if node is not None:
+                    node.note_heap()  # the schedule and its garbage: the node's peak
+            finally:
+                schedule = None
+                self._done()
+        if (source == _SAFE_NO_CLOCK or source == _SAFE_INVALID) and level > 0:
+            level = bank.get("safe_level")
+        self.source = source
+        self.stale = False
+        self._drive(level, level, level > 0)
+
+    def _drive(self, target, dim, relay):
+        bank = self.bank
+        bank.set("dim_level", dim)
+        bank.set("relay", 1 if relay else 0)
+        self.board.relay(relay)
+        self.board.dimmer(dim)
+        if target != self.target:
+            self.target = target
+            self._steady = 0
+            self.log(EV_LEVEL, target)
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def _debounce(self, bit, condition, samples=_DEBOUNCE):
+        c = self._counts.get(bit, 0)
+        if condition:
+            c = c + 1 if c < samples else samples
+        else:
+            c = c - 1 if c > 0 else 0
+        self._counts[bit] = c
+        return c > 0 if self.status & bit else c >= samples
 
     def sample(self, now_ms):
-        """Read the meter and thermometer; update every input register."""
+        """Read the meter, thermometer and photocell; follow the program if it rules; publish everything."""
         board = self.board
         bank = self.bank
         store = self.store
         voltage, current, power = board.read_meter()
         temp = board.read_temperature()
-        power_dw = _clamp(int(power * 10 + 0.5), 0, _U16_MAX)
-        if self._last_ms is not None:
-            dt = time.ticks_diff(now_ms, self._last_ms)
-            store.add_energy(power_dw, dt)
-            self._uptime_ms += dt
+        read_lux = getattr(board, "read_lux", None)
+        lux = read_lux() if read_lux is not None else None
+        dt = time.ticks_diff(now_ms, self._last_ms) if self._last_ms is not None else 0
         self._last_ms = now_ms
-        store.tick(now_ms)
-        temp_dc = _clamp(int(temp * 10 + (0.5 if temp >= 0 else -0.5)), _TEMP_MIN_DC, _TEMP_MAX_DC)
 
-        status = 0
+        # Who rules, and the program's level.
+        node = self.node
+        silence = node.silence_ms() if node is not None else 0
+        if self.control == _GATEWAY and silence > bank.get("autonomy_after") * 1000:
+            self._set_control(CONTROL_AUTONOMOUS)
+        end = self._ov_end
+        if end is not None and self._clock_ms() >= end:
+            self._ov_end = None
+            self.stale = True
+        self._lux = lux
+        photo = self._photo()
+        dark = self._dark
+        if lux is not None and photo is not None:  # firmware.schedule.photocell_override
+            dark = True if lux < photo["on"] else False if lux > photo["off"] else dark
+        elif photo is None:
+            dark = None
+        if dark != self._dark:
+            self._dark = dark
+            self.stale = True
+        clock = self.clock
+        synced = clock is not None and clock.synced()
+        minute = clock.epoch() // 60 if synced else -1
+        if minute != self._minute:
+            self._minute = minute
+            self.stale = True
+        if self.control != _GATEWAY and self.stale:
+            self._evaluate()
+        end = self._ov_end
+        bank.set("override_minutes", (end - self._clock_ms() + 59999) // 60000 if end is not None else 0)
+
+        # Measurements.
+        power_dw = _clamp(int(power * 10 + 0.5), 0, _U16_MAX)
+        v_dv = _clamp(int(voltage * 10 + 0.5), 0, _U16_MAX)
+        temp_dc = _clamp(int(temp * 10 + (0.5 if temp >= 0 else -0.5)), _TEMP_MIN_DC, _TEMP_MAX_DC)
+        va = voltage * current
+        pf = _clamp(int(power / va * 1000 + 0.5), 0, 1000) if va > 0.0 else 0
         relay = bank.get("relay") == 1
-        if relay and power_dw >= _MIN_ON_DW:
-            status |= STATUS_LAMP_ON
-        if relay and bank.get("dim_level") > 0 and power_dw < _MIN_ON_DW:
-            self._dark += 1
-            if self._dark >= _FAILURE_SAMPLES:
-                status |= STATUS_LAMP_FAILURE
-        else:
-            self._dark = 0
-        if temp_dc > _OVER_TEMP_DC:
+        target = self.target
+        rated_dw = bank.get("rated_power") * 10
+        supply = v_dv >= SUPPLY_LOSS_DV
+        lit = relay and power_dw >= _MIN_ON_DW
+        self._steady += 1
+
+        # Counters.
+        if dt > 0:
+            store.add_energy(power_dw, dt)
+            if lit:
+                ms = self._burn_ms + dt
+                store.add("burn_s", ms // 1000)
+                self._burn_ms = ms % 1000
+        if lit and not self._lit:
+            store.add("switch_ons", 1)
+            store.note_change()
+        self._lit = lit
+        if not supply and self._supply:
+            store.add("supply_losses", 1)
+            store.note_change()
+        self._supply = supply
+        store.tick(now_ms)
+
+        # Alarms.
+        on = relay and target > 0
+        dark_lamp = on and supply and power_dw < _MIN_ON_DW
+        status = STATUS_LAMP_ON if lit else 0
+        if self._debounce(STATUS_LAMP_FAILURE, dark_lamp):
+            status |= STATUS_LAMP_FAILURE
+        expected = rated_dw * target // 100
+        off_by = power_dw - expected if power_dw > expected else expected - power_dw
+        if self._debounce(STATUS_DIMMING_FAILURE, on and supply and not dark_lamp and self._steady > 2
+                          and off_by > max(rated_dw // 4, 50)):
+            status |= STATUS_DIMMING_FAILURE
+        if self._debounce(STATUS_RELAY_FAILURE, not relay and power_dw >= _MIN_ON_DW):
+            status |= STATUS_RELAY_FAILURE
+        if self._debounce(STATUS_ON_WHEN_OFF, not on and power_dw >= max(20, rated_dw // 10)):
+            status |= STATUS_ON_WHEN_OFF
+        if self._debounce(STATUS_OVER_VOLTAGE, v_dv > OVER_VOLTAGE_DV):
+            status |= STATUS_OVER_VOLTAGE
+        if self._debounce(STATUS_UNDER_VOLTAGE, supply and v_dv < UNDER_VOLTAGE_DV):
+            status |= STATUS_UNDER_VOLTAGE
+        if not supply:
+            status |= STATUS_SUPPLY_LOSS
+        if self._debounce(STATUS_OVER_TEMPERATURE, temp_dc > OVER_TEMPERATURE_DC):
             status |= STATUS_OVER_TEMPERATURE
         if self.safe_mode:
             status |= STATUS_SAFE_MODE
-
-        seq = store.next_seq()
-        if store.error:
+        if not synced:
+            status |= STATUS_CLOCK_UNSYNCED
+        events = self.events
+        if store.error or self.settings_error or (events is not None and events.error):
             status |= STATUS_STORAGE_ERROR
-        bank.set("seq", seq)
+        changed = (status ^ self.status) & ALARMS
+        self.status = status
+        if changed and events is not None:
+            bit = 1
+            while bit <= changed:
+                if changed & bit:
+                    events.alarm(bit, bool(status & bit))
+                bit <<= 1
+
+        # The modelled light: the driver fades toward the target; dark without power.
+        if not relay or not supply or dark_lamp:
+            self._actual = 0.0
+        else:
+            step = dt * 100.0 / FADE_MS
+            a = self._actual
+            self._actual = min(target, a + step) if a < target else max(target, a - step)
+
+        bank.set("seq", store.next_seq())
         bank.set("power", power_dw)
-        bank.set("voltage", _clamp(int(voltage * 10 + 0.5), 0, _U16_MAX))
+        bank.set("voltage", v_dv)
         bank.set("current", _clamp(int(current * 1000 + 0.5), 0, _U16_MAX))
         bank.set("energy", store.energy_wh)
         bank.set("temperature", temp_dc)
         bank.set("status", status)
-        bank.set("uptime", self._uptime_ms // 1000)
+        bank.set("level_actual", int(self._actual + 0.5))
+        bank.set("level_target", target)
+        bank.set("power_factor", pf)
+        bank.set("burn_time", store.saved("burn_s"))
+        bank.set("switch_ons", store.saved("switch_ons"))
+        bank.set("supply_losses", store.saved("supply_losses"))
+        bank.set("control", self.control)
+        bank.set("level_source", self.source)
+        bank.set("lux", _clamp(int(lux + 0.5), 0, _U16_MAX) if lux is not None else 0)
+        bank.set("silence", min(silence // 1000, _U16_MAX))
+        mask = 0
+        for pid in range(PROGRAMS):
+            if self.programs[pid]:
+                mask |= 1 << pid
+        bank.set("programs", mask)
 
 
 def _clamp(x, lo, hi):

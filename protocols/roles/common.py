@@ -46,6 +46,38 @@ first; unused slots read 0. To read them:
 Plain reads and writes, repeatable at will: a lost answer costs a re-read,
 never an event. After an outage the gateway catches up from its last seq.
 
+The registers (the ``doc`` of each row, for the gateway and ``docs/registers``):
+
+- ``clock``: Node clock, Unix epoch seconds UTC; write to set it (time sync);
+  reads 0 until set since boot
+- ``tz_offset``: Local time minus UTC (the gateway follows summer time); persisted
+- ``clock_max_age``: A clock not written for longer counts as unsynced; default
+  10080 (a week); persisted
+- ``event_from``: First event seq the event window (input 120..175) shows:
+  write the last seq seen + 1
+- ``unit``: Modbus unit; a write only stages a new unit, command 3 applies and
+  persists it
+- ``command``: 1 reboot, 2 save counters and events now, 3 apply the staged unit
+  (not by broadcast), 4 leave crash-loop safe mode; reads 0
+- ``role``: Role identifier of the node
+- ``firmware``: Firmware version, major in the high byte
+- ``uptime``: Seconds since the node booted
+- ``node_status``: 1 clock unsynced, 2 safe mode (bad configuration), 4 safe
+  mode (crash loop), 8 storage error
+- ``boot_reason``: Why the node last booted: 0 power on, 1 watchdog, 2 crash,
+  3 command, 4 other reset
+- ``boots``: Boots since manufacture; persisted
+- ``crash_resets``: Boots after a crash; persisted
+- ``wdt_resets``: Boots after a watchdog reset; persisted
+- ``clock_age``: Seconds since the clock was last written; 4294967295 if not
+  since boot
+- ``event_next``: Seq the next event will get
+- ``event_oldest``: Oldest event seq still held (event_next when the log is empty)
+- ``event_lost``: Events overwritten in the full ring before event_from passed
+  them; persisted
+- ``event_count``: Events in the window at input 120..175 (8 x seq u32, time
+  u32, code u16, value s32)
+
 Unit change. ``unit`` reads the node's Modbus unit; writing it only stages a
 new one. Writing ``command`` = ``CMD_APPLY_UNIT`` (in the same request or a
 later one, never by broadcast) checks it, persists it in the node's
@@ -53,7 +85,7 @@ configuration and answers that request on the old unit; every later request
 must use the new one.
 """
 
-from protocols.regmap import HOLDING, INPUT, RO, RW, S16, U16, U32
+from protocols.roles.kinds import HOLDING, INPUT, RO, RW, S16, U16, U32, with_docs
 
 try:
     from micropython import const
@@ -73,12 +105,6 @@ NODE_CLOCK_UNSYNCED = const(0x0001)
 NODE_SAFE_CONFIG = const(0x0002)  # config.json missing or invalid: defaults in force
 NODE_SAFE_CRASH_LOOP = const(0x0004)  # repeated crashes: the role is not running
 NODE_STORAGE_ERROR = const(0x0008)  # the last write to flash failed
-NODE_FLAGS = (
-    (NODE_CLOCK_UNSYNCED, "clock_unsynced"),
-    (NODE_SAFE_CONFIG, "safe_mode_config"),
-    (NODE_SAFE_CRASH_LOOP, "safe_mode_crash_loop"),
-    (NODE_STORAGE_ERROR, "storage_error"),
-)
 
 # `boot_reason`.
 BOOT_POWER_ON = const(0)  # power applied (or cut and restored)
@@ -86,7 +112,6 @@ BOOT_WATCHDOG = const(1)  # the watchdog reset a stuck node
 BOOT_CRASH = const(2)  # an unexpected error reset the node
 BOOT_COMMAND = const(3)  # CMD_REBOOT (or a unit change / leaving safe mode)
 BOOT_OTHER = const(4)  # reset pin, brown-out, anything else the chip reports
-BOOT_REASONS = ("power_on", "watchdog", "crash", "command", "other")
 
 # `command` values.
 CMD_NONE = const(0)
@@ -107,60 +132,33 @@ EV_ALARM_OFF = const(7)  # value: the role's status bit that cleared
 EV_CLOCK_STALE = const(8)  # value: minutes since the last sync
 EV_COMMAND = const(9)  # value: the command executed
 EV_ROLE = const(32)
-EVENT_NAMES = {
-    EV_BOOT: "boot",
-    EV_CLOCK_SET: "clock_set",
-    EV_SAFE_MODE: "safe_mode",
-    EV_UNIT_CHANGED: "unit_changed",
-    EV_SETTINGS: "settings",
-    EV_ALARM_ON: "alarm_on",
-    EV_ALARM_OFF: "alarm_off",
-    EV_CLOCK_STALE: "clock_stale",
-    EV_COMMAND: "command",
-}
 
 EVENT_WINDOW = const(8)  # events shown at once
 EVENT_WORDS = const(7)  # per event: seq u32, time u32, code u16, value s32 (high words first)
 EVENT_WINDOW_START = const(120)  # input address of the first event's seq: a block after the map
 
-# name, table, address, type, scale, unit, access, minimum, maximum, doc
-_ROWS = [
-    ("clock", HOLDING, 100, U32, 0, "s", RW, CLOCK_MIN, CLOCK_MAX,
-     "Node clock, Unix epoch seconds UTC; write to set it (time sync); reads 0 until set since boot"),
-    ("tz_offset", HOLDING, 102, S16, 0, "min", RW, -720, 840,
-     "Local time minus UTC (the gateway follows summer time); persisted"),
-    ("clock_max_age", HOLDING, 103, U16, 0, "min", RW, 1, 65535,
-     "A clock not written for longer counts as unsynced; default 10080 (a week); persisted"),
-    ("event_from", HOLDING, 104, U32, 0, None, RW, 0, 0xFFFFFFFF,
-     "First event seq the event window (input 120..175) shows: write the last seq seen + 1"),
-    ("unit", HOLDING, 106, U16, 0, None, RW, 1, 247,
-     "Modbus unit; a write only stages a new unit, command 3 applies and persists it"),
-    ("command", HOLDING, 107, U16, 0, None, RW, 0, CMD_MAX,
-     "1 reboot, 2 save counters and events now, 3 apply the staged unit (not by broadcast), "
-     "4 leave crash-loop safe mode; reads 0"),
-    ("role", INPUT, 100, U16, 0, None, RO, 0, 0xFFFF, "Role identifier of the node"),
-    ("firmware", INPUT, 101, U16, 0, None, RO, 0, 0xFFFF, "Firmware version, major in the high byte"),
-    ("uptime", INPUT, 102, U32, 0, "s", RO, 0, 0xFFFFFFFF, "Seconds since the node booted"),
-    ("node_status", INPUT, 104, U16, 0, None, RO, 0, 0xFFFF,
-     "1 clock unsynced, 2 safe mode (bad configuration), 4 safe mode (crash loop), 8 storage error"),
-    ("boot_reason", INPUT, 105, U16, 0, None, RO, 0, 4,
-     "Why the node last booted: 0 power on, 1 watchdog, 2 crash, 3 command, 4 other reset"),
-    ("boots", INPUT, 106, U32, 0, None, RO, 0, 0xFFFFFFFF, "Boots since manufacture; persisted"),
-    ("crash_resets", INPUT, 108, U16, 0, None, RO, 0, 0xFFFF, "Boots after a crash; persisted"),
-    ("wdt_resets", INPUT, 109, U16, 0, None, RO, 0, 0xFFFF, "Boots after a watchdog reset; persisted"),
-    ("clock_age", INPUT, 110, U32, 0, "s", RO, 0, 0xFFFFFFFF,
-     "Seconds since the clock was last written; 4294967295 if not since boot"),
-    ("event_next", INPUT, 112, U32, 0, None, RO, 0, 0xFFFFFFFF, "Seq the next event will get"),
-    ("event_oldest", INPUT, 114, U32, 0, None, RO, 0, 0xFFFFFFFF,
-     "Oldest event seq still held (event_next when the log is empty)"),
-    ("event_lost", INPUT, 116, U32, 0, None, RO, 0, 0xFFFFFFFF,
-     "Events overwritten in the full ring before event_from passed them; persisted"),
-    ("event_count", INPUT, 118, U16, 0, None, RO, 0, EVENT_WINDOW,
-     "Events in the window at input 120..175 (8 x seq u32, time u32, code u16, value s32)"),
-]
-
-COMMON = tuple(_ROWS)
-del _ROWS
+# name, table, address, type, scale, unit, access, minimum, maximum, doc ("": in the module docstring)
+COMMON = with_docs((
+    ("clock", HOLDING, 100, U32, 0, "s", RW, CLOCK_MIN, CLOCK_MAX, ""),
+    ("tz_offset", HOLDING, 102, S16, 0, "min", RW, -720, 840, ""),
+    ("clock_max_age", HOLDING, 103, U16, 0, "min", RW, 1, 65535, ""),
+    ("event_from", HOLDING, 104, U32, 0, None, RW, 0, 0xFFFFFFFF, ""),
+    ("unit", HOLDING, 106, U16, 0, None, RW, 1, 247, ""),
+    ("command", HOLDING, 107, U16, 0, None, RW, 0, CMD_MAX, ""),
+    ("role", INPUT, 100, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("firmware", INPUT, 101, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("uptime", INPUT, 102, U32, 0, "s", RO, 0, 0xFFFFFFFF, ""),
+    ("node_status", INPUT, 104, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("boot_reason", INPUT, 105, U16, 0, None, RO, 0, 4, ""),
+    ("boots", INPUT, 106, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("crash_resets", INPUT, 108, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("wdt_resets", INPUT, 109, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("clock_age", INPUT, 110, U32, 0, "s", RO, 0, 0xFFFFFFFF, ""),
+    ("event_next", INPUT, 112, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("event_oldest", INPUT, 114, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("event_lost", INPUT, 116, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("event_count", INPUT, 118, U16, 0, None, RO, 0, EVENT_WINDOW, ""),
+), globals().get("__doc__"))
 
 
 def rows(*exclude):

@@ -49,10 +49,62 @@ gateway's routine poll does not read them; the meaning is in
 Every word of a block has the bounds ``block_bounds(address)`` gives; a write
 out of bounds is refused (exception 3), a write across the end of a block or
 into a gap (exception 2).
+
+The registers of the map (the ``doc`` of each row, for the gateway and
+``docs/registers``; the common ones are in ``protocols.roles.common``):
+
+- ``dim_level``: Target light level; 0 is off at the driver. A write gives control to
+  the gateway
+- ``relay``: Lamp supply relay: 1 closed (on), 0 open. A write gives control to the
+  gateway
+- ``mode``: 0 gateway drives the lamp (its program when the gateway is silent), 1 the
+  program does; persisted
+- ``autonomy_after``: Silence (no request to this node) after which the program drives
+  the lamp; default 300; persisted
+- ``safe_level``: Program level without a set clock or valid settings (off in daylight);
+  default 100; persisted
+- ``override_level``: Level the program holds during an override
+- ``override_minutes``: Write to start an override of the program (0 ends it); reads the
+  minutes left
+- ``latitude``: Latitude of the lamp; persisted
+- ``longitude``: Longitude of the lamp; persisted
+- ``photo_on``: Photocell: dark below this; persisted
+- ``photo_off``: Photocell: daylight above this (> photo_on); 0 no photocell (default);
+  persisted
+- ``photo_level``: Level when the photocell lights a lamp its program has off; default
+  100; persisted
+- ``rated_power``: Luminaire power at 100 %, for the dimming-failure check; default 60;
+  persisted
+- ``seq``: Sample sequence number; never repeats, survives reboots
+- ``power``: Active power drawn by the lamp
+- ``voltage``: Supply voltage (RMS)
+- ``current``: Supply current (RMS)
+- ``energy``: Energy delivered since manufacture; monotonic, persisted
+- ``temperature``: Driver temperature
+- ``status``: Status flags, see STATUS_FLAGS
+- ``uptime``: Seconds since the node booted
+- ``role``: Role identifier: 1 for a lamp controller
+- ``firmware``: Firmware version, major in the high byte
+- ``level_actual``: Light the luminaire gives now (the driver's fade, modelled)
+- ``level_target``: Level the lamp is driven to (0 with the relay open)
+- ``power_factor``: Power factor (0 without current)
+- ``burn_time``: Time lit since manufacture (burning hours); persisted
+- ``switch_ons``: Times the lamp went from dark to lit; persisted
+- ``supply_losses``: Mains losses seen by the node; persisted
+- ``control``: Who drives the lamp: 0 gateway, 1 program (mode 1), 2 program (gateway
+  silent), 3 program (power-up)
+- ``level_source``: Why this level: 0 program, 1 override, 2 photocell, 3 safe (no
+  clock), 4 safe (bad settings), 5 gateway
+- ``lux``: Photocell reading (0 without a photocell)
+- ``silence``: Seconds since the last request to this node (up to 65535)
+- ``programs``: Bit N set: program N is stored (program window: holding 200..249,
+  calendar: 250..282)
 """
 
-from protocols.regmap import BOOL, HOLDING, INPUT, RO, RW, S16, S32, U16, U32, RegisterMap
+import sys
+
 from protocols.roles import common
+from protocols.roles.kinds import BOOL, HOLDING, INPUT, RO, RW, S16, S32, U16, U32, with_docs
 
 try:
     from micropython import const
@@ -63,7 +115,7 @@ except ImportError:  # CPython
 
 
 ROLE_ID = const(1)
-FIRMWARE_VERSION = const(0x0200)  # 2.0, major in the high byte
+FIRMWARE_VERSION = const(0x0100)  # 1.0, major in the high byte
 
 # Bits of the `status` register.
 STATUS_LAMP_ON = const(0x0001)  # the relay is closed and the lamp draws power
@@ -110,16 +162,13 @@ CONTROL_GATEWAY = const(0)
 CONTROL_PROGRAM = const(1)
 CONTROL_AUTONOMOUS = const(2)
 CONTROL_POWER_UP = const(3)
-CONTROL_NAMES = ("gateway", "program", "autonomous", "power_up")
 # `level_source`: firmware.schedule's sources, then the gateway.
 SOURCE_GATEWAY = const(5)
-SOURCE_NAMES = ("program", "override", "photocell", "safe_no_clock", "safe_invalid", "gateway")
 
 # Lamp events (codes from common.EV_ROLE).
 EV_CONTROL = const(32)  # value: the new control
 EV_LEVEL = const(33)  # value: the new target level, % (0 also when the relay opens)
 EV_PROGRAMS = const(34)  # value: program id stored (+ 256 when deleted)
-EVENT_NAMES = {EV_CONTROL: "control", EV_LEVEL: "level", EV_PROGRAMS: "program"}
 
 PROGRAMS = const(16)
 POINTS = const(16)
@@ -146,57 +195,60 @@ def block_bounds(address):
     return None
 
 
-# name, table, address, type, scale, unit, access, minimum, maximum, doc
-_ROWS = [
-    ("dim_level", HOLDING, 0, U16, 0, "%", RW, 0, 100,
-     "Target light level; 0 is off at the driver. A write gives control to the gateway"),
-    ("relay", HOLDING, 1, BOOL, 0, None, RW, 0, 1,
-     "Lamp supply relay: 1 closed (on), 0 open. A write gives control to the gateway"),
-    ("mode", HOLDING, 2, U16, 0, None, RW, 0, 1,
-     "0 gateway drives the lamp (its program when the gateway is silent), 1 the program does; persisted"),
-    ("autonomy_after", HOLDING, 3, U16, 0, "s", RW, 2, 65535,
-     "Silence (no request to this node) after which the program drives the lamp; default 300; persisted"),
-    ("safe_level", HOLDING, 4, U16, 0, "%", RW, 0, 100,
-     "Program level without a set clock or valid settings (off in daylight); default 100; persisted"),
-    ("override_level", HOLDING, 5, U16, 0, "%", RW, 0, 100, "Level the program holds during an override"),
-    ("override_minutes", HOLDING, 6, U16, 0, "min", RW, 0, 1440,
-     "Write to start an override of the program (0 ends it); reads the minutes left"),
-    ("latitude", HOLDING, 7, S32, -6, "lat", RW, -90000000, 90000000, "Latitude of the lamp; persisted"),
-    ("longitude", HOLDING, 9, S32, -6, "lon", RW, -180000000, 180000000, "Longitude of the lamp; persisted"),
-    ("photo_on", HOLDING, 11, U16, 0, "lx", RW, 0, 65535, "Photocell: dark below this; persisted"),
-    ("photo_off", HOLDING, 12, U16, 0, "lx", RW, 0, 65535,
-     "Photocell: daylight above this (> photo_on); 0 no photocell (default); persisted"),
-    ("photo_level", HOLDING, 13, U16, 0, "%", RW, 1, 100,
-     "Level when the photocell lights a lamp its program has off; default 100; persisted"),
-    ("rated_power", HOLDING, 14, U16, 0, "W", RW, 1, 2000,
-     "Luminaire power at 100 %, for the dimming-failure check; default 60; persisted"),
-    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, "Sample sequence number; never repeats, survives reboots"),
-    ("power", INPUT, 2, U16, -1, "W", RO, 0, 0xFFFF, "Active power drawn by the lamp"),
-    ("voltage", INPUT, 3, U16, -1, "V", RO, 0, 0xFFFF, "Supply voltage (RMS)"),
-    ("current", INPUT, 4, U16, -3, "A", RO, 0, 0xFFFF, "Supply current (RMS)"),
-    ("energy", INPUT, 5, U32, 0, "Wh", RO, 0, 0xFFFFFFFF, "Energy delivered since manufacture; monotonic, persisted"),
-    ("temperature", INPUT, 7, S16, -1, "Cel", RO, -400, 1250, "Driver temperature"),
-    ("status", INPUT, 8, U16, 0, None, RO, 0, 0xFFFF, "Status flags, see STATUS_FLAGS"),
-    ("uptime", INPUT, 9, U32, 0, "s", RO, 0, 0xFFFFFFFF, "Seconds since the node booted"),
-    ("role", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, "Role identifier: 1 for a lamp controller"),
-    ("firmware", INPUT, 12, U16, 0, None, RO, 0, 0xFFFF, "Firmware version, major in the high byte"),
-    ("level_actual", INPUT, 13, U16, 0, "%", RO, 0, 100, "Light the luminaire gives now (the driver's fade, modelled)"),
-    ("level_target", INPUT, 14, U16, 0, "%", RO, 0, 100, "Level the lamp is driven to (0 with the relay open)"),
-    ("power_factor", INPUT, 15, U16, -3, None, RO, 0, 1000, "Power factor (0 without current)"),
-    ("burn_time", INPUT, 16, U32, 0, "s", RO, 0, 0xFFFFFFFF, "Time lit since manufacture (burning hours); persisted"),
-    ("switch_ons", INPUT, 18, U32, 0, None, RO, 0, 0xFFFFFFFF, "Times the lamp went from dark to lit; persisted"),
-    ("supply_losses", INPUT, 20, U32, 0, None, RO, 0, 0xFFFFFFFF, "Mains losses seen by the node; persisted"),
-    ("control", INPUT, 22, U16, 0, None, RO, 0, 3,
-     "Who drives the lamp: 0 gateway, 1 program (mode 1), 2 program (gateway silent), 3 program (power-up)"),
-    ("level_source", INPUT, 23, U16, 0, None, RO, 0, 5,
-     "Why this level: 0 program, 1 override, 2 photocell, 3 safe (no clock), 4 safe (bad settings), 5 gateway"),
-    ("lux", INPUT, 24, U16, 0, "lx", RO, 0, 0xFFFF, "Photocell reading (0 without a photocell)"),
-    ("silence", INPUT, 25, U16, 0, "s", RO, 0, 0xFFFF, "Seconds since the last request to this node (up to 65535)"),
-    ("programs", INPUT, 26, U16, 0, None, RO, 0, 0xFFFF,
-     "Bit N set: program N is stored (program window: holding 200..249, calendar: 250..282)"),
-]
+# name, table, address, type, scale, unit, access, minimum, maximum, doc ("": in the module docstring)
+_ROWS = (
+    ("dim_level", HOLDING, 0, U16, 0, "%", RW, 0, 100, ""),
+    ("relay", HOLDING, 1, BOOL, 0, None, RW, 0, 1, ""),
+    ("mode", HOLDING, 2, U16, 0, None, RW, 0, 1, ""),
+    ("autonomy_after", HOLDING, 3, U16, 0, "s", RW, 2, 65535, ""),
+    ("safe_level", HOLDING, 4, U16, 0, "%", RW, 0, 100, ""),
+    ("override_level", HOLDING, 5, U16, 0, "%", RW, 0, 100, ""),
+    ("override_minutes", HOLDING, 6, U16, 0, "min", RW, 0, 1440, ""),
+    ("latitude", HOLDING, 7, S32, -6, "lat", RW, -90000000, 90000000, ""),
+    ("longitude", HOLDING, 9, S32, -6, "lon", RW, -180000000, 180000000, ""),
+    ("photo_on", HOLDING, 11, U16, 0, "lx", RW, 0, 65535, ""),
+    ("photo_off", HOLDING, 12, U16, 0, "lx", RW, 0, 65535, ""),
+    ("photo_level", HOLDING, 13, U16, 0, "%", RW, 1, 100, ""),
+    ("rated_power", HOLDING, 14, U16, 0, "W", RW, 1, 2000, ""),
+    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("power", INPUT, 2, U16, -1, "W", RO, 0, 0xFFFF, ""),
+    ("voltage", INPUT, 3, U16, -1, "V", RO, 0, 0xFFFF, ""),
+    ("current", INPUT, 4, U16, -3, "A", RO, 0, 0xFFFF, ""),
+    ("energy", INPUT, 5, U32, 0, "Wh", RO, 0, 0xFFFFFFFF, ""),
+    ("temperature", INPUT, 7, S16, -1, "Cel", RO, -400, 1250, ""),
+    ("status", INPUT, 8, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("uptime", INPUT, 9, U32, 0, "s", RO, 0, 0xFFFFFFFF, ""),
+    ("role", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("firmware", INPUT, 12, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("level_actual", INPUT, 13, U16, 0, "%", RO, 0, 100, ""),
+    ("level_target", INPUT, 14, U16, 0, "%", RO, 0, 100, ""),
+    ("power_factor", INPUT, 15, U16, -3, None, RO, 0, 1000, ""),
+    ("burn_time", INPUT, 16, U32, 0, "s", RO, 0, 0xFFFFFFFF, ""),
+    ("switch_ons", INPUT, 18, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("supply_losses", INPUT, 20, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("control", INPUT, 22, U16, 0, None, RO, 0, 3, ""),
+    ("level_source", INPUT, 23, U16, 0, None, RO, 0, 5, ""),
+    ("lux", INPUT, 24, U16, 0, "lx", RO, 0, 0xFFFF, ""),
+    ("silence", INPUT, 25, U16, 0, "s", RO, 0, 0xFFFF, ""),
+    ("programs", INPUT, 26, U16, 0, None, RO, 0, 0xFFFF, ""),
+)
 
-REGISTERS = tuple(_ROWS) + common.rows("role", "firmware", "uptime")
+REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
 del _ROWS
 
-MAP = RegisterMap("lamp", REGISTERS, ROLE_ID)
+if sys.implementation.name == "micropython":
+    # On the node: no RegisterMap unless someone asks for MAP (the firmware's bank packs the
+    # rows into a few kilobytes; the map's objects take ~15 KB on the unix port).
+    def __getattr__(name):
+        if name == "MAP":
+            from protocols.regmap import RegisterMap
+
+            global MAP
+            MAP = RegisterMap("lamp", REGISTERS, ROLE_ID)
+            return MAP
+        raise AttributeError(name)
+
+else:
+    from protocols.regmap import RegisterMap
+
+    MAP = RegisterMap("lamp", REGISTERS, ROLE_ID)

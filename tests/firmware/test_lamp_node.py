@@ -194,13 +194,13 @@ def test_out_of_range_dim_is_refused_and_changes_nothing(street: VirtualStreet) 
 
 
 def test_read_only_and_missing_addresses_are_refused(street: VirtualStreet) -> None:
-    """Writing where no writable register is -> exception 2; reading past the map -> 2; FC 5 -> 1."""
+    """Writing where no writable register is -> exception 2; reading past the bank -> 2; FC 5 -> 1."""
 
     async def scenario(client: AsyncModbusSerialClient) -> list[Any]:
         return [
-            await client.write_register(2, 1, device_id=1),
-            await client.read_input_registers(10, count=5, device_id=1),
-            await client.read_holding_registers(0, count=3, device_id=1),
+            await client.write_register(50, 1, device_id=1),  # a gap between the lamp's and the common registers
+            await client.read_input_registers(170, count=10, device_id=1),  # past the event window's end (176)
+            await client.read_holding_registers(280, count=5, device_id=1),  # past the calendar's end (283)
             await client.write_coil(0, True, device_id=1),
         ]
 

@@ -49,7 +49,9 @@ def test_power_cuts_never_repeat_seq_nor_rewind_energy(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
         lines = out.decode().splitlines()
-        assert lines and lines[0].startswith("boot"), out[-500:]
+        if not lines:
+            continue  # killed before it printed anything (a loaded machine): nothing to check
+        assert lines[0].startswith("boot"), out[-500:]
         _, seq0, wh0 = lines[0].split()
         boots.append((int(seq0), int(wh0)))
         for line in lines[1:]:

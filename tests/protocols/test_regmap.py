@@ -131,3 +131,11 @@ def test_table_errors_name_role_register_and_field():
 def test_unknown_register_suggests_a_close_name():
     exc = raises(KeyError, load("lamp").__getitem__, "powr")
     assert "power" in str(exc)
+
+
+def test_role_table_codes_are_the_register_map_codes():
+    from protocols import regmap
+    from protocols.roles import kinds
+
+    for name in ("HOLDING", "INPUT", "U16", "S16", "U32", "S32", "BOOL", "F32", "RO", "RW"):
+        assert getattr(kinds, name) == getattr(regmap, name), name

@@ -1,0 +1,201 @@
+"""The lamp's stored settings, program table and calendar: load at boot, check and save on a master's write.
+
+Imported only for those moments and released afterwards (:mod:`firmware.lazy`):
+none of it is needed between a boot and the next settings write.
+
+``lamp.json``: ``{"set": {name: raw}, "programs": [points or null] x 16,
+"calendar": [33 words]}``, written whole and atomically
+(:func:`firmware.storage.atomic_write`); a value that is missing or out of
+bounds at boot is replaced by its default. Programs and calendar are checked
+(``firmware.schedule``) when a master writes them, not at boot, which keeps the
+schedule out of the boot's RAM: one that is damaged in flash is caught where
+it is used (``schedule.level_at`` answers the safe level for invalid settings).
+"""
+
+import json
+
+from firmware.roles import lamp as L  # the role's copies of the table's numbers (the table may be released)
+from firmware.storage import atomic_write
+from protocols.errors import ModbusException
+
+# Persisted one-word (or s32) settings and their factory values.
+SETTINGS = (
+    ("mode", 0),
+    ("autonomy_after", 300),
+    ("safe_level", 100),
+    ("latitude", 0),
+    ("longitude", 0),
+    ("photo_on", 0),
+    ("photo_off", 0),
+    ("photo_level", 100),
+    ("rated_power", 60),
+)
+_FC_WRITE = 16
+_EX_ILLEGAL_VALUE = 3
+_EX_DEVICE_FAILURE = 4
+
+
+def load(role):
+    """Publish the stored settings (defaults where missing) and load programs and calendar into ``role``."""
+    bank = role.bank
+    for name, raw in SETTINGS:
+        bank.set(name, raw)
+    try:
+        with open(role.path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict):
+        values = data.get("set")
+        if isinstance(values, dict):
+            for name, _ in SETTINGS:
+                v = values.get(name)
+                lo, hi = bank.bounds(name)
+                if isinstance(v, int) and lo <= v <= hi:
+                    bank.set(name, v)
+        progs = data.get("programs")
+        if isinstance(progs, list) and len(progs) == L.PROGRAMS:
+            for pid in range(L.PROGRAMS):
+                pts = progs[pid]
+                if pts and isinstance(pts, list):
+                    role.programs[pid] = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
+        words = data.get("calendar")
+        if isinstance(words, list) and len(words) == L.CALENDAR_WORDS:
+            h = bank.holding
+            for k in range(L.CALENDAR_WORDS):
+                w = words[k]
+                h[L.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
+            role.calendar = build_calendar(h, False)
+            role.calendar_words = list(words)
+    show_program(role, 0)
+
+
+def save(role):
+    """Write ``lamp.json``; ModbusException (device failure) if the flash refuses."""
+    bank = role.bank
+    values = {}
+    for name, _ in SETTINGS:
+        values[name] = bank.get(name)
+    progs = [[list(p) for p in pts] if pts else None for pts in role.programs]
+    text = json.dumps({"set": values, "programs": progs, "calendar": role.calendar_words})
+    try:
+        atomic_write(role.path, text)
+    except OSError:
+        role.settings_error = True
+        raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "cannot save lamp.json") from None
+    role.settings_error = False
+
+
+def show_program(role, pid):
+    """Put program ``pid`` into the program window (unused points read 0)."""
+    h = role.bank.holding
+    start = L.PROGRAM_START
+    pts = role.programs[pid]
+    n = len(pts) if pts else 0
+    h[start] = pid
+    h[start + 1] = n
+    for k in range(L.POINTS):
+        a = start + 2 + 3 * k
+        if k < n:
+            kind, off, level = pts[k]
+            h[a] = kind
+            h[a + 1] = off & 0xFFFF
+            h[a + 2] = level
+        else:
+            h[a] = h[a + 1] = h[a + 2] = 0
+
+
+def _used(role, pid):
+    cal = role.calendar
+    if cal["default"] == pid:
+        return True
+    for rule in cal["rules"]:
+        if rule["program"] == pid:
+            return True
+    return False
+
+
+def program_write(role, address, count):
+    """A master wrote the program window: store, delete or show a program (see ``protocols.roles.lamp``)."""
+    h = role.bank.holding
+    start = L.PROGRAM_START
+    end = address + count
+    pid = h[start]
+    if address <= start + 1 < end:
+        n = h[start + 1]
+        if n == 0:
+            if _used(role, pid):
+                raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "the calendar uses program %d" % pid)
+            pts = None
+        else:
+            pts = []
+            for k in range(n):
+                a = start + 2 + 3 * k
+                off = h[a + 1]
+                pts.append((h[a], off - 0x10000 if off & 0x8000 else off, h[a + 2]))
+            from firmware import schedule
+
+            try:
+                schedule.validate_programs([pts])
+            except ValueError as exc:
+                raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
+            pts = tuple(pts)
+        old = role.programs[pid]
+        role.programs[pid] = pts
+        try:
+            save(role)
+        except ModbusException:
+            role.programs[pid] = old
+            raise
+        role.log(L.EV_PROGRAMS, pid if pts else pid + 256)
+        show_program(role, pid)
+        role.stale = True
+    elif address <= start < end:
+        show_program(role, pid)
+
+
+def build_calendar(h, check=True):
+    """The calendar in the holding words ``h`` as firmware.schedule wants it; ValueError if invalid (``check``)."""
+    rules = []
+    for k in range(L.RULES):
+        a = L.CALENDAR_START + 1 + 4 * k
+        pid, days, first, last = h[a], h[a + 1], h[a + 2], h[a + 3]
+        if days == 0 and first == 0:
+            if last and check:
+                raise ValueError("rule %d: a last date without a first" % k)
+            continue
+        rule = {"program": pid}
+        if days:
+            rule["days"] = days
+        if first or last:
+            rule["from"] = [first // 100, first % 100]
+            rule["to"] = [last // 100, last % 100]
+        rules.append(rule)
+    cal = {"default": h[L.CALENDAR_START], "rules": rules}
+    if check:
+        from firmware import schedule
+
+        schedule.validate_calendar(cal, L.PROGRAMS)
+    return cal
+
+
+def calendar_write(role, address, count):
+    """A master wrote the calendar block: keep it if valid and every program it names is stored."""
+    h = role.bank.holding
+    try:
+        cal = build_calendar(h)
+    except ValueError as exc:
+        raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
+    for pid in [cal["default"]] + [r["program"] for r in cal["rules"]]:
+        if not role.programs[pid]:
+            raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
+    old = (role.calendar, role.calendar_words)
+    role.calendar = cal
+    role.calendar_words = [h[L.CALENDAR_START + k] for k in range(L.CALENDAR_WORDS)]
+    try:
+        save(role)
+    except ModbusException:
+        role.calendar, role.calendar_words = old
+        raise
+    role.log(L.EV_SETTINGS, address)
+    role.stale = True
