@@ -119,7 +119,7 @@ def check(board: str, role: str, work: Path, replace: dict[str, str] | None = No
     """
     tree = work / f"{board}-{role}"
     back: dict[str, str] = {}
-    for src, rel in image_sources(board, role):
+    for src, rel in image_sources(board, role, typing=True):
         dest = tree / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         text = (replace or {}).get(str(src.relative_to(REPO)))

@@ -120,11 +120,21 @@ def _module_name(path: Path, roots: dict[str, Path]) -> str:
     raise ImageError(f"{path} is outside the image")
 
 
-def _imports(path: Path, name: str) -> set[str]:
-    """Module names ``path`` (module ``name``) imports, anywhere in it (function-level imports too)."""
+def _imports(path: Path, name: str, typing: bool = False) -> set[str]:
+    """Module names ``path`` (module ``name``) imports, anywhere in it (function-level imports too).
+
+    Imports under ``if False:`` are for type checkers only (they never run): left
+    out, unless ``typing`` (the set a type checker needs).
+    """
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+    todo: list[ast.AST] = [ast.parse(path.read_bytes(), str(path))]
+    while todo:
+        node = todo.pop()
+        if (not typing and isinstance(node, ast.If) and isinstance(node.test, ast.Constant)
+                and node.test.value is False):
+            todo.extend(node.orelse)
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -136,10 +146,11 @@ def _imports(path: Path, name: str) -> set[str]:
                 mod = node.module or ""
             found.add(mod)
             found.update(f"{mod}.{alias.name}" for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
     return found
 
 
-def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str]) -> set[Path]:
+def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str], typing: bool = False) -> set[Path]:
     """Every file of ours reachable by imports from ``roots_files``, with their packages' __init__."""
     seen: set[Path] = set()
     todo = list(roots_files)
@@ -149,7 +160,7 @@ def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str]
             continue
         seen.add(path)
         name = _module_name(path, roots)
-        wanted = _imports(path, name)
+        wanted = _imports(path, name, typing)
         for mod in list(wanted):  # a module needs its packages
             parts = mod.split(".")
             wanted.update(".".join(parts[:i]) for i in range(1, len(parts)))
@@ -162,8 +173,12 @@ def _closure(roots_files: list[Path], roots: dict[str, Path], excluded: set[str]
     return seen
 
 
-def image_sources(board: str, role: str) -> list[tuple[Path, str]]:
-    """(source file, path inside the image) for every file of the image, trimmed to the role."""
+def image_sources(board: str, role: str, typing: bool = False) -> list[tuple[Path, str]]:
+    """(source file, path inside the image) for every file of the image, trimmed to the role.
+
+    ``typing``: also the modules imported for type checkers only (``if False:``), which a
+    static check of the image needs and the image does not carry.
+    """
     info = board_info(board)
     allowed = roles_of(board)
     if role not in allowed:
@@ -179,7 +194,7 @@ def image_sources(board: str, role: str) -> list[tuple[Path, str]]:
     board_files = [p for p in sorted(board_dir.rglob("*.py"))
                    if "__pycache__" not in p.parts and _module_name(p, roots) not in excluded]
     start = [REPO / "firmware" / "main.py", REPO / "firmware" / "roles" / f"{role}.py", *board_files]
-    files = _closure(start, roots, excluded)
+    files = _closure(start, roots, excluded, typing)
     out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py")]
     for src in sorted(files):
         if src == REPO / "firmware" / "main.py":
