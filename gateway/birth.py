@@ -76,6 +76,11 @@ def schema_of(regmap: RegisterMap) -> NodeSchema:
     return NodeSchema(regmap.role, fields, schema_id(body))
 
 
+def encode_schema(schema: NodeSchema) -> bytes:
+    """Canonical CBOR of a schema's description (what its id is the hash of)."""
+    return cbor2.dumps(schema.describe(), canonical=True)
+
+
 def schema_id(described: Sequence[Any]) -> bytes:
     """4-byte id of a described schema (``NodeSchema.describe()``)."""
     return hashlib.sha256(cbor2.dumps(described, canonical=True)).digest()[:4]

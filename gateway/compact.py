@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-__all__ = ["VERSION", "CompactError", "Message", "Row", "decode", "encode", "to_senml"]
+__all__ = ["VERSION", "CompactError", "Message", "Row", "decode", "encode", "pack", "to_senml"]
 
 VERSION = 1
 HISTORICAL = 1
@@ -150,22 +150,27 @@ def to_senml(payload: bytes, birth: Mapping[str, Any]) -> list[list[dict[str, An
     message = decode(payload, birth)
     schemas = birth["schemas"]
     index = {node_id: sid for node_id, sid in birth["nodes"]}
-    packs = []
-    for node_id, time_ms, raws in message.rows:
-        pack: list[dict[str, Any]] = []
-        for (name, unit, scale, kind), raw in zip(schemas[index[node_id]][1], raws, strict=True):
-            record: dict[str, Any] = {"n": name}
-            if unit is not None:
-                record["u"] = unit
-            if kind == _BOOL:
-                record["vb"] = bool(raw)
-            else:
-                record["v"] = _value(raw, scale, kind)
-            pack.append(record)
-        if pack:
-            pack[0] = {"bn": f"{URN_PREFIX}{birth['site']}:{node_id}:", "bt": time_ms / 1000, **pack[0]}
-        packs.append(pack)
-    return packs
+    return [pack(birth["site"], node_id, time_ms, schemas[index[node_id]][1], raws)
+            for node_id, time_ms, raws in message.rows]
+
+
+def pack(
+    site: str, node_id: str, time_ms: int, fields: Sequence[Sequence[Any]], raws: Sequence[int | float]
+) -> list[dict[str, Any]]:
+    """The SenML pack of one poll from its schema's fields (``[name, unit, scale, type]``) and raw values."""
+    records: list[dict[str, Any]] = []
+    for (name, unit, scale, kind), raw in zip(fields, raws, strict=True):
+        record: dict[str, Any] = {"n": name}
+        if unit is not None:
+            record["u"] = unit
+        if kind == _BOOL:
+            record["vb"] = bool(raw)
+        else:
+            record["v"] = _value(raw, scale, kind)
+        records.append(record)
+    if records:
+        records[0] = {"bn": f"{URN_PREFIX}{site}:{node_id}:", "bt": time_ms / 1000, **records[0]}
+    return records
 
 
 def _value(raw: int | float, scale: int, kind: str) -> int | float:

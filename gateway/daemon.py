@@ -36,6 +36,7 @@ import msgspec
 from gateway.audit import audit_topic
 from gateway.config import Config, NodeConfig
 from gateway.delivery import Delivery
+from gateway.eventlog import EventReader
 from gateway.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling import Polling
 from gateway.router import CommandRouter
@@ -91,6 +92,8 @@ class Gateway:
         """The running uplink (None before :meth:`run`)."""
         self.delivery: Delivery | None = None
         """The outbox and data composer (None before :meth:`run`)."""
+        self.events: EventReader | None = None
+        """The node event log reader (None before :meth:`run`)."""
         self.polling: Polling | None = None
         """The running buses and pollers (None before :meth:`run`)."""
         self.high_water = min(HIGH_WATER, queue_size)
@@ -111,6 +114,7 @@ class Gateway:
         delivery = Delivery(cfg, self.topics, self.stats, clock=self.clock)
         await delivery.open()
         self.delivery = delivery
+        self.events = EventReader(buses, delivery.record_events, await delivery.cursors())
         uplink = Uplink(
             cfg.broker, self.topics, self.stats, self._on_command,
             queue_size=self.queue_size, clock=self.clock, source=delivery,
@@ -150,6 +154,7 @@ class Gateway:
         finally:
             polling.close()
             router.close()
+            await self.events.close()
             await delivery.close()
             log.info("gateway stopped")
 
@@ -206,8 +211,9 @@ class Gateway:
         self._router.submit(payload)
 
     def _on_readings(self, node: NodeConfig, when: float, readings: Readings) -> None:
-        assert self.delivery is not None  # set before any poller runs
+        assert self.delivery is not None and self.events is not None  # set before any poller runs
         self.delivery.record(node, when, readings)
+        self.events.check(node, when, readings)
 
 
 async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:

@@ -48,10 +48,11 @@ import cbor2
 from gateway import birth, compact
 from gateway.config import Config, NodeConfig
 from gateway.contracts import HOLDING, INPUT, ROLES, Number, Register, load_role
+from gateway.eventlog import Event, event_names
 from gateway.outbox import Entry, Kind, OutboxRecord
 from gateway.outbox_async import AsyncOutbox
 from gateway.packer import PackEncoder
-from gateway.records import decode_poll, encode_poll, poll_raws, poll_seq
+from gateway.records import base_name, decode_poll, encode_pack, encode_poll, poll_raws, poll_seq
 from gateway.stats import GatewayStats
 from gateway.topics import Topics
 from gateway.uplink import Outgoing
@@ -132,6 +133,7 @@ class Delivery:
         self._reported: int | None = None
         self._failure: BaseException | None = None
         self._encoders: dict[str, PackEncoder] = {}
+        self._described: dict[bytes, list[Any]] = {}  # every schema the outbox knows, by id
 
     def _nodes(self, config: Config) -> None:
         """The node table (the order compact messages index) from the configuration."""
@@ -167,6 +169,11 @@ class Delivery:
                         path)
         budget = int(self.settings.budget_mb * 1024 * 1024)
         self._outbox = await AsyncOutbox.open(path, budget_bytes=budget, synchronous=self.settings.synchronous)
+        # The outbox keeps what each schema id means, so records stored by an older gateway, under a register map
+        # that has changed since, can still be published (as SenML, from the stored description).
+        mine = {k.schema.id: birth.encode_schema(k.schema) for k in self._by_role.values()}
+        await self._outbox.remember_schemas(mine)
+        self._described = {k: cbor2.loads(v) for k, v in (await self._outbox.schemas()).items()}
         await self._count()
         depth = self.stats.outbox_depth
         if depth:
@@ -222,6 +229,30 @@ class Delivery:
                 if reg.name == "firmware":
                     self._firmware[node.id] = int(raw)
         self._work.set()
+
+    async def record_events(self, node: NodeConfig, events: list[Event], cursor: int) -> None:
+        """Store a node's events with its new event cursor, in one transaction; they go out at once."""
+        outbox = self._outbox
+        assert outbox is not None, "open() first"
+        records = [OutboxRecord(node.id, e.seq, Kind.EVENT, e.time, e.payload()) for e in events]
+        async with self._lock:
+            if self._holding:
+                session = self._session
+                entries = await outbox.put_held(records, cursors={node.id: cursor})
+                if self._holding and self._session == session:
+                    self._add_live(entries)
+                else:
+                    self._releases += [e.id for e in entries]
+                    self._work.set()
+            else:
+                await outbox.put_many(records, cursors={node.id: cursor})
+            await self._count()
+        self._kick.set()
+
+    async def cursors(self) -> dict[str, int]:
+        """Per node, the last event seq stored (the event log readers start after it)."""
+        assert self._outbox is not None, "open() first"
+        return await self._outbox.cursors()
 
     # -- the data source of the uplink --------------------------------------------------------------------------
 
@@ -380,6 +411,11 @@ class Delivery:
                 await asyncio.wait_for(self._kick.wait(), wait)
 
     def _compose_live(self, now: float) -> None:
+        if any(e.kind == Kind.EVENT for e in self._live):  # events never wait for a batch
+            events = [e for e in self._live if e.kind == Kind.EVENT]
+            self._live = deque(e for e in self._live if e.kind != Kind.EVENT)
+            for msg in self._events(events, historical=False):
+                self._emit(msg)
         room = WINDOW - len(self._out)
         if self.settings.profile == "senml":
             while self._live and room > 0:
@@ -421,6 +457,9 @@ class Delivery:
             self._backlog = bool(self._releases)  # returns still on their way back count as backlog
             return 1.0
         self._tokens -= len(entries)
+        for msg in self._events([e for e in entries if e.kind == Kind.EVENT], historical=True):
+            self._emit(msg, historical=True)
+        entries = [e for e in entries if e.kind != Kind.EVENT]
         if senml:
             for entry in entries:
                 self._emit(self._senml(entry, historical=True), historical=True)
@@ -490,22 +529,52 @@ class Delivery:
         """The SenML message of one poll; None (and the record acked away) if no map here can read it."""
         poll = decode_poll(entry.payload)
         known = self._schemas.get(poll.schema)
-        if known is None:  # recorded under a register map this gateway does not know (an upgrade)
-            log.warning("outbox record %d of %s has unknown schema %s: dropped", entry.id, entry.node,
-                        poll.schema.hex())
+        if known is not None:
+            encoder = self._encoders.get(entry.node)
+            if encoder is None or encoder.site != self.config.site:
+                encoder = self._encoders[entry.node] = PackEncoder(self.config.site, entry.node)
+            payload = encoder.encode(poll.time_ms / 1000, list(zip(known.registers, poll.raws, strict=True)))
+        elif poll.schema in self._described:  # recorded under a register map that has changed since (an upgrade)
+            fields = self._described[poll.schema][1]
+            payload = encode_pack(compact.pack(self.config.site, entry.node, poll.time_ms, fields, poll.raws))
+        else:  # cannot happen: every schema a record cites was kept when the record was
+            log.error("outbox record %d of %s cites unknown schema %s: dropped", entry.id, entry.node,
+                      poll.schema.hex())
             self._acks.append(entry.id)
-            self.stats.outbox_dropped += 1
             self._work.set()
             return None
-        encoder = self._encoders.get(entry.node)
-        if encoder is None or encoder.site != self.config.site:
-            encoder = self._encoders[entry.node] = PackEncoder(self.config.site, entry.node)
-        payload = encoder.encode(poll.time_ms / 1000, list(zip(known.registers, poll.raws, strict=True)))
         props = [("seq", str(self._next_seq())), ("session", str(self._session))]
         if historical:
             props.append(("historical", "1"))
         return Outgoing(self.topics.data(entry.node), payload, records=len(poll.raws),
                         entries=(entry.id,), properties=tuple(props))
+
+    def _events(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
+        """One SenML message of events per node: per event its name, seq, code and value at its time."""
+        by_node: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_node.setdefault(entry.node, []).append(entry)
+        out = []
+        for node_id, group in by_node.items():
+            names = event_names(self._roles.get(node_id, "lamp"))
+            pack: list[dict[str, Any]] = []
+            for entry in group:
+                e = Event.from_payload(entry.seq, entry.payload)
+                pack += [
+                    {"n": "event", "t": e.time, "vs": names.get(e.code, f"event_{e.code}")},
+                    {"n": "event_seq", "t": e.time, "v": e.seq},
+                    {"n": "event_code", "t": e.time, "v": e.code},
+                    {"n": "event_value", "t": e.time, "v": e.value},
+                ]
+                if e.estimated:
+                    pack.append({"n": "event_time_estimated", "t": e.time, "vb": True})
+            pack[0] = {"bn": base_name(self.config.site, node_id), **pack[0]}
+            props = [("seq", str(self._next_seq())), ("session", str(self._session))]
+            if historical:
+                props.append(("historical", "1"))
+            out.append(Outgoing(self.topics.event(node_id), encode_pack(pack), records=len(group),
+                                entries=tuple(e.id for e in group), properties=tuple(props)))
+        return out
 
     def _compact(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
         """One compact message for the entries this birth can index; SenML for any it cannot."""

@@ -102,6 +102,8 @@ _CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
 _BUSY_TIMEOUT_S = 1.0
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
 
+# What the payloads' schema ids mean, kept with them: a record outlives the gateway version that wrote it.
+_SCHEMAS = "CREATE TABLE IF NOT EXISTS schemas (id BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID"
 _SCHEMA = (
     """CREATE TABLE records (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -113,6 +115,7 @@ _SCHEMA = (
         attempts INTEGER NOT NULL DEFAULT 0,
         historical INTEGER NOT NULL DEFAULT 0)""",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    _SCHEMAS,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -275,6 +278,8 @@ class Outbox:
             except BaseException:
                 self._rollback()
                 raise
+        if "schemas" not in tables and not fresh:  # a file from before the table existed
+            db.execute(_SCHEMAS)
         for key, value in db.execute("SELECT key, value FROM meta"):
             if key == "duplicates":
                 self._duplicates = int(value)
@@ -368,6 +373,21 @@ class Outbox:
             # a full disk: the number is still new for this process; a restart may repeat it
         self._session = number
         return number
+
+    def remember_schemas(self, schemas: Mapping[bytes, bytes]) -> None:
+        """Keep ``id -> description`` of the schemas payloads refer to (once each; a description never changes)."""
+        self._check_open()
+        rows = [(k, v) for k, v in schemas.items()]
+        try:
+            self._write(lambda: self._db.executemany("INSERT OR IGNORE INTO schemas (id, body) VALUES (?, ?)", rows))
+        except sqlite3.Error as exc:
+            if not _is_full(exc):
+                raise self._failure("schemas", exc) from exc
+
+    def schemas(self) -> dict[bytes, bytes]:
+        """Every schema description kept, by id."""
+        self._check_open()
+        return {bytes(k): bytes(v) for k, v in self._db.execute("SELECT id, body FROM schemas")}
 
     # -- reading ------------------------------------------------------------------------------------------------
 

@@ -134,6 +134,14 @@ class AsyncOutbox:
         """See :meth:`Outbox.next_session`."""
         return await self._call(self._core.next_session)
 
+    async def remember_schemas(self, schemas: Mapping[bytes, bytes]) -> None:
+        """See :meth:`Outbox.remember_schemas`."""
+        await self._call(self._core.remember_schemas, dict(schemas))
+
+    async def schemas(self) -> dict[bytes, bytes]:
+        """See :meth:`Outbox.schemas`."""
+        return await self._call(self._core.schemas)
+
     async def depth(self) -> tuple[int, int]:
         """See :meth:`Outbox.depth`."""
         return await self._call(self._core.depth)

@@ -19,6 +19,7 @@ topic                        direction  payload (CBOR)
                                         (:mod:`gateway.compact`)
 ``<root>/delivery``          up         outbox counters (stored, dropped, backlog),
                                         retained
+``<root>/event/<node id>``   up         a node's events (from its event log), SenML
 ``<root>/node/<id>/state``   up         ``{"online": bool, "ts": epoch, "error": str}``,
                                         retained; published when a node answers for
                                         the first time, goes offline (its death
@@ -54,6 +55,10 @@ class Topics:
         self.birth = self.root + "/birth"
         self.compact = self.root + "/compact"
         self.delivery = self.root + "/delivery"
+
+    def event(self, node_id: str) -> str:
+        """Topic of the events of node ``node_id``."""
+        return f"{self.root}/event/{node_id}"
 
     def node_birth(self, node_id: str) -> str:
         """Topic of the retained birth of node ``node_id``."""

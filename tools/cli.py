@@ -113,6 +113,13 @@ def _cmd_bench_reliability(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_bench_delivery(args: argparse.Namespace) -> int:
+    from tools.bench.delivery import run_delivery_bench
+
+    code: int = run_delivery_bench(polls=args.polls, write_docs=args.write_docs)
+    return code
+
+
 def _cmd_decode(args: argparse.Namespace) -> int:
     from tools.decode import resolve_payload
 
@@ -190,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/reliability.md")
     b.set_defaults(func=_cmd_bench_reliability)
+    b = bench.add_parser("delivery", help="bytes per reading per profile, backlog drain rate, poll-to-broker latency")
+    b.add_argument("--polls", type=int, default=20_000, help="stored polls in the backlog to drain")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_delivery)
 
     p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")
     p.set_defaults(func=_cmd_docs)

@@ -294,3 +294,34 @@ def test_senml_messages_carry_seq_and_session_as_user_properties(
         assert "historical" not in pa
 
     asyncio.run(main())
+
+
+def test_records_of_a_register_map_that_changed_since_still_go_out(
+    mosquitto, pty_pair, sim, subscriber, tmp_path
+) -> None:
+    """A poll stored by an older gateway under another map: published as SenML from the schema the outbox kept."""
+    from gateway.birth import Field, NodeSchema, encode_schema, schema_id
+    from gateway.outbox import Kind, Outbox, OutboxRecord
+    from gateway.records import encode_poll
+
+    fields = (Field("level", "%", 0, "u16"), Field("seq", None, 0, "u32"), Field("watts", "W", -1, "u16"))
+    old = NodeSchema("lamp", fields, schema_id(["lamp", [list(f) for f in fields]]))
+    outbox = tmp_path / "outbox.db"
+    with Outbox(outbox) as box:
+        box.remember_schemas({old.id: encode_schema(old)})
+        box.put_many([OutboxRecord("lamp-1", 77, Kind.READING, 1_798_761_600.0,
+                                   encode_poll(old.id, 1_798_761_600_000, [30, 77, 415]))])
+    gw_end, node_end = pty_pair
+    config = sim.config(gw_end, mosquitto.url, extra=delivery(outbox, profile="compact"))
+    gateway = Gateway(config)
+    sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("lamp-1"))
+
+    async def main() -> None:
+        async with sim.serve(node_end, [sim.lamp(1)]), running(gateway):
+            msg = await sub.wait(lambda m: True, within=30)
+            records = {r["n"].rsplit(":", 1)[1]: r for r in senml.resolve(senml.from_labels(cbor2.loads(msg.payload)))}
+            assert records["watts"] == {"n": "urn:dev:streetedge:test-site:lamp-1:watts", "u": "W", "v": 41.5,
+                                        "t": 1_798_761_600.0}
+            assert user_properties(msg).get("historical") == "1"
+
+    asyncio.run(main())

@@ -144,3 +144,11 @@ def test_the_async_outbox_offers_the_lanes_too(path: Path) -> None:
             assert await ob.cursors() == {}
 
     asyncio.run(main())
+
+
+def test_schema_descriptions_are_kept_once_each(path: Path) -> None:
+    with Outbox(path) as ob:
+        ob.remember_schemas({b"abcd": b"first", b"efgh": b"other"})
+        ob.remember_schemas({b"abcd": b"changed?"})  # an id names one description forever
+    with Outbox(path) as ob:
+        assert ob.schemas() == {b"abcd": b"first", b"efgh": b"other"}
