@@ -42,12 +42,19 @@ from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
 from protocols.errors import ModbusException
-from protocols.roles.common import (
+from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
+    CMD_APPLY_UNIT,
+    CMD_LEAVE_SAFE_MODE,
+    CMD_NONE,
+    CMD_REBOOT,
     EV_BOOT,
     EV_CLOCK_SET,
     EV_CLOCK_STALE,
+    EV_COMMAND,
     EV_SAFE_MODE,
+    EV_SETTINGS,
+    EV_UNIT_CHANGED,
     EVENT_WINDOW,
     EVENT_WINDOW_START,
     EVENT_WORDS,
@@ -75,6 +82,9 @@ _EX_DEVICE_FAILURE = const(4)
 _CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
 _DEFAULT_MAX_AGE_MIN = const(10080)
 _TABLES = ("protocols.roles.common", "protocols.roles.kinds")
+# Re-exported for firmware.node_admin, which must not import the (released) common table.
+__all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
+           "EV_UNIT_CHANGED", "Node", "run"]
 _COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
 
 
@@ -312,9 +322,6 @@ class Node:
             finally:
                 node_admin = None
                 release("firmware.node_admin")
-                if self._release_tables:
-                    for name in _TABLES:
-                        release(name)
         self._publish()
 
     def _set_clock(self, epoch):

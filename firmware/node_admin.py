@@ -12,9 +12,17 @@ Imported by :class:`firmware.node.Node` for such a write and released after it
   answer (on the old unit) is out.
 """
 
+from firmware.node import (  # the node's copies: the common table itself may have left RAM
+    CMD_APPLY_UNIT,
+    CMD_LEAVE_SAFE_MODE,
+    CMD_NONE,
+    CMD_REBOOT,
+    EV_COMMAND,
+    EV_SETTINGS,
+    EV_UNIT_CHANGED,
+)
 from firmware.storage import atomic_write
 from protocols.errors import ModbusException
-from protocols.roles import common as C
 
 _FC_WRITE = 16
 _EX_ILLEGAL_VALUE = 3
@@ -37,17 +45,17 @@ def prefs(node, names):
     node.tz_offset = tz
     node.clock_max_age = age
     node.clock.max_age_s = age * 60
-    node.events.log(C.EV_SETTINGS, bank.address("tz_offset" if "tz_offset" in names else "clock_max_age"))
+    node.events.log(EV_SETTINGS, bank.address("tz_offset" if "tz_offset" in names else "clock_max_age"))
 
 
 def command(node, cmd):
     """Execute ``command`` register value ``cmd`` (see the module docstring)."""
     bank = node.bank
-    bank.set("command", C.CMD_NONE)
-    if cmd == C.CMD_NONE:
+    bank.set("command", CMD_NONE)
+    if cmd == CMD_NONE:
         return
     slave = node.slave
-    if cmd == C.CMD_APPLY_UNIT:
+    if cmd == CMD_APPLY_UNIT:
         if bank.broadcast:
             raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "a unit is never set by broadcast")
         unit = bank.get("unit")
@@ -60,7 +68,7 @@ def command(node, cmd):
         except OSError:
             raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "cannot save config.json") from None
         node.config.unit = unit
-        node.events.log(C.EV_UNIT_CHANGED, unit)
+        node.events.log(EV_UNIT_CHANGED, unit)
         framer = slave.framer
 
         def switch():
@@ -68,11 +76,11 @@ def command(node, cmd):
 
         slave.after_answer = switch
         return
-    node.events.log(C.EV_COMMAND, cmd)
+    node.events.log(EV_COMMAND, cmd)
     node.save()
-    if cmd == C.CMD_REBOOT:
+    if cmd == CMD_REBOOT:
         node.boot.rebooting()
         slave.after_answer = node.board.reset
-    elif cmd == C.CMD_LEAVE_SAFE_MODE:
+    elif cmd == CMD_LEAVE_SAFE_MODE:
         node.boot.leave_safe_mode()
         slave.after_answer = node.board.reset

@@ -100,7 +100,7 @@ _GATEWAY = const(0)  # CONTROL_GATEWAY
 _SAFE_NO_CLOCK = const(3)  # firmware.schedule.DEFAULT_SAFE
 _SAFE_INVALID = const(4)  # firmware.schedule.INVALID
 _OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
-_SCHEDULE = ("firmware.schedule", "firmware.astro")
+_SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
 _CONFIG = "firmware.roles.lamp_config"
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
@@ -169,6 +169,7 @@ class Role:
         self.target = -1  # level driven now (0 with the relay open); -1 before the first drive
         self.stale = True  # the program must be evaluated again
         self.status = 0
+        self.memory_errors = 0  # evaluations skipped for want of RAM (diagnostics)
         self._last_ms = None
         self._actual = 0.0
         self._steady = 0  # samples since the target last changed
@@ -250,6 +251,14 @@ class Role:
             _config().program_write(self, address, count)
         finally:
             self._done()
+        self._publish_programs()
+
+    def _publish_programs(self):
+        mask = 0
+        for pid in range(PROGRAMS):
+            if self.programs[pid]:
+                mask |= 1 << pid
+        self.bank.set("programs", mask)
 
     def _calendar_write(self, address, count):
         try:
@@ -264,6 +273,7 @@ class Role:
     def _set_control(self, control):
         if control != self.control:
             self.control = control
+            self.bank.set("control", control)
             self.log(EV_CONTROL, control)
             if control == _GATEWAY:
                 self._done()
@@ -286,6 +296,7 @@ class Role:
             relay = bank.get("relay") == 1
             self.source = SOURCE_GATEWAY
             self._drive(dim if relay else 0, dim, relay)
+            bank.set("level_source", SOURCE_GATEWAY)
             return
         end = self._ov_end
         clock = self.clock
@@ -299,16 +310,21 @@ class Role:
         else:
             # Imported for each evaluation (once a minute) and released: its ~14 KB are not resident.
             gc.collect()
-            from firmware import schedule
-
             node = self.node
             try:
+                from firmware import schedule
+
                 level, source = schedule.level_at(
                     clock.epoch(), node.tz_offset if node is not None else 0, bank.get("latitude") / 1e6,
                     bank.get("longitude") / 1e6, self.calendar, self.programs, None, self._lux, self._photo(),
                     self._dark)
                 if node is not None:
                     node.note_heap()  # the schedule and its garbage: the node's peak
+            except MemoryError:
+                # No room for the schedule now: keep the level in force, count it, try again next minute.
+                self.memory_errors += 1
+                level = self.target if self.target >= 0 else 100
+                source = self.source
             finally:
                 schedule = None
                 self._done()
@@ -317,6 +333,7 @@ class Role:
         self.source = source
         self.stale = False
         self._drive(level, level, level > 0)
+        bank.set("level_source", source)
 
     def _drive(self, target, dim, relay):
         bank = self.bank
@@ -327,6 +344,7 @@ class Role:
         if target != self.target:
             self.target = target
             self._steady = 0
+            bank.set("level_target", target)
             self.log(EV_LEVEL, target)
 
     # --- sampling ------------------------------------------------------------------------------
@@ -476,11 +494,7 @@ class Role:
         bank.set("level_source", self.source)
         bank.set("lux", _clamp(int(lux + 0.5), 0, _U16_MAX) if lux is not None else 0)
         bank.set("silence", min(silence // 1000, _U16_MAX))
-        mask = 0
-        for pid in range(PROGRAMS):
-            if self.programs[pid]:
-                mask |= 1 << pid
-        bank.set("programs", mask)
+        self._publish_programs()
 
 
 def _clamp(x, lo, hi):

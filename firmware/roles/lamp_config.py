@@ -7,7 +7,7 @@ none of it is needed between a boot and the next settings write.
 "calendar": [33 words]}``, written whole and atomically
 (:func:`firmware.storage.atomic_write`); a value that is missing or out of
 bounds at boot is replaced by its default. Programs and calendar are checked
-(``firmware.schedule``) when a master writes them, not at boot, which keeps the
+(``protocols.programs``, the rules the gateway checks too) when a master writes them, not at boot, which keeps the
 schedule out of the boot's RAM: one that is damaged in flash is caught where
 it is used (``schedule.level_at`` answers the safe level for invalid settings).
 """
@@ -133,10 +133,10 @@ def program_write(role, address, count):
                 a = start + 2 + 3 * k
                 off = h[a + 1]
                 pts.append((h[a], off - 0x10000 if off & 0x8000 else off, h[a + 2]))
-            from firmware import schedule
+            from protocols import programs
 
             try:
-                schedule.validate_programs([pts])
+                programs.validate_programs([pts])
             except ValueError as exc:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
             pts = tuple(pts)
@@ -173,9 +173,9 @@ def build_calendar(h, check=True):
         rules.append(rule)
     cal = {"default": h[L.CALENDAR_START], "rules": rules}
     if check:
-        from firmware import schedule
+        from protocols import programs
 
-        schedule.validate_calendar(cal, L.PROGRAMS)
+        programs.validate_calendar(cal, L.PROGRAMS)
     return cal
 
 
