@@ -53,10 +53,12 @@ from tools.street_config import gateway_toml
 SITE, GATEWAY = "rel", "gw"
 ROOT = f"streetedge/v1/{SITE}/{GATEWAY}"
 _LOG_SQL = (
-    "CREATE TABLE IF NOT EXISTS produced (node TEXT NOT NULL, seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS produced (node TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TRIGGER IF NOT EXISTS log_produced AFTER INSERT ON records "
-    "BEGIN INSERT INTO produced (node, seq) VALUES (new.node, new.seq); END",
+    "BEGIN INSERT INTO produced (node, kind, seq) VALUES (new.node, new.kind, new.seq); END",
 )
+READING, EVENT = 0, 1  # gateway.outbox.Kind
+Key = tuple[str, int, int]  # (node, kind, seq): readings and events count their seqs apart
 
 
 class Observer:
@@ -83,12 +85,12 @@ class Observer:
         with self._lock:
             return len(self.messages)
 
-    def received(self) -> tuple[collections.Counter[tuple[str, int]], dict[str, Any]]:
-        """Every (node, seq) received with its number of copies, and the last delivery counters."""
+    def received(self) -> tuple[collections.Counter[Key], dict[str, Any]]:
+        """Every (node, kind, seq) received with its number of copies, and the last delivery counters."""
         with self._lock:
             messages = list(self.messages)
         births: dict[bytes, dict[str, Any]] = {}
-        seqs: collections.Counter[tuple[str, int]] = collections.Counter()
+        seqs: collections.Counter[Key] = collections.Counter()
         counters: dict[str, Any] = {}
         pending = []
         for topic, payload in messages:
@@ -97,6 +99,11 @@ class Observer:
                 births[body["birth"]] = body
             elif topic == ROOT + "/delivery":
                 counters = cbor2.loads(payload)
+            elif topic.startswith(ROOT + "/event/"):
+                node = topic.rsplit("/", 1)[1]
+                for record in senml.resolve(senml.from_labels(cbor2.loads(payload))):
+                    if record["n"].endswith(":event_seq"):
+                        seqs[(node, EVENT, int(record["v"]))] += 1
             elif topic == ROOT + "/compact" or topic.startswith(ROOT + "/data/"):
                 pending.append((topic, payload))
         for topic, payload in pending:
@@ -107,7 +114,7 @@ class Observer:
             for pack in packs:
                 records = senml.resolve(pack)
                 node = records[0]["n"].split(":")[-2]
-                seqs[(node, int(next(r["v"] for r in records if r["n"].endswith(":seq"))))] += 1
+                seqs[(node, READING, int(next(r["v"] for r in records if r["n"].endswith(":seq"))))] += 1
         return seqs, counters
 
     def close(self) -> None:
@@ -128,12 +135,14 @@ class Figures:
     dropped: int = 0
     dropped_reported: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
-    missing: list[tuple[str, int]] = field(default_factory=list)
+    events: int = 0
+    missing: list[Key] = field(default_factory=list)
 
     def row(self) -> str:
         """A line of the results table."""
         notes = ", ".join(f"{k} {v}" for k, v in self.notes.items())
-        return (f"| {self.scenario} | {self.produced:,} | {self.delivered:,} | {self.lost} | {self.duplicates:,} "
+        return (f"| {self.scenario} | {self.produced:,} ({self.events} events) | {self.delivered:,} | {self.lost} "
+                f"| {self.duplicates:,} "
                 f"| {self.dropped:,} ({self.dropped_reported:,} reported) | {notes} |")
 
 
@@ -297,7 +306,7 @@ class Rig:
             if left == 0:
                 break
         db = sqlite3.connect(self.outbox)
-        produced = {(n, s) for n, s in db.execute("SELECT node, seq FROM produced")}
+        produced = {(n, k, s) for n, k, s in db.execute("SELECT node, kind, seq FROM produced")}
         db.close()
         time.sleep(1.0)  # the observer's last PUBLISH after the broker's PUBACK
         received, counters = self.observer.received()
@@ -306,7 +315,7 @@ class Rig:
             scenario, produced=len(produced), delivered=len(produced & set(received)),
             lost=len(missing) - dropped, duplicates=sum(received.values()) - len(received), dropped=dropped,
             dropped_reported=sum(counters.get("dropped", {}).values()) if counters else 0,
-            missing=missing[:50],
+            events=sum(1 for _, kind, _ in produced if kind == EVENT), missing=missing[:50],
         )
         figures.notes["gateway kills"] = self.kills
         if left:

@@ -25,7 +25,7 @@ def table(rows: list[Figures], full: bool) -> str:
         "4 lamp nodes (real firmware, unix port, sampling every 100 ms) polled every 50 ms on one virtual "
         "RS-485 bus; compact profile, 0.5 s batches; Mosquitto; an independent paho observer.",
         "",
-        "| scenario | committed to the outbox | delivered | lost | duplicates delivered "
+        "| scenario | committed to the outbox (readings + node events) | delivered | lost | duplicates delivered "
         "| dropped by the budget | notes |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
