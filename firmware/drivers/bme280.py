@@ -31,23 +31,23 @@ if False:  # type checkers only
     import machine
 
 ADDRESS = const(0x76)  # SDO to ground; 0x77 with SDO high
-CHIP_ID = const(0x60)
-REG_CALIB_A = const(0x88)  # 26 bytes: T1..T3, P1..P9, (0xA0), H1 at 0xA1
-REG_CHIP_ID = const(0xD0)
-REG_RESET = const(0xE0)
-REG_CALIB_B = const(0xE1)  # 7 bytes: H2..H6
-REG_CTRL_HUM = const(0xF2)
-REG_STATUS = const(0xF3)
-REG_CTRL_MEAS = const(0xF4)
-REG_CONFIG = const(0xF5)
-REG_DATA = const(0xF7)  # 8 bytes: press msb, lsb, xlsb, temp msb, lsb, xlsb, hum msb, lsb
-RESET_WORD = const(0xB6)
-STATUS_MEASURING = const(0x08)
-STATUS_IM_UPDATE = const(0x01)
-MODE_FORCED = const(0x01)
-OSRS_X1 = const(1)
-SKIPPED_20 = const(0x80000)  # what a 20-bit channel reads when it was not measured
-SKIPPED_16 = const(0x8000)
+_CHIP_ID = const(0x60)
+_REG_CALIB_A = const(0x88)  # 26 bytes: T1..T3, P1..P9, (0xA0), H1 at 0xA1
+_REG_CHIP_ID = const(0xD0)
+_REG_RESET = const(0xE0)
+_REG_CALIB_B = const(0xE1)  # 7 bytes: H2..H6
+_REG_CTRL_HUM = const(0xF2)
+_REG_STATUS = const(0xF3)
+_REG_CTRL_MEAS = const(0xF4)
+_REG_CONFIG = const(0xF5)
+_REG_DATA = const(0xF7)  # 8 bytes: press msb, lsb, xlsb, temp msb, lsb, xlsb, hum msb, lsb
+_RESET_WORD = const(0xB6)
+_STATUS_MEASURING = const(0x08)
+_STATUS_IM_UPDATE = const(0x01)
+_MODE_FORCED = const(0x01)
+_OSRS_X1 = const(1)
+_SKIPPED_20 = const(0x80000)  # what a 20-bit channel reads when it was not measured
+_SKIPPED_16 = const(0x8000)
 
 FAULT_NONE = const(0)
 FAULT_NO_ANSWER = const(1)  # the bus raised OSError: nothing acknowledged
@@ -93,16 +93,16 @@ class BME280:
         """Check the chip, read its trimming parameters, set oversampling x1 and sleep mode; True if ready."""
         self.calibrated = False
         try:
-            self._read_into(REG_CHIP_ID, self._one)
+            self._read_into(_REG_CHIP_ID, self._one)
             self.chip_id = self._one[0]
-            if self.chip_id != CHIP_ID:
+            if self.chip_id != _CHIP_ID:
                 return self._fail(FAULT_CHIP_ID)
-            self._read_into(REG_CALIB_A, self._a)
-            self._read_into(REG_CALIB_B, self._b)
+            self._read_into(_REG_CALIB_A, self._a)
+            self._read_into(_REG_CALIB_B, self._b)
             # ctrl_hum takes effect only with the next write of ctrl_meas (datasheet 5.4.3).
-            self._write(REG_CTRL_HUM, OSRS_X1)
-            self._write(REG_CONFIG, 0)
-            self._write(REG_CTRL_MEAS, (OSRS_X1 << 5) | (OSRS_X1 << 2))  # sleep mode
+            self._write(_REG_CTRL_HUM, _OSRS_X1)
+            self._write(_REG_CONFIG, 0)
+            self._write(_REG_CTRL_MEAS, (_OSRS_X1 << 5) | (_OSRS_X1 << 2))  # sleep mode
         except OSError:
             return self._fail(FAULT_NO_ANSWER)
         self._unpack()
@@ -138,8 +138,8 @@ class BME280:
         if not self.calibrated and not self.begin():
             return False
         try:
-            self._write(REG_CTRL_HUM, OSRS_X1)
-            self._write(REG_CTRL_MEAS, (OSRS_X1 << 5) | (OSRS_X1 << 2) | MODE_FORCED)
+            self._write(_REG_CTRL_HUM, _OSRS_X1)
+            self._write(_REG_CTRL_MEAS, (_OSRS_X1 << 5) | (_OSRS_X1 << 2) | _MODE_FORCED)
         except OSError:
             self.calibrated = False  # it may have been replaced or reset: check it again
             return self._fail(FAULT_NO_ANSWER)
@@ -148,17 +148,17 @@ class BME280:
     def ready(self):
         """True once the conversion finished (status: not measuring, not copying NVM)."""
         try:
-            self._read_into(REG_STATUS, self._one)
+            self._read_into(_REG_STATUS, self._one)
         except OSError:
             self.calibrated = False
             return self._fail(FAULT_NO_ANSWER)
-        return not self._one[0] & (STATUS_MEASURING | STATUS_IM_UPDATE)
+        return not self._one[0] & (_STATUS_MEASURING | _STATUS_IM_UPDATE)
 
     def read(self):
         """``(temperature 0.01 degC, pressure Pa Q24.8, humidity %RH Q22.10)`` of the last conversion, or None."""
         d = self._data
         try:
-            self._read_into(REG_DATA, d)
+            self._read_into(_REG_DATA, d)
         except OSError:
             self.calibrated = False
             self._fail(FAULT_NO_ANSWER)
@@ -166,7 +166,7 @@ class BME280:
         adc_p = (d[0] << 12) | (d[1] << 4) | (d[2] >> 4)
         adc_t = (d[3] << 12) | (d[4] << 4) | (d[5] >> 4)
         adc_h = (d[6] << 8) | d[7]
-        if adc_t == SKIPPED_20 or adc_p == SKIPPED_20 or adc_h == SKIPPED_16:
+        if adc_t == _SKIPPED_20 or adc_p == _SKIPPED_20 or adc_h == _SKIPPED_16:
             self._fail(FAULT_DATA)
             return None
         t = self.compensate_t(adc_t)

@@ -31,26 +31,26 @@ except ImportError:  # CPython
 if False:  # type checkers only
     import machine
 
-HEAD = const(0xAA)
-TAIL = const(0xAB)
-CMD_TO_SENSOR = const(0xB4)
-FRAME_DATA = const(0xC0)
-FRAME_REPLY = const(0xC5)
+_HEAD = const(0xAA)
+_TAIL = const(0xAB)
+_CMD_TO_SENSOR = const(0xB4)
+_FRAME_DATA = const(0xC0)
+_FRAME_REPLY = const(0xC5)
 CMD_REPORTING_MODE = const(2)
 CMD_QUERY = const(4)
 CMD_SLEEP_WORK = const(6)
-ANY_ID = const(0xFFFF)
-FRAME_LEN = const(10)
-COMMAND_LEN = const(19)
+_ANY_ID = const(0xFFFF)
+_FRAME_LEN = const(10)
+_COMMAND_LEN = const(19)
 
 
-def command(cmd, d2=0, d3=0, device_id=ANY_ID, out=None):
+def command(cmd, d2=0, d3=0, device_id=_ANY_ID, out=None):
     """The 19-byte command frame ``cmd`` with data bytes ``d2``, ``d3`` (the rest zero), in ``out`` if given."""
-    buf = out if out is not None else bytearray(COMMAND_LEN)
-    for i in range(COMMAND_LEN):
+    buf = out if out is not None else bytearray(_COMMAND_LEN)
+    for i in range(_COMMAND_LEN):
         buf[i] = 0
-    buf[0] = HEAD
-    buf[1] = CMD_TO_SENSOR
+    buf[0] = _HEAD
+    buf[1] = _CMD_TO_SENSOR
     buf[2] = cmd
     buf[3] = d2
     buf[4] = d3
@@ -60,7 +60,7 @@ def command(cmd, d2=0, d3=0, device_id=ANY_ID, out=None):
     for i in range(2, 17):
         s += buf[i]
     buf[17] = s & 0xFF
-    buf[18] = TAIL
+    buf[18] = _TAIL
     return buf
 
 
@@ -68,7 +68,7 @@ class Sds011Parser:
     """Finds valid frames in a byte stream; counts what it had to throw away."""
 
     def __init__(self):
-        self._buf = bytearray(FRAME_LEN)
+        self._buf = bytearray(_FRAME_LEN)
         self._n = 0
         self.pm25 = None  # last measurement, 0.1 ug/m3
         self.pm10 = None
@@ -90,26 +90,26 @@ class Sds011Parser:
     def _byte(self, b):
         buf = self._buf
         n = self._n
-        if n == 0 and b != HEAD:
+        if n == 0 and b != _HEAD:
             self.garbage += 1
             return 0
         buf[n] = b
         n += 1
-        if n == 2 and b != FRAME_DATA and b != FRAME_REPLY:
+        if n == 2 and b != _FRAME_DATA and b != _FRAME_REPLY:
             self.bad_frames += 1
             return self._resync(n)
-        if n < FRAME_LEN:
+        if n < _FRAME_LEN:
             self._n = n
             return 0
         self._n = 0
         s = 0
         for i in range(2, 8):
             s += buf[i]
-        if buf[9] != TAIL or buf[8] != s & 0xFF:
+        if buf[9] != _TAIL or buf[8] != s & 0xFF:
             self.bad_frames += 1
-            return self._resync(FRAME_LEN)
+            return self._resync(_FRAME_LEN)
         self.device_id = buf[6] | (buf[7] << 8)
-        if buf[1] == FRAME_DATA:
+        if buf[1] == _FRAME_DATA:
             self.pm25 = buf[2] | (buf[3] << 8)
             self.pm10 = buf[4] | (buf[5] << 8)
             self.measurements += 1
@@ -132,11 +132,11 @@ class Sds011Parser:
 class SDS011:
     """An SDS011 on ``uart`` in query mode; ``parser`` holds the last values and error counts."""
 
-    def __init__(self, uart: "machine.UART", device_id=ANY_ID):
+    def __init__(self, uart: "machine.UART", device_id=_ANY_ID):
         self.uart = uart
         self.device_id = device_id
         self.parser = Sds011Parser()
-        self._cmd = bytearray(COMMAND_LEN)
+        self._cmd = bytearray(_COMMAND_LEN)
         self._rx = bytearray(64)
         self.write_errors = 0
 

@@ -10,12 +10,33 @@ registers keep their last good values (0 if it never answered since boot);
 the node itself goes on serving the bus.
 
 Holding registers are the node's settings, bounded and persisted.
+
+The registers of the map (the ``doc`` of each row, for the gateway and
+``docs/registers``; the common ones are in ``protocols.roles.common``):
+
+- ``climate_period``: Seconds between BME280 measurements
+- ``pm_period``: Seconds between dust readings; from 60 s on, the sensor sleeps between
+  them (laser life)
+- ``noise_offset``: Calibration added to the noise level
+- ``temperature_offset``: Calibration added to the temperature (self-heating of the
+  enclosure)
+- ``seq``: Sample sequence number; never repeats, survives reboots
+- ``temperature``: Air temperature
+- ``humidity``: Relative humidity
+- ``pressure``: Barometric pressure at the sensor
+- ``pm25``: Particulate matter below 2.5 um
+- ``pm10``: Particulate matter below 10 um
+- ``noise``: Sound level, dB(A), averaged over the sample
+- ``status``: Status and fault flags, see STATUS_FLAGS
+- ``climate_errors``: Failed BME280 transactions since boot
+- ``pm_errors``: Bad dust-sensor frames (checksum, garbage) and unanswered queries since
+  boot
 """
 
 import sys
 
-from protocols.regmap import HOLDING, INPUT, RO, RW, S16, U16, U32, RegisterMap
 from protocols.roles import common
+from protocols.roles.kinds import HOLDING, INPUT, RO, RW, S16, U16, U32, with_docs
 
 try:
     from micropython import const
@@ -51,38 +72,38 @@ DEFAULTS = (
 )
 
 # name, table, address, type, scale, unit, access, minimum, maximum, doc
-REGISTERS = (
-    ("climate_period", HOLDING, 0, U16, 0, "s", RW, 1, 3600, "Seconds between BME280 measurements"),
-    ("pm_period", HOLDING, 1, U16, 0, "s", RW, 2, 3600,
-     "Seconds between dust readings; from 60 s on, the sensor sleeps between them (laser life)"),
-    ("noise_offset", HOLDING, 2, S16, -1, "dB", RW, -200, 200, "Calibration added to the noise level"),
-    ("temperature_offset", HOLDING, 3, S16, -2, "Cel", RW, -500, 500,
-     "Calibration added to the temperature (self-heating of the enclosure)"),
-    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, "Sample sequence number; never repeats, survives reboots"),
-    ("temperature", INPUT, 2, S16, -2, "Cel", RO, -4000, 8500, "Air temperature"),
-    ("humidity", INPUT, 3, U16, -2, "%RH", RO, 0, 10000, "Relative humidity"),
-    ("pressure", INPUT, 4, U32, -1, "Pa", RO, 0, 1100000, "Barometric pressure at the sensor"),
-    ("pm25", INPUT, 6, U16, -1, "ug/m3", RO, 0, 9999, "Particulate matter below 2.5 um"),
-    ("pm10", INPUT, 7, U16, -1, "ug/m3", RO, 0, 9999, "Particulate matter below 10 um"),
-    ("noise", INPUT, 8, U16, -1, "dB", RO, 0, 1500, "Sound level, dB(A), averaged over the sample"),
-    ("status", INPUT, 9, U16, 0, None, RO, 0, 0xFFFF, "Status and fault flags, see STATUS_FLAGS"),
-    ("climate_errors", INPUT, 10, U16, 0, None, RO, 0, 0xFFFF, "Failed BME280 transactions since boot"),
-    ("pm_errors", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF,
-     "Bad dust-sensor frames (checksum, garbage) and unanswered queries since boot"),
+_ROWS = (
+    ("climate_period", HOLDING, 0, U16, 0, "s", RW, 1, 3600, ""),
+    ("pm_period", HOLDING, 1, U16, 0, "s", RW, 2, 3600, ""),
+    ("noise_offset", HOLDING, 2, S16, -1, "dB", RW, -200, 200, ""),
+    ("temperature_offset", HOLDING, 3, S16, -2, "Cel", RW, -500, 500, ""),
+    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("temperature", INPUT, 2, S16, -2, "Cel", RO, -4000, 8500, ""),
+    ("humidity", INPUT, 3, U16, -2, "%RH", RO, 0, 10000, ""),
+    ("pressure", INPUT, 4, U32, -1, "Pa", RO, 0, 1100000, ""),
+    ("pm25", INPUT, 6, U16, -1, "ug/m3", RO, 0, 9999, ""),
+    ("pm10", INPUT, 7, U16, -1, "ug/m3", RO, 0, 9999, ""),
+    ("noise", INPUT, 8, U16, -1, "dB", RO, 0, 1500, ""),
+    ("status", INPUT, 9, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("climate_errors", INPUT, 10, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("pm_errors", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, ""),
 )
 
-if sys.implementation.name == "micropython":
-    # On the node: no documentation strings in RAM (the common rows come without theirs), and no
-    # RegisterMap unless someone asks for MAP (the firmware's bank works from REGISTERS).
-    REGISTERS = tuple(r[:9] + ("",) for r in REGISTERS) + common.rows()
+REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows()
+del _ROWS
 
+if sys.implementation.name == "micropython":
+    # On the node: no RegisterMap unless someone asks for MAP (the firmware's bank packs the rows).
     def __getattr__(name):
         if name == "MAP":
+            from protocols.regmap import RegisterMap
+
             global MAP
             MAP = RegisterMap("env", REGISTERS, ROLE_ID)
             return MAP
         raise AttributeError(name)
 
 else:
-    REGISTERS += common.rows()
+    from protocols.regmap import RegisterMap
+
     MAP = RegisterMap("env", REGISTERS, ROLE_ID)

@@ -17,12 +17,38 @@ so they never go backwards, not even across a power cut; see
 Alarms are status bits, raised and cleared by their conditions; each change
 is also an event (``EV_ALARM_ON`` / ``EV_ALARM_OFF`` of
 ``protocols.roles.common``, value = the status bit).
+
+The registers of the map (the ``doc`` of each row, for the gateway and
+``docs/registers``; the common ones are in ``protocols.roles.common``):
+
+- ``pulse_volume``: Volume of one pulse (one turn of the meter's magnet); applies to
+  pulses counted from now on
+- ``debounce``: A reed contact counts once it was open, then closed, each for at least
+  this long
+- ``leak_time``: Leak alarm: flow that has not paused for this long
+- ``leak_gap``: No pulse for this long counts as the flow stopping (longer than the
+  pulse period of the smallest leak to catch)
+- ``burst_flow``: Burst alarm: flow above this ...
+- ``burst_time``: ... for at least this long
+- ``backflow_limit``: Backflow alarm: this much water flowed backwards, the last of it
+  less than leak_gap ago
+- ``battery_low``: Low-battery alarm below this voltage
+- ``seq``: Sample sequence number; never repeats, survives reboots
+- ``volume``: Water delivered since manufacture, whole litres; monotonic, persisted
+- ``reverse_volume``: Water that flowed backwards since manufacture, whole litres;
+  monotonic, persisted
+- ``flow``: Flow rate (either direction), from the pulse periods
+- ``status``: Status and alarm flags, see STATUS_FLAGS
+- ``battery``: Battery voltage
+- ``flow_duration``: How long the flow has gone on without a pause of leak_gap (0 when
+  stopped)
+- ``pending``: Pulses counted but not yet saved (the most a power cut could cost now)
 """
 
 import sys
 
-from protocols.regmap import HOLDING, INPUT, RO, RW, U16, U32, RegisterMap
 from protocols.roles import common
+from protocols.roles.kinds import HOLDING, INPUT, RO, RW, U16, U32, with_docs
 
 try:
     from micropython import const
@@ -69,47 +95,40 @@ DEFAULTS = (
 )
 
 # name, table, address, type, scale, unit, access, minimum, maximum, doc
-REGISTERS = (
-    ("pulse_volume", HOLDING, 0, U16, -3, "l", RW, 1, 10000,
-     "Volume of one pulse (one turn of the meter's magnet); applies to pulses counted from now on"),
-    ("debounce", HOLDING, 1, U16, 0, "ms", RW, 1, 500,
-     "A reed contact counts once it was open, then closed, each for at least this long"),
-    ("leak_time", HOLDING, 2, U32, 0, "s", RW, 5, 1209600,
-     "Leak alarm: flow that has not paused for this long"),
-    ("leak_gap", HOLDING, 4, U16, 0, "s", RW, 1, 3600,
-     "No pulse for this long counts as the flow stopping (longer than the pulse period of the "
-     "smallest leak to catch)"),
-    ("burst_flow", HOLDING, 5, U16, -3, "l/s", RW, 1, 65535, "Burst alarm: flow above this ..."),
-    ("burst_time", HOLDING, 6, U16, 0, "s", RW, 1, 3600, "... for at least this long"),
-    ("backflow_limit", HOLDING, 7, U16, -1, "l", RW, 1, 65535,
-     "Backflow alarm: this much water flowed backwards, the last of it less than leak_gap ago"),
-    ("battery_low", HOLDING, 8, U16, -3, "V", RW, 2000, 4200, "Low-battery alarm below this voltage"),
-    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, "Sample sequence number; never repeats, survives reboots"),
-    ("volume", INPUT, 2, U32, 0, "l", RO, 0, 0xFFFFFFFF,
-     "Water delivered since manufacture, whole litres; monotonic, persisted"),
-    ("reverse_volume", INPUT, 4, U32, 0, "l", RO, 0, 0xFFFFFFFF,
-     "Water that flowed backwards since manufacture, whole litres; monotonic, persisted"),
-    ("flow", INPUT, 6, U16, -3, "l/s", RO, 0, 0xFFFF, "Flow rate (either direction), from the pulse periods"),
-    ("status", INPUT, 7, U16, 0, None, RO, 0, 0xFFFF, "Status and alarm flags, see STATUS_FLAGS"),
-    ("battery", INPUT, 8, U16, -3, "V", RO, 0, 0xFFFF, "Battery voltage"),
-    ("flow_duration", INPUT, 9, U32, 0, "s", RO, 0, 0xFFFFFFFF,
-     "How long the flow has gone on without a pause of leak_gap (0 when stopped)"),
-    ("pending", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF,
-     "Pulses counted but not yet saved (the most a power cut could cost now)"),
+_ROWS = (
+    ("pulse_volume", HOLDING, 0, U16, -3, "l", RW, 1, 10000, ""),
+    ("debounce", HOLDING, 1, U16, 0, "ms", RW, 1, 500, ""),
+    ("leak_time", HOLDING, 2, U32, 0, "s", RW, 5, 1209600, ""),
+    ("leak_gap", HOLDING, 4, U16, 0, "s", RW, 1, 3600, ""),
+    ("burst_flow", HOLDING, 5, U16, -3, "l/s", RW, 1, 0xFFFF, ""),
+    ("burst_time", HOLDING, 6, U16, 0, "s", RW, 1, 3600, ""),
+    ("backflow_limit", HOLDING, 7, U16, -1, "l", RW, 1, 0xFFFF, ""),
+    ("battery_low", HOLDING, 8, U16, -3, "V", RW, 2000, 4200, ""),
+    ("seq", INPUT, 0, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
+    ("volume", INPUT, 2, U32, 0, "l", RO, 0, 0xFFFFFFFF, ""),
+    ("reverse_volume", INPUT, 4, U32, 0, "l", RO, 0, 0xFFFFFFFF, ""),
+    ("flow", INPUT, 6, U16, -3, "l/s", RO, 0, 0xFFFF, ""),
+    ("status", INPUT, 7, U16, 0, None, RO, 0, 0xFFFF, ""),
+    ("battery", INPUT, 8, U16, -3, "V", RO, 0, 0xFFFF, ""),
+    ("flow_duration", INPUT, 9, U32, 0, "s", RO, 0, 0xFFFFFFFF, ""),
+    ("pending", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, ""),
 )
 
-if sys.implementation.name == "micropython":
-    # On the node: no documentation strings in RAM (the common rows come without theirs), and no
-    # RegisterMap unless someone asks for MAP (the firmware's bank works from REGISTERS).
-    REGISTERS = tuple(r[:9] + ("",) for r in REGISTERS) + common.rows()
+REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows()
+del _ROWS
 
+if sys.implementation.name == "micropython":
+    # On the node: no RegisterMap unless someone asks for MAP (the firmware's bank packs the rows).
     def __getattr__(name):
         if name == "MAP":
+            from protocols.regmap import RegisterMap
+
             global MAP
             MAP = RegisterMap("meter", REGISTERS, ROLE_ID)
             return MAP
         raise AttributeError(name)
 
 else:
-    REGISTERS += common.rows()
+    from protocols.regmap import RegisterMap
+
     MAP = RegisterMap("meter", REGISTERS, ROLE_ID)
