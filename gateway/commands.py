@@ -16,7 +16,21 @@ envelope (see :mod:`gateway.envelope`)::
     a node id, ``group:<name>``, ``bus:<name>`` or ``all``.
 ``action``, ``params``
     one of :data:`ACTIONS` with the parameters it takes (``params`` may be
-    left out when it takes none).
+    left out when it takes none):
+
+    ==================  ===============================================================
+    ``dim``             ``{"level": 0..100}``
+    ``switch``          ``{"on": bool}``
+    ``override``        ``{"level": 0..100, "minutes": 1..1440}``: the program's timed override
+    ``clear_override``  none
+    ``set_schedule``    ``{"programs": {id: points | null}, "calendar": {...}}``
+                        (:mod:`gateway.schedule_command`)
+    ``set_config``      ``{setting: value, ...}``: settings of the node's register map
+    ``set_unit``        ``{"unit": 1..247}``: a new Modbus unit for one node
+    ``time_sync``       none
+    ``reboot``          ``{"within": 10..600}`` (optional, seconds to wait for the node's return)
+    ``rebirth``         none
+    ==================  ===============================================================
 
 :func:`parse_command` is pure: it checks the shape of a command, never whether
 its target exists or who signed it. Whatever the bytes, it returns a
@@ -27,11 +41,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
+from gateway import schedule_command
 from gateway.cbor_strict import CborError, loads_strict
+from gateway.contracts import load_role
 
 MAX_PAYLOAD = 4096
 """Largest command (and envelope) accepted, in bytes; a command is about a hundred."""
@@ -73,10 +89,17 @@ _ENVELOPE_KEYS = frozenset({"id", "iat", "exp", "target", "action", "params"})
 
 
 class _Int:
-    """An integer parameter within bounds."""
+    """An integer parameter within bounds; ``default`` (not None) makes it optional."""
 
-    def __init__(self, lo: int, hi: int) -> None:
+    def __init__(self, lo: int, hi: int, default: int | None = None) -> None:
         self.lo, self.hi = lo, hi
+        self.default = default
+
+    @classmethod
+    def register(cls, name: str, lo: int | None = None) -> _Int:
+        """The bounds of a lamp register (``lo`` raises the lower one)."""
+        reg = _LAMP[name]
+        return cls(int(reg.minimum) if lo is None else lo, int(reg.maximum))
 
     def check(self, name: str, value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -89,17 +112,42 @@ class _Int:
 class _Bool:
     """A boolean parameter."""
 
+    default = None
+
     def check(self, name: str, value: Any) -> bool:
         if not isinstance(value, bool):
             raise ValueError(f"{name!r} must be true or false")
         return value
 
 
+def _check_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``set_config``: at least one setting, each a number (the node's role decides which names exist)."""
+    if not params:
+        raise ValueError("set_config needs at least one setting, e.g. {\"mode\": 1}")
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            raise ValueError(f"setting {name[:40]!r} must be a number")
+    return dict(params)
+
+
+_LAMP = load_role("lamp")
 _SPECS: dict[str, dict[str, _Int | _Bool]] = {
-    "dim": {"level": _Int(0, 100)},
+    "dim": {"level": _Int.register("dim_level")},
     "switch": {"on": _Bool()},
+    "override": {"level": _Int.register("override_level"), "minutes": _Int.register("override_minutes", lo=1)},
+    "clear_override": {},
+    "set_schedule": {},
+    "set_config": {},
+    "set_unit": {"unit": _Int.register("unit")},
     "time_sync": {},
+    "reboot": {"within": _Int(10, 600, default=120)},
     "rebirth": {},
+}
+_CUSTOM: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "set_schedule": schedule_command.check_params,
+    "set_config": _check_settings,
 }
 ACTIONS: tuple[str, ...] = tuple(_SPECS)
 """The actions the gateway knows."""
@@ -147,10 +195,19 @@ class Command:
 
     def describe(self) -> str:
         """A few words for results and logs, e.g. ``dim 40%`` or ``switch off``."""
+        p = self.params
         if self.action == "dim":
-            return f"dim {self.params['level']}%"
+            return f"dim {p['level']}%"
         if self.action == "switch":
-            return f"switch {'on' if self.params['on'] else 'off'}"
+            return f"switch {'on' if p['on'] else 'off'}"
+        if self.action == "override":
+            return f"override {p['level']}% for {p['minutes']} min"
+        if self.action == "set_schedule":
+            return schedule_command.describe(p)
+        if self.action == "set_config":
+            return "set config " + ", ".join(f"{k}={v}" for k, v in p.items())
+        if self.action == "set_unit":
+            return f"set unit {p['unit']}"
         return self.action.replace("_", " ")
 
 
@@ -227,6 +284,12 @@ def check_command(obj: Any) -> Command:
         target = parse_target(target_text)
     except ValueError as exc:
         raise reject(UNKNOWN_TARGET, str(exc)) from None
+    custom = _CUSTOM.get(action)
+    if custom is not None:
+        try:
+            return Command(cid, target, action, custom(params), iat, exp)
+        except ValueError as exc:
+            raise reject(BAD_PARAMETERS, str(exc)[:300]) from None
     extra = sorted(set(params) - set(spec))
     if extra:
         takes = ", ".join(repr(p) for p in spec) or "no parameters"
@@ -234,6 +297,9 @@ def check_command(obj: Any) -> Command:
     checked: dict[str, Any] = {}
     for name, kind in spec.items():
         if name not in params:
+            if kind.default is not None:
+                checked[name] = kind.default
+                continue
             raise reject(BAD_PARAMETERS, f"{action} needs {name!r}")
         try:
             checked[name] = kind.check(name, params[name])

@@ -29,6 +29,8 @@ class Register(Protocol):
     scale: int
     unit: str | None
     access: int
+    minimum: Number
+    maximum: Number
     width: int
 
     def to_raw(self, value: Number) -> Number:

@@ -19,11 +19,11 @@ used id is ``replayed``), the nodes' ability to take the action, and at least
 one targeted node online. Every step is written to the audit log
 (:mod:`gateway.audit`) and the entry is durable before the router acts on it.
 
-How a command reaches the nodes: one node is written directly (function 16). A
-group, a bus or ``all`` is broadcast (unit 0) on every bus where it covers all
-the configured nodes with the same words, and written node by node elsewhere;
-then every targeted node is read back (only the registers written). Commands
-use the bus with urgent priority, so they overtake queued polls.
+What each action writes and reads back is planned by :mod:`gateway.actions`;
+the plans are carried out bus by bus, the buses at the same time, by
+:mod:`gateway.executor` (broadcast where a target covers a whole bus with the
+same words, node by node elsewhere, then the confirming reads). Commands use
+the bus with urgent priority, so they overtake queued polls.
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ import base64
 import difflib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import cbor2
 
-from gateway.actions import NodePlan, plan_node
+from gateway.actions import AFTERWARDS, Context, plan_node, target_problem
 from gateway.audit import AuditLog
+from gateway.command_plan import NodePlan
 from gateway.commands import (
+    BAD_PARAMETERS,
     OFFLINE_TARGET,
     OUT_OF_SCOPE,
     REPLAYED,
@@ -51,10 +53,10 @@ from gateway.commands import (
     Target,
 )
 from gateway.config import Config, NodeConfig
-from gateway.contracts import HOLDING, RegisterMap, load_role
+from gateway.contracts import load_role
 from gateway.envelope import Opened, open_envelope
+from gateway.executor import BusExecutor, CommandBus
 from gateway.keys import KeyRing
-from gateway.priority_lock import URGENT
 from gateway.replay import ReplayStore
 from gateway.stats import GatewayStats
 
@@ -75,21 +77,6 @@ INTERNAL = "internal"
 
 Rebirth = Callable[[list[str]], Awaitable[None]]
 """Republishes the birth certificates of the given node ids (the uplink's business)."""
-
-
-class CommandBus(Protocol):
-    """What the router needs of a bus (any backend of :mod:`gateway.bus`)."""
-
-    async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
-        """Write holding registers of one node."""
-
-    async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
-        """Write holding registers of every node of the bus (unit 0)."""
-
-    async def read_table(
-        self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
-    ) -> tuple[int, Sequence[int]]:
-        """Read the registers of one table of ``regmap``."""
 
 
 class CommandRouter:
@@ -267,8 +254,13 @@ class CommandRouter:
                     command_id=command.id,
                 )
             return plans
+        problem = target_problem(command)
+        if problem:
+            raise CommandRejected(BAD_PARAMETERS, problem, command_id=command.id)
         for node in nodes:
-            plans.nodes.append(plan_node(command, node, load_role(node.role), now))
+            state = self.stats.nodes.get(node.id)
+            ctx = Context(state.values if state is not None else None, self.config.nodes_on(node.bus))
+            plans.nodes.append(plan_node(command, node, load_role(node.role), now, ctx))
         return plans
 
     async def _execute(self, command: Command, plans: _Plans) -> dict[str, Any]:
@@ -280,7 +272,11 @@ class CommandRouter:
         by_bus: dict[str, list[NodePlan]] = {}
         for plan in plans.nodes:
             by_bus.setdefault(plan.node.bus, []).append(plan)
-        outcomes = await asyncio.gather(*(self._run_on_bus(b, p) for b, p in by_bus.items()))
+        outcomes = await asyncio.gather(*(
+            BusExecutor(self.buses[name], name, {n.id for n in self.config.nodes_on(name)}, self.stats,
+                        self.clock).run(bus_plans)
+            for name, bus_plans in by_bus.items()
+        ))
         problems: dict[str, str] = {}
         notes: list[str] = []
         for bus_problems, note in outcomes:
@@ -295,6 +291,8 @@ class CommandRouter:
             detail = f"{what} confirmed on {len(confirmed)} node(s)"
             if notes:
                 detail += f" ({'; '.join(notes)})"
+            if command.action in AFTERWARDS:
+                detail += f"; {AFTERWARDS[command.action]}"
             return self._result(command.id, DONE, detail, confirmed=confirmed)
         detail = f"{what} not confirmed on {len(unconfirmed)} of {len(nodes)} node(s): " + "; ".join(
             f"{node_id}: {problems[node_id]}" for node_id in unconfirmed[:20]
@@ -333,62 +331,6 @@ class CommandRouter:
         if not nodes:
             raise CommandRejected(UNKNOWN_TARGET, f"{target} has no nodes")
         return nodes
-
-    async def _run_on_bus(self, bus_name: str, plans: list[NodePlan]) -> tuple[dict[str, str], str]:
-        """Write and read back on one bus; returns (problems by node id, a note for the detail)."""
-        bus = self.buses[bus_name]
-        problems: dict[str, str] = {}
-        note = ""
-        on_bus = {n.id for n in self.config.nodes_on(bus_name)}
-        written: list[NodePlan] = []
-        broadcastable = (
-            len(plans) > 1
-            and {p.node.id for p in plans} == on_bus
-            and all(p.same_writes(plans[0]) for p in plans)
-        )
-        if broadcastable:
-            try:
-                for address, words in plans[0].writes:
-                    await bus.broadcast(address, words, priority=URGENT)
-            except Exception as exc:  # any bus failure: nothing can be said of any node
-                return {p.node.id: f"broadcast failed: {exc}" for p in plans}, ""
-            note = f"broadcast on {bus_name}"
-            for plan in plans:
-                if self._online(plan.node.id) is False:
-                    problems[plan.node.id] = "offline"
-                else:
-                    written.append(plan)
-        else:
-            for plan in plans:
-                if self._online(plan.node.id) is False:
-                    problems[plan.node.id] = "offline"
-                    continue
-                try:
-                    for address, words in plan.writes:
-                        await bus.write(plan.node.unit, address, words, priority=URGENT)
-                except Exception as exc:  # a failed write is that node's problem, not the command's
-                    problems[plan.node.id] = f"write failed: {exc}"
-                    continue
-                written.append(plan)
-        for plan in written:
-            problem = await self._confirm(bus, plan)
-            if problem:
-                problems[plan.node.id] = problem
-        return problems, note
-
-    async def _confirm(self, bus: CommandBus, plan: NodePlan) -> str | None:
-        """Read the written registers back; None when the node holds the new state."""
-        try:
-            start, words = await bus.read_table(plan.node.unit, plan.readback, HOLDING, priority=URGENT)
-        except Exception as exc:  # timeouts, exceptions, a closed line: all mean "not confirmed"
-            return f"read-back failed: {exc}"
-        values = {reg.name: raw for reg, raw in plan.readback.decode(HOLDING, start, words)}
-        state = self.stats.nodes.get(plan.node.id)
-        if state is not None:
-            for reg in plan.readback.registers:
-                if reg.name in values:
-                    state.values[reg.name] = reg.value(values[reg.name])
-        return plan.check(values, self.clock())
 
     def _online(self, node_id: str) -> bool | None:
         state = self.stats.nodes.get(node_id)
