@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("dim", "switch", "time_sync", "rebirth")
+ACTIONS = ("dim", "switch", "override", "clear_override", "set_schedule", "set_config", "set_unit", "time_sync",
+           "reboot", "rebirth")
 
 
 def _keys_new(args: argparse.Namespace) -> int:
@@ -34,16 +35,29 @@ def _cmd(args: argparse.Namespace) -> int:
     from tools.keys import load_private_key
     from tools.operator import Signer, send_command
 
-    params: dict[str, object] = json.loads(args.params) if args.params else {}
-    if args.action == "dim":
+    text = args.params or ""
+    if text.startswith("@"):  # a schedule is easier to keep in a file
+        text = Path(text[1:]).read_text()
+    params: dict[str, object] = json.loads(text) if text else {}
+    if args.action in ("dim", "override"):
         params.setdefault("level", args.level)
-    elif args.action == "switch":
+    if args.action == "switch":
         params.setdefault("on", args.state == "on")
+    elif args.action == "override":
+        params.setdefault("minutes", args.minutes)
+    elif args.action == "set_unit" and args.unit is not None:
+        params.setdefault("unit", args.unit)
+    elif args.action == "reboot" and args.within is not None:
+        params.setdefault("within", args.within)
+    wait = args.timeout
+    if wait is None:  # a reboot's result comes once the node is back (or ``within`` is over)
+        within = params.get("within", 120) if args.action == "reboot" else None
+        wait = float(within) + 30 if isinstance(within, int | float) else 10.0
     key_path = Path(args.key)
     signer = Signer(load_private_key(key_path), args.kid or key_path.stem)
     result = asyncio.run(send_command(
         broker=args.broker, site=args.site, gateway=args.gateway, signer=signer, target=args.target,
-        action=args.action, params=params, wait=args.timeout, protocol=args.protocol,
+        action=args.action, params=params, wait=wait, protocol=args.protocol,
         command_id=args.id, lifetime=args.lifetime,
     ))
     print(json.dumps(result, indent=2, default=str))
@@ -94,16 +108,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--target", required=True, help="node id, group:NAME, bus:NAME or all")
     p.add_argument("--key", required=True, help="the operator's private key file (streetedge keys new)")
     p.add_argument("--kid", default=None, help="key id (default: the key file's name without .key)")
-    p.add_argument("--level", type=int, default=100, help="dim level 0..100")
+    p.add_argument("--level", type=int, default=100, help="dim or override level 0..100")
     p.add_argument("--state", choices=["on", "off"], default="on", help="for switch")
-    p.add_argument("--params", default=None, help='parameters as JSON, e.g. \'{"level": 40}\'')
+    p.add_argument("--minutes", type=int, default=60, help="override length, minutes")
+    p.add_argument("--unit", type=int, default=None, help="for set_unit: the node's new Modbus unit")
+    p.add_argument("--within", type=int, default=None, help="for reboot: seconds to wait for the node's return")
+    p.add_argument("--params", default=None,
+                   help='parameters as JSON, e.g. \'{"level": 40}\', or @FILE with the JSON (set_schedule)')
     p.add_argument("--id", default=None, help="command id (default: random)")
     p.add_argument("--lifetime", type=float, default=60.0, help="seconds the command stays valid")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     p.add_argument("--site", required=True)
     p.add_argument("--gateway", required=True)
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait for the result (default 10; for reboot, its within + 30)")
     p.set_defaults(func=_cmd)
 
     p = sub.add_parser("audit", help="the command audit log")

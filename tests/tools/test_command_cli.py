@@ -51,3 +51,32 @@ def test_cmd_needs_a_key() -> None:
     """streetedge cmd refuses to run without a signing key."""
     proc = streetedge("cmd", "dim", "--target", "all", "--site", "s", "--gateway", "g")
     assert proc.returncode == 2 and "--key" in proc.stderr
+
+
+def test_cmd_builds_the_parameters_of_each_action_from_its_flags(tmp_path: Path, mosquitto) -> None:
+    """Flags and @FILE parameters become the signed command's params; no gateway answers, so: timeout, exit 1."""
+    import json
+
+    import cbor2
+
+    from gateway import cose
+    from tools.mqtt_watch import MqttWatch
+
+    assert streetedge("keys", "new", "ops", "--dir", str(tmp_path)).returncode == 0
+    schedule = {"programs": {"0": [[2, 0, 100], [1, 0, 0]]}, "calendar": {"default": 0}}
+    (tmp_path / "night.json").write_text(json.dumps(schedule))
+    cases = [
+        (["override", "--level", "70", "--minutes", "15"], {"level": 70, "minutes": 15}),
+        (["set_unit", "--unit", "42"], {"unit": 42}),
+        (["reboot", "--within", "30"], {"within": 30}),
+        (["set_schedule", "--params", f"@{tmp_path / 'night.json'}"], schedule),
+        (["set_config", "--params", '{"mode": 1}'], {"mode": 1}),
+    ]
+    with MqttWatch(mosquitto.host, mosquitto.port, "streetedge/v1/s/g/cmd") as watch:
+        for flags, params in cases:
+            mark = watch.mark()
+            proc = streetedge("cmd", *flags, "--target", "lamp-1", "--key", str(tmp_path / "ops.key"),
+                              "--broker", mosquitto.url, "--site", "s", "--gateway", "g", "--timeout", "0.5")
+            assert proc.returncode == 1 and '"status": "timeout"' in proc.stdout, proc.stderr
+            command = cbor2.loads(cose.decode_sign1(watch.wait_for(lambda m: True, after=mark).payload).payload)
+            assert (command["action"], command["params"]) == (flags[0], params)
