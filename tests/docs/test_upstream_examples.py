@@ -32,8 +32,8 @@ def examples() -> list[bytes]:
 RFC8032_KEY_1 = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 
 
-def test_page_has_its_ten_examples() -> None:
-    assert len(examples()) == 10
+def test_page_has_its_eleven_examples() -> None:
+    assert len(examples()) == 11
 
 
 def test_data_example_is_what_the_gateway_builds() -> None:
@@ -124,3 +124,21 @@ def test_delivery_counters_example_decodes_as_documented() -> None:
     counters = cbor2.loads(examples()[9])
     assert counters["dropped"] == {"readings": 120, "events": 0}
     assert counters["stored"] == 52113 and counters["depth"] == 0
+
+
+def test_schedule_command_example_parses_into_the_documented_words() -> None:
+    """The set_schedule example is a valid command, and the gateway writes the words the page lists."""
+    from gateway import schedule_command
+
+    command = parse_command(examples()[10])
+    assert (command.id, command.action, str(command.target)) == ("c-0003", "set_schedule", "group:elm-street")
+    assert dict(command.params) == {
+        "programs": {"0": [[2, 0, 100], [0, 1380, 50], [1, 0, 0]], "1": [[2, 0, 100], [1, 0, 0]]},
+        "calendar": {"default": 0, "rules": [{"program": 1, "days": 48}]},
+    }
+    writes = schedule_command.writes(command.params)
+    assert writes == [(200, (0, 3, 2, 0, 100, 0, 1380, 50, 1, 0, 0)), (200, (1, 2, 2, 0, 100, 1, 0, 0)),
+                      (250, (0, 1, 48) + (0,) * 30)]
+    page = DOC.read_text()
+    for address, words in writes[:2]:
+        assert f"{address}: {', '.join(map(str, words))} " in page
