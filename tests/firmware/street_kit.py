@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pymodbus.client import ModbusSerialClient
 
 from protocols.regmap import HOLDING, INPUT, RegisterMap
+from protocols.roles import common
 from tools.sim.street import VirtualStreet
 
 T = TypeVar("T")
@@ -75,6 +76,26 @@ class Master:
             if rr.isError():
                 return rr
         return rr
+
+    def events(self, unit: int) -> list[tuple[int, int, int]]:
+        """Every event the node still holds, as ``(seq, code, value)``, through the event window."""
+        out: list[tuple[int, int, int]] = []
+        start = 0
+        while True:
+            assert not self.write(unit, event_from=start).isError()
+            first = self.map["event_next"].address
+            count = common.EVENT_WINDOW_START + common.EVENT_WINDOW * common.EVENT_WORDS - first
+            rr = self.client.read_input_registers(first, count=count, device_id=unit)
+            assert not rr.isError(), rr
+            words = rr.registers
+            n = words[self.map["event_count"].address - first]
+            for k in range(n):
+                o = common.EVENT_WINDOW_START - first + k * common.EVENT_WORDS
+                value = (words[o + 5] << 16) | words[o + 6]
+                out.append(((words[o] << 16) | words[o + 1], words[o + 4], value - (1 << 32) if value >> 31 else value))
+            if n < common.EVENT_WINDOW:
+                return out
+            start = out[-1][0] + 1
 
     def until(self, unit: int, ok: Callable[[dict[str, Any]], bool], timeout: float = 15.0,
               what: str = "inputs") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pymodbus.pdu import ExceptionResponse
 from street_kit import HEAPSIZE, Master, control, prepare, wait_for, world
 
 from firmware.roles.meter import SAVE_PULSES
+from protocols.roles import common
 from protocols.roles import meter as spec
 from tools.sim.street import VirtualStreet
 
@@ -73,10 +74,13 @@ def test_leak_alarm_after_flow_that_never_pauses(street: VirtualStreet, master: 
     v = master.until(unit, lambda v: v["status"] & spec.STATUS_LEAK, timeout=20, what="leak alarm")
     assert v["flow_duration"] >= 5
     assert v["status"] & spec.STATUS_FLOWING
+    assert (common.EV_ALARM_ON, spec.STATUS_LEAK) in [(code, value) for _, code, value in master.events(unit)]
     control(street, unit, water={"mode": "off"})
     v = master.until(unit, lambda v: not v["status"] & (spec.STATUS_LEAK | spec.STATUS_FLOWING), timeout=15,
                      what="leak cleared")
     assert v["flow_duration"] == 0
+    events = [(code, value) for _, code, value in master.events(unit)]
+    assert events.index((common.EV_ALARM_ON, spec.STATUS_LEAK)) < events.index((common.EV_ALARM_OFF, spec.STATUS_LEAK))
 
 
 def test_burst_alarm_on_flow_above_the_limit(street: VirtualStreet, master: Master) -> None:
@@ -86,6 +90,7 @@ def test_burst_alarm_on_flow_above_the_limit(street: VirtualStreet, master: Mast
     control(street, unit, water={"mode": "constant", "lpm": 120.0})
     v = master.until(unit, lambda v: v["status"] & spec.STATUS_BURST, timeout=15, what="burst alarm")
     assert v["flow"] > 1500
+    assert (common.EV_ALARM_ON, spec.STATUS_BURST) in [(code, value) for _, code, value in master.events(unit)]
     control(street, unit, water={"mode": "constant", "lpm": 30.0})
     v = master.until(unit, lambda v: not v["status"] & spec.STATUS_BURST, timeout=15, what="burst cleared")
     assert v["flow"] <= 1500
