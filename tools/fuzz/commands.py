@@ -10,7 +10,9 @@ Two parts, ``--cases`` each:
 - ``command``: :func:`gateway.commands.parse_command`, three quarters on
   mutated command maps, one quarter property-based (hypothesis builds maps
   with the command's keys and values of every CBOR type). An accepted command
-  must survive a round trip: encoded again, it parses to the same Command.
+  must survive a round trip: encoded again, it parses to the same Command;
+  and planning it for a lamp (:func:`gateway.actions.plan_node`) must give a
+  plan or a ``bad_parameters`` refusal.
 
 Prints one line per part; exits 1 on any crash or hang.
 """
@@ -28,8 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from gateway.actions import Context, plan_node
 from gateway.cbor_strict import CborError, loads_strict
-from gateway.commands import ACTIONS, CommandRejected, parse_command
+from gateway.commands import ACTIONS, BAD_PARAMETERS, CommandRejected, parse_command
+from gateway.config import parse_config
+from gateway.contracts import load_role
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 
 _APPENDIX_A = Path(__file__).resolve().parents[2] / "tests/protocols/vectors/cbor_appendix_a.json"
@@ -43,6 +48,14 @@ def command_seeds() -> list[bytes]:
         {"id": "c-2", "iat": T0, "exp": T0 + 60, "target": "group:elm", "action": "switch", "params": {"on": True}},
         {"id": "c-3", "iat": T0 + 0.5, "exp": T0 + 1.5, "target": "all", "action": "time_sync"},
         {"id": "c-4", "iat": T0, "exp": T0 + 9, "target": "bus:bus0", "action": "rebirth", "params": {}},
+        {"id": "c-5", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "override",
+         "params": {"level": 80, "minutes": 30}},
+        {"id": "c-6", "iat": T0, "exp": T0 + 60, "target": "all", "action": "set_schedule",
+         "params": {"programs": {"0": [[2, 0, 100], [0, 1380, 50], [1, 0, 0]], "3": None},
+                    "calendar": {"default": 0, "rules": [{"program": 0, "days": 48, "from": [12, 24], "to": [1, 2]}]}}},
+        {"id": "c-7", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "set_config",
+         "params": {"mode": 1, "latitude": 52.37}},
+        {"id": "c-8", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "reboot", "params": {"within": 30}},
     ]
     return [cbor2.dumps(m) for m in maps]
 
@@ -85,7 +98,19 @@ def check_command(data: bytes) -> str | None:
              "action": command.action, "params": dict(command.params)}
     if parse_command(cbor2.dumps(again)) != command:
         raise AssertionError(f"round trip changed {command!r}")
+    if command.action != "rebirth":
+        try:
+            plan_node(command, _LAMP_NODE, load_role("lamp"), T0, _CONTEXT)
+        except CommandRejected as exc:
+            assert exc.reason == BAD_PARAMETERS, exc.reason
+            return "plan:" + exc.reason
     return None
+
+
+_CONFIG = parse_config('site = "s"\ngateway = "g"\n[[bus]]\nname = "b"\ndevice = "/dev/null"\n'
+                       '[[node]]\nid = "lamp-1"\nbus = "b"\nunit = 1\n[[node]]\nid = "lamp-2"\nbus = "b"\nunit = 2\n')
+_LAMP_NODE = _CONFIG.node[0]
+_CONTEXT = Context({"programs": 0x00FF, "photo_on": 10, "photo_off": 30}, _CONFIG.node)
 
 
 _VALUES = st.recursive(
