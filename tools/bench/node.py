@@ -25,6 +25,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -140,9 +141,10 @@ def _ms(x: Any) -> str:
 def table(rows: list[dict[str, Any]], seconds: float) -> str:
     """The Markdown table of the figures."""
     lines = [
-        f"One node per role, `-X heapsize={HEAPSIZE}`, a pymodbus master reading the role's input table "
+        f"One node per role, from `-X heapsize={HEAPSIZE}` (the ESP32 budget on the 64-bit port) up by 16K "
+        "until it serves, a pymodbus master reading the role's input table "
         f"back to back for {seconds:g} s after {WARMUP:g} s of warm-up; {time.strftime('%Y-%m-%d')}, "
-        "2 shared cores.",
+        f"2 shared cores, load average {os.getloadavg()[0]:.1f} at the end (other work on the machine).",
         "",
         "| role | image sim (KB) | image ESP32 xtensawin (KB) | smallest heap that serves | heap peak (KB) "
         "| heap live (KB) | turnaround last / worst (µs) | round trip p50 / p99 / worst (ms) | reads (errors) |",
