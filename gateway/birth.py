@@ -7,10 +7,13 @@ the order published, so a consumer sees a gap as a lost message:
 
 - the gateway birth (``<root>/birth``, retained, ``seq`` 0): the node table
   (node id and schema id, in the order compact messages refer to them) and one
-  schema per role: field names, units, scales, types, in data order;
-- a node birth (``<root>/birth/<node>``, retained): the node's role, schema,
-  firmware version and capabilities; published at each session start and again
-  whenever the node's firmware changes;
+  schema per role: field names, units, scales, types, in data order, and what a
+  node of the role lets the gateway do (its capabilities);
+- a node birth (``<root>/birth/<node>``, retained): the node's role, its
+  schema (by id: the fields are in the gateway birth, once per role, not once
+  per node, which keeps a session's births small on a metered link) and
+  firmware version; published at each session start and again whenever the
+  node's firmware changes;
 - the state (``<root>/state``, retained): ``{"online": true, "session": n,
   "ts": ...}`` at connect; the MQTT Will (the death certificate) is
   ``{"online": false, "session": n}`` for the same ``n``, so a consumer can tell
@@ -94,6 +97,7 @@ def gateway_birth(
     ts: float,
     profile: str,
     nodes: Sequence[tuple[str, NodeSchema]],
+    capabilities: Mapping[bytes, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The gateway birth map (``seq`` 0 of its session); ``birth`` is the id compact messages cite.
 
@@ -104,6 +108,7 @@ def gateway_birth(
         ts: epoch seconds.
         profile: the data profile in use, ``"compact"`` or ``"senml"``.
         nodes: ``(node id, schema)`` in the order compact messages index them.
+        capabilities: per schema id, what a node of it lets the gateway do (:func:`capabilities`).
     """
     schemas = {s.id: s.describe() for _, s in nodes}
     table = [[node_id, s.id] for node_id, s in nodes]
@@ -118,6 +123,7 @@ def gateway_birth(
         "birth": birth_id(table, schemas),
         "nodes": table,
         "schemas": schemas,
+        "capabilities": {sid: list(caps) for sid, caps in (capabilities or {}).items() if sid in schemas},
     }
 
 
@@ -135,9 +141,11 @@ def node_birth(
     seq: int,
     ts: float,
     firmware: int | None,
-    capabilities: Sequence[str],
 ) -> dict[str, Any]:
-    """A node birth map: the node's schema, its firmware version (None until first read) and capabilities."""
+    """A node birth map: the node's role, schema id (its fields are in the gateway birth) and firmware version.
+
+    ``firmware`` is None until the node has been read once.
+    """
     return {
         "v": BIRTH_VERSION,
         "node": node,
@@ -146,15 +154,17 @@ def node_birth(
         "ts": ts,
         "role": schema.role,
         "schema": schema.id,
-        "fields": [list(f) for f in schema.fields],
         "firmware": firmware,
-        "capabilities": list(capabilities),
     }
 
 
 def capabilities(regmap: RegisterMap) -> list[str]:
-    """What a node of this role lets the gateway do: ``write:<register>`` per writable register, sorted."""
-    return sorted(f"write:{reg.name}" for reg in regmap.registers if reg.access == _RW)
+    """What a node of this role lets the gateway do: ``write:<register>`` per writable register, and ``events``
+    if it keeps an event log the gateway reads; sorted."""
+    caps = [f"write:{reg.name}" for reg in regmap.registers if reg.access == _RW]
+    if "event_from" in regmap:
+        caps.append("events")
+    return sorted(caps)
 
 
 def state(*, online: bool, session: int, ts: float | None = None) -> bytes:

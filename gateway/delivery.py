@@ -152,7 +152,7 @@ class Delivery:
         if self._birth:
             self._birth = birth.gateway_birth(
                 site=config.site, gateway=config.gateway, session=self._session, ts=self.clock(),
-                profile=self.settings.profile, nodes=self._table,
+                profile=self.settings.profile, nodes=self._table, capabilities=self._capabilities(),
             )
             self._rebirth = set(self._index)
             self._kick.set()
@@ -272,7 +272,7 @@ class Delivery:
             self._backlog = True
         self._birth = birth.gateway_birth(
             site=self.config.site, gateway=self.config.gateway, session=session, ts=self.clock(),
-            profile=self.settings.profile, nodes=self._table,
+            profile=self.settings.profile, nodes=self._table, capabilities=self._capabilities(),
         )
         msgs = [Outgoing(self.topics.birth, birth.encode(self._birth), retain=True)]
         msgs += [self._node_birth(node_id) for node_id, _ in self._table]
@@ -497,13 +497,16 @@ class Delivery:
             if node_id in wanted:
                 self._emit(self._node_birth(node_id))
 
+    def _capabilities(self) -> dict[bytes, list[str]]:
+        return {self._by_role[role].schema.id: caps for role, caps in self._caps.items()}
+
     def _node_birth(self, node_id: str) -> Outgoing:
         role = self._roles[node_id]
         fw = self._firmware.get(node_id)
         self._born[node_id] = fw
         body = birth.node_birth(
             node=node_id, schema=self._by_role[role].schema, session=self._session, seq=self._next_seq(),
-            ts=self.clock(), firmware=fw, capabilities=self._caps[role],
+            ts=self.clock(), firmware=fw,
         )
         return Outgoing(self.topics.node_birth(node_id), birth.encode(body), retain=True)
 

@@ -97,13 +97,13 @@ def _gateway_birth() -> bytes:
     return birth.encode(birth.gateway_birth(
         site="district-7", gateway="cabinet-12", session=7, ts=1798761600.0, profile="compact",
         nodes=[("lamp-1", _SCHEMA), ("lamp-2", _SCHEMA)],
+        capabilities={_SCHEMA.id: ["events", "write:dim_level", "write:relay"]},
     ))
 
 
 def test_birth_examples_are_what_the_gateway_builds() -> None:
     assert examples()[6] == _gateway_birth()
-    node = birth.node_birth(node="lamp-1", schema=_SCHEMA, session=7, seq=1, ts=1798761600.0, firmware=0x0100,
-                            capabilities=["write:dim_level", "write:relay"])
+    node = birth.node_birth(node="lamp-1", schema=_SCHEMA, session=7, seq=1, ts=1798761600.0, firmware=0x0100)
     assert examples()[7] == birth.encode(node)
     assert cbor2.loads(examples()[6])["birth"].hex() == "b096c948"
     assert _SCHEMA.id.hex() == "7dda1e18"

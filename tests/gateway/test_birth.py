@@ -50,17 +50,20 @@ def test_gateway_birth_indexes_nodes_and_carries_each_schema_once() -> None:
     assert moved["birth"] != body["birth"]
 
 
-def test_node_birth_carries_firmware_and_capabilities() -> None:
+def test_node_birth_names_its_schema_and_firmware_and_the_gateway_birth_says_what_a_role_can() -> None:
     schema = birth.schema_of(LAMP)
     body = cbor2.loads(birth.encode(birth.node_birth(
         node="lamp-1", schema=schema, session=2, seq=3, ts=5.0, firmware=0x0100,
-        capabilities=birth.capabilities(LAMP),
     )))
     assert body["firmware"] == 256
     assert body["schema"] == schema.id
-    assert body["fields"][0] == ["dim_level", "%", 0, "u16"]
-    assert "write:dim_level" in body["capabilities"]
-    assert "write:power" not in body["capabilities"]
+    assert "fields" not in body  # once per role, in the gateway birth
+    assert len(birth.encode(body)) < 120
+    gateway = birth.gateway_birth(site="s", gateway="g", session=2, ts=5.0, profile="senml",
+                                  nodes=[("lamp-1", schema)], capabilities={schema.id: birth.capabilities(LAMP)})
+    caps = gateway["capabilities"][schema.id]
+    assert "write:dim_level" in caps and "events" in caps
+    assert "write:power" not in caps
 
 
 def test_state_and_will_name_the_session() -> None:
