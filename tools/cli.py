@@ -120,6 +120,15 @@ def _cmd_bench_delivery(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_bench_cluster(args: argparse.Namespace) -> int:
+    from tools.load_gateways import main as load_main
+
+    argv = ["--gateways", str(args.gateways), "--lamps", str(args.lamps), "--seconds", str(args.seconds),
+            "--interval", str(args.interval)] + (["--write-docs"] if args.write_docs else [])
+    code: int = load_main(argv)
+    return code
+
+
 def _cmd_decode(args: argparse.Namespace) -> int:
     from tools.decode import resolve_payload
 
@@ -201,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--polls", type=int, default=20_000, help="stored polls in the backlog to drain")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_delivery)
+    b = bench.add_parser("cluster", help="many simulated gateways against a local broker: what each one costs it")
+    b.add_argument("--gateways", type=int, default=1000)
+    b.add_argument("--lamps", type=int, default=32, help="lamps per gateway")
+    b.add_argument("--seconds", type=float, default=60.0, help="measuring window")
+    b.add_argument("--interval", type=float, default=1.0, help="seconds between two messages of a gateway")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/broker-cluster.md")
+    b.set_defaults(func=_cmd_bench_cluster)
 
     p = sub.add_parser("docs", help="regenerate the register-map pages from protocols/roles")
     p.set_defaults(func=_cmd_docs)
