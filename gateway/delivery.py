@@ -41,37 +41,34 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway import birth, compact
+from gateway import birth
 from gateway.config import Config, NodeConfig
-from gateway.contracts import HOLDING, INPUT, ROLES, Number, Register, load_role
-from gateway.eventlog import Event, event_names
+from gateway.contracts import Number, Register
+from gateway.eventlog import Event
+from gateway.messages import Messages, known_roles
 from gateway.outbox import Entry, Kind, OutboxRecord
 from gateway.outbox_async import AsyncOutbox
-from gateway.packer import PackEncoder
-from gateway.records import base_name, decode_poll, encode_pack, encode_poll, poll_raws, poll_seq
+from gateway.records import encode_poll, poll_raws, poll_seq
 from gateway.stats import GatewayStats
 from gateway.topics import Topics
 from gateway.uplink import Outgoing
 
 log = logging.getLogger(__name__)
 
-WINDOW = 8
-"""Data messages handed to the uplink and not yet acknowledged, at most; the backlog gets half."""
+WINDOW = 48
+"""Data messages handed to the uplink and not yet acknowledged, at most; the backlog gets half.
+
+Enough to keep the uplink's own window (32 in flight) full with one message per poll (SenML), so that
+acknowledgements, and their deletes in the outbox, come in batches."""
 LIVE_MAX = 20
 """Live polls held in memory, in compact batches (``batch_max`` each), before the oldest go to the backlog."""
 STATUS_PAUSE = 5.0
 """Seconds between two ``<root>/delivery`` messages (they go out when the counters changed)."""
 PENDING_MAX = 100_000
 """Polls waiting for the disk, at most; beyond, the oldest are dropped (counted) so memory stays bounded."""
-
-
-class _Schema(NamedTuple):
-    schema: birth.NodeSchema
-    registers: list[Register]
 
 
 class Delivery:
@@ -92,17 +89,8 @@ class Delivery:
         self.topics = topics
         self.stats = stats
         self.clock = clock
-        self._schemas: dict[bytes, _Schema] = {}
-        self._by_role: dict[str, _Schema] = {}
-        for role in ROLES:
-            regmap = load_role(role)
-            entry = _Schema(birth.schema_of(regmap), [r for t in (HOLDING, INPUT) for r in regmap.registers
-                                                      if r.table == t])
-            self._schemas[entry.schema.id] = self._by_role[role] = entry
-        self._caps = {role: birth.capabilities(load_role(role)) for role in ROLES}
-        self._table: list[tuple[str, birth.NodeSchema]] = []
-        self._index: dict[str, int] = {}
-        self._roles: dict[str, str] = {}
+        self._by_role = known_roles()
+        self.messages = Messages(topics, config.site, config.gateway, self._by_role)
         self._firmware: dict[str, int | None] = {}
         self._nodes(config)
         self._born: dict[str, int | None] = {}
@@ -120,8 +108,6 @@ class Delivery:
         self._send: Callable[[Outgoing], None] | None = None
         self._composer: asyncio.Task[None] | None = None
         self._session = 0
-        self._seq = 0
-        self._birth: dict[str, Any] = {}
         self._boundary = 0
         self._backlog = False  # backlog left to replay in this session
         self._out: dict[Outgoing, bool] = {}  # data messages with the uplink -> historical?
@@ -132,14 +118,10 @@ class Delivery:
         self._status_at = -STATUS_PAUSE
         self._reported: int | None = None
         self._failure: BaseException | None = None
-        self._encoders: dict[str, PackEncoder] = {}
-        self._described: dict[bytes, list[Any]] = {}  # every schema the outbox knows, by id
 
     def _nodes(self, config: Config) -> None:
         """The node table (the order compact messages index) from the configuration."""
-        self._table = [(n.id, self._by_role[n.role].schema) for n in config.node]
-        self._index = {node_id: i for i, (node_id, _) in enumerate(self._table)}
-        self._roles = {n.id: n.role for n in config.node}
+        self.messages.nodes([(n.id, n.role) for n in config.node])
         self._firmware = {n.id: self._firmware.get(n.id) for n in config.node}
 
     def reconfigure(self, config: Config) -> None:
@@ -149,12 +131,8 @@ class Delivery:
         """
         self.config = config
         self._nodes(config)
-        if self._birth:
-            self._birth = birth.gateway_birth(
-                site=config.site, gateway=config.gateway, session=self._session, ts=self.clock(),
-                profile=self.settings.profile, nodes=self._table, capabilities=self._capabilities(),
-            )
-            self._rebirth = set(self._index)
+        if self._session:
+            self._rebirth = set(self.messages.index) | {""}  # "": the gateway birth too, with the new table
             self._kick.set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -173,7 +151,7 @@ class Delivery:
         # that has changed since, can still be published (as SenML, from the stored description).
         mine = {k.schema.id: birth.encode_schema(k.schema) for k in self._by_role.values()}
         await self._outbox.remember_schemas(mine)
-        self._described = {k: cbor2.loads(v) for k, v in (await self._outbox.schemas()).items()}
+        self.messages.described = {k: cbor2.loads(v) for k, v in (await self._outbox.schemas()).items()}
         await self._count()
         depth = self.stats.outbox_depth
         if depth:
@@ -266,16 +244,11 @@ class Delivery:
         assert self._outbox is not None, "open() first"
         async with self._lock:
             self._session = session
-            self._seq = 0
             self._holding = True
             self._boundary = await self._outbox.last_id()
             self._backlog = True
-        self._birth = birth.gateway_birth(
-            site=self.config.site, gateway=self.config.gateway, session=session, ts=self.clock(),
-            profile=self.settings.profile, nodes=self._table, capabilities=self._capabilities(),
-        )
-        msgs = [Outgoing(self.topics.birth, birth.encode(self._birth), retain=True)]
-        msgs += [self._node_birth(node_id) for node_id, _ in self._table]
+        msgs = [self.messages.gateway_birth(session=session, ts=self.clock(), profile=self.settings.profile)]
+        msgs += [self._node_birth(node_id) for node_id in self.messages.index]
         msgs.append(await self._status())
         self._rebirth.clear()
         return msgs
@@ -382,11 +355,7 @@ class Delivery:
 
     async def _count(self) -> None:
         assert self._outbox is not None
-        depth, _ = await self._outbox.depth()
-        dropped = await self._outbox.dropped()
-        self.stats.outbox_depth = depth
-        self.stats.outbox_stored = await self._outbox.stored()
-        self.stats.outbox_dropped = dropped[Kind.READING] + dropped[Kind.EVENT]
+        self.stats.outbox_depth, self.stats.outbox_stored, self.stats.outbox_dropped = await self._outbox.counters()
 
     # -- the composer --------------------------------------------------------------------------------------------
 
@@ -414,7 +383,7 @@ class Delivery:
         if any(e.kind == Kind.EVENT for e in self._live):  # events never wait for a batch
             events = [e for e in self._live if e.kind == Kind.EVENT]
             self._live = deque(e for e in self._live if e.kind != Kind.EVENT)
-            for msg in self._events(events, historical=False):
+            for msg in self.messages.events(events, historical=False):
                 self._emit(msg)
         room = WINDOW - len(self._out)
         if self.settings.profile == "senml":
@@ -457,7 +426,7 @@ class Delivery:
             self._backlog = bool(self._releases)  # returns still on their way back count as backlog
             return 1.0
         self._tokens -= len(entries)
-        for msg in self._events([e for e in entries if e.kind == Kind.EVENT], historical=True):
+        for msg in self.messages.events([e for e in entries if e.kind == Kind.EVENT], historical=True):
             self._emit(msg, historical=True)
         entries = [e for e in entries if e.kind != Kind.EVENT]
         if senml:
@@ -481,34 +450,21 @@ class Delivery:
             self._out[msg] = historical
         send(msg)
 
-    # -- message builders -------------------------------------------------------------------------------------------
-
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % birth.SEQ_MODULUS
-        return self._seq
+    # -- messages -----------------------------------------------------------------------------------------------
 
     def _send_births(self) -> None:
         wanted, self._rebirth = self._rebirth, set()
-        if wanted >= set(self._index):  # every node: the gateway birth again, seq 0 again
-            self._seq = -1
-            body = dict(self._birth, seq=self._next_seq(), ts=self.clock())
-            self._emit(Outgoing(self.topics.birth, birth.encode(body), retain=True))
-        for node_id, _ in self._table:
-            if node_id in wanted:
+        if "" in wanted or wanted >= set(self.messages.index):  # every node: the gateway birth again, seq 0
+            self._emit(self.messages.gateway_birth(session=self._session, ts=self.clock(),
+                                                   profile=self.settings.profile))
+        for node_id in self.messages.index:
+            if node_id in wanted or "" in wanted:
                 self._emit(self._node_birth(node_id))
 
-    def _capabilities(self) -> dict[bytes, list[str]]:
-        return {self._by_role[role].schema.id: caps for role, caps in self._caps.items()}
-
     def _node_birth(self, node_id: str) -> Outgoing:
-        role = self._roles[node_id]
         fw = self._firmware.get(node_id)
         self._born[node_id] = fw
-        body = birth.node_birth(
-            node=node_id, schema=self._by_role[role].schema, session=self._session, seq=self._next_seq(),
-            ts=self.clock(), firmware=fw,
-        )
-        return Outgoing(self.topics.node_birth(node_id), birth.encode(body), retain=True)
+        return self.messages.node_birth(node_id, firmware=fw, ts=self.clock())
 
     def _dropped_key(self) -> int:
         return self.stats.outbox_dropped
@@ -517,85 +473,28 @@ class Delivery:
         """The retained delivery counters: stored, dropped (by kind), duplicates, backlog depth."""
         assert self._outbox is not None
         dropped = await self._outbox.dropped()
-        body = {
-            "session": self._session, "seq": self._next_seq(), "ts": self.clock(),
-            "stored": await self._outbox.stored(),
-            "dropped": {"readings": dropped[Kind.READING], "events": dropped[Kind.EVENT]},
-            "duplicates": await self._outbox.duplicates(),
-            "depth": (await self._outbox.depth())[0],
-        }
+        msg = self.messages.status(
+            stored=await self._outbox.stored(),
+            dropped={"readings": dropped[Kind.READING], "events": dropped[Kind.EVENT]},
+            duplicates=await self._outbox.duplicates(), depth=(await self._outbox.depth())[0], ts=self.clock(),
+        )
         self._reported = self._dropped_key()
         self._status_at = time.monotonic()
-        return Outgoing(self.topics.delivery, cbor2.dumps(body), retain=True)
+        return msg
 
     def _senml(self, entry: Entry, *, historical: bool) -> Outgoing | None:
-        """The SenML message of one poll; None (and the record acked away) if no map here can read it."""
-        poll = decode_poll(entry.payload)
-        known = self._schemas.get(poll.schema)
-        if known is not None:
-            encoder = self._encoders.get(entry.node)
-            if encoder is None or encoder.site != self.config.site:
-                encoder = self._encoders[entry.node] = PackEncoder(self.config.site, entry.node)
-            payload = encoder.encode(poll.time_ms / 1000, list(zip(known.registers, poll.raws, strict=True)))
-        elif poll.schema in self._described:  # recorded under a register map that has changed since (an upgrade)
-            fields = self._described[poll.schema][1]
-            payload = encode_pack(compact.pack(self.config.site, entry.node, poll.time_ms, fields, poll.raws))
-        else:  # cannot happen: every schema a record cites was kept when the record was
-            log.error("outbox record %d of %s cites unknown schema %s: dropped", entry.id, entry.node,
-                      poll.schema.hex())
+        """The SenML message of one poll; None (and the record acked away) if nothing here can read it."""
+        msg = self.messages.senml(entry, historical=historical)
+        if msg is None:
             self._acks.append(entry.id)
             self._work.set()
-            return None
-        props = [("seq", str(self._next_seq())), ("session", str(self._session))]
-        if historical:
-            props.append(("historical", "1"))
-        return Outgoing(self.topics.data(entry.node), payload, records=len(poll.raws),
-                        entries=(entry.id,), properties=tuple(props))
-
-    def _events(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
-        """One SenML message of events per node: per event its name, seq, code and value at its time."""
-        by_node: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_node.setdefault(entry.node, []).append(entry)
-        out = []
-        for node_id, group in by_node.items():
-            names = event_names(self._roles.get(node_id, "lamp"))
-            pack: list[dict[str, Any]] = []
-            for entry in group:
-                e = Event.from_payload(entry.seq, entry.payload)
-                pack += [
-                    {"n": "event", "t": e.time, "vs": names.get(e.code, f"event_{e.code}")},
-                    {"n": "event_seq", "t": e.time, "v": e.seq},
-                    {"n": "event_code", "t": e.time, "v": e.code},
-                    {"n": "event_value", "t": e.time, "v": e.value},
-                ]
-                if e.estimated:
-                    pack.append({"n": "event_time_estimated", "t": e.time, "vb": True})
-            pack[0] = {"bn": base_name(self.config.site, node_id), **pack[0]}
-            props = [("seq", str(self._next_seq())), ("session", str(self._session))]
-            if historical:
-                props.append(("historical", "1"))
-            out.append(Outgoing(self.topics.event(node_id), encode_pack(pack), records=len(group),
-                                entries=tuple(e.id for e in group), properties=tuple(props)))
-        return out
+        return msg
 
     def _compact(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
         """One compact message for the entries this birth can index; SenML for any it cannot."""
-        rows: list[compact.Row] = []
-        ids: list[int] = []
-        others: list[Outgoing] = []
-        for entry in entries:
-            poll = decode_poll(entry.payload)
-            index = self._index.get(entry.node)
-            if index is None or self._table[index][1].id != poll.schema:  # node or map changed since
-                other = self._senml(entry, historical=historical)
-                if other is not None:
-                    others.append(other)
-                continue
-            rows.append(compact.Row(index, poll.time_ms, poll.raws))
-            ids.append(entry.id)
-        if not rows:
-            return others
-        payload = compact.encode(rows, self._birth, seq=self._next_seq(), historical=historical)
-        readings = sum(len(r.raws) for r in rows)
-        return [Outgoing(self.topics.compact, payload, records=readings, entries=tuple(ids)), *others]
+        msgs, others = self.messages.compact(entries, historical=historical)
+        for entry in others:
+            other = self._senml(entry, historical=historical)
+            if other is not None:
+                msgs.append(other)
+        return msgs

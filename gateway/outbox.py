@@ -439,6 +439,10 @@ class Outbox:
         """Records stored since the file was created (ids are never reused, so: the highest id)."""
         return self._last_id
 
+    def counters(self) -> tuple[int, int, int]:
+        """Entries stored now, records stored ever, records dropped ever (both kinds): one call for a dashboard."""
+        return self._count, self._last_id, sum(self._dropped.values())
+
     def dropped(self) -> dict[Kind, int]:
         """Records lost to the budget or a full disk, per kind, since the file was created."""
         return dict(self._dropped)

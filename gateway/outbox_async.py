@@ -158,6 +158,10 @@ class AsyncOutbox:
         """See :meth:`Outbox.stored`."""
         return await self._call(self._core.stored)
 
+    async def counters(self) -> tuple[int, int, int]:
+        """See :meth:`Outbox.counters`."""
+        return await self._call(self._core.counters)
+
     async def dropped(self) -> dict[Kind, int]:
         """See :meth:`Outbox.dropped`."""
         return await self._call(self._core.dropped)

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 """Default capacity of the publish queue, in messages (one per poll of a node)."""
-WINDOW = 16
+WINDOW = 32
 """Publishes allowed in flight (sent, not yet acknowledged) at once."""
 BACKOFF_FIRST = 0.5
 """Seconds before the first reconnection attempt (before jitter)."""
