@@ -60,6 +60,9 @@ restarts: the MQTT session counter (:meth:`Outbox.next_session`) and, per
 node, the last event seq read from its event log (``cursors``, written in the
 same transaction as the events, so a cursor never runs ahead of what is stored).
 
+The in-memory side of ordering (what is in flight, given back, and where the
+scan for new rows stands) is :class:`gateway.outbox_line.Line`.
+
 Threads. :class:`Outbox` is synchronous and confined to the thread that created
 it; :class:`gateway.outbox_async.AsyncOutbox` runs one in a dedicated thread.
 """
@@ -69,13 +72,16 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import heapq
 import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple, TypeVar
+
+from gateway.outbox_line import COLUMNS as _COLUMNS
+from gateway.outbox_line import Line
+from gateway.outbox_line import Row as _Row
 
 _T = TypeVar("_T")
 
@@ -121,9 +127,7 @@ _SCHEMA = (
 )
 # OR IGNORE: schema-1 files still carry a UNIQUE (node, seq, kind) constraint.
 _INSERT = "INSERT OR IGNORE INTO records (node, seq, kind, created, payload, historical) VALUES (?, ?, ?, ?, ?, ?)"
-_COLUMNS = "id, node, seq, kind, created, payload, attempts, historical"
 _ROW_BYTES = "length(payload) + length(node)"
-_Row = tuple[int, str, int, int, float, bytes, int, int]  # the columns of _COLUMNS
 _CURSOR = "cursor."
 
 
@@ -208,10 +212,8 @@ class Outbox:
             raise ValueError(f"budget_bytes must be positive, not {budget_bytes}")
         self.path = Path(path)
         self.budget_bytes = budget_bytes
-        self._inflight: set[int] = set()  # handed out, neither acked, nacked nor released
-        self._redo: list[int] = []  # heap of given-back ids, handed out again before anything new
-        self._redo_set: set[int] = set()  # the same ids, for membership
-        self._high = 0  # every id <= _high is in flight, given back, acked or deleted
+        self._line = Line()  # what is in flight, given back, and where the scan for new rows stands
+        self._inflight = self._line.inflight  # handed out, neither acked, nacked nor released
         self._gone: set[int] = set()  # acked, delete not yet on disk (full disk)
         self._recent: dict[tuple[str, int], deque[int]] = {}
         self._dropped = {Kind.READING: 0, Kind.EVENT: 0}
@@ -342,7 +344,7 @@ class Outbox:
         up the line until the caller acks it (gives up) or leaves it out with ``exclude_ids``.
         """
         self._check_open()
-        back = self._give_back(ids)
+        back = self._line.give_back(ids)
         if back:
             try:
                 self._write(functools.partial(self._count_attempts, back))
@@ -355,7 +357,7 @@ class Outbox:
         """Give in-flight entries back without counting an attempt (cancelled sends, shutdown)."""
         if self._closed:
             return 0
-        return len(self._give_back(ids))
+        return len(self._line.give_back(ids))
 
     def next_session(self) -> int:
         """Count one more broker session and return its number (1, 2, ...; persisted, never repeats)."""
@@ -412,12 +414,13 @@ class Outbox:
         skip = set(exclude_ids)
         rows: list[_Row] = []
         try:
-            rows = self._take_redo(limit, skip, max_id)
+            rows = self._line.take_given_back(self._db, limit, skip, max_id, self._gone)
             if len(rows) < limit:
-                rows += self._take_new(limit - len(rows), skip, max_id)
+                top = self._last_id if max_id is None else min(max_id, self._last_id)
+                rows += self._line.take_new(self._db, limit - len(rows), skip, top, self._gone)
         except sqlite3.Error as exc:
             for row in rows:  # taken from the given-back line: they stay in it
-                self._push_redo(row[0])
+                self._line.push(row[0])
             raise self._failure("take", exc) from exc
         out = [self._entry(row, historical_before) for row in rows]
         self._inflight.update(e.id for e in out)
@@ -686,88 +689,3 @@ class Outbox:
 
     def _count_attempts(self, ids: list[int]) -> None:
         self._db.executemany("UPDATE records SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids])
-
-    def _push_redo(self, rid: int) -> None:
-        if rid not in self._redo_set:
-            self._redo_set.add(rid)
-            heapq.heappush(self._redo, rid)
-
-    def _give_back(self, ids: Iterable[int]) -> list[int]:
-        """Move in-flight ids back to circulation; ids not in flight are ignored."""
-        back = []
-        for i in ids:
-            if i in self._inflight:
-                self._inflight.discard(i)
-                self._push_redo(i)
-                back.append(i)
-        return back
-
-    def _take_redo(self, limit: int, skip: set[int], max_id: int | None) -> list[_Row]:
-        """Given-back rows at or below the scan mark (older than anything new), oldest first, up to ``max_id``.
-
-        Given-back ids above the mark (live entries released) wait until :meth:`_take_new` reaches them in
-        order. Heap copies whose id left the set meanwhile are stale and skipped.
-        """
-        rows: list[_Row] = []
-        keep: list[int] = []  # popped but staying in line
-        chosen: list[int] = []
-        top = self._high if max_id is None else min(self._high, max_id)
-        try:
-            while self._redo and len(rows) < limit:
-                ids: list[int] = []
-                while self._redo and len(ids) < limit - len(rows) and self._redo[0] <= top:
-                    rid = heapq.heappop(self._redo)
-                    if rid not in self._redo_set:
-                        continue
-                    self._redo_set.discard(rid)
-                    if rid in skip:
-                        keep.append(rid)
-                    elif rid not in self._inflight and rid not in self._gone:
-                        ids.append(rid)
-                if not ids:
-                    break
-                chosen += ids
-                marks = ", ".join("?" * len(ids))
-                # rows evicted meanwhile are simply missing here, and so forgotten
-                rows += self._db.execute(f"SELECT {_COLUMNS} FROM records WHERE id IN ({marks}) ORDER BY id", ids)
-        except sqlite3.Error:
-            keep += chosen
-            raise
-        finally:
-            for rid in keep:
-                self._push_redo(rid)
-        return rows
-
-    def _take_new(self, limit: int, skip: set[int], max_id: int | None) -> list[_Row]:
-        """Rows never handed out since open, oldest first; skipped ones join the given-back line.
-
-        Rows met in flight (held by :meth:`put_held`) are passed over; given-back rows met here are taken
-        now, in their place in line.
-        """
-        top = self._last_id if max_id is None else min(max_id, self._last_id)
-        rows: list[_Row] = []
-        while len(rows) < limit and self._high < top:
-            page = limit - len(rows) + len(skip) + 16
-            fetched: list[_Row] = self._db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (self._high, top, page),
-            ).fetchall()
-            if not fetched:
-                self._high = top
-                break
-            for row in fetched:
-                if len(rows) >= limit:
-                    break
-                rid = row[0]
-                self._high = rid
-                if rid in self._inflight or rid in self._gone:
-                    continue
-                self._redo_set.discard(rid)  # reached in order: its heap copy goes stale
-                if rid in skip:
-                    self._push_redo(rid)
-                else:
-                    rows.append(row)
-            else:
-                if len(fetched) < page:
-                    self._high = top
-        return rows
