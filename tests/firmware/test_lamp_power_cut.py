@@ -113,6 +113,7 @@ def test_power_cuts_keep_counters_and_seqs(street: VirtualStreet) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_power_cuts_at_length(street: VirtualStreet) -> None:
     """300 cuts; the figures go to docs/reliability.md."""
     figures = power_cuts(street, 300, seed=11)
