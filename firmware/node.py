@@ -237,6 +237,7 @@ class Node:
             "safe_mode": self.config.safe_mode,
             "crash_loop": self.crash_loop,
             "boot_reason": self.boot.reason,
+            "evaluations_short_of_ram": getattr(self.role, "memory_errors", 0),
         }
         tmp = self.flash_path("diag.json.tmp")
         try:
