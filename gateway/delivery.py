@@ -99,7 +99,8 @@ class Delivery:
         self._pending: list[OutboxRecord] = []
         self._acks: list[int] = []
         self._releases: list[int] = []
-        self._live: deque[Entry] = deque()
+        self._live: deque[Entry] = deque()  # readings stored and held, waiting for their message
+        self._live_events: list[Entry] = []  # events stored and held: they never wait for a batch
         self._live_since = 0.0
         self._work = asyncio.Event()
         self._kick = asyncio.Event()
@@ -273,9 +274,10 @@ class Delivery:
         if self._composer is not None:
             self._composer.cancel()
             self._composer = None
-        if self._live:
-            self._releases += [e.id for e in self._live]
+        if self._live or self._live_events:
+            self._releases += [e.id for e in self._live] + [e.id for e in self._live_events]
             self._live.clear()
+            self._live_events.clear()
             self._work.set()
 
     def returned(self, unsent: list[Outgoing]) -> None:
@@ -342,6 +344,10 @@ class Delivery:
         self._kick.set()
 
     def _add_live(self, entries: list[Entry]) -> None:
+        events = [e for e in entries if e.kind == Kind.EVENT]
+        if events:
+            self._live_events += events
+            entries = [e for e in entries if e.kind != Kind.EVENT]
         if entries and not self._live:
             self._live_since = time.monotonic()
         self._live.extend(entries)
@@ -380,9 +386,8 @@ class Delivery:
                 await asyncio.wait_for(self._kick.wait(), wait)
 
     def _compose_live(self, now: float) -> None:
-        if any(e.kind == Kind.EVENT for e in self._live):  # events never wait for a batch
-            events = [e for e in self._live if e.kind == Kind.EVENT]
-            self._live = deque(e for e in self._live if e.kind != Kind.EVENT)
+        if self._live_events:  # events never wait for a batch
+            events, self._live_events = self._live_events, []
             for msg in self.messages.events(events, historical=False):
                 self._emit(msg)
         room = WINDOW - len(self._out)
