@@ -11,7 +11,9 @@ For the plans of one command on one bus (:class:`~gateway.command_plan.NodePlan`
    problem;
 4. each written node is read back and its plan judges the values; a plan
    with ``settle`` is read again (``every`` seconds apart) until it is
-   confirmed or ``settle`` seconds have passed since the writes;
+   confirmed or ``settle`` seconds have passed since the writes; nodes are
+   written and read :data:`IN_FLIGHT` at a time, so that the bus goes from
+   one of the command's requests to the next without polls in between;
 5. a confirmed plan with a ``follow`` step (a reboot sets the clock again)
    runs that step on the node the same way.
 
@@ -23,13 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from gateway.command_plan import NodePlan, Read, Readback, Run
 from gateway.contracts import Number, RegisterMap
 from gateway.priority_lock import URGENT
 from gateway.stats import GatewayStats
+
+IN_FLIGHT = 4
+"""Nodes of one command worked on at once. A serial line still carries one transaction at a time, but the
+next request of the command is already waiting (urgent) when one ends, so queued polls do not slip in
+between the read-backs of a command; a TCP bus pipelines them."""
 
 
 class CommandBus(Protocol):
@@ -101,21 +108,37 @@ class BusExecutor:
             sent = dict.fromkeys((p.node.id for p in live), time.monotonic())
         else:
             sent = {}
-            for plan in live:
+
+            async def write(plan: NodePlan) -> None:
                 try:
                     await self._write(plan.node.unit, plan.writes_at(self.clock()))
                 except Exception as exc:  # a failed write is that node's problem, not the command's
                     problems[plan.node.id] = f"write failed: {exc}"
-                    continue
+                    return
                 sent[plan.node.id] = time.monotonic()
-                written.append(plan)
-        for plan in written:
+
+            await self._each(write, live)
+            written = [p for p in live if p.node.id in sent]
+
+        async def confirm(plan: NodePlan) -> None:
             problem = await self._confirm(plan, before.get(plan.node.id, {}), sent[plan.node.id])
             if problem is None and plan.follow is not None:
                 problem = await self._follow(plan.follow(self.clock()))
             if problem:
                 problems[plan.node.id] = problem
+
+        await self._each(confirm, written)
         return problems, note
+
+    async def _each(self, work: Callable[[NodePlan], Awaitable[None]], plans: list[NodePlan]) -> None:
+        """``work`` on every plan, :data:`IN_FLIGHT` at a time (in configuration order as they start)."""
+        slots = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(plan: NodePlan) -> None:
+            async with slots:
+                await work(plan)
+
+        await asyncio.gather(*(one(p) for p in plans))
 
     async def _follow(self, step: NodePlan) -> str | None:
         try:

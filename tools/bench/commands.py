@@ -19,6 +19,7 @@ request, 7-byte answer) with the 3.5-character silence after each frame.
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import subprocess
 import sys
@@ -54,9 +55,9 @@ def line_limit(nodes: int, baud: int, bits: int = BITS_PER_CHAR) -> float:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of ``values``, nearest rank."""
+    """The q-quantile (0..1) of ``values``, nearest rank (the median of five is the third)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def _measure(
@@ -156,7 +157,8 @@ def run_commands_bench(
                       f"measured median {statistics.median(whole) * 1000:.0f} ms "
                       f"({statistics.median(whole) / limit:.1f}x the limit)."]
     if failures:
-        lines += ["", f"{len(failures)} command(s) not done: {failures[:2]}"]
+        shown = "; ".join(f"{f.get('detail', f.get('status'))}"[:160] for f in failures[:3])
+        lines += ["", f"{len(failures)} command(s) not done, e.g.: {shown}"]
     text = "\n".join(lines)
     print(text)
     if write_docs:
