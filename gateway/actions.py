@@ -54,6 +54,8 @@ REBOOT_SLACK = 5.0
 
 _common: Any = importlib.import_module("protocols.roles.common")
 _lamp: Any = importlib.import_module("protocols.roles.lamp")
+_regmap: Any = importlib.import_module("protocols.regmap")
+RW: int = _regmap.RW
 CMD_REBOOT: int = _common.CMD_REBOOT
 CMD_APPLY_UNIT: int = _common.CMD_APPLY_UNIT
 NODE_CLOCK_UNSYNCED: int = _common.NODE_CLOCK_UNSYNCED
@@ -89,7 +91,7 @@ class Context:
 
 def settings(regmap: RegisterMap) -> list[str]:
     """The registers ``set_config`` may write on this role: writable holding registers with no action of their own."""
-    return [r.name for r in regmap.registers if r.table == HOLDING and r.access == 1 and r.name not in NOT_SETTINGS]
+    return [r.name for r in regmap.registers if r.table == HOLDING and r.access == RW and r.name not in NOT_SETTINGS]
 
 
 def target_problem(command: Command) -> str | None:

@@ -96,6 +96,7 @@ class BusExecutor:
             len(plans) > 1
             and {p.node.id for p in plans} == self.on_bus
             and all(p.same_writes(plans[0]) for p in plans)
+            and all(p.node.id in before for p in plans if p.before)  # a broadcast reaches the unread too
         )
         if broadcastable:
             try:

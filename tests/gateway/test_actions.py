@@ -294,3 +294,15 @@ def test_commands_of_every_new_action_parse() -> None:
         assert cmd.target == Target("node", "lamp-1") and cmd.describe()
     assert command("reboot").params == {"within": 120}
     assert INPUT != HOLDING
+
+
+def test_a_reboot_is_not_broadcast_while_a_node_could_not_be_read_first() -> None:
+    """A broadcast would reboot the node whose boot counter is unknown too: then it goes node by node."""
+    bus = MemoryBus([1, 2])
+    bus.silent.add(2)
+    plans = [plan("reboot", {"within": 10}, node=n) for n in ("lamp-1", "lamp-2")]
+    for p in plans:
+        p.settle = 0.0
+    problems, note = execute(bus, plans, on_bus={"lamp-1", "lamp-2"})
+    assert note == "" and ("broadcast", 0, LAMP["command"].address) not in bus.log
+    assert ("write", 1, LAMP["command"].address) in bus.log and "lamp-2" in problems
