@@ -17,6 +17,12 @@ ROOT = HERE.parent.parent
 FRAMES = 50_000
 
 
+@pytest.fixture(autouse=True)
+def _slow_only(request: pytest.FixtureRequest) -> None:
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("50,000 frames: run with -m slow")
+
+
 @pytest.mark.slow
 def test_long_fuzz_on_cpython() -> None:
     """Another seed, 50,000 frames."""
@@ -25,6 +31,7 @@ def test_long_fuzz_on_cpython() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_long_fuzz_on_micropython_at_128k() -> None:
     """The same on the unix port, at the ESP32 heap budget."""
     env = dict(os.environ, FUZZ_FRAMES=str(FRAMES),

@@ -114,8 +114,10 @@ def test_power_cuts_keep_counters_and_seqs(street: VirtualStreet) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_power_cuts_at_length(street: VirtualStreet) -> None:
+def test_power_cuts_at_length(street: VirtualStreet, request: pytest.FixtureRequest) -> None:
     """300 cuts; the figures go to docs/reliability.md."""
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("300 cuts: run with -m slow")
     figures = power_cuts(street, 300, seed=11)
     print("lamp power cuts:", figures)
     assert figures["reads"] > 1000
