@@ -414,11 +414,11 @@ def disk_budget(rig: Rig, *, seconds: float = 15.0) -> Figures:
 Scenario = Callable[..., Figures]
 SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     # name: (function, rig options, default-run sizes, full sizes)
-    "sigkill": (sigkill, {}, {"kills": 5}, {"kills": 20}),
-    "broker": (broker_down, {}, {"seconds": 15.0}, {"seconds": 90.0}),
-    "noise": (bus_noise, {"noise": 0.0005, "drop": 0.0002}, {"seconds": 15.0}, {"seconds": 60.0}),
-    "nodes": (node_kills, {}, {"cuts": 4, "seconds": 12.0}, {"cuts": 12, "seconds": 60.0}),
-    "budget": (disk_budget, {"budget_mb": 24 / 1024}, {"seconds": 12.0}, {"seconds": 40.0}),
+    "sigkill": (sigkill, {}, {"kills": 5, "up": (0.5, 2.5)}, {"kills": 20}),
+    "broker": (broker_down, {}, {"seconds": 10.0}, {"seconds": 90.0}),
+    "noise": (bus_noise, {"noise": 0.0005, "drop": 0.0002}, {"seconds": 10.0}, {"seconds": 60.0}),
+    "nodes": (node_kills, {}, {"cuts": 3, "seconds": 9.0}, {"cuts": 12, "seconds": 60.0}),
+    "budget": (disk_budget, {"budget_mb": 24 / 1024}, {"seconds": 10.0}, {"seconds": 40.0}),
 }
 
 
