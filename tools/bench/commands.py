@@ -106,6 +106,11 @@ async def _measure(
     return single, whole, failures
 
 
+def _listed(result: dict[str, object], key: str) -> list[object]:
+    value = result.get(key)
+    return value if isinstance(value, list) else []
+
+
 def run_commands_bench(
     *, nodes: int = 8, rounds: int = 50, baud: int = 115200, paced: bool = False, bus_rounds: int = 10,
     write_docs: bool = False, heapsize: str = "128K", interval: float = 5.0,
@@ -157,8 +162,16 @@ def run_commands_bench(
                       f"{limit * 1000:.0f} ms; measured median {median * 1000:.0f} ms "
                       f"({median / limit:.1f}x the limit)."]
     if failures:
-        shown = "; ".join(f"{f.get('detail', f.get('status'))}"[:160] for f in failures[:3])
-        lines += ["", f"{len(failures)} command(s) not done, e.g.: {shown}"]
+        lone = [f for f in failures if len(_listed(f, "unconfirmed")) + len(_listed(f, "confirmed")) <= 1]
+        bus = [f for f in failures if f not in lone]
+        counts = []
+        if lone:
+            counts.append(f"{len(lone)} of {len(single)} one-lamp commands")
+        if bus:
+            missed = ", ".join(str(len(_listed(f, "unconfirmed"))) for f in bus)
+            counts.append(f"{len(bus)} of {len(whole)} whole-bus commands (lamps unconfirmed: {missed})")
+        shown = "; ".join(f"{f.get('detail', f.get('status'))}"[:160] for f in failures[:2])
+        lines += ["", f"Not done: {' and '.join(counts)}; e.g. {shown}"]
     text = "\n".join(lines)
     print(text)
     if write_docs:
