@@ -2,8 +2,10 @@
 
 A SenML-CBOR pack (``<root>/data/<node>``) decodes on its own. A compact
 message (``<root>/compact``) needs the gateway birth it names (the retained
-``<root>/birth`` payload, e.g. saved with ``mosquitto_sub -C 1 -t ...``)::
+``<root>/birth`` payload)::
 
+    mosquitto_sub -N -C 1 -t streetedge/v1/SITE/GW/birth > birth.cbor      # -N: no newline added
+    mosquitto_sub -N -C 1 -t streetedge/v1/SITE/GW/compact > compact.cbor
     streetedge decode compact.cbor --birth birth.cbor
 """
 
