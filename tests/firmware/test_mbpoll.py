@@ -9,8 +9,6 @@ import subprocess
 import time
 import tty
 
-import pytest
-
 from protocols.modbus import FC_READ_INPUT, build_read, crc16
 from protocols.roles import lamp as spec
 from tools.sim.street import VirtualStreet
@@ -18,13 +16,9 @@ from tools.sim.street import VirtualStreet
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"
 SERIAL = ["-m", "rtu", "-b", "19200", "-P", "none", "-o", "1"]
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(MBPOLL), reason="mbpoll is not installed: `make test` installs it from Debian"
-)
-
-
 def mbpoll(street: VirtualStreet, *options: str, write: int | None = None) -> str:
     """Run mbpoll once (0-based references) on the street's master pty; its stdout."""
+    assert os.path.exists(MBPOLL), "mbpoll is not installed: `make test` installs it from Debian"
     cmd = [MBPOLL, *SERIAL, "-1", "-0", *options, street.master_device]
     if write is not None:
         cmd.append(str(write))
