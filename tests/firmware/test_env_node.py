@@ -97,9 +97,12 @@ def test_a_missing_bme280_is_flagged_and_the_node_keeps_answering(street: Virtua
 @pytest.mark.parametrize("fault", ["silent", "bad_checksum", "garbage"])
 def test_a_failing_dust_sensor_is_flagged(street: VirtualStreet, master: Master, fault: str) -> None:
     """Nothing, bad checksums or garbage from the SDS011: pm_fault after two queries; a good answer clears it."""
-    before = master.inputs(2)
+    # Start from settled good values: an earlier test may have just changed this node's weather.
+    before = master.until(2, lambda v: _close(v, WEATHER) and not v["status"] & spec.STATUS_PM_FAULT, timeout=30,
+                          what="settled good values")
     control(street, 2, weather=WEATHER, sds011=fault)
-    v = master.until(2, lambda v: v["status"] & spec.STATUS_PM_FAULT, timeout=30, what=f"pm fault ({fault})")
+    v = master.until(2, lambda v: v["status"] & spec.STATUS_PM_FAULT and v["pm_errors"] > before["pm_errors"],
+                     timeout=30, what=f"pm fault ({fault})")
     assert v["pm_errors"] > before["pm_errors"]
     assert (v["pm25"], v["pm10"]) == (before["pm25"], before["pm10"])  # last good values kept
     control(street, 2, weather=WEATHER, sds011=None)
