@@ -206,8 +206,10 @@ def test_set_config_writes_settings_and_refuses_what_is_not_one(bench, watch, op
 def test_reboot_is_confirmed_by_the_boot_counter_and_the_clock_is_set_again(bench, watch, operators) -> None:
     """The node reboots (boots + 1, uptime from 0, boot reason 'command'), answers again, its clock is set."""
     node = bench.node_ids[3]
+    first = data(watch, node)
     refused(send(watch, operators.ops, node, "reboot", {"within": 5}, "act-boot-bad"), "within 5 is outside")
     before = data(watch, node)
+    assert before["boots"] == first["boots"] and before["uptime"] >= first["uptime"]  # the refusal rebooted nothing
     reset = ChipReset(bench.street, unit_of(bench, node)) if bench.virtual else None
     try:
         result = done(send(watch, operators.ops, node, "reboot", None, "act-boot", within=180))
@@ -241,6 +243,7 @@ def test_set_unit_moves_the_node_and_the_configuration_follows(bench, watch, ope
     refused(send(watch, operators.ops, node, "set_unit", {"unit": unit_of(bench, bench.node_ids[0])}, "act-unit-dup"),
             f"belongs to {bench.node_ids[0]}")
     refused(send(watch, operators.ops, node, "set_unit", {"unit": 248}, "act-unit-big"), "248 is outside 1..247")
+    assert data(watch, node)["unit"] == old  # still polled at its unit: the refusals changed nothing
     result = done(send(watch, operators.ops, node, "set_unit", {"unit": new}, "act-unit"))
     assert "configuration" in result["detail"]
     try:
