@@ -222,7 +222,7 @@ class VirtualStreet:
         ports_path.unlink(missing_ok=True)
         cmd = [
             sys.executable, "-m", "tools.sim.bus",
-            "--drops", str(len(self.nodes)),
+            "--drops", str(self.drop_count()),
             "--ports", str(ports_path),
             "--stats", str(self.workdir / f"{BUS_NAME}.stats.json"),
             "--baud", str(self.baud),
@@ -249,6 +249,10 @@ class VirtualStreet:
                 raise StreetError("the bus did not publish its ports in time")
             time.sleep(0.02)
         self.ports = json.loads(ports_path.read_text())
+
+    def drop_count(self) -> int:
+        """Node drops the bus opens: one per node (a street that hosts its nodes otherwise says so)."""
+        return len(self.nodes)
 
     def bus_stats(self) -> dict[str, Any]:
         """The bus's counters (updated every second): corrupted, lost, collisions, per drop."""

@@ -1,0 +1,358 @@
+"""Many lamps on one drop of the virtual bus: the real lamp firmware, N nodes in one MicroPython process.
+
+A bench of a whole bus (247 lamps) cannot give each lamp its own process on a
+small machine: the paced bus would wake 247 interpreters for every character.
+The host runs N complete nodes (``firmware.node.Node``: configuration, register
+bank, lamp role, event log, boot record, each with its own flash folder and its
+own ``ModbusSlave``) in one process, attached as ONE drop::
+
+    micropython -X heapsize=32M -c "import board.lamp_host as h; h.main('host.json')"
+
+with ``MICROPYPATH=<image>:.frozen`` (the sim lamp image: the very ``.mpy``
+files a virtual node runs). ``host.json``: ``{"uart": <pty>, "baud": 19200,
+"lamps": [{"unit": 1, "flash": "/abs/node-1"}, ...], "stats": "/abs/host.stats.json"}``;
+each flash folder holds the node's ``config.json`` and ``sim.json`` as the
+virtual street writes them. ``tools.sim.hosted_street`` starts it.
+
+How a frame travels: the host reads the drop's bytes and frames them ONCE with
+the real slave framer (``protocols.modbus.slave.SlaveFramer``; its unit is the
+set of hosted units), as every node on a real line frames the same byte
+stream alike, with the same silence rule as ``firmware.modbus_slave`` and the
+virtual board's ``SimPort`` (10 ms minimum). A request for a hosted unit is
+handed, as its bytes, to that lamp's port; a broadcast to every lamp's port.
+Each lamp's own ``ModbusSlave`` reads it from there, frames it (one frame: cheap),
+runs it against its bank and writes its answer, which the host puts on the bus.
+Frames for units not hosted, and answers, are consumed silently: no answer.
+
+What runs per lamp: ``Node.main()`` unchanged (slave, sampler every
+``sample_ms`` with the role's sampling, the common registers, event log and boot
+record, ``diag.json`` every 10 s). What does not, and why it does not change
+the bus timing:
+
+- the board's world task (``world.json`` every second, ``control.json``): the
+  physics still advance at every relay, dimmer and meter call of the sampler;
+  only the snapshot file and the test steering file are missing, which the
+  command bench does not use;
+- ``gc.collect()`` in the node's sampler and the lamp's schedule evaluation:
+  with one heap for N nodes each collection costs the whole heap, N times a
+  second. The host collects once a second itself (timed: ``gc`` in the stats);
+  per-node heap figures in ``diag.json`` are those of the shared heap;
+- a unit change (``set_unit``) is not followed: the host keeps dispatching by
+  the units it was started with.
+
+Limits of the model (the stats file reports what was measured, so readers can
+judge): a broadcast is executed by N lamps one after another on one CPU, where a
+real bus has N CPUs working in parallel (``broadcast_us``: from the frame's
+arrival until the last lamp has executed it; the gateway's 0.1 s turnaround
+after a broadcast covers it when it is shorter); a request waits while the host
+runs other lamps' samplers or a collection (``turnaround_us``: from the read
+that completed a request to its answer written, p50/p99/max); a real node
+answers in 30-130 µs.
+
+Stats (``stats`` path, every 2 s, atomically): ``lamps``, ``frames``,
+``broadcasts``, ``answered``, ``turnaround_us`` and ``broadcast_us``
+(``{"n", "p50", "p99", "max"}``), ``gc`` (``{"n", "max_us", "total_us"}``),
+``heap_free``, ``crc_errors``, ``bytes_dropped``, ``frames_other``.
+"""
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+
+from firmware import node as node_module
+from firmware.node import Node
+from protocols.modbus.slave import SlaveFramer
+
+from . import Board, SimPort
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_BUF_SIZE = const(256)
+_HANGUP_READS = const(50)
+_EIO = const(5)
+_STATS_MS = const(2000)
+_GC_MS = const(1000)
+_SAMPLES = const(4000)  # turnaround samples kept for the percentiles
+
+
+class _Units:
+    """The hosted units, as the framer's ``unit``: equal to each of them (the framer tests ``unit == self.unit``)."""
+
+    def __init__(self, units):
+        self.units = set(units)
+
+    def __eq__(self, other):
+        return other in self.units
+
+
+class HostFramer(SlaveFramer):
+    """The slave framer for a set of units; ``frame`` holds the bytes of the request last returned."""
+
+    def __init__(self, units):
+        SlaveFramer.__init__(self, min(units))
+        self.unit = _Units(units)
+        self.frame = b""
+
+    def next_request(self):
+        """As ``SlaveFramer.next_request``, keeping the frame's bytes in ``frame``."""
+        n = self._scan()
+        if n == 0:
+            return None
+        i = self._head
+        self.frame = bytes(self._buf[i:i + n])
+        return SlaveFramer.next_request(self)  # _scan() answers at once: the frame is found
+
+
+class _SharedHeap:
+    """``gc`` as the hosted nodes see it: collecting is the host's business (one heap for every node)."""
+
+    def collect(self):
+        pass
+
+    def mem_alloc(self):
+        return gc.mem_alloc()
+
+    def mem_free(self):
+        return gc.mem_free()
+
+
+class _Inbox:
+    """One lamp's receive side: the frames the host found for it, one frame per read."""
+
+    def __init__(self, host):
+        self._host = host
+        self._frames = []
+        self._event = asyncio.Event()
+        self._broadcast = False  # the frame handed out last was a broadcast
+        self.arrived = 0  # ticks_us when the host read the end of the frame handed out last
+        self.waiting = False
+
+    def put(self, frame, arrived, broadcast):
+        """Queue a frame for this lamp."""
+        self._frames.append((frame, arrived, broadcast))
+        self._event.set()
+
+    async def readinto(self, buf):
+        """The next frame into ``buf``; its length."""
+        if self._broadcast:  # back for more: the lamp has executed the broadcast
+            self._broadcast = False
+            self._host.broadcast_done()
+        while not self._frames:
+            self.waiting = True
+            self._event.clear()
+            await self._event.wait()
+        self.waiting = False
+        frame, self.arrived, self._broadcast = self._frames.pop(0)
+        n = len(frame)
+        buf[0:n] = frame
+        return n
+
+
+class _LampPort:
+    """The RS-485 port a hosted node gets from its board: frames from the host in, answers to the bus out."""
+
+    silence_us = 1  # each read is one whole frame: any wait before it is a frame boundary
+
+    def __init__(self, host):
+        self._host = host
+        self.stream = _Inbox(host)
+
+    async def send(self, buf, n):
+        """Put the answer on the bus (through the host's drop)."""
+        await self._host.answer(self.stream.arrived, buf, n)
+
+
+class HostedBoard(Board):
+    """The virtual board of one hosted lamp: its flash folder, and a port that the host feeds."""
+
+    def __init__(self, flash, host):
+        here = os.getcwd()
+        os.chdir(flash)  # the board reads world.json and control.json from its flash folder at power-up
+        try:
+            Board.__init__(self, flash + "/sim.json")
+        finally:
+            os.chdir(here)
+        self._port = _LampPort(host)
+
+    def open_rs485(self, baud):
+        """The port the host feeds (the rate matters only to the bus's pacing)."""
+        return self._port
+
+    def tasks(self):
+        """No world task: see the module docstring."""
+        return ()
+
+
+def _summary(values):
+    if not values:
+        return {"n": 0, "p50": 0, "p99": 0, "max": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {"n": n, "p50": ordered[(n - 1) // 2], "p99": ordered[min(n - 1, (99 * n + 99) // 100 - 1)],
+            "max": ordered[-1]}
+
+
+class LampHost:
+    """The host: N nodes, one drop, one framer (see the module docstring)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.port = SimPort(cfg["uart"], cfg.get("baud", 19200))
+        self.lamps = {}
+        self.nodes = []
+        self.frames = 0
+        self.broadcasts = 0
+        self.answered = 0
+        self.turnaround = []
+        self.broadcast_us = []
+        self._bc_pending = 0
+        self._bc_start = 0
+        self.gc_n = 0
+        self.gc_max_us = 0
+        self.gc_total_us = 0
+        self.framer = None
+
+    def broadcast_done(self):
+        """A lamp has executed the broadcast(s) it was handed."""
+        self._bc_pending -= 1
+        if self._bc_pending == 0:
+            _keep(self.broadcast_us, time.ticks_diff(time.ticks_us(), self._bc_start))
+
+    async def answer(self, arrived, buf, n):
+        """Write a lamp's answer to the bus; record the turnaround."""
+        await self.port.send(buf, n)
+        self.answered += 1
+        _keep(self.turnaround, time.ticks_diff(time.ticks_us(), arrived))
+
+    def _build(self):
+        # The nodes' own collections would each cost the whole shared heap: the host collects instead.
+        node_module.gc = _SharedHeap()
+        for lamp in self.cfg["lamps"]:
+            board = HostedBoard(lamp["flash"], self)
+            node = Node(board)
+            role = sys.modules.get("firmware.roles." + node.config.role)
+            if role is not None and hasattr(role, "gc"):
+                role.gc = node_module.gc
+            self.lamps[lamp["unit"]] = board.open_rs485(0).stream
+            self.nodes.append(node)
+            if len(self.nodes) % 16 == 0:
+                gc.collect()
+
+    async def run(self):
+        """Build and start every node, then serve the bus until it hangs up."""
+        self._build()
+        tasks = [asyncio.create_task(n.main()) for n in self.nodes]
+        inboxes = list(self.lamps.values())
+        while not all(i.waiting for i in inboxes):
+            for t in tasks:
+                if t.done():
+                    raise RuntimeError("a hosted node stopped while starting")
+            await asyncio.sleep_ms(10)
+        self.framer = HostFramer(list(self.lamps))
+        asyncio.create_task(self._housekeeping())
+        print("streetedge lamp host ready lamps=%d" % len(self.nodes))
+        await self._serve()
+
+    async def _serve(self):
+        port = self.port
+        stream = port.stream
+        rx = bytearray(_BUF_SIZE)
+        rxv = memoryview(rx)
+        framer = self.framer
+        lamps = self.lamps
+        inboxes = list(lamps.values())
+        t35 = port.silence_us
+        ticks_us = time.ticks_us
+        ticks_diff = time.ticks_diff
+        empty = 0
+        while True:
+            waiting = ticks_us()
+            n = await stream.readinto(rx)
+            arrived = ticks_us()
+            if not n:
+                empty += 1
+                if empty >= _HANGUP_READS:
+                    raise OSError(_EIO)
+                await asyncio.sleep_ms(10)
+                continue
+            empty = 0
+            if ticks_diff(arrived, waiting) >= t35:
+                framer.reset()
+            framer.feed(rxv[:n])
+            while True:
+                req = framer.next_request()
+                if req is None:
+                    break
+                self.frames += 1
+                frame = framer.frame
+                if req.unit == 0:
+                    self.broadcasts += 1
+                    if self._bc_pending == 0:
+                        self._bc_start = arrived
+                    self._bc_pending += len(inboxes)
+                    for inbox in inboxes:
+                        inbox.put(frame, arrived, True)
+                else:
+                    lamps[req.unit].put(frame, arrived, False)
+
+    async def _housekeeping(self):
+        next_stats = time.ticks_add(time.ticks_ms(), _STATS_MS)
+        while True:
+            await asyncio.sleep_ms(_GC_MS)
+            t = time.ticks_us()
+            gc.collect()
+            took = time.ticks_diff(time.ticks_us(), t)
+            self.gc_n += 1
+            self.gc_total_us += took
+            self.gc_max_us = max(self.gc_max_us, took)
+            if time.ticks_diff(time.ticks_ms(), next_stats) >= 0:
+                next_stats = time.ticks_add(time.ticks_ms(), _STATS_MS)
+                self.write_stats()
+
+    def write_stats(self):
+        """Write the stats file (atomically); see the module docstring."""
+        path = self.cfg.get("stats")
+        if not path:
+            return
+        framer = self.framer
+        d = {
+            "lamps": len(self.nodes),
+            "frames": self.frames,
+            "broadcasts": self.broadcasts,
+            "answered": self.answered,
+            "turnaround_us": _summary(self.turnaround),
+            "broadcast_us": _summary(self.broadcast_us),
+            "gc": {"n": self.gc_n, "max_us": self.gc_max_us, "total_us": self.gc_total_us},
+            "heap_free": gc.mem_free(),
+            "crc_errors": framer.crc_errors,
+            "bytes_dropped": framer.bytes_dropped,
+            "frames_other": framer.frames_other,
+        }
+        try:
+            with open(path + ".tmp", "w") as f:
+                json.dump(d, f)
+            os.rename(path + ".tmp", path)
+        except OSError:
+            pass  # stats are best effort
+
+
+def _keep(values, v):
+    if len(values) >= _SAMPLES:
+        values.pop(0)
+    values.append(v)
+
+
+def main(config_path):
+    """Run the host described by ``config_path`` (JSON, see the module docstring) until the bus hangs up."""
+    with open(config_path) as f:
+        cfg = json.load(f)
+    asyncio.run(LampHost(cfg).run())
