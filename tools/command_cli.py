@@ -85,7 +85,7 @@ def _bench_commands(args: argparse.Namespace) -> int:
 
     code: int = run_commands_bench(
         nodes=args.nodes, rounds=args.rounds, baud=args.baud, paced=args.paced,
-        bus_rounds=args.bus_rounds, write_docs=args.write_docs,
+        bus_rounds=args.bus_rounds, write_docs=args.write_docs, host_lamps=args.host_lamps,
     )
     return code
 
@@ -137,5 +137,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     b.add_argument("--bus-rounds", type=int, default=10, help="whole-bus commands")
     b.add_argument("--baud", type=int, default=115200)
     b.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
+    b.add_argument("--host-lamps", action="store_true",
+                   help="run the lamps in one lamp host process on one drop (whole-bus benches up to 247 lamps)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_bench_commands)

@@ -93,6 +93,9 @@ class _Units:
     def __eq__(self, other):
         return other in self.units
 
+    def __hash__(self):
+        return 0  # never a key: it stands for several units
+
 
 class HostFramer(SlaveFramer):
     """The slave framer for a set of units; ``frame`` holds the bytes of the request last returned."""
@@ -258,7 +261,7 @@ class LampHost:
                     raise RuntimeError("a hosted node stopped while starting")
             await asyncio.sleep_ms(10)
         self.framer = HostFramer(list(self.lamps))
-        asyncio.create_task(self._housekeeping())
+        self._chores = asyncio.create_task(self._housekeeping())
         print("streetedge lamp host ready lamps=%d" % len(self.nodes))
         await self._serve()
 
