@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_load)
     b = bench.add_parser("reliability", help="loss scenarios (SIGKILL, broker down, noise, power cuts, full disk)")
-    b.add_argument("--scenario", action="append", help="sigkill, broker, noise, nodes or budget (default: all)")
+    b.add_argument("--scenario", action="append",
+                   help="sigkill, broker, noise, nodes, budget or power-loss (default: all)")
     b.add_argument("--reduced", action="store_true", help="the default test run's sizes instead of the full ones")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/reliability.md")

@@ -67,6 +67,9 @@ class Observer:
     def __init__(self, port: int) -> None:
         self.port = port
         self.messages: list[tuple[str, bytes]] = []
+        self.sessions: list[int] = []
+        """Session numbers of the gateway births received, in order (filled by :meth:`records`)."""
+        self._counters: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="reliability-observer", clean_session=False,
                                   protocol=paho.MQTTv311)
@@ -87,23 +90,31 @@ class Observer:
 
     def received(self) -> tuple[collections.Counter[Key], dict[str, Any]]:
         """Every (node, kind, seq) received with its number of copies, and the last delivery counters."""
+        seqs: collections.Counter[Key] = collections.Counter(key for key, _ in self.records())
+        return seqs, self._counters
+
+    def records(self) -> list[tuple[Key, tuple[Any, ...]]]:
+        """Every record received, in order, with its values (names and values, times left out)."""
         with self._lock:
             messages = list(self.messages)
         births: dict[bytes, dict[str, Any]] = {}
-        seqs: collections.Counter[Key] = collections.Counter()
-        counters: dict[str, Any] = {}
+        out: list[tuple[Key, tuple[Any, ...]]] = []
+        self._counters = {}
+        self.sessions = []
         pending = []
         for topic, payload in messages:
             if topic == ROOT + "/birth":
                 body = cbor2.loads(payload)
                 births[body["birth"]] = body
+                self.sessions.append(int(body.get("session", 0)))
             elif topic == ROOT + "/delivery":
-                counters = cbor2.loads(payload)
+                self._counters = cbor2.loads(payload)
             elif topic.startswith(ROOT + "/event/"):
                 node = topic.rsplit("/", 1)[1]
-                for record in senml.resolve(senml.from_labels(cbor2.loads(payload))):
+                records = senml.resolve(senml.from_labels(cbor2.loads(payload)))
+                for record in records:
                     if record["n"].endswith(":event_seq"):
-                        seqs[(node, EVENT, int(record["v"]))] += 1
+                        out.append(((node, EVENT, int(record["v"])), _values(records)))
             elif topic == ROOT + "/compact" or topic.startswith(ROOT + "/data/"):
                 pending.append((topic, payload))
         for topic, payload in pending:
@@ -114,13 +125,19 @@ class Observer:
             for pack in packs:
                 records = senml.resolve(pack)
                 node = records[0]["n"].split(":")[-2]
-                seqs[(node, READING, int(next(r["v"] for r in records if r["n"].endswith(":seq"))))] += 1
-        return seqs, counters
+                seq = int(next(r["v"] for r in records if r["n"].endswith(":seq")))
+                out.append(((node, READING, seq), _values(records)))
+        return out
 
     def close(self) -> None:
         """Disconnect (the broker forgets nothing: the session is persistent)."""
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def _values(records: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """What a record says, without its time: two copies of one record say the same."""
+    return tuple(sorted((r["n"], repr(r.get("v", r.get("vb", r.get("vs", r.get("vd")))))) for r in records))
 
 
 @dataclass
@@ -287,8 +304,12 @@ class Rig:
 
     # -- the end ------------------------------------------------------------------------------------------------
 
-    def drain_and_check(self, scenario: str, *, rounds: int = 6) -> Figures:
-        """Stop the nodes, let the gateway empty its outbox (restarting it while anything is left), compare."""
+    def drain_and_check(self, scenario: str, *, rounds: int = 6, also_produced: set[Key] | None = None) -> Figures:
+        """Stop the nodes, let the gateway empty its outbox (restarting it while anything is left), compare.
+
+        ``also_produced``: records committed at some point that the file may no longer log (a power cut
+        rolled them back); they count as produced too.
+        """
         for unit in self.street.nodes:
             self.street.kill_node(unit)
         assert self.observer is not None
@@ -308,6 +329,7 @@ class Rig:
         db = sqlite3.connect(self.outbox)
         produced = {(n, k, s) for n, k, s in db.execute("SELECT node, kind, seq FROM produced")}
         db.close()
+        produced |= also_produced or set()
         time.sleep(1.0)  # the observer's last PUBLISH after the broker's PUBACK
         received, counters = self.observer.received()
         missing = sorted(produced - set(received))
