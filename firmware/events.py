@@ -171,6 +171,14 @@ class EventLog:
         """Record that status bit ``bit`` was raised (``on``) or cleared."""
         return self.log(_EV_ALARM_ON if on else _EV_ALARM_OFF, bit)
 
+    def alarms(self, changed, status):
+        """Record each bit of ``changed`` as raised or cleared, as ``status`` has it (lowest bit first)."""
+        bit = 1
+        while bit <= changed:
+            if changed & bit:
+                self.log(_EV_ALARM_ON if status & bit else _EV_ALARM_OFF, bit)
+            bit <<= 1
+
     def add(self, code, value, t):
         """Record an event with an explicit time; return its seq."""
         seq = self.next_seq

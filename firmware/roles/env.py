@@ -31,11 +31,11 @@ import time
 
 from firmware.drivers.bme280 import BME280
 from firmware.drivers.sds011 import SDS011
-from firmware.settings import Settings
+from firmware.roles.base import SettingsRole, clamp
+from firmware.roles.base import registers as _registers
 from protocols.roles.env import (
     DEFAULTS,
     FIRMWARE_VERSION,
-    REGISTERS,
     ROLE_ID,
     STATUS_CLIMATE_FAULT,
     STATUS_NOISE_FAULT,
@@ -65,32 +65,25 @@ _NOISE_MAX_UV = const(2700000)
 _UV_PER_DECIBEL_TENTH = const(2000)
 _U16_MAX = const(0xFFFF)
 
-__all__ = ["FIRMWARE_VERSION", "REGISTERS", "ROLE_ID", "Role"]
+# The node releases protocols.roles.env (and .common) once the bank has packed the rows: this module
+# keeps copies of the numbers it uses, not the modules.
+RELEASE_TABLES = True
+
+__all__ = ["FIRMWARE_VERSION", "RELEASE_TABLES", "ROLE_ID", "Role", "registers"]
 
 
-
-def __getattr__(name):
-    # MAP only on demand (the node's bank works from REGISTERS; the RegisterMap is large).
-    if name == "MAP":
-        from protocols.roles import env
-
-        return env.MAP
-    raise AttributeError(name)
+def registers():
+    """The environment node's register rows (``protocols.roles.env.REGISTERS``), for the node's bank."""
+    return _registers("env")
 
 
-class Role:
+class Role(SettingsRole):
     """One environment node: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
 
     def __init__(self, board: "board.Board", bank, store, safe_mode=False):
-        self.board = board
-        self.bank = bank
-        self.store = store
-        self.safe_mode = safe_mode
-        self.events = None  # the node's event log (``alarm(bit, on)``), when it has one
-        self.settings = Settings(board, bank, "env_set", DEFAULTS)
+        SettingsRole.__init__(self, board, bank, store, "env_set", DEFAULTS, safe_mode)
         self.climate = BME280(board.i2c())
         self.dust = SDS011(board.sensor_uart())
-        self.status = 0
         self._faults = 0
         self._climate_due = None  # ticks of the next conversion start
         self._climate_wait = -1  # samples waited for a conversion; -1: none running
@@ -113,34 +106,27 @@ class Role:
         self._climate_due = now
         self._pm_due = now
 
-    def on_write(self, names):
-        """A master wrote holding registers ``names``: persist settings, start over with the new periods."""
-        if self.settings.touches(names):
-            now = time.ticks_ms()
-            self.settings.changed(now)
-            if "climate_period" in names:
-                self._climate_due = now
-            if "pm_period" in names:
-                self._pm_due = now
-                if self._pm_asleep:
-                    self._wake()
+    def settings_written(self, names, now_ms):
+        """New periods: start over with them."""
+        if "climate_period" in names:
+            self._climate_due = now_ms
+        if "pm_period" in names:
+            self._pm_due = now_ms
+            if self._pm_asleep:
+                self._wake()
 
     def sample(self, now_ms):
         """Advance each sensor by one step; publish every input register."""
         self._sample_climate(now_ms)
         self._sample_dust(now_ms)
         self._sample_noise()
-        self.settings.tick(now_ms)
         bank = self.bank
-        bank.set("seq", self.store.next_seq())
         bank.set("climate_errors", min(self.climate.errors, _U16_MAX))
         bank.set("pm_errors", min(self.dust.parser.bad_frames + self._pm_unanswered, _U16_MAX))
         status = self._faults
         if self._pm_asleep:
             status |= STATUS_PM_SLEEPING
-        if self.settings.error:
-            status |= STATUS_STORAGE_ERROR
-        self._set_status(status)
+        self.finish(now_ms, status, STATUS_PM_SLEEPING, STATUS_STORAGE_ERROR)
 
     # -- climate -------------------------------------------------------------
 
@@ -173,9 +159,9 @@ class Role:
         t, p, h = values
         bank = self.bank
         t += bank.get("temperature_offset")
-        bank.set("temperature", _clamp(t, -4000, 8500))
-        bank.set("humidity", _clamp((h * 100 + 512) >> 10, 0, 10000))
-        bank.set("pressure", _clamp((p * 10 + 128) >> 8, 0, 1100000))
+        bank.set("temperature", clamp(t, -4000, 8500))
+        bank.set("humidity", clamp((h * 100 + 512) >> 10, 0, 10000))
+        bank.set("pressure", clamp((p * 10 + 128) >> 8, 0, 1100000))
 
     # -- dust ------------------------------------------------------------------
 
@@ -236,23 +222,4 @@ class Role:
             return
         self._faults &= ~STATUS_NOISE_FAULT
         db10 = uv // _UV_PER_DECIBEL_TENTH + self.bank.get("noise_offset")
-        self.bank.set("noise", _clamp(db10, 0, 1500))
-
-    # -- status ----------------------------------------------------------------
-
-    def _set_status(self, status):
-        old = self.status
-        self.status = status
-        self.bank.set("status", status)
-        changed = (old ^ status) & ~STATUS_PM_SLEEPING
-        events = self.events
-        if changed and events is not None:
-            bit = 1
-            while bit <= changed:
-                if changed & bit:
-                    events.alarm(bit, bool(status & bit))
-                bit <<= 1
-
-
-def _clamp(x, lo, hi):
-    return lo if x < lo else hi if x > hi else x
+        self.bank.set("noise", clamp(db10, 0, 1500))

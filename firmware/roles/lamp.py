@@ -463,11 +463,7 @@ class Role:
         changed = (status ^ self.status) & ALARMS
         self.status = status
         if changed and events is not None:
-            bit = 1
-            while bit <= changed:
-                if changed & bit:
-                    events.alarm(bit, bool(status & bit))
-                bit <<= 1
+            events.alarms(changed, status)
 
         # The modelled light: the driver fades toward the target; dark without power.
         if not relay or not supply or dark_lamp:

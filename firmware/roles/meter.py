@@ -49,12 +49,12 @@ import struct
 import time
 
 from firmware.pulses import PulseCounter
-from firmware.settings import Settings
+from firmware.roles.base import SettingsRole, debounce
+from firmware.roles.base import registers as _registers
 from protocols.modbus.crc import crc16
 from protocols.roles.meter import (
     DEFAULTS,
     FIRMWARE_VERSION,
-    REGISTERS,
     ROLE_ID,
     STATUS_BACKFLOW,
     STATUS_BURST,
@@ -92,17 +92,16 @@ _RECORD = ">IIHIH"  # generation, forward l, forward ml, reverse l, reverse ml; 
 _RECORD_SIZE = const(18)
 _SLOTS = ("meter0", "meter1")
 
-__all__ = ["FIRMWARE_VERSION", "REGISTERS", "ROLE_ID", "SAVE_PULSES", "Role", "Volumes"]
+# The node releases protocols.roles.meter (and .common) once the bank has packed the rows: this module
+# keeps copies of the numbers it uses, not the modules.
+RELEASE_TABLES = True
+
+__all__ = ["FIRMWARE_VERSION", "RELEASE_TABLES", "ROLE_ID", "SAVE_PULSES", "Role", "Volumes", "registers"]
 
 
-
-def __getattr__(name):
-    # MAP only on demand (the node's bank works from REGISTERS; the RegisterMap is large).
-    if name == "MAP":
-        from protocols.roles import meter
-
-        return meter.MAP
-    raise AttributeError(name)
+def registers():
+    """The water meter's register rows (``protocols.roles.meter.REGISTERS``), for the node's bank."""
+    return _registers("meter")
 
 
 class Volumes:
@@ -184,20 +183,14 @@ def _decode(data):
     return rec
 
 
-class Role:
+class Role(SettingsRole):
     """One water meter: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
 
     def __init__(self, board: "board.Board", bank, store, safe_mode=False):
-        self.board = board
-        self.bank = bank
-        self.store = store
-        self.safe_mode = safe_mode
-        self.events = None  # the node's event log (``alarm(bit, on)``), when it has one
-        self.settings = Settings(board, bank, "meter_set", DEFAULTS)
+        SettingsRole.__init__(self, board, bank, store, "meter_set", DEFAULTS, safe_mode)
         self.volumes = Volumes(board)
         self.direction = bool(getattr(board, "has_direction", False))
         self.counter = PulseCounter(20, self.direction)
-        self.status = 0
         self._seen_fwd = 0
         self._seen_rev = 0
         self._pending = 0  # turns counted since the last successful save
@@ -228,11 +221,9 @@ class Role:
         self._pending_since = now
         self.board.pulse_input(self.counter)
 
-    def on_write(self, names):
-        """A master wrote holding registers ``names``: apply and persist settings."""
-        if self.settings.touches(names):
-            self.counter.debounce_ms = self.bank.get("debounce")
-            self.settings.changed(time.ticks_ms())
+    def settings_written(self, names, now_ms):
+        """A new debounce applies from now on."""
+        self.counter.debounce_ms = self.bank.get("debounce")
 
     def sample(self, now_ms):
         """Turns to litres, flow, alarms, saves; update every input register."""
@@ -263,11 +254,8 @@ class Role:
             self._flow_start = None
             self._last_turn_ms = None
         self._save_if_due(now_ms)
-        self.settings.tick(now_ms)
 
         status = self._alarms(now_ms, dt, d_rev, pulse_ml, gap_ms)
-        seq = self.store.next_seq()
-        bank.set("seq", seq)
         bank.set("flow", min(self._flow, _U16_MAX))
         bank.set("pending", min(self._pending, _U16_MAX))
         duration = 0
@@ -276,7 +264,7 @@ class Role:
         bank.set("flow_duration", duration)
         bank.set("battery", min(self._battery_mv, _U16_MAX))
         self._publish_volumes()
-        self._set_status(status)
+        self.finish(now_ms, status, STATUS_FLOWING | STATUS_NO_DIRECTION, STATUS_STORAGE_ERROR)
 
     # -- flow ------------------------------------------------------------
 
@@ -371,7 +359,7 @@ class Role:
         if not self.direction:
             status |= STATUS_NO_DIRECTION
 
-        self._tamper = _debounce(self._tamper, bool(board.tamper()), _TAMPER_SAMPLES)
+        self._tamper = debounce(self._tamper, bool(board.tamper()), _TAMPER_SAMPLES)
         if self._tamper >= _TAMPER_SAMPLES or (self._tamper > 0 and old & STATUS_TAMPER):
             status |= STATUS_TAMPER
 
@@ -380,30 +368,10 @@ class Role:
         low = bank.get("battery_low")
         was_low = old & STATUS_LOW_BATTERY
         cond = mv < low + (_BATTERY_HYSTERESIS_MV if was_low else 0)
-        self._battery = _debounce(self._battery, cond, _BATTERY_SAMPLES)
+        self._battery = debounce(self._battery, cond, _BATTERY_SAMPLES)
         if self._battery >= _BATTERY_SAMPLES or (was_low and self._battery > 0):
             status |= STATUS_LOW_BATTERY
 
-        if self.volumes.error or self.settings.error:
-            status |= STATUS_STORAGE_ERROR
+        if self.volumes.error:
+            status |= STATUS_STORAGE_ERROR  # the settings' save failing adds it too (finish)
         return status
-
-    def _set_status(self, status):
-        old = self.status
-        self.status = status
-        self.bank.set("status", status)
-        changed = (old ^ status) & ~(STATUS_FLOWING | STATUS_NO_DIRECTION)
-        events = self.events
-        if changed and events is not None:
-            bit = 1
-            while bit <= changed:
-                if changed & bit:
-                    events.alarm(bit, bool(status & bit))
-                bit <<= 1
-
-
-def _debounce(count, condition, samples):
-    """Consecutive-sample counter: up to ``samples`` while ``condition`` holds, down to 0 while not."""
-    if condition:
-        return count + 1 if count < samples else samples
-    return count - 1 if count > 0 else 0

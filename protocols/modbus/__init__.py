@@ -2,17 +2,15 @@
 
 The adapter (firmware UART loop, gateway transport, a test) owns the bytes and
 the clock: it feeds what it receives, calls ``reset()`` on a 3.5-character
-silence, and writes what the builders or :func:`respond` produce.
+silence, and writes what the builders or :func:`respond` produce. On
+MicroPython the master side is imported on first use of one of its names (a
+node never masters the bus).
 """
+
+import sys
 
 from protocols.errors import FrameError, ModbusException
 from protocols.modbus.crc import crc16
-from protocols.modbus.master import (
-    MasterFramer,
-    build_read,
-    build_write_multiple,
-    build_write_single,
-)
 from protocols.modbus.pdu import (
     EX_DEVICE_FAILURE,
     EX_ILLEGAL_ADDRESS,
@@ -26,6 +24,24 @@ from protocols.modbus.pdu import (
     Response,
 )
 from protocols.modbus.slave import SlaveFramer, respond
+
+_MASTER = ("MasterFramer", "build_read", "build_write_multiple", "build_write_single")
+
+if sys.implementation.name == "micropython":
+    # A node only answers the bus: the master side (about 5 KB of RAM on a node) is imported when one
+    # of its names is asked for (a test, a tool), never at boot; a node image does not carry it.
+    def __getattr__(name):
+        if name in _MASTER:
+            return getattr(__import__("protocols.modbus.master", None, None, (name,)), name)
+        raise AttributeError(name)
+
+else:
+    from protocols.modbus.master import (
+        MasterFramer,
+        build_read,
+        build_write_multiple,
+        build_write_single,
+    )
 
 __all__ = [
     "EX_DEVICE_FAILURE",
