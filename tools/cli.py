@@ -124,7 +124,8 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     from tools.load_gateways import main as load_main
 
     argv = ["--gateways", str(args.gateways), "--lamps", str(args.lamps), "--seconds", str(args.seconds),
-            "--interval", str(args.interval)] + (["--write-docs"] if args.write_docs else [])
+            "--interval", str(args.interval)] + (["--tls"] if args.tls else []) + (
+        ["--write-docs"] if args.write_docs else [])
     code: int = load_main(argv)
     return code
 
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lamps", type=int, default=32, help="lamps per gateway")
     b.add_argument("--seconds", type=float, default=60.0, help="measuring window")
     b.add_argument("--interval", type=float, default=1.0, help="seconds between two messages of a gateway")
+    b.add_argument("--tls", action="store_true", help="also over TLS: handshake cost, bytes, CPU per message")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/broker-cluster.md")
     b.set_defaults(func=_cmd_bench_cluster)
 
