@@ -62,6 +62,10 @@ BACKOFF_FIRST = 0.5
 """Seconds before the first reconnection attempt (before jitter)."""
 BACKOFF_CAP = 30.0
 """Longest wait between reconnection attempts, in seconds."""
+OFFLINE_TIMEOUT = 3.0
+"""Seconds a hard stop (cancellation) waits for the broker to acknowledge the offline state."""
+DISCONNECT_TIMEOUT = 5.0
+"""Seconds to wait for the broker to close after our DISCONNECT before dropping the connection."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,20 @@ class _Client(aiomqtt.Client):
         refused = self._refused.pop(info.mid, None)
         if refused is not None:
             raise PublishRefused(topic, refused)
+
+    def abort(self) -> None:
+        """Drop the connection without a DISCONNECT packet, so that the broker publishes our Will."""
+        self._client._sock_close()  # paho's own close: unregisters the socket from aiomqtt's loop first
+        if not self._disconnected.done():
+            self._disconnected.set_result(None)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Disconnect gracefully, but never wait without bound for a broker that does not close."""
+        try:
+            await asyncio.wait_for(super().__aexit__(*exc_info), DISCONNECT_TIMEOUT)
+        except TimeoutError:
+            log.warning("broker did not close after DISCONNECT; dropping the connection")
+            self.abort()
 
 
 class DataSource(Protocol):
@@ -295,7 +313,15 @@ class Uplink:
                     established = True
                     failures = 0
                     self.url = url
-                    await self._session(client, url)
+                    try:
+                        await self._session(client, url)
+                    except asyncio.CancelledError:
+                        await self._say_offline(client)
+                        raise
+            except asyncio.CancelledError:
+                if not established:  # cancelled while connecting: leave no half-open connection behind
+                    client.abort()
+                raise
             except PublishRefused as exc:  # the broker is there but will not take our data: as if unreachable
                 failures += 1
                 current = (current + 1) % len(self.urls)
@@ -391,13 +417,7 @@ class Uplink:
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            # Cancelled from outside (the gateway is going down hard): the graceful
-            # DISCONNECT that follows would suppress the Will, so say "offline" ourselves.
-            await _unwind(receiver, sender)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    client.publish(self.topics.state, self._state(online=False), qos=1, retain=True), 1.0
-                )
+            await _unwind(receiver, sender)  # unacknowledged messages go back first; run() says offline
             raise
         results = await _unwind(receiver, sender)
         for result in results:
@@ -413,6 +433,21 @@ class Uplink:
         if sender in done and self._stopping:
             await client.publish(self.topics.state, self._state(online=False), qos=1, retain=True)
             log.info("published offline state; disconnecting from the broker")
+
+    async def _say_offline(self, client: _Client) -> None:
+        """Cancelled from outside (the gateway is going down hard): make the retained state say offline.
+
+        The graceful DISCONNECT that follows a successful publish would suppress the Will; when the
+        offline state cannot be published in time, the connection is dropped without DISCONNECT
+        instead, and the broker publishes the Will (the same offline state, naming this session).
+        """
+        try:
+            await asyncio.wait_for(
+                client.publish(self.topics.state, self._state(online=False), qos=1, retain=True), OFFLINE_TIMEOUT
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            log.warning("offline state not acknowledged (%s); leaving it to the Will", type(exc).__name__)
+            client.abort()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -111,13 +111,18 @@ def test_birth_state_is_retained_and_turns_offline_on_stop(mosquitto, pty_pair, 
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent bug: a Gateway.run cancelled outright sometimes never finishes (seen twice "
-    "in ~10 full runs); tracked in docs/status.md",
-)
-def test_cancelled_gateway_still_says_offline(mosquitto, pty_pair, sim, subscriber) -> None:
-    """Cancelled outright (a crash elsewhere, a hard stop): the retained state still ends offline."""
+@pytest.mark.parametrize(("settle", "offline_timeout"), [(0.0, None), (0.5, None), (0.5, 0.0)])
+def test_cancelled_gateway_still_says_offline(
+    mosquitto, pty_pair, sim, subscriber, monkeypatch, settle, offline_timeout
+) -> None:
+    """Cancelled outright (a crash elsewhere, a hard stop): the retained state still ends offline.
+
+    Cancelled at once (births and subscription still going on) or once running; with no time
+    to publish the offline state itself (timeout 0) the gateway drops the connection and the
+    broker's Will says it.
+    """
+    if offline_timeout is not None:
+        monkeypatch.setattr("gateway.uplink.OFFLINE_TIMEOUT", offline_timeout)
     gw_end, node_end = pty_pair
     gateway = Gateway(sim.config(gw_end, mosquitto.url))
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.state)
@@ -126,9 +131,15 @@ def test_cancelled_gateway_still_says_offline(mosquitto, pty_pair, sim, subscrib
         async with sim.serve(node_end, [sim.lamp(1)]):
             task = asyncio.create_task(gateway.run())
             await sub.wait(lambda m: cbor2.loads(m.payload)["online"] is True)
+            await asyncio.sleep(settle)
             task.cancel()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 60)
             await sub.wait(lambda m: cbor2.loads(m.payload)["online"] is False)
+        # What a consumer connecting later sees: the retained state, offline, naming the session.
+        late = subscriber(mosquitto.host, mosquitto.port, gateway.topics.state)
+        retained = cbor2.loads((await late.wait(lambda m: True)).payload)
+        assert retained["online"] is False
+        assert retained["session"] == gateway.uplink.session
 
     asyncio.run(main())
 
