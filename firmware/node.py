@@ -11,7 +11,8 @@
 - diagnostics: ``./diag.json`` every 10 s (``heap_peak``: the largest
   ``gc.mem_alloc()`` seen just before a collection, i.e. live data plus one
   sample period's garbage; ``heap_free``/``heap_live`` after the last
-  collection; Modbus counters; turnaround times; uptime);
+  collection, ``heap_live_max`` the most live after any collection; Modbus
+  counters; turnaround times; uptime);
 - whatever the board needs (``board.tasks()``).
 
 When the slave is listening it prints ``streetedge node ready unit=N role=R``.
@@ -122,6 +123,9 @@ class Node:
             self.bank = RegisterBank(rows, blocks=blocks, role=self.config.role, role_id=role_module.ROLE_ID)
         else:
             self.bank = RegisterBank(role_module.MAP, blocks=blocks)
+        rows = None
+        self._release_tables = getattr(role_module, "RELEASE_TABLES", False)
+        self._release()  # before the role builds its parts: the boot's peak
         self.store = Storage(self.flash_path("counters.json"))
         self.crash_loop = boot.crash_loop
         self.role = None
@@ -131,16 +135,12 @@ class Node:
                 if hasattr(role, name):
                     setattr(role, name, self if name == "node" else getattr(self, name))
             self.role = role
+            self._release()  # again, if the role looked something up in its table
         self.bank.on_write = self.on_write
-        self._release_tables = getattr(role_module, "RELEASE_TABLES", False)
-        if self._release_tables:
-            # The bank has packed the rows and the firmware holds copies of the numbers it uses:
-            # the contract modules can leave RAM (a rare task that needs them imports them again).
-            for name in _TABLES + ("protocols.roles." + self.config.role,):
-                release(name)
         self.slave = None
         self.heap_peak = 0
         self.heap_live = 0
+        self.heap_live_max = 0
         self._boot_ms = time.ticks_ms()
         self._was_synced = False
         self.events.log(EV_BOOT, boot.reason)
@@ -148,6 +148,14 @@ class Node:
             self.events.log(EV_SAFE_MODE, NODE_SAFE_CRASH_LOOP)
         elif self.config.safe_mode:
             self.events.log(EV_SAFE_MODE, NODE_SAFE_CONFIG)
+
+    def _release(self):
+        if self._release_tables:
+            # The bank has packed the rows and the firmware holds copies of the numbers it uses:
+            # the contract modules can leave RAM (a rare task that needs them imports them again).
+            for name in _TABLES + ("protocols.roles." + self.config.role,):
+                release(name)
+            gc.collect()
 
     def note_heap(self):
         """Record the heap in use now in ``heap_peak`` (a role calls it at its own peaks)."""
@@ -205,7 +213,9 @@ class Node:
             alloc = gc.mem_alloc()
             self.heap_peak = max(self.heap_peak, alloc)
             gc.collect()
-            self.heap_live = gc.mem_alloc()
+            live = gc.mem_alloc()
+            self.heap_live = live
+            self.heap_live_max = max(self.heap_live_max, live)
             wdt.feed()
 
     async def _diagnostics(self):
@@ -221,6 +231,7 @@ class Node:
         d = {
             "heap_peak": self.heap_peak,
             "heap_live": self.heap_live,
+            "heap_live_max": self.heap_live_max,
             "heap_free": gc.mem_free(),
             "frames_ok": framer.frames_ok,
             "frames_other": framer.frames_other,

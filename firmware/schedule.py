@@ -49,6 +49,8 @@ solar midnight (polar day: the lamp stays at its day level) or solar noon
 import sys
 
 from firmware import astro
+from firmware.night import level as night_level
+from firmware.night import night_of
 from protocols.programs import (  # noqa: F401 - re-exported: the node's settings code checks writes here
     EVERY_DAY,
     FIXED,
@@ -274,33 +276,57 @@ def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs):
     return _layout(points, day, lat, lon, tz_offset_minutes)
 
 
+def plan(now, tz_offset_minutes, lat, lon, calendar, programs):
+    """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
+
+    Every switch point of the programs chosen for the night before, that
+    night and the night after, in minutes after local midnight of ``night``,
+    ordered so that the last point at or before a time sets the level then
+    (:func:`firmware.night.level`; on a tie the later night, then the later
+    point of its program wins). The plan holds for every time of the same
+    night. Expects validated settings; invalid ones raise.
+    """
+    night = night_of(now, tz_offset_minutes)[0]
+    found = []
+    for d in (night - 1, night, night + 1):
+        shift = 1440 * (d - night)
+        j = 0
+        for at, lv in switch_times(d, tz_offset_minutes, lat, lon, calendar, programs):
+            found.append((at + shift, d, j, lv))
+            j += 1
+    found.sort()
+    return night, [(p[0], p[3]) for p in found], tz_offset_minutes
+
+
 def program_level(now, tz_offset_minutes, lat, lon, calendar, programs):
     """Level the calendar's programs set at ``now`` (epoch seconds).
 
     Expects validated settings (``validate_*``); invalid ones raise. The lamp
     role calls ``level_at``, which checks them and never raises.
     """
-    local = now + tz_offset_minutes * 60
-    day = int(local // 86400)
-    t = (local - day * 86400) / 60.0
-    night = day if t >= 720 else day - 1
-    t += 1440 * (day - night)
-    best = None
-    level = None
-    for d in (night - 1, night, night + 1):
-        shift = 1440 * (d - night)
-        j = 0
-        for at, lv in switch_times(d, tz_offset_minutes, lat, lon, calendar, programs):
-            p = at + shift
-            if p <= t:
-                key = (p, d, j)
-                if best is None or key > best:
-                    best = key
-                    level = lv
-            j += 1
+    level = night_level(plan(now, tz_offset_minutes, lat, lon, calendar, programs), now)
     if level is None:
         raise ValueError("no switch point in the last two nights")
     return level
+
+
+def checked_plan(now, tz_offset_minutes, lat, lon, calendar, programs, photo=None):
+    """:func:`plan` for settings as :func:`level_at` checks them; None where it would answer ``INVALID``.
+
+    The lamp keeps the plan for the night (see :mod:`firmware.night`) and
+    evaluates each minute with it, as ``level_at`` would without an override
+    (a time before every point of the plan: ``INVALID`` too).
+    """
+    try:
+        validate_place(lat, lon, tz_offset_minutes)
+        if photo is not None:
+            validate_photo(photo)
+        if not isinstance(programs, (list, tuple)):
+            raise ValueError("programs: expected a list")
+        validate_calendar(calendar, len(programs))
+        return plan(now, tz_offset_minutes, lat, lon, calendar, programs)
+    except Exception:  # as level_at: any bad setting means the safe level, never a crash
+        return None
 
 
 def level_at(now, tz_offset_minutes, lat, lon, calendar, programs, override=None, lux=None, photo=None,

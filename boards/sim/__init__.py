@@ -50,7 +50,8 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
 
 ``./world.json`` is the physical truth, for tests: ``{"light": 0..1,
 "power_w", "relay", "level", "temperature_c", "energy_wh", "ts", "epoch",
-"lux"}`` (``epoch``: the virtual wall time),
+"lux"}`` (``epoch``: the virtual wall time; the lamp's keys only once the
+firmware drove or measured the lamp: a meter or environment node has none),
 written atomically (temporary file, then rename). A restarted node continues
 the previous world's energy and temperature: the lamp outlives its controller.
 """
@@ -62,10 +63,6 @@ import sys
 import termios
 import time
 
-from protocols.roles.common import BOOT_OTHER, BOOT_POWER_ON, BOOT_WATCHDOG
-
-from .lamp_physics import LampPhysics
-
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -74,6 +71,9 @@ except ImportError:  # CPython
         return x
 
 
+_BOOT_POWER_ON = const(0)  # protocols.roles.common.BOOT_* (tests hold them equal)
+_BOOT_WATCHDOG = const(1)
+_BOOT_OTHER = const(4)
 _WORLD_PERIOD_MS = const(1000)
 _VMIN = const(6)  # Linux indices into the termios cc list
 _VTIME = const(5)
@@ -162,15 +162,13 @@ class Board:
         cfg = _load_json(wiring) or {}
         self._uart = cfg.get("uart")
         self.baud = cfg.get("baud", 19200)
-        prev = _load_json("world.json") or {}
-        self.lamp = LampPhysics(
-            seed=cfg.get("seed", 0),
-            ambient_c=cfg.get("ambient_c", 20.0),
-            temperature_c=prev.get("temperature_c"),
-            energy_wh=prev.get("energy_wh", 0.0),
-        )
-        self._apply_fault(cfg.get("fault"))
-        self._cause = {"watchdog": BOOT_WATCHDOG, "other": BOOT_OTHER}.get(cfg.get("reset_cause"), BOOT_POWER_ON)
+        self._cfg = cfg
+        self._lamp = None  # the lamp's physics, built when the firmware first drives or measures it
+        self._fault = cfg.get("fault")
+        self.meter_fault = self._fault == "meter"
+        self._mains = True
+        cause = cfg.get("reset_cause")
+        self._cause = _BOOT_WATCHDOG if cause == "watchdog" else _BOOT_OTHER if cause == "other" else _BOOT_POWER_ON
         self.lon = cfg.get("lon", 0)
         self._last_ms = time.ticks_ms()
         # The virtual clock: virtual ms = _v0 + (real ms since _r0) * _speed.
@@ -182,14 +180,36 @@ class Board:
         self.lux = None  # override of the daylight model
         self._read_control()
 
+    @property
+    def lamp(self):
+        """The lamp's physics (:class:`~boards.sim.lamp_physics.LampPhysics`): only a lamp node builds it."""
+        lamp = self._lamp
+        if lamp is None:
+            from .lamp_physics import LampPhysics
+
+            cfg = self._cfg
+            prev = _load_json("world.json") or {}
+            lamp = self._lamp = LampPhysics(
+                seed=cfg.get("seed", 0),
+                ambient_c=cfg.get("ambient_c", 20.0),
+                temperature_c=prev.get("temperature_c"),
+                energy_wh=prev.get("energy_wh", 0.0),
+            )
+            lamp.mains = self._mains
+            self._apply_fault(self._fault)
+        return lamp
+
     def _apply_fault(self, fault):
-        lamp = self.lamp
+        self._fault = fault
+        self.meter_fault = fault == "meter"
+        lamp = self._lamp
+        if lamp is None:
+            return
         lamp.failed = fault == "driver"
         lamp.stuck = fault == "dimmer"
         lamp.welded = fault == "relay"
         if lamp.welded:
             lamp.set_relay(True)
-        self.meter_fault = fault == "meter"
 
     def _virtual_ms(self):
         return self._v0 + time.ticks_diff(time.ticks_ms(), self._r0) * self._speed
@@ -233,13 +253,17 @@ class Board:
             else:
                 self._epoch0 += ahead  # the world's time moves back; the ticks cannot
         self.lux = ctl.get("lux")
-        self.lamp.mains = ctl.get("mains", True) is not False
+        self._mains = ctl.get("mains", True) is not False
+        if self._lamp is not None:
+            self._lamp.mains = self._mains
         if "fault" in ctl:
             self._apply_fault(ctl["fault"])
 
     def _advance(self):
         now = time.ticks_ms()
-        self.lamp.step(time.ticks_diff(now, self._last_ms) / 1000.0)
+        lamp = self._lamp
+        if lamp is not None:
+            lamp.step(time.ticks_diff(now, self._last_ms) / 1000.0)
         self._last_ms = now
 
     def open_rs485(self, baud):
@@ -372,18 +396,15 @@ class Board:
 
     def write_world(self):
         """Write the physical state to ./world.json atomically."""
-        lamp = self.lamp
-        state = {
-            "light": lamp.light,
-            "power_w": lamp.power_w(),
-            "relay": lamp.relay,
-            "level": lamp.level,
-            "temperature_c": lamp.temperature_c,
-            "energy_wh": lamp.energy_wh,
-            "ts": time.time(),
-            "epoch": self.epoch(),
-            "lux": self.read_lux(),
-        }
+        state = {"ts": time.time(), "epoch": self.epoch(), "lux": self.read_lux()}
+        lamp = self._lamp
+        if lamp is not None:
+            state["light"] = lamp.light
+            state["power_w"] = lamp.power_w()
+            state["relay"] = lamp.relay
+            state["level"] = lamp.level
+            state["temperature_c"] = lamp.temperature_c
+            state["energy_wh"] = lamp.energy_wh
         for part in self._parts():
             state[part.name] = part.snapshot()
         with open("world.json.tmp", "w") as f:

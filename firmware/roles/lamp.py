@@ -42,6 +42,8 @@ import gc
 import time
 
 from firmware.lazy import release
+from firmware.night import level as night_level
+from firmware.night import night_of
 from protocols.roles.common import EV_SETTINGS
 from protocols.roles.lamp import (
     ALARMS,
@@ -99,7 +101,11 @@ _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
 _SAFE_NO_CLOCK = const(3)  # firmware.schedule.DEFAULT_SAFE
 _SAFE_INVALID = const(4)  # firmware.schedule.INVALID
+_PROGRAM = const(0)  # firmware.schedule.PROGRAM
 _OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
+_PHOTOCELL = const(2)  # firmware.schedule.PHOTOCELL
+_VALID_FROM = 1577836800  # firmware.schedule.VALID_FROM (not small ints on the ESP32: no const)
+_VALID_UNTIL = 4102444800  # firmware.schedule.VALID_UNTIL
 _SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
 _CONFIG = "firmware.roles.lamp_config"
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
@@ -143,6 +149,7 @@ def safe_state(board, bank):
 
 
 def _config():
+    gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
     from firmware.roles import lamp_config
 
     return lamp_config
@@ -168,6 +175,7 @@ class Role:
         self.source = SOURCE_GATEWAY
         self.target = -1  # level driven now (0 with the relay open); -1 before the first drive
         self.stale = True  # the program must be evaluated again
+        self._plan = None  # the night's switch points (firmware.night), until a night begins or a setting changes
         self.status = 0
         self.memory_errors = 0  # evaluations skipped for want of RAM (diagnostics)
         self._last_ms = None
@@ -194,6 +202,9 @@ class Role:
 
     def _done(self):
         # Neither the settings code nor the schedule is needed until the next write or evaluation.
+        node = self.node
+        if node is not None:
+            node.note_heap()  # a write or an evaluation at its height: the node's peak
         release(_CONFIG)
         for name in _SCHEDULE:
             release(name)
@@ -244,9 +255,11 @@ class Role:
             self._ov_end = self._clock_ms() + m * 60000 if m else None
         self.store.note_change()
         self.stale = True
+        self._plan = None
         self._evaluate()
 
     def _program_write(self, address, count):
+        self._plan = None
         try:
             _config().program_write(self, address, count)
         finally:
@@ -261,6 +274,7 @@ class Role:
         self.bank.set("programs", mask)
 
     def _calendar_write(self, address, count):
+        self._plan = None
         try:
             _config().calendar_write(self, address, count)
         finally:
@@ -308,32 +322,64 @@ class Role:
             level = 0 if self._dark is False else 100
             source = _SAFE_NO_CLOCK
         else:
-            # Imported for each evaluation (once a minute) and released: its ~14 KB are not resident.
-            gc.collect()
+            # firmware.schedule.level_at without an override, from the night's plan (firmware.night).
+            now = clock.epoch()
             node = self.node
-            try:
-                from firmware import schedule
-
-                level, source = schedule.level_at(
-                    clock.epoch(), node.tz_offset if node is not None else 0, bank.get("latitude") / 1e6,
-                    bank.get("longitude") / 1e6, self.calendar, self.programs, None, self._lux, self._photo(),
-                    self._dark)
-                if node is not None:
-                    node.note_heap()  # the schedule and its garbage: the node's peak
-            except MemoryError:
-                # No room for the schedule now: keep the level in force, count it, try again next minute.
-                self.memory_errors += 1
+            tz = node.tz_offset if node is not None else 0
+            photo = self._photo()
+            plan = self._plan_for(now, tz, photo)
+            if plan is None:
+                # No room for the schedule now: keep the level in force, try again next minute.
                 level = self.target if self.target >= 0 else 100
                 source = self.source
-            finally:
-                schedule = None
-                self._done()
+            else:
+                level = night_level(plan, now) if plan[1] is not None and _VALID_FROM <= now < _VALID_UNTIL else None
+                dark = self._dark
+                lux = self._lux
+                if lux is not None and photo is not None:  # firmware.schedule.photocell_override
+                    dark = True if lux < photo["on"] else False if lux > photo["off"] else dark
+                if level is None:  # invalid settings: safe_level (off when a working photocell sees daylight)
+                    source = _SAFE_INVALID
+                    level = 0 if lux is not None and photo is not None and photo["on"] < photo["off"] and \
+                        dark is False else 100
+                elif level == 0 and photo is not None and dark:
+                    level = photo["level"]
+                    source = _PHOTOCELL
+                else:
+                    source = _PROGRAM
         if (source == _SAFE_NO_CLOCK or source == _SAFE_INVALID) and level > 0:
             level = bank.get("safe_level")
         self.source = source
         self.stale = False
         self._drive(level, level, level > 0)
         bank.set("level_source", source)
+
+    def _plan_for(self, now, tz, photo):
+        """The plan of the night in force at ``now`` (``plan[1]`` None: invalid settings); None if out of RAM.
+
+        Built by ``firmware.schedule`` (imported for it, then released) when a
+        night begins, after a write of a setting the plan depends on, or after
+        a change of the time zone; otherwise the one kept.
+        """
+        plan = self._plan
+        night = night_of(now, tz)[0]
+        if plan is not None and plan[0] == night and plan[2] == tz:
+            return plan
+        bank = self.bank
+        gc.collect()  # the schedule and its work land in one tidy heap
+        try:
+            from firmware import schedule
+
+            plan = schedule.checked_plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6,
+                                         self.calendar, self.programs, photo) or (night, None, tz)
+        except MemoryError:
+            self.memory_errors += 1
+            return None
+        finally:
+            schedule = None
+            self._done()
+        self._plan = plan
+        return plan
 
     def _drive(self, target, dim, relay):
         bank = self.bank

@@ -1,0 +1,129 @@
+"""The lamp's per-minute evaluation from the night's plan decides as ``schedule.level_at`` does.
+
+The lamp keeps the plan of the night (``firmware.night``) and imports the
+schedule only when a night begins or a setting changes. Over three days, with a
+photocell that sees storms and daylight, settings that become invalid and a
+time zone that changes, every evaluation of the ``Role`` (on a board of stubs)
+must give the level and source that ``level_at`` gives for the same inputs,
+and the schedule must have been built only a few times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mp_env  # noqa: F401 - ticks on CPython
+
+from firmware import schedule as S  # noqa: N812
+from firmware.registers import RegisterBank
+from firmware.roles import lamp as role_module
+from firmware.storage import Storage
+from protocols.roles import common
+from protocols.roles import lamp as spec
+
+NIGHT = ((S.SUNSET, 0, 100), (S.FIXED, 23 * 60, 50), (S.FIXED, 5 * 60, 100), (S.SUNRISE, 0, 0))
+EVENING = ((S.SUNSET, -20, 80), (S.FIXED, 22 * 60, 0))
+START = 1736946000  # 2025-01-15 13:00 UTC
+
+
+class Board:
+    def __init__(self, folder: str) -> None:
+        self.flash_dir = folder
+        self.level = -1
+
+    def relay(self, on: bool) -> None:
+        pass
+
+    def dimmer(self, percent: int) -> None:
+        self.level = percent
+
+    def read_meter(self) -> tuple[float, float, float]:
+        return 230.0, 0.1, 20.0
+
+    def read_temperature(self) -> float:
+        return 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def synced(self) -> bool:
+        return True
+
+    def epoch(self) -> int:
+        return self.now
+
+    def ms(self) -> int:
+        return 0
+
+
+class Node:
+    def __init__(self) -> None:
+        self.tz_offset = 60
+        self.peaks = 0
+
+    def note_heap(self) -> None:
+        self.peaks += 1
+
+    def silence_ms(self) -> int:
+        return 0
+
+
+def _role(tmp_path: Path) -> Any:
+    blocks = ((4, common.EVENT_WINDOW_START, common.EVENT_WINDOW * common.EVENT_WORDS), *spec.BLOCKS)
+    bank = RegisterBank(spec.REGISTERS, blocks=blocks, role="lamp", role_id=spec.ROLE_ID)
+    role = role_module.Role(Board(str(tmp_path)), bank, Storage(str(tmp_path / "counters.json")))
+    role.clock = Clock()
+    role.node = Node()
+    role.start()
+    bank.set("latitude", 52_370_000)
+    bank.set("longitude", 4_900_000)
+    bank.set("safe_level", 90)
+    bank.set("mode", 1)
+    role.programs[0] = NIGHT
+    role.programs[1] = EVENING
+    role.calendar = {"default": 0, "rules": [{"program": 1, "days": 0b0011000}]}  # Thursday and Friday nights
+    role.control = spec.CONTROL_PROGRAM
+    role._plan = None
+    return role
+
+
+def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
+    role = _role(tmp_path)
+    bank = role.bank
+    seen: set[int] = set()
+    for step in range(3 * 24 * 60 // 7):
+        now = START + step * 7 * 60
+        role.clock.now = now
+        phase = step % 97
+        lux = None if phase < 10 else 5.0 if phase < 40 else 500.0 if phase < 70 else 40.0
+        photo_on, photo_off = (20, 60) if step < 200 else (0, 0) if step < 300 else (30, 100)
+        if step == 350:
+            role.node.tz_offset = 120
+        if step == 400:
+            bank.set("latitude", 89_000_000)  # beyond the almanac's checked range: still a valid place
+            role._plan = None
+        if step == 450:
+            role.programs[1] = None  # the calendar names a program not stored: invalid settings
+            role._plan = None
+        if (photo_on, photo_off) != (bank.get("photo_on"), bank.get("photo_off")):
+            bank.set("photo_on", photo_on)
+            bank.set("photo_off", photo_off)
+            role._plan = None  # as a write of the photocell settings does
+        dark = role._dark
+        role._lux = lux
+        photo = role._photo()
+        want, source = S.level_at(now, role.node.tz_offset, bank.get("latitude") / 1e6,
+                                  bank.get("longitude") / 1e6, role.calendar, role.programs, None, lux,
+                                  photo, dark)
+        if source in (S.DEFAULT_SAFE, S.INVALID) and want > 0:
+            want = bank.get("safe_level")
+        role._evaluate()
+        assert (role.target, role.source) == (want, source), (step, now, lux, photo, dark)
+        seen.add(source)
+        if lux is not None and photo is not None:
+            role._dark = S.photocell_override(lux, dark, photo)
+    assert seen == {S.PROGRAM, S.PHOTOCELL, S.INVALID}, seen
+    assert role.node.peaks < 25, role.node.peaks  # schedule builds: a few nights, each setting change; not each minute
