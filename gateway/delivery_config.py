@@ -46,7 +46,7 @@ class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     """SQLite file of the outbox; empty: a temporary file removed at stop (nothing survives a restart)."""
     budget_mb: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 256.0
     """Disk budget of the outbox, MiB; beyond it the oldest readings go first (and are counted upstream)."""
-    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    synchronous: Literal["NORMAL", "FULL"] = "FULL"
     """``NORMAL`` survives a crash of the process; ``FULL`` also a power cut (an fsync per commit)."""
     profile: Literal["senml", "compact"] = "senml"
     """Data profile: ``senml`` (one SenML-CBOR pack per poll) or ``compact`` (batched, ~1-2 bytes a reading)."""
