@@ -46,36 +46,9 @@ solar midnight (polar day: the lamp stays at its day level) or solar noon
 (polar night: it stays at its night level).
 """
 
-import sys
-
 from firmware import astro
 from firmware.night import level as night_level
 from firmware.night import night_of
-from protocols.programs import (  # noqa: F401 - re-exported: the node's settings code checks writes here
-    EVERY_DAY,
-    FIXED,
-    MAX_ASTRO_OFFSET,
-    MAX_POINTS,
-    MAX_PROGRAMS,
-    MAX_RULES,
-    SUNRISE,
-    SUNSET,
-    is_num,
-    validate_calendar,
-    validate_override,
-    validate_photo,
-    validate_place,
-    validate_program,
-    validate_programs,
-)
-
-if sys.implementation.name == "micropython":
-    # The node releases this module after each evaluation (firmware.lazy); the rules go with it,
-    # since only this module's globals hold them.
-    from firmware.lazy import release
-
-    release("protocols.programs")
-    del release
 
 try:
     from micropython import const
@@ -83,6 +56,31 @@ except ImportError:  # CPython
 
     def const(x):
         return x
+
+
+# Switch point kinds: protocols.programs' numbers (tests hold them equal).
+FIXED = const(0)
+SUNRISE = const(1)
+SUNSET = const(2)
+
+# The rules (protocols.programs: the gateway checks commands with the same ones) are imported when a check
+# runs, not with this module: the lamp's plan for a night, built from settings checked when they were
+# written or loaded, does without them (6 KB less at the node's peak). Their names read here too.
+_RULES = ("EVERY_DAY", "MAX_ASTRO_OFFSET", "MAX_POINTS", "MAX_PROGRAMS", "MAX_RULES", "is_num",
+          "validate_calendar", "validate_override", "validate_photo", "validate_place", "validate_program",
+          "validate_programs")
+
+
+def _rules():
+    from protocols import programs
+
+    return programs
+
+
+def __getattr__(name):
+    if name in _RULES:
+        return getattr(_rules(), name)
+    raise AttributeError(name)
 
 
 # Why level_at() chose its level.
@@ -116,7 +114,7 @@ _SUN_CACHE_MAX = const(8)
 
 def time_valid(now):
     """True if ``now`` (epoch seconds) can be a set clock: 2020 to 2099."""
-    return is_num(now) and VALID_FROM <= now < VALID_UNTIL
+    return _rules().is_num(now) and VALID_FROM <= now < VALID_UNTIL
 
 
 # --- photocell and safe state --------------------------------------------------------------------
@@ -148,7 +146,7 @@ def safe_level(lux=None, photo=None, dark=None):
     if photo is None or lux is None:
         return _SAFE_LEVEL
     try:
-        validate_photo(photo)
+        _rules().validate_photo(photo)
     except ValueError:
         return _SAFE_LEVEL
     if photocell_override(lux, dark, photo) is False:
@@ -264,19 +262,24 @@ def _layout(points, day, lat, lon, tz):
     return out
 
 
-def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs):
+def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs, check=True):
     """The chosen program's switch times for the night starting on ``day``: ``[(minutes, level), ...]``.
 
     Minutes count from local midnight of ``day`` (morning points are above
-    1440); a tie goes to the later entry. Raises ValueError on invalid settings.
+    1440); a tie goes to the later entry. Raises ValueError on invalid settings
+    (``check`` False: the program was checked before; a program that is not
+    stored still raises).
     """
     pid = program_for(calendar, day)
     points = programs[pid]
-    validate_program(points, pid)
+    if check:
+        _rules().validate_program(points, pid)
+    elif not points:
+        raise ValueError("program %d is not stored" % pid)
     return _layout(points, day, lat, lon, tz_offset_minutes)
 
 
-def plan(now, tz_offset_minutes, lat, lon, calendar, programs):
+def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=True):
     """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
 
     Every switch point of the programs chosen for the night before, that
@@ -284,14 +287,15 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs):
     ordered so that the last point at or before a time sets the level then
     (:func:`firmware.night.level`; on a tie the later night, then the later
     point of its program wins). The plan holds for every time of the same
-    night. Expects validated settings; invalid ones raise.
+    night. Invalid settings raise (``check`` False: calendar, place and
+    programs were checked before; only the chosen programs' presence is).
     """
     night = night_of(now, tz_offset_minutes)[0]
     found = []
     for d in (night - 1, night, night + 1):
         shift = 1440 * (d - night)
         j = 0
-        for at, lv in switch_times(d, tz_offset_minutes, lat, lon, calendar, programs):
+        for at, lv in switch_times(d, tz_offset_minutes, lat, lon, calendar, programs, check):
             found.append((at + shift, d, j, lv))
             j += 1
     found.sort()
@@ -308,25 +312,6 @@ def program_level(now, tz_offset_minutes, lat, lon, calendar, programs):
     if level is None:
         raise ValueError("no switch point in the last two nights")
     return level
-
-
-def checked_plan(now, tz_offset_minutes, lat, lon, calendar, programs, photo=None):
-    """:func:`plan` for settings as :func:`level_at` checks them; None where it would answer ``INVALID``.
-
-    The lamp keeps the plan for the night (see :mod:`firmware.night`) and
-    evaluates each minute with it, as ``level_at`` would without an override
-    (a time before every point of the plan: ``INVALID`` too).
-    """
-    try:
-        validate_place(lat, lon, tz_offset_minutes)
-        if photo is not None:
-            validate_photo(photo)
-        if not isinstance(programs, (list, tuple)):
-            raise ValueError("programs: expected a list")
-        validate_calendar(calendar, len(programs))
-        return plan(now, tz_offset_minutes, lat, lon, calendar, programs)
-    except Exception:  # as level_at: any bad setting means the safe level, never a crash
-        return None
 
 
 def level_at(now, tz_offset_minutes, lat, lon, calendar, programs, override=None, lux=None, photo=None,
@@ -349,16 +334,17 @@ def level_at(now, tz_offset_minutes, lat, lon, calendar, programs, override=None
     if not time_valid(now):
         return safe_level(lux, photo, dark), DEFAULT_SAFE
     try:
+        rules = _rules()
         if override is not None:
-            validate_override(override)
+            rules.validate_override(override)
             if now < override[1]:
                 return override[0], OVERRIDE
-        validate_place(lat, lon, tz_offset_minutes)
+        rules.validate_place(lat, lon, tz_offset_minutes)
         if photo is not None:
-            validate_photo(photo)
+            rules.validate_photo(photo)
         if not isinstance(programs, (list, tuple)):
             raise ValueError("programs: expected a list")
-        validate_calendar(calendar, len(programs))
+        rules.validate_calendar(calendar, len(programs))
         level = program_level(now, tz_offset_minutes, lat, lon, calendar, programs)
     except Exception:  # any bad setting (wrong types included) must leave the street lit, not crash the node
         return safe_level(lux, photo, dark), INVALID

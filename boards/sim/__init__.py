@@ -42,11 +42,12 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
 - the water meter's parts (``pulse_input(counter)``, ``has_direction``,
   ``tamper()``, ``battery_mv()``) and the environment node's (``i2c()``,
   ``sensor_uart()``, ``sound_uv()``): see :mod:`boards.sim.meter_parts` and
-  :mod:`boards.sim.env_parts`, built the first time the firmware asks, their
-  state in ``world.json`` under ``"water"`` / ``"weather"``;
+  :mod:`boards.sim.env_parts`, built the first time the firmware asks (the
+  board takes these members from the part), their state in ``world.json``
+  under ``"water"`` / ``"weather"``;
 - ``persist_read(key)``, ``persist_write(key, data)``: the key-value flash
   (NVS on the ESP32; files ``nvs-<key>.bin`` here; ``sim.json``
-  ``"flash": "readonly"`` makes writes fail).
+  ``"flash": "readonly"`` makes writes fail), :class:`boards.sim.flash.FlashStore`.
 
 ``./world.json`` is the physical truth, for tests: ``{"light": 0..1,
 "power_w", "relay", "level", "temperature_c", "energy_wh", "ts", "epoch",
@@ -163,6 +164,7 @@ class Board:
         self._uart = cfg.get("uart")
         self.baud = cfg.get("baud", 19200)
         self._cfg = cfg
+        self._built = {}  # parts built on first use: "meter", "env", "flash"
         self._lamp = None  # the lamp's physics, built when the firmware first drives or measures it
         self._fault = cfg.get("fault")
         self.meter_fault = self._fault == "meter"
@@ -308,76 +310,35 @@ class Board:
         """Start the watchdog (see :class:`SimWatchdog`)."""
         return SimWatchdog(timeout_ms)
 
-    # -- the water meter's and the environment node's parts (meter_parts.py, env_parts.py), built on first use
+    # -- the water meter's and the environment node's parts and the key-value flash, built on first use
+
+    def __getattr__(self, name):
+        # The members a role's parts provide (_PART_OF): from the part, built the first time one is asked
+        # for. Only a meter (environment) image carries the meter's (environment's) parts.
+        kind = _PART_OF.get(name)
+        if kind is None:
+            raise AttributeError(name)
+        parts = self._built
+        part = parts.get(kind)
+        if part is None:
+            cfg = _load_json("sim.json") or {}
+            if kind == "meter":
+                from .meter_parts import MeterParts
+
+                part = MeterParts(cfg, (_load_json("world.json") or {}).get("water"))
+            elif kind == "env":
+                from .env_parts import EnvParts
+
+                part = EnvParts(cfg)
+            else:
+                from .flash import FlashStore
+
+                part = FlashStore(self.flash_dir, cfg.get("flash") == "readonly")
+            parts[kind] = part
+        return getattr(part, name)
 
     def _parts(self):
-        return tuple(p for p in (getattr(self, "_meter_part", None), getattr(self, "_env_part", None)) if p)
-
-    def _meter(self):
-        part = getattr(self, "_meter_part", None)
-        if part is None:
-            from .meter_parts import MeterParts
-
-            prev = (_load_json("world.json") or {}).get("water")
-            part = self._meter_part = MeterParts(_load_json("sim.json") or {}, prev)
-        return part
-
-    def _env(self):
-        part = getattr(self, "_env_part", None)
-        if part is None:
-            from .env_parts import EnvParts
-
-            part = self._env_part = EnvParts(_load_json("sim.json") or {})
-        return part
-
-    def _flash(self):
-        store = getattr(self, "_flash_store", None)
-        if store is None:
-            from .flash import FlashStore
-
-            store = self._flash_store = FlashStore(self.flash_dir)
-            store.readonly = (_load_json("sim.json") or {}).get("flash") == "readonly"
-        return store
-
-    def persist_read(self, key):
-        """The record stored under ``key`` in the key-value flash, or None."""
-        return self._flash().read(key)
-
-    def persist_write(self, key, data):
-        """Store ``data`` under ``key``, whole or not at all (OSError if the flash fails)."""
-        store = self._flash()
-        if store.readonly:
-            raise OSError(30)  # EROFS
-        store.write(key, data)
-
-    @property
-    def has_direction(self):
-        """The meter has reed B, a quarter turn after A: the direction (backflow) is seen."""
-        return self._meter().channels >= 2
-
-    def pulse_input(self, counter):
-        """Feed the meter's reed edges to ``counter`` (``firmware.pulses.PulseCounter``) from now on."""
-        self._meter().attach(counter)
-
-    def tamper(self):
-        """The Hall sensor sees a strong magnet."""
-        return self._meter().tamper()
-
-    def battery_mv(self):
-        """Battery voltage, mV."""
-        return self._meter().battery_mv()
-
-    def i2c(self):
-        """The sensor I2C bus (a BME280 at 0x76)."""
-        return self._env().i2c
-
-    def sensor_uart(self):
-        """The dust sensor's UART (an SDS011, 9600 8N1), non-blocking like machine.UART(timeout=0)."""
-        return self._env().uart
-
-    def sound_uv(self):
-        """The sound-level module's output, microvolts (20 mV per dB(A))."""
-        return self._env().sound_uv()
+        return tuple(part for kind, part in self._built.items() if kind != "flash")
 
     def tasks(self):
         """Coroutines the board needs running alongside the firmware."""
@@ -410,6 +371,14 @@ class Board:
         with open("world.json.tmp", "w") as f:
             json.dump(state, f)
         os.rename("world.json.tmp", "world.json")
+
+
+# Board members that a part provides (see the module docstring): name -> part.
+_PART_OF = {
+    "has_direction": "meter", "pulse_input": "meter", "tamper": "meter", "battery_mv": "meter",
+    "i2c": "env", "sensor_uart": "env", "sound_uv": "env",
+    "persist_read": "flash", "persist_write": "flash",
+}
 
 
 def _load_json(path):

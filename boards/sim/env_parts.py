@@ -39,7 +39,7 @@ class EnvParts:
         self.weather = WeatherPhysics(cfg.get("seed", 0))
         self.weather.configure(cfg.get("weather") or {})
         self.bme280 = SimBME280(self._climate, fault=cfg.get("bme280"))
-        self.i2c = SimI2C({BME280_ADDRESS: self.bme280})
+        self.bus = SimI2C({BME280_ADDRESS: self.bme280})
         self.uart = SimSDS011(self._dust, fault=cfg.get("sds011"), seed=cfg.get("seed", 0))
         self.sound_fault = cfg.get("sound")
         self._control = Control()
@@ -67,6 +67,14 @@ class EnvParts:
     def _dust(self):
         v = self._now()
         return v["pm25"], v["pm10"]
+
+    def i2c(self):
+        """The sensor I2C bus (a BME280 at 0x76)."""
+        return self.bus
+
+    def sensor_uart(self):
+        """The dust sensor's UART (an SDS011, 9600 8N1), non-blocking like machine.UART(timeout=0)."""
+        return self.uart
 
     def sound_uv(self):
         """The sound-level module's output in microvolts: 20 mV per dB(A) (0.6 V at 30 dB .. 2.6 V at 130 dB)."""

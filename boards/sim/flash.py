@@ -31,8 +31,9 @@ def write_json(path, data):
 class FlashStore:
     """``persist_read``/``persist_write`` of the board: one file per key, replaced by rename (whole or not at all)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, readonly=False):
         self.folder = folder
+        self.readonly = readonly  # writes fail (OSError), as on a worn-out flash
         self.writes = 0
 
     def _path(self, key):
@@ -45,6 +46,16 @@ class FlashStore:
                 return f.read()
         except OSError:
             return None
+
+    def persist_read(self, key):
+        """The board's ``persist_read``: :meth:`read`."""
+        return self.read(key)
+
+    def persist_write(self, key, data):
+        """The board's ``persist_write``: :meth:`write`, refused (OSError) on a read-only flash."""
+        if self.readonly:
+            raise OSError(30)  # EROFS
+        self.write(key, data)
 
     def write(self, key, data):
         """Store ``data`` under ``key`` (raises OSError if the flash cannot be written)."""

@@ -43,6 +43,7 @@ class MeterParts:
             self.physics.restore(prev, now)
         self.physics.configure(water, now)
         self.channels = cfg.get("channels", 2)
+        self.has_direction = self.channels >= 2  # reed B, a quarter turn after A: backflow is seen
         self.counter = None
         self.counting_since = None
         self._control = Control()
@@ -50,8 +51,8 @@ class MeterParts:
         if ctl is not None and isinstance(ctl.get("water"), dict):
             self.physics.configure(ctl["water"], now)
 
-    def attach(self, counter):
-        """Feed the reeds' edges to ``counter`` from now on."""
+    def pulse_input(self, counter):
+        """Feed the reeds' edges to ``counter`` (``firmware.pulses.PulseCounter``) from now on."""
         self.physics.advance(time.time())
         a, _ = self.physics.levels()
         self.counting_since = time.time()

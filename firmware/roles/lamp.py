@@ -370,11 +370,17 @@ class Role:
         try:
             from firmware import schedule
 
-            plan = schedule.checked_plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6,
-                                         self.calendar, self.programs, photo) or (night, None, tz)
+            # Place and time zone are within their registers' bounds, programs and calendar were checked
+            # when written or loaded (firmware.roles.lamp_config): level_at's checks, but for the photocell.
+            if photo is not None and not photo["on"] < photo["off"]:
+                raise ValueError("photocell: on must be below off")
+            plan = schedule.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, self.calendar,
+                                 self.programs, False)
         except MemoryError:
             self.memory_errors += 1
             return None
+        except Exception:  # invalid settings (a damaged program chosen tonight): the safe level all night
+            plan = (night, None, tz)
         finally:
             schedule = None
             self._done()

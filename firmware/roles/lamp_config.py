@@ -7,9 +7,12 @@ none of it is needed between a boot and the next settings write.
 "calendar": [33 words]}``, written whole and atomically
 (:func:`firmware.storage.atomic_write`); a value that is missing or out of
 bounds at boot is replaced by its default. Programs and calendar are checked
-(``protocols.programs``, the rules the gateway checks too) when a master writes them, not at boot, which keeps the
-schedule out of the boot's RAM: one that is damaged in flash is caught where
-it is used (``schedule.level_at`` answers the safe level for invalid settings).
+(``protocols.programs``, the rules the gateway checks too) when a master
+writes them and when they are loaded at boot: the lamp's plan of a night then
+needs no checks (``firmware.schedule.plan``). One that is damaged in flash
+still counts as stored, and the nights it is chosen for get the safe level, as
+``schedule.level_at`` gives for invalid settings; a damaged calendar gives the
+safe level every night until a valid one is written.
 """
 
 import json
@@ -30,6 +33,9 @@ SETTINGS = (
     ("photo_level", 100),
     ("rated_power", 60),
 )
+# A stored program that fails the checks at boot: counted as stored, reads empty in the window, and the plan of
+# a night it is chosen for fails (the safe level). Saved as it is, it fails again at the next boot.
+INVALID = ((),)
 _FC_WRITE = 16
 _EX_ILLEGAL_VALUE = 3
 _EX_DEVICE_FAILURE = 4
@@ -53,20 +59,31 @@ def load(role):
                 lo, hi = bank.bounds(name)
                 if isinstance(v, int) and lo <= v <= hi:
                     bank.set(name, v)
+        from protocols import programs
+
         progs = data.get("programs")
         if isinstance(progs, list) and len(progs) == L.PROGRAMS:
             for pid in range(L.PROGRAMS):
                 pts = progs[pid]
                 if pts and isinstance(pts, list):
-                    role.programs[pid] = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
+                    pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
+                    try:
+                        programs.validate_program(pts, pid)
+                    except ValueError:
+                        pts = INVALID  # damaged in flash: the safe level on the nights it is chosen for
+                    role.programs[pid] = pts
         words = data.get("calendar")
         if isinstance(words, list) and len(words) == L.CALENDAR_WORDS:
             h = bank.holding
             for k in range(L.CALENDAR_WORDS):
                 w = words[k]
                 h[L.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
-            role.calendar = build_calendar(h, False)
+            try:
+                role.calendar = build_calendar(h)
+            except ValueError:
+                role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
             role.calendar_words = list(words)
+        programs = None
     show_program(role, 0)
 
 
@@ -91,7 +108,7 @@ def show_program(role, pid):
     h = role.bank.holding
     start = L.PROGRAM_START
     pts = role.programs[pid]
-    n = len(pts) if pts else 0
+    n = len(pts) if pts and pts is not INVALID else 0
     h[start] = pid
     h[start + 1] = n
     for k in range(L.POINTS):
@@ -107,6 +124,8 @@ def show_program(role, pid):
 
 def _used(role, pid):
     cal = role.calendar
+    if cal is None:
+        return False
     if cal["default"] == pid:
         return True
     for rule in cal["rules"]:

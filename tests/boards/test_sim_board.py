@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import boards.sim as sim
+from boards import sim
 from protocols.roles import common
 from tools.sim.street import REPO, micropython_path
 

@@ -10,6 +10,7 @@ and the schedule must have been built only a few times.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,16 @@ class Node:
         return 0
 
 
-def _role(tmp_path: Path) -> Any:
+def _role(tmp_path: Path, configure: bool = True) -> Any:
     blocks = ((4, common.EVENT_WINDOW_START, common.EVENT_WINDOW * common.EVENT_WORDS), *spec.BLOCKS)
     bank = RegisterBank(spec.REGISTERS, blocks=blocks, role="lamp", role_id=spec.ROLE_ID)
     role = role_module.Role(Board(str(tmp_path)), bank, Storage(str(tmp_path / "counters.json")))
     role.clock = Clock()
     role.node = Node()
     role.start()
+    role.control = spec.CONTROL_PROGRAM
+    if not configure:
+        return role
     bank.set("latitude", 52_370_000)
     bank.set("longitude", 4_900_000)
     bank.set("safe_level", 90)
@@ -127,3 +131,37 @@ def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
             role._dark = S.photocell_override(lux, dark, photo)
     assert seen == {S.PROGRAM, S.PHOTOCELL, S.INVALID}, seen
     assert role.node.peaks < 25, role.node.peaks  # schedule builds: a few nights, each setting change; not each minute
+
+
+def test_the_schedule_uses_the_rules_numbers() -> None:
+    """The schedule keeps copies of the point kinds: the rules module is not imported for a night's plan."""
+    from protocols import programs
+
+    assert (S.FIXED, S.SUNRISE, S.SUNSET) == (programs.FIXED, programs.SUNRISE, programs.SUNSET)
+    assert S.validate_program is programs.validate_program  # the rules still read through the schedule
+
+
+def test_a_program_damaged_in_flash_gives_the_safe_level_on_its_nights(tmp_path: Path) -> None:
+    """Checked at boot: the node boots, counts it as stored, and lights the street at the safe level."""
+    damaged = [[S.SUNSET, 0, 250]]  # a level no write can store
+    (tmp_path / "lamp.json").write_text(json.dumps({
+        "set": {"mode": 1, "latitude": 52_370_000, "longitude": 4_900_000},
+        "programs": [damaged, [list(p) for p in EVENING]] + [None] * 14,
+        "calendar": [0, 1, 0b0011000, 0, 0] + [0] * 28,
+    }))
+    role = _role(tmp_path, configure=False)
+    role._publish_programs()
+    assert role.bank.get("programs") == 0b11
+    assert role.bank.holding[spec.PROGRAM_START + 1] == 0  # the window shows no points for it
+    sources = set()
+    for hours in range(0, 24 * 7, 5):
+        now = START + hours * 3600
+        role.clock.now = now
+        role._evaluate()
+        want, source = S.level_at(now, 60, 52.37, 4.9, {"default": 0, "rules": [{"program": 1, "days": 0b0011000}]},
+                                  [damaged, [list(p) for p in EVENING]] + [None] * 14)
+        if source == S.INVALID:
+            want = role.bank.get("safe_level")
+        assert (role.target, role.source) == (want, source), hours
+        sources.add(source)
+    assert S.INVALID in sources
