@@ -187,9 +187,10 @@ class Gateway:
     def _room(self) -> bool:
         """Back-pressure: may the pollers go on? Not while the disk, or the connected broker, lags behind.
 
-        Polls wait in memory only until the outbox writer stores them: more than
-        ``high_water`` waiting means the disk does not keep up, and polling on would
-        only grow memory (the skipped slots are counted instead).
+        Polls wait in memory until the outbox writer stores them and, while connected,
+        until their live message goes out: more than ``high_water`` waiting means the
+        disk or the broker does not keep up, and polling on would only grow memory or
+        the backlog (the skipped slots are counted instead).
         """
         delivery = self.delivery
         if delivery is not None and delivery.waiting >= self.high_water:

@@ -184,8 +184,12 @@ class Delivery:
 
     @property
     def waiting(self) -> int:
-        """Polls recorded and not yet stored in the outbox (the writer's backlog, in memory)."""
-        return len(self._pending)
+        """Polls held in memory: recorded and not yet stored, or stored and waiting for their live message.
+
+        The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor a
+        broker that does not keep up makes the live lane spill into the backlog (or memory grow).
+        """
+        return len(self._pending) + len(self._live)
 
     # -- from the pollers --------------------------------------------------------------------------------------
 

@@ -48,8 +48,9 @@ class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     """Disk budget of the outbox, MiB; beyond it the oldest readings go first (and are counted upstream)."""
     synchronous: Literal["NORMAL", "FULL"] = "FULL"
     """``NORMAL`` survives a crash of the process; ``FULL`` also a power cut (an fsync per commit)."""
-    profile: Literal["senml", "compact"] = "senml"
-    """Data profile: ``senml`` (one SenML-CBOR pack per poll) or ``compact`` (batched, ~1-2 bytes a reading)."""
+    profile: Literal["senml", "compact"] = "compact"
+    """Data profile: ``compact`` (batched, ~1-2 bytes a reading, read back into SenML with the birth) or ``senml``
+    (one SenML-CBOR pack per poll on ``<root>/data/<node>``, for consumers that want the standard format)."""
     batch_interval: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     """Compact profile: seconds live polls are gathered into one message (the poll interval is a good choice)."""
     batch_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500

@@ -104,6 +104,7 @@ ROW_OVERHEAD = 24  # bytes per row beyond payload and node (record header, integ
 DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 RECENT = 32  # seqs remembered per (node, kind) to refuse duplicates
 _WAL_LIMIT = 8 * 1024 * 1024  # journal_size_limit: the WAL is truncated to this after a checkpoint
+_CACHE_KIB = 512  # page cache: the hot pages are the table's ends; SQLite's 2 MiB default is resident memory
 _CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
 _BUSY_TIMEOUT_S = 1.0
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
@@ -271,6 +272,7 @@ class Outbox:
             raise OutboxError(self.path, f"cannot use WAL mode (journal_mode stays {mode!r})")
         db.execute(f"PRAGMA synchronous = {sync}")
         db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
+        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         if fresh:
             db.execute("BEGIN IMMEDIATE")
             try:

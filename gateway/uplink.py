@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway import birth
 from gateway.config import BrokerConfig
 from gateway.delivery_config import BrokerUrl, parse_url
+from gateway.mqtt_properties import UserProperties
 from gateway.stats import GatewayStats
 from gateway.topics import Topics
 
@@ -106,6 +106,8 @@ class _Client(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused: dict[int, str] = {}
+        # WINDOW bounds the publishes in flight: aiomqtt's warning beyond 10 would only cost a log line each.
+        self.pending_calls_threshold = WINDOW + 8
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         if reason_code is not None and getattr(reason_code, "is_failure", False):
@@ -518,9 +520,7 @@ class Uplink:
     def _properties(self, msg: Outgoing) -> Properties | None:
         if not msg.properties or self.broker.protocol != "5":
             return None
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.UserProperty = list(msg.properties)
-        return props
+        return UserProperties(msg.properties)
 
     def _state(self, *, online: bool) -> bytes:
         return birth.state(online=online, session=self.session, ts=self.clock())

@@ -149,7 +149,9 @@ def gateway(
         folder / "gateway.toml", bench.manifest, broker_url=broker.url, protocol=broker.protocol,
         site=SITE, gateway=GATEWAY, interval=0.5, groups={"half": ids[: len(ids) // 2]},
     )
-    config.write_text(config.read_text() + "\n" + operators.toml(folder))
+    # The default (compact) profile, its batches as frequent as the polls: data shows up as soon as per poll.
+    delivery = "[delivery]\nbatch_interval = 0.5\n"
+    config.write_text(config.read_text() + "\n" + operators.toml(folder) + "\n" + delivery)
     daemon = Daemon(config, folder / "gateway.log")
     daemon.start()
     try:

@@ -24,8 +24,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from protocols import senml
-from tools.mqtt_watch import MqttWatch
+from tools.mqtt_watch import MqttWatch, Poll, Polls
 from tools.operator import Signer, build_command
 
 ROOT = "streetedge/v1/hil-site/gw-hil"
@@ -59,16 +58,12 @@ def refused(result: dict[str, Any], needle: str) -> None:
 
 def data(watch: MqttWatch, node: str, ok: Callable[[dict[str, Any]], bool] = lambda v: True,
          within: float = 30.0) -> dict[str, Any]:
-    """The node's registers (by name) from the first data message after now for which ``ok`` holds."""
-    mark = watch.mark()
+    """The node's registers (by name) from its first poll taken from now on for which ``ok`` holds."""
 
-    def values(payload: bytes) -> dict[str, Any]:
-        return {r["n"].rsplit(":", 1)[1]: r.get("v", r.get("vb"))
-                for r in senml.resolve(senml.from_labels(cbor2.loads(payload)))}
+    def values(poll: Poll) -> dict[str, Any]:
+        return {name: r.get("v", r.get("vb")) for name, r in poll.items()}
 
-    msg = watch.wait_for(lambda m: m.topic == f"{ROOT}/data/{node}" and ok(values(m.payload)), within=within,
-                         after=mark)
-    return values(msg.payload)
+    return values(Polls(watch, ROOT).next(node, lambda p: ok(values(p)), within=within))
 
 
 def unit_of(bench: Any, node: str) -> int:

@@ -13,8 +13,7 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocols import senml
-from tools.mqtt_watch import MqttWatch
+from tools.mqtt_watch import MqttWatch, Polls
 from tools.operator import Signer, build_command
 
 ROOT = "streetedge/v1/hil-site/gw-hil"
@@ -33,13 +32,8 @@ def result_for(watch: MqttWatch, payload: bytes, cid: str | None, within: float 
 
 
 def dim_level_now(watch: MqttWatch, node: str) -> int:
-    """The lamp's dim_level in its first data message after now."""
-    mark = watch.mark()
-    msg = watch.wait_for(lambda m: m.topic == f"{ROOT}/data/{node}", after=mark)
-    for rec in senml.resolve(senml.from_labels(cbor2.loads(msg.payload))):
-        if rec["n"].endswith(":dim_level"):
-            return int(rec["v"])
-    raise AssertionError("no dim_level in the data message")
+    """The lamp's dim_level in its first poll taken from now on (whichever data profile the gateway uses)."""
+    return int(Polls(watch, ROOT).next(node)["dim_level"]["v"])
 
 
 def refusals(node: str, outside: str, ops: Signer, maint: Signer) -> list[tuple[str, str | None, bytes]]:

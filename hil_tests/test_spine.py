@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import cbor2
 
-from protocols import senml
-from tools.mqtt_watch import MqttWatch, Seen
+from tools.mqtt_watch import MqttWatch, Poll, Polls
 from tools.operator import Signer, build_command
 
 ROOT = "streetedge/v1/hil-site/gw-hil"
 
 
-def readings(msg: Seen) -> dict[str, Any]:
-    """Resolved SenML records of a data message, by register name (base name stripped)."""
-    pack = senml.from_labels(cbor2.loads(msg.payload))
-    out: dict[str, Any] = {}
-    for rec in senml.resolve(pack):
-        name = rec["n"].rsplit(":", 1)[-1]
-        out[name] = rec
-    return out
-
-
-def is_data(node: str) -> Any:
-    return lambda m: m.topic == f"{ROOT}/data/{node}"
+def next_poll(watch: MqttWatch, node: str, ok: Any = lambda p: True, within: float = 15.0) -> Poll:
+    """The node's resolved SenML records by register name, from its first poll taken from now on that ``ok``
+    accepts (whichever data profile the gateway publishes)."""
+    return Polls(watch, ROOT).next(node, ok, within=within)
 
 
 def command(watch: MqttWatch, signer: Signer, cmd: dict[str, Any], within: float = 20.0) -> dict[str, Any]:
@@ -43,17 +35,16 @@ def command(watch: MqttWatch, signer: Signer, cmd: dict[str, Any], within: float
     return result
 
 
-def power_after(watch: MqttWatch, node: str, mark: int, check: Any, within: float = 20.0) -> float:
-    """Wait for a data message of ``node`` after ``mark`` whose power satisfies ``check``."""
-    msg = watch.wait_for(lambda m: is_data(node)(m) and check(readings(m)["power"]["v"]), within=within, after=mark)
-    value: float = readings(msg)["power"]["v"]
+def power_after(watch: MqttWatch, node: str, check: Any, within: float = 20.0) -> float:
+    """Wait for a poll of ``node`` from now on whose power satisfies ``check``."""
+    value: float = next_poll(watch, node, lambda p: check(p["power"]["v"]), within=within)["power"]["v"]
     return value
 
 
-def test_every_node_publishes_senml_with_names_units_and_seq(bench, watch) -> None:
-    """Each lamp's pack carries every register with its SenML unit, and its seq grows."""
+def test_every_node_publishes_every_register_with_names_units_and_seq(bench, watch) -> None:
+    """Each lamp's poll, read back as SenML, carries every register with its SenML unit, and its seq grows."""
     for node in bench.node_ids:
-        first = readings(watch.wait_for(is_data(node)))
+        first = Polls(watch, ROOT).wait(node)
         assert first["power"]["u"] == "W"
         assert first["voltage"]["u"] == "V"
         assert first["current"]["u"] == "A"
@@ -64,8 +55,7 @@ def test_every_node_publishes_senml_with_names_units_and_seq(bench, watch) -> No
         assert 200.0 < first["voltage"]["v"] < 260.0
         assert "t" in first["power"], "records carry the poll time"
         assert first["power"]["n"] == f"urn:dev:streetedge:hil-site:{node}:power"
-        later = readings(watch.wait_for(lambda m, node=node, s=first["seq"]["v"]:
-                                        is_data(node)(m) and readings(m)["seq"]["v"] > s))
+        later = Polls(watch, ROOT).wait(node, lambda p, s=first["seq"]["v"]: p["seq"]["v"] > s)
         assert later["seq"]["v"] > first["seq"]["v"]
 
 
@@ -84,14 +74,12 @@ def test_dim_command_changes_the_lamps_power_draw(bench, watch, until, operators
                    {"id": "full-1", "target": "all", "action": "dim", "level": 100})["status"] == "done"
     assert command(watch, operators.ops,
                    {"id": "on-1", "target": "all", "action": "switch", "on": True})["status"] == "done"
-    mark = watch.mark()
-    full = power_after(watch, node, mark, lambda p: p > 40.0)
+    full = power_after(watch, node, lambda p: p > 40.0)
 
     result = command(watch, operators.ops, {"id": "dim-20", "target": node, "action": "dim", "level": 20})
     assert result["status"] == "done", result
     assert result["confirmed"] == [node]
-    mark = watch.mark()
-    dimmed = power_after(watch, node, mark, lambda p: p < full * 0.5)
+    dimmed = power_after(watch, node, lambda p: p < full * 0.5)
     assert dimmed > 1.0, "a dimmed lamp still draws power"
     if bench.virtual:
         until(lambda: bench.world(node)["power_w"] < full * 0.5)
@@ -103,12 +91,12 @@ def test_switch_off_cuts_power(bench, watch, until, operators) -> None:
     node = bench.node_ids[1]
     assert command(watch, operators.ops,
                    {"id": "off-2", "target": node, "action": "switch", "on": False})["status"] == "done"
-    power_after(watch, node, watch.mark(), lambda p: p < 1.0)
+    power_after(watch, node, lambda p: p < 1.0)
     if bench.virtual:
         until(lambda: bench.world(node)["relay"] is False)
     assert command(watch, operators.ops,
                    {"id": "on-2", "target": node, "action": "switch", "on": True})["status"] == "done"
-    power_after(watch, node, watch.mark(), lambda p: p > 1.0)
+    power_after(watch, node, lambda p: p > 1.0)
 
 
 def test_whole_street_command_reaches_every_lamp(bench, watch, until, operators) -> None:
@@ -117,10 +105,10 @@ def test_whole_street_command_reaches_every_lamp(bench, watch, until, operators)
     assert result["status"] == "done", result
     assert sorted(result["confirmed"]) == sorted(bench.node_ids)
     assert result["unconfirmed"] == []
-    mark = watch.mark()
+    polls, mark, since = Polls(watch, ROOT), watch.mark(), time.time()
     for node in bench.node_ids:
-        msg = watch.wait_for(lambda m, node=node: is_data(node)(m) and readings(m)["dim_level"]["v"] == 30, after=mark)
-        assert readings(msg)["dim_level"]["v"] == 30
+        poll = polls.wait(node, lambda p: p["dim_level"]["v"] == 30, after=mark, since=since)
+        assert poll["dim_level"]["v"] == 30
     if bench.virtual:
         until(lambda: all(abs(bench.world(n)["light"] - 0.30) < 0.01 for n in bench.node_ids))
 
@@ -134,10 +122,9 @@ def test_group_command_reaches_its_members_only(bench, watch, operators) -> None
     result = command(watch, operators.ops, {"id": "g-60", "target": "group:half", "action": "dim", "level": 60})
     assert result["status"] == "done", result
     assert sorted(result["confirmed"]) == sorted(half)
-    mark = watch.mark()
+    polls, mark, since = Polls(watch, ROOT), watch.mark(), time.time()
     for node in rest:
-        msg = watch.wait_for(is_data(node), after=mark)
-        assert readings(msg)["dim_level"]["v"] == 100
+        assert polls.wait(node, after=mark, since=since)["dim_level"]["v"] == 100
 
 
 def test_garbage_and_unknown_targets_are_refused_and_the_gateway_goes_on(bench, watch, operators) -> None:
@@ -159,6 +146,6 @@ def test_garbage_and_unknown_targets_are_refused_and_the_gateway_goes_on(bench, 
     assert result["status"] == "rejected"
     assert result["reason"] == "bad_parameters"
 
-    mark = watch.mark()
+    polls, mark, since = Polls(watch, ROOT), watch.mark(), time.time()
     for node in bench.node_ids:
-        watch.wait_for(is_data(node), after=mark)
+        polls.wait(node, after=mark, since=since)

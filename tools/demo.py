@@ -150,6 +150,8 @@ def run_demo(*, nodes: int = 8, broker: str = "auto", seconds: float = 0, workdi
                 workdir / "gateway.toml", manifest, broker_url=broker_url, protocol=protocol,
                 site=SITE, gateway=GATEWAY, groups={"north": ids[: max(1, len(ids) // 2)]},
             )
+            # The default (compact) profile, one message a second: the live view's rate moves with the street.
+            config_path.write_text(config_path.read_text() + "\n[delivery]\nbatch_interval = 1.0\n")
             # The demo's operator key: made now, trusted by this gateway only, never written to disk.
             signer = Signer(Ed25519PrivateKey.generate(), "demo-operator")
             trust(config_path, workdir, signer.kid, signer.key)

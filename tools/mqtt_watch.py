@@ -2,7 +2,9 @@
 
 It records every message on a topic filter so that a test can wait, with a
 deadline, for the first message that matches a predicate, or a bench can count
-what the broker delivered.
+what the broker delivered. :class:`Polls` reads a gateway's data messages in
+either profile (compact batches against the gateway birth they cite, or one
+SenML pack per poll) as one poll of one node at a time.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
+import cbor2
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import compact
+from protocols import senml
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ class MqttWatch:
         with self._cond:
             return len(self.seen)
 
+    def snapshot(self) -> list[Seen]:
+        """The messages recorded so far, oldest first (a copy)."""
+        with self._cond:
+            return list(self.seen)
+
     def wait_for(self, match: Callable[[Seen], bool], *, within: float = 15.0, after: int = 0) -> Seen:
         """The first recorded message at index >= ``after`` that ``match`` accepts; waits up to ``within`` s."""
         deadline = time.monotonic() + within
@@ -112,3 +124,98 @@ class MqttWatch:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+Poll = dict[str, dict[str, Any]]
+"""One poll of one node: resolved SenML records by register name (``{"power": {"n": ..., "v": 41.5, ...}}``)."""
+
+
+class Polls:
+    """A gateway's polls as an observer sees them upstream, whichever data profile the gateway uses.
+
+    ``watch`` must see ``<root>/#`` (at least ``birth``, ``compact`` and ``data/+``): compact messages
+    are read against the gateway birth they cite, the latest one seen with that id.
+
+    Args:
+        watch: the observer.
+        root: the gateway's topic root, ``streetedge/v1/<site>/<gateway>``.
+    """
+
+    def __init__(self, watch: MqttWatch, root: str) -> None:
+        self.watch = watch
+        self.root = root
+
+    def of(self, msg: Seen, node: str) -> list[Poll]:
+        """The polls of ``node`` in one message, oldest first (none if it is not a data message)."""
+        if msg.topic == f"{self.root}/data/{node}":
+            packs = [senml.from_labels(cbor2.loads(msg.payload))]
+        elif msg.topic == f"{self.root}/compact":
+            item = cbor2.loads(msg.payload)
+            birth = self._birth(item[3]) if isinstance(item, list) and len(item) == 6 else None
+            if birth is None:
+                raise AssertionError(f"compact message for a birth never seen on {self.root}/birth")
+            prefix = f"{compact.URN_PREFIX}{birth['site']}:{node}:"
+            packs = [p for p in compact.to_senml(msg.payload, birth) if p and p[0].get("bn") == prefix]
+        else:
+            return []
+        polls = [{r["n"].rsplit(":", 1)[-1]: r for r in senml.resolve(p)} for p in packs]
+        return sorted(polls, key=lambda poll: min(r["t"] for r in poll.values()))
+
+    def wait(self, node: str, ok: Callable[[Poll], bool] = lambda p: True, *, within: float = 15.0,
+             after: int = 0, since: float = 0.0) -> Poll:
+        """The newest poll of ``node`` taken at or after ``since`` (epoch s) for which ``ok`` holds, in the
+        first data message at index >= ``after`` that has one; waits up to ``within`` s."""
+        found: list[Poll] = []
+
+        def match(msg: Seen) -> bool:
+            hits = [p for p in self.of(msg, node) if min(r["t"] for r in p.values()) >= since and ok(p)]
+            found[:] = hits[-1:]
+            return bool(hits)
+
+        self.watch.wait_for(match, within=within, after=after)
+        return found[0]
+
+    def next(self, node: str, ok: Callable[[Poll], bool] = lambda p: True, *, within: float = 15.0) -> Poll:
+        """The newest poll of ``node`` taken from now on for which ``ok`` holds (see :meth:`wait`)."""
+        return self.wait(node, ok, within=within, after=self.watch.mark(), since=time.time())
+
+    def _birth(self, birth_id: bytes) -> dict[str, Any] | None:
+        for msg in reversed(self.watch.snapshot()):
+            if msg.topic == f"{self.root}/birth":
+                body: dict[str, Any] = cbor2.loads(msg.payload)
+                if body.get("birth") == birth_id:
+                    return body
+        return None
+
+
+class DataCount:
+    """Readings in a gateway's data messages of either profile, counted as they arrive (an ``on_message`` hook).
+
+    Subscribe it to ``<root>/#``: it keeps the gateway births it sees to read compact messages by.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._births: dict[bytes, dict[str, Any]] = {}
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, seen: Seen) -> None:
+        if seen.topic == f"{self.root}/birth":
+            body = cbor2.loads(seen.payload)
+            self._births[body["birth"]] = body
+            return
+        if seen.topic == f"{self.root}/compact":
+            message = compact.decode(seen.payload, self._births[cbor2.loads(seen.payload)[3]])
+            n = sum(len(raws) for _, _, raws in message.rows)
+        elif seen.topic.startswith(f"{self.root}/data/"):
+            n = len(cbor2.loads(seen.payload))
+        else:
+            return
+        with self._lock:
+            self._value += n
+
+    def value(self) -> int:
+        """Readings counted so far."""
+        with self._lock:
+            return self._value

@@ -89,7 +89,7 @@ def test_reconnects_when_the_broker_comes_back(pty_pair, sim, subscriber) -> Non
     """Started with no broker, the gateway keeps polling, connects once one appears, and again after a restart."""
     gw_end, node_end = pty_pair
     port = free_port()
-    config = sim.config(gw_end, f"mqtt://127.0.0.1:{port}")
+    config = sim.config(gw_end, f"mqtt://127.0.0.1:{port}", extra='[delivery]\nprofile = "senml"\n')
     gateway = Gateway(config)
 
     async def wait_for(predicate, within: float = 30.0) -> None:

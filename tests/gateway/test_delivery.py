@@ -125,7 +125,7 @@ def test_backlog_survives_a_restart_and_drains_behind_live_data(pty_pair, sim, s
     port = free_port()
     outbox = tmp_path / "outbox.db"
     config = sim.config(gw_end, f"mqtt://127.0.0.1:{port}", interval=0.02,
-                        extra=delivery(outbox, drain_rate=40.0))
+                        extra=delivery(outbox, drain_rate=40.0, profile="senml"))
     lamp = sim.lamp(1)
 
     async def offline_run() -> None:
@@ -185,7 +185,7 @@ def test_a_full_budget_drops_the_oldest_and_says_so_upstream(pty_pair, sim, subs
     port = free_port()
     outbox = tmp_path / "outbox.db"
     config = sim.config(gw_end, f"mqtt://127.0.0.1:{port}", interval=0.02,
-                        extra=delivery(outbox, budget_mb=16 / 1024, drain_rate=500.0))
+                        extra=delivery(outbox, budget_mb=16 / 1024, drain_rate=500.0, profile="senml"))
 
     async def offline_run() -> None:
         gateway = Gateway(config)
@@ -218,7 +218,7 @@ def test_failover_to_the_next_broker_and_back(pty_pair, sim, subscriber, tmp_pat
     and a loss of the second move it back."""
     gw_end, node_end = pty_pair
     port_a, port_b = free_port(), free_port()
-    config = sim.config(gw_end, extra=delivery(tmp_path / "outbox.db"))
+    config = sim.config(gw_end, extra=delivery(tmp_path / "outbox.db", profile="senml"))
     urls = [f"mqtt://127.0.0.1:{port_a}", f"mqtt://127.0.0.1:{port_b}"]
     gateway = Gateway(msgspec.structs.replace(config, broker=msgspec.structs.replace(config.broker, url=urls)))
 
@@ -280,7 +280,7 @@ def test_senml_messages_carry_seq_and_session_as_user_properties(
     mosquitto, pty_pair, sim, subscriber, tmp_path
 ) -> None:
     gw_end, node_end = pty_pair
-    config = sim.config(gw_end, mosquitto.url, extra=delivery(tmp_path / "outbox.db"))
+    config = sim.config(gw_end, mosquitto.url, extra=delivery(tmp_path / "outbox.db", profile="senml"))
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("lamp-1"))
 

@@ -39,9 +39,9 @@ def test_the_commented_failover_and_tls_lines_of_the_example_are_valid() -> None
     assert (config.broker.host, config.broker.port) == ("broker-a.city.example", 8883)
 
 
-def test_delivery_defaults_are_the_senml_profile_in_a_temporary_outbox() -> None:
+def test_delivery_defaults_are_the_compact_profile_in_a_temporary_outbox() -> None:
     d = parse_config(MINIMAL).delivery
-    assert (d.outbox, d.profile, d.synchronous, d.budget_mb) == ("", "senml", "FULL", 256.0)
+    assert (d.outbox, d.profile, d.synchronous, d.budget_mb) == ("", "compact", "FULL", 256.0)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ from tools.keys import key_entry, public_text
 from tools.operator import Signer, build_command
 
 OPERATOR = Signer(Ed25519PrivateKey.generate(), "ops")
+SENML = '[delivery]\nprofile = "senml"\n'
+"""These tests read one SenML pack per poll on <root>/data/<node>: the senml profile, not the default."""
 
 
 def trusted(state: Path) -> str:
@@ -60,7 +62,7 @@ def test_readings_arrive_as_senml_cbor(mosquitto, pty_pair, sim, subscriber) -> 
     """Each poll of a lamp arrives as a SenML-CBOR pack with the right names, units and values."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1, dim_level=40, power=41.5, temperature=-5.5, energy=123456)
-    config = sim.config(gw_end, mosquitto.url, units={"lamp-1": 1})
+    config = sim.config(gw_end, mosquitto.url, units={"lamp-1": 1}, extra=SENML)
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("#").replace("/#", "/+"))
     prefix = "urn:dev:streetedge:test-site:lamp-1:"
@@ -174,7 +176,7 @@ def test_dim_command_gets_done_and_changes_the_register(mosquitto, pty_pair, sim
 def test_garbage_command_is_rejected_and_polling_goes_on(mosquitto, pty_pair, sim, subscriber, tmp_path) -> None:
     """Garbage on the command topic gets 'rejected'/'malformed' with id null; data keeps flowing."""
     gw_end, node_end = pty_pair
-    config = sim.config(gw_end, mosquitto.url, extra=trusted(tmp_path))
+    config = sim.config(gw_end, mosquitto.url, extra=trusted(tmp_path) + SENML)
     gateway = Gateway(config)
     results = subscriber(mosquitto.host, mosquitto.port, gateway.topics.result)
     data = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("lamp-1"))
@@ -256,7 +258,7 @@ def test_mqtt_311_for_brokers_that_speak_nothing_newer(mosquitto, pty_pair, sim,
     """With protocol "3.1.1" data and command results work the same."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
-    config = sim.config(gw_end, mosquitto.url, protocol="3.1.1", extra=trusted(tmp_path))
+    config = sim.config(gw_end, mosquitto.url, protocol="3.1.1", extra=trusted(tmp_path) + SENML)
     gateway = Gateway(config)
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.root + "/#", protocol="3.1.1")
 
@@ -276,7 +278,7 @@ def test_embedded_amqtt_broker_with_311(pty_pair, sim, subscriber, tmp_path) -> 
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
     with LocalBroker("amqtt") as broker:
-        config = sim.config(gw_end, broker.url, protocol=broker.protocol, extra=trusted(tmp_path))
+        config = sim.config(gw_end, broker.url, protocol=broker.protocol, extra=trusted(tmp_path) + SENML)
         gateway = Gateway(config)
         sub = subscriber(broker.host, broker.port, gateway.topics.root + "/#", protocol="3.1.1")
 

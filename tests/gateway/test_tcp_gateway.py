@@ -53,6 +53,8 @@ url = "{broker_url}"
 keepalive = 10
 [http]
 enabled = false
+[delivery]
+profile = "senml"
 [[bus]]
 name = "meters"
 type = "tcp"
@@ -172,5 +174,6 @@ def _lamps_only(port: int, url: str, units: tuple[int, ...]) -> str:
     )
     return (
         f'site = "s"\ngateway = "g"\n[broker]\nurl = "{url}"\nkeepalive = 10\n[http]\nenabled = false\n'
+        '[delivery]\nprofile = "senml"\n'
         f'[[bus]]\nname = "lamps"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {port}\n' + nodes
     )

@@ -127,6 +127,7 @@ def test_the_gateway_publishes_over_tls_with_its_client_certificate(
     cert, key = pki.issue(GATEWAY_CN)
     config = tls_config(sim, gw_end, tls_broker, f'{{ ca = "{pki.ca}", cert = "{cert}", key = "{key}" }}',
                         tmp_path / "outbox.db")
+    config = msgspec.structs.replace(config, delivery=msgspec.structs.replace(config.delivery, profile="senml"))
     gateway = Gateway(config)
     consumer = TlsSubscriber(tls_broker, pki, "streetedge/v1/test-site/gw-1/data/#")
 

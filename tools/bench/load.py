@@ -9,12 +9,12 @@ gateway's are those in messages the broker acknowledged, from its /metrics):
   CPU-seconds per 1000 readings (user + system of the contender's process from
   /proc, over the same window after a warm-up), for the floor
   (:mod:`tools.bench.floor_tcp`: pymodbus + cbor2 + aiomqtt, same simulators,
-  same concurrency) and for ``streetedge run`` with each data profile (``senml``:
-  one pack per poll; ``compact``: a second of polls per message).
+  same concurrency) and for ``streetedge run`` with each data profile (``compact``,
+  the default: a second of polls per message; ``senml``: one pack per poll).
 - **overload**: the same overload held for longer, sampled every few seconds:
   readings/s, resident memory, queue depth and polls skipped (from the
   gateway's own ``/metrics``). A plateau with bounded memory is the aim.
-- **memory**: 250 nodes at a 1 s interval; resident memory after warm-up.
+- **memory**: 250 nodes at a 1 s interval, each profile; resident memory after warm-up.
 
 A "reading" is one register value (a lamp poll carries one per register of the
 lamp map). Results go to docs/performance.md with ``--write-docs``.
@@ -131,11 +131,11 @@ class Simulators:
 
 
 def gateway_toml(path: Path, broker: LocalBroker, sims: Simulators, *, interval: float, concurrency: int,
-                 nodes: int, http_port: int, profile: str = "senml") -> Path:
+                 nodes: int, http_port: int, profile: str = "compact") -> Path:
     """A configuration with one tcp bus per simulator port and ``nodes`` lamps spread over them.
 
-    ``profile`` is the data profile: ``senml`` (one pack per poll) or ``compact``
-    (polls gathered for 1 s into one message).
+    ``profile`` is the data profile: ``compact`` (the default; polls gathered for 1 s into one message)
+    or ``senml`` (one pack per poll).
     """
     lines = [
         'site = "bench"', 'gateway = "gw"', "[broker]", f'url = "{broker.url}"',
@@ -230,6 +230,7 @@ def run_load_bench(mode: str = "all", seconds: float = 20.0, sims: int = 4, node
     """Run the chosen figures, print them, and with ``write_docs`` record them in docs/performance.md."""
     sections: list[str] = []
     result: dict[str, object] = {}
+    load_start = os.getloadavg()[0]
     units = -(-nodes // sims)
     with tempfile.TemporaryDirectory(prefix="streetedge-load-") as tmp, LocalBroker() as broker:
         work = Path(tmp)
@@ -240,7 +241,7 @@ def run_load_bench(mode: str = "all", seconds: float = 20.0, sims: int = 4, node
                 gateways = [
                     _gateway(work, broker, simulators, seconds, interval=0.01, nodes=nodes,
                              concurrency=concurrency, profile=profile, name=f"gateway-{profile}")
-                    for profile in ("senml", "compact")
+                    for profile in ("compact", "senml")
                 ]
                 sections.append(_throughput_table(floor, gateways, seconds, concurrency))
                 result["throughput"] = {"floor": vars(floor), "gateways": [vars(g) for g in gateways]}
@@ -250,27 +251,32 @@ def run_load_bench(mode: str = "all", seconds: float = 20.0, sims: int = 4, node
                 sections.append(_overload_table(over, nodes))
                 result["overload"] = vars(over)
             if mode in ("memory", "all"):
-                mem = _gateway(work, broker, simulators, max(seconds, 10.0), interval=1.0, nodes=nodes,
-                               concurrency=concurrency, profile="senml", name="memory")
-                sections.append(_memory_table(mem, nodes))
-                result["memory"] = vars(mem)
+                mems = [_gateway(work, broker, simulators, max(seconds, 10.0), interval=1.0, nodes=nodes,
+                                 concurrency=concurrency, profile=profile, sample_every=5.0,
+                                 name=f"memory-{profile}")
+                        for profile in ("compact", "senml")]
+                sections.append(_memory_table(mems, nodes))
+                result["memory"] = [vars(m) for m in mems]
         finally:
             simulators.close()
+    load_end = os.getloadavg()[0]
     text = "\n\n".join(sections)
     print(text)
     print(json.dumps(result, default=str))
     if write_docs:
         command = f"streetedge bench load --mode {mode} --seconds {seconds:g} --sims {sims} --nodes {nodes}"
-        record("bench load", "Modbus TCP load: throughput, overload, memory", command, _header(sims, nodes) + text)
+        header = _header(sims, nodes, (load_start, load_end))
+        record("bench load", "Modbus TCP load: throughput, overload, memory", command, header + text)
     return 0
 
 
-def _header(sims: int, nodes: int) -> str:
+def _header(sims: int, nodes: int, loadavg: tuple[float, float]) -> str:
     regs = len(load("lamp").registers)
     return (
         f"{nodes} lamp nodes ({regs} registers each, two requests per poll) on {sims} Modbus TCP simulator "
         f"processes (tools/sim/tcp_lamps.py), Mosquitto, the durable outbox (SQLite) in the gateway's data path; "
-        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared by all of them.\n\n"
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared by all of them and by other work "
+        f"(1-minute load average {loadavg[0]:.1f} at the start, {loadavg[1]:.1f} at the end).\n\n"
     )
 
 
@@ -321,13 +327,18 @@ def _overload_table(run: Run, nodes: int) -> str:
     ])
 
 
-def _memory_table(run: Run, nodes: int) -> str:
+def _memory_table(runs: list[Run], nodes: int) -> str:
+    rows = [f"| {r.name} | {r.rss_mb:.1f} | {max(s['rss_mb'] for s in r.samples):.1f} | {r.rate:,.0f} | "
+            f"{r.cpu_per_1000:.4f} |" for r in runs]
     return "\n".join([
-        f"### Memory with {nodes} nodes polled every second (senml profile)",
+        f"### Memory with {nodes} nodes polled every second",
         "",
-        f"Resident memory of `streetedge run` after {WARMUP:.0f} s warm-up and a {run.seconds:.0f} s window: "
-        f"**{run.rss_mb:.1f} MB** ({run.rate:,.0f} readings/s delivered, CPU-s per 1000 readings "
-        f"{run.cpu_per_1000:.4f}).",
+        f"Resident memory of `streetedge run` after {WARMUP:.0f} s warm-up and a {runs[0].seconds:.0f} s window.",
+        "",
+        "| contender | RSS MB at the end | RSS MB max in the window | readings/s delivered | "
+        "CPU-s per 1000 readings |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
     ])
 
 
