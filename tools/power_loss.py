@@ -56,7 +56,11 @@ class PowerCutRig(Rig):
     def start(self) -> PowerCutRig:
         """Mount, then the rig's parts; the configuration names the synchronous mode."""
         self.fs.start()
-        super().start()
+        try:
+            super().start()
+        except BaseException:
+            self.stop()
+            raise
         self.config.write_text(self.config.read_text() + f'synchronous = "{self.synchronous}"\n')
         return self
 
@@ -121,7 +125,7 @@ def power_cuts(rig: PowerCutRig, *, cuts: int = 5, up: tuple[float, float] = (0.
     sessions = rig.observer.sessions
     figures.notes.update({
         "cuts": cuts,
-        "commits in flight at a cut": flights,
+        "WAL unsynced at the cut": flights,
         "torn writes": torn,
         "rolled back": rolled_back,
         "lost, commit in flight": len(missing & in_flight),

@@ -206,7 +206,14 @@ class Rig:
             (flash / "config.json").write_text(json.dumps(
                 {"unit": unit, "role": "lamp", "baud": self.street.baud, "sample_ms": 100}))
         manifest = self.street.start()
-        self.broker_up()
+        for attempt in range(3):
+            try:
+                self.broker_up()
+                break
+            except RuntimeError:  # another process took the port since it was chosen
+                if attempt == 2:
+                    raise
+                self.port = free_port()
         Outbox(self.outbox).close()  # the schema, so that the trigger has its table
         db = sqlite3.connect(self.outbox)
         for statement in _LOG_SQL:
