@@ -107,7 +107,7 @@ def test_offline_target_is_refused(bench, watch, operators) -> None:
             time.sleep(1.0)
     finally:
         bench.street.start_node(unit)
-    watch.wait_for(lambda m: m.topic == f"{ROOT}/data/{node}", after=watch.mark(), within=60)
+    Polls(watch, ROOT).next(node, within=60)  # polled again once it is back
 
 
 def test_audit_entries_reach_upstream(bench, watch, operators) -> None:
