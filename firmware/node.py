@@ -9,10 +9,12 @@
   watchdog starts before anything else and is never stopped; a stuck loop
   stops the feeds);
 - diagnostics: ``./diag.json`` every 10 s (``heap_peak``: the largest
-  ``gc.mem_alloc()`` seen just before a collection, i.e. live data plus one
-  sample period's garbage; ``heap_free``/``heap_live`` after the last
-  collection, ``heap_live_max`` the most live after any collection; Modbus
-  counters; turnaround times; uptime);
+  ``gc.mem_alloc()`` right after a collection, the sampler's and those a role
+  makes while it holds its rare code (the lamp's settings writes and night
+  plans): the most the node needed at once; ``heap_live``/``heap_free`` after
+  the last collection; ``heap_gc_peak``: the largest ``gc.mem_alloc()`` seen
+  just before the sampler's collection, i.e. with one sample period's
+  garbage, at most the heap; Modbus counters; turnaround times; uptime);
 - whatever the board needs (``board.tasks()``).
 
 When the slave is listening it prints ``streetedge node ready unit=N role=R``.
@@ -140,7 +142,7 @@ class Node:
         self.slave = None
         self.heap_peak = 0
         self.heap_live = 0
-        self.heap_live_max = 0
+        self.heap_gc_peak = 0
         self._boot_ms = time.ticks_ms()
         self._was_synced = False
         self.events.log(EV_BOOT, boot.reason)
@@ -158,9 +160,9 @@ class Node:
             gc.collect()
 
     def note_heap(self):
-        """Record the heap in use now in ``heap_peak`` (a role calls it at its own peaks)."""
-        alloc = gc.mem_alloc()
-        self.heap_peak = max(self.heap_peak, alloc)
+        """Collect, then record the heap in use in ``heap_peak`` (a role calls it at its own peaks)."""
+        gc.collect()
+        self.heap_peak = max(self.heap_peak, gc.mem_alloc())
 
     def flash_path(self, name):
         """Path of file ``name`` in the node's flash folder."""
@@ -210,12 +212,11 @@ class Node:
             self._publish()
             self.events.tick(now)
             self.boot.ran(time.ticks_diff(now, self._boot_ms))
-            alloc = gc.mem_alloc()
-            self.heap_peak = max(self.heap_peak, alloc)
+            self.heap_gc_peak = max(self.heap_gc_peak, gc.mem_alloc())
             gc.collect()
             live = gc.mem_alloc()
             self.heap_live = live
-            self.heap_live_max = max(self.heap_live_max, live)
+            self.heap_peak = max(self.heap_peak, live)
             wdt.feed()
 
     async def _diagnostics(self):
@@ -231,7 +232,7 @@ class Node:
         d = {
             "heap_peak": self.heap_peak,
             "heap_live": self.heap_live,
-            "heap_live_max": self.heap_live_max,
+            "heap_gc_peak": self.heap_gc_peak,
             "heap_free": gc.mem_free(),
             "frames_ok": framer.frames_ok,
             "frames_other": framer.frames_other,

@@ -70,7 +70,7 @@ def bench(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield Bench(json.loads(Path(path).read_text()), None)
         return
     nodes = request.config.getoption("--bench-nodes")
-    heap = os.environ.get("STREETEDGE_NODE_HEAP", "144K")  # a lamp with every feature (docs/status.md)
+    heap = os.environ.get("STREETEDGE_NODE_HEAP", "128K")  # the ESP32's budget (docs/performance.md, "bench node")
     with VirtualStreet(tmp_path_factory.mktemp("street"), nodes=nodes, heapsize=heap) as street:
         yield Bench(street.start(), street)
 

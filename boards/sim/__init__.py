@@ -43,8 +43,10 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
   ``tamper()``, ``battery_mv()``) and the environment node's (``i2c()``,
   ``sensor_uart()``, ``sound_uv()``): see :mod:`boards.sim.meter_parts` and
   :mod:`boards.sim.env_parts`, built the first time the firmware asks (the
-  board takes these members from the part), their state in ``world.json``
-  under ``"water"`` / ``"weather"``;
+  board takes these members from the part; the environment node's parts run
+  in a process of their own, :mod:`boards.sim.sensor_host`, off the node's
+  heap as real chips are), their state in ``world.json`` under ``"water"`` /
+  ``"weather"``;
 - ``persist_read(key)``, ``persist_write(key, data)``: the key-value flash
   (NVS on the ESP32; files ``nvs-<key>.bin`` here; ``sim.json``
   ``"flash": "readonly"`` makes writes fail), :class:`boards.sim.flash.FlashStore`.
@@ -327,9 +329,9 @@ class Board:
 
                 part = MeterParts(cfg, (_load_json("world.json") or {}).get("water"))
             elif kind == "env":
-                from .env_parts import EnvParts
+                from .sensor_link import SensorLink  # the parts run in a process of their own
 
-                part = EnvParts(cfg)
+                part = SensorLink()
             else:
                 from .flash import FlashStore
 

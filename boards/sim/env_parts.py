@@ -1,7 +1,8 @@
 """The virtual environment node's parts: a BME280 on I2C, an SDS011 on a UART, a sound-level module.
 
-Built by the virtual board the first time the firmware asks for one of them,
-all in one weather (:mod:`boards.sim.weather`). Settings come from ``sim.json``
+Built by the sensor host (:mod:`boards.sim.sensor_host`, a process of its own
+that the virtual board starts the first time the firmware asks for one of
+them), all in one weather (:mod:`boards.sim.weather`). Settings come from ``sim.json``
 (at boot) and ``control.json`` (any time, read twice a second): ``"weather"``:
 fixed values (``temperature_c``, ``humidity``, ``pressure_pa``, ``pm25``,
 ``pm10``, ``noise_db``; null gives a value back to the model); ``"bme280"``,
@@ -84,10 +85,14 @@ class EnvParts:
             return 3300000
         return int(self._now()["noise_db"] * 20000.0 + 0.5)
 
+    def apply_control(self):
+        """Apply what changed in control.json (the sensor host calls it twice a second)."""
+        self._apply(self._control.poll())
+
     async def run(self):
         """Apply control.json changes twice a second."""
         while True:
-            self._apply(self._control.poll())
+            self.apply_control()
             await asyncio.sleep_ms(_ENV_STEP_MS)
 
     def snapshot(self):

@@ -103,7 +103,7 @@ The registers of the map (the ``doc`` of each row, for the gateway and
 
 import sys
 
-from protocols.roles import common
+from protocols.roles import common, lazy_map
 from protocols.roles.kinds import BOOL, HOLDING, INPUT, RO, RW, S16, S32, U16, U32, with_docs
 
 try:
@@ -237,17 +237,7 @@ REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "fi
 del _ROWS
 
 if sys.implementation.name == "micropython":
-    # On the node: no RegisterMap unless someone asks for MAP (the firmware's bank packs the
-    # rows into a few kilobytes; the map's objects take ~15 KB on the unix port).
-    def __getattr__(name):
-        if name == "MAP":
-            from protocols.regmap import RegisterMap
-
-            global MAP
-            MAP = RegisterMap("lamp", REGISTERS, ROLE_ID)
-            return MAP
-        raise AttributeError(name)
-
+    __getattr__ = lazy_map(globals(), "lamp")  # on the node: no RegisterMap unless someone asks for MAP
 else:
     from protocols.regmap import RegisterMap
 

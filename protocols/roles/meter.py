@@ -47,7 +47,7 @@ The registers of the map (the ``doc`` of each row, for the gateway and
 
 import sys
 
-from protocols.roles import common
+from protocols.roles import common, lazy_map
 from protocols.roles.kinds import HOLDING, INPUT, RO, RW, U16, U32, with_docs
 
 try:
@@ -118,16 +118,7 @@ REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows()
 del _ROWS
 
 if sys.implementation.name == "micropython":
-    # On the node: no RegisterMap unless someone asks for MAP (the firmware's bank packs the rows).
-    def __getattr__(name):
-        if name == "MAP":
-            from protocols.regmap import RegisterMap
-
-            global MAP
-            MAP = RegisterMap("meter", REGISTERS, ROLE_ID)
-            return MAP
-        raise AttributeError(name)
-
+    __getattr__ = lazy_map(globals(), "meter")  # on the node: no RegisterMap unless someone asks for MAP
 else:
     from protocols.regmap import RegisterMap
 

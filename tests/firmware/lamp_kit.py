@@ -21,10 +21,9 @@ from protocols.roles import lamp as spec
 
 MAP = spec.MAP
 EV_WINDOW = common.EVENT_WINDOW_START
-# The heap a lamp with all its features needs on the 64-bit unix port: 144K (docs/status.md says why it is
-# above the 128K budget; at 128K the lamp runs under gateway control and without a clock, but program
-# evaluation and program/calendar writes run out of RAM).
-HEAPSIZE = os.environ.get("STREETEDGE_LAMP_HEAP", "144K")
+# The ESP32 budget on the 64-bit unix port: a lamp serves all its features there (docs/performance.md,
+# "bench node").
+HEAPSIZE = os.environ.get("STREETEDGE_LAMP_HEAP", "128K")
 
 
 def epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:

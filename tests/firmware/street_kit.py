@@ -21,11 +21,9 @@ from protocols.roles import common
 from tools.sim.street import VirtualStreet
 
 T = TypeVar("T")
-# The ESP32 budget is 128K on the 64-bit unix port. A meter boots there but runs out of heap within
-# seconds of counting (about 118 KB live; its simulated meter shares the node's heap here); it serves
-# at 144K. The environment node needs ~160K (its simulated BME280, SDS011 and weather take ~17 KB).
-# The figures: docs/performance.md, "bench node".
-HEAPSIZE = os.environ.get("STREETEDGE_NODE_HEAP", "144K")
+# The ESP32 budget is 128K on the 64-bit unix port: every role serves all its features there
+# (docs/performance.md, "bench node").
+HEAPSIZE = os.environ.get("STREETEDGE_NODE_HEAP", "128K")
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition", every: float = 0.1) -> T:

@@ -15,7 +15,7 @@ ROLES = {1: "lamp", 2: "meter", 3: "env"}
 
 def test_one_bus_three_roles(tmp_path: Path) -> None:
     """Each node runs its own role's image and answers with its role id; the manifest says who is who."""
-    street = VirtualStreet(tmp_path, nodes=3, roles={2: "meter", 3: "env"}, heapsize="176K")
+    street = VirtualStreet(tmp_path, nodes=3, roles={2: "meter", 3: "env"}, heapsize="128K")
     assert {u: n.role for u, n in street.nodes.items()} == ROLES
     with street:
         manifest = street.start()

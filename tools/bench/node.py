@@ -23,11 +23,13 @@ For each role, one run on this machine:
   a node that cannot boot or serve there is tried again with 16K more until
   it does (up to 256K), and the table says which heap the figures were taken
   at;
-- from the node's ``diag.json``: ``heap_peak`` (the largest heap in use seen
-  just before a collection: live data plus one sample period's garbage, and
-  the lamp's program evaluation at its height), ``heap_live_max`` (the most
-  live data after a collection), the evaluations skipped for want of RAM and
-  the Modbus turnaround (request end to answer written: last and worst);
+- from the node's ``diag.json``: ``heap_peak`` (the most in use right after a
+  collection: each sample's, and the lamp's at the height of a settings write
+  or a night plan, while it holds that code: what the node needs),
+  ``heap_live`` (after the last collection), ``heap_gc_peak`` (the most seen
+  just before the sampler's collection: with one sample period's garbage, at
+  most the heap), the evaluations skipped for want of RAM and the Modbus
+  turnaround (request end to answer written: last and worst);
 - from the master: request to answer round trips (p50, p99, worst) of the
   reads, which add the pty, the bus process and pymodbus to the node's own
   turnaround, and the writes the node refused (any is a failure of the run).
@@ -217,7 +219,7 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
         "alive": alive,
         "heap_peak": d.get("heap_peak"),
         "heap_live": d.get("heap_live"),
-        "heap_live_max": d.get("heap_live_max"),
+        "heap_gc_peak": d.get("heap_gc_peak"),
         "short_of_ram": d.get("evaluations_short_of_ram"),
         "turnaround_us": d.get("turnaround_us"),
         "turnaround_max_us": d.get("turnaround_max_us"),
@@ -267,15 +269,17 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
         f"after {WARMUP:g} s of warm-up; {time.strftime('%Y-%m-%d')}, 2 shared cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end (other work on the machine).",
         "",
-        "| role | image sim (KB) | image ESP32 xtensawin (KB) | heap | heap peak (KB) | live max (KB) "
+        "| role | image sim (KB) | image ESP32 xtensawin (KB) | heap | heap peak (KB) | live at end (KB) "
+        "| with garbage (KB) "
         "| writes (refused) | evaluations short of RAM | turnaround last / worst (µs) "
         "| round trip p50 / p99 / worst (ms) | reads (errors) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['role']} | {_kb(r['image_sim'])} | {_kb(r['image_esp32'])} | {r['heapsize']} "
-            f"| {_kb(r['heap_peak'])} | {_kb(r['heap_live_max'])} | {r['writes']} ({r['refused']}) "
+            f"| {_kb(r['heap_peak'])} | {_kb(r['heap_live'])} | {_kb(r['heap_gc_peak'])} "
+            f"| {r['writes']} ({r['refused']}) "
             f"| {r['short_of_ram'] if r['short_of_ram'] is not None else 'n/a'} "
             f"| {r['turnaround_us']} / {r['turnaround_max_us']} "
             f"| {_ms(r['rtt_p50_ms'])} / {_ms(r['rtt_p99_ms'])} / {_ms(r['rtt_max_ms'])} "
@@ -304,7 +308,7 @@ def run_node_bench(roles: list[str], seconds: float = 20.0, write_docs: bool = F
             if not figures:
                 figures = {"role": role, "heapsize": f"> {HEAPS[-1]}", "alive": False, "requests": 0, "errors": 0,
                            "writes": 0, "refused": 0}
-                figures.update(dict.fromkeys(("heap_peak", "heap_live", "heap_live_max", "short_of_ram",
+                figures.update(dict.fromkeys(("heap_peak", "heap_live", "heap_gc_peak", "short_of_ram",
                                               "turnaround_us", "turnaround_max_us", "rtt_p50_ms", "rtt_p99_ms",
                                               "rtt_max_ms")))
             figures["image_sim"] = sizes["sim"]
