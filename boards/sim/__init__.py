@@ -43,7 +43,7 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
   ``tamper()``, ``battery_mv()``) and the environment node's (``i2c()``,
   ``sensor_uart()``, ``sound_uv()``): see :mod:`boards.sim.meter_parts` and
   :mod:`boards.sim.env_parts`, built the first time the firmware asks (the
-  board takes these members from the part; the environment node's parts run
+  board takes these members from the part; a meter's and an environment node's parts run
   in a process of their own, :mod:`boards.sim.sensor_host`, off the node's
   heap as real chips are), their state in ``world.json`` under ``"water"`` /
   ``"weather"``;
@@ -325,11 +325,11 @@ class Board:
         if part is None:
             cfg = _load_json("sim.json") or {}
             if kind == "meter":
-                from .meter_parts import MeterParts
+                from .sensor_link import MeterLink  # the parts run in a process of their own
 
-                part = MeterParts(cfg, (_load_json("world.json") or {}).get("water"))
+                part = MeterLink()
             elif kind == "env":
-                from .sensor_link import SensorLink  # the parts run in a process of their own
+                from .sensor_link import SensorLink
 
                 part = SensorLink()
             else:

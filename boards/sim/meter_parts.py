@@ -1,6 +1,8 @@
 """The virtual water meter's parts: reeds A (and B) on the magnet wheel, a Hall tamper sensor, the battery.
 
-Built by the virtual board the first time the firmware asks for one of them.
+Built by the sensor host (:mod:`boards.sim.sensor_host`, a process of its own
+that the virtual board starts the first time the firmware asks for one of
+them).
 Settings come from ``sim.json`` (at boot) and ``control.json`` (any time, read
 twice a second; it outlives a reboot as the world does), the same keys in both:
 ``"water"``: :meth:`boards.sim.water.WaterPhysics.configure` settings (``mode``,
@@ -72,6 +74,13 @@ class MeterParts:
 
         self.physics.advance(time.time(), emit)
 
+    def apply_control(self):
+        """Apply a change of the water in control.json (the wheel first moves to now under the old one)."""
+        ctl = self._control.poll()
+        if ctl is not None and isinstance(ctl.get("water"), dict):
+            self.step()
+            self.physics.configure(ctl["water"], time.time())
+
     async def run(self):
         """The meter's physics, every 20 ms."""
         n = 0
@@ -79,10 +88,7 @@ class MeterParts:
             n += 1
             if n >= _CONTROL_EVERY:
                 n = 0
-                ctl = self._control.poll()
-                if ctl is not None and isinstance(ctl.get("water"), dict):
-                    self.step()
-                    self.physics.configure(ctl["water"], time.time())
+                self.apply_control()
             self.step()
             await asyncio.sleep_ms(_METER_STEP_MS)
 

@@ -1,15 +1,19 @@
-"""The environment node's sensors in a process of their own: the BME280, SDS011 and sound-level module.
+"""The simulated parts of a meter or environment node in a process of their own.
 
-A real BME280 or SDS011 is a chip of its own, not objects on the node's heap.
-So the virtual board (:mod:`boards.sim.sensor_link`) starts this host next to
-the node, in the node's flash folder, with the node's image on its path::
+A real BME280, SDS011, reed switch or Hall sensor is not objects on the
+node's heap. So the virtual board (:mod:`boards.sim.sensor_link`) starts this
+host next to the node, in the node's flash folder, with the node's image on
+its path::
 
-    micropython -X heapsize=512K -c "import board.sensor_host as h; h.main('sensors.sock')"
+    micropython -X heapsize=512K -c "import board.sensor_host as h; h.main('sensors.sock', 'env')"
 
 and the host connects to the node's socket and serves the parts of
-:mod:`boards.sim.env_parts` (the same weather, faults and ``control.json``
-keys, read twice a second) one request at a time. It exits when the node's
-end of the socket closes (the node stopped, crashed or lost its power).
+:mod:`boards.sim.env_parts` (``env``: the same weather, faults and
+``control.json`` keys) or :mod:`boards.sim.meter_parts` (``meter``: the same
+water, wheel and reeds), following ``control.json`` itself (the meter's
+water every 0.5 s, as the in-process parts did), one request at a time. It
+exits when the node's end of the socket closes (the node stopped, crashed or
+lost its power).
 
 The exchange (:mod:`boards.sim.sensor_link` is the other end): a request is
 an operation byte, a 16-bit big-endian length and the payload; the answer a
@@ -21,6 +25,12 @@ the payload:
 - ``w`` bytes: bytes to the dust sensor's UART (answer: how many were taken);
 - ``r`` count: up to ``count`` bytes the dust sensor has sent;
 - ``s``: the sound-level module's output, microvolts (decimal text);
+- ``a``: the meter starts counting (``meter-session.json`` is written); answer:
+  reed A's level now, one byte;
+- ``e``: the wheel moved to now: the changes of reed A since the last ``e``,
+  each ``(ms before now, a, b)`` packed ``>IBB``;
+- ``t``, ``b``, ``d``: tamper (1 byte), battery mV (decimal text), reed B
+  present (1 byte);
 - ``j``: the parts' state for ``world.json`` (JSON text).
 """
 
@@ -30,7 +40,6 @@ import socket
 import struct
 import time
 
-from .env_parts import EnvParts
 from .flash import read_json
 from .sensor_link import address
 
@@ -67,14 +76,53 @@ def _answer(parts, op, data):
         return 0, parts.uart.read(data[0]) or b""
     if op == 115:  # s
         return 0, b"%d" % parts.sound_uv()
+    if op == 97:  # a
+        edges = parts.edges = []
+        parts.pulse_input(_Collector(edges))
+        return 0, bytes((edges.pop(),))
+    if op == 101:  # e
+        edges = parts.edges
+        parts.step()
+        out = b"".join(struct.pack(">IBB", *e) for e in edges)
+        edges.clear()
+        return 0, out
+    if op == 116:  # t
+        return 0, bytes((1 if parts.tamper() else 0,))
+    if op == 98:  # b
+        return 0, b"%d" % parts.battery_mv()
+    if op == 100:  # d
+        return 0, bytes((1 if parts.has_direction else 0,))
     if op == 106:  # j
         return 0, json.dumps(parts.snapshot()).encode()
     return 22, b""  # EINVAL
 
 
-def main(path="sensors.sock"):
-    """Serve the parts to the node listening at ``path`` until it hangs up."""
-    parts = EnvParts(read_json("sim.json") or {})
+class _Collector:
+    """Stands in for the node's pulse counter: keeps the edges for the next ``e`` request."""
+
+    def __init__(self, edges):
+        self.edges = edges
+
+    def start(self, now_ms, a):
+        self.edges.append(a)
+
+    def edge(self, t_ms, a, b):
+        # As ms before the step's now: the node turns them into its own ticks.
+        self.edges.append((max(0, time.ticks_diff(time.ticks_ms(), t_ms)), a, b))
+
+
+def main(path="sensors.sock", kind="env"):
+    """Serve the ``kind`` parts (``env`` or ``meter``) to the node listening at ``path`` until it hangs up."""
+    cfg = read_json("sim.json") or {}
+    if kind == "meter":
+        from .meter_parts import MeterParts
+
+        parts = MeterParts(cfg, (read_json("world.json") or {}).get("water"))
+    else:
+        from .env_parts import EnvParts
+
+        parts = EnvParts(cfg)
+    parts.edges = []
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address(path))
     poller = select.poll()

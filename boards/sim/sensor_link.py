@@ -1,26 +1,34 @@
-"""The virtual board's end of the environment node's sensors: a socket to their host process.
+"""The virtual board's end of a meter's or environment node's parts: a socket to their host process.
 
-:class:`SensorLink` is what ``board.i2c()``, ``board.sensor_uart()`` and
-``board.sound_uv()`` give the firmware on the virtual environment node: an
-I2C bus (``readfrom_mem_into``, ``writeto_mem``, as ``machine.I2C``) and a
-non-blocking UART (``write``, ``readinto``, ``read``, as ``machine.UART`` with
-``timeout=0``) in one object, each call answered by the sensor host
-(:mod:`boards.sim.sensor_host`), which it starts in the node's flash folder.
-So the simulated parts are not on the node's heap, as a real chip is not; a
-call costs a round trip to the host (tens of microseconds), as a bus
-transaction costs its bit times. A device that does not answer raises
-``OSError`` as on the chip (ENODEV for an absent BME280); a host that is gone
+The link starts the sensor host (:mod:`boards.sim.sensor_host`) in the
+node's flash folder and answers the board's members from it, so the
+simulated parts are not on the node's heap, as real chips are not; a call
+costs a round trip to the host (tens of microseconds). A host that is gone
 raises ``OSError`` on every call.
+
+- :class:`SensorLink` is what ``board.i2c()``, ``board.sensor_uart()`` and
+  ``board.sound_uv()`` give the firmware of an environment node: an I2C bus
+  (``readfrom_mem_into``, ``writeto_mem``, as ``machine.I2C``) and a
+  non-blocking UART (``write``, ``readinto``, ``read``, as ``machine.UART``
+  with ``timeout=0``) in one object. A device that does not answer raises
+  ``OSError`` as on the chip (ENODEV for an absent BME280).
+- :class:`MeterLink` gives a water meter's ``pulse_input(counter)``,
+  ``has_direction``, ``tamper()`` and ``battery_mv()``; every 20 ms it takes
+  the reed edges of the wheel's move to now from the host and hands them to
+  the counter with their times, as the reed interrupts would.
 """
 
+import asyncio
 import json
 import os
 import socket
 import struct
 import sys
+import time
 
 _SOCKET = "sensors.sock"
 _WAIT_S = 60  # for the host to start on a loaded machine
+_STEP_MS = 20  # the meter's wheel, as the in-process parts moved it
 
 
 def address(path):
@@ -28,12 +36,10 @@ def address(path):
     return struct.pack("<H", socket.AF_UNIX) + path.encode() + b"\0"
 
 
-class SensorLink:
-    """The BME280's I2C bus, the SDS011's UART and the sound-level module, served by the sensor host."""
+class _Link:
+    """A connection to a sensor host serving the ``kind`` parts (see boards.sim.sensor_host)."""
 
-    name = "weather"
-
-    def __init__(self, heapsize="512K"):
+    def __init__(self, kind, heapsize="512K"):
         try:
             os.remove(_SOCKET)
         except OSError:
@@ -41,13 +47,12 @@ class SensorLink:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(address(_SOCKET))
         server.listen(1)
-        os.system("%s -X heapsize=%s -c \"import board.sensor_host as h; h.main('%s')\" &"
-                  % (sys.executable, heapsize, _SOCKET))
+        os.system("%s -X heapsize=%s -c \"import board.sensor_host as h; h.main('%s', '%s')\" &"
+                  % (sys.executable, heapsize, _SOCKET, kind))
         server.settimeout(_WAIT_S)
         self._sock = server.accept()[0]
         server.close()
         self._sock.settimeout(None)
-        self._head = bytearray(3)
 
     def _call(self, op, payload=b""):
         sock = self._sock
@@ -67,6 +72,22 @@ class SensorLink:
                 raise OSError(32)  # EPIPE: the sensor host is gone
             buf += chunk
         return buf
+
+    async def run(self):
+        """Nothing to run here: the host follows ``control.json`` itself."""
+
+    def snapshot(self):
+        """The parts' state for world.json (from the host)."""
+        return json.loads(self._call(106))
+
+
+class SensorLink(_Link):
+    """The BME280's I2C bus, the SDS011's UART and the sound-level module, served by the sensor host."""
+
+    name = "weather"
+
+    def __init__(self):
+        _Link.__init__(self, "env")
 
     # -- what the board gives the firmware -------------------------------------------------------
 
@@ -111,11 +132,39 @@ class SensorLink:
         """Up to ``n`` bytes the sensor sent, or None."""
         return self._call(114, bytes((min(n, 255),))) or None
 
-    # -- the board's part protocol --------------------------------------------------------------
+
+class MeterLink(_Link):
+    """Reeds A (and B), the Hall tamper sensor and the battery of a water meter, served by the sensor host."""
+
+    name = "water"
+
+    def __init__(self):
+        _Link.__init__(self, "meter")
+        self.has_direction = self._call(100)[0] == 1  # reed B, a quarter turn after A: backflow is seen
+        self._counter = None
+
+    def pulse_input(self, counter):
+        """Feed the reeds' edges to ``counter`` (``firmware.pulses.PulseCounter``) from now on."""
+        a = self._call(97)[0]
+        counter.start(time.ticks_ms(), a)
+        self._counter = counter
+
+    def tamper(self):
+        """The Hall sensor sees a strong magnet."""
+        return self._call(116)[0] == 1
+
+    def battery_mv(self):
+        """Battery voltage, mV."""
+        return int(self._call(98))
 
     async def run(self):
-        """Nothing to run here: the host follows ``control.json`` itself."""
-
-    def snapshot(self):
-        """The weather and the parts' health, for world.json (from the host)."""
-        return json.loads(self._call(106))
+        """The reed edges of the wheel's moves, every 20 ms, with their times."""
+        while True:
+            counter = self._counter
+            if counter is not None:
+                data = self._call(101)
+                now = time.ticks_ms()
+                for i in range(0, len(data), 6):
+                    back, a, b = struct.unpack_from(">IBB", data, i)
+                    counter.edge(time.ticks_add(now, -back), a, b)
+            await asyncio.sleep_ms(_STEP_MS)
