@@ -6,7 +6,7 @@ The host runs N complete nodes (``firmware.node.Node``: configuration, register
 bank, lamp role, event log, boot record, each with its own flash folder and its
 own ``ModbusSlave``) in one process, attached as ONE drop::
 
-    micropython -X heapsize=32M -c "import board.lamp_host as h; h.main('host.json')"
+    micropython -X heapsize=16M -c "import board.lamp_host as h; h.main('host.json')"
 
 with ``MICROPYPATH=<image>:.frozen`` (the sim lamp image: the very ``.mpy``
 files a virtual node runs). ``host.json``: ``{"uart": <pty>, "baud": 19200,
@@ -26,8 +26,10 @@ Frames for units not hosted, and answers, are consumed silently: no answer.
 
 What runs per lamp: ``Node.main()`` unchanged (slave, sampler every
 ``sample_ms`` with the role's sampling, the common registers, event log and boot
-record, ``diag.json`` every 10 s). What does not, and why it does not change
-the bus timing:
+record, ``diag.json`` every 10 s), the nodes started staggered over one sample
+period so that their samplers are not all due at once (``tools.sim.hosted_street``
+also gives them a longer ``sample_ms``, and says why). What does not run, and
+why it does not change the bus timing:
 
 - the board's world task (``world.json`` every second, ``control.json``): the
   physics still advance at every relay, dimmer and meter call of the sampler;
@@ -47,12 +49,21 @@ arrival until the last lamp has executed it; the gateway's 0.1 s turnaround
 after a broadcast covers it when it is shorter); a request waits while the host
 runs other lamps' samplers or a collection (``turnaround_us``: from the read
 that completed a request to its answer written, p50/p99/max); a real node
-answers in 30-130 µs.
+answers in 30-130 µs. A flash write (``diag.json``, counters, events) stops
+every lamp of the host, not one: keep the flash folders on a RAM disk for
+benches. When the machine takes the CPU away from the host, every lamp stops
+at once, which never happens to a real bus (``lags``; on a loaded virtual
+machine, 0.1-1 s stalls a few times a minute). The module is part of the sim
+board's images (a few KB); the ESP32 images do not carry it.
 
 Stats (``stats`` path, every 2 s, atomically): ``lamps``, ``frames``,
 ``broadcasts``, ``answered``, ``turnaround_us`` and ``broadcast_us``
 (``{"n", "p50", "p99", "max"}``), ``gc`` (``{"n", "max_us", "total_us"}``),
-``heap_free``, ``crc_errors``, ``bytes_dropped``, ``frames_other``.
+``heap_free``, ``crc_errors``, ``bytes_dropped``, ``frames_other``, ``slow``
+(answers 50 ms or more after their request) with ``slow_last`` (``[unit,
+function, ms, s since start]`` of the last 8), ``lag_max_us`` (the worst
+lateness of the event loop waking the host's once-a-second task) with ``lags``
+(``[s since start, ms]`` of the last 8 of 50 ms or more).
 """
 
 import asyncio
@@ -82,6 +93,7 @@ _EIO = const(5)
 _STATS_MS = const(2000)
 _GC_MS = const(1000)
 _SAMPLES = const(4000)  # turnaround samples kept for the percentiles
+_SLOW_US = const(50000)
 
 
 class _Units:
@@ -223,6 +235,11 @@ class LampHost:
         self.gc_max_us = 0
         self.gc_total_us = 0
         self.framer = None
+        self.slow = 0  # answers later than _SLOW_US
+        self.slow_last = []  # [unit, function, ms, s since start] of the last few
+        self.lag_max_us = 0  # the event loop's worst lateness waking a sleeping task
+        self.lags = []  # [s since start, ms] of the last 8 lags of 50 ms or more
+        self._t0 = time.ticks_ms()
 
     def broadcast_done(self):
         """A lamp has executed the broadcast(s) it was handed."""
@@ -234,7 +251,11 @@ class LampHost:
         """Write a lamp's answer to the bus; record the turnaround."""
         await self.port.send(buf, n)
         self.answered += 1
-        _keep(self.turnaround, time.ticks_diff(time.ticks_us(), arrived))
+        took = time.ticks_diff(time.ticks_us(), arrived)
+        _keep(self.turnaround, took)
+        if took >= _SLOW_US:
+            self.slow += 1
+            _keep8(self.slow_last, [buf[0], buf[1], took // 1000, time.ticks_diff(time.ticks_ms(), self._t0) // 1000])
 
     def _build(self):
         # The nodes' own collections would each cost the whole shared heap: the host collects instead.
@@ -253,7 +274,12 @@ class LampHost:
     async def run(self):
         """Build and start every node, then serve the bus until it hangs up."""
         self._build()
-        tasks = [asyncio.create_task(n.main()) for n in self.nodes]
+        # Started one after another across one sample period, as lamps powered up at different moments:
+        # N samplers (and their periodic flash writes) due at the same instant would hold every request
+        # up behind N samples.
+        period = max(n.config.sample_ms for n in self.nodes)
+        step = max(1, period // len(self.nodes))
+        tasks = [asyncio.create_task(_start(n, i * step)) for i, n in enumerate(self.nodes)]
         inboxes = list(self.lamps.values())
         while not all(i.waiting for i in inboxes):
             for t in tasks:
@@ -310,7 +336,12 @@ class LampHost:
     async def _housekeeping(self):
         next_stats = time.ticks_add(time.ticks_ms(), _STATS_MS)
         while True:
+            t = time.ticks_us()
             await asyncio.sleep_ms(_GC_MS)
+            lag = time.ticks_diff(time.ticks_us(), t) - _GC_MS * 1000
+            self.lag_max_us = max(self.lag_max_us, lag)
+            if lag >= _SLOW_US:
+                _keep8(self.lags, [time.ticks_diff(time.ticks_ms(), self._t0) // 1000, lag // 1000])
             t = time.ticks_us()
             gc.collect()
             took = time.ticks_diff(time.ticks_us(), t)
@@ -335,6 +366,10 @@ class LampHost:
             "turnaround_us": _summary(self.turnaround),
             "broadcast_us": _summary(self.broadcast_us),
             "gc": {"n": self.gc_n, "max_us": self.gc_max_us, "total_us": self.gc_total_us},
+            "slow": self.slow,
+            "slow_last": self.slow_last,
+            "lag_max_us": self.lag_max_us,
+            "lags": self.lags,
             "heap_free": gc.mem_free(),
             "crc_errors": framer.crc_errors,
             "bytes_dropped": framer.bytes_dropped,
@@ -346,6 +381,17 @@ class LampHost:
             os.rename(path + ".tmp", path)
         except OSError:
             pass  # stats are best effort
+
+
+async def _start(node, delay_ms):
+    await asyncio.sleep_ms(delay_ms)
+    await node.main()
+
+
+def _keep8(values, v):
+    if len(values) >= 8:
+        values.pop(0)
+    values.append(v)
 
 
 def _keep(values, v):

@@ -9,6 +9,19 @@ so the paced bus makes one delivery per character instead of N, and one
 interpreter wakes instead of N. The host's log is ``<workdir>/host.log``, its
 counters ``<workdir>/host.stats.json`` (:meth:`HostedStreet.host_stats`).
 
+The lamps sample every ``sample_ms`` (their ``config.json``; 5 s by default
+instead of the firmware's 1 s): a lamp's sampling costs the host about 2 ms of
+CPU, so 247 lamps sampling every second take half a core of the shared machine
+and hold requests up behind other lamps' samples, which a real bus, with a CPU
+per lamp, never does. Sampling puts nothing on the bus and a write acts at
+once (``on_write``), so the commands' timing does not depend on it; measured
+values are up to ``sample_ms`` old. The nodes start staggered over one sample period.
+
+``nice`` (e.g. -10; negative needs root) sets the scheduling priority of the
+bus and the host once started: they stand for a line and lamps that each have
+their own hardware, so on a machine shared with other work they should not be
+the ones kept waiting for a CPU.
+
 Every node's ``pid`` in the manifest is the host's. Single nodes cannot be
 restarted or killed (:meth:`start_node`, :meth:`kill_node` raise): the host is
 for benches of a whole bus, the per-process street for everything else.
@@ -42,11 +55,15 @@ class HostedStreet(VirtualStreet):
         noise: float = 0.0,
         drop: float = 0.0,
         first_unit: int = 1,
-        heapsize: str = "32M",
+        heapsize: str = "16M",
         seed: int = 0,
+        sample_ms: int = 5000,
+        nice: int = 0,
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
+        self.sample_ms = sample_ms
+        self.nice = nice
         self.host_log = self.workdir / "host.log"
         self.host: subprocess.Popen[bytes] | None = None
         self._host_log: IO[bytes] | None = None
@@ -63,6 +80,10 @@ class HostedStreet(VirtualStreet):
             self.image_manifest = self.image_manifests["lamp"] = build_image("sim", "lamp", self.image)
             self._start_bus(timeout)
             self._start_host(timeout)
+            if self.nice:
+                for proc in (self._bus, self.host):
+                    if proc is not None:
+                        os.setpriority(os.PRIO_PROCESS, proc.pid, self.nice)
         except BaseException:
             self.stop()
             raise
@@ -76,7 +97,8 @@ class HostedStreet(VirtualStreet):
             node.flash.mkdir(parents=True, exist_ok=True)
             config = node.flash / "config.json"
             if not config.exists():
-                config.write_text(json.dumps({"unit": node.unit, "role": node.role, "baud": self.baud}))
+                config.write_text(json.dumps({"unit": node.unit, "role": node.role, "baud": self.baud,
+                                              "sample_ms": self.sample_ms}))
             wiring = {"uart": self.ports["drops"][0], "baud": self.baud, "seed": self.seed * 1000 + node.unit}
             (node.flash / "sim.json").write_text(json.dumps(wiring))
             lamps.append({"unit": node.unit, "flash": str(node.flash)})
