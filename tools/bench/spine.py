@@ -16,6 +16,7 @@ ratio gateway/floor.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -24,12 +25,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from protocols.roles import load
 from tools.bench import record
-from tools.broker import LocalBroker
+from tools.bench.load import scrape
+from tools.broker import LocalBroker, free_port
 from tools.mqtt_watch import DataCount, MqttWatch, Seen
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
@@ -47,6 +50,8 @@ class Figure:
     readings: int
     seconds: float
     cpu: float
+    polled: float = 0.0
+    """Readings read from the nodes in the window (the gateway's own count; the floor publishes each one)."""
 
     @property
     def rate(self) -> float:
@@ -57,6 +62,11 @@ class Figure:
     def cpu_per_1000(self) -> float:
         """CPU-seconds per 1000 readings delivered."""
         return 1000 * self.cpu / self.readings if self.readings else float("inf")
+
+    @property
+    def cpu_per_1000_polled(self) -> float:
+        """CPU-seconds per 1000 readings read from the nodes."""
+        return 1000 * self.cpu / self.polled if self.polled else float("inf")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -81,7 +91,13 @@ class _Counter:
             return self.readings
 
 
-def _measure(name: str, cmd: list[str], counter: _Counter | DataCount, seconds: float, log: Path) -> Figure:
+def _polled(port: int) -> float:
+    """Readings the gateway has read from its nodes so far (its /metrics)."""
+    return scrape(port).get("streetedge_readings_polled_total", 0.0)
+
+
+def _measure(name: str, cmd: list[str], counter: _Counter | DataCount, seconds: float, log: Path,
+             polled: Callable[[], float] | None = None) -> Figure:
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -91,9 +107,11 @@ def _measure(name: str, cmd: list[str], counter: _Counter | DataCount, seconds: 
                 raise RuntimeError(f"{name} delivered nothing; its log:\n{log.read_text()[-3000:]}")
             time.sleep(0.05)
         time.sleep(WARMUP)
+        p0 = polled() if polled is not None else 0.0
         r0, c0, t0 = counter.value(), _cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
         r1, c1, t1 = counter.value(), _cpu_seconds(proc.pid), time.monotonic()
+        p1 = polled() if polled is not None else float(r1 - r0)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -101,7 +119,7 @@ def _measure(name: str, cmd: list[str], counter: _Counter | DataCount, seconds: 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return Figure(name, r1 - r0, t1 - t0, c1 - c0)
+    return Figure(name, r1 - r0, t1 - t0, c1 - c0, p1 - p0)
 
 
 def measure_spine(nodes: int = 8, seconds: float = 20.0,
@@ -130,36 +148,47 @@ def measure_spine(nodes: int = 8, seconds: float = 20.0,
                     site="bench", gateway=f"gw-{profile}", interval=0.01,
                 )
                 # compact batches every second, so that the window counts whole batches
-                config.write_text(config.read_text() + f'\n[delivery]\nprofile = "{profile}"\nbatch_interval = 1.0\n')
+                port = free_port()
+                config.write_text(config.read_text() + f'\n[delivery]\nprofile = "{profile}"\nbatch_interval = 1.0\n'
+                                  f"[http]\nport = {port}\n")
                 root = f"streetedge/v1/bench/gw-{profile}"
                 count = DataCount(root)
                 with MqttWatch(broker.host, broker.port, root + "/#", keep=False, on_message=count):
                     run = [sys.executable, "-m", "tools.cli", "run", "-c", str(config)]
-                    gateways.append(_measure(f"streetedge gateway ({profile})", run, count, seconds,
-                                             work / f"gateway-{profile}.log"))
+                    gateways.append(_measure(
+                        f"streetedge gateway ({profile})", run, count, seconds, work / f"gateway-{profile}.log",
+                        polled=functools.partial(_polled, port),
+                    ))
     return floor, gateways
 
 
-def _table(nodes: int, seconds: float, floor: Figure, gateways: list[Figure]) -> str:
+def _table(nodes: int, seconds: float, floor: Figure, gateways: list[Figure], loadavg: tuple[float, float]) -> str:
     return "\n".join([
         f"Virtual street of {nodes} lamp nodes (unpaced), Mosquitto, {seconds:.0f} s window after "
-        f"{WARMUP:.0f} s warm-up; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.",
+        f"{WARMUP:.0f} s warm-up; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other work "
+        f"(1-minute load average {loadavg[0]:.1f} at the start, {loadavg[1]:.1f} at the end).",
         "",
-        "| contender | readings/s delivered | CPU-s per 1000 readings | CPU ratio to floor |",
-        "|---|---:|---:|---:|",
-        f"| bare floor (pymodbus + cbor2 + aiomqtt) | {floor.rate:,.0f} | {floor.cpu_per_1000:.3f} | 1.00 |",
-        *(f"| {g.name} | {g.rate:,.0f} | {g.cpu_per_1000:.3f} | {g.cpu_per_1000 / floor.cpu_per_1000:.2f} |"
-          for g in gateways),
+        "| contender | readings/s polled | readings/s delivered | CPU-s per 1000 readings delivered | "
+        "CPU ratio to floor | CPU-s per 1000 readings polled | ratio to floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| bare floor (pymodbus + cbor2 + aiomqtt) | {floor.polled / floor.seconds:,.0f} | {floor.rate:,.0f} | "
+        f"{floor.cpu_per_1000:.3f} | 1.00 | {floor.cpu_per_1000_polled:.3f} | 1.00 |",
+        *(f"| {g.name} | {g.polled / g.seconds:,.0f} | {g.rate:,.0f} | {g.cpu_per_1000:.3f} | "
+          f"{g.cpu_per_1000 / floor.cpu_per_1000:.2f} | {g.cpu_per_1000_polled:.3f} | "
+          f"{g.cpu_per_1000_polled / floor.cpu_per_1000_polled:.2f} |" for g in gateways),
         "",
-        "Readings counted by an independent subscriber: SenML packs record by record, compact messages decoded "
-        "against their birth; the gateway stores each poll in its outbox before publishing it.",
+        "Readings delivered are counted by an independent subscriber (SenML packs record by record, compact "
+        "messages decoded against their birth); readings polled by the gateway's /metrics. The floor publishes "
+        "every poll; the gateway stores a lamp's sample once (a poll repeating the last `seq` is a duplicate), "
+        "and the virtual lamps sample once a second.",
     ])
 
 
 def run_spine_bench(nodes: int = 8, seconds: float = 20.0, write_docs: bool = False) -> int:
     """Measure, print the table, and with ``write_docs`` record it in docs/performance.md."""
+    start = os.getloadavg()[0]
     floor, gateways = measure_spine(nodes, seconds)
-    table = _table(nodes, seconds, floor, gateways)
+    table = _table(nodes, seconds, floor, gateways, (start, os.getloadavg()[0]))
     print(table)
     print(json.dumps({"floor": vars(floor), "gateways": [vars(g) for g in gateways]}))
     if write_docs:
