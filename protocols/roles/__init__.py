@@ -21,8 +21,11 @@ def lazy_map(namespace, role):
 
     def getattr_(name):
         if name == "MAP":
+            import gc
+
             from protocols.regmap import RegisterMap
 
+            gc.collect()  # the map's many small objects land in one tidy heap, not in the gaps
             rmap = namespace["MAP"] = RegisterMap(role, namespace["REGISTERS"], namespace["ROLE_ID"])
             return rmap
         raise AttributeError(name)

@@ -288,7 +288,7 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run_node_bench(roles: list[str], seconds: float = 20.0, write_docs: bool = False) -> int:
+def run_node_bench(roles: list[str], seconds: float = 120.0, write_docs: bool = False) -> int:
     """Measure every role, print the table (and record it); 1 if a role does not serve everything at 128K."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
@@ -324,4 +324,4 @@ def run_node_bench(roles: list[str], seconds: float = 20.0, write_docs: bool = F
 
 
 if __name__ == "__main__":
-    sys.exit(run_node_bench(["lamp", "meter", "env"], seconds=float(sys.argv[1]) if len(sys.argv) > 1 else 20.0))
+    sys.exit(run_node_bench(["lamp", "meter", "env"], seconds=float(sys.argv[1]) if len(sys.argv) > 1 else 120.0))
