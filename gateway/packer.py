@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import cbor2
 
@@ -50,21 +51,26 @@ class PackEncoder:
         node_id: node id (the base name ``urn:dev:streetedge:<site>:<node id>:``).
     """
 
+    # id(register) -> (first, other, is bool, the register): shared by every node's encoder, since a
+    # register's prefixes do not depend on the node (250 lamps of 50 registers: 3 MB when kept per node).
+    # The entry holds the register, so its id cannot be reused while the entry exists.
+    _prefix: ClassVar[dict[int, tuple[bytes, bytes, bool, Register]]] = {}
+
     def __init__(self, site: str, node_id: str) -> None:
         self.site = site
         self.node_id = node_id
         self._base = bytes([_BN]) + cbor2.dumps(base_name(site, node_id))
-        self._prefix: dict[int, tuple[bytes, bytes, bool]] = {}  # id(register) -> (first, other, is bool)
 
-    def _prefixes(self, reg: Register) -> tuple[bytes, bytes, bool]:
+    @classmethod
+    def _prefixes(cls, reg: Register) -> tuple[bytes, bytes, bool, Register]:
         fields = bytes([_N]) + cbor2.dumps(reg.name)
         if reg.unit is not None:
             fields += bytes([_U]) + cbor2.dumps(reg.unit)
         is_bool = reg.type == BOOL
         size = 2 + (reg.unit is not None)
         key = bytes([_VB if is_bool else _V])
-        entry = (_head(5, size + 2) + fields + key, _head(5, size) + fields + key, is_bool)
-        self._prefix[id(reg)] = entry
+        entry = (_head(5, size + 2) + fields + key, _head(5, size) + fields + key, is_bool, reg)
+        cls._prefix[id(reg)] = entry
         return entry
 
     def encode(self, time: float, readings: Sequence[tuple[Register, Number]]) -> bytes:
@@ -77,7 +83,7 @@ class PackEncoder:
         parts = [_head(4, len(readings))]
         append = parts.append
         for i, (reg, raw) in enumerate(readings):
-            first, other, is_bool = get(id(reg)) or self._prefixes(reg)
+            first, other, is_bool, _ = get(id(reg)) or self._prefixes(reg)
             if is_bool:
                 value = _TRUE if raw else _FALSE
             else:
