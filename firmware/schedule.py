@@ -305,8 +305,9 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=True):
 def program_level(now, tz_offset_minutes, lat, lon, calendar, programs):
     """Level the calendar's programs set at ``now`` (epoch seconds).
 
-    Expects validated settings (``validate_*``); invalid ones raise. The lamp
-    role calls ``level_at``, which checks them and never raises.
+    Expects validated settings (``validate_*``); invalid ones raise.
+    ``level_at`` checks them and never raises; the lamp role evaluates from
+    :func:`plan` (see ``firmware.night``).
     """
     level = night_level(plan(now, tz_offset_minutes, lat, lon, calendar, programs), now)
     if level is None:

@@ -7,7 +7,10 @@ Control (``protocols.roles.lamp`` says it for the gateway): the gateway's
 and from power-up until the gateway writes ``dim_level`` or ``relay``.
 Without a synced clock (or with invalid settings) the program's level is
 ``safe_level``; the photocell alone may switch the lamp off in daylight. The
-program is evaluated when the clock's minute changes or an input changed.
+program is evaluated when the clock's minute changes or an input changed, from
+the night's plan (:mod:`firmware.night`: the switch points in force, built by
+``firmware.schedule`` when a night begins or a setting it depends on changes),
+deciding as ``schedule.level_at`` does (``tests/firmware/test_lamp_plan.py``).
 
 Measured each sample: voltage, current, power (metering chip), power factor,
 driver temperature, lux (photocell, if the board has one). ``level_actual``
@@ -32,10 +35,10 @@ change is an ``EV_ALARM_ON``/``EV_ALARM_OFF`` event with the bit):
 
 Settings, programs and calendar live in ``lamp.json``
 (:mod:`firmware.roles.lamp_config`, imported for a boot or a write and then
-released, as is ``firmware.schedule`` after each evaluation of the program:
-RAM is the node's scarcest resource, and the sun times of a day take a few
-milliseconds to compute again). The override is not persisted: it ends
-with a reboot.
+released, as is ``firmware.schedule`` after each night's plan: RAM is the
+node's scarcest resource; the node collects before importing either, and
+reports the heap at their height as its peak). The override is not
+persisted: it ends with a reboot.
 """
 
 import gc
