@@ -29,6 +29,7 @@ _T35_FAST_US = const(1750)  # the spec fixes t3.5 above 19200 baud
 _BITS_T35_X10 = const(385)  # 3.5 characters of 11 bits
 _HANGUP_READS = const(50)  # consecutive empty reads that mean the line is gone
 _EIO = const(5)
+_PROMPT_US = const(5000)  # the answer time a master may count on
 
 
 def silence_us(baud):
@@ -47,7 +48,9 @@ class ModbusSlave:
     whose bytes arrive with jitter needs a longer one). A stream that keeps
     reporting readable with nothing to read has hung up: OSError(EIO).
     ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
-    measure from the read that completed a request to the end of the answer.
+    measure from the read that completed a request to the end of the answer;
+    reads (and exceptions) apart from writes, which may wait for flash:
+    ``read_max_us`` and ``late_reads``, the reads answered after 5 ms.
 
     ``last_ms`` is the ``time.ticks_ms`` of the last request addressed to this
     unit (broadcasts excluded), which tells whether the gateway is present;
@@ -69,6 +72,8 @@ class ModbusSlave:
         self.answered = 0
         self.turnaround_us = 0
         self.turnaround_max_us = 0
+        self.read_max_us = 0
+        self.late_reads = 0
         self.last_ms = time.ticks_ms()
         self.requests = 0
         self.after_answer = None
@@ -117,6 +122,10 @@ class ModbusSlave:
                     took = ticks_diff(ticks_us(), arrived)
                     self.turnaround_us = took
                     self.turnaround_max_us = max(self.turnaround_max_us, took)
+                    if req.values is None:  # no write behind it, so nothing waited for flash
+                        self.read_max_us = max(self.read_max_us, took)
+                        if took > _PROMPT_US:
+                            self.late_reads += 1
                 then = self.after_answer
                 if then is not None:
                     self.after_answer = None

@@ -241,6 +241,8 @@ class Node:
             "answered": slave.answered,
             "turnaround_us": slave.turnaround_us,
             "turnaround_max_us": slave.turnaround_max_us,
+            "read_max_us": slave.read_max_us,
+            "late_reads": slave.late_reads,
             "saves": self.store.saves,
             "event_saves": self.events.saves,
             "events": self.events.count,
