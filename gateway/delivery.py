@@ -118,6 +118,8 @@ class Delivery:
         self._rebirth: set[str] = set()  # node ids whose births were asked for again
         self._status_at = -STATUS_PAUSE
         self._reported: int | None = None
+        self._dropped_by_kind = {Kind.READING: 0, Kind.EVENT: 0}  # as last read from the outbox
+        self._duplicates = 0
         self._failure: BaseException | None = None
 
     def _nodes(self, config: Config) -> None:
@@ -312,11 +314,15 @@ class Delivery:
         self._kick.set()
 
     def flush(self) -> None:
-        """Compose every live poll now, whatever the batch interval (the gateway is stopping)."""
+        """Compose every live poll now, whatever the batch interval (the gateway is stopping).
+
+        The delivery counters go out once more, at once: drops since the last ``<root>/delivery`` (held
+        back by its pause) must be reported before the uplink closes.
+        """
         self._flushing = True
         if self._send is not None:
             self._compose_live(time.monotonic())
-            self._reported = None  # the counters go out once more
+            self._emit(self._status_message())
 
     # -- the writer ----------------------------------------------------------------------------------------------
 
@@ -365,7 +371,11 @@ class Delivery:
 
     async def _count(self) -> None:
         assert self._outbox is not None
+        dropped_before = self.stats.outbox_dropped
         self.stats.outbox_depth, self.stats.outbox_stored, self.stats.outbox_dropped = await self._outbox.counters()
+        if self.stats.outbox_dropped != dropped_before:  # rare: read the detail the status message needs
+            self._dropped_by_kind = await self._outbox.dropped()
+            self._duplicates = await self._outbox.duplicates()
 
     # -- the composer --------------------------------------------------------------------------------------------
 
@@ -479,13 +489,20 @@ class Delivery:
         return self.stats.outbox_dropped
 
     async def _status(self) -> Outgoing:
-        """The retained delivery counters: stored, dropped (by kind), duplicates, backlog depth."""
+        """The retained delivery counters, read from the outbox now."""
         assert self._outbox is not None
-        dropped = await self._outbox.dropped()
+        self._dropped_by_kind = await self._outbox.dropped()
+        self._duplicates = await self._outbox.duplicates()
+        await self._count()
+        return self._status_message()
+
+    def _status_message(self) -> Outgoing:
+        """The retained delivery counters as last read: stored, dropped (by kind), duplicates, backlog depth."""
+        dropped = self._dropped_by_kind
         msg = self.messages.status(
-            stored=await self._outbox.stored(),
+            stored=self.stats.outbox_stored,
             dropped={"readings": dropped[Kind.READING], "events": dropped[Kind.EVENT]},
-            duplicates=await self._outbox.duplicates(), depth=(await self._outbox.depth())[0], ts=self.clock(),
+            duplicates=self._duplicates, depth=self.stats.outbox_depth, ts=self.clock(),
         )
         self._reported = self._dropped_key()
         self._status_at = time.monotonic()
