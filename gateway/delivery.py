@@ -149,7 +149,9 @@ class Delivery:
             log.warning("no [delivery] outbox file configured: records are kept in %s only until the gateway stops",
                         path)
         budget = int(self.settings.budget_mb * 1024 * 1024)
-        self._outbox = await AsyncOutbox.open(path, budget_bytes=budget, synchronous=self.settings.synchronous)
+        # A temporary outbox is gone at stop anyway: fsyncing it would only cost.
+        sync = self.settings.synchronous if self.settings.outbox else "NORMAL"
+        self._outbox = await AsyncOutbox.open(path, budget_bytes=budget, synchronous=sync)
         # The outbox keeps what each schema id means, so records stored by an older gateway, under a register map
         # that has changed since, can still be published (as SenML, from the stored description).
         mine = {k.schema.id: birth.encode_schema(k.schema) for k in self._by_role.values()}

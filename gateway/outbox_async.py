@@ -45,7 +45,7 @@ class AsyncOutbox:
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, budget_bytes: int = DEFAULT_BUDGET_BYTES, synchronous: str = "NORMAL"
+        cls, path: str | os.PathLike[str], *, budget_bytes: int = DEFAULT_BUDGET_BYTES, synchronous: str = "FULL"
     ) -> AsyncOutbox:
         """Open (or create) the outbox in a new writer thread."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")

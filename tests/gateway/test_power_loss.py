@@ -48,6 +48,7 @@ from gateway.outbox import Outbox, OutboxRecord
 path, sync, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random(seed)
 ob = Outbox(path, synchronous=sync)
+print("session", ob.next_session(), flush=True)
 newest = ob._db.execute("SELECT max(seq) FROM records").fetchone()[0]
 seq = 0 if newest is None else newest + 1
 while True:
@@ -109,7 +110,10 @@ def test_sqlite_full_keeps_every_commit_and_normal_keeps_a_consistent_prefix(syn
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
 def test_outbox_after_power_cuts(sync: str, tmp_path: Path) -> None:
-    """FULL: every put that returned is there, every ack that returned stays deleted; NORMAL: consistent."""
+    """FULL: every put that returned is there, every ack that returned stays deleted; NORMAL: consistent.
+
+    In both modes a session number, once handed out, is never handed out again.
+    """
     from gateway.outbox import Outbox
 
     rng = random.Random(5)
@@ -117,6 +121,7 @@ def test_outbox_after_power_cuts(sync: str, tmp_path: Path) -> None:
     put: set[int] = set()
     acked: set[int] = set()
     acking: set[int] = set()  # announced before the ack: deleted or not, depending on the moment of the kill
+    sessions: list[int] = []
     for cut in range(3):
         fs = PowerCutMount(disk, mnt, seed=cut).start()
         lines, _report = run_and_cut(fs, [OUTBOX_WRITER, str(mnt / "outbox.db"), sync, str(cut)], rng)
@@ -124,10 +129,13 @@ def test_outbox_after_power_cuts(sync: str, tmp_path: Path) -> None:
             word, *numbers = line.split()
             if word == "put":
                 put.update(range(int(numbers[0]), int(numbers[1]) + 1))
+            elif word == "session":
+                sessions.append(int(numbers[0]))
             elif word == "acking":
                 acking = {int(n) for n in numbers}
             else:
                 acked |= acking
+        assert len(sessions) == cut + 1 and sessions == sorted(set(sessions)), f"session reused: {sessions}"
         with Outbox(disk / "outbox.db") as box:  # opens, checks the schema, loads the counters
             stored = {e.seq for e in box.take(1_000_000)}
         if sync == "FULL":
@@ -136,6 +144,28 @@ def test_outbox_after_power_cuts(sync: str, tmp_path: Path) -> None:
         else:
             assert stored <= put  # nothing invented; the tail may be gone
         put, acked, acking = {s for s in put if s in stored}, set(), set()  # the next round starts from what survived
+
+
+SESSION_TAKER = """
+import sys, time
+from gateway.outbox import Outbox
+ob = Outbox(sys.argv[1], synchronous=sys.argv[2])
+print("session", ob.next_session(), flush=True)
+time.sleep(60)  # nothing else written: no checkpoint comes to sync it by chance
+"""
+
+
+@pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
+def test_a_session_number_survives_a_power_cut_in_either_mode(sync: str, tmp_path: Path) -> None:
+    """A reused session would let a consumer take an old connection's Will for the new one's death."""
+    rng = random.Random(3)
+    disk, mnt = tmp_path / "disk", tmp_path / "mnt"
+    sessions = []
+    for cut in range(3):
+        fs = PowerCutMount(disk, mnt, seed=cut).start()
+        lines, _report = run_and_cut(fs, [SESSION_TAKER, str(mnt / "outbox.db"), sync], rng)
+        sessions += [int(line.split()[1]) for line in lines if line.startswith("session ")]
+    assert sessions == [1, 2, 3]
 
 
 def test_gateway_power_cuts_full_lose_nothing_acknowledged(tmp_path: Path) -> None:
