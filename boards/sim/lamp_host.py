@@ -14,11 +14,12 @@ files a virtual node runs). ``host.json``: ``{"uart": <pty>, "baud": 19200,
 each flash folder holds the node's ``config.json`` and ``sim.json`` as the
 virtual street writes them. ``tools.sim.hosted_street`` starts it.
 
-How a frame travels: the host reads the drop's bytes and frames them ONCE with
-the real slave framer (``protocols.modbus.slave.SlaveFramer``; its unit is the
-set of hosted units), as every node on a real line frames the same byte
-stream alike, with the same silence rule as ``firmware.modbus_slave`` and the
-virtual board's ``SimPort`` (10 ms minimum). A request for a hosted unit is
+How a frame travels: the host reads the drop's bytes with a node's own read
+loop (``firmware.modbus_slave.ModbusSlave`` on the virtual board's ``SimPort``:
+the same silence rule, 10 ms minimum) and frames them ONCE with the real slave
+framer (:class:`HostFramer`, a ``protocols.modbus.slave.SlaveFramer`` whose unit
+is the set of hosted units), as every node on a real line frames the same byte
+stream alike. A request for a hosted unit is
 handed, as its bytes, to that lamp's port; a broadcast to every lamp's port.
 Each lamp's own ``ModbusSlave`` reads it from there, frames it (one frame: cheap),
 runs it against its bank and writes its answer, which the host puts on the bus.
@@ -74,6 +75,7 @@ import sys
 import time
 
 from firmware import node as node_module
+from firmware.modbus_slave import ModbusSlave
 from firmware.node import Node
 from protocols.modbus.slave import SlaveFramer
 
@@ -87,9 +89,6 @@ except ImportError:  # CPython
         return x
 
 
-_BUF_SIZE = const(256)
-_HANGUP_READS = const(50)
-_EIO = const(5)
 _STATS_MS = const(2000)
 _GC_MS = const(1000)
 _SAMPLES = const(4000)  # turnaround samples kept for the percentiles
@@ -110,21 +109,29 @@ class _Units:
 
 
 class HostFramer(SlaveFramer):
-    """The slave framer for a set of units; ``frame`` holds the bytes of the request last returned."""
+    """The slave framer for a set of units that hands each request, as its bytes, to ``host.dispatch``.
 
-    def __init__(self, units):
+    It serves as the framer of the host's own ``ModbusSlave`` (the node's read
+    loop, silence rule and hang-up detection, unchanged): ``next_request``
+    dispatches every request it finds and returns None, so that slave never
+    answers anything itself.
+    """
+
+    def __init__(self, units, host):
         SlaveFramer.__init__(self, min(units))
         self.unit = _Units(units)
-        self.frame = b""
+        self._host = host
 
     def next_request(self):
-        """As ``SlaveFramer.next_request``, keeping the frame's bytes in ``frame``."""
-        n = self._scan()
-        if n == 0:
-            return None
-        i = self._head
-        self.frame = bytes(self._buf[i:i + n])
-        return SlaveFramer.next_request(self)  # _scan() answers at once: the frame is found
+        """Dispatch every complete request in the buffer; always None."""
+        while True:
+            n = self._scan()
+            if n == 0:
+                return
+            i = self._head
+            frame = bytes(self._buf[i:i + n])
+            req = SlaveFramer.next_request(self)  # _scan() answers at once: the frame is found
+            self._host.dispatch(req.unit, frame, time.ticks_us())
 
 
 class _SharedHeap:
@@ -286,52 +293,25 @@ class LampHost:
                 if t.done():
                     raise RuntimeError("a hosted node stopped while starting")
             await asyncio.sleep_ms(10)
-        self.framer = HostFramer(list(self.lamps))
+        reader = ModbusSlave(self.port, min(self.lamps), None, self.cfg.get("baud", 19200))
+        reader.framer = self.framer = HostFramer(list(self.lamps), self)
         self._chores = asyncio.create_task(self._housekeeping())
         print("streetedge lamp host ready lamps=%d" % len(self.nodes))
-        await self._serve()
+        await reader.run()
 
-    async def _serve(self):
-        port = self.port
-        stream = port.stream
-        rx = bytearray(_BUF_SIZE)
-        rxv = memoryview(rx)
-        framer = self.framer
-        lamps = self.lamps
-        inboxes = list(lamps.values())
-        t35 = port.silence_us
-        ticks_us = time.ticks_us
-        ticks_diff = time.ticks_diff
-        empty = 0
-        while True:
-            waiting = ticks_us()
-            n = await stream.readinto(rx)
-            arrived = ticks_us()
-            if not n:
-                empty += 1
-                if empty >= _HANGUP_READS:
-                    raise OSError(_EIO)
-                await asyncio.sleep_ms(10)
-                continue
-            empty = 0
-            if ticks_diff(arrived, waiting) >= t35:
-                framer.reset()
-            framer.feed(rxv[:n])
-            while True:
-                req = framer.next_request()
-                if req is None:
-                    break
-                self.frames += 1
-                frame = framer.frame
-                if req.unit == 0:
-                    self.broadcasts += 1
-                    if self._bc_pending == 0:
-                        self._bc_start = arrived
-                    self._bc_pending += len(inboxes)
-                    for inbox in inboxes:
-                        inbox.put(frame, arrived, True)
-                else:
-                    lamps[req.unit].put(frame, arrived, False)
+    def dispatch(self, unit, frame, arrived):
+        """Hand a request to its lamp, a broadcast (unit 0) to every lamp."""
+        self.frames += 1
+        if unit == 0:
+            self.broadcasts += 1
+            inboxes = self.lamps.values()
+            if self._bc_pending == 0:
+                self._bc_start = arrived
+            self._bc_pending += len(self.lamps)
+            for inbox in inboxes:
+                inbox.put(frame, arrived, True)
+        else:
+            self.lamps[unit].put(frame, arrived, False)
 
     async def _housekeeping(self):
         next_stats = time.ticks_add(time.ticks_ms(), _STATS_MS)
