@@ -7,6 +7,7 @@ frames go to both masters; the answers must be identical, bytes and CRC.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import time
@@ -155,3 +156,18 @@ def test_lamps_of_a_host_cannot_be_restarted_one_by_one(tmp_path: Path) -> None:
         street.kill_node(1)
     with pytest.raises(StreetError):
         street.start_node(1)
+
+
+def test_manifest_names_the_host_and_stop_ends_it(tmp_path: Path) -> None:
+    """Every lamp's pid is the host's; the bus has one node drop; stop() leaves no process behind."""
+    street = HostedStreet(tmp_path, nodes=3, first_unit=20)
+    with street:
+        manifest = street.start(timeout=120)
+        host = street.host
+        assert host is not None
+        assert [n["id"] for n in manifest["nodes"]] == ["lamp-20", "lamp-21", "lamp-22"]
+        assert {n["pid"] for n in manifest["nodes"]} == {host.pid}
+        assert len(street.ports["drops"]) == 1
+        config = json.loads((tmp_path / "node-21" / "config.json").read_text())
+        assert config["unit"] == 21 and config["sample_ms"] == street.sample_ms
+    assert host.poll() is not None
