@@ -259,7 +259,13 @@ class Role:
         self.store.note_change()
         self.stale = True
         self._plan = None
-        self._evaluate()
+        # The settings are stored; deciding the level may mean building a night's plan (tens of
+        # ms): answer first, then decide, before the next request is read.
+        slave = getattr(self.node, "slave", None)
+        if slave is not None and slave.after_answer is None:
+            slave.after_answer = self._evaluate
+        else:
+            self._evaluate()
 
     def _program_write(self, address, count):
         self._plan = None

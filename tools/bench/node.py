@@ -277,7 +277,7 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
         "| role | image sim (KB) | image ESP32 xtensawin (KB) | heap | heap peak (KB) | live at end (KB) "
         "| with garbage (KB) "
         "| writes (refused) | evaluations short of RAM | read turnaround worst (µs), over 5 ms "
-        "| write turnaround worst (µs) "
+        "| worst answer, writes included (µs) "
         "| round trip p50 / p99 / worst (ms) | reads (errors) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
