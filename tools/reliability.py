@@ -342,11 +342,16 @@ class Rig:
         missing = sorted(produced - set(received))
         figures = Figures(
             scenario, produced=len(produced), delivered=len(produced & set(received)),
-            lost=len(missing) - dropped, duplicates=sum(received.values()) - len(received), dropped=dropped,
+            # Every record that never arrived must be covered by the drop count. The converse need not
+            # hold: a drop skips records in flight, so a dropped record that arrived anyway had been
+            # published before without its PUBACK reaching the gateway (the broker went away).
+            lost=max(0, len(missing) - dropped), duplicates=sum(received.values()) - len(received), dropped=dropped,
             dropped_reported=sum(counters.get("dropped", {}).values()) if counters else 0,
             events=sum(1 for _, kind, _ in produced if kind == EVENT), missing=missing[:50],
         )
         figures.notes["gateway kills"] = self.kills
+        if dropped > len(missing):
+            figures.notes["dropped, yet had arrived"] = dropped - len(missing)
         if left:
             figures.notes["left in outbox"] = left
         return figures
