@@ -3,9 +3,9 @@
 
 import os
 import struct
-from binascii import hexlify
 
 import mp_env  # noqa: F401 - ticks on CPython
+from scratch import remove_scratch, scratch_path
 
 from firmware.events import RECORD, EventLog
 
@@ -22,20 +22,8 @@ class FakeClock:
         return self.up
 
 
-def _path():
-    return "/tmp/se-events-%s.bin" % hexlify(os.urandom(4)).decode()
-
-
-def _cleanup(path):
-    for p in (path, path + ".tmp"):
-        try:  # noqa: SIM105 - MicroPython has no contextlib
-            os.remove(p)
-        except OSError:
-            pass
-
-
 def test_seqs_grow_and_never_repeat_across_reboots():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=16, block=4)
         seqs = [log.log(10 + k, k) for k in range(6)]
@@ -48,7 +36,7 @@ def test_seqs_grow_and_never_repeat_across_reboots():
         held = [e[0] for e in _events(log2)]
         assert held == sorted(set(held)) and held[-1] == 8 and max(held[:-1]) < 8
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def _events(log, from_seq=0):
@@ -61,7 +49,7 @@ def _events(log, from_seq=0):
 
 
 def test_a_full_ring_drops_the_oldest_and_counts_only_unacknowledged_losses():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=8, block=100)
         for k in range(12):
@@ -76,11 +64,11 @@ def test_a_full_ring_drops_the_oldest_and_counts_only_unacknowledged_losses():
         log.log(24)  # overwrites 10: lost
         assert log.lost == 5
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_the_window_starts_at_the_first_seq_at_or_after_from_and_pads_with_zeros():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=16, block=100)
         for k in range(5):
@@ -94,22 +82,22 @@ def test_the_window_starts_at_the_first_seq_at_or_after_from_and_pads_with_zeros
         assert log.fill(words, 0, 5, 4) == 0 and words == [0] * 28
         assert log.fill(words, 0, 0, 2) == 2  # a full window: read again from the last seq + 1
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_values_are_clamped_to_s32():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=4, block=100)
         log.log(1, 1 << 40)
         log.log(1, -(1 << 40))
         assert [e[3] for e in _events(log)] == [0x7FFFFFFF, -0x80000000]
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_events_before_the_clock_carry_uptime_and_are_retimed_when_it_is_set():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         clock = FakeClock(None, up=5)
         log = EventLog(path, clock, capacity=8, block=100)
@@ -122,11 +110,11 @@ def test_events_before_the_clock_carry_uptime_and_are_retimed_when_it_is_set():
         log.retime(1000)  # epoch times are never shifted again
         assert [e[1] for e in _events(log)] == [1699999995, 1699999999]
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_the_log_survives_a_reboot_and_a_damaged_file_flags_an_error():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=8, block=2)
         for k in range(5):
@@ -145,11 +133,11 @@ def test_the_log_survives_a_reboot_and_a_damaged_file_flags_an_error():
         fallback = EventLog(path, FakeClock(1700000000), capacity=8, block=2)
         assert _events(fallback) == _events(log)
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_a_burst_is_saved_once_after_flush_ms():
-    path = _path()
+    path = scratch_path("events", "bin")
     try:
         log = EventLog(path, FakeClock(1700000000), capacity=8, block=100, flush_ms=1000)
         log.log(1)  # the first event reserves: one write
@@ -163,7 +151,7 @@ def test_a_burst_is_saved_once_after_flush_ms():
         log.tick(log._dirty_since or 0)  # nothing new: no write
         assert log.saves == saves + 1
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_record_size_is_seven_register_words():

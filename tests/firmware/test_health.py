@@ -1,27 +1,14 @@
 # common-subset
 """Boot record: reasons, counters, crash-loop safe mode that power cuts neither cause nor clear."""
 
-import os
-from binascii import hexlify
+from scratch import remove_scratch, scratch_path
 
 from firmware.health import HEALTHY_MS, LOOP_BOOTS, BootRecord
 from protocols.roles.common import BOOT_COMMAND, BOOT_CRASH, BOOT_OTHER, BOOT_POWER_ON, BOOT_WATCHDOG
 
 
-def _path():
-    return "/tmp/se-boot-%s.json" % hexlify(os.urandom(4)).decode()
-
-
-def _cleanup(path):
-    for p in (path, path + ".tmp"):
-        try:  # noqa: SIM105 - MicroPython has no contextlib
-            os.remove(p)
-        except OSError:
-            pass
-
-
 def test_reasons_follow_what_the_previous_run_wrote():
-    path = _path()
+    path = scratch_path("boot", "json")
     try:
         b = BootRecord(path, BOOT_WATCHDOG)
         assert b.reason == BOOT_POWER_ON and b.boots == 1  # first boot ever
@@ -36,11 +23,11 @@ def test_reasons_follow_what_the_previous_run_wrote():
         b = BootRecord(path, BOOT_WATCHDOG)
         assert b.reason == BOOT_WATCHDOG and b.watchdogs == 1 and b.boots == 5
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_three_crashes_without_a_healthy_minute_mean_safe_mode_until_commanded():
-    path = _path()
+    path = scratch_path("boot", "json")
     try:
         BootRecord(path)
         for _ in range(LOOP_BOOTS):
@@ -56,11 +43,11 @@ def test_three_crashes_without_a_healthy_minute_mean_safe_mode_until_commanded()
         b = BootRecord(path)
         assert not b.crash_loop and b.reason == BOOT_COMMAND and b.crashes == LOOP_BOOTS
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_a_healthy_minute_clears_the_history_and_power_cuts_do_not_count():
-    path = _path()
+    path = scratch_path("boot", "json")
     try:
         BootRecord(path)
         b = BootRecord(path)
@@ -77,11 +64,11 @@ def test_a_healthy_minute_clears_the_history_and_power_cuts_do_not_count():
         assert b.bad == 0
         assert BootRecord(path).bad == 0
     finally:
-        _cleanup(path)
+        remove_scratch(path)
 
 
 def test_a_damaged_record_starts_over():
-    path = _path()
+    path = scratch_path("boot", "json")
     try:
         with open(path, "w") as f:
             f.write("{broken")
@@ -89,4 +76,4 @@ def test_a_damaged_record_starts_over():
         assert b.boots == 1 and not b.crash_loop and b.reason == BOOT_POWER_ON
         assert BootRecord(path).boots == 2  # rewritten whole at boot
     finally:
-        _cleanup(path)
+        remove_scratch(path)
