@@ -1,14 +1,14 @@
 """The streetedge gateway daemon (CPython on the cabinet's Linux computer).
 
-One concept per module:
+The sub-packages follow the data path (``docs/architecture.md`` draws it):
 
-- :mod:`gateway.config`: the TOML configuration, checked whole (``load_config``).
-- :mod:`gateway.modbus_bus`: one RS-485 line, one transaction at a time (pymodbus).
-- :mod:`gateway.poller`: per-bus polling, node online/offline state.
-- :mod:`gateway.records`: decoded registers -> SenML packs -> CBOR.
-- :mod:`gateway.topics`: the MQTT topic namespace.
-- :mod:`gateway.uplink`: the broker connection (aiomqtt) and the publish queue.
-- :mod:`gateway.commands`: the command format (``parse_command``).
-- :mod:`gateway.router`: command execution, confirmation and results.
-- :mod:`gateway.daemon`: everything wired together (``Gateway``, ``run_gateway``).
+- :mod:`gateway.transport`: the bus contract and its backends (Modbus RTU, Modbus TCP).
+- :mod:`gateway.polling`: which node is polled when, read plans, node state, event catch-up.
+- :mod:`gateway.delivery`: the durable outbox, the delivery driver, births, the compact and SenML encoders.
+- :mod:`gateway.mqtt`: the broker connection, topics, MQTT 5 properties.
+- :mod:`gateway.commands`: signed commands from envelope to confirmed result: COSE, keys, replay,
+  planning, execution, audit.
+- :mod:`gateway.service`: configuration, the daemon that wires it all, HTTP, metrics, logs, systemd.
+
+:mod:`gateway.contracts` is the one typed face of the shared wire contracts (``protocols/``).
 """

@@ -21,8 +21,8 @@ RUN_DIR = Path(".run")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError
-    from gateway.service import run_service
+    from gateway.service.config import ConfigError
+    from gateway.service.runner import run_service
 
     try:
         run_service(Path(args.config), log_format=args.log_format)

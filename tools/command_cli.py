@@ -65,7 +65,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit import verify_log
+    from gateway.commands.audit import verify_log
 
     path = Path(args.path)
     if not path.exists():

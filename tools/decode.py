@@ -15,7 +15,7 @@ from typing import Any
 
 import cbor2
 
-from gateway import compact
+from gateway.delivery import compact
 from protocols import senml
 
 

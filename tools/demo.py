@@ -25,9 +25,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.config import load_config
-from gateway.daemon import Gateway
-from gateway.stats import GatewayStats
+from gateway.service.config import load_config
+from gateway.service.daemon import Gateway
+from gateway.service.stats import GatewayStats
 from tools.broker import LocalBroker, mosquitto_path
 from tools.keys import trust
 from tools.operator import Signer, send_command

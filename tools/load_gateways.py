@@ -48,8 +48,8 @@ import cbor2
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import birth, compact
 from gateway.contracts import HOLDING, INPUT, load_role
+from gateway.delivery import birth, compact
 from tools.bench import cpu_seconds, record
 from tools.bench.delivery import publish_size
 from tools.bench.tls_cost import HandshakeCost, handshakes, per_message

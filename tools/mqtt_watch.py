@@ -20,7 +20,7 @@ import cbor2
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import compact
+from gateway.delivery import compact
 from protocols import senml
 
 

@@ -23,8 +23,8 @@ import aiomqtt
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import cose
-from gateway.topics import Topics
+from gateway.commands import cose
+from gateway.mqtt.topics import Topics
 
 LIFETIME = 60.0
 """Seconds a command stays valid after it is issued, by default."""

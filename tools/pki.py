@@ -3,7 +3,7 @@
 ``cryptography`` makes a P-256 CA, server certificates valid for 127.0.0.1 and
 localhost, and client certificates whose CN a broker can take as the user name
 (Mosquitto's ``use_identity_as_username``). Used by the TLS tests
-(tests/gateway/test_tls.py) and the broker load generator (tools/load_gateways.py).
+(tests/gateway/mqtt/test_tls.py) and the broker load generator (tools/load_gateways.py).
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ import cbor2
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import compact
-from gateway.outbox import Outbox
+from gateway.delivery import compact
+from gateway.delivery.outbox import Outbox
 from protocols import senml
 from tools.broker import LocalBroker, free_port
 from tools.sim.street import VirtualStreet

@@ -8,13 +8,13 @@ from pathlib import Path
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import birth, compact
-from gateway.birth import Field, NodeSchema, schema_id
-from gateway.commands import REASONS, parse_command
-from gateway.config import parse_config
-from gateway.envelope import open_envelope
-from gateway.keys import KeyRing
-from gateway.records import build_pack, encode_pack
+from gateway.commands.envelope import open_envelope
+from gateway.commands.keys import KeyRing
+from gateway.commands.parse import REASONS, parse_command
+from gateway.delivery import birth, compact
+from gateway.delivery.birth import Field, NodeSchema, schema_id
+from gateway.delivery.senml_records import build_pack, encode_pack
+from gateway.service.config import parse_config
 from protocols import senml
 from protocols.regmap import HOLDING, INPUT
 from protocols.roles import load
@@ -128,7 +128,7 @@ def test_delivery_counters_example_decodes_as_documented() -> None:
 
 def test_schedule_command_example_parses_into_the_documented_words() -> None:
     """The set_schedule example is a valid command, and the gateway writes the words the page lists."""
-    from gateway import schedule_command
+    from gateway.commands import lamp_schedule
 
     command = parse_command(examples()[10])
     assert (command.id, command.action, str(command.target)) == ("c-0003", "set_schedule", "group:elm-street")
@@ -136,7 +136,7 @@ def test_schedule_command_example_parses_into_the_documented_words() -> None:
         "programs": {"0": [[2, 0, 100], [0, 1380, 50], [1, 0, 0]], "1": [[2, 0, 100], [1, 0, 0]]},
         "calendar": {"default": 0, "rules": [{"program": 1, "days": 48}]},
     }
-    writes = schedule_command.writes(command.params)
+    writes = lamp_schedule.writes(command.params)
     assert writes == [(200, (0, 3, 2, 0, 100, 0, 1380, 50, 1, 0, 0)), (200, (1, 2, 2, 0, 100, 1, 0, 0)),
                       (250, (0, 1, 48) + (0,) * 30)]
     page = DOC.read_text()

@@ -24,7 +24,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.config import Config, parse_config
+from gateway.service.config import Config, parse_config
 from protocols.errors import ModbusException
 from protocols.regmap import HOLDING, INPUT
 from protocols.roles import load

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.modbus_bus import TURNAROUND
+from gateway.transport.modbus_rtu import TURNAROUND
 from tools.bench.commands import line_limit, percentile, wire_floor
 
 

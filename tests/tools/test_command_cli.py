@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.audit import AuditLog
-from gateway.command_config import public_key_bytes
+from gateway.commands.audit import AuditLog
+from gateway.service.config_commands import public_key_bytes
 from tools.keys import load_private_key, public_text
 
 
@@ -59,7 +59,7 @@ def test_cmd_builds_the_parameters_of_each_action_from_its_flags(tmp_path: Path,
 
     import cbor2
 
-    from gateway import cose
+    from gateway.commands import cose
     from tools.mqtt_watch import MqttWatch
 
     assert streetedge("keys", "new", "ops", "--dir", str(tmp_path)).returncode == 0

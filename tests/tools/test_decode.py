@@ -10,9 +10,9 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from gateway import birth, compact
 from gateway.contracts import HOLDING, INPUT, load_role
-from gateway.records import build_pack, encode_pack
+from gateway.delivery import birth, compact
+from gateway.delivery.senml_records import build_pack, encode_pack
 from tools.decode import resolve_payload
 
 REPO = Path(__file__).resolve().parents[2]

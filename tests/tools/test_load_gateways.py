@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cbor2
 
-from gateway import compact
+from gateway.delivery import compact
 from tools.load_gateways import Tls, measure, table, traffic, wire_costs
 
 

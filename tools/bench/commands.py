@@ -43,8 +43,8 @@ import aiomqtt
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.modbus_bus import TURNAROUND
-from gateway.topics import Topics
+from gateway.mqtt.topics import Topics
+from gateway.transport.modbus_rtu import TURNAROUND
 from tools.bench import record
 from tools.broker import LocalBroker
 from tools.keys import trust

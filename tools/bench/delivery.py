@@ -32,14 +32,14 @@ from typing import Any
 
 import cbor2
 
-from gateway import birth, compact
-from gateway.bus import open_bus
-from gateway.config import parse_config
 from gateway.contracts import HOLDING, INPUT, load_role
-from gateway.outbox import Kind, Outbox, OutboxRecord
-from gateway.packer import PackEncoder
-from gateway.poller import BusPoller
-from gateway.records import encode_poll, poll_raws, poll_seq
+from gateway.delivery import birth, compact
+from gateway.delivery.outbox import Kind, Outbox, OutboxRecord
+from gateway.delivery.senml_encoder import PackEncoder
+from gateway.delivery.senml_records import encode_poll, poll_raws, poll_seq
+from gateway.polling.poller import BusPoller
+from gateway.service.config import parse_config
+from gateway.transport.bus import open_bus
 from protocols import senml
 from tools.bench import cpu_seconds, record
 from tools.broker import LocalBroker

@@ -4,14 +4,14 @@
 
 Two parts, ``--cases`` each:
 
-- ``cbor``: :func:`gateway.cbor_strict.loads_strict` on random bytes and on
+- ``cbor``: :func:`gateway.commands.strict_cbor.loads_strict` on random bytes and on
   mutations of valid items (RFC 8949 Appendix A, commands, envelopes). An
   accepted item must be plain data that cbor2 encodes again.
-- ``command``: :func:`gateway.commands.parse_command`, three quarters on
+- ``command``: :func:`gateway.commands.parse.parse_command`, three quarters on
   mutated command maps, one quarter property-based (hypothesis builds maps
   with the command's keys and values of every CBOR type). An accepted command
   must survive a round trip: encoded again, it parses to the same Command;
-  and planning it for a lamp (:func:`gateway.actions.plan_node`) must give a
+  and planning it for a lamp (:func:`gateway.commands.actions.plan_node`) must give a
   plan or a ``bad_parameters`` refusal.
 
 Prints one line per part; exits 1 on any crash or hang.
@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from gateway.actions import Context, plan_node
-from gateway.cbor_strict import CborError, loads_strict
-from gateway.commands import ACTIONS, BAD_PARAMETERS, CommandRejected, parse_command
-from gateway.config import parse_config
+from gateway.commands.actions import Context, plan_node
+from gateway.commands.parse import ACTIONS, BAD_PARAMETERS, CommandRejected, parse_command
+from gateway.commands.strict_cbor import CborError, loads_strict
 from gateway.contracts import load_role
+from gateway.service.config import parse_config
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 
 _APPENDIX_A = Path(__file__).resolve().parents[2] / "tests/protocols/vectors/cbor_appendix_a.json"

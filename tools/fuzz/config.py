@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from gateway.config import ConfigError, parse_config
+from gateway.service.config import ConfigError, parse_config
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 from tools.keys import key_entry, public_text
 

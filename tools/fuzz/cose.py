@@ -4,14 +4,14 @@
 
 Two parts, ``--cases`` each:
 
-- ``cose``: :mod:`gateway.cose` decodes and verifies mutations of the standard
+- ``cose``: :mod:`gateway.commands.cose` decodes and verifies mutations of the standard
   examples (tests/gateway/vectors/cose: Sign1 EdDSA and ES256, Mac0 HS256 and
   HS256/64) and of signed commands, plus random bytes; one quarter are
   property-based (hypothesis builds tagged arrays of any CBOR items). An
   accepted message must carry exactly the signed parts of its original
   (protected header, payload, signature): a mutation of a signed part that
   still verifies would be a forgery.
-- ``envelope``: :func:`gateway.envelope.open_envelope` on mutated signed
+- ``envelope``: :func:`gateway.commands.envelope.open_envelope` on mutated signed
   commands, and on mutated commands signed again (so the mutation reaches the
   command decoder past the signature).
 
@@ -33,11 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from gateway import cose
-from gateway.commands import CommandRejected
-from gateway.config import parse_config
-from gateway.envelope import open_envelope
-from gateway.keys import KeyRing
+from gateway.commands import cose
+from gateway.commands.envelope import open_envelope
+from gateway.commands.keys import KeyRing
+from gateway.commands.parse import CommandRejected
+from gateway.service.config import parse_config
 from tools.fuzz.commands import T0, command_seeds
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 from tools.keys import key_entry, public_text

@@ -1,0 +1,1 @@
+"""Signed commands: envelope (COSE), trusted keys, replay store, planning, execution on the buses, audit."""

@@ -1,0 +1,392 @@
+"""The command router: from a signed command to a confirmed change on the nodes, recorded and answered.
+
+For each payload on the command topic the router publishes exactly one result on
+the result topic (a CBOR map)::
+
+    {"id": "c-0042", "status": "done", "detail": "dim 40% confirmed on 2 node(s)",
+     "confirmed": ["lamp-1", "lamp-2"], "unconfirmed": [], "ts": 1767225600.5}
+
+``status`` is ``done`` only when every targeted node was read back holding the
+new state; ``failed`` (``reason`` "unconfirmed") lists the nodes that were not;
+``rejected`` (``reason`` one of :data:`gateway.commands.parse.REASONS`) means nothing
+was written. A payload too broken to show an id gets a result with ``id`` null.
+
+The checks, in order: the envelope (:mod:`gateway.commands.envelope`: signature, key,
+command shape, freshness), the target (it must exist), the key's scope
+(:mod:`gateway.commands.keys`), the id (:mod:`gateway.commands.replay`: a retry of the same
+envelope is answered from memory and not executed again; another command with a
+used id is ``replayed``), the nodes' ability to take the action, and at least
+one targeted node online. Every step is written to the audit log
+(:mod:`gateway.commands.audit`) and the entry is durable before the router acts on it.
+
+What each action writes and reads back is planned by :mod:`gateway.commands.actions`;
+the plans are carried out bus by bus, the buses at the same time, by
+:mod:`gateway.commands.executor` (broadcast where a target covers a whole bus with the
+same words, node by node elsewhere, then the confirming reads). Commands use
+the bus with urgent priority, so they overtake queued polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import difflib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import cbor2
+
+from gateway.commands.actions import AFTERWARDS, Context, plan_node, target_problem
+from gateway.commands.audit import AuditLog
+from gateway.commands.envelope import Opened, open_envelope
+from gateway.commands.executor import BusExecutor, CommandBus
+from gateway.commands.keys import KeyRing
+from gateway.commands.node_plan import NodePlan
+from gateway.commands.parse import (
+    BAD_PARAMETERS,
+    OFFLINE_TARGET,
+    OUT_OF_SCOPE,
+    REPLAYED,
+    UNKNOWN_ACTION,
+    UNKNOWN_TARGET,
+    Command,
+    CommandRejected,
+    Target,
+)
+from gateway.commands.replay import ReplayStore
+from gateway.contracts import load_role
+from gateway.service.config import Config, NodeConfig
+from gateway.service.stats import GatewayStats
+
+log = logging.getLogger(__name__)
+
+CONCURRENT = 8
+"""Commands executed at the same time; more wait their turn."""
+BACKLOG = 1000
+"""Command payloads waiting to be handled before new ones are dropped (and counted in the audit log)."""
+
+DONE = "done"
+REJECTED = "rejected"
+FAILED = "failed"
+UNCONFIRMED = "unconfirmed"
+"""Reason of a failed command: some targeted nodes could not be confirmed."""
+INTERNAL = "internal"
+"""Reason of a failed command: the gateway itself failed (a bug, or the audit log not writable)."""
+
+Rebirth = Callable[[list[str]], Awaitable[None]]
+"""Republishes the birth certificates of the given node ids (the uplink's business)."""
+
+
+class CommandRouter:
+    """Verifies, executes, records and answers commands.
+
+    Args:
+        config: the gateway configuration (nodes, groups, buses, keys, [commands]).
+        buses: the bus adapters by bus name.
+        stats: live state (node online flags are read, results recorded).
+        publish_result: sends one CBOR-encoded result upstream; must not block.
+        publish_audit: sends one CBOR-encoded audit entry upstream; must not block.
+        rebirth: republishes birth certificates (the ``rebirth`` action); None
+            refuses that action.
+        clock: wall clock for freshness checks and timestamps.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        buses: dict[str, Any],
+        stats: GatewayStats,
+        publish_result: Callable[[bytes], None],
+        *,
+        publish_audit: Callable[[bytes], None] | None = None,
+        rebirth: Rebirth | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.buses: dict[str, CommandBus] = buses
+        self.stats = stats
+        self.publish_result = publish_result
+        self.rebirth = rebirth
+        self.clock = clock
+        self.keys = KeyRing(config)
+        self.replay = ReplayStore(config.commands.replay_db, now=clock())
+        self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(BACKLOG)
+        self._dropped = 0
+        self._nodes = {n.id: n for n in config.node}
+        if not config.key:
+            log.warning("no [[key]] configured: every command will be refused")
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Take a reloaded configuration: nodes, groups, keys and freshness rules apply at once.
+
+        Returns notes for settings read only at start (the replay database and
+        audit log paths). A key removed from the configuration is refused from
+        the next command on.
+        """
+        notes = [
+            f"commands.{name} changed: takes effect after a restart"
+            for name in ("replay_db", "audit_log")
+            if getattr(self.config.commands, name) != getattr(config.commands, name)
+        ]
+        self.config = config
+        self._nodes = {n.id: n for n in config.node}
+        self.keys = KeyRing(config)
+        return notes
+
+    def close(self) -> None:
+        """Flush the audit log and close the replay store."""
+        self.audit.close()
+        self.replay.close()
+
+    def submit(self, payload: bytes) -> None:
+        """Accept a command payload for handling by :meth:`run`; never raises, never blocks."""
+        try:
+            self._inbox.put_nowait(payload)
+        except asyncio.QueueFull:
+            self._dropped += 1
+            log.warning("command backlog full (%d): payload dropped", BACKLOG)
+
+    async def run(self) -> None:
+        """Handle submitted payloads until cancelled, up to CONCURRENT at a time."""
+        slots = asyncio.Semaphore(CONCURRENT)
+        async with asyncio.TaskGroup() as group:
+            while True:
+                payload = await self._inbox.get()
+                if self._dropped:
+                    self.audit.append("dropped", count=self._dropped, detail="command backlog full")
+                    self._dropped = 0
+                await slots.acquire()
+                group.create_task(self._handle_in_slot(payload, slots))
+
+    async def _handle_in_slot(self, payload: bytes, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.handle(payload)
+        finally:
+            slots.release()
+
+    async def handle(self, payload: bytes) -> dict[str, Any] | None:
+        """Handle one payload end to end and publish its result; returns the result.
+
+        Returns None (and publishes nothing) when the same command is still
+        running. Never raises (except cancellation).
+        """
+        now = self.clock()
+        try:
+            opened = self._admit(payload, now)
+        except CommandRejected as exc:
+            return await self._refuse(payload, exc)
+        if opened is None:
+            return None
+        if isinstance(opened, dict):  # a retry: answered from memory
+            return self._publish(opened)
+        command, plans = opened
+        try:
+            await self.audit.record(
+                "accepted", id=command.id, key=plans.key_id, target=str(command.target),
+                action=command.action, params=dict(command.params), iat=int(command.iat), exp=int(command.exp),
+                digest=plans.digest.hex(), envelope=base64.b64encode(payload).decode(),
+            )
+            result = await self._execute(command, plans)
+        except OSError as exc:
+            log.error("command %s: audit log not writable (%s): not executed", command.id, exc)
+            result = self._result(command.id, FAILED, f"audit log not writable ({exc}); not executed",
+                                  reason=INTERNAL)
+        except Exception as exc:  # a bug must cost one command, never the gateway
+            log.exception("command %s: internal error", command.id)
+            result = self._result(command.id, FAILED, f"internal error: {exc}", reason=INTERNAL)
+        self.replay.finish(command.id, result)
+        try:
+            await self.audit.record(
+                "executed", id=command.id, status=result["status"], reason=result.get("reason"),
+                detail=result["detail"], confirmed=result["confirmed"], unconfirmed=result["unconfirmed"],
+            )
+        except OSError as exc:
+            log.error("command %s: audit log not writable (%s)", command.id, exc)
+        return self._publish(result)
+
+    def _admit(self, payload: bytes, now: float) -> tuple[Command, _Plans] | dict[str, Any] | None:
+        """Every check before execution, without awaiting (so a duplicate cannot slip in between).
+
+        Returns the command and its plans (the id is claimed), a stored result
+        for a retry, or None for a retry of a command still running.
+        """
+        cmds = self.config.commands
+        opened = open_envelope(payload, self.keys, now=now, skew=cmds.clock_skew, max_lifetime=cmds.max_lifetime)
+        command = opened.command
+        cid = command.id
+        try:
+            nodes = self.resolve(command.target)
+        except CommandRejected as exc:
+            exc.command_id = cid
+            raise
+        problem = opened.key.scope_problem(command.action, nodes)
+        if problem:
+            raise CommandRejected(OUT_OF_SCOPE, problem, command_id=cid)
+        seen = self.replay.lookup(cid)
+        if seen is not None:
+            if seen.digest != opened.digest:
+                raise CommandRejected(
+                    REPLAYED, f"id {cid!r} was already used by another command; nothing executed", command_id=cid
+                )
+            self.audit.append("duplicate", id=cid, key=opened.key.id, digest=opened.digest.hex())
+            if seen.result is None:
+                log.info("command %s: duplicate while still running; its result will follow", cid)
+                return None
+            log.info("command %s: duplicate; publishing its result again", cid)
+            return seen.result
+        plans = self._plan(opened, nodes, now)
+        offline = [n.id for n in nodes if self._online(n.id) is False]
+        if len(offline) == len(nodes):
+            raise CommandRejected(OFFLINE_TARGET, f"offline: {', '.join(offline)}", command_id=cid)
+        self.replay.claim(cid, opened.digest, opened.key.id, command.exp, now)
+        return command, plans
+
+    def _plan(self, opened: Opened, nodes: list[NodeConfig], now: float) -> _Plans:
+        command = opened.command
+        plans = _Plans(opened.key.id, opened.digest, nodes)
+        if command.action == "rebirth":
+            if self.rebirth is None:
+                raise CommandRejected(
+                    UNKNOWN_ACTION, "rebirth is not available: this gateway publishes no birth certificates",
+                    command_id=command.id,
+                )
+            return plans
+        problem = target_problem(command)
+        if problem:
+            raise CommandRejected(BAD_PARAMETERS, problem, command_id=command.id)
+        for node in nodes:
+            state = self.stats.nodes.get(node.id)
+            ctx = Context(state.values if state is not None else None, self.config.nodes_on(node.bus))
+            plans.nodes.append(plan_node(command, node, load_role(node.role), now, ctx))
+        return plans
+
+    async def _execute(self, command: Command, plans: _Plans) -> dict[str, Any]:
+        if command.action == "rebirth":
+            assert self.rebirth is not None
+            ids = [n.id for n in plans.targets]
+            await self.rebirth(ids)
+            return self._result(command.id, DONE, f"rebirth requested for {len(ids)} node(s)", confirmed=ids)
+        by_bus: dict[str, list[NodePlan]] = {}
+        for plan in plans.nodes:
+            by_bus.setdefault(plan.node.bus, []).append(plan)
+        outcomes = await asyncio.gather(*(
+            BusExecutor(self.buses[name], name, {n.id for n in self.config.nodes_on(name)}, self.stats,
+                        self.clock).run(bus_plans)
+            for name, bus_plans in by_bus.items()
+        ))
+        problems: dict[str, str] = {}
+        notes: list[str] = []
+        for bus_problems, note in outcomes:
+            problems.update(bus_problems)
+            if note:
+                notes.append(note)
+        nodes = plans.targets
+        confirmed = [n.id for n in nodes if n.id not in problems]
+        unconfirmed = [n.id for n in nodes if n.id in problems]
+        what = command.describe()
+        if not unconfirmed:
+            detail = f"{what} confirmed on {len(confirmed)} node(s)"
+            if notes:
+                detail += f" ({'; '.join(notes)})"
+            if command.action in AFTERWARDS:
+                detail += f"; {AFTERWARDS[command.action]}"
+            return self._result(command.id, DONE, detail, confirmed=confirmed)
+        detail = f"{what} not confirmed on {len(unconfirmed)} of {len(nodes)} node(s): " + "; ".join(
+            f"{node_id}: {problems[node_id]}" for node_id in unconfirmed[:20]
+        )
+        return self._result(
+            command.id, FAILED, detail, reason=UNCONFIRMED, confirmed=confirmed, unconfirmed=unconfirmed
+        )
+
+    def resolve(self, target: Target) -> list[NodeConfig]:
+        """The configured nodes a target names, in configuration order; CommandRejected if none."""
+        if target.kind == "node":
+            node = self._nodes.get(target.name)
+            if node is None:
+                raise CommandRejected(
+                    UNKNOWN_TARGET, f"no node {target.name!r}{_suggest(target.name, self._nodes)}"
+                )
+            return [node]
+        if target.kind == "group":
+            members = self.config.groups.get(target.name)
+            if members is None:
+                raise CommandRejected(
+                    UNKNOWN_TARGET,
+                    f"no group {target.name!r}{_suggest(target.name, self.config.groups)}",
+                )
+            wanted = set(members)
+            nodes = [n for n in self.config.node if n.id in wanted]
+        elif target.kind == "bus":
+            names = [b.name for b in self.config.bus]
+            if target.name not in names:
+                raise CommandRejected(
+                    UNKNOWN_TARGET, f"no bus {target.name!r}{_suggest(target.name, names)}"
+                )
+            nodes = self.config.nodes_on(target.name)
+        else:
+            nodes = list(self.config.node)
+        if not nodes:
+            raise CommandRejected(UNKNOWN_TARGET, f"{target} has no nodes")
+        return nodes
+
+    def _online(self, node_id: str) -> bool | None:
+        state = self.stats.nodes.get(node_id)
+        return None if state is None else state.online
+
+    async def _refuse(self, payload: bytes, exc: CommandRejected) -> dict[str, Any]:
+        result = self._result(exc.command_id, REJECTED, exc.detail, reason=exc.reason)
+        try:
+            await self.audit.record(
+                "refused", id=exc.command_id, reason=exc.reason, detail=exc.detail, size=len(payload),
+                envelope=base64.b64encode(payload[:8192]).decode(),
+            )
+        except OSError as err:
+            log.error("audit log not writable (%s)", err)
+        return self._publish(result)
+
+    def _result(
+        self,
+        command_id: str | None,
+        status: str,
+        detail: str,
+        *,
+        reason: str | None = None,
+        confirmed: list[str] | None = None,
+        unconfirmed: list[str] | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = {"id": command_id, "status": status}
+        if reason is not None:
+            result["reason"] = reason
+        result["detail"] = detail
+        result["confirmed"] = confirmed or []
+        result["unconfirmed"] = unconfirmed or []
+        result["ts"] = self.clock()
+        return result
+
+    def _publish(self, result: dict[str, Any]) -> dict[str, Any]:
+        self.stats.commands[result["status"]] += 1
+        self.stats.recent_results.append(result)
+        level = logging.INFO if result["status"] == DONE else logging.WARNING
+        log.log(level, "command %s %s: %s", result["id"], result["status"], result["detail"])
+        self.publish_result(cbor2.dumps(result))
+        return result
+
+
+class _Plans:
+    """An admitted command's execution plan: the signing key, envelope digest, targets and node plans."""
+
+    __slots__ = ("digest", "key_id", "nodes", "targets")
+
+    def __init__(self, key_id: str, digest: bytes, targets: list[NodeConfig]) -> None:
+        self.key_id = key_id
+        self.digest = digest
+        self.targets = targets
+        self.nodes: list[NodePlan] = []
+
+
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,1 @@
+"""The broker side: the connection and publish path, the topic namespace, MQTT 5 user properties."""

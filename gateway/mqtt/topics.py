@@ -1,0 +1,76 @@
+"""The gateway's MQTT topic namespace, stated once.
+
+Everything a gateway publishes or listens to lives under one root per site and
+gateway, ``streetedge/v1/<site>/<gateway>``:
+
+===========================  =========  ==============================================
+topic                        direction  payload (CBOR)
+===========================  =========  ==============================================
+``<root>/state``             up         ``{"online": bool, "session": n, "ts": epoch}``,
+                                        retained; the broker publishes ``{"online":
+                                        false, "session": n}`` as the gateway's Will
+                                        (its death certificate) when it vanishes
+``<root>/birth``             up         the gateway birth: node table and schemas,
+                                        retained (:mod:`gateway.delivery.birth`)
+``<root>/birth/<node id>``   up         a node birth: schema, firmware, capabilities,
+                                        retained
+``<root>/data/<node id>``    up         SenML profile: one SenML pack per poll
+``<root>/compact``           up         compact profile: many polls per message
+                                        (:mod:`gateway.delivery.compact`)
+``<root>/delivery``          up         outbox counters (stored, dropped, backlog),
+                                        retained
+``<root>/event/<node id>``   up         a node's events (from its event log), SenML
+``<root>/node/<id>/state``   up         ``{"online": bool, "ts": epoch, "error": str}``,
+                                        retained; published when a node answers for
+                                        the first time, goes offline (its death
+                                        message, with the last error) or comes back
+``<root>/cmd``               down       a command map (see :mod:`gateway.commands.parse`)
+``<root>/result``            up         the result of a command, keyed by its ``id``
+===========================  =========  ==============================================
+
+Site, gateway and node ids are restricted by the configuration to letters,
+digits, ``_`` and ``-``, so they never carry MQTT wildcards or separators.
+"""
+
+from __future__ import annotations
+
+VERSION = "v1"
+"""Namespace version; bumped when a topic or payload changes incompatibly."""
+
+
+class Topics:
+    """The topic names of one gateway.
+
+    Args:
+        site: site id from the configuration.
+        gateway: gateway id from the configuration.
+    """
+
+    def __init__(self, site: str, gateway: str) -> None:
+        self.root = f"streetedge/{VERSION}/{site}/{gateway}"
+        self.state = self.root + "/state"
+        self.cmd = self.root + "/cmd"
+        self.result = self.root + "/result"
+        self.data_prefix = self.root + "/data/"
+        self.birth = self.root + "/birth"
+        self.compact = self.root + "/compact"
+        self.delivery = self.root + "/delivery"
+
+    def event(self, node_id: str) -> str:
+        """Topic of the events of node ``node_id``."""
+        return f"{self.root}/event/{node_id}"
+
+    def node_birth(self, node_id: str) -> str:
+        """Topic of the retained birth of node ``node_id``."""
+        return f"{self.birth}/{node_id}"
+
+    def node_state(self, node_id: str) -> str:
+        """Topic of the retained online/offline state of node ``node_id``."""
+        return f"{self.root}/node/{node_id}/state"
+
+    def data(self, node_id: str) -> str:
+        """Topic of the SenML packs of node ``node_id``."""
+        return self.data_prefix + node_id
+
+    def __repr__(self) -> str:
+        return f"Topics({self.root!r})"

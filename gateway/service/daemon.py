@@ -1,0 +1,254 @@
+"""The gateway daemon: pollers, uplink and command router wired together.
+
+::
+
+    config = load_config(Path("gateway.toml"))
+    asyncio.run(run_gateway(config))          # until SIGTERM / SIGINT
+
+or, to embed it (the demo, tests)::
+
+    gateway = Gateway(config)
+    task = asyncio.create_task(gateway.run())
+    ...                                        # read gateway.stats
+    gateway.stop(); await task
+
+Data flow: one :class:`~gateway.polling.poller.BusPoller` per bus reads nodes; each
+good poll goes into the durable outbox (:class:`~gateway.delivery.driver.Delivery`),
+which composes data messages (SenML packs on ``<root>/data/<node>``, or compact
+batches on ``<root>/compact``) for the :class:`~gateway.mqtt.uplink.Uplink`; a record
+leaves the outbox when the broker acknowledged it (QoS 1). Commands arriving on ``<root>/cmd`` go to the
+:class:`~gateway.commands.router.CommandRouter`, whose results go back through the uplink
+(ahead of telemetry) on ``<root>/result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+import cbor2
+import msgspec
+
+from gateway.commands.audit import audit_topic
+from gateway.commands.router import CommandRouter
+from gateway.delivery.driver import Delivery
+from gateway.mqtt.topics import Topics
+from gateway.mqtt.uplink import QUEUE_SIZE, Uplink
+from gateway.polling.event_catchup import EventReader
+from gateway.polling.poller import OFFLINE_INTERVAL, Readings
+from gateway.polling.scheduler import Gate
+from gateway.polling.supervisor import Polling
+from gateway.service.config import Config, NodeConfig
+from gateway.service.stats import BusStats, GatewayStats, NodeStats
+
+log = logging.getLogger(__name__)
+
+DRAIN = 2.0
+"""Seconds a stopping gateway keeps publishing what is queued before it disconnects."""
+HIGH_WATER = 1000
+"""Data messages queued for the broker above which the pollers hold back (back-pressure)."""
+
+
+class Gateway:
+    """One gateway: every configured bus polled, one broker connection, commands served.
+
+    Args:
+        config: the checked configuration (:func:`gateway.service.config.load_config`).
+        queue_size: capacity of the in-memory publish queue.
+        offline_interval: seconds between polls of an offline node.
+        drain: seconds spent publishing queued messages when stopping.
+        clock: wall clock (epoch seconds) for poll times and timestamps.
+
+    Attributes:
+        stats: live state for dashboards and tests (:class:`~gateway.service.stats.GatewayStats`).
+        topics: the gateway's topic names.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        offline_interval: float = OFFLINE_INTERVAL,
+        drain: float = DRAIN,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.site, config.gateway)
+        self.stats = GatewayStats()
+        for bus in config.bus:
+            self.stats.buses[bus.name] = BusStats(bus.name)
+        for node in config.node:
+            self.stats.nodes[node.id] = NodeStats(node.id, node.bus, node.unit, node.role)
+        self.queue_size = queue_size
+        self.offline_interval = offline_interval
+        self.drain = drain
+        self.clock = clock
+        self.uplink: Uplink | None = None
+        """The running uplink (None before :meth:`run`)."""
+        self.delivery: Delivery | None = None
+        """The outbox and data composer (None before :meth:`run`)."""
+        self.events: EventReader | None = None
+        """The node event log reader (None before :meth:`run`)."""
+        self.polling: Polling | None = None
+        """The running buses and pollers (None before :meth:`run`)."""
+        self.high_water = min(HIGH_WATER, queue_size)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: polling stops, queued data drains, offline state is published."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; a crash of any part ends the whole gateway (with the error)."""
+        cfg = self.config
+        polling = Polling(
+            cfg, self.stats, self._on_readings, on_state=self._on_node_state, gate=Gate(self._room),
+            offline_interval=self.offline_interval, clock=self.clock,
+        )
+        buses = polling.buses  # updated in place by reload(), so the router sees new buses
+        delivery = Delivery(cfg, self.topics, self.stats, clock=self.clock)
+        await delivery.open()
+        self.delivery = delivery
+        self.events = EventReader(buses, delivery.record_events, await delivery.cursors())
+        uplink = Uplink(
+            cfg.broker, self.topics, self.stats, self._on_command,
+            queue_size=self.queue_size, clock=self.clock, source=delivery,
+        )
+        router = CommandRouter(
+            cfg, buses, self.stats,
+            lambda payload: uplink.publish(self.topics.result, payload, urgent=True),
+            publish_audit=lambda payload: uplink.publish(audit_topic(self.topics.root), payload),
+            rebirth=delivery.rebirth,
+            clock=self.clock,
+        )
+        self.uplink = uplink
+        self._router = router
+        self.polling = polling
+        log.info(
+            "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
+            cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                polling.start()
+                workers = [group.create_task(router.run(), name="commands")]
+                writer = group.create_task(delivery.run(), name="delivery")
+                link = group.create_task(uplink.run(), name="uplink")
+                await self._stop.wait()
+                log.info("gateway stopping")
+                for task in workers:
+                    task.cancel()
+                await polling.stop()
+                await delivery.settle()  # the last polls are on disk before the last messages go
+                uplink.shutdown(self.drain)
+                _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
+                if pending:
+                    log.warning("broker did not answer while stopping; closing the connection")
+                    link.cancel()
+                writer.cancel()
+        finally:
+            polling.close()
+            router.close()
+            await self.events.close()
+            await delivery.close()
+            log.info("gateway stopped")
+
+    async def reload(self, config: Config) -> list[str]:
+        """Apply a new (already checked) configuration while running; returns what changed.
+
+        Buses, nodes and groups change in place (see :class:`~gateway.polling.supervisor.Polling`);
+        the broker, site, gateway id, HTTP and logging settings are read at start only:
+        a change there is reported as needing a restart and not applied.
+        """
+        old = self.config
+        notes = [
+            f"{key} changed: takes effect after a restart"
+            for key in ("site", "gateway", "broker", "http", "delivery")
+            if getattr(old, key) != getattr(config, key)
+        ]
+        keep = msgspec.structs.replace(
+            config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery
+        )
+        self.config = keep
+        if self.polling is not None:
+            notes += await self.polling.apply(keep)
+        if self.delivery is not None:  # a new node table: births again
+            self.delivery.reconfigure(keep)
+        router = getattr(self, "_router", None)
+        if router is not None:  # commands resolve targets against the new nodes and groups
+            notes += router.reconfigure(keep)
+        return notes
+
+    def _room(self) -> bool:
+        """Back-pressure: may the pollers go on? Not while the disk, or the connected broker, lags behind.
+
+        Polls wait in memory until the outbox writer stores them and, while connected,
+        until their live message goes out: more than ``high_water`` waiting means the
+        disk or the broker does not keep up, and polling on would only grow memory or
+        the backlog (the skipped slots are counted instead).
+        """
+        delivery = self.delivery
+        if delivery is not None and delivery.waiting >= self.high_water:
+            return False
+        uplink = self.uplink
+        if uplink is None or not self.stats.broker_connected:
+            return True  # while disconnected the queue keeps the newest data, dropping the oldest
+        return len(uplink.queue) < self.high_water
+
+    def _on_node_state(self, node: NodeConfig, state: NodeStats) -> None:
+        if self.uplink is None:
+            return
+        payload: dict[str, object] = {"online": bool(state.online), "ts": self.clock()}
+        if not state.online and state.last_error:
+            payload["error"] = state.last_error
+        self.uplink.publish(self.topics.node_state(node.id), cbor2.dumps(payload), urgent=True, retain=True)
+
+    def _on_command(self, payload: bytes) -> None:
+        self._router.submit(payload)
+
+    def _on_readings(self, node: NodeConfig, when: float, readings: Readings) -> None:
+        assert self.delivery is not None and self.events is not None  # set before any poller runs
+        self.delivery.record(node, when, readings)
+        self.events.check(node, when, readings)
+
+
+async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:
+    """Run a gateway until SIGTERM/SIGINT (or until ``stop`` is set), then stop it cleanly.
+
+    Clean stop: polling ends, queued messages get :data:`DRAIN` seconds to reach
+    the broker, the retained state turns ``{"online": false}``, the connection
+    closes.
+    """
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # pymodbus logs every unanswered request at ERROR; the poller reports the
+        # same failures per node, with context (offline/online), so keep it quiet.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    gateway = Gateway(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            log.debug("cannot handle %s here; stop the gateway through `stop`", sig.name)
+
+    async def watch() -> None:
+        await stop.wait()
+        gateway.stop()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await gateway.run()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for sig in installed:
+            loop.remove_signal_handler(sig)

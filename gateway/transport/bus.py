@@ -1,0 +1,110 @@
+"""The bus contract: what the poller and the command router ask of any Modbus transport.
+
+Two backends implement it, bleak-style: :class:`gateway.transport.modbus_rtu.ModbusBus`
+(an RS-485 line through pymodbus, one transaction at a time) and
+:class:`gateway.transport.modbus_tcp.ModbusTcpBus` (a Modbus TCP server, requests
+pipelined on one connection). :func:`open_bus` picks one from the ``type`` of a
+``[[bus]]`` and imports it only then, so a gateway without serial buses never
+loads pymodbus. Tests and benches may pass their own :class:`Bus`.
+
+Both speak raw register words: what the words mean is the register map's
+business (``protocols/regmap.py``, through :mod:`gateway.polling.read_plan`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from gateway.contracts import RegisterMap
+from gateway.service.config import BusConfig
+from gateway.service.stats import BusStats
+from gateway.transport.priority_lock import ROUTINE, URGENT
+
+Blocks = dict[int, tuple[int, Sequence[int]]]
+"""Per register table (HOLDING, INPUT): ``(start address, words)`` read from a node."""
+
+
+class BusError(Exception):
+    """A transaction on the bus did not succeed."""
+
+
+class BusUnavailable(BusError):  # noqa: N818 - names the state, like NodeTimeout
+    """The serial device cannot be opened, or the TCP server cannot be reached."""
+
+
+class NodeTimeout(BusError):  # noqa: N818 - the name the API promises
+    """The node did not answer within its timeout, retries included."""
+
+
+class NodeError(BusError):
+    """The node answered with a Modbus exception (``code``) or with a response that makes no sense.
+
+    Attributes:
+        code: the Modbus exception code (2 illegal address, 3 illegal value, 4
+            device failure ...), or None when the response was not an exception.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Bus(ABC):
+    """One Modbus master: reads, writes and broadcasts on one line or endpoint.
+
+    Attributes:
+        config: the ``[[bus]]`` it was made from.
+        name: the bus name.
+        stats: wire counters.
+        concurrency: polls that may be in flight at once (1 on a serial line).
+    """
+
+    config: BusConfig
+    name: str
+    stats: BusStats
+    concurrency: int = 1
+
+    @abstractmethod
+    async def read_node(
+        self, unit: int, regmap: RegisterMap, *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> Blocks:
+        """Read every register of a node, one request per table block; ``{table: (start, words)}``.
+
+        ``response_timeout`` and ``retries`` override the bus's for this node. Raises
+        NodeTimeout, NodeError or BusUnavailable.
+        """
+
+    @abstractmethod
+    async def read_table(
+        self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
+    ) -> tuple[int, Sequence[int]]:
+        """Read one register table of a node (a command's read-back): ``(start, words)``."""
+
+    @abstractmethod
+    async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Write holding registers of one node (function 16) and wait for its answer."""
+
+    @abstractmethod
+    async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Write holding registers of every node on the bus at once; nobody confirms it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device or connection; the next transaction opens it again."""
+
+
+def open_bus(config: BusConfig, stats: BusStats | None = None, *, units: Sequence[int] = ()) -> Bus:
+    """The backend for ``config.type``, imported only when a bus of that type exists.
+
+    ``units`` are the unit addresses configured on the bus: a TCP bus has no
+    broadcast on the wire and writes each of them instead.
+    """
+    if config.type == "tcp":
+        from gateway.transport.modbus_tcp import ModbusTcpBus
+
+        return ModbusTcpBus(config, stats, units=units)
+    from gateway.transport.modbus_rtu import ModbusBus
+
+    return ModbusBus(config, stats)

@@ -1,0 +1,239 @@
+"""One RS-485 line: a pymodbus RTU client that carries one transaction at a time.
+
+:class:`ModbusBus` is a thin adapter: it knows serial settings, the one-at-a-time
+rule of a multi-drop line, the turnaround pause after a broadcast, and how to
+turn pymodbus outcomes into three gateway errors. What the registers mean is
+the register map's business (``protocols/regmap.py``): the bus reads the blocks
+the map asks for and hands back raw words.
+
+Access is serialised by a :class:`~gateway.transport.priority_lock.PriorityLock`, so an
+operator command (``URGENT``) overtakes polls that are waiting for the line.
+Retries are ours, not pymodbus's: the line is released during the backoff
+between two attempts, so other nodes keep being served, and each node may have
+its own response timeout.
+
+This is the ``rtu`` backend of :class:`gateway.transport.bus.Bus`; the errors live there
+and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import termios
+import time
+from collections.abc import Awaitable, Sequence
+
+from pymodbus.client import AsyncModbusSerialClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.exceptions import ModbusException as PymodbusError
+from pymodbus.pdu import ModbusPDU
+
+from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, RegisterMap
+from gateway.service.config import BusConfig
+from gateway.service.stats import BusStats
+from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
+from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
+
+__all__ = ["Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout"]
+
+log = logging.getLogger(__name__)
+
+TURNAROUND = 0.1
+"""Seconds of silence after a broadcast before the next request (Modbus serial line spec: 100-200 ms)."""
+RECONNECT_INTERVAL = 2.0
+"""Seconds between attempts to reopen a serial device that failed to open."""
+
+class ModbusBus(Bus):
+    """The Modbus RTU master of one ``[[bus]]`` (``type = "rtu"``).
+
+    Args:
+        config: the bus's serial settings.
+        stats: counters to update; a fresh :class:`BusStats` when omitted.
+    """
+
+    def __init__(self, config: BusConfig, stats: BusStats | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.stats = stats or BusStats(config.name)
+        self._lock = PriorityLock()
+        self._client: AsyncModbusSerialClient | None = None
+        self._quiet_until = 0.0
+        self._next_open = 0.0
+        self._timeout = config.timeout
+
+    def __repr__(self) -> str:
+        return f"<ModbusBus {self.name} {self.config.device}>"
+
+    async def read_node(
+        self, unit: int, regmap: RegisterMap, *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> Blocks:
+        """Read every register of a node: one request per table (register merging).
+
+        Returns ``{table: (start, words)}`` ready for ``regmap.decode(table, start, words)``.
+        ``response_timeout`` and ``retries`` override the bus's for this node; the
+        line is free for others during the backoff between attempts. Raises
+        NodeTimeout, NodeError or BusUnavailable.
+        """
+        wait = self.config.timeout if response_timeout is None else response_timeout
+        tries = self.config.retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                async with self._lock.hold(priority):
+                    self._set_timeout(wait)
+                    return {table: await self._read_table(unit, regmap, table) for table in (HOLDING, INPUT)}
+            except NodeTimeout:
+                if attempt >= tries:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(self.config.backoff * 2**attempt)
+                attempt += 1
+
+    async def read_table(
+        self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
+    ) -> tuple[int, list[int]]:
+        """Read one register table of a node (a command's read-back): ``(start, words)``."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            return await self._read_table(unit, regmap, table)
+
+    async def write(
+        self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT
+    ) -> None:
+        """Write holding registers of one node (function 16) and wait for its answer."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            client = await self._ready()
+            await self._call(
+                unit,
+                f"write {len(values)} register(s) at {address}",
+                client.write_registers(address, list(values), device_id=unit),
+            )
+
+    async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Write holding registers of every node on the line at once (unit 0, no answer).
+
+        Nobody confirms a broadcast: read the nodes back to know it worked. The
+        next request waits :data:`TURNAROUND` so slow nodes can finish the write.
+        """
+        async with self._lock.hold(priority):
+            client = await self._ready()
+            try:
+                await client.write_registers(
+                    address, list(values), device_id=0, no_response_expected=True
+                )
+            except PymodbusError as exc:
+                self.stats.errors += 1
+                raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
+            self.stats.requests += 1
+            self.stats.broadcasts += 1
+            self._quiet_until = time.monotonic() + TURNAROUND
+
+    def _set_timeout(self, seconds: float) -> None:
+        """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
+        self._timeout = seconds
+        if self._client is not None:
+            self._client.ctx.comm_params.timeout_connect = seconds
+
+    def close(self) -> None:
+        """Close the serial device; the next transaction reopens it."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.stats.connected = False
+
+    async def _read_table(self, unit: int, regmap: RegisterMap, table: int) -> tuple[int, list[int]]:
+        blocks = regmap.blocks(table)
+        if not blocks:
+            return (0, [])
+        client = await self._ready()
+        first = blocks[0][0]
+        words: list[int] = []
+        for start, count in blocks:
+            if start != first + len(words):  # role maps are dense; keep the guarantee explicit
+                raise NodeError(f"{regmap.role}: {TABLE_NAMES[table]} blocks are not contiguous")
+            if table == HOLDING:
+                request = client.read_holding_registers(start, count=count, device_id=unit)
+            else:
+                request = client.read_input_registers(start, count=count, device_id=unit)
+            pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
+            if len(pdu.registers) != count:
+                self.stats.errors += 1
+                raise NodeError(
+                    f"unit {unit} on {self.name}: asked for {count} registers, got {len(pdu.registers)}"
+                )
+            words.extend(pdu.registers)
+        return (first, words)
+
+    async def _call(self, unit: int, what: str, request: Awaitable[ModbusPDU]) -> ModbusPDU:
+        """Await one pymodbus request and map its outcome to our errors."""
+        where = f"unit {unit} on {self.name}"
+        try:
+            pdu = await request
+        except ModbusIOException as exc:
+            self.stats.timeouts += 1
+            raise NodeTimeout(f"{where}: no answer to {what}") from exc
+        except ConnectionException as exc:
+            self.stats.errors += 1
+            self.close()
+            raise BusUnavailable(f"bus {self.name}: {exc}") from exc
+        except PymodbusError as exc:
+            self.stats.errors += 1
+            raise NodeError(f"{where}: {what} failed: {exc}") from exc
+        if pdu.isError():
+            self.stats.errors += 1
+            raise NodeError(
+                f"{where}: {what}: Modbus exception {pdu.exception_code}", pdu.exception_code
+            )
+        self.stats.requests += 1
+        return pdu
+
+    async def _ready(self) -> AsyncModbusSerialClient:
+        """The connected client, opening the device if needed; honours the broadcast turnaround."""
+        client = self._client
+        if client is None or not client.connected:
+            client = await self._open()
+        pause = self._quiet_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        return client
+
+    async def _open(self) -> AsyncModbusSerialClient:
+        now = time.monotonic()
+        if now < self._next_open:
+            raise BusUnavailable(f"bus {self.name}: {self.config.device} is not open (retrying)")
+        self._next_open = now + RECONNECT_INTERVAL
+        self.close()
+        cfg = self.config
+        client = AsyncModbusSerialClient(
+            port=cfg.device,
+            baudrate=cfg.baud,
+            bytesize=8,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            timeout=self._timeout,
+            retries=0,  # retried by read_node, with backoff and the line released in between
+            reconnect_delay=0,  # we reopen ourselves, on demand, at RECONNECT_INTERVAL
+        )
+        try:
+            opened = await client.connect()
+        except Exception as exc:  # pyserial/termios errors surface raw from connect()
+            client.close()
+            hint = ""
+            if cfg.parity != "N" and isinstance(exc, termios.error):
+                hint = " (pseudo-terminals, as on the virtual street, accept parity N only)"
+            raise BusUnavailable(
+                f"bus {self.name}: cannot open {cfg.device} ({cfg.baud} 8{cfg.parity}{cfg.stopbits}): "
+                f"{exc}{hint}"
+            ) from exc
+        if not opened:
+            client.close()
+            raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}")
+        log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
+        self._client = client
+        self.stats.connected = True
+        self._next_open = 0.0
+        return client
+

@@ -1,0 +1,123 @@
+"""Polling against simulated lamps: readings, intervals, offline after 3 failures, back online."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.polling.poller import BusPoller, Readings
+from gateway.service.config import NodeConfig
+from gateway.service.stats import NodeStats
+from gateway.transport.modbus_rtu import ModbusBus
+
+
+def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 0.05) -> tuple[
+    BusPoller, dict[str, NodeStats], list[tuple[str, float, Readings]]
+]:
+    config = sim.config(device, units=units, interval=interval)
+    got: list[tuple[str, float, Readings]] = []
+    stats: dict[str, NodeStats] = {}
+
+    def on_readings(node: NodeConfig, when: float, readings: Readings) -> None:
+        got.append((node.id, when, readings))
+
+    poller = BusPoller(
+        ModbusBus(config.bus[0]), config.nodes_on("bus0"), stats, on_readings, offline_interval=0.05
+    )
+    return poller, stats, got
+
+
+async def until(predicate: Any, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_poll_reports_decoded_readings(pty_pair, sim) -> None:
+    """A good poll reports every register with its raw value and updates the node's state."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, power=99.9, dim_level=30)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            poller, stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
+            assert await poller.poll(poller.nodes[0])
+            poller.bus.close()
+        node_id, when, readings = got[0]
+        assert node_id == "lamp-1"
+        assert when > 1.7e9
+        assert {reg.name: reg.value(raw) for reg, raw in readings}["power"] == 99.9
+        state = stats["lamp-1"]
+        assert (state.online, state.polls, state.failures) == (True, 1, 0)
+        assert state.values["dim_level"] == 30
+        assert state.last_poll == when
+
+    asyncio.run(main())
+
+
+def test_nodes_polled_in_turn_at_their_interval(pty_pair, sim) -> None:
+    """Both nodes of a bus get polled repeatedly; sequence numbers grow."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            poller, stats, got = make_poller(sim, gw_end, {"lamp-1": 1, "lamp-2": 2})
+            task = asyncio.create_task(poller.run())
+            await until(lambda: stats["lamp-1"].polls >= 3 and stats["lamp-2"].polls >= 3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            poller.bus.close()
+        seqs = [
+            {reg.name: raw for reg, raw in readings}["seq"] for node, _, readings in got if node == "lamp-1"
+        ]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+
+    asyncio.run(main())
+
+
+def test_offline_after_three_failures_and_back_online(pty_pair, sim) -> None:
+    """Three failed polls in a row make a node offline; the next good poll brings it back."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            poller, stats, _ = make_poller(sim, gw_end, {"lamp-1": 1})
+            node = poller.nodes[0]
+            state = stats["lamp-1"]
+            assert await poller.poll(node)
+            lamp.silent = True
+            for expected_online in (True, True, False):
+                assert not await poller.poll(node)
+                assert state.online is expected_online
+            assert "no answer" in (state.last_error or "")
+            lamp.silent = False
+            lamp.fail = True  # an exception response is a failure too
+            assert not await poller.poll(node)
+            assert "exception 4" in (state.last_error or "")
+            lamp.fail = False
+            assert await poller.poll(node)
+            assert state.online is True
+            assert (state.polls, state.failures, state.consecutive_failures) == (2, 4, 0)
+            poller.bus.close()
+
+    asyncio.run(main())
+
+
+def test_wrong_role_on_the_wire_is_a_failure(pty_pair, sim) -> None:
+    """A device that reports another role than configured is not decoded as a lamp."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, role=7)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            poller, stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
+            assert not await poller.poll(poller.nodes[0])
+            poller.bus.close()
+        assert got == []
+        assert "reports role 7" in (stats["lamp-1"].last_error or "")
+
+    asyncio.run(main())

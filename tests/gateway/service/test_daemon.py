@@ -1,0 +1,121 @@
+"""The daemon as a process: SIGTERM stops it cleanly, SIGKILL leaves its Will; it reconnects to a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cbor2
+
+from gateway.service.daemon import Gateway
+from tools.broker import LocalBroker, free_port
+
+RUN = (
+    "import asyncio, logging, sys; from pathlib import Path;"
+    "from gateway.service.config import load_config; from gateway.service.daemon import run_gateway;"
+    "logging.basicConfig(level=logging.INFO);"
+    "asyncio.run(run_gateway(load_config(Path(sys.argv[1]))))"
+)
+
+
+def start_daemon(tmp_path: Path, sim, broker_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A gateway process whose bus device does not exist (polls fail; MQTT works)."""
+    config = sim.config(str(tmp_path / "ttyMISSING"), broker_url)
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'site = "{config.site}"\ngateway = "{config.gateway}"\n[broker]\nurl = "{broker_url}"\nkeepalive = 10\n'
+        f'[[bus]]\nname = "bus0"\ndevice = "{tmp_path / "ttyMISSING"}"\nparity = "N"\n'
+        '[[node]]\nid = "lamp-1"\nbus = "bus0"\nunit = 1\n'
+    )
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(path)], stderr=subprocess.PIPE)
+    return proc, f"streetedge/v1/{config.site}/{config.gateway}/state"
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+async def state_after(sub, online: bool) -> dict[str, object]:
+    msg = await sub.wait(lambda m: cbor2.loads(m.payload)["online"] is online, within=30)
+    state: dict[str, object] = cbor2.loads(msg.payload)
+    return state
+
+
+def test_sigterm_publishes_offline_state_and_exits_cleanly(tmp_path, mosquitto, sim, subscriber) -> None:
+    """SIGTERM: retained {"online": false, "ts": ...} published by the gateway itself, exit status 0."""
+    proc, topic = start_daemon(tmp_path, sim, mosquitto.url)
+    try:
+        sub = subscriber(mosquitto.host, mosquitto.port, topic)
+
+        async def main() -> None:
+            await state_after(sub, True)
+            proc.send_signal(signal.SIGTERM)
+            state = await state_after(sub, False)
+            assert "ts" in state  # the gateway's own goodbye, not the broker's Will
+
+        asyncio.run(main())
+        assert proc.wait(20) == 0
+        log = proc.stderr.read().decode() if proc.stderr else ""
+        assert "gateway stopped" in log
+        assert "bus bus0" in log or "ttyMISSING" in log or "offline" in log
+    finally:
+        stop_process(proc)
+
+
+def test_sigkill_leaves_the_will(tmp_path, mosquitto, sim, subscriber) -> None:
+    """A gateway that dies without a word: the broker publishes its retained Will {"online": false}."""
+    proc, topic = start_daemon(tmp_path, sim, mosquitto.url)
+    try:
+        sub = subscriber(mosquitto.host, mosquitto.port, topic)
+
+        async def main() -> None:
+            await state_after(sub, True)
+            proc.kill()
+            state = await state_after(sub, False)
+            assert set(state) == {"online", "session"}  # the Will: no ts, the session it closes
+
+        asyncio.run(main())
+    finally:
+        stop_process(proc)
+
+
+def test_reconnects_when_the_broker_comes_back(pty_pair, sim, subscriber) -> None:
+    """Started with no broker, the gateway keeps polling, connects once one appears, and again after a restart."""
+    gw_end, node_end = pty_pair
+    port = free_port()
+    config = sim.config(gw_end, f"mqtt://127.0.0.1:{port}", extra='[delivery]\nprofile = "senml"\n')
+    gateway = Gateway(config)
+
+    async def wait_for(predicate, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.02)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [sim.lamp(1)]):
+            task = asyncio.create_task(gateway.run())
+            await wait_for(lambda: gateway.stats.nodes["lamp-1"].polls >= 3)
+            assert not gateway.stats.broker_connected
+            queued = gateway.stats.packs_queued
+            assert queued >= 3 and gateway.stats.packs_acked == 0
+            with LocalBroker("mosquitto", port=port) as broker:
+                await wait_for(lambda: gateway.stats.broker_connected)
+                # What was queued while the broker was away is delivered.
+                await wait_for(lambda: gateway.stats.packs_acked >= queued)
+            await wait_for(lambda: not gateway.stats.broker_connected)
+            with LocalBroker("mosquitto", port=port) as broker:
+                sub = subscriber(broker.host, broker.port, gateway.topics.data("lamp-1"))
+                await wait_for(lambda: gateway.stats.broker_connects >= 2)
+                await sub.wait(lambda m: True, within=30)
+                gateway.stop()
+                await asyncio.wait_for(task, 20)
+            assert gateway.stats.queue_drops == 0
+
+    asyncio.run(main())

@@ -1,0 +1,172 @@
+"""ModbusBus against a pymodbus-simulated lamp on a real pty pair."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.contracts import HOLDING, INPUT, load_role
+from gateway.polling.poller import decode
+from gateway.service.config import BusConfig
+from gateway.transport.modbus_rtu import BusUnavailable, ModbusBus, NodeError, NodeTimeout
+from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
+
+LAMP = load_role("lamp")
+
+
+def bus_on(device: str, **kw: Any) -> ModbusBus:
+    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, retries=1, **kw))
+
+
+def test_read_node_one_request_per_table_decodes_through_the_map(pty_pair, sim) -> None:
+    """Every register of a lamp comes back in one read per table, decoded by the register map."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, dim_level=40, relay=False, power=12.5, temperature=-12.3, energy=70000)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end)
+            blocks = await bus.read_node(1, LAMP)
+            bus.close()
+            assert set(blocks) == {HOLDING, INPUT}
+            values = {reg.name: reg.value(raw) for reg, raw in decode(LAMP, blocks)}
+            assert values["dim_level"] == 40
+            assert values["relay"] is False
+            assert values["power"] == 12.5
+            assert values["temperature"] == -12.3
+            assert values["energy"] == 70000
+            assert values["seq"] == 1001
+            assert bus.stats.requests == 2
+
+    asyncio.run(main())
+
+
+def test_write_reaches_the_node(pty_pair, sim) -> None:
+    """write() puts the words into the node's holding registers."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end)
+            await bus.write(1, LAMP["dim_level"].address, [55])
+            bus.close()
+        assert lamp.holding[0] == 55
+
+    asyncio.run(main())
+
+
+def test_exception_response_is_node_error_with_code(pty_pair, sim) -> None:
+    """A value the node refuses comes back as NodeError carrying Modbus exception code 3."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end)
+            with pytest.raises(NodeError) as info:
+                await bus.write(1, LAMP["dim_level"].address, [150])
+            assert info.value.code == 3
+            lamp.fail = True
+            with pytest.raises(NodeError) as info:
+                await bus.read_node(1, LAMP)
+            assert info.value.code == 4
+            bus.close()
+            assert bus.stats.errors == 2
+
+    asyncio.run(main())
+
+
+def test_silent_unit_is_node_timeout(pty_pair, sim) -> None:
+    """A unit nobody answers for raises NodeTimeout, chained to the pymodbus error."""
+    gw_end, node_end = pty_pair
+
+    async def main() -> None:
+        async with sim.serve(node_end, [sim.lamp(1)]):
+            bus = bus_on(gw_end)
+            with pytest.raises(NodeTimeout) as info:
+                await bus.read_node(9, LAMP)
+            assert info.value.__cause__ is not None
+            assert "unit 9 on bus0" in str(info.value)
+            # The bus is still usable afterwards.
+            await bus.read_node(1, LAMP)
+            bus.close()
+
+    asyncio.run(main())
+
+
+def test_broadcast_reaches_every_node(pty_pair, sim) -> None:
+    """A broadcast (unit 0) writes every node, and the next request still gets its answer."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2), sim.lamp(3)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            bus = bus_on(gw_end)
+            await bus.broadcast(LAMP["dim_level"].address, [20])
+            start, words = await bus.read_table(2, LAMP, HOLDING)
+            bus.close()
+            assert words[LAMP["dim_level"].address - start] == 20
+            assert bus.stats.broadcasts == 1
+        assert [lamp.holding[0] for lamp in lamps] == [20, 20, 20]
+
+    asyncio.run(main())
+
+
+def test_missing_device_is_bus_unavailable(tmp_path) -> None:
+    """A serial device that does not exist raises BusUnavailable naming bus and device."""
+
+    async def main() -> None:
+        bus = bus_on(str(tmp_path / "ttyNOPE"))
+        with pytest.raises(BusUnavailable) as info:
+            await bus.read_node(1, LAMP)
+        assert "bus0" in str(info.value)
+        assert "ttyNOPE" in str(info.value)
+        # Reopening is rate-limited: the next attempt fails at once, without touching the device.
+        with pytest.raises(BusUnavailable, match="retrying"):
+            await bus.read_node(1, LAMP)
+
+    asyncio.run(main())
+
+
+def test_parity_on_a_pty_is_explained(pty_pair) -> None:
+    """Linux ptys refuse parity E; the error says so instead of a bare termios error."""
+    gw_end, _ = pty_pair
+
+    async def main() -> None:
+        bus = ModbusBus(BusConfig(name="bus0", device=gw_end, parity="E", timeout=0.1))
+        with pytest.raises(BusUnavailable, match="parity N only"):
+            await bus.read_node(1, LAMP)
+
+    asyncio.run(main())
+
+
+def test_priority_lock_serves_urgent_waiters_first() -> None:
+    """Waiters get the lock by priority, then in arrival order; a cancelled waiter is skipped."""
+    order: list[str] = []
+
+    async def worker(lock: PriorityLock, name: str, priority: int) -> None:
+        async with lock.hold(priority):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        lock = PriorityLock()
+        await lock.acquire()
+        tasks = [
+            asyncio.create_task(worker(lock, "poll-a", ROUTINE)),
+            asyncio.create_task(worker(lock, "poll-b", ROUTINE)),
+            asyncio.create_task(worker(lock, "gone", URGENT)),
+            asyncio.create_task(worker(lock, "cmd", URGENT)),
+        ]
+        await asyncio.sleep(0.01)
+        tasks[2].cancel()
+        await asyncio.sleep(0.01)
+        lock.release()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert not lock.locked()
+
+    asyncio.run(main())
+    assert order == ["cmd", "poll-a", "poll-b"]
