@@ -83,18 +83,23 @@ def test_resolve_single_and_multiple_datapoints():
     ]
 
 
-def test_resolve_base_time_and_base_unit_rfc_5_1_4():
+def test_resolve_keeps_the_version_and_puts_records_in_time_order():
+    # RFC 8428 5.1.2's second example: version 5, so every resolved record says so (section 4.6), and
+    # the currents of the five seconds before come before the voltage at the base time
     resolved = senml.resolve(MEASUREMENTS)
-    assert resolved[0] == {"n": _BN + "voltage", "u": "V", "v": 120.1, "t": 1.276020076001e09}
-    assert resolved[1] == {"n": _BN + "current", "u": "A", "v": 1.2, "t": 1.276020071001e09}
-    assert [r["t"] for r in resolved[1:]] == [1.276020071001e09, 1.276020072001e09,
-                                              1.276020073001e09, 1.276020074001e09,
-                                              1.276020075001e09, 1.276020076001e09]
-    assert all(r["u"] == "A" for r in resolved[1:])
-    assert all("bver" not in r and "bn" not in r for r in resolved)
+    bt = 1.276020076001e09
+    assert [r["t"] for r in resolved] == [bt - 5, bt - 4, bt - 3, bt - 2, bt - 1, bt, bt]
+    assert resolved[5] == {"n": _BN + "voltage", "u": "V", "v": 120.1, "t": bt, "bver": 5}
+    assert resolved[0] == {"n": _BN + "current", "u": "A", "v": 1.2, "t": bt - 5, "bver": 5}
+    assert resolved[6]["v"] == 1.7 and resolved[6]["n"] == _BN + "current"  # same instant: pack order
+    assert all(r["u"] == "A" and r["bver"] == 5 for r in resolved if r is not resolved[5])
+    assert all("bn" not in r and "bt" not in r and "bu" not in r for r in resolved)
+    # version 10 (given or by default) is not written into resolved records
+    assert senml.resolve([{"bver": 10, "n": "a", "v": 1}]) == [{"n": "a", "v": 1}]
 
 
 def test_resolve_relative_times_base_value_and_sum():
+    # section 4.5.4: a missing value or sum counts as zero beside a base value or base sum
     pack = [
         {"bn": "lamp7/", "bv": 100, "bs": 1000, "n": "power", "u": "W", "v": 5, "t": -10},
         {"n": "energy", "u": "Wh", "s": 20},
@@ -103,11 +108,11 @@ def test_resolve_relative_times_base_value_and_sum():
         {"n": "blob", "vd": b"\x00\x01"},
     ]
     assert senml.resolve(pack) == [
-        {"n": "lamp7/power", "u": "W", "v": 105, "t": -10},
-        {"n": "lamp7/energy", "u": "Wh", "s": 1020},
-        {"n": "lamp7/state", "vb": True, "t": 0, "ut": 60},
-        {"n": "note", "u": "x", "vs": "ok"},
-        {"n": "blob", "u": "x", "vd": b"\x00\x01"},
+        {"n": "lamp7/power", "u": "W", "v": 105, "s": 1000, "t": -10},
+        {"n": "lamp7/energy", "u": "Wh", "v": 100, "s": 1020},
+        {"n": "lamp7/state", "vb": True, "s": 1000, "t": 0, "ut": 60},
+        {"n": "note", "u": "x", "vs": "ok", "s": 1000},
+        {"n": "blob", "u": "x", "vd": b"\x00\x01", "s": 1000},
     ]
     now = 1700000000
     resolved = senml.resolve(pack, now)
@@ -115,6 +120,25 @@ def test_resolve_relative_times_base_value_and_sum():
     absolute = senml.resolve([{"n": "a", "v": 1, "t": 1700000000.5}], now=5)
     assert absolute[0]["t"] == 1700000000.5  # at or above 2**28: absolute, left alone
     assert senml.resolve([{"bt": -5, "n": "a", "v": 1}], now=100)[0]["t"] == 95
+    # a base value alone gives the value; a base sum alone the sum
+    assert senml.resolve([{"bn": "m/", "bv": 7}, {"n": "a"}]) == [{"n": "m/a", "v": 7}]
+    assert senml.resolve([{"bn": "m/", "bs": 7}, {"n": "a"}]) == [{"n": "m/a", "s": 7}]
+
+
+def test_a_record_of_base_fields_only_yields_nothing():
+    # RFC 8428 5.1.7: the thermostat's first record only sets the base name
+    thermostat = [
+        {"bn": "urn:dev:ow:10e2073a01080063:"},
+        {"n": "temp", "u": "Cel", "v": 23.1},
+        {"n": "heat", "u": "/", "v": 1},
+        {"n": "fan", "u": "/", "v": 0},
+    ]
+    assert senml.resolve(thermostat) == [
+        {"n": _DEV + ":temp", "u": "Cel", "v": 23.1},
+        {"n": _DEV + ":heat", "u": "/", "v": 1},
+        {"n": _DEV + ":fan", "u": "/", "v": 0},
+    ]
+    assert senml.resolve([{"bn": "a", "bt": 1e9, "bu": "W", "bv": 1, "bs": 2, "bver": 10}]) == []
 
 
 def test_names_follow_the_rfc_charset():
@@ -135,17 +159,42 @@ def test_a_record_needs_exactly_one_value():
     assert senml.resolve([{"n": "a", "v": 1, "s": 2}]) == [{"n": "a", "v": 1, "s": 2}]
 
 
-def test_unknown_labels_are_refused():
+def test_unknown_labels_are_ignored_unless_must_understand():
+    # section 4.4: unknown fields are ignored; a label ending in "_" is an error
+    assert senml.from_labels([{0: "a", 2: 1, "ext": 5}]) == [{"n": "a", "v": 1}]
+    assert senml.decode(cbor.dumps([{0: "a", 2: 1, "ext": [1, 2]}])) == [{"n": "a", "v": 1}]
     exc = raises(DecodeError, senml.from_labels, [{0: "a", 2: 1, "rt_": 5}])
     assert "must-understand" in str(exc) and "'rt_'" in str(exc)
+    raises(DecodeError, senml.decode, cbor.dumps([{0: "a", 2: 1, "foo_": 1}]))
+    # section 6: the integer labels are conclusive, so an unknown one is malformed
     exc = raises(DecodeError, senml.from_labels, [{0: "a", 2: 1, 23: 5}])
     assert "unknown label 23" in str(exc)
-    raises(DecodeError, senml.from_labels, [{"n": "a", 2: 1}])  # names are labels in CBOR
+    assert senml.from_labels([{"n": "a", 2: 1}]) == [{"v": 1}]  # a text "n" is an extension in CBOR
     raises(DecodeError, senml.from_labels, [{True: "A", 0: "a", 2: 1}])
     raises(DecodeError, senml.from_labels, [{0.0: "a", 2: 1}])
-    raises(DecodeError, senml.decode, cbor.dumps([{0: "a", 2: 1, "foo_": 1}]))
+    assert senml.decode_json('[{"n":"a","v":1,"ext":{"x":1}}]') == [{"n": "a", "v": 1}]
+    exc = raises(DecodeError, senml.decode_json, '[{"n":"a","v":1,"rt_":1}]')
+    assert "must-understand" in str(exc)
+    assert senml.resolve([{"n": "a", "v": 1, "ext": 2}]) == [{"n": "a", "v": 1}]
+    # what this side writes is never dropped silently
     raises(ValueError, senml.encode, [{"n": "a", "v": 1, "x_": 2}])
     raises(ValueError, senml.to_labels, [{"n": "a", "value": 1}])
+    raises(ValueError, senml.encode_json, [{"n": "a", "value": 1}])
+
+
+def test_records_of_one_pack_have_one_version():
+    raises(DecodeError, senml.from_labels, [{-1: 5, 0: "a", 2: 1}, {-1: 6, 0: "b", 2: 1}])
+    raises(DecodeError, senml.decode_json, '[{"n":"a","v":1},{"bver":5,"n":"b","v":1}]')
+    assert len(senml.resolve([{"bver": 5, "n": "a", "v": 1}, {"bver": 5, "n": "b", "v": 2}])) == 2
+
+
+def test_decimal_fractions_are_numbers():
+    # section 6: a number may be a decimal fraction, tag 4 [exponent, mantissa]: 273.15 = 27315e-2
+    data = _h("81 a2 00 61 61 02 c4 82 21 19 6a b3")
+    assert senml.decode(data) == [{"n": "a", "v": 27315 / 100}]
+    assert senml.decode(_h("81 a2 00 61 61 02 c4 82 01 03")) == [{"n": "a", "v": 30}]
+    raises(DecodeError, senml.decode, _h("81 a2 00 61 61 02 c4 82 21 61 78"))  # mantissa not an int
+    raises(DecodeError, senml.decode, _h("81 a2 00 61 61 02 c1 00"))  # another tag is not a number
 
 
 def test_wrong_types_are_refused():
