@@ -1,7 +1,10 @@
 """Compact CBOR (RFC 8949) codec for MicroPython and CPython.
 
 `dumps(obj)` encodes with preferred serialization (shortest heads, shortest
-float that round-trips exactly, definite lengths); `loads(data)` decodes one
+float that round-trips exactly, definite lengths); `dumps(obj, True)` adds
+map keys sorted by the bytes of their encoding: RFC 8949 section 4.2.1 core
+deterministic encoding, the same bytes on every interpreter whatever its dict
+order (use it wherever bytes are hashed, signed or compared); `loads(data)` decodes one
 complete item and `loads_prefix(data, offset)` decodes one item and returns
 where it ended, for streams.
 
@@ -132,14 +135,18 @@ UNDEFINED = _Undefined()
 # ---------------------------------------------------------------- encoding
 
 
-def dumps(obj):
+def dumps(obj, deterministic=False):
     """Encode obj as CBOR (preferred serialization) and return bytes.
 
+    With deterministic true, map keys are sorted bytewise by their encoding
+    (RFC 8949 section 4.2.1, core deterministic encoding; note that cbor2's
+    canonical mode sorts shorter keys first, RFC 7049's older rule, which
+    differs for keys such as -1 and 1000).
     Raises TypeError for a Python type CBOR cannot carry and ValueError for
     nesting deeper than MAX_DEPTH (which includes self-referencing lists).
     """
     out = bytearray()
-    _encode(obj, out, 0)
+    _encode(obj, out, 0, deterministic)
     return bytes(out)
 
 
@@ -179,7 +186,7 @@ def _head(out, major, n):
         out.extend(struct.pack(">Q", n))
 
 
-def _encode(obj, out, depth):
+def _encode(obj, out, depth, deterministic=False):
     # bool first: on CPython bool is an int (on MicroPython it is not)
     if obj is None:
         out.append(0xF6)
@@ -217,25 +224,40 @@ def _encode(obj, out, depth):
             raise ValueError("CBOR nesting deeper than %d (a self-referencing list?)" % MAX_DEPTH)
         _head(out, 0x80, len(obj))
         for item in obj:
-            _encode(item, out, depth + 1)
+            _encode(item, out, depth + 1, deterministic)
     elif isinstance(obj, dict):
         if depth >= MAX_DEPTH:
             raise ValueError("CBOR nesting deeper than %d (a self-referencing dict?)" % MAX_DEPTH)
         _head(out, 0xA0, len(obj))
-        for key, value in obj.items():
-            _encode(key, out, depth + 1)
-            _encode(value, out, depth + 1)
+        if deterministic:
+            pairs = []
+            for key, value in obj.items():
+                encoded = bytearray()
+                _encode(key, encoded, depth + 1, True)
+                pairs.append((bytes(encoded), value))
+            pairs.sort(key=_first)
+            for encoded, value in pairs:
+                out.extend(encoded)
+                _encode(value, out, depth + 1, True)
+        else:
+            for key, value in obj.items():
+                _encode(key, out, depth + 1)
+                _encode(value, out, depth + 1)
     elif isinstance(obj, Tag):
         if depth >= MAX_DEPTH:
             raise ValueError("CBOR nesting deeper than %d" % MAX_DEPTH)
         _head(out, 0xC0, obj.tag)
-        _encode(obj.value, out, depth + 1)
+        _encode(obj.value, out, depth + 1, deterministic)
     elif isinstance(obj, Simple):
         _head(out, 0xE0, obj.value)
     elif obj is UNDEFINED:
         out.append(0xF7)
     else:
         raise TypeError("cannot encode an object of type %s as CBOR" % type(obj).__name__)
+
+
+def _first(pair):
+    return pair[0]
 
 
 def _bignum(out, tag_byte, n):
