@@ -144,6 +144,25 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from tools.listen import listen
+
+    try:
+        listen(args.broker, site=args.site, gateway=args.gateway, resolved=args.resolved, count=args.count,
+               ready=lambda topic: print(f"streetedge listen: listening to {topic} on {args.broker}",
+                                         file=sys.stderr, flush=True))
+    except ValueError as exc:
+        print(f"streetedge listen: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"streetedge listen: cannot reach the broker at {args.broker}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``streetedge`` (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="streetedge", description=__doc__.splitlines()[0])
@@ -239,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="payload file, or - for standard input")
     p.add_argument("--birth", help="the gateway birth payload (<root>/birth) a compact message refers to")
     p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("listen", help="print a gateway's live data, either profile, as SenML-JSON lines")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    p.add_argument("--site", help="the site of the gateway to listen to (default: every site)")
+    p.add_argument("--gateway", help="the gateway to listen to (default: every gateway)")
+    p.add_argument("--resolved", action="store_true", help="resolved records (RFC 8428 4.6) instead of packs")
+    p.add_argument("--count", type=int, help="stop after this many lines (default: until Ctrl-C)")
+    p.set_defaults(func=_cmd_listen)
     return parser
 
 
