@@ -41,7 +41,8 @@ def _vector(name: str, roles: list[str], polls: int, *, seed: int, seq: int, his
                                profile="compact", nodes=nodes)
     encoded_birth = birth.encode(body)
     decoded_birth = cbor2.loads(encoded_birth)
-    regs = {role: [r for table in (HOLDING, INPUT) for r in load_role(role).registers if r.table == table] for role in roles}
+    regs = {role: [r for table in (HOLDING, INPUT) for r in load_role(role).registers if r.table == table]
+            for role in roles}
     rows: list[tuple[int, int, list[int | float]]] = []
     for k in range(polls):
         for index, role in enumerate(roles):
