@@ -26,13 +26,15 @@ from typing import Any
 
 import cbor2
 
+from gateway.errors import GatewayError
+
 MAX_DEPTH = 8
 """Deepest nesting accepted (a command is three levels deep)."""
 
 _SCALARS = (bytes, str, int, float, bool, type(None))
 
 
-class CborError(ValueError):
+class CborError(GatewayError, ValueError):
     """Bytes that are not one complete CBOR item of plain data."""
 
 

@@ -43,6 +43,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from gateway.contracts import ROLES
+from gateway.errors import GatewayError
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
@@ -53,7 +54,7 @@ Name = Annotated[str, msgspec.Meta(pattern=_NAME, max_length=64)]
 DEFAULT_PORT = 1883
 
 
-class ConfigError(ValueError):
+class ConfigError(GatewayError, ValueError):
     """A configuration that cannot be used; the message names the key path and the problem."""
 
 
