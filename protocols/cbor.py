@@ -340,7 +340,7 @@ def loads_prefix(data, offset=0, max_depth=MAX_DEPTH):
         raise ValueError("offset %d outside the data (length %d)" % (offset, end))
     pos = offset
     # open containers: [_ARRAY, list, left, start], [_MAP, dict, left, start, key], [_TAG, n, start]
-    stack = []
+    stack = []  # type: ignore[var-annotated]  # heterogeneous frames, see above
     while True:
         if pos >= end:
             raise _truncated(pos, 1, "the initial byte of an item")

@@ -24,8 +24,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway.contracts import BOOL, Number, Register
-from protocols import senml
+from gateway.contracts import BOOL, Number, Register, senml
 
 URN_PREFIX = "urn:dev:streetedge:"
 """Base names are ``urn:dev:streetedge:<site>:<node id>:`` (RFC 8428 section 4.5.1)."""

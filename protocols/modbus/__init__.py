@@ -25,7 +25,16 @@ from protocols.modbus.pdu import (
 )
 from protocols.modbus.slave import SlaveFramer, respond
 
-_MASTER = ("MasterFramer", "build_read", "build_write_multiple", "build_write_single")
+_MASTER = (
+    "MasterFramer",
+    "build_read",
+    "build_write_multiple",
+    "build_write_single",
+    "read_pdu",
+    "rtu_frame",
+    "write_multiple_pdu",
+    "write_single_pdu",
+)
 
 if sys.implementation.name == "micropython":
     # A node only answers the bus: the master side (about 5 KB of RAM on a node) is imported when one
@@ -41,6 +50,10 @@ else:
         build_read,
         build_write_multiple,
         build_write_single,
+        read_pdu,
+        rtu_frame,
+        write_multiple_pdu,
+        write_single_pdu,
     )
 
 __all__ = [
@@ -62,5 +75,9 @@ __all__ = [
     "build_write_multiple",
     "build_write_single",
     "crc16",
+    "read_pdu",
     "respond",
+    "rtu_frame",
+    "write_multiple_pdu",
+    "write_single_pdu",
 ]

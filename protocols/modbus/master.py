@@ -31,46 +31,42 @@ def _check(name, value, low, high):
         raise ValueError("%s must be an int %d..%d, got %r" % (name, low, high, value))
 
 
-def build_read(unit, function, address, count):
-    """Return the RTU frame (CRC included) reading ``count`` registers from ``address``.
+def read_pdu(function, address, count):
+    """Return the PDU (function code and fields: no unit, no CRC) reading ``count`` registers.
 
-    ``function`` is 3 (holding) or 4 (input); ``unit`` 0..247 (0 reaches every
-    node but none answers: slaves ignore broadcast reads); ``count`` 1..125.
+    ``function`` is 3 (holding) or 4 (input); ``count`` 1..125. Modbus TCP
+    sends it behind its MBAP header; :func:`build_read` frames it for RTU.
     """
-    _check("unit", unit, BROADCAST, MAX_UNIT)
     if function not in (FC_READ_HOLDING, FC_READ_INPUT):
         raise ValueError(
             "function must be 3 (read holding) or 4 (read input), got %r" % (function,)
         )
     _check("address", address, 0, MAX_ADDRESS)
     _check("count", count, 1, MAX_READ_COUNT)
-    return _frame6(unit, function, address, count)
+    return bytes((function, address >> 8, address & 0xFF, 0, count))
 
 
-def build_write_single(unit, address, value):
-    """Return the RTU frame (CRC included) writing ``value`` (0..65535) to holding ``address``."""
-    _check("unit", unit, BROADCAST, MAX_UNIT)
+def write_single_pdu(address, value):
+    """Return the PDU writing ``value`` (0..65535) to holding ``address`` (function 6)."""
     _check("address", address, 0, MAX_ADDRESS)
     _check("value", value, 0, MAX_VALUE)
-    return _frame6(unit, FC_WRITE_SINGLE, address, value)
+    return bytes((FC_WRITE_SINGLE, address >> 8, address & 0xFF, value >> 8, value & 0xFF))
 
 
-def build_write_multiple(unit, address, values):
-    """Return the RTU frame (CRC included) writing 1..123 ``values`` from ``address`` on."""
-    _check("unit", unit, BROADCAST, MAX_UNIT)
+def write_multiple_pdu(address, values):
+    """Return the PDU writing 1..123 ``values`` from holding ``address`` on (function 16)."""
     _check("address", address, 0, MAX_ADDRESS)
     count = len(values)
     if not 1 <= count <= MAX_WRITE_COUNT:
         raise ValueError("values must hold 1..%d registers, got %d" % (MAX_WRITE_COUNT, count))
-    out = bytearray(9 + 2 * count)
-    out[0] = unit
-    out[1] = FC_WRITE_MULTIPLE
-    out[2] = address >> 8
-    out[3] = address & 0xFF
-    out[4] = 0
-    out[5] = count
-    out[6] = 2 * count
-    k = 7
+    out = bytearray(6 + 2 * count)
+    out[0] = FC_WRITE_MULTIPLE
+    out[1] = address >> 8
+    out[2] = address & 0xFF
+    out[3] = 0
+    out[4] = count
+    out[5] = 2 * count
+    k = 6
     for i in range(count):
         v = values[i]
         if type(v) is not int or not 0 <= v <= MAX_VALUE:
@@ -78,20 +74,39 @@ def build_write_multiple(unit, address, values):
         out[k] = v >> 8
         out[k + 1] = v & 0xFF
         k += 2
-    put_crc(out, k)
     return bytes(out)
 
 
-def _frame6(unit, function, word1, word2):
-    out = bytearray(8)
+def rtu_frame(unit, pdu):
+    """Return the RTU frame of ``pdu`` for ``unit`` (0 broadcast, 1..247): unit, PDU, CRC."""
+    _check("unit", unit, BROADCAST, MAX_UNIT)
+    out = bytearray(len(pdu) + 3)
     out[0] = unit
-    out[1] = function
-    out[2] = word1 >> 8
-    out[3] = word1 & 0xFF
-    out[4] = word2 >> 8
-    out[5] = word2 & 0xFF
-    put_crc(out, 6)
+    out[1 : len(pdu) + 1] = pdu
+    put_crc(out, len(pdu) + 1)
     return bytes(out)
+
+
+def build_read(unit, function, address, count):
+    """Return the RTU frame (CRC included) reading ``count`` registers from ``address``.
+
+    ``function`` is 3 (holding) or 4 (input); ``unit`` 0..247 (0 reaches every
+    node but none answers: slaves ignore broadcast reads); ``count`` 1..125.
+    """
+    _check("unit", unit, BROADCAST, MAX_UNIT)
+    return rtu_frame(unit, read_pdu(function, address, count))
+
+
+def build_write_single(unit, address, value):
+    """Return the RTU frame (CRC included) writing ``value`` (0..65535) to holding ``address``."""
+    _check("unit", unit, BROADCAST, MAX_UNIT)
+    return rtu_frame(unit, write_single_pdu(address, value))
+
+
+def build_write_multiple(unit, address, values):
+    """Return the RTU frame (CRC included) writing 1..123 ``values`` from ``address`` on."""
+    _check("unit", unit, BROADCAST, MAX_UNIT)
+    return rtu_frame(unit, write_multiple_pdu(address, values))
 
 
 class MasterFramer(Receiver):
