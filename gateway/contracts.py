@@ -120,6 +120,8 @@ class ProgramRules(Protocol):
 class SenmlLabels(Protocol):
     """SenML's integer labels (``protocols.senml``, RFC 8428 section 6)."""
 
+    LABELS: dict[str, int]
+
     def to_labels(self, pack: list[dict[str, Any]]) -> list[dict[int, Any]]:
         """A pack with text labels -> the same pack with the CBOR integer labels."""
 
