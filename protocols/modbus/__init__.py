@@ -1,4 +1,4 @@
-"""Modbus RTU, sans-IO: CRC, slave framer and responder, master builders and framer.
+"""Modbus RTU, sans-IO: CRC, slave framer and responder, request builders (PDU and RTU frame).
 
 The adapter (firmware UART loop, gateway transport, a test) owns the bytes and
 the clock: it feeds what it receives, calls ``reset()`` on a 3.5-character
@@ -21,12 +21,10 @@ from protocols.modbus.pdu import (
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
     Request,
-    Response,
 )
 from protocols.modbus.slave import SlaveFramer, respond
 
 _MASTER = (
-    "MasterFramer",
     "build_read",
     "build_write_multiple",
     "build_write_single",
@@ -46,7 +44,6 @@ if sys.implementation.name == "micropython":
 
 else:
     from protocols.modbus.master import (
-        MasterFramer,
         build_read,
         build_write_multiple,
         build_write_single,
@@ -66,10 +63,8 @@ __all__ = [
     "FC_WRITE_MULTIPLE",
     "FC_WRITE_SINGLE",
     "FrameError",
-    "MasterFramer",
     "ModbusException",
     "Request",
-    "Response",
     "SlaveFramer",
     "build_read",
     "build_write_multiple",
