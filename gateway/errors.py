@@ -13,8 +13,9 @@ only in its message)::
     │   └── NodeError                                     .code (the Modbus exception code)
     ├── PlanError            gateway.polling.read_plan    (a ValueError)
     ├── CompactError         gateway.delivery.compact     (a ValueError)
+    ├── PollRecordError      gateway.delivery.senml_records .payload (a ValueError)
     ├── PublishRefused       gateway.mqtt.uplink          .topic, .reason (also an aiomqtt.MqttError)
-    ├── CborError            gateway.commands.strict_cbor (a ValueError)
+    ├── CborError            gateway.commands.strict_cbor .tag (a ValueError)
     ├── CoseError            gateway.commands.cose        .kind, .detail (a ValueError)
     └── CommandRejected      gateway.commands.parse       .reason, .detail, .command_id
 

@@ -201,7 +201,7 @@ def _decode(data: bytes, tag: int) -> CoseMessage:
     try:
         item = loads_strict(bytes(data), top_tags=frozenset({SIGN1_TAG, MAC0_TAG}))
     except CborError as exc:
-        kind = NOT_COSE if str(exc).startswith("unexpected CBOR tag") else MALFORMED
+        kind = NOT_COSE if exc.tag is not None else MALFORMED
         raise CoseError(kind, str(exc)) from None
     if not isinstance(item, cbor2.CBORTag) or item.tag != tag:
         raise CoseError(NOT_COSE, f"expected a {name} (CBOR tag {tag})")

@@ -3,8 +3,8 @@
 The adapter (firmware UART loop, gateway transport, a test) owns the bytes and
 the clock: it feeds what it receives, calls ``reset()`` on a 3.5-character
 silence, and writes what the builders or :func:`respond` produce. On
-MicroPython the master side is imported on first use of one of its names (a
-node never masters the bus).
+MicroPython the request builders are imported on first use of one of their
+names (a node never masters the bus).
 """
 
 import sys
@@ -35,8 +35,8 @@ _MASTER = (
 )
 
 if sys.implementation.name == "micropython":
-    # A node only answers the bus: the master side (about 5 KB of RAM on a node) is imported when one
-    # of its names is asked for (a test, a tool), never at boot; a node image does not carry it.
+    # A node only answers the bus: the request builders are imported when one of their names is asked
+    # for (a test, a tool), never at boot; a node image does not carry them.
     def __getattr__(name):
         if name in _MASTER:
             return getattr(__import__("protocols.modbus.master", None, None, (name,)), name)

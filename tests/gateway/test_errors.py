@@ -53,3 +53,30 @@ def test_errors_carry_what_callers_act_on(tmp_path):
     rejected = CommandRejected("expired", "exp is in the past", command_id="c-1")
     assert (rejected.reason, rejected.detail, rejected.command_id) == ("expired", "exp is in the past", "c-1")
     assert OutboxError(tmp_path / "o.db", "not an outbox").path == tmp_path / "o.db"
+
+
+def test_a_cbor_refusal_names_the_unexpected_tag():
+    import cbor2
+
+    from gateway.commands.strict_cbor import CborError, loads_strict
+
+    for data, tag in ((cbor2.dumps(cbor2.CBORTag(98, [])), 98), (cbor2.dumps([cbor2.CBORTag(1000, 1)]), 1000),
+                      (b"\x82\x01", None)):
+        try:
+            loads_strict(data)
+        except CborError as exc:
+            assert exc.tag == tag
+        else:
+            raise AssertionError(f"{data.hex()} decoded")
+
+
+def test_a_broken_poll_record_keeps_its_payload():
+    from gateway.delivery.senml_records import PollRecordError, decode_poll
+
+    try:
+        decode_poll(b"\x83\x01\x02\x03")
+    except PollRecordError as exc:
+        assert exc.payload == b"\x83\x01\x02\x03" and isinstance(exc, ValueError)
+        assert "expected [bytes, int, list]" in str(exc)
+    else:
+        raise AssertionError("decoded")
