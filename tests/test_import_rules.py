@@ -1,4 +1,4 @@
-"""The import rules of docs/ARCHITECTURE, checked on every module's syntax tree so that they hold by CI.
+"""The import rules (README, Layout), checked on every module's syntax tree so that they hold by CI.
 
 - ``protocols`` imports nothing of ours;
 - ``firmware`` and ``boards`` import ``protocols`` (and, for firmware, itself; for a board, its own
