@@ -5,7 +5,7 @@ raises it, and the subclass carries what a caller acts on as attributes (not
 only in its message)::
 
     GatewayError
-    ├── ConfigError          gateway.service.config       (a ValueError)
+    ├── ConfigError          gateway.service.config       .source, .key, .problem (a ValueError)
     ├── OutboxError          gateway.delivery.outbox      .path
     ├── BusError             gateway.transport.bus
     │   ├── BusUnavailable

@@ -80,3 +80,18 @@ def test_a_broken_poll_record_keeps_its_payload():
         assert "expected [bytes, int, list]" in str(exc)
     else:
         raise AssertionError("decoded")
+
+
+def test_a_config_error_names_file_key_and_problem():
+    from gateway.service.config import parse_config
+
+    text = ('site = "s"\ngateway = "g"\n[[bus]]\nname = "b"\ndevice = "/dev/null"\n'
+            '[[node]]\nid = "n1"\nbus = "b"\nunit = 300\n')
+    try:
+        parse_config(text, source="cabinet.toml")
+    except ConfigError as exc:
+        assert exc.source == "cabinet.toml"
+        assert exc.key.startswith("node[0]") and "unit" in exc.key
+        assert str(exc) == f"cabinet.toml: {exc.key}: {exc.problem}"
+    else:
+        raise AssertionError("unit 300 accepted")
