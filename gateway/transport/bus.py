@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from gateway.contracts import RegisterMap
+from gateway.errors import GatewayError
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.priority_lock import ROUTINE, URGENT
@@ -25,7 +26,7 @@ Blocks = dict[int, tuple[int, Sequence[int]]]
 """Per register table (HOLDING, INPUT): ``(start address, words)`` read from a node."""
 
 
-class BusError(Exception):
+class BusError(GatewayError):
     """A transaction on the bus did not succeed."""
 
 
