@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.mqtt.topics import Topics
 from gateway.mqtt.connection import Connection
+from gateway.mqtt.topics import Topics
 from gateway.mqtt.uplink import MqttError, Outgoing, PublishQueue, Uplink
 from gateway.service.config import BrokerConfig
 from gateway.service.stats import GatewayStats
