@@ -25,6 +25,10 @@ connection (MQTT 3.1.1 has no way to say no: a 3.1.1 broker that drops a
 publish still acknowledges it). Other messages
 (command results, node states) are not durable: they live in the queue, which
 is bounded and drops the oldest when full (counted in ``stats.queue_drops``).
+
+Each connection is a :class:`~gateway.mqtt.connection.Connection` (paho-mqtt driven from
+asyncio through its public API; that module says why not aiomqtt); the queue and its
+messages are in :mod:`gateway.mqtt.publish_queue`.
 """
 
 from __future__ import annotations
@@ -165,12 +169,9 @@ class Uplink:
                     await self._session(conn, url)
                 except asyncio.CancelledError:
                     await self._say_offline(conn)
-                    await conn.disconnect(DISCONNECT_TIMEOUT)
                     raise
-                except BaseException:
-                    await conn.disconnect(DISCONNECT_TIMEOUT)
-                    raise
-                await conn.disconnect(DISCONNECT_TIMEOUT)
+                finally:
+                    await conn.disconnect(DISCONNECT_TIMEOUT)  # at once if the connection is gone already
             except PublishRefused as exc:  # the broker is there but will not take our data: as if unreachable
                 failures += 1
                 current = (current + 1) % len(self.urls)

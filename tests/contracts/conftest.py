@@ -1,8 +1,9 @@
-"""Real parts for the contract tests: Mosquitto with an ACL, paho driven through its external-loop API, a proxy.
+"""Real parts for the contract tests: paho driven through its external-loop API, a proxy, a pty pair.
 
 Each contract test pins one behaviour of a dependency (paho-mqtt, Mosquitto, cbor2, pymodbus) that the
-gateway relies on, on the versions ``pyproject.toml`` allows. They use the dependency directly, never the
-gateway's code, so a failure names the dependency that changed.
+gateway relies on, on the versions ``pyproject.toml`` allows. They call the dependency directly, not the
+gateway's wrappers, so a failure names the dependency that changed. Mosquitto, plain or with an ACL,
+comes from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import select
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,27 +23,6 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
-
-from tools.broker import LocalBroker
-
-ALLOWED = "allowed/"
-"""Topics under this prefix anyone may publish to on the ``acl_broker``; everything else is read-only."""
-
-
-@pytest.fixture
-def acl_broker() -> Iterator[LocalBroker]:
-    """Mosquitto where anonymous clients may publish only under :data:`ALLOWED`, and read everything."""
-    # A folder the broker can read after dropping root privileges (pytest's own are private).
-    folder = Path(tempfile.mkdtemp(prefix="streetedge-acl-"))
-    folder.chmod(0o755)
-    acl = folder / "acl"
-    acl.write_text(f"topic readwrite {ALLOWED}#\ntopic read #\n")
-    acl.chmod(0o644)
-    try:
-        with LocalBroker("mosquitto", extra_config=f"acl_file {acl}\n") as broker:
-            yield broker
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Driven:

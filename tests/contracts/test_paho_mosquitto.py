@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 from gateway.mqtt.user_properties import UserProperties
 from tools.broker import LocalBroker
 
-ALLOWED = "allowed/"  # as in conftest.py: the acl_broker lets anonymous clients publish only here
+ALLOWED = "allowed/"  # ACL_ALLOWED of tests/conftest.py: the acl_broker lets anonymous clients publish only here
 NOT_AUTHORIZED = 0x87
 NO_MATCHING_SUBSCRIBERS = 0x10
 PUBACK, PINGRESP = 4, 13
