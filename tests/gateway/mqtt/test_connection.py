@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Literal
@@ -152,3 +154,29 @@ def test_cancelled_while_waiting_for_connack_leaves_no_connection_behind() -> No
         listener.close()
 
     asyncio.run(main())
+
+
+def test_disconnect_is_bounded_when_the_broker_stalls(caplog) -> None:
+    """A broker that stops reading (paused) never takes our DISCONNECT behind a large publish: after the
+    bound the connection is dropped instead of waiting forever (its Will is then the broker's to publish)."""
+
+    async def main() -> None:
+        with LocalBroker("mosquitto") as broker:
+            assert broker.pid is not None
+            conn = connection(broker.port)
+            await conn.connect()
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                # Larger than both sockets' buffers: paho still has bytes to write when DISCONNECT is queued.
+                stuck = asyncio.create_task(conn.publish("big", bytes(32 * 1024 * 1024)))
+                await asyncio.sleep(0)
+                await conn.disconnect(0.5)
+                async with asyncio.timeout(60):
+                    with pytest.raises(MqttError):
+                        await stuck  # failed by the dropped connection, not left waiting
+                    await conn.wait_closed()  # closed on our initiative: no error
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+
+    asyncio.run(main())
+    assert "did not take our DISCONNECT" in caplog.text
