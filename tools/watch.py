@@ -33,8 +33,14 @@ from gateway.service.config_uplink import parse_url
 from protocols import senml
 from tools.exit_codes import CliError, Exit
 
+KEY_VALUES = {
+    "lamp": ("dim_level", "relay", "power", "voltage", "energy", "temperature"),
+    "meter": ("volume", "flow", "reverse_volume", "battery"),
+    "env": ("temperature", "humidity", "pressure", "pm25", "pm10", "noise"),
+}
+"""The values shown per role, in this order (a role not listed: its first SHOWN_VALUES)."""
 SHOWN_VALUES = 6
-"""Values shown per node (the role's first registers, in the order they arrive)."""
+"""Values shown for a node whose role has no KEY_VALUES."""
 RECONNECT_S = 2.0
 """Seconds between two attempts to reach a lost broker."""
 
@@ -95,8 +101,8 @@ class Street:
         self.state: dict[str, Any] = {}
         self.profile = ""
         self.nodes: dict[str, NodeView] = {}
-        self.alarms: deque[str] = deque(maxlen=8)
-        self.results: deque[dict[str, Any]] = deque(maxlen=6)
+        self.alarms: deque[str] = deque(maxlen=4)
+        self.results: deque[dict[str, Any]] = deque(maxlen=5)
         self.delivery: dict[str, Any] = {}
         self.messages = 0
         self.undecodable = 0
@@ -159,10 +165,15 @@ class Street:
                 self._poll(senml.resolve(pack))
             return f"compact: {len(packs)} poll(s)"
         if words[0] == "event" and len(words) == 2:
+            events = 0
             for record in senml.resolve(senml.from_labels(body)):
                 name = str(record["n"]).rsplit(":", 1)[-1]
-                self.alarms.append(f"{_clock(record.get('t'))} {words[1]} {name} {_value(record)}")
-            return f"event {words[1]}: {len(body)} record(s)"
+                if name == "event":  # each event starts with its name; its value follows
+                    events += 1
+                    self.alarms.append(f"{_clock(record.get('t'))} {words[1]} {record.get('vs')}")
+                elif name == "event_value" and events:
+                    self.alarms[-1] += f" ({_value(record)})"
+            return f"event {words[1]}: {events} event(s)"
         if part == "result":
             self.results.append(body)
             return f"result {body.get('id')}: {body.get('status')} {body.get('reason') or ''}".rstrip()
@@ -178,11 +189,13 @@ class Street:
         view = self.node(node_id)
         view.polls += 1
         for record in records:
-            name = str(record["n"]).rsplit(":", 1)[-1]
-            if name not in view.values and len(view.values) >= SHOWN_VALUES:
-                continue
-            view.values[name] = _value(record)
+            view.values[str(record["n"]).rsplit(":", 1)[-1]] = _value(record)
             view.last_poll = max(view.last_poll, float(record.get("t", 0)))
+
+    def shown(self, view: NodeView) -> list[tuple[str, str]]:
+        """The values of a node worth a glance: its role's KEY_VALUES, else its first few."""
+        names = KEY_VALUES.get(view.role) or tuple(view.values)[:SHOWN_VALUES]
+        return [(name, view.values[name]) for name in names if name in view.values]
 
 
 def _value(record: dict[str, Any]) -> str:
@@ -209,15 +222,19 @@ def render(street: Street, target: Target, connected: bool) -> Group:
         + f"  messages {street.messages}"
     )
     nodes = Table(title="nodes", expand=False)
-    for col in ("node", "role", "state", "polls", "last poll", "values"):
-        nodes.add_column(col, overflow="fold")
+    for col in ("node", "role", "state", "polls", "last poll"):
+        nodes.add_column(col, no_wrap=True)
+    nodes.add_column("values")
+    nodes.add_column("last error", overflow="ellipsis", no_wrap=True, max_width=40)
     for view in sorted(street.nodes.values(), key=lambda v: v.id):
-        status = {True: "[green]online", False: f"[red]OFFLINE {view.error}", None: "[yellow]-"}[view.online]
-        values = "  ".join(f"{k}={v}" for k, v in view.values.items())
-        nodes.add_row(view.id, view.role, status, str(view.polls), _clock(view.last_poll or None), values)
+        status = {True: "[green]online", False: "[red]OFFLINE", None: "[yellow]-"}[view.online]
+        values = "  ".join(f"{k}={v}" for k, v in street.shown(view))
+        nodes.add_row(view.id, view.role, status, str(view.polls), _clock(view.last_poll or None), values,
+                      view.error if view.online is False else "")
     results = Table(title="command results (newest last)", expand=False)
-    for col in ("id", "status", "reason", "detail"):
-        results.add_column(col, overflow="fold")
+    for col in ("id", "status", "reason"):
+        results.add_column(col, no_wrap=True)
+    results.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=60)
     for r in street.results:
         colour = {"done": "green", "rejected": "yellow"}.get(str(r.get("status")), "red")
         results.add_row(str(r.get("id")), f"[{colour}]{r.get('status')}", str(r.get("reason") or ""),
@@ -229,7 +246,7 @@ def render(street: Street, target: Target, connected: bool) -> Group:
         f"{dropped.get('readings', '-')} events {dropped.get('events', '-')}  duplicates {d.get('duplicates', '-')}"
         f"  profile {street.profile or '-'}"
     )
-    alarms = Text("alarms: " + ("; ".join(street.alarms) if street.alarms else "none"))
+    alarms = Text("alarms (newest last): " + ("; ".join(street.alarms) if street.alarms else "none"))
     parts: list[Any] = [head, nodes, alarms, results, delivery]
     if street.undecodable:
         parts.append(Text(f"undecodable messages: {street.undecodable} (last: {street.last_problem})", style="red"))
