@@ -222,15 +222,16 @@ def render(street: Street, target: Target, connected: bool) -> Group:
         + f"  messages {street.messages}"
     )
     nodes = Table(title="nodes", expand=False)
-    for col in ("node", "role", "state", "polls", "last poll"):
-        nodes.add_column(col, no_wrap=True)
-    nodes.add_column("values")
-    nodes.add_column("last error", overflow="ellipsis", no_wrap=True, max_width=40)
+    # On a narrow terminal the error and the values give way first, never the node's id or state.
+    widest = max((len(v.id) for v in street.nodes.values()), default=4)
+    for col, width in (("node", widest), ("role", 5), ("state", 7), ("polls", 5), ("last poll", 9)):
+        nodes.add_column(col, no_wrap=True, min_width=width)
+    nodes.add_column("values / last error", min_width=20)
     for view in sorted(street.nodes.values(), key=lambda v: v.id):
         status = {True: "[green]online", False: "[red]OFFLINE", None: "[yellow]-"}[view.online]
-        values = "  ".join(f"{k}={v}" for k, v in street.shown(view))
-        nodes.add_row(view.id, view.role, status, str(view.polls), _clock(view.last_poll or None), values,
-                      view.error if view.online is False else "")
+        values = Text(view.error, style="red") if view.online is False else Text(
+            "  ".join(f"{k}={v}" for k, v in street.shown(view)))
+        nodes.add_row(view.id, view.role, status, str(view.polls), _clock(view.last_poll or None), values)
     results = Table(title="command results (newest last)", expand=False)
     for col in ("id", "status", "reason"):
         results.add_column(col, no_wrap=True)

@@ -31,7 +31,7 @@ class Terminal:
         assert self.tmux, "tmux is not installed (Debian package 'tmux')"
         self.name = name
         subprocess.run([self.tmux, "-L", name, "new-session", "-d", "-x", "200", "-y", "60",
-                        " ".join(command)], check=True, cwd=REPO)
+                        "-e", "COLUMNS=200", "-e", "LINES=60", " ".join(command)], check=True, cwd=REPO)
         # No client is attached: pin the size, or tmux may shrink the window to its default.
         subprocess.run([self.tmux, "-L", name, "resize-window", "-x", "200", "-y", "60"], check=True)
 
