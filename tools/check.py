@@ -15,7 +15,6 @@ before a reload::
 from __future__ import annotations
 
 import asyncio
-import getpass
 import grp
 import os
 import ssl
@@ -28,7 +27,7 @@ import aiomqtt
 
 from gateway.service.config import Config, ConfigError, load_config
 from gateway.service.config_uplink import parse_url
-from gateway.service.runner import state_file_problems
+from gateway.service.runner import current_user, state_file_problems
 from tools.exit_codes import CliError, Exit
 
 Finding = tuple[str, str | None]
@@ -50,7 +49,7 @@ def device_problem(device: str) -> str | None:
             group = grp.getgrgid(info.st_gid).gr_name
         except KeyError:
             group = str(info.st_gid)
-        return (f"no permission to read and write it as user {getpass.getuser()} (it belongs to group {group}): "
+        return (f"no permission to read and write it as user {current_user()} (it belongs to group {group}): "
                 f"add the user to that group (usermod -aG {group} USER); the packaged unit runs with "
                 f"SupplementaryGroups=dialout")
     return None
@@ -75,7 +74,7 @@ def file_findings(config: Config) -> Iterator[Finding]:
         if path:
             readable = os.access(path, os.R_OK)
             problem = None if readable else ("does not exist" if not Path(path).exists() else
-                                             f"not readable by user {getpass.getuser()}")
+                                             f"not readable by user {current_user()}")
             yield f"broker.tls.{name} {path}", problem
 
 

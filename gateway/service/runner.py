@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import logging
 import os
+import pwd
 import signal
 from pathlib import Path
 
@@ -188,8 +188,22 @@ def state_file_problems(config: Config) -> list[str]:
 
 
 def _state_file_problem(path: Path) -> str | None:
+    try:
+        return _state_file_problem_of(path, current_user())
+    except OSError as exc:  # a directory on the way that this user may not enter
+        return f"cannot reach {path}: {exc.strerror} (user {current_user()}); fix the owner or mode on its path"
+
+
+def current_user() -> str:
+    """The name of the user this process runs as (not $USER, which su and setpriv may leave behind)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _state_file_problem_of(path: Path, user: str) -> str | None:
     folder = path.parent
-    user = getpass.getuser()
     if not folder.exists():
         return (f"directory {folder} does not exist; create it, writable by the gateway's user "
                 f"(the packaged unit does: StateDirectory=streetedge), or change the path")
