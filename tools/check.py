@@ -15,10 +15,8 @@ before a reload::
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
 import ssl
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,31 +26,11 @@ import aiomqtt
 from gateway.service.config import Config, ConfigError, load_config
 from gateway.service.config_uplink import parse_url
 from gateway.service.runner import current_user, state_file_problems
+from gateway.transport.serial_device import device_problem
 from tools.exit_codes import CliError, Exit
 
 Finding = tuple[str, str | None]
 """What was checked, and the problem (None: fine)."""
-
-
-def device_problem(device: str) -> str | None:
-    """Why this user cannot use the serial device ``device`` (missing, not a tty, no permission), or None."""
-    try:
-        info = Path(device).stat()
-    except FileNotFoundError:
-        return "does not exist (adapter unplugged, or another name: see ls -l /dev/serial/by-id/)"
-    except OSError as exc:
-        return f"cannot stat it: {exc.strerror}"
-    if not stat.S_ISCHR(info.st_mode):
-        return "is not a character device (a serial adapter is /dev/ttyUSB*, /dev/ttyACM* or /dev/ttyS*)"
-    if not os.access(device, os.R_OK | os.W_OK):
-        try:
-            group = grp.getgrgid(info.st_gid).gr_name
-        except KeyError:
-            group = str(info.st_gid)
-        return (f"no permission to read and write it as user {current_user()} (it belongs to group {group}): "
-                f"add the user to that group (usermod -aG {group} USER); the packaged unit runs with "
-                f"SupplementaryGroups=dialout")
-    return None
 
 
 def file_findings(config: Config) -> Iterator[Finding]:

@@ -68,7 +68,7 @@ def test_each_problem_is_one_line_and_the_exit_code_is_1(tmp_path: Path, pty_dev
     fails = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
     assert len(fails) == 4, proc.stdout
     assert f"delivery.outbox {tmp_path}/state/outbox.db: directory {tmp_path}/state does not exist" in fails[0]
-    assert "bus[0] bus0: device /dev/ttyUSB-nonexistent: does not exist" in fails[1]
+    assert "bus[0] bus0: device /dev/ttyUSB-nonexistent: it does not exist" in fails[1]
     assert f"Modbus TCP 127.0.0.1:{dead_modbus}: cannot connect" in fails[2]
     assert f"broker mqtt://127.0.0.1:{dead_broker}: cannot connect" in fails[3] and "refused" in fails[3]
     assert proc.stderr.strip() == "4 problem(s) found"
