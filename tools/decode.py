@@ -76,6 +76,13 @@ def decode_message(data: bytes, *, birth: bytes | None = None, topic: str | None
     ``topic`` (optional) names the kind when the shape alone does not; ValueError (DecodeError and the
     codecs' errors) for a payload that is none of them.
     """
+    try:
+        return _decode_message(data, birth=birth, topic=topic)
+    except cbor2.CBORError as exc:  # cbor2's errors are no ValueError: a broken item inside a message
+        raise DecodeError(f"broken CBOR inside the message: {exc}") from None
+
+
+def _decode_message(data: bytes, *, birth: bytes | None, topic: str | None) -> Any:
     item = _loads(data)
     if isinstance(item, cbor2.CBORTag) and item.tag == cose.SIGN1_TAG:
         return _command(data)

@@ -121,7 +121,7 @@ class Street:
         self.messages += 1
         try:
             return self._feed(topic[len(self.topics.root) + 1:], payload)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # a payload this view cannot read
+        except (cbor2.CBORError, ValueError, KeyError, TypeError, IndexError) as exc:  # a payload it cannot read
             self.undecodable += 1
             self.last_problem = f"{topic}: {exc}"
             return f"{topic}: cannot decode: {exc}"

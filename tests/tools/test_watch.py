@@ -100,3 +100,25 @@ def test_watch_shows_the_street_states_values_results_and_delivery(
         assert "online" in lamp
     finally:
         terminal.close()
+
+
+def test_plain_watch_prints_one_line_per_message_and_stops_on_time(mosquitto: LocalBroker) -> None:
+    """--plain reads retained state and node deaths as they are; --seconds ends it with exit 0."""
+    import cbor2
+
+    from tools.mqtt_watch import MqttWatch
+
+    root = f"streetedge/v1/{SITE}/{GATEWAY}"
+    with MqttWatch(mosquitto.host, mosquitto.port, f"{root}/#") as publisher:
+        publisher.publish(f"{root}/state", cbor2.dumps({"online": True, "session": 7, "ts": 1.0}), retain=True)
+        publisher.publish(f"{root}/node/lamp-3/state",
+                          cbor2.dumps({"online": False, "ts": 2.0, "error": "unit 3 on bus0: no answer"}), retain=True)
+        publisher.publish(f"{root}/delivery", b"\xa1\x01", retain=True)  # truncated CBOR: said, and the watch goes on
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "watch", "--plain", "--seconds", "4", "--broker",
+                           mosquitto.url, "--site", SITE, "--gateway", GATEWAY], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "gateway online (session 7)" in lines
+    assert "node lamp-3 OFFLINE: unit 3 on bus0: no answer" in lines
+    assert any(line.startswith(f"{root}/delivery: cannot decode") for line in lines), lines
