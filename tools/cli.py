@@ -36,8 +36,8 @@ EPILOG = """\
 exit codes: 0 done; 1 ran, and the answer is no (a command rejected, failed or unanswered, a check
 that found problems, a broken audit chain); 2 bad input, nothing done (options, configuration, key or
 payload file); 3 something needed is missing (broker unreachable, state directory missing or not
-writable); 130 interrupted. Documentation: docs/operations.md, docs/commands.md (in the Debian package:
-/usr/share/doc/streetedge/).
+writable); 70 a fault of streetedge itself (-v shows the traceback); 130 interrupted.
+Documentation: docs/operations.md, docs/commands.md (in the Debian package: /usr/share/doc/streetedge/).
 """
 
 
@@ -366,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code)
     except KeyboardInterrupt:
         return int(Exit.INTERRUPTED)
+    except Exception as exc:  # one line for the operator; the traceback only when asked for
+        if args.verbose:
+            raise
+        print(f"streetedge {args.command}: unexpected {type(exc).__name__}: {exc} (a fault of streetedge; "
+              "-v shows where)", file=sys.stderr)
+        return int(Exit.INTERNAL)
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     k.set_defaults(func=_keys_new)
 
     p = sub.add_parser("cmd", help="sign and send an operator command, print its result")
-    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("action", choices=ACTIONS, metavar="ACTION",
+                   help=f"one of: {', '.join(ACTIONS)} (parameters: docs/upstream.md#command-actions)")
     p.add_argument("--target", required=True, help="node id, group:NAME, bus:NAME or all")
     p.add_argument("--key", required=True, help="the operator's private key file (streetedge keys new)")
     p.add_argument("--kid", default=None, help="key id (default: the key file's name without .key)")

@@ -23,6 +23,8 @@ class Exit(IntEnum):
     UNAVAILABLE = 3
     """Something it needs is not there: the broker is unreachable, the state directory is missing or not
     writable. Fix the machine, then run it again."""
+    INTERNAL = 70
+    """A fault of streetedge itself (sysexits' EX_SOFTWARE): the line names it; ``-v`` shows the traceback."""
     INTERRUPTED = 130
     """Stopped with Ctrl-C."""
 
