@@ -25,8 +25,8 @@ import aiomqtt
 
 from gateway.service.config import Config, ConfigError, load_config
 from gateway.service.config_uplink import parse_url
-from gateway.service.runner import current_user, state_file_problems
-from gateway.transport.serial_device import device_problem
+from gateway.service.runner import state_file_findings
+from gateway.transport.serial_device import current_user, device_problem
 from tools.exit_codes import CliError, Exit
 
 Finding = tuple[str, str | None]
@@ -35,14 +35,8 @@ Finding = tuple[str, str | None]
 
 def file_findings(config: Config) -> Iterator[Finding]:
     """State files, serial devices and TLS files."""
-    problems = state_file_problems(config)
-    for key, table, name in (("delivery.outbox", "delivery", "outbox"),
-                             ("commands.replay_db", "commands", "replay_db"),
-                             ("commands.audit_log", "commands", "audit_log")):
-        value = getattr(getattr(config, table), name)
-        if value:
-            mine = [p for p in problems if p.startswith(f"{key}: ")]
-            yield f"{key} {value}", mine[0].split(": ", 1)[1] if mine else None
+    for key, path, problem in state_file_findings(config):
+        yield f"{key} {path}", problem
     for i, bus in enumerate(config.bus):
         if bus.type == "rtu":
             yield f"bus[{i}] {bus.name}: device {bus.device}", device_problem(bus.device)

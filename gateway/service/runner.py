@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pwd
 import signal
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from gateway.service.daemon import Gateway
 from gateway.service.http import HttpEndpoint
 from gateway.service.logs import setup_logging
 from gateway.service.systemd import Notifier, keep_alive, watchdog_interval
+from gateway.transport.serial_device import current_user
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +171,23 @@ STATE_FILES = (("delivery.outbox", "delivery", "outbox"), ("commands.replay_db",
 """The files the gateway writes: (key path, table, key)."""
 
 
-def state_file_problems(config: Config) -> list[str]:
-    """One line per state file (outbox, replay database, audit log) the gateway could not create or write.
+def state_file_findings(config: Config) -> list[tuple[str, str, str | None]]:
+    """``(key path, file, problem or None)`` for each state file configured (outbox, replay database, audit log).
 
     Checked before the service starts, so that a missing directory is reported, not created (as root) or
     turned into a traceback deep inside SQLite.
     """
-    problems = []
+    findings = []
     for key, table, name in STATE_FILES:
         value = getattr(getattr(config, table), name)
         if value:
-            problem = _state_file_problem(Path(value))
-            if problem:
-                problems.append(f"{key}: {problem}")
-    return problems
+            findings.append((key, value, _state_file_problem(Path(value))))
+    return findings
+
+
+def state_file_problems(config: Config) -> list[str]:
+    """One line per state file the gateway could not create or write: ``key: problem``."""
+    return [f"{key}: {problem}" for key, _, problem in state_file_findings(config) if problem]
 
 
 def _state_file_problem(path: Path) -> str | None:
@@ -192,14 +195,6 @@ def _state_file_problem(path: Path) -> str | None:
         return _state_file_problem_of(path, current_user())
     except OSError as exc:  # a directory on the way that this user may not enter
         return f"cannot reach {path}: {exc.strerror} (user {current_user()}); fix the owner or mode on its path"
-
-
-def current_user() -> str:
-    """The name of the user this process runs as (not $USER, which su and setpriv may leave behind)."""
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _state_file_problem_of(path: Path, user: str) -> str | None:

@@ -15,7 +15,8 @@ import stat
 from pathlib import Path
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The name of the user this process runs as (not $USER, which su and setpriv may leave behind)."""
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -41,7 +42,7 @@ def device_problem(device: str, *, try_open: bool = False) -> str | None:
             group = grp.getgrgid(info.st_gid).gr_name
         except KeyError:
             group = str(info.st_gid)
-        return (f"no permission to read and write it as user {_user()} (it belongs to group {group}): "
+        return (f"no permission to read and write it as user {current_user()} (it belongs to group {group}): "
                 f"add the user to that group (usermod -aG {group} USER); the packaged unit runs with "
                 f"SupplementaryGroups=dialout")
     if try_open:
