@@ -101,13 +101,16 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         if args.write_config:
             from tools.street_config import write_gateway_toml
 
-            path = write_gateway_toml(Path(args.write_config), manifest, broker_url=args.broker,
-                                      site=args.site, gateway=args.gateway)
+            try:
+                path = write_gateway_toml(Path(args.write_config), manifest, broker_url=args.broker,
+                                          site=args.site, gateway=args.gateway)
+            except OSError as exc:
+                raise CliError(f"--write-config {args.write_config}: {exc.strerror}", Exit.UNAVAILABLE) from None
             print(f"gateway configuration written to {path}: streetedge run -c {path}")
         print("Ctrl-C stops the street")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(asyncio.Event().wait())
-    return 0
+    return Exit.OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
