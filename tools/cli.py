@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt or mqtt://HOST:PORT",
     )
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
-    p.add_argument("--workdir", default=str(RUN_DIR / "demo"))
+    p.add_argument("--workdir", default=str(RUN_DIR / "demo"), help="folder of the street, configuration and state")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks; results go to docs/performance.md")

@@ -222,7 +222,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     b.add_argument("--nodes", type=int, default=8, help="lamps on the bus")
     b.add_argument("--rounds", type=int, default=50, help="single-lamp commands")
     b.add_argument("--bus-rounds", type=int, default=10, help="whole-bus commands")
-    b.add_argument("--baud", type=int, default=115200)
+    b.add_argument("--baud", type=int, default=115200, help="line rate of the virtual bus, bit/s (default 115200)")
     b.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
     b.add_argument("--host-lamps", action="store_true",
                    help="run the lamps in one lamp host process on one drop (whole-bus benches up to 247 lamps)")

@@ -181,3 +181,22 @@ def test_help_lists_boards_roles_and_exit_codes_and_version_answers() -> None:
     assert "esp32_lamp" in image and "meter" in image
     version = streetedge("--version")
     assert version.returncode == 0 and version.stdout.startswith("streetedge ")
+
+
+def test_every_option_outside_the_benches_says_what_it_does() -> None:
+    import argparse
+
+    from tools.cli import build_parser
+
+    silent: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, [*path, name])
+            elif action.help is None and path[:1] != ["bench"]:
+                silent.append(" ".join([*path, *action.option_strings]) or action.dest)
+
+    walk(build_parser(), [])
+    assert silent == []
