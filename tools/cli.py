@@ -66,7 +66,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except StartError as exc:
         raise CliError(str(exc), Exit.UNAVAILABLE) from None
     except OutboxError as exc:  # what the state-file check could not foresee (a full disk, a broken file)
-        raise CliError(f"delivery.outbox: {exc}", Exit.UNAVAILABLE) from None
+        raise CliError(f"delivery.outbox: {exc}; a damaged file can be moved aside (what it holds stays in it) "
+                       "for the gateway to start a new one", Exit.UNAVAILABLE) from None
     return Exit.OK
 
 

@@ -115,7 +115,7 @@ def _config(tmp_path: Path, *, outbox: Path, audit: Path) -> Path:
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'site = "{SITE}"\ngateway = "{GATEWAY}"\n[broker]\nurl = "mqtt://127.0.0.1:{free_port()}"\n'
-        f'[delivery]\noutbox = "{outbox}"\n'
+        f'[delivery]\noutbox = "{outbox}"\n[http]\nenabled = false\n'
         '[[bus]]\nname = "bus0"\ndevice = "/dev/null"\nparity = "N"\n'
         '[[node]]\nid = "lamp-1"\nbus = "bus0"\nunit = 1\n'
         f'[commands]\nreplay_db = "{tmp_path / "state" / "commands.sqlite"}"\naudit_log = "{audit}"\n'
@@ -154,6 +154,18 @@ def test_run_with_the_audit_log_under_a_file_names_it(tmp_path: Path) -> None:
     before = tree(tmp_path)
     proc = streetedge("run", "-c", str(config), cwd=tmp_path)
     one_line_error(proc, Exit.UNAVAILABLE, "commands.audit_log", f"{blocker} is not a directory")
+    assert tree(tmp_path) == before
+
+
+def test_run_with_a_damaged_outbox_file_says_so_and_leaves_it_alone(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    outbox = tmp_path / "state" / "outbox.db"
+    outbox.write_bytes(bytes(range(256)) * 16)
+    config = _config(tmp_path, outbox=outbox, audit=tmp_path / "state" / "audit.jsonl")
+    before = tree(tmp_path)
+    proc = streetedge("run", "-c", str(config), cwd=tmp_path)
+    one_line_error(proc, Exit.UNAVAILABLE, f"delivery.outbox: outbox {outbox}", "not an SQLite database",
+                   "moved aside")
     assert tree(tmp_path) == before
 
 
