@@ -64,6 +64,14 @@ def _child(script: str, *args: object, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _wait_for_line(log: Path, child: subprocess.Popen[bytes], within: float = 60.0) -> None:
+    """Until the child has written its first complete line (or exited)."""
+    deadline = time.monotonic() + within
+    while b"\n" not in log.read_bytes() and child.poll() is None:
+        assert time.monotonic() < deadline, f"the child wrote nothing in {within} s"
+        time.sleep(0.005)
+
+
 def _lines(log: Path) -> list[list[str]]:
     """Complete lines of a child's log, split in words (a kill may cut the last line short)."""
     text = log.read_text()
@@ -97,6 +105,8 @@ def test_sigkill_never_loses_a_committed_record_nor_revives_an_acked_one(tmp_pat
     for run in range(25):
         log = tmp_path / f"producer-{run}.log"
         child = _child(PRODUCER, path, committed + 1, run, log=log)
+        if run % 3:  # two kills in three at a random instant after the open, however slow the start-up
+            _wait_for_line(log, child)
         time.sleep(rng.uniform(0.03, 0.6))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
