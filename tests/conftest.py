@@ -1,10 +1,10 @@
-"""Fixtures for real parts (a Mosquitto broker on a free loopback port), and how tests share workers.
+"""Fixtures for real parts (a Mosquitto broker on a free loopback port), and the order tests are handed out.
 
-``make test`` runs the suite on several pytest-xdist workers (``--dist loadgroup``).
-Tests are independent (free ports, their own tmp dirs and brokers), so they may
-go to any worker; but a test that uses one of our module- or session-scoped
-fixtures (a virtual street, the hil bench) is grouped with the others that share
-it, so that the fixture is built once, on one worker, as in a serial run.
+``make test`` runs the suite on several pytest-xdist workers with ``--dist loadfile``:
+each test file runs whole on one worker, so a module-scoped fixture (a virtual
+street) is built once, and a session-scoped one (the hil bench) once per worker
+that runs such a file. Tests are independent of each other otherwise (free
+ports, their own tmp dirs and brokers).
 """
 
 from __future__ import annotations
@@ -25,40 +25,25 @@ def mosquitto() -> Iterator[LocalBroker]:
         yield broker
 
 
-def shared_fixture_group(item: pytest.Item) -> str | None:
-    """The xdist group of a test that shares a module- or session-scoped fixture of ours, else None.
+def shares_a_wide_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses one of our module- or session-scoped fixtures (a street, a bench).
 
-    Session-scoped fixtures group every test below the conftest that defines them;
-    module-scoped ones group the tests of their module. Fixtures of pytest and its
-    plugins (``tmp_path_factory``...) have no base id and do not count.
+    Fixtures of pytest and its plugins (``tmp_path_factory``...) have no base id and do not count.
     """
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
-        return None
-    module_group = None
-    for defs in info.name2fixturedefs.values():
-        for fixturedef in defs:
-            if not fixturedef.baseid:
-                continue
-            if fixturedef.scope == "session":
-                return fixturedef.baseid
-            if fixturedef.scope in ("module", "package"):
-                module_group = item.nodeid.split("::")[0]
-    return module_group
+        return False
+    return any(
+        fixturedef.baseid and fixturedef.scope in ("module", "package", "session")
+        for defs in info.name2fixturedefs.values()
+        for fixturedef in defs
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests that share a wide fixture, and hand the groups out first (they are the longest)."""
-    grouped: list[pytest.Item] = []
-    single: list[pytest.Item] = []
-    for item in items:
-        group = shared_fixture_group(item)
-        if group is None:
-            single.append(item)
-        else:
-            item.add_marker(pytest.mark.xdist_group(group))
-            grouped.append(item)
-    items[:] = grouped + single
+    """Files that build a street or a bench go first: they run longest, so the workers finish together."""
+    heavy = {item.nodeid.split("::")[0] for item in items if shares_a_wide_fixture(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)  # stable: file order kept
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
