@@ -158,8 +158,8 @@ class SlowHandshake:
 
         try:
             await asyncio.gather(pipe(client_r, broker_w, 0.0), pipe(broker_r, client_w, self.hold))
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # either side went away: the relay ends with it
         finally:
             broker_w.close()
             client_w.close()
