@@ -25,33 +25,49 @@ def mosquitto() -> Iterator[LocalBroker]:
         yield broker
 
 
-def shares_a_wide_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses one of our module- or session-scoped fixtures (a street, a bench).
+def widest_own_fixture(item: pytest.Item) -> str | None:
+    """The widest scope of our fixtures the test uses: "session" (the hil bench), "module" (a street), or None.
 
     Fixtures of pytest and its plugins (``tmp_path_factory``...) have no base id and do not count.
     """
     info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(
-        fixturedef.baseid and fixturedef.scope in ("module", "package", "session")
-        for defs in info.name2fixturedefs.values()
+    scopes = {
+        fixturedef.scope
+        for defs in (info.name2fixturedefs.values() if info is not None else ())
         for fixturedef in defs
-    )
+        if fixturedef.baseid
+    }
+    if "session" in scopes:
+        return "session"
+    return "module" if scopes & {"module", "package"} else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files that build a street or a bench go first: they run longest, so the workers finish together."""
-    heavy = {item.nodeid.split("::")[0] for item in items if shares_a_wide_fixture(item)}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)  # stable: file order kept
+    """Hand out the longest files first, those on the session bench last.
+
+    The longest: files that share a street, and the other system tests (each builds
+    its own rig). A session fixture lives until its worker ends: started last, the
+    bench does not poll its nodes in the background of the rest of the run.
+    """
+    scopes: dict[str, set[str | None]] = {}
+    for item in items:
+        scopes.setdefault(item.nodeid.split("::")[0], set()).add(widest_own_fixture(item))
+
+    def rank(item: pytest.Item) -> int:
+        file = item.nodeid.split("::")[0]
+        if "session" in scopes[file]:
+            return 2
+        return 0 if "module" in scopes[file] or file.startswith("hil_tests/") else 1
+
+    items.sort(key=rank)  # stable: the order within a rank is kept
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: three workers per two CPUs.
 
     A serial run keeps about a third of a CPU busy: most tests wait on nodes, brokers
-    and timers. More workers than CPUs fill that idle time; two per CPU starved the
-    virtual street's real-time nodes on a 2-CPU machine.
+    and timers. More workers than CPUs fill that idle time, but not so many that the
+    virtual street's nodes, which run in real time, wait for a CPU.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(2, cpus * 3 // 2)
