@@ -23,7 +23,6 @@ the read, and the event is flagged ``estimated``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import time
@@ -33,6 +32,7 @@ from typing import Any, NamedTuple, cast
 import cbor2
 
 from gateway.contracts import INPUT, Number, Register, RegisterMap, load_role
+from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import NodeConfig
 from gateway.transport.bus import Bus, BusError
 from gateway.transport.priority_lock import ROUTINE
@@ -147,12 +147,7 @@ class EventReader:
 
     async def close(self) -> None:
         """Cancel catch-ups in progress (their events are read again at the next start)."""
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._running.values()))
 
     async def _catch_up(self, node: NodeConfig, when: float, values: dict[str, Number]) -> None:
         bus = self.buses.get(node.bus)

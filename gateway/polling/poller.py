@@ -111,7 +111,10 @@ class BusPoller:
     async def _worker(self, schedule: Schedule, wakeup: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         gate = self.gate
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():  # a cancel lost in a poll's wait_for (Python 3.11): honour it
+                raise asyncio.CancelledError
             due = schedule.next_due()
             now = loop.time()
             if due is None or due > now:
