@@ -20,7 +20,7 @@ import cbor2
 
 from gateway.contracts import HOLDING, INPUT, ROLES, Register, load_role
 from gateway.delivery import birth, compact
-from gateway.delivery.outbox import Entry
+from gateway.delivery.records import Entry
 from gateway.delivery.senml_encoder import PackEncoder
 from gateway.delivery.senml_records import base_name, decode_poll, encode_pack
 from gateway.mqtt.topics import Topics

@@ -5,28 +5,8 @@ record leaves only through :meth:`Outbox.ack`, which the uplink calls once the
 broker acknowledged the publish. Delivery is at-least-once: entries taken but
 not acknowledged are handed out again after a restart.
 
-Durability. The file is in WAL mode. With ``synchronous="FULL"`` (the
-default) every commit is fsynced before :meth:`Outbox.put_many` returns: it
-survives a power cut (tested by cutting power under the gateway,
-docs/reliability.md). With ``"NORMAL"`` a transaction is in the operating
-system's hands when it returns: it survives the death of the process (SIGKILL,
-OOM killer, a crash) completely, but on power loss the transactions committed
-shortly before the cut may roll back (those the kernel had not yet written
-back, never more than the WAL written since the last checkpoint). The price of
-FULL (``python -m tools.bench.outbox``): about 2.6k single-record commits/s
-against 33k, 109k records/s against 168k in commits of 100; the gateway writes
-one commit per batch of polls, so its throughput targets hold either way. A new
-session number is fsynced in both modes (a repeated one would make a
-consumer take a late Will for the current session's death).
-
-Disk writes (flash wear). A record is one row per poll of a node (its whole
-set of readings in one payload), not one row per reading. The table has no
-secondary index and new files use 1 KiB pages, so a transaction appends only
-the pages it touches: the table's last leaf and the AUTOINCREMENT counter.
-Measured (``python -m tools.bench.outbox``, 32 nodes): ~2.2 KB of WAL per
-single-poll transaction and ~0.2 KB per poll when 32 polls share one, against
-16.6 KB and 2.9 KB with the unique (node, seq, kind) index and 4 KiB pages of
-schema 1. Schema-1 files are still opened and used as they are.
+The file itself (schema, pragmas, durability, flash wear) is
+:mod:`gateway.delivery.outbox_file`; the record types are :mod:`gateway.delivery.records`.
 
 Ordering. :meth:`Outbox.take` hands out entries oldest first (FIFO by ``id``,
 events and readings alike); ``max_id`` confines it to the backlog below a mark
@@ -72,24 +52,42 @@ it; :class:`gateway.delivery.outbox_thread.AsyncOutbox` runs one in a dedicated 
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import functools
 import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from gateway.delivery.handout import COLUMNS as _COLUMNS
 from gateway.delivery.handout import Line
 from gateway.delivery.handout import Row as _Row
+from gateway.delivery.outbox_file import (
+    BUSY_TIMEOUT_S,
+    CURSOR,
+    DEFAULT_BUDGET_BYTES,
+    INSERT,
+    PAGE_SIZE,
+    RECENT,
+    ROW_BYTES,
+    ROW_OVERHEAD,
+    SCHEMA_VERSION,
+    Stored,
+    chunks,
+    failure,
+    is_full,
+    open_file,
+    rollback,
+    sequence,
+)
+from gateway.delivery.records import Entry, Kind, OutboxError, OutboxRecord
 
 _T = TypeVar("_T")
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
+    "PAGE_SIZE",
     "RECENT",
     "ROW_OVERHEAD",
     "SCHEMA_VERSION",
@@ -99,98 +97,6 @@ __all__ = [
     "OutboxError",
     "OutboxRecord",
 ]
-
-SCHEMA_VERSION = 2
-APPLICATION_ID = 0x53454F42  # "SEOB": tells an outbox from any other SQLite file
-PAGE_SIZE = 1024  # small pages: a one-row transaction appends ~1 KiB per page it touches
-ROW_OVERHEAD = 24  # bytes per row beyond payload and node (record header, integers, page slack), measured
-DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
-RECENT = 32  # seqs remembered per (node, kind) to refuse duplicates
-_WAL_LIMIT = 8 * 1024 * 1024  # journal_size_limit: the WAL is truncated to this after a checkpoint
-_CACHE_KIB = 512  # page cache: the hot pages are the table's ends; SQLite's 2 MiB default is resident memory
-_CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
-_BUSY_TIMEOUT_S = 1.0
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
-
-# What the payloads' schema ids mean, kept with them: a record outlives the gateway version that wrote it.
-_SCHEMAS = "CREATE TABLE IF NOT EXISTS schemas (id BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID"
-_SCHEMA = (
-    """CREATE TABLE records (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        node TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        kind INTEGER NOT NULL,
-        created REAL NOT NULL,
-        payload BLOB NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        historical INTEGER NOT NULL DEFAULT 0)""",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-    _SCHEMAS,
-    f"PRAGMA application_id = {APPLICATION_ID}",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-# OR IGNORE: schema-1 files still carry a UNIQUE (node, seq, kind) constraint.
-_INSERT = "INSERT OR IGNORE INTO records (node, seq, kind, created, payload, historical) VALUES (?, ?, ?, ?, ?, ?)"
-_ROW_BYTES = "length(payload) + length(node)"
-_CURSOR = "cursor."
-
-
-class Kind(enum.IntEnum):
-    """What a record is; retention sacrifices readings before events."""
-
-    READING = 0
-    EVENT = 1
-
-
-class OutboxError(Exception):
-    """The outbox file cannot be used: not an outbox, a newer schema, in use, corrupt or unreadable."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"outbox {path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-
-class OutboxRecord(NamedTuple):
-    """One record to store; ``payload`` is already encoded and opaque to the outbox."""
-
-    node: str
-    seq: int
-    kind: int
-    created: float
-    payload: bytes
-    historical: bool = False
-
-
-class Entry(NamedTuple):
-    """A stored record as handed out by :meth:`Outbox.take`; ``id`` is what ack and nack take."""
-
-    id: int
-    node: str
-    seq: int
-    kind: int
-    created: float
-    payload: bytes
-    attempts: int
-    historical: bool
-
-
-def _code(exc: sqlite3.Error) -> int:
-    """The primary SQLite result code of an error (0 if the driver did not attach one)."""
-    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
-
-
-def _is_full(exc: BaseException) -> bool:
-    """Whether an error is SQLite's "database or disk is full" (a full disk or max_page_count)."""
-    return isinstance(exc, sqlite3.OperationalError) and (
-        _code(exc) == _SQLITE_FULL or "database or disk is full" in str(exc)
-    )
-
-
-def _chunks(ids: list[int]) -> Iterable[list[int]]:
-    """Slices of at most _CHUNK ids."""
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
 
 
 class Outbox:
@@ -232,77 +138,24 @@ class Outbox:
         self._last_id = 0
         self._closed = False
         try:
-            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise OutboxError(self.path, f"cannot open ({exc})") from exc
         try:
-            self._open(sync)
+            self._load(open_file(self._db, self.path, sync))
         except sqlite3.Error as exc:
             self._db.close()
-            raise self._failure("open", exc) from exc
+            raise failure(self.path, "open", exc) from exc
         except BaseException:
             self._db.close()
             raise
 
-    # -- opening ------------------------------------------------------------------------------------------------
-
-    def _open(self, sync: str) -> None:
-        """Check or create the schema, set the pragmas and load the counters."""
-        db = self._db
-        # One process owns the outbox: a second gateway on the same file would send everything twice.
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        fresh = app_id == 0 and version == 0 and not tables
-        if not fresh:
-            if app_id != APPLICATION_ID:
-                names = ", ".join(sorted(tables)) or "none"
-                raise OutboxError(
-                    self.path, f"not a streetedge outbox (application_id {app_id:#x}, tables: {names})"
-                )
-            if version > SCHEMA_VERSION:
-                raise OutboxError(
-                    self.path,
-                    f"schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
-                    "upgrade the gateway or move the file away",
-                )
-            if version < 1 or not {"records", "meta"} <= tables:
-                raise OutboxError(self.path, f"incomplete outbox schema (version {version})")
-        else:
-            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only before the first table and WAL
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OutboxError(self.path, f"cannot use WAL mode (journal_mode stays {mode!r})")
-        db.execute(f"PRAGMA synchronous = {sync}")
-        db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
-        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        if fresh:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-        if "schemas" not in tables and not fresh:  # a file from before the table existed
-            db.execute(_SCHEMAS)
-        for key, value in db.execute("SELECT key, value FROM meta"):
-            if key == "duplicates":
-                self._duplicates = int(value)
-            elif key == "session":
-                self._session = int(value)
-            elif key.startswith("dropped."):
-                self._dropped[Kind[key[8:].upper()]] = int(value)
-            elif key.startswith(_CURSOR):
-                self._cursors[key[len(_CURSOR) :]] = int(value)
-        count, total = db.execute(f"SELECT count(*), total({_ROW_BYTES}) FROM records").fetchone()
-        self._count = int(count)
-        self._bytes = int(total) + ROW_OVERHEAD * self._count
-        self._last_id = self._sequence()
-        newest = db.execute("SELECT node, kind, seq FROM records ORDER BY id DESC LIMIT ?", (RECENT * 256,))
-        for node, kind, seq in reversed(newest.fetchall()):
+    def _load(self, stored: Stored) -> None:
+        """Take over what the file remembers (read by :func:`~gateway.delivery.outbox_file.open_file`)."""
+        self._duplicates, self._session = stored.duplicates, stored.session
+        self._dropped, self._cursors = stored.dropped, stored.cursors
+        self._count, self._bytes, self._last_id = stored.rows, stored.size, stored.last_id
+        for node, kind, seq in stored.newest:
             self._remember(node, kind, seq)
 
     # -- writing ------------------------------------------------------------------------------------------------
@@ -339,8 +192,8 @@ class Outbox:
         try:
             return self._write(self._delete_gone)
         except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("ack", exc) from exc
+            if not is_full(exc):
+                raise failure(self.path, "ack", exc) from exc
             return 0
 
     def nack(self, ids: Iterable[int]) -> int:
@@ -355,8 +208,8 @@ class Outbox:
             try:
                 self._write(functools.partial(self._count_attempts, back))
             except sqlite3.Error as exc:
-                if not _is_full(exc):  # attempts are advice: a full disk may lose the increment
-                    raise self._failure("nack", exc) from exc
+                if not is_full(exc):  # attempts are advice: a full disk may lose the increment
+                    raise failure(self.path, "nack", exc) from exc
         return len(back)
 
     def release(self, ids: Iterable[int]) -> int:
@@ -377,8 +230,8 @@ class Outbox:
         try:
             self._write(body)
         except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("session", exc) from exc
+            if not is_full(exc):
+                raise failure(self.path, "session", exc) from exc
             # a full disk: the number is still new for this process; a restart may repeat it
         finally:
             self._db.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -392,8 +245,8 @@ class Outbox:
         try:
             self._write(lambda: self._db.executemany("INSERT OR IGNORE INTO schemas (id, body) VALUES (?, ?)", rows))
         except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("schemas", exc) from exc
+            if not is_full(exc):
+                raise failure(self.path, "schemas", exc) from exc
 
     def schemas(self) -> dict[bytes, bytes]:
         """Every schema description kept, by id."""
@@ -430,7 +283,7 @@ class Outbox:
         except sqlite3.Error as exc:
             for row in rows:  # taken from the given-back line: they stay in it
                 self._line.push(row[0])
-            raise self._failure("take", exc) from exc
+            raise failure(self.path, "take", exc) from exc
         out = [self._entry(row, historical_before) for row in rows]
         self._inflight.update(e.id for e in out)
         return out
@@ -497,26 +350,6 @@ class Outbox:
         if self._closed:
             raise OutboxError(self.path, "closed")
 
-    def _failure(self, what: str, exc: sqlite3.Error) -> OutboxError:
-        """An OutboxError that says what went wrong in words an operator can act on."""
-        code = _code(exc)
-        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
-            problem = f"{what}: in use by another process ({exc})"
-        elif code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-            problem = f"{what}: corrupt or not an SQLite database ({exc})"
-        else:
-            problem = f"{what} failed ({exc})"
-        return OutboxError(self.path, problem)
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (SQLITE_FULL)
-                self._db.execute("ROLLBACK")
-
-    def _sequence(self) -> int:
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-        return int(row[0]) if row else 0
-
     def _entry(self, row: _Row, historical_before: float | None) -> Entry:
         rid, node, seq, kind, created, payload, attempts, hist = row
         old = bool(hist) or (historical_before is not None and created < historical_before)
@@ -543,7 +376,7 @@ class Outbox:
         except BaseException:
             self._count, self._bytes, self._last_id, self._dropped, self._duplicates, self._dirty = saved
             self._gone = gone
-            self._rollback()
+            rollback(self._db)
             raise
         if self._dirty:
             self._lazy = False
@@ -578,8 +411,8 @@ class Outbox:
         try:
             rows = self._write(functools.partial(self._insert, fresh, size, marks))
         except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("put", exc) from exc
+            if not is_full(exc):
+                raise failure(self.path, "put", exc) from exc
             rows, marks = self._put_on_full_disk(fresh, size, marks)
         self._cursors.update(marks)
         entries = [self._entry(row, None) for row in rows]
@@ -596,17 +429,17 @@ class Outbox:
         if cursors:
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [(_CURSOR + node, seq) for node, seq in cursors.items()],
+                [(CURSOR + node, seq) for node, seq in cursors.items()],
             )
         if not recs:
             return []
         before = self._last_id
-        inserted = self._db.executemany(_INSERT, recs).rowcount
-        self._last_id = self._sequence()  # an ignored insert (schema 1) still uses up an id
+        inserted = self._db.executemany(INSERT, recs).rowcount
+        self._last_id = sequence(self._db)  # an ignored insert (schema 1) still uses up an id
         if inserted < len(recs):
             self._duplicates += len(recs) - inserted
             self._dirty = True
-            (total,) = self._db.execute(f"SELECT total({_ROW_BYTES}) FROM records WHERE id > ?", (before,)).fetchone()
+            (total,) = self._db.execute(f"SELECT total({ROW_BYTES}) FROM records WHERE id > ?", (before,)).fetchone()
             size = int(total) + ROW_OVERHEAD * inserted
         self._count += inserted
         self._bytes += size
@@ -623,7 +456,7 @@ class Outbox:
         for kind in (Kind.READING, Kind.EVENT):
             victims: list[int] = []
             # No index on kind: readings are the bulk and the oldest are met first; events are few.
-            cur = self._db.execute(f"SELECT id, kind, {_ROW_BYTES} FROM records ORDER BY id")
+            cur = self._db.execute(f"SELECT id, kind, {ROW_BYTES} FROM records ORDER BY id")
             for rid, k, nbytes in cur:
                 if k != kind or rid in self._inflight or rid in self._gone:
                     continue
@@ -652,8 +485,8 @@ class Outbox:
             self._write(functools.partial(self._evict, 2 * size + 4 * PAGE_SIZE))
             return self._write(functools.partial(self._insert, recs, size, cursors)), cursors
         except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise self._failure("put", exc) from exc
+            if not is_full(exc):
+                raise failure(self.path, "put", exc) from exc
         rows: list[_Row] = []
         written: Mapping[str, int] = {}
         if not recs:
@@ -666,8 +499,8 @@ class Outbox:
                 rows += self._write(functools.partial(self._insert, [r], one, marks))
                 written = marks
             except sqlite3.Error as exc:
-                if not _is_full(exc):
-                    raise self._failure("put", exc) from exc
+                if not is_full(exc):
+                    raise failure(self.path, "put", exc) from exc
                 for lost in recs[i:]:
                     self._dropped[Kind(lost.kind)] += 1
                 self._dirty = True
@@ -676,18 +509,18 @@ class Outbox:
             try:  # the counters may have to wait for the next write that the disk accepts
                 self._write(lambda: None)
             except sqlite3.Error as exc:
-                if not _is_full(exc):
-                    raise self._failure("put", exc) from exc
+                if not is_full(exc):
+                    raise failure(self.path, "put", exc) from exc
         return rows, written
 
     def _delete_gone(self) -> int:
         """Delete acknowledged entries (inside a transaction); return how many rows went."""
         deleted = 0
         freed = 0
-        for chunk in _chunks(sorted(self._gone)):
+        for chunk in chunks(sorted(self._gone)):
             marks = ", ".join("?" * len(chunk))
             for (nbytes,) in self._db.execute(
-                f"DELETE FROM records WHERE id IN ({marks}) RETURNING {_ROW_BYTES}", chunk
+                f"DELETE FROM records WHERE id IN ({marks}) RETURNING {ROW_BYTES}", chunk
             ).fetchall():
                 deleted += 1
                 freed += nbytes + ROW_OVERHEAD
