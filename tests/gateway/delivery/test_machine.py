@@ -247,11 +247,22 @@ class DeliveryMachineTest(RuleBasedStateMachine):
         self.carry_out(self.machine.handle(ev.Acked(ids)))
 
     @precondition(lambda self: self.connected)
-    @rule(refused=st.booleans())
-    def disconnect(self, refused: bool) -> None:
-        """The connection drops, or the broker refuses a publish (MQTT 5): the session ends either way."""
+    @rule()
+    def disconnect(self) -> None:
+        """The connection drops: the session ends, every unacknowledged message comes back."""
+        self.end_session(self.broker)
+
+    @precondition(lambda self: self.connected and self.broker)
+    @rule(data=st.data())
+    def refuse(self, data: st.DataObject) -> None:
+        """The broker refuses one publish (MQTT 5): the uplink ends the session; that message comes back first."""
+        refused = self.broker.pop(data.draw(st.integers(0, len(self.broker) - 1)))
+        self.end_session([refused, *self.broker])
+
+    def end_session(self, unacknowledged: list[tuple[int, ...]]) -> None:
+        """The uplink's end of a session: session_closed(), then returned() for what the broker did not ack."""
         self.carry_out(self.machine.handle(ev.SessionClosed()))
-        for ids in self.broker:
+        for ids in list(unacknowledged):
             self.carry_out(self.machine.handle(ev.Returned(ids)))
         self.broker.clear()
         self.connected = False
