@@ -42,6 +42,7 @@ from gateway.polling.event_catchup import EventReader
 from gateway.polling.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling.scheduler import Gate
 from gateway.polling.supervisor import Polling
+from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
 
@@ -140,24 +141,22 @@ class Gateway:
         )
         try:
             async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(router.run(), name="commands")]
-                writer = group.create_task(delivery.run(), name="delivery")
-                link = group.create_task(uplink.run(), name="uplink")
-                await self._start_polling(polling, uplink)
-                await self._stop.wait()
-                log.info("gateway stopping")
-                for task in workers:
-                    task.cancel()
-                await polling.stop()
-                await delivery.settle()  # the last polls are on disk before the last messages go
-                uplink.shutdown(self.drain)
-                _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
-                if pending:
-                    log.warning("broker did not answer while stopping; closing the connection")
-                    link.cancel()
-                writer.cancel()
+                tasks = [
+                    group.create_task(router.run(), name="commands"),
+                    group.create_task(delivery.run(), name="delivery"),
+                    group.create_task(uplink.run(), name="uplink"),
+                ]
+                try:
+                    await self._start_polling(polling, uplink)
+                    await self._stop.wait()
+                    log.info("gateway stopping")
+                    await self._wind_down(polling, delivery, uplink, tasks[-1])
+                finally:
+                    # The task group cancels its tasks once; a cancellation can be lost (see
+                    # gateway.service.cancelling), so end them here, for sure, on every way out.
+                    await cancel_and_wait(tasks)
         finally:
-            polling.close()
+            await polling.stop()  # also when cancelled: no poller outlives the gateway
             router.close()
             await self.events.close()
             await delivery.close()
@@ -182,6 +181,23 @@ class Gateway:
         self.polling = polling
         if polling.config is not self.config:  # reloaded while waiting
             await polling.apply(self.config)
+
+    async def _wind_down(self, polling: Polling, delivery: Delivery, uplink: Uplink, link: asyncio.Task[None]) -> None:
+        """The graceful part of a stop: polls end and reach the disk, what is queued goes to the broker.
+
+        Bounded whatever the broker does: a connected uplink gets ``drain`` seconds (and a few more for
+        the offline state and DISCONNECT); one that is not connected (unreachable, half-open, refusing)
+        has nothing to drain and is cancelled at once.
+        """
+        await polling.stop()
+        await delivery.settle()  # the last polls are on disk before the last messages go
+        connected = self.stats.broker_connected
+        uplink.shutdown(self.drain)
+        if connected:
+            _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
+            if pending:
+                log.warning("broker did not answer while stopping; closing the connection")
+        await cancel_and_wait([link])
 
     async def reload(self, config: Config) -> list[str]:
         """Apply a new (already checked) configuration while running; returns what changed.
