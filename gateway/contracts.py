@@ -15,6 +15,8 @@ import importlib
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+from gateway.profiles import Profile, ProfileError, shipped_profile, shipped_profiles
+
 Number = int | float
 """A register's engineering value (BOOL registers give ``bool``, a subclass of int)."""
 
@@ -32,6 +34,7 @@ class Register(Protocol):
     minimum: Number
     maximum: Number
     width: int
+    order: int
 
     def to_raw(self, value: Number) -> Number:
         """Engineering value -> raw value; ValueError when out of bounds or too precise."""
@@ -73,21 +76,59 @@ HOLDING: int = _regmap.HOLDING
 """Holding-register table (read with function 03, written with 16)."""
 INPUT: int = _regmap.INPUT
 """Input-register table (read with function 04)."""
+COIL: int = _regmap.COIL
+"""Coil table (read with function 01, written with 05 or 15); one bit per address."""
+DISCRETE: int = _regmap.DISCRETE
+"""Discrete-input table (read with function 02); one bit per address."""
+TABLES: tuple[int, ...] = tuple(_regmap.TABLES)
+"""Every table, in the order a node's values are read and reported (holding, input, coil, discrete)."""
+BIT_TABLES: tuple[int, ...] = tuple(_regmap.BIT_TABLES)
+"""The tables of single bits (coils, discrete inputs): their "words" are 0 or 1."""
 BOOL: int = _regmap.BOOL
 """Register type code of a 0/1 register, published as a SenML boolean."""
-ROLES: tuple[str, ...] = tuple(_roles.ROLES)
-"""Names of the node roles that have a register map."""
-TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input"}
-"""Human names of the two register tables, for log and error messages."""
+ROLES: list[str] = [*_roles.ROLES, *shipped_profiles()]
+"""Names of the node roles that have a register map: the firmware's roles, then the shipped device
+profiles; a profile file named in the configuration joins them (:func:`add_profile`)."""
+TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input", COIL: "coil", DISCRETE: "discrete input"}
+"""Human names of the tables, for log and error messages."""
 
 _maps: dict[str, RegisterMap] = {}
+_profile_sources: dict[str, str] = {}
 
 
 def load_role(name: str) -> RegisterMap:
     """The register map of the role called ``name`` (cached); ValueError for an unknown role."""
     regmap = _maps.get(name)
     if regmap is None:
-        regmap = cast(RegisterMap, _roles.load(name))
+        if name in _roles.ROLES:
+            regmap = cast(RegisterMap, _roles.load(name))
+        elif name in ROLES:
+            try:
+                regmap = shipped_profile(name).regmap
+            except ProfileError as exc:
+                raise ValueError(str(exc)) from exc
+        else:
+            raise ValueError(f"unknown role {name!r}; known roles: {', '.join(ROLES)}")
         _maps[name] = regmap
     return regmap
+
+
+def add_profile(profile: Profile) -> None:
+    """Make a profile read from a file a role: ``load_role(profile.name)`` then gives its map.
+
+    ValueError when the name belongs to a firmware role, a shipped profile or another file.
+    """
+    name = profile.name
+    source = _profile_sources.get(name)
+    if source == profile.source:
+        _maps[name] = profile.regmap  # the same file read again (a reload): its current content wins
+        return
+    if source is not None:
+        raise ValueError(f"profile name {name!r} is already used by {source}")
+    if name in ROLES:
+        kind = "a node role" if name in _roles.ROLES else "a shipped profile"
+        raise ValueError(f"profile name {name!r} is already {kind}; name the device in the file otherwise")
+    _profile_sources[name] = profile.source
+    _maps[name] = profile.regmap
+    ROLES.append(name)
 

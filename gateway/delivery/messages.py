@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway.contracts import HOLDING, INPUT, ROLES, Register, load_role
+from gateway.contracts import ROLES, TABLES, Register, load_role
 from gateway.delivery import birth, compact
 from gateway.delivery.outbox import Entry
 from gateway.delivery.senml_encoder import PackEncoder
@@ -42,7 +42,7 @@ def known_roles() -> dict[str, Known]:
     out = {}
     for role in ROLES:
         regmap = load_role(role)
-        regs = [r for t in (HOLDING, INPUT) for r in regmap.registers if r.table == t]
+        regs = [r for t in TABLES for r in regmap.registers if r.table == t]
         out[role] = Known(birth.schema_of(regmap), regs)
     return out
 
