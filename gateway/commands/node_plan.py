@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gateway.service.config import NodeConfig
 
 Run = tuple[int, tuple[int, ...]]
-"""A write of holding registers: (address, words)."""
+"""A write of holding registers: (address, words); of coils: (address, bits as 0/1)."""
 
 
 class Read:
@@ -89,10 +89,11 @@ class NodePlan:
             (0: one attempt); ``every`` apart.
         broadcast: whether the writes may go out as one broadcast for the bus.
         follow: after confirmation, the plan of a second step (wall time -> plan).
+        coils: coil runs to write after ``writes`` (functions 05/15); never broadcast.
     """
 
-    __slots__ = ("before", "broadcast", "check", "every", "follow", "key", "node", "reads", "settle", "writer",
-                 "writes")
+    __slots__ = ("before", "broadcast", "check", "coils", "every", "follow", "key", "node", "reads", "settle",
+                 "writer", "writes")
 
     def __init__(
         self,
@@ -107,8 +108,10 @@ class NodePlan:
         every: float = 0.5,
         broadcast: bool = True,
         follow: Callable[[float], NodePlan] | None = None,
+        coils: Sequence[Run] = (),
     ) -> None:
         self.node = node
+        self.coils = list(coils)
         if callable(writes):
             self.writer: Writer | None = writes
             self.writes: list[Run] = []
@@ -122,7 +125,7 @@ class NodePlan:
         self.before = tuple(before)
         self.settle = settle
         self.every = every
-        self.broadcast = broadcast
+        self.broadcast = broadcast and not self.coils  # a coil write is checked by its echo, node by node
         self.follow = follow
 
     def writes_at(self, now: float) -> list[Run]:
@@ -147,7 +150,7 @@ def runs(regs: Sequence[Any], raws: Mapping[str, Number]) -> list[Run]:
 
 
 _regmap_module: Any = importlib.import_module("protocols.regmap")
-_FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc")
+_FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc", "order")
 _GAP = 8
 """Registers further apart than this many words are read in separate requests."""
 _reduced: dict[tuple[str, tuple[str, ...]], RegisterMap] = {}
