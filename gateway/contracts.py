@@ -89,6 +89,8 @@ BOOL: int = _regmap.BOOL
 ROLES: list[str] = [*_roles.ROLES, *shipped_profiles()]
 """Names of the node roles that have a register map: the firmware's roles, then the shipped device
 profiles; a profile file named in the configuration joins them (:func:`add_profile`)."""
+FIRMWARE_ROLES: tuple[str, ...] = tuple(_roles.ROLES)
+"""The roles of streetedge's own nodes (lamp, meter, env): commanded by their own actions, never by ``write``."""
 TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input", COIL: "coil", DISCRETE: "discrete input"}
 """Human names of the tables, for log and error messages."""
 

@@ -127,14 +127,15 @@ class Register:
 
     def to_raw(self, value: "float | bool") -> "int | float":
         """Engineering value -> raw integer (or float for F32), checked against the register's bounds."""
+        raw: "int | float"
         if self.type == F32:
-            return float(value)
-        if self.type == BOOL:
-            if value is True or value is False:
+            raw = float(value)
+        else:
+            if self.type == BOOL and (value is True or value is False):
                 value = int(value)
-        step: int = 10 ** abs(self.scale)
-        raw: "int | float" = value * step if self.scale < 0 else value // step
-        if isinstance(raw, float):
+            step: int = 10 ** abs(self.scale)
+            raw = value * step if self.scale < 0 else value // step
+        if isinstance(raw, float) and self.type != F32:
             rounded = int(round(raw))
             if abs(raw - rounded) > 1e-6 * max(1, abs(raw)):
                 raise ValueError(

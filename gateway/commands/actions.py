@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.commands import lamp_schedule as sched
 from gateway.commands.node_plan import NodePlan, Read, Readback, readback_map, reads_for, runs, word_map, word_name
 from gateway.commands.parse import BAD_PARAMETERS, Command, CommandRejected
-from gateway.contracts import BOOL, COIL, HOLDING, Number, Register, RegisterMap
+from gateway.contracts import BOOL, COIL, FIRMWARE_ROLES, HOLDING, Number, Register, RegisterMap
 from protocols import programs as rules
 
 if TYPE_CHECKING:
@@ -234,6 +234,8 @@ def _set_config(command: Command, node: NodeConfig, regmap: RegisterMap, now: fl
 
 def _write(command: Command, node: NodeConfig, regmap: RegisterMap, now: float, ctx: Context) -> NodePlan:
     """Any writable register or coil of the node's map, within its range; coils go out as functions 05/15."""
+    if regmap.role in FIRMWARE_ROLES:  # a node's unit, clock or command register has an action with its checks
+        raise ValueError(f"({node.role}) is a streetedge node: write is for device profiles; use its own actions")
     writable = [r.name for r in regmap.registers if r.access == RW]
     for name in command.params:
         if name not in writable:
