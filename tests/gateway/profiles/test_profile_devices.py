@@ -9,12 +9,13 @@ from pymodbus.server import ModbusSerialServer
 
 from gateway.contracts import COIL, DISCRETE, HOLDING, INPUT, load_role
 from gateway.polling.read_plan import plan_for
+from gateway.profiles import shipped_profile
 from gateway.service.config import BusConfig
 from gateway.transport.bus import Bus, NodeError
 from gateway.transport.modbus_rtu import ModbusBus
 from gateway.transport.modbus_tcp import ModbusTcpBus
 from tools.broker import free_port
-from tools.sim.profile_device import ProfileDevice, serve_devices, shipped_profile
+from tools.sim.profile_device import ProfileDevice, serve_devices
 
 RELAY = shipped_profile("relay8")
 
