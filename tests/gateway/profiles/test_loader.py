@@ -217,3 +217,12 @@ def test_a_missing_profile_file_is_named() -> None:
         load_profile(Path("nowhere.toml"))
     with pytest.raises(ProfileError, match="no shipped profile 'sdm12'; did you mean 'sdm120'"):
         shipped_profile("sdm12")
+
+
+def test_fuzz_small_run_only_accepts_or_refuses() -> None:
+    """2,000 mutated profiles (python -m tools.fuzz.profile runs 100,000): a profile or a ProfileError, no crash."""
+    from tools.fuzz import profile as fuzz
+
+    for summary in fuzz.run(2000, seed=3).values():
+        assert summary.crashes == [] and summary.hangs == [], summary.crashes[:1]
+        assert summary.accepted > 0 and summary.refused > 0
