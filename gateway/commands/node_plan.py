@@ -153,7 +153,7 @@ _regmap_module: Any = importlib.import_module("protocols.regmap")
 _FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc", "order")
 _GAP = 8
 """Registers further apart than this many words are read in separate requests."""
-_reduced: dict[tuple[str, tuple[str, ...]], RegisterMap] = {}
+_reduced: dict[tuple[int, tuple[str, ...]], tuple[RegisterMap, RegisterMap]] = {}
 _word_maps: dict[tuple[int, int], RegisterMap] = {}
 
 
@@ -163,12 +163,14 @@ def readback_map(regmap: RegisterMap, names: tuple[str, ...]) -> RegisterMap:
     A read-back of the one or two registers a command wrote costs a few bytes on
     the line instead of the node's whole holding table.
     """
-    key = (regmap.role, names)
-    found = _reduced.get(key)
-    if found is None:
-        rows = [tuple(getattr(regmap[n], f) for f in _FIELDS) for n in names]
-        found = cast(RegisterMap, _regmap_module.RegisterMap(regmap.role, rows, regmap.role_id))
-        _reduced[key] = found
+    # Keyed by the map itself, not its role: a reloaded device profile is a new map under the same role.
+    key = (id(regmap), names)
+    cached = _reduced.get(key)
+    if cached is not None and cached[0] is regmap:
+        return cached[1]
+    rows = [tuple(getattr(regmap[n], f) for f in _FIELDS) for n in names]
+    found = cast(RegisterMap, _regmap_module.RegisterMap(regmap.role, rows, regmap.role_id))
+    _reduced[key] = (regmap, found)
     return found
 
 

@@ -75,6 +75,13 @@ class Messages:
         self.node_roles: dict[str, str] = {}
         self._encoders: dict[str, PackEncoder] = {}
 
+    def learn(self, roles: Mapping[str, Known]) -> None:
+        """Roles new or changed since start: device profiles that a reloaded configuration names."""
+        self.roles.update(roles)
+        for role, known in roles.items():
+            self.by_id[known.schema.id] = known
+            self.caps[known.schema.id] = birth.capabilities(load_role(role))
+
     def nodes(self, nodes: list[tuple[str, str]]) -> None:
         """The node table, ``(node id, role)`` in configuration order: the indexes compact messages use."""
         self.table = [(node_id, self.roles[role].schema) for node_id, role in nodes]

@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymodbus.server import ModbusSerialServer
 
 from gateway.profiles import load_profile, shipped_profile
-from gateway.service.config import load_config
+from gateway.service.config import load_config, parse_config
 from gateway.service.daemon import Gateway
 from protocols import senml
+from tools.broker import free_port
 from tools.keys import key_entry, public_text
 from tools.operator import Signer, build_command
-from tools.sim.profile_device import ProfileDevice
+from tools.sim.profile_device import ProfileDevice, serve_devices
 
 OPERATOR = Signer(Ed25519PrivateKey.generate(), "ops")
 
@@ -216,6 +217,36 @@ def test_profile_devices_are_polled_published_and_commanded(
                 result = cbor2.loads((await results.wait(lambda m: True, within=60)).payload)
                 assert (result["id"], result["status"], result["reason"]) == ("w-4", "rejected", "bad_parameters")
                 assert len(water.writes) + len(relays.writes) == writes
+            finally:
+                gateway.stop()
+                await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+
+
+def test_a_reload_adds_a_device_of_a_new_profile(mosquitto, subscriber, tmp_path: Path) -> None:
+    """A profile file first named by a reloaded configuration: the device is polled and published as any other."""
+    port = free_port()
+    (tmp_path / "water.toml").write_text(WATER.replace('"water_street"', '"water_reload"'))
+    head = (f'site = "s"\ngateway = "g"\n[broker]\nurl = "{mosquitto.url}"\nkeepalive = 10\n[http]\nenabled = false\n'
+            f'[delivery]\nprofile = "senml"\n[[bus]]\nname = "tcp"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {port}\n'
+            '[[node]]\nid = "relays"\nbus = "tcp"\nunit = 1\nrole = "relay8"\ninterval = 0.2\n')
+    added = '[[node]]\nid = "water"\nbus = "tcp"\nunit = 3\nprofile = "water.toml"\ninterval = 0.2\n'
+    water = ProfileDevice(3, load_profile(tmp_path / "water.toml"), {"volume": 42.5, "flow": 1.5})
+    data = subscriber(mosquitto.host, mosquitto.port, "streetedge/v1/s/g/data/+")
+
+    async def main() -> None:
+        async with serve_devices([ProfileDevice(1, shipped_profile("relay8")), water], port):
+            gateway = Gateway(parse_config(head, source="gateway.toml", base=tmp_path))
+            task = asyncio.create_task(gateway.run())
+            try:
+                await data.wait(lambda m: m.topic == gateway.topics.data("relays"), within=60)
+                notes = await gateway.reload(parse_config(head + added, source="gateway.toml", base=tmp_path))
+                assert notes == ["nodes of bus tcp changed"]
+                msg = await data.wait(lambda m: m.topic == gateway.topics.data("water"), within=60)
+                got = values(msg.payload)
+                assert got["volume"] == (42.5, "m3") and got["flow"] == (1.5, "l/s")
+                assert got["valve"] == (False, None)
             finally:
                 gateway.stop()
                 await asyncio.wait_for(task, 30)
