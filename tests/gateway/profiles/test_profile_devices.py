@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 
 import pytest
 from pymodbus.server import ModbusSerialServer
@@ -105,3 +109,30 @@ def test_a_meter_profile_device_serves_its_floats_and_checks_its_range() -> None
                 bus.close()
 
     asyncio.run(main())
+
+
+def test_the_simulator_runs_as_a_process_with_a_wired_input() -> None:
+    """``python -m tools.sim.profile_device``: says where it listens, serves, and stops on SIGTERM."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.sim.profile_device", "--profile", "relay8", "--units", "4,5",
+         "--port", str(port), "--mirror", "input_1=relay_1"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"port": port, "units": [4, 5], "profile": "relay8"}
+
+        async def main() -> None:
+            bus = ModbusTcpBus(BusConfig(name="r", type="tcp", host="127.0.0.1", port=port, timeout=5))
+            try:
+                await bus.write_coils(5, 0, [1])
+                assert (await bus.read_table(5, load_role("relay8"), DISCRETE))[1][0] == 1
+                assert (await bus.read_table(4, load_role("relay8"), DISCRETE))[1][0] == 0
+            finally:
+                bus.close()
+
+        asyncio.run(main())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
