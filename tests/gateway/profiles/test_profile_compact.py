@@ -39,7 +39,8 @@ def test_profile_devices_round_trip_through_a_compact_message(seed: int) -> None
     message = decode(encode(rows, birth, seq=seed), birth)
     assert sorted(message.rows) == sorted((NODES[r.node][0], r.time_ms, list(r.raws)) for r in rows)
     records = [r for pack in to_senml(encode(rows, birth, seq=seed), birth) for r in senml.resolve(pack)]
-    relays = {r["n"].rsplit(":", 1)[-1]: r for r in records if ":relays:" in r["n"] and r["t"] == rows[0].time_ms / 1000}
+    first = rows[0].time_ms / 1000
+    relays = {r["n"].rsplit(":", 1)[-1]: r for r in records if ":relays:" in r["n"] and r["t"] == first}
     coils = [reg for reg in ordered("relay8") if reg.type == BOOL]
     assert len(coils) == 16
     for reg, value in zip(ordered("relay8"), rows[0].raws, strict=True):
