@@ -44,6 +44,12 @@ SENML_UNITS = frozenset((
 
 _VALUE_NAME = r"^[a-z][a-z0-9_]*$"
 _FIRMWARE_ROLES = ("lamp", "meter", "env")
+# Names the gateway reads a meaning into on any node: a poll's sequence number, the node's role, its event log.
+_RESERVED = {
+    "seq": "the gateway takes a 'seq' value as the poll's sequence number (duplicates upstream are dropped by it)",
+    "role": "the gateway checks a 'role' value against the role of a streetedge node",
+    "event_from": "the gateway takes an 'event_from' register for a streetedge node's event log",
+}
 _TABLES = {"holding": 3, "input": 4, "coil": 1, "discrete_input": 2}
 _TYPES = {"u16": 0, "s16": 1, "u32": 2, "s32": 3, "bool": 4, "float32": 5}
 _INT_LIMITS = {"u16": (0, 0xFFFF), "s16": (-0x8000, 0x7FFF), "u32": (0, 0xFFFFFFFF),
@@ -195,6 +201,8 @@ def _row(index: int, reg: RegisterSection) -> tuple[object, ...]:
     def fail(field: str, message: str) -> _RegisterProblemError:
         return _RegisterProblemError(index, reg.name, field, message)
 
+    if reg.name in _RESERVED:
+        raise fail("name", f"{reg.name!r} is reserved: {_RESERVED[reg.name]}; name the value otherwise")
     bit = reg.function in ("coil", "discrete_input")
     type_name = reg.type or ("bool" if bit else None)
     if type_name is None:

@@ -135,6 +135,7 @@ MISTAKES = [
      "3..9000"),
     (replace("address = 0\ntype", "address = 9\ntype").replace('function = "input"', 'function = "holding"'),
      "register 'flow_limit' (register[1]), field 'address': overlaps volume at 10"),
+    (replace('name = "volume"', 'name = "seq"'), "register 'seq' (register[0]), field 'name': 'seq' is reserved"),
     (GOOD.replace("[[register]]", "[[registers]]"), "top level, field 'registers': unknown field; did you mean "
      "'register'?"),
     (GOOD + "\n[[register]\n", "not valid TOML"),
