@@ -45,7 +45,7 @@ class CommandBus(Protocol):
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node."""
 
-    async def write_coils(self, unit: int, address: int, bits: Sequence[int], *, priority: int = URGENT) -> None:
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node."""
 
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:

@@ -46,6 +46,7 @@ import aiomqtt
 from paho.mqtt.properties import Properties
 
 from gateway.delivery import birth
+from gateway.errors import GatewayError
 from gateway.mqtt.topics import Topics
 from gateway.mqtt.user_properties import UserProperties
 from gateway.service.config import BrokerConfig
@@ -85,7 +86,7 @@ class Outgoing:
     properties: tuple[tuple[str, str], ...] = ()
 
 
-class PublishRefused(aiomqtt.MqttError):
+class PublishRefused(GatewayError, aiomqtt.MqttError):  # noqa: N818 - the name the API promises
     """The broker answered a publish with a failure reason code (MQTT 5): it does not have the message."""
 
     def __init__(self, topic: str, reason: str) -> None:

@@ -10,20 +10,19 @@ its complaints are re-worded with the file's register names.
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-if TYPE_CHECKING:  # the contracts module loads profiles by name: no import back at run time
-    from gateway.contracts import RegisterMap
+from gateway.errors import GatewayError
 
-regmap_module: Any = importlib.import_module("protocols.regmap")
+if TYPE_CHECKING:  # the contracts module loads profiles by name: it is imported back only when a file is read
+    from gateway.contracts import RegisterMap
 
 SHIPPED = Path(__file__).resolve().parent / "devices"
 """The folder of the profiles shipped with the gateway (one ``<name>.toml`` each)."""
@@ -59,7 +58,7 @@ _NEEDS_RANGE = "a writable value needs min and max (the range a command may writ
 _MAX_REQUESTS = 4  # a table is read as one span: more requests than this means addresses far apart
 
 
-class ProfileError(ValueError):
+class ProfileError(GatewayError, ValueError):
     """A profile that cannot be used; the message names the file, the register and the field."""
 
 
@@ -180,11 +179,11 @@ def parse_profile(text: str, *, source: str = "profile") -> Profile:
         rows = [_row(i, reg) for i, reg in enumerate(parsed.register)]
     except _RegisterProblemError as problem:
         raise ProfileError(f"{source}: {problem}") from None
+    from gateway.contracts import RegisterMapError, register_map
+
     try:
-        regmap = cast("RegisterMap", regmap_module.RegisterMap(
-            parsed.device.name, rows, 0, max_read=parsed.device.max_read
-        ))
-    except regmap_module.RegisterMapError as exc:
+        regmap = register_map(parsed.device.name, rows, 0, max_read=parsed.device.max_read)
+    except RegisterMapError as exc:
         raise ProfileError(f"{source}: {_reword(str(exc), parsed.register)}") from None
     _check_spans(source, parsed, regmap)
     return Profile(parsed.device, source, regmap)

@@ -16,7 +16,7 @@ from gateway.contracts import add_profile
 from gateway.profiles.loader import ProfileError, load_profile
 
 
-class NodeProfileError(ValueError):
+class NodeProfileError(ProfileError):
     """A node's profile cannot be used: ``path`` is the configuration key, ``message`` the problem."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from gateway.contracts import RegisterMap
+from gateway.errors import GatewayError
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.priority_lock import ROUTINE, URGENT
@@ -25,7 +26,7 @@ Blocks = dict[int, tuple[int, Sequence[int]]]
 """Per table (HOLDING, INPUT, COIL, DISCRETE): ``(start address, words)`` read from a node (bits as 0/1)."""
 
 
-class BusError(Exception):
+class BusError(GatewayError):
     """A transaction on the bus did not succeed."""
 
 
@@ -86,7 +87,7 @@ class Bus(ABC):
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
 
-    async def write_coils(self, unit: int, address: int, bits: Sequence[int], *, priority: int = URGENT) -> None:
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node (function 05, or 15 for several) and wait for its answer.
 
         Both backends override it; a bus made for a test that never meets a coil device need not.

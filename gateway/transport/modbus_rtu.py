@@ -112,17 +112,17 @@ class ModbusBus(Bus):
                 client.write_registers(address, list(values), device_id=unit),
             )
 
-    async def write_coils(self, unit: int, address: int, bits: Sequence[int], *, priority: int = URGENT) -> None:
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node (function 05 for one, 15 for several) and wait for its answer."""
         async with self._lock.hold(priority):
             self._set_timeout(self.config.timeout)
             client = await self._ready()
             request = (
-                client.write_coil(address, bool(bits[0]), device_id=unit)
-                if len(bits) == 1
-                else client.write_coils(address, [bool(b) for b in bits], device_id=unit)
+                client.write_coil(address, bool(values[0]), device_id=unit)
+                if len(values) == 1
+                else client.write_coils(address, [bool(b) for b in values], device_id=unit)
             )
-            await self._call(unit, f"write {len(bits)} coil(s) at {address}", request)
+            await self._call(unit, f"write {len(values)} coil(s) at {address}", request)
 
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of every node on the line at once (unit 0, no answer).

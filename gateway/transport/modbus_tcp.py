@@ -5,8 +5,8 @@ A Modbus TCP frame is the RTU frame without its CRC behind a 7-byte MBAP header
 (a meter, or a TCP-to-RTU gateway in front of many units) may have several
 requests outstanding; this bus writes them back to back and matches answers by
 transaction id, so ``concurrency`` polls share one connection without waiting
-for each other. The request PDUs come from ``protocols.modbus`` (the RTU
-builders, CRC stripped), so the wire format is stated once.
+for each other. The request PDUs come from ``protocols.modbus`` (the same
+builders that frame them for RTU), so the wire format is stated once.
 
 Why not pymodbus here: its client serialises requests behind one lock and
 costs about 50 µs of CPU per transaction on these machines (docs/FACTS); the
@@ -23,13 +23,11 @@ import struct
 import time
 from collections.abc import Sequence
 
-from gateway.contracts import BIT_TABLES, HOLDING, TABLE_NAMES, TABLES, RegisterMap
+from gateway.contracts import BIT_TABLES, HOLDING, TABLE_NAMES, TABLES, RegisterMap, bits, modbus
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT
-from protocols.modbus import build_read, build_write_multiple
-from protocols.modbus.pdu import read_bits_answer, read_bits_pdu, write_coil_pdu, write_coils_pdu
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +207,7 @@ class ModbusTcpBus(Bus):
 
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and check its echo."""
-        pdu = build_write_multiple(unit, address, list(values))[1:-2]
+        pdu = modbus.write_multiple_pdu(address, values)
         (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
         where = f"unit {unit} on {self.name}"
         self._check_exception(where, answer, _FC_WRITE_MULTIPLE, f"write {len(values)} register(s) at {address}")
@@ -217,13 +215,13 @@ class ModbusTcpBus(Bus):
             self.stats.errors += 1
             raise NodeError(f"{where}: write at {address}: the answer does not echo the request")
 
-    async def write_coils(self, unit: int, address: int, bits: Sequence[int], *, priority: int = URGENT) -> None:
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node (function 05 for one, 15 for several) and check its echo."""
-        fc = 5 if len(bits) == 1 else 15
-        pdu = write_coil_pdu(address, bits[0]) if fc == 5 else write_coils_pdu(address, list(bits))
+        fc = 5 if len(values) == 1 else 15
+        pdu = bits.write_coil_pdu(address, values[0]) if fc == 5 else bits.write_coils_pdu(address, list(values))
         (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
         where = f"unit {unit} on {self.name}"
-        self._check_exception(where, answer, fc, f"write {len(bits)} coil(s) at {address}")
+        self._check_exception(where, answer, fc, f"write {len(values)} coil(s) at {address}")
         if len(answer) != 6 or answer[1] != fc or answer[2:6] != pdu[1:5]:
             self.stats.errors += 1
             raise NodeError(f"{where}: coil write at {address}: the answer does not echo the request")
@@ -251,10 +249,10 @@ class ModbusTcpBus(Bus):
         pdu = self._reads.get(key)
         if pdu is None:
             if table in BIT_TABLES:  # a table's code is its read function: 1 coils, 2 discrete inputs
-                pdu = self._reads[key] = read_bits_pdu(table, start, count)
+                pdu = self._reads[key] = bits.read_bits_pdu(table, start, count)
             else:
                 fc = _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
-                pdu = self._reads[key] = build_read(unit, fc, start, count)[1:-2]
+                pdu = self._reads[key] = modbus.read_pdu(fc, start, count)
         return pdu
 
     async def _exchange(self, unit: int, pdus: list[bytes], within: float) -> list[bytes]:
@@ -287,8 +285,8 @@ class ModbusTcpBus(Bus):
     def _check_read(self, unit: int, table: int, start: int, count: int, answer: bytes) -> Sequence[int]:
         if table in BIT_TABLES and answer[:1] == bytes((unit,)) and answer[1:2] == bytes((table,)):
             try:
-                bits: list[int] = read_bits_answer(answer[1:], table, count)
-                return bits
+                found: list[int] = bits.read_bits_answer(answer[1:], table, count)
+                return found
             except ValueError as exc:
                 self.stats.errors += 1
                 raise NodeError(f"unit {unit} on {self.name}: {exc}") from None
