@@ -227,3 +227,16 @@ def test_fuzz_small_run_only_accepts_or_refuses() -> None:
     for summary in fuzz.run(2000, seed=3).values():
         assert summary.crashes == [] and summary.hangs == [], summary.crashes[:1]
         assert summary.accepted > 0 and summary.refused > 0
+
+
+def test_the_documented_example_is_a_valid_profile() -> None:
+    """The profile shown in docs/operations.md loads, and means what its comments say."""
+    import re
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    found = re.search(r"```toml\n(\[device\].*?)```", text, re.S)
+    assert found, "no profile example in docs/operations.md"
+    regmap = parse_profile(found[1], source="operations.md").regmap
+    assert regmap["volume"].order == 1 and regmap["volume"].unit == "m3"
+    assert regmap["valve"].table == COIL and regmap["valve"].access == 1
+    assert (regmap["flow_limit"].minimum, regmap["flow_limit"].maximum) == (5, 1200)
