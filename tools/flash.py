@@ -13,8 +13,9 @@ the image at its offset (0x1000 on the ESP32). esptool writes and verifies the
 image, showing its progress, and resets the chip, which then boots MicroPython;
 ``streetedge provision`` takes it from there.
 
-Every failure ends in one line saying what is wrong (exit 3: no chip behind the
-port, or the port busy or missing; exit 2: a wrong file, chip or flash size).
+Every failure ends in one line saying what is wrong, with the exit codes of
+``tools/exit_codes.py`` (3: no chip behind the port, or the port busy or
+missing; 2: a wrong file, chip or flash size).
 """
 
 from __future__ import annotations

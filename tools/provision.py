@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.exit_codes import Exit
 from tools.image import ImageError, board_info, build_image
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -79,7 +80,8 @@ class ProvisionError(Exception):
         self.code = code
 
 
-USAGE, NO_BOARD, MISMATCH, NO_ANSWER = 2, 3, 4, 5
+# tools/exit_codes.py's meanings: bad input (nothing done), the board not there, the job ran and failed
+USAGE, NO_BOARD, MISMATCH, NO_ANSWER = int(Exit.USAGE), int(Exit.UNAVAILABLE), int(Exit.FAILED), int(Exit.FAILED)
 FIRST_ANSWER = 30.0
 """Seconds the board's REPL has to answer the first command (a board busy in main.py is interrupted first)."""
 

@@ -51,6 +51,8 @@ DRAIN = 2.0
 """Seconds a stopping gateway keeps publishing what is queued before it disconnects."""
 HIGH_WATER = 1000
 """Data messages queued for the broker above which the pollers hold back (back-pressure)."""
+FIRST_SESSION_WAIT = 5.0
+"""Seconds polling waits at start for the first broker session, so that the first polls go out live."""
 
 
 class Gateway:
@@ -61,6 +63,8 @@ class Gateway:
         queue_size: capacity of the in-memory publish queue.
         offline_interval: seconds between polls of an offline node.
         drain: seconds spent publishing queued messages when stopping.
+        first_session_wait: at most this many seconds polling waits at start for the first broker
+            session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
 
     Attributes:
@@ -75,6 +79,7 @@ class Gateway:
         queue_size: int = QUEUE_SIZE,
         offline_interval: float = OFFLINE_INTERVAL,
         drain: float = DRAIN,
+        first_session_wait: float = FIRST_SESSION_WAIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -87,6 +92,7 @@ class Gateway:
         self.queue_size = queue_size
         self.offline_interval = offline_interval
         self.drain = drain
+        self.first_session_wait = first_session_wait
         self.clock = clock
         self.uplink: Uplink | None = None
         """The running uplink (None before :meth:`run`)."""
@@ -128,17 +134,16 @@ class Gateway:
         )
         self.uplink = uplink
         self._router = router
-        self.polling = polling
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
         )
         try:
             async with asyncio.TaskGroup() as group:
-                polling.start()
                 workers = [group.create_task(router.run(), name="commands")]
                 writer = group.create_task(delivery.run(), name="delivery")
                 link = group.create_task(uplink.run(), name="uplink")
+                await self._start_polling(polling, uplink)
                 await self._stop.wait()
                 log.info("gateway stopping")
                 for task in workers:
@@ -157,6 +162,26 @@ class Gateway:
             await self.events.close()
             await delivery.close()
             log.info("gateway stopped")
+
+    async def _start_polling(self, polling: Polling, uplink: Uplink) -> None:
+        """Start polling once the first session is open, so that its polls are live data, not backlog.
+
+        Polls stored before a session are replayed as historical backlog; with the broker
+        unreachable (the first attempt failed, or no session within ``first_session_wait``)
+        polling starts anyway, because the outbox keeps what is polled meanwhile.
+        """
+        waits = {asyncio.create_task(event.wait()) for event in (uplink.connected, uplink.tried, self._stop)}
+        try:
+            await asyncio.wait(waits, timeout=self.first_session_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if self._stop.is_set():
+            return
+        polling.start()
+        self.polling = polling
+        if polling.config is not self.config:  # reloaded while waiting
+            await polling.apply(self.config)
 
     async def reload(self, config: Config) -> list[str]:
         """Apply a new (already checked) configuration while running; returns what changed.
