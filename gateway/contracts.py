@@ -140,7 +140,7 @@ class ModbusRequests(Protocol):
 
 
 class ModbusBits(Protocol):
-    """Coil and discrete-input PDUs (``protocols.modbus.pdu``): functions 01, 02, 05 and 15, no unit, no CRC."""
+    """Coil and discrete-input PDUs (``protocols.modbus.bits``): functions 01, 02, 05 and 15, no unit, no CRC."""
 
     def read_bits_pdu(self, function: int, address: int, count: int) -> bytes:
         """Read ``count`` (1..2000) coils (function 1) or discrete inputs (2) from ``address``."""
@@ -206,7 +206,7 @@ senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))
 """SenML's integer labels."""
 modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))
 """Modbus request PDUs."""
-bits = cast(ModbusBits, importlib.import_module("protocols.modbus.pdu"))
+bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))
 """Coil and discrete-input PDUs."""
 
 _maps: dict[str, RegisterMap] = {}

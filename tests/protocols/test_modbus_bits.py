@@ -10,10 +10,7 @@ import struct
 from expect import raises
 
 from protocols.errors import ModbusException
-from protocols.modbus.pdu import (
-    COIL_ON,
-    FC_READ_COILS,
-    FC_READ_DISCRETE,
+from protocols.modbus.bits import (
     pack_bits,
     read_bits_answer,
     read_bits_pdu,
@@ -21,6 +18,7 @@ from protocols.modbus.pdu import (
     write_coil_pdu,
     write_coils_pdu,
 )
+from protocols.modbus.pdu import COIL_ON, FC_READ_COILS, FC_READ_DISCRETE
 from protocols.regmap import (
     BOOL,
     COIL,
@@ -76,7 +74,7 @@ def test_bit_requests_refuse_what_the_protocol_forbids():
     raises(ValueError, read_bits_pdu, FC_READ_COILS, 0, 2001)
     raises(ValueError, read_bits_pdu, FC_READ_COILS, 65535, 2)
     raises(ValueError, write_coils_pdu, 0, [])
-    raises(ValueError, write_coils_pdu, 0, [0] * 1969)
+    raises(ValueError, write_coils_pdu, 0, bytes(1969))  # bytes: a node-sized heap holds them
     raises(ValueError, write_coils_pdu, 0, [0, 2])
     raises(ValueError, write_coil_pdu, -1, True)
     raises(ValueError, unpack_bits, b"\x01", 9)
