@@ -108,6 +108,12 @@ class Delivery:
         Messages composed before keep citing the birth they were made for; consumers keep births by id.
         """
         self.config = config
+        # A profile file the new configuration names is a role now (or its content changed): learn its schema.
+        fresh = {role: known for role, known in known_roles().items()
+                 if role not in self._by_role or self._by_role[role].schema.id != known.schema.id}
+        if fresh:
+            self._by_role.update(fresh)
+            self.messages.learn(fresh)
         self._nodes(config)
         self._kick.set()
 

@@ -45,6 +45,7 @@ import msgspec.inspect as mi
 
 from gateway.contracts import ROLES
 from gateway.errors import GatewayError
+from gateway.profiles.registry import NodeProfileError, with_profiles
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
@@ -140,7 +141,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     unit: Annotated[int, msgspec.Meta(ge=1, le=247)]
     """Modbus unit (slave) address, 1..247."""
     role: str = "lamp"
-    """Node role; picks the register map in ``protocols/roles``."""
+    """Node role; picks the register map in ``protocols/roles``, or a shipped device profile by name."""
+    profile: str = ""
+    """A device profile file (``gateway/profiles``), relative to the configuration's folder; its name is the role."""
     interval: Annotated[float, msgspec.Meta(ge=0.01, le=86400)] = 1.0
     """Seconds between two polls of this node."""
     timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] | None = None
@@ -215,14 +218,14 @@ def load_config(path: Path) -> Config:
         raise ConfigError(str(path), "no such configuration file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), f"cannot read the configuration file: {exc}") from exc
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), base=path.parent)
 
 
 _config_type = functools.cache(lambda: mi.type_info(Config))  # ~10 ms to build, more than a parse: once
 
 
-def parse_config(text: str, *, source: str = "config") -> Config:
-    """Parse and check configuration TOML text; ``source`` prefixes error messages."""
+def parse_config(text: str, *, source: str = "config", base: Path | None = None) -> Config:
+    """Parse and check configuration TOML text; ``source`` prefixes errors, relative profile paths start at ``base``."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -230,8 +233,8 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     try:
         _check(raw, _config_type(), "")
         config = msgspec.convert(raw, Config)
-        return _cross_check(config)
-    except _ProblemError as problem:
+        return _cross_check(msgspec.structs.replace(config, node=with_profiles(config.node, base or Path())))
+    except (_ProblemError, NodeProfileError) as problem:
         raise ConfigError(source, problem.message, key=problem.path) from None
     except msgspec.ValidationError as exc:  # only if _check missed a rule msgspec enforces
         raise ConfigError(source, str(exc)) from exc

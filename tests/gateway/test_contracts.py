@@ -16,6 +16,7 @@ FACES = [
     (contracts.ProgramRules, "protocols.programs", contracts.programs),
     (contracts.SenmlLabels, "protocols.senml", contracts.senml),
     (contracts.ModbusRequests, "protocols.modbus", contracts.modbus),
+    (contracts.ModbusBits, "protocols.modbus.bits", contracts.bits),
 ]
 
 
