@@ -80,7 +80,7 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
     from tools.bench.soak import run_soak_bench
 
     code: int = run_soak_bench(minutes=args.minutes, nodes=args.nodes, warmup=args.warmup, every=args.every,
-                               label=args.label, write_docs=args.write_docs)
+                               label=args.label, write_docs=args.write_docs, trace=args.trace)
     return code
 
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=float, default=5, help="minutes left out of the slope")
     b.add_argument("--every", type=float, default=10, help="seconds between two RSS samples")
     b.add_argument("--label", default="", help="names the figures in the docs (e.g. a version), one block each")
+    b.add_argument("--trace", type=float, default=0, metavar="SECONDS",
+                   help="run the gateway under tracemalloc and report where memory grew, every SECONDS")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_soak)
     b = bench.add_parser("reliability", help="loss scenarios (SIGKILL, broker down, noise, power cuts, full disk)")

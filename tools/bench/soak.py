@@ -49,6 +49,10 @@ from tools.operator import Signer, build_command
 
 TARGET_SLOPE = 0.05
 """MB per minute under which the resident memory counts as flat."""
+DRAIN = 30.0
+"""Seconds the operator waits at the end for the results of its last commands."""
+RECONNECT_WAIT = 120.0
+"""Seconds a run waits at its end for a reconnection after the broker restart that it has not seen yet."""
 SITE, GATEWAY = "bench", "gw"  # as written by tools.bench.load.gateway_toml
 
 
@@ -120,11 +124,23 @@ class _Operator:
     def __init__(self, broker: LocalBroker, signer: Signer, nodes: int, tally: Commands) -> None:
         self._broker, self._signer, self._nodes, self._tally = broker, signer, nodes, tally
         self._stop = threading.Event()
+        self._quiet = threading.Event()  # no more commands; results still read
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="soak-operator", daemon=True)
 
     def start(self) -> None:
         """Begin sending."""
         self._thread.start()
+
+    def drain(self, timeout: float = DRAIN) -> None:
+        """Send no more, wait (up to ``timeout`` s) for the results still expected, then stop."""
+        self._quiet.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._tally.lock:
+                if not self._tally.pending:
+                    break
+            time.sleep(0.2)
+        self.stop()
 
     def stop(self) -> None:
         """Stop sending and wait for the thread."""
@@ -143,8 +159,9 @@ class _Operator:
                     reader = asyncio.create_task(self._results(client))
                     try:
                         while not self._stop.is_set() and not reader.done():
-                            i += 1
-                            await self._send(client, topics, i)
+                            if not self._quiet.is_set():
+                                i += 1
+                                await self._send(client, topics, i)
                             await asyncio.sleep(1.0)
                     finally:
                         reader.cancel()
@@ -191,8 +208,12 @@ def _connects(http_port: int) -> float:
 
 
 def run_soak(*, minutes: float, nodes: int, warmup: float, every: float = 10.0, sims: int = 4,
-             concurrency: int = 8, restart: bool = True, work: Path) -> Soak:
-    """Run the soak in ``work`` and return what was measured (the daemon's log stays in ``work``)."""
+             concurrency: int = 8, restart: bool = True, trace: float = 0.0, work: Path) -> Soak:
+    """Run the soak in ``work`` and return what was measured (the daemon's log stays in ``work``).
+
+    ``trace`` > 0 runs the gateway under :mod:`tools.bench.memtrace`, which rewrites
+    ``work/growth.txt`` every ``trace`` seconds (the RSS figures then include the tracing's own cost).
+    """
     soak = Soak(minutes, nodes, warmup)
     load_start = os.getloadavg()[0]
     signer = Signer(Ed25519PrivateKey.generate(), "soak")
@@ -204,8 +225,11 @@ def run_soak(*, minutes: float, nodes: int, warmup: float, every: float = 10.0, 
     trust(config, work, signer.kid, signer.key)
     operator = _Operator(broker, signer, nodes, soak.commands)
     log = (work / "gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "-c", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "tools.cli", "run", "-c", str(config)]
+    if trace > 0:
+        cmd = [sys.executable, "-m", "tools.bench.memtrace", "--every", str(trace), "--baseline",
+               str(warmup * 60), "--out", str(work / "growth.txt"), "--", "-c", str(config)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         began = time.monotonic()
         while _connects(http_port) == 0:  # up and connected: start the operator
@@ -227,10 +251,15 @@ def run_soak(*, minutes: float, nodes: int, warmup: float, every: float = 10.0, 
                 broker.start()
             if elapsed >= next_sample:
                 soak.samples.append((round(elapsed, 1), rss_mb(proc.pid)))
-                next_sample += every
+                next_sample = elapsed + every  # a late start or a stall is not made up with a burst of samples
             time.sleep(min(1.0, max(0.05, next_sample - (time.monotonic() - began))))
         soak.samples.append((round(time.monotonic() - began, 1), rss_mb(proc.pid)))
-        operator.stop()
+        operator.drain()
+        waited = time.monotonic()
+        while soak.restart_at is not None and _connects(http_port) <= soak.connects_before:
+            if time.monotonic() - waited > RECONNECT_WAIT or proc.poll() is not None:
+                break  # reported as not reconnected
+            time.sleep(0.5)
         metrics = scrape(http_port)
         soak.connects_after = metrics.get("streetedge_broker_connects_total", 0.0)
         soak.readings_acked = metrics.get("streetedge_readings_acked_total", 0.0)
@@ -302,15 +331,23 @@ def _by_minute(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def run_soak_bench(*, minutes: float = 30.0, nodes: int = 250, warmup: float = 5.0, every: float = 10.0,
-                   label: str = "", write_docs: bool = False) -> int:
-    """Run the soak, print its figures (and record them in docs/performance.md); 1 if the gateway failed."""
+                   label: str = "", write_docs: bool = False, trace: float = 0.0) -> int:
+    """Run the soak, print its figures (and record them in docs/performance.md); 1 if the gateway failed.
+
+    ``trace`` > 0: see :func:`run_soak`; the last growth report is printed too, and nothing is recorded.
+    """
+    # SIGTERM unwinds like an error, so the gateway, the simulators and the broker are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="streetedge-soak-") as tmp:
-        soak = run_soak(minutes=minutes, nodes=nodes, warmup=warmup, every=every, work=Path(tmp))
+        soak = run_soak(minutes=minutes, nodes=nodes, warmup=warmup, every=every, trace=trace, work=Path(tmp))
+        growth = Path(tmp) / "growth.txt"
+        if trace > 0:
+            print(growth.read_text() if growth.exists() else "no growth report (the run ended before the first)")
     text = report(soak)
     print(text)
     print(json.dumps({"slope_mb_per_min": soak.slope, "samples": soak.samples, "sent": soak.commands.sent,
                       "outcomes": dict(soak.commands.outcomes), "reconnected": soak.reconnected}))
-    if write_docs:
+    if write_docs and not trace:
         command = f"streetedge bench soak --minutes {minutes:g} --nodes {nodes} --warmup {warmup:g}"
         command += f" --label {label}" if label else ""
         heading = "Soak: resident memory over time" + (f" ({label})" if label else "")
