@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from gateway.delivery.handout import COLUMNS as _COLUMNS
-from gateway.delivery.handout import Line
+from gateway.delivery.handout import IN_IDS, Line, ids_param
 from gateway.delivery.handout import Row as _Row
 
 _T = TypeVar("_T")
@@ -108,7 +108,6 @@ DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 RECENT = 32  # seqs remembered per (node, kind) to refuse duplicates
 _WAL_LIMIT = 8 * 1024 * 1024  # journal_size_limit: the WAL is truncated to this after a checkpoint
 _CACHE_KIB = 512  # page cache: the hot pages are the table's ends; SQLite's 2 MiB default is resident memory
-_CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
 _BUSY_TIMEOUT_S = 1.0
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
 
@@ -185,12 +184,6 @@ def _is_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (
         _code(exc) == _SQLITE_FULL or "database or disk is full" in str(exc)
     )
-
-
-def _chunks(ids: list[int]) -> Iterable[list[int]]:
-    """Slices of at most _CHUNK ids."""
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
 
 
 class Outbox:
@@ -684,13 +677,11 @@ class Outbox:
         """Delete acknowledged entries (inside a transaction); return how many rows went."""
         deleted = 0
         freed = 0
-        for chunk in _chunks(sorted(self._gone)):
-            marks = ", ".join("?" * len(chunk))
-            for (nbytes,) in self._db.execute(
-                f"DELETE FROM records WHERE id IN ({marks}) RETURNING {_ROW_BYTES}", chunk
-            ).fetchall():
-                deleted += 1
-                freed += nbytes + ROW_OVERHEAD
+        for (nbytes,) in self._db.execute(
+            f"DELETE FROM records WHERE id {IN_IDS} RETURNING {_ROW_BYTES}", (ids_param(sorted(self._gone)),)
+        ).fetchall():
+            deleted += 1
+            freed += nbytes + ROW_OVERHEAD
         self._count -= deleted
         self._bytes -= freed
         self._gone.clear()
