@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -349,7 +350,7 @@ def run_soak_bench(*, minutes: float = 30.0, nodes: int = 250, warmup: float = 5
                       "outcomes": dict(soak.commands.outcomes), "reconnected": soak.reconnected}))
     if write_docs and not trace:
         command = f"streetedge bench soak --minutes {minutes:g} --nodes {nodes} --warmup {warmup:g}"
-        command += f" --label {label}" if label else ""
+        command += f" --label {shlex.quote(label)}" if label else ""
         heading = "Soak: resident memory over time" + (f" ({label})" if label else "")
         record(f"bench soak{' ' + label if label else ''}", heading, command, text)
     return 0 if soak.reconnected and soak.commands.done else 1
