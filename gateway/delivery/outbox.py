@@ -264,6 +264,12 @@ class Outbox:
                 raise OutboxError(self.path, f"incomplete outbox schema (version {version})")
         else:
             db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only before the first table and WAL
+        try:  # acks and re-takes bind their ids as one JSON array (handout.IN_IDS)
+            db.execute("SELECT count(*) FROM json_each('[]')").fetchone()
+        except sqlite3.OperationalError:
+            raise OutboxError(
+                self.path, f"SQLite {sqlite3.sqlite_version} lacks json_each, which the outbox needs (built in: 3.38+)"
+            ) from None
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise OutboxError(self.path, f"cannot use WAL mode (journal_mode stays {mode!r})")
