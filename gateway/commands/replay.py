@@ -13,9 +13,11 @@ router asks :meth:`ReplayStore.lookup` before executing:
 
 Rows are kept until :data:`RETAIN` seconds after the command's expiry (after
 expiry the command is refused as expired anyway; the margin covers a gateway
-clock that is stepped backwards). A command that was running when the gateway
-stopped is marked failed/``interrupted`` at the next start: its effect on the
-nodes is unknown, and it is not run again.
+clock that is stepped backwards); older ones are purged at start and then at
+most every :data:`PURGE_EVERY` seconds by :meth:`claim`, so that a gateway that
+runs for years keeps about a day of ids, not all of them. A command that was
+running when the gateway stopped is marked failed/``interrupted`` at the next
+start: its effect on the nodes is unknown, and it is not run again.
 
 Durability: WAL with ``synchronous=FULL``, so a claimed id survives a power
 cut, not only a crash (a few hundred microseconds per command).
@@ -32,6 +34,9 @@ import cbor2
 
 RETAIN = 86400.0
 """Seconds a row is kept after its command's expiry."""
+PURGE_EVERY = 3600.0
+"""Seconds between two purges of expired ids while the gateway runs."""
+_CACHE_KIB = 256  # page cache: a lookup touches one path of the id index; SQLite's 2 MiB default fills as ids pile up
 INTERRUPTED = "interrupted"
 """Reason of the result of a command that was running when the gateway stopped."""
 
@@ -69,6 +74,7 @@ class ReplayStore:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -83,6 +89,7 @@ class ReplayStore:
                 self._db.execute(
                     "UPDATE seen SET result = ? WHERE id = ?", (cbor2.dumps({"id": cid, **interrupted}), cid)
                 )
+        self._purged_at = now
         self.purge(now)
 
     def lookup(self, command_id: str) -> Seen | None:
@@ -99,6 +106,8 @@ class ReplayStore:
             "INSERT INTO seen (id, digest, key, exp, received, result) VALUES (?, ?, ?, ?, ?, NULL)",
             (command_id, digest, key_id, exp, now),
         )
+        if now - self._purged_at >= PURGE_EVERY:
+            self.purge(now)
 
     def finish(self, command_id: str, result: dict[str, Any]) -> None:
         """Store the result of a claimed command."""
@@ -106,6 +115,7 @@ class ReplayStore:
 
     def purge(self, now: float) -> int:
         """Forget ids whose command expired more than :data:`RETAIN` seconds before ``now``."""
+        self._purged_at = now
         return self._db.execute("DELETE FROM seen WHERE exp < ?", (now - RETAIN,)).rowcount
 
     def __len__(self) -> int:
