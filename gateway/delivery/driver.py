@@ -1,17 +1,10 @@
 """Delivery: every poll into the durable outbox, out in data messages, deleted once the broker has it.
 
-::
-
-    poller --record()--> pending --writer--> outbox (SQLite, WAL)
-                                               |  live lane: stored and held at once while connected
-                                               |  backlog lane: what was stored before this session
-                                               v
-                         composer --> births, data messages --> Uplink --PUBACK--> acked() --> outbox.ack
-
-Nothing is acknowledged to anyone before it is on disk, and a record leaves the
-outbox only when the broker acknowledged the message that carried it (QoS 1).
-Delivery is at least once: a message whose acknowledgement was lost is sent
-again, and ``(node, seq)`` lets a consumer drop the copy.
+(``docs/architecture.md`` draws the path.) Nothing is acknowledged to anyone
+before it is on disk, and a record leaves the outbox only when the broker
+acknowledged the message that carried it (QoS 1). Delivery is at least once: a
+message whose acknowledgement was lost is sent again, and ``(node, seq)`` lets a
+consumer drop the copy.
 
 Sessions. For each broker connection (:class:`~gateway.mqtt.uplink.Uplink`) the
 delivery layer counts a new session in the outbox, builds the gateway birth
