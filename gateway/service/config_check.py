@@ -17,12 +17,14 @@ from typing import Any
 
 import msgspec.inspect as mi
 
+from gateway.errors import GatewayError
+
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 """The pattern of identifiers that go into topics and SenML names (described in words in errors)."""
 
 
-class ProblemError(Exception):
-    """A value that does not fit: ``path`` is the key path, ``message`` what is wrong."""
+class ProblemError(GatewayError):
+    """A value that does not fit: ``path`` is the key path, ``message`` what is wrong (ConfigError says it)."""
 
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
