@@ -4,6 +4,12 @@ It owns the two things ``protocols.modbus`` leaves to adapters: the clock (a
 3.5-character silence ends a frame) and the port. Buffers are allocated once;
 a request costs the framer's small ``Request`` object and nothing else here.
 
+Answers keep the spec's inter-frame silence too: an answer goes out no sooner
+than t3.5 after the read that completed its request (the request's last byte
+arrived no later than that read), so every frame on the line is preceded by
+3.5 characters of silence (1.75 ms above 19200 bit/s), as the Modbus serial
+line spec asks of every device.
+
 Silence detection: the loop cannot timestamp single bytes, only reads. It calls
 ``framer.reset()`` when it has been *waiting* for at least t3.5 before bytes
 arrived, i.e. the line was seen idle. Bytes that piled up while the loop was
@@ -117,6 +123,10 @@ class ModbusSlave:
                 m = respond(req, bank, out)
                 bank.broadcast = False
                 if m:
+                    early = t35 - ticks_diff(ticks_us(), arrived)
+                    if early > 0:
+                        # Under 2 ms: a blocking wait is exact where sleep_ms would round up a whole ms.
+                        time.sleep_us(early)
                     await port.send(out, m)
                     self.answered += 1
                     took = ticks_diff(ticks_us(), arrived)

@@ -41,6 +41,19 @@ log = logging.getLogger(__name__)
 
 TURNAROUND = 0.1
 """Seconds of silence after a broadcast before the next request (Modbus serial line spec: 100-200 ms)."""
+FAST_SILENCE = 0.00175
+"""The inter-frame silence t3.5 above 19200 bit/s, fixed by the Modbus serial line spec (section 2.5.1.1)."""
+
+
+def char_bits(parity: str, stopbits: int) -> int:
+    """Bits of one character on the line: start, 8 data, parity if any, stop bits."""
+    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
+
+
+def silence(baud: int, bits: int = 11) -> float:
+    """The inter-frame silence t3.5 in seconds: 3.5 characters, or 1.75 ms above 19200 bit/s."""
+    return FAST_SILENCE if baud > 19200 else 3.5 * bits / baud
+
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
@@ -61,6 +74,8 @@ class ModbusBus(Bus):
         self._quiet_until = 0.0
         self._next_open = 0.0
         self._timeout = config.timeout
+        self.silence = silence(config.baud, char_bits(config.parity, config.stopbits))
+        """t3.5: the line stays quiet this long after every frame before the master sends again."""
 
     def __repr__(self) -> str:
         return f"<ModbusBus {self.name} {self.config.device}>"
@@ -81,15 +96,49 @@ class ModbusBus(Bus):
         attempt = 0
         while True:
             try:
-                async with self._lock.hold(priority):
-                    self._set_timeout(wait)
-                    return {table: await self._read_table(unit, regmap, table) for table in (HOLDING, INPUT)}
+                blocks: Blocks = {}
+                for table in (HOLDING, INPUT):
+                    # The line is released between the tables: an urgent command waits one transaction at most.
+                    async with self._lock.hold(priority):
+                        self._set_timeout(wait)
+                        blocks[table] = await self._read_table(unit, regmap, table)
+                return blocks
             except NodeTimeout:
                 if attempt >= tries:
                     raise
                 self.stats.retries += 1
                 await asyncio.sleep(self.config.backoff * 2**attempt)
                 attempt += 1
+
+    async def read_requests(
+        self, unit: int, requests: Sequence[tuple[int, int, int]], *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> list[Sequence[int]]:
+        """Words of each ``(table, start, count)`` read of a poll plan, in order.
+
+        Each request holds the line for its own transaction only, so an urgent
+        command waits for one transaction at most, never for a whole poll. A
+        request that times out is retried (``retries``, with backoff, the line
+        free in between); NodeTimeout, NodeError or BusUnavailable otherwise.
+        """
+        wait = self.config.timeout if response_timeout is None else response_timeout
+        tries = self.config.retries if retries is None else retries
+        out: list[Sequence[int]] = []
+        for table, start, count in requests:
+            attempt = 0
+            while True:
+                try:
+                    async with self._lock.hold(priority):
+                        self._set_timeout(wait)
+                        out.append(await self._read_block(unit, table, start, count))
+                    break
+                except NodeTimeout:
+                    if attempt >= tries:
+                        raise
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.config.backoff * 2**attempt)
+                    attempt += 1
+        return out
 
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
@@ -129,7 +178,9 @@ class ModbusBus(Bus):
                 raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
             self.stats.requests += 1
             self.stats.broadcasts += 1
-            self._quiet_until = time.monotonic() + TURNAROUND
+            # pymodbus returns once the frame is handed to the driver: count the characters still to go out.
+            on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
+            self._quiet_until = time.monotonic() + on_wire + TURNAROUND
 
     def _set_timeout(self, seconds: float) -> None:
         """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
@@ -148,30 +199,36 @@ class ModbusBus(Bus):
         blocks = regmap.blocks(table)
         if not blocks:
             return (0, [])
-        client = await self._ready()
         first = blocks[0][0]
         words: list[int] = []
         for start, count in blocks:
             if start != first + len(words):  # role maps are dense; keep the guarantee explicit
                 raise NodeError(f"{regmap.role}: {TABLE_NAMES[table]} blocks are not contiguous")
-            if table == HOLDING:
-                request = client.read_holding_registers(start, count=count, device_id=unit)
-            else:
-                request = client.read_input_registers(start, count=count, device_id=unit)
-            pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
-            if len(pdu.registers) != count:
-                self.stats.errors += 1
-                raise NodeError(
-                    f"unit {unit} on {self.name}: asked for {count} registers, got {len(pdu.registers)}"
-                )
-            words.extend(pdu.registers)
+            words.extend(await self._read_block(unit, table, start, count))
         return (first, words)
+
+    async def _read_block(self, unit: int, table: int, start: int, count: int) -> list[int]:
+        """One read request (function 03 or 04); the caller holds the line."""
+        client = await self._ready()
+        if table == HOLDING:
+            request = client.read_holding_registers(start, count=count, device_id=unit)
+        else:
+            request = client.read_input_registers(start, count=count, device_id=unit)
+        pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
+        if len(pdu.registers) != count:
+            self.stats.errors += 1
+            raise NodeError(f"unit {unit} on {self.name}: asked for {count} registers, got {len(pdu.registers)}")
+        return list(pdu.registers)
 
     async def _call(self, unit: int, what: str, request: Awaitable[ModbusPDU]) -> ModbusPDU:
         """Await one pymodbus request and map its outcome to our errors."""
         where = f"unit {unit} on {self.name}"
         try:
-            pdu = await request
+            try:
+                pdu = await request
+            finally:
+                # Whatever came back (or nothing), the next frame waits out t3.5 after this one.
+                self._quiet_until = max(self._quiet_until, time.monotonic() + self.silence)
         except ModbusIOException as exc:
             self.stats.timeouts += 1
             raise NodeTimeout(f"{where}: no answer to {what}") from exc
@@ -191,7 +248,7 @@ class ModbusBus(Bus):
         return pdu
 
     async def _ready(self) -> AsyncModbusSerialClient:
-        """The connected client, opening the device if needed; honours the broadcast turnaround."""
+        """The connected client, opening the device if needed; honours t3.5 and the broadcast turnaround."""
         client = self._client
         if client is None or not client.connected:
             client = await self._open()

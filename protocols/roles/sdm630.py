@@ -62,4 +62,9 @@ REGISTERS = (
     _f("export_reactive_energy", 0x4E, "kvarh", "Exported reactive energy"),
 )
 
+# Poll classes (protocols.roles.kinds): the energy totals are counters, the rest measurements.
+COUNTERS = "import_energy export_energy import_reactive_energy export_reactive_energy"
+SETTINGS = ""
+IDENTITY = ""
+
 MAP = RegisterMap("sdm630", REGISTERS, 0)

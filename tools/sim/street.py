@@ -233,6 +233,7 @@ class VirtualStreet:
         ]
         if self.paced:
             cmd.append("--paced")
+        cmd += getattr(self, "bus_args", [])  # e.g. ["--trace", path] for timing checks
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self._bus_log = (self.workdir / f"{BUS_NAME}.log").open("ab")
