@@ -51,7 +51,8 @@ class ModbusSlave:
     ``port`` provides ``stream`` (an ``asyncio.StreamReader``: ``await
     stream.readinto(buf)`` returns what has arrived) and ``await send(buf, n)``,
     and may set ``silence_us`` to override the 3.5-character frame gap (a port
-    whose bytes arrive with jitter needs a longer one). A stream that keeps
+    whose bytes arrive with jitter needs a longer one); answers always wait
+    the spec's t3.5 at ``baud`` (``answer_gap_us``). A stream that keeps
     reporting readable with nothing to read has hung up: OSError(EIO).
     ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
     measure from the read that completed a request to the end of the answer;
@@ -71,6 +72,7 @@ class ModbusSlave:
         self.bank = bank
         self.framer = SlaveFramer(unit)
         self.silence_us = getattr(port, "silence_us", 0) or silence_us(baud)
+        self.answer_gap_us = silence_us(baud) if baud else 0  # the spec's t3.5 before each answer
         self._rx = bytearray(_BUF_SIZE)
         self._rxv = memoryview(self._rx)
         self._out = bytearray(_BUF_SIZE)
@@ -95,6 +97,7 @@ class ModbusSlave:
         rxv = self._rxv
         out = self._out
         t35 = self.silence_us
+        gap = self.answer_gap_us
         ticks_us = time.ticks_us
         ticks_diff = time.ticks_diff
         while True:
@@ -123,7 +126,7 @@ class ModbusSlave:
                 m = respond(req, bank, out)
                 bank.broadcast = False
                 if m:
-                    early = t35 - ticks_diff(ticks_us(), arrived)
+                    early = gap - ticks_diff(ticks_us(), arrived)
                     if early > 0:
                         # Under 2 ms: a blocking wait is exact where sleep_ms would round up a whole ms.
                         time.sleep_us(early)

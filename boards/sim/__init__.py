@@ -81,6 +81,7 @@ _BOOT_OTHER = const(4)
 _WORLD_PERIOD_MS = const(1000)
 _VMIN = const(6)  # Linux indices into the termios cc list
 _VTIME = const(5)
+_MIN_SILENCE_US = const(10000)
 
 
 class SimPort:
@@ -93,19 +94,20 @@ class SimPort:
     no direction to switch.
 
     ``silence_us``: how long the line must be idle before the Modbus slave
-    takes it as a frame boundary, and how long the slave waits before it
-    answers: t3.5 as the serial line spec gives it (1.75 ms above 19200 bit/s),
-    unless ``sim.json`` sets ``"silence_us"``. A pty on a shared host may
-    deliver one frame's bytes with a scheduling gap longer than t3.5 (the bus
-    process is late); the framer then drops the cut frame and the master asks
-    again, as on a real line with a late repeater. A board on a very loaded
-    machine can raise the value instead.
+    takes it as a frame boundary (it answers t3.5 after a request whatever
+    this is: a frame boundary is found by length and CRC, this only resyncs
+    after garbage). A UART times the gap in hardware to the bit; a pty on a
+    shared host delivers one frame's bytes with scheduling gaps (4 ms measured
+    inside an 8-byte request at 19200 bit/s, load average 9 on 2 cores), which
+    exceed t3.5 (2 ms) and would cut frames in two. So the virtual board takes
+    at least 10 ms of silence as a boundary, unless ``sim.json`` sets
+    ``"silence_us"``.
     """
 
     def __init__(self, path, baud, silence_us=0):
         self.baud = baud
         t35 = 1750 if baud > 19200 else (38500000 + baud - 1) // baud
-        self.silence_us = silence_us or t35
+        self.silence_us = silence_us or max(t35, _MIN_SILENCE_US)
         self._f = open(path, "r+b")
         fd = self._f.fileno()
         termios.setraw(fd)

@@ -16,7 +16,7 @@ virtual street writes them. ``tools.sim.hosted_street`` starts it.
 
 How a frame travels: the host reads the drop's bytes with a node's own read
 loop (``firmware.modbus_slave.ModbusSlave`` on the virtual board's ``SimPort``:
-the same silence rule, t3.5; answers leave t3.5 after their request at the earliest) and frames them ONCE with the real slave
+the same silence rule; each lamp's slave sends its answer t3.5 after the request at the earliest) and frames them ONCE with the real slave
 framer (:class:`HostFramer`, a ``protocols.modbus.slave.SlaveFramer`` whose unit
 is the set of hosted units), as every node on a real line frames the same byte
 stream alike. A request for a hosted unit is
@@ -255,10 +255,7 @@ class LampHost:
             _keep(self.broadcast_us, time.ticks_diff(time.ticks_us(), self._bc_start))
 
     async def answer(self, arrived, buf, n):
-        """Write a lamp's answer to the bus, t3.5 after its request at the earliest; record the turnaround."""
-        early = self.port.silence_us - time.ticks_diff(time.ticks_us(), arrived)
-        if early > 0:
-            time.sleep_us(early)  # the spec's silence before a frame (the lamp's own slave sees no line)
+        """Write a lamp's answer to the bus (its slave kept t3.5 after the request); record the turnaround."""
         await self.port.send(buf, n)
         self.answered += 1
         took = time.ticks_diff(time.ticks_us(), arrived)
