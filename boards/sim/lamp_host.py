@@ -16,12 +16,13 @@ virtual street writes them. ``tools.sim.hosted_street`` starts it.
 
 How a frame travels: the host reads the drop's bytes with a node's own read
 loop (``firmware.modbus_slave.ModbusSlave`` on the virtual board's ``SimPort``:
-the same silence rule; each lamp's slave sends its answer t3.5 after the request at the earliest) and frames them ONCE with the real slave
+the same silence rule) and frames them ONCE with the real slave
 framer (:class:`HostFramer`, a ``protocols.modbus.slave.SlaveFramer`` whose unit
 is the set of hosted units), as every node on a real line frames the same byte
 stream alike. A request for a hosted unit is
 handed, as its bytes, to that lamp's port; a broadcast to every lamp's port.
 Each lamp's own ``ModbusSlave`` reads it from there, frames it (one frame: cheap),
+keeps the spec's t3.5 after the request,
 runs it against its bank and writes its answer, which the host puts on the bus.
 Frames for units not hosted, and answers, are consumed silently: no answer.
 
