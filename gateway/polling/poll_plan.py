@@ -6,11 +6,17 @@ are measurements):
 
 - ``MEASURE``: every poll, at the node's interval;
 - ``COUNTER``: every :data:`COUNTER_EVERY` th poll;
-- ``SETTING``: at the first poll, when the node's ``settings_changes`` register
-  moves (every accepted write that changes a setting moves it, so a command's
-  writes are followed too), and on request;
+- ``SETTING``: at the first poll, at the poll after a command was written to
+  the node through this gateway, when the node's ``settings_changes`` register
+  (a counter: read every few polls) moves (every accepted write of a setting
+  moves it, whoever the master), and on request;
 - ``IDENTITY``: at the first poll, after a reboot (``uptime`` went back), and
   on request.
+
+Which registers are measurements is the role table's call: the common rows'
+``node_status``, ``event_next`` and ``settings_changes`` are counters (the
+role's ``status`` repeats the alarm bits, the gateway follows its own
+commands at once), so that a lamp's routine poll is two requests.
 
 :func:`plan_requests` merges the registers due into read requests: runs of
 adjacent registers always share a request, and a gap between two runs is read
@@ -121,7 +127,8 @@ def poll_classes(regmap: RegisterMap) -> dict[str, int]:
         with contextlib.suppress(ImportError):  # a device profile's map has no role module
             sources.append(importlib.import_module(f"protocols.roles.{regmap.role}"))
         for module in sources:
-            for attr, cls in (("COUNTERS", COUNTER), ("SETTINGS", SETTING), ("IDENTITY", IDENTITY)):
+            for attr, cls in (("COUNTERS", COUNTER), ("SETTINGS", SETTING), ("IDENTITY", IDENTITY),
+                              ("MEASURES", MEASURE)):
                 for name in str(getattr(module, attr, "")).split():
                     declared[name] = cls
     else:
@@ -237,6 +244,8 @@ class NodePolls:
         """Register values read from the node (not repeated from memory) since the start."""
         self.settings_reads = 0
         """Polls that read the settings."""
+        self.commands = 0
+        """The bus's count of commands to this node when the poller last looked (see ``Bus.commands_to``)."""
         self._want: set[int] = set(EVERYTHING)
         names = [reg.name for reg in regmap.registers]
         self._settings_at = names.index(SETTINGS_TRIGGER) if SETTINGS_TRIGGER in names else -1

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from gateway.contracts import RegisterMap, load_role
-from gateway.polling.poll_plan import EVERYTHING, LineCost, NodePolls, PollPlanError
+from gateway.polling.poll_plan import EVERYTHING, SETTING, LineCost, NodePolls, PollPlanError
 from gateway.polling.poll_plan import plan_for as poll_plan_for
 from gateway.polling.read_plan import Readings, plan_for
 from gateway.polling.scheduler import BACKPRESSURE, OVERRUN, Gate, Schedule
@@ -182,6 +182,10 @@ class BusPoller:
         memory = self.memory.get(node.id)
         if memory is None or memory.regmap is not regmap:
             memory = self.memory[node.id] = NodePolls(regmap)
+        commands = self.bus.commands_to(node.unit)
+        if commands != memory.commands:  # a command went to the node: its settings may have changed
+            memory.commands = commands
+            memory.request({SETTING})
         plan = poll_plan_for(regmap, memory.due(), self.cost)
         try:
             answers = await self.bus.read_requests(

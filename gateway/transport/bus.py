@@ -106,6 +106,21 @@ class Bus(ABC):
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of every node on the bus at once; nobody confirms it."""
 
+    def commands_to(self, unit: int) -> int:
+        """Urgent writes (commands) sent to ``unit`` through this bus, broadcasts included, since it was made.
+
+        A poller that sees the count move reads the node's settings again: a
+        command may have changed them.
+        """
+        counts: dict[int, int] = self.__dict__.get("_command_writes", {})
+        return counts.get(unit, 0) + counts.get(0, 0)
+
+    def _count_command(self, unit: int, priority: int) -> None:
+        """Count an urgent write to ``unit`` (0: broadcast) for :meth:`commands_to`."""
+        if priority <= URGENT:
+            counts: dict[int, int] = self.__dict__.setdefault("_command_writes", {})
+            counts[unit] = counts.get(unit, 0) + 1
+
     @abstractmethod
     def close(self) -> None:
         """Release the device or connection; the next transaction opens it again."""

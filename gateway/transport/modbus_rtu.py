@@ -152,6 +152,7 @@ class ModbusBus(Bus):
         self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT
     ) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
+        self._count_command(unit, priority)  # counted even if it fails: the node may have taken it
         async with self._lock.hold(priority):
             self._set_timeout(self.config.timeout)
             client = await self._ready()
@@ -167,6 +168,7 @@ class ModbusBus(Bus):
         Nobody confirms a broadcast: read the nodes back to know it worked. The
         next request waits :data:`TURNAROUND` so slow nodes can finish the write.
         """
+        self._count_command(0, priority)
         async with self._lock.hold(priority):
             client = await self._ready()
             try:

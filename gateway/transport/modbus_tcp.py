@@ -233,6 +233,7 @@ class ModbusTcpBus(Bus):
 
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and check its echo."""
+        self._count_command(unit, priority)
         pdu = build_write_multiple(unit, address, list(values))[1:-2]
         (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
         where = f"unit {unit} on {self.name}"

@@ -165,7 +165,10 @@ COMMON = with_docs((
 
 
 # Poll classes of the common rows (protocols.roles.kinds): the rest are measurements.
-COUNTERS = "clock clock_age event_oldest event_lost event_count"
+# node_status repeats bits of each role's own status; events and settings are caught up within a few polls
+# (and a command's writes are followed at once by the gateway itself).
+# uptime tells a reboot (it goes back); a role whose own block holds it reads it as a measurement (MEASURES).
+COUNTERS = "clock uptime clock_age node_status event_next event_oldest event_lost event_count settings_changes"
 SETTINGS = "tz_offset clock_max_age event_from"
 IDENTITY = "unit command role firmware boot_reason boots crash_resets wdt_resets"
 

@@ -239,6 +239,7 @@ COUNTERS = "override_minutes energy burn_time switch_ons supply_losses silence p
 SETTINGS = "mode autonomy_after safe_level override_level latitude longitude photo_on photo_off photo_level " \
     "rated_power"
 IDENTITY = "role firmware"
+MEASURES = "uptime"  # inside the lamp's own measurement block: free to read, and it tells a reboot at once
 
 REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
 del _ROWS

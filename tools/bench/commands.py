@@ -60,6 +60,18 @@ SIM_NICE = -10
 GATEWAY = "bench-gw"
 
 
+STAGES = (
+    ("mqtt", "MQTT (operator to broker to gateway, and the result back)"),
+    ("verify", "verification (envelope, signature, scope, replay lookup, plan)"),
+    ("durable", "audit `accepted` + replay claim on disk"),
+    ("bus", "bus: the write (waiting for the line included)"),
+    ("readback", "read-back"),
+    ("record", "audit `executed` + result on disk"),
+    ("total", "gateway total (arrival to result published)"),
+)
+"""The stages of a command's ``ms`` breakdown (gateway.commands.timing), as the table names them."""
+
+
 def line_limit(nodes: int, baud: int, bits: int = BITS_PER_CHAR) -> float:
     """Seconds the wire needs for a whole-bus command: broadcast, turnaround, one short read per lamp."""
     char = bits / baud
@@ -87,7 +99,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    broker: LocalBroker, signer: Signer, node_ids: list[str], rounds: int, bus_rounds: int
+    broker: LocalBroker, signer: Signer, node_ids: list[str], rounds: int, bus_rounds: int,
+    stages: list[dict[str, float]],
 ) -> tuple[list[float], list[float], list[dict[str, object]]]:
     topics = Topics(SITE, GATEWAY)
     version = aiomqtt.ProtocolVersion.V5
@@ -129,6 +142,11 @@ async def _measure(
                         took = time.perf_counter() - start
                         if result.get("status") != "done":
                             failures.append(result)
+                        ms = result.get("ms")
+                        if isinstance(ms, dict) and target != "bus:bus0":
+                            # The rest of the round trip: the broker both ways, the operator's and the
+                            # gateway's MQTT clients, the command queue.
+                            stages.append({**ms, "mqtt": took * 1000 - float(ms.get("total", 0))})
                         return took
             raise TimeoutError("no result")
 
@@ -205,8 +223,9 @@ def run_commands_bench(
                 [sys.executable, "-m", "tools.cli", "run", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
             try:
+                stages: list[dict[str, float]] = []
                 single, whole, failures = asyncio.run(
-                    _measure(broker, signer, [n["id"] for n in manifest["nodes"]], rounds, bus_rounds)
+                    _measure(broker, signer, [n["id"] for n in manifest["nodes"]], rounds, bus_rounds, stages)
                 )
             finally:
                 daemon.terminate()
@@ -237,6 +256,14 @@ def run_commands_bench(
                 f"| {name} | {len(values)} | {percentile(values, 0.5) * 1000:.0f} ms | "
                 f"{percentile(values, 0.99) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |"
             )
+    if stages:
+        lines += ["", "Where a one-lamp command's time went (the gateway's own timing in each result, "
+                      "`ms`; mqtt is the round trip less the gateway's total):", "",
+                  "| stage | p50 | p99 |", "|---|---|---|"]
+        for stage, what in STAGES:
+            values = [float(s[stage]) for s in stages if stage in s]
+            if values:
+                lines.append(f"| {what} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms |")
     if whole:
         median = percentile(whole, 0.5)
         floor = wire_floor(nodes, baud)

@@ -31,7 +31,8 @@ def test_lamp_classes_come_from_the_role_and_common_tables() -> None:
     assert classes["energy"] == COUNTER and classes["clock"] == COUNTER
     assert classes["latitude"] == SETTING and classes["tz_offset"] == SETTING
     assert classes["firmware"] == IDENTITY and classes["boots"] == IDENTITY
-    assert classes["settings_changes"] == MEASURE and classes["uptime"] == MEASURE
+    assert classes["settings_changes"] == COUNTER and classes["uptime"] == MEASURE  # the lamp's own uptime
+    assert poll_classes(load_role("meter"))["uptime"] == COUNTER  # the common one, outside the role's block
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -42,8 +43,8 @@ def test_every_declared_name_is_a_register_of_some_role(role: str) -> None:
     module = importlib.import_module(f"protocols.roles.{role}")
     common = importlib.import_module("protocols.roles.common")
     names = {reg.name for reg in load_role(role).registers}
-    for attr in ("COUNTERS", "SETTINGS", "IDENTITY"):
-        assert set(getattr(module, attr).split()) <= names, (role, attr)
+    for attr in ("COUNTERS", "SETTINGS", "IDENTITY", "MEASURES"):
+        assert set(getattr(module, attr, "").split()) <= names, (role, attr)
     common_names = {row[0] for row in common.COMMON}
     for attr in ("COUNTERS", "SETTINGS", "IDENTITY"):
         assert set(getattr(common, attr).split()) <= common_names
@@ -143,7 +144,7 @@ def test_node_memory_reads_everything_first_then_what_is_due() -> None:
 
 def test_settings_are_read_again_when_settings_changes_moves() -> None:
     cost = LineCost(19200)
-    memory = NodePolls(LAMP)
+    memory = NodePolls(LAMP, counter_every=1)  # settings_changes is a counter: read it at every poll here
     words = {HOLDING: [0] * 300, INPUT: [0] * 300}
     _poll(memory, words, cost)
     words[HOLDING][LAMP["rated_power"].address] = 75

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from gateway.contracts import load_role
 from gateway.polling.poller import BusPoller, Readings
 from gateway.service.config import NodeConfig
 from gateway.service.stats import NodeStats
 from gateway.transport.modbus_rtu import ModbusBus
+
+LAMP = load_role("lamp")
 
 
 def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 0.05) -> tuple[
@@ -119,5 +122,33 @@ def test_wrong_role_on_the_wire_is_a_failure(pty_pair, sim) -> None:
             poller.bus.close()
         assert got == []
         assert "reports role 7" in (stats["lamp-1"].last_error or "")
+
+    asyncio.run(main())
+
+
+def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> None:
+    """Routine polls leave the settings alone; a command written through the bus makes the next poll read them."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+    rated = LAMP["rated_power"].address
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            poller, _stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
+            node = poller.nodes[0]
+            lamp.holding[rated] = 60
+            assert await poller.poll(node)
+            lamp.holding[rated] = 75  # changed behind the gateway's back (the node would count it)
+            lamp.values["power"] = 12.5
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            assert values["power"] == 12.5 and values["rated_power"] == 60  # measured, not re-read
+            assert len(got[-1][2]) == len(LAMP.registers)  # every register still reported
+            await poller.bus.write(1, LAMP["dim_level"].address, [40])  # a command (urgent)
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            assert values["rated_power"] == 75 and values["dim_level"] == 40
+            assert poller.memory[node.id].settings_reads == 2
+            poller.bus.close()
 
     asyncio.run(main())
