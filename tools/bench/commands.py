@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,8 @@ from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
 SITE = "bench-site"
+BROKER_CONFIG = "set_tcp_nodelay true\n"
+"""Mosquitto sends small packets at once (its default waits for Nagle: up to 40 ms per hop for a command)."""
 SIM_NICE = -10
 """Priority of the bus and the lamp host with ``--host-lamps`` (as root): they stand for hardware with its own CPUs."""
 GATEWAY = "bench-gw"
@@ -107,7 +110,9 @@ async def _measure(
     single: list[float] = []
     whole: list[float] = []
     failures: list[dict[str, object]] = []
-    async with aiomqtt.Client(broker.host, broker.port, protocol=version) as client:
+    # The operator's small packets go out at once, as the gateway's do (no Nagle wait for a delayed ACK).
+    nodelay = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+    async with aiomqtt.Client(broker.host, broker.port, protocol=version, socket_options=nodelay) as client:
         await client.subscribe(topics.result, qos=1)
         await client.subscribe(topics.data_prefix + "#", qos=0)
         states = topics.root + "/node/"
@@ -200,7 +205,8 @@ def run_commands_bench(
     # The lamp host's flash folders go to RAM (tmpfs) when there is one: a flash write stops one lamp on a
     # real bus, but all of them in the host, and a disk shared with other work can hold a write for 100s of ms.
     ram = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp, LocalBroker("mosquitto") as broker, \
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp, \
+            LocalBroker("mosquitto", extra_config=BROKER_CONFIG) as broker, \
             tempfile.TemporaryDirectory(prefix="bench-commands-", dir=ram if ram.is_dir() else None) as flash:
         work = Path(tmp)
         street: VirtualStreet
