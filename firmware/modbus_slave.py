@@ -10,11 +10,14 @@ arrived no later than that read), so every frame on the line is preceded by
 3.5 characters of silence (1.75 ms above 19200 bit/s), as the Modbus serial
 line spec asks of every device.
 
-Silence detection: the loop cannot timestamp single bytes, only reads. It calls
-``framer.reset()`` when it has been *waiting* for at least t3.5 before bytes
-arrived, i.e. the line was seen idle. Bytes that piled up while the loop was
-busy are never taken for a silence (a false reset would cut a frame in two);
-the framer's CRC hunt covers the rare missed boundary.
+Silence detection: the loop cannot timestamp single bytes, only reads. A read
+that took at least t3.5 looks like a silence before its bytes, but the wait
+also counts the time other tasks held the loop while the bytes came in (a
+sampler, a collection). So the bytes are first taken as a continuation: if a
+request for this node (or a broadcast) completes and checks out (CRC), the
+"silence" was the loop's own; if none does, ``framer.reset()`` marks the
+boundary and the bytes are fed again after it. A false reset would cut a frame
+in two; the framer's CRC hunt covers a missed boundary.
 """
 
 import asyncio
@@ -111,12 +114,21 @@ class ModbusSlave:
                 await asyncio.sleep_ms(10)
                 continue
             empty = 0
-            if ticks_diff(arrived, waiting) >= t35:
-                framer.reset()
+            # Only bytes held from before the wait can be cut off by a silence: without any, there is nothing to judge.
+            silent = ticks_diff(arrived, waiting) >= t35 and framer.buffered() > 0
+            found = framer.frames_ok
             framer.feed(rxv[:n])
             while True:
                 req = framer.next_request()
                 if req is None:
+                    if silent and framer.frames_ok == found:
+                        # The wait looked like a silence, but the loop may have been busy elsewhere while
+                        # the bytes came in: a frame that joins across it and checks out (CRC) was kept
+                        # above. None did: the silence was real, and the bytes after it start afresh.
+                        silent = False
+                        framer.reset()
+                        framer.feed(rxv[:n])
+                        continue
                     break
                 unicast = req.unit != 0
                 if unicast:

@@ -208,8 +208,8 @@ class BusPoller:
             state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
         state.last_poll = now
         state.polls += 1
-        state.readings += len(readings)
-        self.totals.readings_polled += len(readings)
+        state.readings += len(read)  # values read from the node; those repeated from memory are not counted
+        self.totals.readings_polled += len(read)
         state.consecutive_failures = 0
         state.last_error = None
         if state.online is not True:

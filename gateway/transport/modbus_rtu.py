@@ -19,6 +19,7 @@ and are re-exported here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import termios
 import time
@@ -180,7 +181,9 @@ class ModbusBus(Bus):
                 raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
             self.stats.requests += 1
             self.stats.broadcasts += 1
-            # pymodbus returns once the frame is handed to the driver: count the characters still to go out.
+            await _drained(client)
+            # Drained: the frame is on the wire (a UART) or read by the other end (a pty, which then still
+            # takes the characters' time on a paced line). The turnaround counts from the frame's end.
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
             self._quiet_until = time.monotonic() + on_wire + TURNAROUND
 
@@ -296,3 +299,21 @@ class ModbusBus(Bus):
         self._next_open = 0.0
         return client
 
+
+async def _drained(client: AsyncModbusSerialClient) -> None:
+    """Wait until what pymodbus wrote has left the serial device (``tcdrain``); at once if that cannot be known.
+
+    pymodbus queues a frame and writes it when the device is writable; its
+    serial transport keeps the queue in ``intern_write_buffer`` and the pyserial
+    port in ``sync_serial`` (looked up defensively: neither is public API).
+    """
+    transport = getattr(client.ctx, "transport", None)
+    port = getattr(transport, "sync_serial", None)
+    if port is None:
+        return
+    for _ in range(100):  # the writer callback runs within a loop iteration or two
+        if not getattr(transport, "intern_write_buffer", None):
+            break
+        await asyncio.sleep(0)
+    with contextlib.suppress(OSError, termios.error, ValueError):
+        await asyncio.to_thread(termios.tcdrain, port.fileno())
