@@ -152,3 +152,28 @@ def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> N
             poller.bus.close()
 
     asyncio.run(main())
+
+
+def test_a_command_waits_for_one_poll_transaction_at_most(pty_pair, sim) -> None:
+    """Polls flat out on a serial line; an urgent write goes next, after the transaction in progress only."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            poller, stats, _got = make_poller(sim, gw_end, {"lamp-1": 1, "lamp-2": 2}, interval=0.01)
+            task = asyncio.create_task(poller.run())
+            await until(lambda: stats["lamp-1"].polls >= 2 and stats["lamp-2"].polls >= 2)
+            waited = []
+            for _ in range(5):
+                before = poller.bus.stats.requests
+                await poller.bus.write(2, LAMP["dim_level"].address, [55])
+                waited.append(poller.bus.stats.requests - before - 1)  # transactions that went first
+                await asyncio.sleep(0.02)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            poller.bus.close()
+            assert all(0 <= w <= 1 for w in waited), waited
+            assert lamps[1].writes[-1] == (0, [55])
+
+    asyncio.run(main())
