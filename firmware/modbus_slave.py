@@ -138,7 +138,8 @@ class ModbusSlave:
                 m = respond(req, bank, out)
                 bank.broadcast = False
                 if m:
-                    early = gap - ticks_diff(ticks_us(), arrived)
+                    # A port that knows when the request's last byte came (a lamp host's inbox) says so.
+                    early = gap - ticks_diff(ticks_us(), getattr(stream, "arrived", arrived))
                     if early > 0:
                         # Under 2 ms: a blocking wait is exact where sleep_ms would round up a whole ms.
                         time.sleep_us(early)

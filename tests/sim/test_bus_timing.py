@@ -29,6 +29,9 @@ from gateway.transport.modbus_rtu import TURNAROUND, ModbusBus, silence
 from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.hosted_street import HostedStreet
 
+BUS_READ_LATE = 0.01
+"""Seconds the bus process may read a frame after the master wrote it (a process on a loaded machine)."""
+
 
 def test_spec_values() -> None:
     """t3.5: 3.5 characters up to 19200 bit/s, 1.75 ms above (Modbus over Serial Line V1.02, 2.5.1.1)."""
@@ -106,10 +109,12 @@ def test_gateway_and_nodes_keep_the_spec_silences(tmp_path: Path, baud: int) -> 
         if frame["who"] == "master":
             if before["who"] == "master":  # no answer in between: the broadcast (or a request retried)
                 # From the frame's end on the line: its start plus its characters (the bus process may
-                # deliver the last one late, which a UART would not); 1 ms for two processes' clock reads.
+                # deliver the last one late, which a UART would not). The start is when the bus read the
+                # frame, which can be later than the master wrote it (a UART starts at once): the bus
+                # process's scheduling delay, up to BUS_READ_LATE, is not the gateway's.
                 end = float(before["start"]) + int(before["n"]) * BITS_PER_CHAR / baud  # type: ignore[arg-type, call-overload]
                 line_gap = float(frame["start"]) - end  # type: ignore[arg-type]
-                assert line_gap >= TURNAROUND - 0.001, f"request {line_gap * 1000:.2f} ms after an unanswered frame"
+                assert line_gap >= TURNAROUND - BUS_READ_LATE, f"request {line_gap * 1000:.2f} ms after a broadcast"
                 after_broadcast += 1
             else:
                 assert gap >= t35, f"request {gap * 1000:.3f} ms after an answer, t3.5 is {t35 * 1000:.3f} ms"
