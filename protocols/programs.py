@@ -62,7 +62,7 @@ def validate_program(points, pid):
     """Raise ValueError naming program ``pid`` and the point if ``points`` is not a valid program."""
     if not isinstance(points, (list, tuple)) or not 1 <= len(points) <= MAX_POINTS:
         raise ValueError("program %d: expected a list of 1..%d switch points" % (pid, MAX_POINTS))
-    seen = []
+    seen = []  # type: list[object]
     for j in range(len(points)):
         pt = points[j]
         if not isinstance(pt, (list, tuple)) or len(pt) != 3:
@@ -168,7 +168,7 @@ def validate_photo(photo):
             raise ValueError("photocell: unknown key %r" % (key,))
     on = photo.get("on")
     off = photo.get("off")
-    if not is_num(on) or not is_num(off) or not 0 <= on < off:
+    if not is_num(on) or not is_num(off) or not 0 <= on < off:  # type: ignore[operator]  # is_num checked
         raise ValueError("photocell: need 0 <= on < off lux, got on %r off %r" % (on, off))
     level = photo.get("level", 100)
     if not is_int(level) or not 1 <= level <= 100:

@@ -208,7 +208,7 @@ def resolve(pack, now=None):
     version = _check_pack(pack, DecodeError, False)
     base_name = ""
     base_time = base_unit = base_value = base_sum = None
-    out = []
+    out = []  # type: list[tuple[float, int, dict[str, object]]]
     for i, rec in enumerate(pack):
         base_name = rec.get("bn", base_name)
         base_time = rec.get("bt", base_time)

@@ -61,6 +61,11 @@ class LocalBroker:
         return "5" if self.kind == "mosquitto" else "3.1.1"
 
     @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (a test may pause it to play a stalled broker)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         """``mqtt://127.0.0.1:PORT``."""
         return f"mqtt://{self.host}:{self.port}"

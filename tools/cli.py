@@ -2,7 +2,8 @@
 
 Each subcommand imports its module only when it runs, so that ``streetedge
 --help`` stays instant and a field laptop without MicroPython can still run the
-gateway.
+gateway. A subcommand that cannot do its job raises :class:`~tools.exit_codes.CliError`;
+:func:`main` prints it as one line and exits with its code (``tools/exit_codes.py``).
 """
 
 from __future__ import annotations
@@ -13,23 +14,75 @@ import contextlib
 import json
 import logging
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from tools.command_cli import add_parsers as add_command_parsers
+from tools.exit_codes import CliError, Exit
 
 RUN_DIR = Path(".run")
+REPO = Path(__file__).resolve().parents[1]
+
+DESCRIPTION = """\
+streetedge: the street cabinet's gateway and its field tools.
+
+  streetedge check -c /etc/streetedge/gateway.toml   is this configuration ready to run here?
+  streetedge run -c /etc/streetedge/gateway.toml     the gateway daemon
+  streetedge watch -c /etc/streetedge/gateway.toml   the street as the broker sees it, live
+  streetedge demo                                    a virtual street, a gateway and a broker
+"""
+
+EPILOG = """\
+exit codes: 0 done; 1 ran, and the answer is no (a command rejected, failed or unanswered, a check
+that found problems, a broken audit chain); 2 bad input, nothing done (options, configuration, key or
+payload file); 3 something needed is missing (broker unreachable, state directory missing or not
+writable); 70 a fault of streetedge itself (-v shows the traceback); 130 interrupted.
+Documentation: docs/operations.md, docs/commands.md (in the Debian package: /usr/share/doc/streetedge/).
+"""
+
+
+def _known(folder: str, pattern: str) -> list[str]:
+    """Names of the boards or firmware roles in this checkout (for choices and help)."""
+    return sorted(p.parent.name if p.name == "board.json" else p.stem
+                  for p in (REPO / folder).glob(pattern) if not p.name.startswith("_"))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("streetedge")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.delivery.outbox import OutboxError
     from gateway.service.config import ConfigError
-    from gateway.service.runner import run_service
+    from gateway.service.runner import StartError, run_service
 
     try:
         run_service(Path(args.config), log_format=args.log_format)
     except ConfigError as exc:
-        print(f"streetedge: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        raise CliError(str(exc)) from None
+    except StartError as exc:
+        raise CliError(str(exc), Exit.UNAVAILABLE) from None
+    except OutboxError as exc:  # what the state-file check could not foresee (a full disk, a broken file)
+        raise CliError(f"delivery.outbox: {exc}; a damaged file can be moved aside (what it holds stays in it) "
+                       "for the gateway to start a new one", Exit.UNAVAILABLE) from None
+    return Exit.OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from tools.check import run_check
+
+    return run_check(Path(args.config), broker=not args.no_broker, timeout=args.timeout)
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from tools.watch import run_watch, target_from
+
+    target = target_from(config=args.config, broker=args.broker, site=args.site, gateway=args.gateway,
+                         protocol=args.protocol)
+    return run_watch(target, seconds=args.seconds, plain=args.plain)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -45,10 +98,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     with street:
         manifest = street.start()
         print(json.dumps(manifest, indent=2))
-        print(f"manifest written to {Path(args.workdir) / 'manifest.json'}; Ctrl-C stops the street")
+        print(f"manifest written to {Path(args.workdir) / 'manifest.json'}")
+        if args.write_config:
+            from tools.street_config import write_gateway_toml
+
+            try:
+                path = write_gateway_toml(Path(args.write_config), manifest, broker_url=args.broker,
+                                          site=args.site, gateway=args.gateway)
+            except OSError as exc:
+                raise CliError(f"--write-config {args.write_config}: {exc.strerror}", Exit.UNAVAILABLE) from None
+            print(f"gateway configuration written to {path}: streetedge run -c {path}")
+        print("Ctrl-C stops the street")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(asyncio.Event().wait())
-    return 0
+    return Exit.OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -98,8 +161,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
     try:
         manifest = build_image(args.board, args.role, Path(args.out), **target)
     except ImageError as exc:
-        print(f"streetedge: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     print(summary(manifest, args.out))
     return 0
 
@@ -137,18 +199,28 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     return code
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    from tools.decode import resolve_payload
-
-    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    birth = Path(args.birth).read_bytes() if args.birth else None
+def _read_input(path: str, what: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
     try:
-        records = resolve_payload(data, birth)
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the {what} file: {exc.strerror}") from None
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from tools.decode import decode_message
+
+    data = _read_input(args.file, "payload")
+    birth = _read_input(args.birth, "birth") if args.birth else None
+    try:
+        decoded = decode_message(data, birth=birth, topic=args.topic)
     except ValueError as exc:
-        print(f"streetedge decode: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(records, indent=2, default=str))
-    return 0
+        raise CliError(f"decode {args.file}: {exc}") from None
+    print(json.dumps(decoded, indent=2, default=str))
+    return Exit.OK
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
@@ -170,10 +242,52 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_flash(args: argparse.Namespace) -> int:
+    from tools.flash import FlashError, flash
+
+    try:
+        done = flash(args.port, Path(args.firmware), chip=args.chip, baud=args.baud,
+                     connect_attempts=args.connect_attempts)
+    except FlashError as exc:
+        print(f"streetedge flash: {exc}", file=sys.stderr)
+        return exc.code
+    print(done)
+    return 0
+
+
+def _cmd_provision(args: argparse.Namespace) -> int:
+    from tools.provision import ProvisionError, Request, nodes_toml, provision
+
+    try:
+        if args.nodes_toml:
+            print(nodes_toml(Path(args.record), args.bus_name), end="")
+            return 0
+        missing = [f"--{name.replace('_', '-')}" for name in ("port", "board", "role", "node_id", "unit", "baud")
+                   if getattr(args, name) is None]
+        if args.bus is None and not args.no_bus_check:
+            missing.append("--bus (or --no-bus-check)")
+        if missing:
+            print(f"streetedge provision: missing {', '.join(missing)}", file=sys.stderr)
+            return 2
+        request = Request(args.port, args.board, args.role, args.node_id, args.unit, args.baud,
+                          Path(args.key) if args.key else None)
+        entry = provision(request, workdir=Path(args.workdir), bus=args.bus, record=Path(args.record),
+                          timeout=args.timeout, connect_timeout=args.connect_timeout)
+    except ProvisionError as exc:
+        print(f"streetedge provision: {exc}", file=sys.stderr)
+        return exc.code
+    print(f"provisioned {entry['node']} (unit {entry['unit']}, image {entry['image'][:12]}); "
+          f"recorded in {args.record}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``streetedge`` (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="streetedge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="streetedge", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"streetedge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the gateway daemon")
@@ -184,26 +298,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("check", help="check a configuration and what it needs here (devices, files, keys, broker)",
+                       description="Check a gateway configuration and the machine it is to run on, without "
+                       "starting anything: serial devices (present, readable and writable), state directories, "
+                       "TLS files, the broker (a real MQTT connection) and Modbus TCP servers. Run it as the "
+                       "gateway's user before a reload: runuser -u streetedge -- streetedge check -c FILE",
+                       epilog="exit codes: 0 all good; 1 a problem was found (each printed); 2 the file "
+                       "does not check")
+    p.add_argument("-c", "--config", required=True, help="gateway configuration (TOML)")
+    p.add_argument("--no-broker", action="store_true", help="do not try to connect to the broker")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds for each connection attempt (default 5)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("watch", help="the street of a real gateway, live, from its MQTT messages",
+                       description="Subscribe to a gateway's topics and show its nodes, their latest values and "
+                       "states, alarms, command results and delivery counters, live. Takes the broker, site "
+                       "and gateway from a configuration file (-c) or from the options.")
+    p.add_argument("-c", "--config", default=None, help="read broker, site and gateway from this configuration")
+    p.add_argument("--broker", default=None, help="mqtt://HOST[:PORT] (default: the configuration's, "
+                   "else mqtt://127.0.0.1:1883)")
+    p.add_argument("--protocol", choices=["5", "3.1.1"], default=None, help="MQTT version (default 5)")
+    p.add_argument("--site", default=None, help="site id (the configuration's site)")
+    p.add_argument("--gateway", default=None, help="gateway id (the configuration's gateway)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+    p.add_argument("--plain", action="store_true", help="print one line per message instead of the live view")
+    p.set_defaults(func=_cmd_watch)
+
     p = sub.add_parser("sim", help="start a virtual street and write its manifest")
     p.add_argument("--nodes", type=int, default=8, help="lamp nodes (units 1..N)")
     p.add_argument("--meters", type=int, default=0, help="water meter nodes (the next units)")
     p.add_argument("--env", type=int, default=0, help="environment nodes (the units after the meters)")
-    p.add_argument("--baud", type=int, default=19200)
+    p.add_argument("--baud", type=int, default=19200, help="line rate of the virtual bus, bit/s (default 19200)")
     p.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
     p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=str(RUN_DIR / "street"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and drop draws (default 0)")
+    p.add_argument("--workdir", default=str(RUN_DIR / "street"), help="folder of the nodes' flash and the manifest")
+    p.add_argument("--write-config", metavar="FILE", default=None,
+                   help="also write a gateway configuration for this street to FILE")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883",
+                   help="broker URL written into --write-config's file (default mqtt://127.0.0.1:1883)")
+    p.add_argument("--site", default="sim-site", help="site id written into --write-config's file")
+    p.add_argument("--gateway", default="cabinet-1", help="gateway id written into --write-config's file")
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser("demo", help="virtual street + gateway + broker, shown live")
-    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--nodes", type=int, default=8, help="lamp nodes (default 8)")
     p.add_argument(
         "--broker", default="auto",
         help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt or mqtt://HOST:PORT",
     )
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
-    p.add_argument("--workdir", default=str(RUN_DIR / "demo"))
+    p.add_argument("--workdir", default=str(RUN_DIR / "demo"), help="folder of the street, configuration and state")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks; results go to docs/performance.md")
@@ -240,9 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench_delivery)
     b = bench.add_parser("bus", help="RS-485: useful readings/s per bus vs the line-rate limit, poll interval")
     b.add_argument("--nodes", type=int, default=32, help="lamps on the bus (hosted, real firmware)")
-    b.add_argument("--baud", type=int, default=19200)
-    b.add_argument("--seconds", type=float, default=60.0)
-    b.add_argument("--write-docs", action="store_true")
+    b.add_argument("--baud", type=int, default=19200, help="bit rate of the paced line")
+    b.add_argument("--seconds", type=float, default=60.0, help="how long to poll after every lamp's first poll")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_bus)
     b = bench.add_parser("cluster", help="many simulated gateways against a local broker: what each one costs it")
     b.add_argument("--gateways", type=int, default=1000)
@@ -259,17 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("image", help="device images")
     img = p.add_subparsers(dest="image", required=True, metavar="ACTION")
     b = img.add_parser("build", help="compile firmware + protocols + board into an image folder")
-    b.add_argument("--board", default="sim")
-    b.add_argument("--role", default="lamp")
-    b.add_argument("--out", default=str(Path("build") / "image"))
+    boards, roles = _known("boards", "*/board.json"), _known("firmware/roles", "*.py")
+    b.add_argument("--board", default="sim", choices=boards or None,
+                   help=f"board folder under boards/: {', '.join(boards)} (default sim, the virtual board)")
+    b.add_argument("--role", default="lamp", choices=roles or None,
+                   help=f"node role: {', '.join(roles)} (default lamp)")
+    b.add_argument("--out", default=str(Path("build") / "image"), help="image folder to write (default build/image)")
     b.add_argument("--march", default=None, help="mpy-cross -march (default: the board's; xtensawin on ESP32)")
     b.set_defaults(func=_cmd_image)
 
     add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
 
-    p = sub.add_parser("decode", help="turn a data payload (SenML-CBOR or compact) into resolved JSON records")
+    p = sub.add_parser("decode", help="any message the gateway publishes (CBOR) as JSON",
+                       description="Decode a payload of any gateway topic: data and events into resolved SenML "
+                       "records (a compact message needs --birth), births, states, delivery counters, results, "
+                       "audit entries and signed commands into JSON objects with their kind.")
     p.add_argument("file", help="payload file, or - for standard input")
     p.add_argument("--birth", help="the gateway birth payload (<root>/birth) a compact message refers to")
+    p.add_argument("--topic", help="the topic it came from, when its shape alone does not tell the kind")
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("listen", help="print a gateway's live data, either profile, as SenML-JSON lines")
@@ -279,18 +432,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolved", action="store_true", help="resolved records (RFC 8428 4.6) instead of packs")
     p.add_argument("--count", type=int, help="stop after this many lines (default: until Ctrl-C)")
     p.set_defaults(func=_cmd_listen)
+
+    p = sub.add_parser("flash", help="write the MicroPython base image to an ESP32 (esptool)")
+    p.add_argument("--port", required=True, help="the board's USB serial port")
+    p.add_argument("--firmware", required=True, help="the vendor's MicroPython .bin for the board")
+    p.add_argument("--chip", default="esp32", help="the chip the board carries (esp32, esp32s3, esp32c3)")
+    p.add_argument("--baud", type=int, default=460800, help="bit/s while writing (the ROM starts at 115200)")
+    p.add_argument("--connect-attempts", type=int, default=7, help="tries to reach the chip's ROM loader")
+    p.set_defaults(func=_cmd_flash)
+
+    p = sub.add_parser("provision", help="put a node's image and identity on a board running MicroPython")
+    p.add_argument("--port", help="the board's USB serial port (a virtual board's console link)")
+    p.add_argument("--board", help="board folder under boards/ (sim, esp32_lamp, esp32_meter, esp32_env)")
+    p.add_argument("--role", help="node role: lamp, meter or env")
+    p.add_argument("--node-id", help="the node's id in the gateway configuration")
+    p.add_argument("--unit", type=int, help="its Modbus unit on the bus, 1..247")
+    p.add_argument("--baud", type=int, help="its bus speed in bit/s (the gateway's [[bus]] baud)")
+    p.add_argument("--key", help="a file holding the node's key, copied to node.key")
+    p.add_argument("--bus", help="the RS-485 line the node hangs on, to see it answer after the reset")
+    p.add_argument("--no-bus-check", action="store_true", help="say done without seeing the node on its bus")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node's first answer")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds the board's REPL has to answer at all")
+    p.add_argument("--record", default="provisioned.jsonl", help="the provisioning record (appended)")
+    p.add_argument("--workdir", default="build/provision", help="where the images are built")
+    p.add_argument("--nodes-toml", action="store_true",
+                   help="print the gateway's [[node]] entries from --record instead of provisioning")
+    p.add_argument("--bus-name", default="bus0", help="with --nodes-toml: the [[bus]] name the nodes hang on")
+    p.set_defaults(func=_cmd_provision)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``streetedge`` console script."""
+    """Entry point of the ``streetedge`` console script: the subcommand's exit code (tools/exit_codes.py)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    result: int = args.func(args)
-    return result
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"streetedge {args.command}: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        return int(Exit.INTERRUPTED)
+    except Exception as exc:  # one line for the operator; the traceback only when asked for
+        if args.verbose:
+            raise
+        print(f"streetedge {args.command}: unexpected {type(exc).__name__}: {exc} (a fault of streetedge; "
+              "-v shows where)", file=sys.stderr)
+        return int(Exit.INTERNAL)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian parts the demo and the tests use (Mosquitto, mbpoll, socat, fuse3), when they are
+# Install the Debian parts the demo and the tests use (Mosquitto, mbpoll, socat, fuse3, tmux), when they are
 # missing and we may install them. Without root, say what is missing and go on:
 # the demo then falls back to the embedded broker.
 set -eu
@@ -10,6 +10,9 @@ command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # verifies the shipped unit file
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)  # the power-cut filesystem (tools/sim/power_cut_fs.py)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)  # the terminal `streetedge watch` is tested in
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)  # builds the Debian package (packaging/build_deb.py)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)  # the package's system user
 # Debian splits venv/ensurepip out of python3.
 "${PYTHON:-python3}" -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0

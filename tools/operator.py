@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.commands import cose
 from gateway.mqtt.topics import Topics
+from protocols import cbor
 
 LIFETIME = 60.0
 """Seconds a command stays valid after it is issued, by default."""
@@ -66,8 +67,12 @@ class Signer:
         self.kid = kid
 
     def sign(self, command: dict[str, Any]) -> bytes:
-        """The COSE_Sign1 envelope of ``command``."""
-        return cose.sign1(cbor2.dumps(command), self.key, self.kid.encode())
+        """The COSE_Sign1 envelope of ``command``, its map in core deterministic CBOR (RFC 8949 4.2.1).
+
+        The same command always gives the same payload bytes, whatever the order its map was built in, on
+        CPython or on a node.
+        """
+        return cose.sign1(cbor.dumps(command, True), self.key, self.kid.encode())
 
     def envelope(self, target: str, action: str, params: dict[str, Any] | None = None, **kw: Any) -> bytes:
         """Build and sign a command in one step (keywords as for :func:`build_command`)."""

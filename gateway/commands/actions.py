@@ -30,15 +30,16 @@ action              writes                                      done when the re
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.commands import lamp_schedule as sched
 from gateway.commands.node_plan import NodePlan, Read, Readback, readback_map, reads_for, runs, word_map, word_name
 from gateway.commands.parse import BAD_PARAMETERS, Command, CommandRejected
-from gateway.contracts import HOLDING, Number, Register, RegisterMap
-from protocols import programs as rules
+from gateway.contracts import HOLDING, RW, Number, Register, RegisterMap
+from gateway.contracts import common as _common
+from gateway.contracts import lamp as _lamp
+from gateway.contracts import programs as rules
 
 if TYPE_CHECKING:
     from gateway.service.config import NodeConfig
@@ -52,10 +53,6 @@ UNIT_SETTLE = 3.0
 REBOOT_SLACK = 5.0
 """Seconds an uptime may exceed the time since the reboot command (whole seconds, sampling)."""
 
-_common: Any = importlib.import_module("protocols.roles.common")
-_lamp: Any = importlib.import_module("protocols.roles.lamp")
-_regmap: Any = importlib.import_module("protocols.regmap")
-RW: int = _regmap.RW
 CMD_REBOOT: int = _common.CMD_REBOOT
 CMD_APPLY_UNIT: int = _common.CMD_APPLY_UNIT
 NODE_CLOCK_UNSYNCED: int = _common.NODE_CLOCK_UNSYNCED

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from gateway.commands.strict_cbor import CborError, loads_strict
+from gateway.errors import GatewayError
 
 SIGN1_TAG = 18
 MAC0_TAG = 17
@@ -74,7 +75,7 @@ PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
-class CoseError(ValueError):
+class CoseError(GatewayError, ValueError):
     """A message that cannot be used; ``kind`` is one of the kinds above."""
 
     def __init__(self, kind: str, detail: str) -> None:
@@ -200,7 +201,7 @@ def _decode(data: bytes, tag: int) -> CoseMessage:
     try:
         item = loads_strict(bytes(data), top_tags=frozenset({SIGN1_TAG, MAC0_TAG}))
     except CborError as exc:
-        kind = NOT_COSE if str(exc).startswith("unexpected CBOR tag") else MALFORMED
+        kind = NOT_COSE if exc.tag is not None else MALFORMED
         raise CoseError(kind, str(exc)) from None
     if not isinstance(item, cbor2.CBORTag) or item.tag != tag:
         raise CoseError(NOT_COSE, f"expected a {name} (CBOR tag {tag})")

@@ -21,13 +21,11 @@ The register layout (program window and calendar block) is the lamp map's
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from protocols import programs as rules
-
-_lamp: Any = importlib.import_module("protocols.roles.lamp")
+from gateway.contracts import lamp as _lamp
+from gateway.contracts import programs as rules
 
 PROGRAM_START: int = _lamp.PROGRAM_START
 """Holding address of the program window: program_id, program_len, then the points."""

@@ -9,11 +9,10 @@ program window and calendar).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from gateway.contracts import HOLDING, Number, RegisterMap
+from gateway.contracts import HOLDING, RW, U16, Number, RegisterMap, register_map
 
 if TYPE_CHECKING:
     from gateway.service.config import NodeConfig
@@ -146,7 +145,6 @@ def runs(regs: Sequence[Any], raws: Mapping[str, Number]) -> list[Run]:
     return [(address, tuple(words)) for address, words in out]
 
 
-_regmap_module: Any = importlib.import_module("protocols.regmap")
 _FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc")
 _GAP = 8
 """Registers further apart than this many words are read in separate requests."""
@@ -164,7 +162,7 @@ def readback_map(regmap: RegisterMap, names: tuple[str, ...]) -> RegisterMap:
     found = _reduced.get(key)
     if found is None:
         rows = [tuple(getattr(regmap[n], f) for f in _FIELDS) for n in names]
-        found = cast(RegisterMap, _regmap_module.RegisterMap(regmap.role, rows, regmap.role_id))
+        found = register_map(regmap.role, rows, regmap.role_id)
         _reduced[key] = found
     return found
 
@@ -193,8 +191,8 @@ def word_map(start: int, count: int) -> RegisterMap:
     """Plain 16-bit holding words ``start..start+count-1`` (named by :func:`word_name`), for blocks outside a map."""
     found = _word_maps.get((start, count))
     if found is None:
-        rows = [(word_name(a), HOLDING, a, _regmap_module.U16, 0, None, _regmap_module.RW, 0, 0xFFFF, "")
+        rows = [(word_name(a), HOLDING, a, U16, 0, None, RW, 0, 0xFFFF, "")
                 for a in range(start, start + count)]
-        found = cast(RegisterMap, _regmap_module.RegisterMap("words", rows, 0))
+        found = register_map("words", rows, 0)
         _word_maps[(start, count)] = found
     return found

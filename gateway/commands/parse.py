@@ -48,6 +48,7 @@ from typing import Any, Literal, TypeGuard
 from gateway.commands import lamp_schedule
 from gateway.commands.strict_cbor import CborError, loads_strict
 from gateway.contracts import load_role
+from gateway.errors import GatewayError
 
 MAX_PAYLOAD = 4096
 """Largest command (and envelope) accepted, in bytes; a command is about a hundred."""
@@ -153,7 +154,7 @@ ACTIONS: tuple[str, ...] = tuple(_SPECS)
 """The actions the gateway knows."""
 
 
-class CommandRejected(Exception):  # noqa: N818 - the name the API promises
+class CommandRejected(GatewayError):  # noqa: N818 - the name the API promises
     """A command that will not be executed.
 
     Attributes:

@@ -26,14 +26,25 @@ from typing import Any
 
 import cbor2
 
+from gateway.errors import GatewayError
+
 MAX_DEPTH = 8
 """Deepest nesting accepted (a command is three levels deep)."""
 
 _SCALARS = (bytes, str, int, float, bool, type(None))
 
 
-class CborError(ValueError):
-    """Bytes that are not one complete CBOR item of plain data."""
+class CborError(GatewayError, ValueError):
+    """Bytes that are not one complete CBOR item of plain data.
+
+    Attributes:
+        tag: the CBOR tag that was not expected there, when that is the problem (a
+            caller tells "some other tagged message" from "broken bytes" by it); else None.
+    """
+
+    def __init__(self, problem: str, *, tag: int | None = None) -> None:
+        super().__init__(problem)
+        self.tag = tag
 
 
 def loads_strict(data: bytes, *, top_tags: frozenset[int] = frozenset(), max_depth: int = MAX_DEPTH) -> Any:
@@ -52,7 +63,7 @@ def loads_strict(data: bytes, *, top_tags: frozenset[int] = frozenset(), max_dep
         raise CborError(f"{len(data) - stream.tell()} bytes after the CBOR item")
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag not in top_tags:
-            raise CborError(f"unexpected CBOR tag {obj.tag}")
+            raise CborError(f"unexpected CBOR tag {obj.tag}", tag=obj.tag)
         _check_plain(obj.value, 1, max_depth)
         return obj
     _check_plain(obj, 0, max_depth)
@@ -74,5 +85,5 @@ def _check_plain(obj: Any, depth: int, max_depth: int) -> None:
             _check_plain(value, depth + 1, max_depth)
         return
     if isinstance(obj, cbor2.CBORTag):
-        raise CborError(f"unexpected CBOR tag {obj.tag}")
+        raise CborError(f"unexpected CBOR tag {obj.tag}", tag=obj.tag)
     raise CborError(f"unexpected CBOR item: {type(obj).__name__} (a semantic tag)")

@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from gateway.errors import GatewayError
+
 __all__ = ["VERSION", "CompactError", "Message", "Row", "decode", "encode", "pack", "to_senml"]
 
 VERSION = 1
@@ -54,7 +56,7 @@ _BOOL = "bool"
 _DEFLATE_MIN = 64  # bodies shorter than this never shrink under DEFLATE's own overhead
 
 
-class CompactError(ValueError):
+class CompactError(GatewayError, ValueError):
     """A compact message that cannot be read (malformed, or its birth is not the one given)."""
 
 

@@ -85,6 +85,7 @@ from typing import NamedTuple, TypeVar
 from gateway.delivery.handout import COLUMNS as _COLUMNS
 from gateway.delivery.handout import Line
 from gateway.delivery.handout import Row as _Row
+from gateway.errors import GatewayError
 
 _T = TypeVar("_T")
 
@@ -142,7 +143,7 @@ class Kind(enum.IntEnum):
     EVENT = 1
 
 
-class OutboxError(Exception):
+class OutboxError(GatewayError):
     """The outbox file cannot be used: not an outbox, a newer schema, in use, corrupt or unreadable."""
 
     def __init__(self, path: Path, problem: str) -> None:

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway.contracts import BOOL, Number, Register
-from protocols import senml
+from gateway.contracts import BOOL, Number, Register, senml
+from gateway.errors import GatewayError
 
 URN_PREFIX = "urn:dev:streetedge:"
 """Base names are ``urn:dev:streetedge:<site>:<node id>:`` (RFC 8428 section 4.5.1)."""
@@ -87,14 +87,22 @@ def encode_poll(schema: bytes, time_ms: int, raws: Sequence[Number]) -> bytes:
     return cbor2.dumps([schema, time_ms, list(raws)])
 
 
+class PollRecordError(GatewayError, ValueError):
+    """An outbox payload that is not a poll record (:func:`encode_poll`); ``payload`` is what was read."""
+
+    def __init__(self, problem: str, payload: bytes) -> None:
+        super().__init__(f"not a poll record: {problem}")
+        self.payload = payload
+
+
 def decode_poll(payload: bytes) -> PollRecord:
-    """Read an outbox payload written by :func:`encode_poll`; ValueError if it is not one."""
+    """Read an outbox payload written by :func:`encode_poll`; :class:`PollRecordError` if it is not one."""
     try:
         schema, time_ms, raws = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types for broken input
-        raise ValueError(f"not a poll record: {exc}") from exc
+        raise PollRecordError(str(exc), payload) from exc
     if not (isinstance(schema, bytes) and isinstance(time_ms, int) and isinstance(raws, list)):
-        raise ValueError("not a poll record: expected [bytes, int, list]")
+        raise PollRecordError("expected [bytes, int, list]", payload)
     return PollRecord(schema, time_ms, raws)
 
 

@@ -25,6 +25,10 @@ connection (MQTT 3.1.1 has no way to say no: a 3.1.1 broker that drops a
 publish still acknowledges it). Other messages
 (command results, node states) are not durable: they live in the queue, which
 is bounded and drops the oldest when full (counted in ``stats.queue_drops``).
+
+Each connection is a :class:`~gateway.mqtt.connection.Connection` (paho-mqtt driven from
+asyncio through its public API; that module says why not aiomqtt); the queue and its
+messages are in :mod:`gateway.mqtt.publish_queue`.
 """
 
 from __future__ import annotations
@@ -34,28 +38,26 @@ import contextlib
 import itertools
 import logging
 import random
-import socket
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiomqtt
 from paho.mqtt.properties import Properties
 
 from gateway.delivery import birth
+from gateway.mqtt.connection import Connection, MqttError, PublishRefused, Will
+from gateway.mqtt.publish_queue import QUEUE_SIZE, Outgoing, PublishQueue
 from gateway.mqtt.topics import Topics
 from gateway.mqtt.user_properties import UserProperties
 from gateway.service.config import BrokerConfig
 from gateway.service.config_uplink import BrokerUrl, parse_url
 from gateway.service.stats import GatewayStats
 
+__all__ = ["QUEUE_SIZE", "DataSource", "MqttError", "Outgoing", "PublishQueue", "PublishRefused", "Uplink"]
+
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 10_000
-"""Default capacity of the publish queue, in messages (one per poll of a node)."""
 WINDOW = 32
 """Publishes allowed in flight (sent, not yet acknowledged) at once."""
 BACKOFF_FIRST = 0.5
@@ -65,90 +67,7 @@ BACKOFF_CAP = 30.0
 OFFLINE_TIMEOUT = 3.0
 """Seconds a hard stop (cancellation) waits for the broker to acknowledge the offline state."""
 DISCONNECT_TIMEOUT = 5.0
-"""Seconds to wait for the broker to close after our DISCONNECT before dropping the connection."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message for the broker.
-
-    ``records`` counts the readings of a data message; ``entries`` are the outbox ids it carries (a
-    data message from the data source); ``properties`` are MQTT 5 user properties.
-    """
-
-    topic: str
-    payload: bytes
-    retain: bool = False
-    records: int = 0
-    urgent: bool = False
-    entries: tuple[int, ...] = ()
-    properties: tuple[tuple[str, str], ...] = ()
-
-
-class PublishRefused(aiomqtt.MqttError):
-    """The broker answered a publish with a failure reason code (MQTT 5): it does not have the message."""
-
-    def __init__(self, topic: str, reason: str) -> None:
-        super().__init__(f"broker refused a publish on {topic}: {reason}")
-        self.topic = topic
-        self.reason = reason
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, except that a PUBACK carrying a failure reason code raises :class:`PublishRefused`.
-
-    aiomqtt 2.x ignores PUBACK reason codes, so an MQTT 5 broker's "not authorized" would count as
-    delivered and the record would leave the outbox. ``publish`` mirrors aiomqtt 2.5's own (it needs the
-    packet id to learn the reason code), using its private pending-call helpers; tests/gateway/mqtt/test_tls.py
-    checks the behaviour against Mosquitto's ACLs.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refused: dict[int, str] = {}
-        # WINDOW bounds the publishes in flight: aiomqtt's warning beyond 10 would only cost a log line each.
-        self.pending_calls_threshold = WINDOW + 8
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-        if reason_code is not None and getattr(reason_code, "is_failure", False):
-            self._refused[mid] = str(reason_code)
-        super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    async def publish(  # type: ignore[override]
-        self,
-        topic: str,
-        payload: bytes | None = None,
-        qos: int = 0,
-        retain: bool = False,
-        properties: Properties | None = None,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - aiomqtt's signature
-    ) -> None:
-        """Publish and wait for the broker's acknowledgement (QoS 1); PublishRefused if it says no."""
-        info = self._client.publish(topic, payload, qos, retain, properties)
-        if info.rc != 0:  # MQTT_ERR_SUCCESS
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        if not info.is_published():
-            confirmation = asyncio.Event()
-            with self._pending_call(info.mid, confirmation, self._pending_publishes):
-                await self._wait_for(confirmation.wait(), timeout=timeout)
-        refused = self._refused.pop(info.mid, None)
-        if refused is not None:
-            raise PublishRefused(topic, refused)
-
-    def abort(self) -> None:
-        """Drop the connection without a DISCONNECT packet, so that the broker publishes our Will."""
-        self._client._sock_close()  # paho's own close: unregisters the socket from aiomqtt's loop first
-        if not self._disconnected.done():
-            self._disconnected.set_result(None)
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        """Disconnect gracefully, but never wait without bound for a broker that does not close."""
-        try:
-            await asyncio.wait_for(super().__aexit__(*exc_info), DISCONNECT_TIMEOUT)
-        except TimeoutError:
-            log.warning("broker did not close after DISCONNECT; dropping the connection")
-            self.abort()
+"""Seconds to wait for the broker to take our DISCONNECT before dropping the connection."""
 
 
 class DataSource(Protocol):
@@ -174,75 +93,6 @@ class DataSource(Protocol):
 
     def flush(self) -> None:
         """Stopping: send what is waiting for its batch now."""
-
-
-class PublishQueue:
-    """A bounded FIFO of outgoing messages that drops the oldest when full.
-
-    Urgent messages (command results) have their own lane that is always served
-    first and is never pushed out by telemetry.
-
-    Args:
-        maxsize: capacity of each lane.
-        on_drop: called once per dropped message.
-    """
-
-    def __init__(self, maxsize: int = QUEUE_SIZE, on_drop: Callable[[Outgoing], None] | None = None) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
-        self._urgent: deque[Outgoing] = deque()
-        self._routine: deque[Outgoing] = deque()
-        self._on_drop = on_drop
-        self._ready = asyncio.Event()
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._urgent) + len(self._routine)
-
-    def put(self, msg: Outgoing) -> None:
-        """Queue a message at the back of its lane, dropping that lane's oldest when full."""
-        lane = self._urgent if msg.urgent else self._routine
-        if len(lane) >= self.maxsize:
-            dropped = lane.popleft()
-            if self._on_drop is not None:
-                self._on_drop(dropped)
-        lane.append(msg)
-        self._ready.set()
-
-    def put_back(self, msg: Outgoing) -> None:
-        """Return an unacknowledged message to the front, to be sent first after reconnecting."""
-        lane = self._urgent if msg.urgent else self._routine
-        if len(lane) >= self.maxsize:
-            if self._on_drop is not None:
-                self._on_drop(msg)
-            return
-        lane.appendleft(msg)
-        self._ready.set()
-
-    def take_data(self) -> list[Outgoing]:
-        """Remove and return every data message (one carrying outbox entries), in queue order."""
-        data = [m for m in self._routine if m.entries]
-        if data:
-            self._routine = deque(m for m in self._routine if not m.entries)
-        return data
-
-    def close(self) -> None:
-        """No more waiting: :meth:`get` returns None once the queue is empty."""
-        self._closed = True
-        self._ready.set()
-
-    async def get(self) -> Outgoing | None:
-        """The next message (urgent lane first); None when closed and empty."""
-        while True:
-            if self._urgent:
-                return self._urgent.popleft()
-            if self._routine:
-                return self._routine.popleft()
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
 
 
 class Uplink:
@@ -308,27 +158,25 @@ class Uplink:
         while not self._stopping:
             url = self.urls[current]
             self.session = await self._new_session()
-            client = self._client(url, self.session)
+            conn = self._connection(url, self.session)
             established = False
             try:
-                async with client:
-                    established = True
-                    failures = 0
-                    self.url = url
-                    try:
-                        await self._session(client, url)
-                    except asyncio.CancelledError:
-                        await self._say_offline(client)
-                        raise
-            except asyncio.CancelledError:
-                if not established:  # cancelled while connecting: leave no half-open connection behind
-                    client.abort()
-                raise
+                await conn.connect()  # cancelled while connecting, it leaves no half-open connection behind
+                established = True
+                failures = 0
+                self.url = url
+                try:
+                    await self._session(conn, url)
+                except asyncio.CancelledError:
+                    await self._say_offline(conn)
+                    raise
+                finally:
+                    await conn.disconnect(DISCONNECT_TIMEOUT)  # at once if the connection is gone already
             except PublishRefused as exc:  # the broker is there but will not take our data: as if unreachable
                 failures += 1
                 current = (current + 1) % len(self.urls)
                 log.error("%s; the records stay in the outbox", exc)
-            except aiomqtt.MqttError as exc:
+            except MqttError as exc:
                 if established:
                     log.warning("broker connection lost (%s): %s", url, exc)
                 else:
@@ -374,19 +222,17 @@ class Uplink:
             return await self.source.new_session()
         return self.session + 1
 
-    def _client(self, url: BrokerUrl, session: int) -> _Client:
-        will = aiomqtt.Will(self.topics.state, birth.state(online=False, session=session), qos=1, retain=True)
-        version = aiomqtt.ProtocolVersion.V5 if self.broker.protocol == "5" else aiomqtt.ProtocolVersion.V311
-        return _Client(
+    def _connection(self, url: BrokerUrl, session: int) -> Connection:
+        return Connection(
             url.host,
             url.port,
-            identifier=self.broker.client_id or None,
-            protocol=version,
-            will=will,
+            client_id=self.broker.client_id,
+            protocol=self.broker.protocol,
             keepalive=self.broker.keepalive,
-            tls_context=self._tls() if url.tls else None,
-            # Small packets (PUBACKs, results) must not wait for Nagle + delayed ACK: ~40 ms each.
-            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            will=Will(self.topics.state, birth.state(online=False, session=session)),
+            tls=self._tls() if url.tls else None,
+            window=WINDOW,
+            on_message=self._received,
         )
 
     def _tls(self) -> ssl.SSLContext:
@@ -397,25 +243,26 @@ class Uplink:
             context.load_cert_chain(tls.cert, tls.key or None)
         return context
 
-    async def _session(self, client: aiomqtt.Client, url: BrokerUrl) -> None:
-        """One connection's life: state, births, subscribe, then send and receive until it ends."""
-        await client.publish(self.topics.state, self._state(online=True), qos=1, retain=True)
+    async def _session(self, conn: Connection, url: BrokerUrl) -> None:
+        """One connection's life: state, births, subscribe, then send until it ends (or the connection does)."""
+        await conn.publish(self.topics.state, self._state(online=True), retain=True)
         if self.source is not None:
             for msg in await self.source.births(self.session):
-                await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+                await conn.publish(msg.topic, msg.payload, retain=msg.retain)
                 self.stats.messages_acked += 1
-        await client.subscribe(self.topics.cmd, qos=1)
+        if not await conn.subscribe(self.topics.cmd):
+            log.error("broker refused our subscription to %s: no commands will arrive", self.topics.cmd)
         self.stats.broker_connected = True
         self.stats.broker_connects += 1
         self.connected.set()
         log.info(
             "broker connected: %s (MQTT %s) as %s, session %d",
-            url, self.broker.protocol, client.identifier, self.session,
+            url, self.broker.protocol, self.broker.client_id or "(id assigned by the broker)", self.session,
         )
         if self.source is not None:
             self.source.session_open(self.session, self.queue.put)
-        receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
-        sender = asyncio.create_task(self._send(client), name="uplink-send")
+        receiver = asyncio.create_task(conn.wait_closed(), name="uplink-connection")
+        sender = asyncio.create_task(self._send(conn), name="uplink-send")
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -424,19 +271,19 @@ class Uplink:
         results = await _unwind(receiver, sender)
         for result in results:
             if isinstance(result, BaseExceptionGroup):  # from the sender's TaskGroup
-                failed = result.subgroup(aiomqtt.MqttError)
+                failed = result.subgroup(MqttError)
                 if failed is not None:
                     first = _first(failed)
                     if isinstance(first, PublishRefused):
                         raise first from result
-                    raise aiomqtt.MqttError(f"publish failed: {first}") from result
+                    raise MqttError(f"publish failed: {first}") from result
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if sender in done and self._stopping:
-            await client.publish(self.topics.state, self._state(online=False), qos=1, retain=True)
+            await conn.publish(self.topics.state, self._state(online=False), retain=True)
             log.info("published offline state; disconnecting from the broker")
 
-    async def _say_offline(self, client: _Client) -> None:
+    async def _say_offline(self, conn: Connection) -> None:
         """Cancelled from outside (the gateway is going down hard): make the retained state say offline.
 
         The graceful DISCONNECT that follows a successful publish would suppress the Will; when the
@@ -445,24 +292,17 @@ class Uplink:
         """
         try:
             await asyncio.wait_for(
-                client.publish(self.topics.state, self._state(online=False), qos=1, retain=True), OFFLINE_TIMEOUT
+                conn.publish(self.topics.state, self._state(online=False), retain=True), OFFLINE_TIMEOUT
             )
         except (Exception, asyncio.CancelledError) as exc:
             log.warning("offline state not acknowledged (%s); leaving it to the Will", type(exc).__name__)
-            client.abort()
+            conn.abort()
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            if message.topic.value != self.topics.cmd:
-                continue
-            payload = message.payload
-            data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-            try:
-                self.on_command(data)
-            except Exception:  # a bug in a handler must not cut the broker connection
-                log.exception("command handler failed")
+    def _received(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.cmd:
+            self.on_command(payload)  # the connection logs (and survives) a handler that raises
 
-    async def _send(self, client: aiomqtt.Client) -> None:
+    async def _send(self, conn: Connection) -> None:
         """Publish the queue with up to WINDOW in flight; returns when shut down and drained.
 
         Whatever way this ends, every message taken from the queue and not
@@ -484,7 +324,7 @@ class Uplink:
                         window.release()
                         break
                     inflight[number] = msg
-                    group.create_task(self._publish_one(client, number, inflight, window))
+                    group.create_task(self._publish_one(conn, number, inflight, window))
             # TaskGroup exit waited for every publish in flight.
         finally:
             for msg in reversed(inflight.values()):
@@ -502,11 +342,11 @@ class Uplink:
             return None
 
     async def _publish_one(
-        self, client: aiomqtt.Client, number: int, inflight: dict[int, Outgoing], window: asyncio.Semaphore
+        self, conn: Connection, number: int, inflight: dict[int, Outgoing], window: asyncio.Semaphore
     ) -> None:
         msg = inflight[number]
         try:
-            await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain, properties=self._properties(msg))
+            await conn.publish(msg.topic, msg.payload, retain=msg.retain, properties=self._properties(msg))
         finally:
             window.release()
         del inflight[number]  # acknowledged

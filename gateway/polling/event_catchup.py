@@ -24,23 +24,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
 import cbor2
 
-from gateway.contracts import INPUT, Number, Register, RegisterMap, load_role
+from gateway.contracts import (
+    INPUT,
+    RO,
+    S32,
+    U16,
+    U32,
+    Number,
+    Register,
+    RegisterMap,
+    load_role,
+    register_map,
+    role_constants,
+)
+from gateway.contracts import common as _common
 from gateway.service.config import NodeConfig
 from gateway.transport.bus import Bus, BusError
 from gateway.transport.priority_lock import ROUTINE
 
 log = logging.getLogger(__name__)
-
-_common: Any = importlib.import_module("protocols.roles.common")
-_regmap: Any = importlib.import_module("protocols.regmap")
 
 WINDOW = int(_common.EVENT_WINDOW)
 """Events in one window read."""
@@ -79,12 +88,12 @@ def _window_map() -> RegisterMap:
     for i in range(WINDOW):
         at = start + i * words  # seq u32, time u32, code u16, value s32, high words first
         rows += [
-            (f"ev{i}_seq", INPUT, at, _regmap.U32, 0, None, _regmap.RO, 0, 0xFFFFFFFF, "event seq"),
-            (f"ev{i}_time", INPUT, at + 2, _regmap.U32, 0, "s", _regmap.RO, 0, 0xFFFFFFFF, "event time"),
-            (f"ev{i}_code", INPUT, at + 4, _regmap.U16, 0, None, _regmap.RO, 0, 0xFFFF, "event code"),
-            (f"ev{i}_value", INPUT, at + 5, _regmap.S32, 0, None, _regmap.RO, -0x80000000, 0x7FFFFFFF, "value"),
+            (f"ev{i}_seq", INPUT, at, U32, 0, None, RO, 0, 0xFFFFFFFF, "event seq"),
+            (f"ev{i}_time", INPUT, at + 2, U32, 0, "s", RO, 0, 0xFFFFFFFF, "event time"),
+            (f"ev{i}_code", INPUT, at + 4, U16, 0, None, RO, 0, 0xFFFF, "event code"),
+            (f"ev{i}_value", INPUT, at + 5, S32, 0, None, RO, -0x80000000, 0x7FFFFFFF, "value"),
         ]
-    return cast(RegisterMap, _regmap.RegisterMap("event_window", tuple(rows)))
+    return register_map("event_window", rows)
 
 
 WINDOW_MAP = _window_map()
@@ -94,9 +103,9 @@ WINDOW_MAP = _window_map()
 def event_names(role: str) -> dict[int, str]:
     """Event code -> name, from the ``EV_*`` constants of the common and the role module (``EV_LEVEL``: ``level``)."""
     names: dict[int, str] = {}
-    for module in (_common, importlib.import_module(f"protocols.roles.{role}")):
-        for attr, value in vars(module).items():
-            if attr.startswith("EV_") and attr != "EV_ROLE" and isinstance(value, int):
+    for constants in (role_constants("common"), role_constants(role)):
+        for attr, value in constants.items():
+            if attr.startswith("EV_") and attr != "EV_ROLE":
                 names.setdefault(value, attr[3:].lower())
     return names
 

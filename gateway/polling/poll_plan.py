@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, Number, Register, RegisterMap
+from gateway.errors import GatewayError
 
 _kinds: Any = importlib.import_module("protocols.roles.kinds")
 
@@ -155,7 +156,7 @@ def plan_requests(registers: Iterable[Register], cost: LineCost, max_words: int 
     return requests
 
 
-class PollPlanError(ValueError):
+class PollPlanError(GatewayError, ValueError):
     """The words read do not fit the plan's requests (a node that answered short)."""
 
 

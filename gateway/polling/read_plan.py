@@ -14,6 +14,7 @@ import struct
 from collections.abc import Mapping, Sequence
 
 from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, Number, Register, RegisterMap
+from gateway.errors import GatewayError
 
 Readings = list[tuple[Register, Number]]
 """``(register, raw value)`` pairs of one poll, in register-map order."""
@@ -21,7 +22,7 @@ Readings = list[tuple[Register, Number]]
 _CODES = {0: "H", 1: "h", 2: "I", 3: "i", 4: "H", 5: "f"}  # regmap U16 S16 U32 S32 BOOL F32
 
 
-class PlanError(ValueError):
+class PlanError(GatewayError, ValueError):
     """The words read do not fit the plan (wrong start or count)."""
 
 

@@ -43,6 +43,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from gateway.contracts import ROLES
+from gateway.errors import GatewayError
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
@@ -53,8 +54,20 @@ Name = Annotated[str, msgspec.Meta(pattern=_NAME, max_length=64)]
 DEFAULT_PORT = 1883
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key path and the problem."""
+class ConfigError(GatewayError, ValueError):
+    """A configuration that cannot be used; the message names the file, the key path and the problem.
+
+    Attributes:
+        source: the file (or the ``source`` given to :func:`parse_config`).
+        key: the key path, like ``node[2].unit``; empty when the problem is the whole file.
+        problem: what is wrong, in a sentence.
+    """
+
+    def __init__(self, source: str, problem: str, *, key: str = "") -> None:
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
 
 
 class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -198,9 +211,9 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
+        raise ConfigError(str(path), "no such configuration file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from exc
+        raise ConfigError(str(path), f"cannot read the configuration file: {exc}") from exc
     return parse_config(text, source=str(path))
 
 
@@ -209,16 +222,15 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        raise ConfigError(source, f"not valid TOML: {exc}") from exc
     try:
         _check(raw, mi.type_info(Config), "")
         config = msgspec.convert(raw, Config)
         return _cross_check(config)
     except _ProblemError as problem:
-        where = f"{problem.path}: " if problem.path else ""
-        raise ConfigError(f"{source}: {where}{problem.message}") from None
+        raise ConfigError(source, problem.message, key=problem.path) from None
     except msgspec.ValidationError as exc:  # only if _check missed a rule msgspec enforces
-        raise ConfigError(f"{source}: {exc}") from exc
+        raise ConfigError(source, str(exc)) from exc
 
 
 class _ProblemError(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gateway.service.daemon import Gateway
 from gateway.service.http import HttpEndpoint
 from gateway.service.logs import setup_logging
 from gateway.service.systemd import Notifier, keep_alive, watchdog_interval
+from gateway.transport.serial_device import current_user
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +159,67 @@ def _status(config: Config) -> str:
     return f"{config.site}/{config.gateway}: {len(config.bus)} bus(es), {len(config.node)} node(s)"
 
 
+class StartError(RuntimeError):
+    """This machine is not ready for the configuration: a state file's directory is missing or not writable.
+
+    Raised before anything starts or is created; the message names the key, the path and the remedy.
+    """
+
+
+STATE_FILES = (("delivery.outbox", "delivery", "outbox"), ("commands.replay_db", "commands", "replay_db"),
+               ("commands.audit_log", "commands", "audit_log"))
+"""The files the gateway writes: (key path, table, key)."""
+
+
+def state_file_findings(config: Config) -> list[tuple[str, str, str | None]]:
+    """``(key path, file, problem or None)`` for each state file configured (outbox, replay database, audit log).
+
+    Checked before the service starts, so that a missing directory is reported, not created (as root) or
+    turned into a traceback deep inside SQLite.
+    """
+    findings = []
+    for key, table, name in STATE_FILES:
+        value = getattr(getattr(config, table), name)
+        if value:
+            findings.append((key, value, _state_file_problem(Path(value))))
+    return findings
+
+
+def state_file_problems(config: Config) -> list[str]:
+    """One line per state file the gateway could not create or write: ``key: problem``."""
+    return [f"{key}: {problem}" for key, _, problem in state_file_findings(config) if problem]
+
+
+def _state_file_problem(path: Path) -> str | None:
+    try:
+        return _state_file_problem_of(path, current_user())
+    except OSError as exc:  # a directory on the way that this user may not enter
+        return f"cannot reach {path}: {exc.strerror} (user {current_user()}); fix the owner or mode on its path"
+
+
+def _state_file_problem_of(path: Path, user: str) -> str | None:
+    folder = path.parent
+    if not folder.exists():
+        return (f"directory {folder} does not exist; create it, writable by the gateway's user "
+                f"(the packaged unit does: StateDirectory=streetedge), or change the path")
+    if not folder.is_dir():
+        return f"{folder} is not a directory; change the path"
+    if path.is_dir():
+        return f"{path} is a directory; give a file name in it"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} is not readable and writable by user {user}; fix its owner or mode"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create {path}: directory {folder} is not writable by user {user}; fix its owner or mode"
+    return None
+
+
 def run_service(path: Path, *, log_format: str | None = None) -> None:
-    """``streetedge run``: check the file (ConfigError if it does not), then serve until SIGTERM."""
+    """``streetedge run``: check the file (ConfigError) and its state files (StartError), then serve until SIGTERM."""
     config = load_config(path)
+    problems = state_file_problems(config)
+    if problems:
+        raise StartError(problems[0])
 
     async def main() -> None:
         service = Service(path, config, log_format=log_format)

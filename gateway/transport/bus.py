@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.contracts import TABLE_NAMES, RegisterMap
+from gateway.errors import GatewayError
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.priority_lock import ROUTINE, URGENT
@@ -26,7 +27,7 @@ Blocks = dict[int, tuple[int, Sequence[int]]]
 """Per register table (HOLDING, INPUT): ``(start address, words)`` read from a node."""
 
 
-class BusError(Exception):
+class BusError(GatewayError):
     """A transaction on the bus did not succeed."""
 
 

@@ -35,6 +35,7 @@ from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
+from gateway.transport.serial_device import device_problem
 
 __all__ = ["Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout"]
 
@@ -292,7 +293,8 @@ class ModbusBus(Bus):
             ) from exc
         if not opened:
             client.close()
-            raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}")
+            reason = device_problem(cfg.device, try_open=True) or "the serial driver refused it"
+            raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}: {reason}")
         log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
         self._client = client
         self.stats.connected = True

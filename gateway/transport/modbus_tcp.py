@@ -5,8 +5,8 @@ A Modbus TCP frame is the RTU frame without its CRC behind a 7-byte MBAP header
 (a meter, or a TCP-to-RTU gateway in front of many units) may have several
 requests outstanding; this bus writes them back to back and matches answers by
 transaction id, so ``concurrency`` polls share one connection without waiting
-for each other. The request PDUs come from ``protocols.modbus`` (the RTU
-builders, CRC stripped), so the wire format is stated once.
+for each other. The request PDUs come from ``protocols.modbus`` (the same
+builders that frame them for RTU), so the wire format is stated once.
 
 Why not pymodbus here: its client serialises requests behind one lock and
 costs about 50 µs of CPU per transaction on these machines (docs/FACTS); the
@@ -23,12 +23,11 @@ import struct
 import time
 from collections.abc import Sequence
 
-from gateway.contracts import HOLDING, TABLE_NAMES, RegisterMap
+from gateway.contracts import HOLDING, TABLE_NAMES, RegisterMap, modbus
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT
-from protocols.modbus import build_read, build_write_multiple
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +233,7 @@ class ModbusTcpBus(Bus):
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and check its echo."""
         self._count_command(unit, priority)
-        pdu = build_write_multiple(unit, address, list(values))[1:-2]
+        pdu = modbus.write_multiple_pdu(address, values)
         (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
         where = f"unit {unit} on {self.name}"
         self._check_exception(where, answer, _FC_WRITE_MULTIPLE, f"write {len(values)} register(s) at {address}")
@@ -265,7 +264,7 @@ class ModbusTcpBus(Bus):
         pdu = self._reads.get(key)
         if pdu is None:
             fc = _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
-            pdu = self._reads[key] = build_read(unit, fc, start, count)[1:-2]
+            pdu = self._reads[key] = modbus.read_pdu(fc, start, count)
         return pdu
 
     async def _exchange(self, unit: int, pdus: list[bytes], within: float) -> list[bytes]:

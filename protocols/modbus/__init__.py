@@ -1,10 +1,10 @@
-"""Modbus RTU, sans-IO: CRC, slave framer and responder, master builders and framer.
+"""Modbus RTU, sans-IO: CRC, slave framer and responder, request builders (PDU and RTU frame).
 
 The adapter (firmware UART loop, gateway transport, a test) owns the bytes and
 the clock: it feeds what it receives, calls ``reset()`` on a 3.5-character
 silence, and writes what the builders or :func:`respond` produce. On
-MicroPython the master side is imported on first use of one of its names (a
-node never masters the bus).
+MicroPython the request builders are imported on first use of one of their
+names (a node never masters the bus).
 """
 
 import sys
@@ -21,15 +21,22 @@ from protocols.modbus.pdu import (
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
     Request,
-    Response,
 )
 from protocols.modbus.slave import SlaveFramer, respond
 
-_MASTER = ("MasterFramer", "build_read", "build_write_multiple", "build_write_single")
+_MASTER = (
+    "build_read",
+    "build_write_multiple",
+    "build_write_single",
+    "read_pdu",
+    "rtu_frame",
+    "write_multiple_pdu",
+    "write_single_pdu",
+)
 
 if sys.implementation.name == "micropython":
-    # A node only answers the bus: the master side (about 5 KB of RAM on a node) is imported when one
-    # of its names is asked for (a test, a tool), never at boot; a node image does not carry it.
+    # A node only answers the bus: the request builders are imported when one of their names is asked
+    # for (a test, a tool), never at boot; a node image does not carry them.
     def __getattr__(name):
         if name in _MASTER:
             return getattr(__import__("protocols.modbus.master", None, None, (name,)), name)
@@ -37,10 +44,13 @@ if sys.implementation.name == "micropython":
 
 else:
     from protocols.modbus.master import (
-        MasterFramer,
         build_read,
         build_write_multiple,
         build_write_single,
+        read_pdu,
+        rtu_frame,
+        write_multiple_pdu,
+        write_single_pdu,
     )
 
 __all__ = [
@@ -53,14 +63,16 @@ __all__ = [
     "FC_WRITE_MULTIPLE",
     "FC_WRITE_SINGLE",
     "FrameError",
-    "MasterFramer",
     "ModbusException",
     "Request",
-    "Response",
     "SlaveFramer",
     "build_read",
     "build_write_multiple",
     "build_write_single",
     "crc16",
+    "read_pdu",
     "respond",
+    "rtu_frame",
+    "write_multiple_pdu",
+    "write_single_pdu",
 ]

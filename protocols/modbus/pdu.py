@@ -1,10 +1,10 @@
 """Modbus vocabulary: function codes, exception codes, limits, and the decoded values.
 
-A :class:`Request` is what a slave framer hands the node; a :class:`Response` is
-what a master framer hands the poller. Both are plain objects so that they cost
-one small allocation on MicroPython; attributes that only some functions carry
-(``byte_count``, ``value``) are class-level defaults, set on the instance only
-when the frame has them, which keeps the instance's attribute table small.
+A :class:`Request` is what a slave framer hands the node: a plain object so that
+it costs one small allocation on MicroPython; attributes that only some
+functions carry (``byte_count``, ``value``) are class-level defaults, set on the
+instance only when the frame has them, which keeps the instance's attribute
+table small.
 """
 
 try:
@@ -77,48 +77,6 @@ class Request:
 
     def __repr__(self):
         return "Request(unit=%d, function=%d, address=%d, count=%d, values=%r)" % (
-            self.unit,
-            self.function,
-            self.address,
-            self.count,
-            self.values,
-        )
-
-
-class Response:
-    """A response frame from the slave a master expected, CRC and shape checked.
-
-    ``unit``, ``function``; for 03/04 ``values`` is the list of registers read
-    and ``count`` their number; for 06 ``address``, ``count`` = 1, ``value``
-    and ``values`` = ``[value]`` (the echo); for 16 ``address`` and ``count``
-    (the echo) and ``values`` is None.
-    """
-
-    value: "int | None" = None
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
-    def __init__(self, unit, function, address=0, count=0, values=None):
-        self.unit = unit
-        self.function = function
-        self.address = address
-        self.count = count
-        self.values = values
-
-    def __eq__(self, other):
-        return (
-            isinstance(other, Response)
-            and self.unit == other.unit
-            and self.function == other.function
-            and self.address == other.address
-            and self.count == other.count
-            and _same(self.values, other.values)
-        )
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "Response(unit=%d, function=%d, address=%d, count=%d, values=%r)" % (
             self.unit,
             self.function,
             self.address,

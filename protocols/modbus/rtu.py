@@ -55,8 +55,7 @@ def response_length(buf, i, avail):
     """Length of a response frame at ``buf[i]`` (``avail`` bytes there, at least 2).
 
     Same conventions as :func:`request_length`. A slave uses it to pass over
-    the responses of other slaves on a multi-drop bus; a master to find the end
-    of whatever came back.
+    the responses of other slaves on a multi-drop bus.
     """
     fc = buf[i + 1]
     if fc & _EXCEPTION_BIT:

@@ -15,7 +15,7 @@ from gateway.delivery import birth, compact
 from gateway.delivery.birth import Field, NodeSchema, schema_id
 from gateway.delivery.senml_records import build_pack, encode_pack
 from gateway.service.config import parse_config
-from protocols import senml
+from protocols import cbor, senml
 from protocols.regmap import HOLDING, INPUT
 from protocols.roles import load
 from tools.keys import key_entry, public_text
@@ -60,6 +60,11 @@ def test_envelope_example_is_what_the_operator_tool_signs_and_the_gateway_opens(
     """Ed25519 is deterministic: signing the documented command with RFC 8032 key 1 gives the documented bytes."""
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(RFC8032_KEY_1))
     assert Signer(key, "maint-elm").sign(cbor2.loads(examples()[1])) == examples()[2]
+    # the payload is in core deterministic CBOR: the same bytes however the map was built
+    shuffled = dict(reversed(list(cbor2.loads(examples()[1]).items())))
+    assert Signer(key, "maint-elm").sign(shuffled) == examples()[2]
+    assert cbor.dumps(cbor2.loads(examples()[1]), True) == examples()[1]
+    assert cbor.dumps(cbor2.loads(examples()[10]), True) == examples()[10]
     assert public_text(key) in DOC.read_text()
     config = parse_config(
         'site = "d7"\ngateway = "c12"\n[[bus]]\nname = "bus0"\ndevice = "/dev/null"\n'

@@ -1,4 +1,4 @@
-"""protocols.cbor against PyPI cbor2 (interop both ways) and a mutation fuzz; CPython only."""
+"""protocols.cbor against PyPI cbor2 (interop both ways, and on the CBOR fuzzer's inputs); CPython only."""
 
 import array
 import math
@@ -145,7 +145,7 @@ def test_memoryview_of_any_format_is_raw_bytes():
 
 
 def test_mutation_fuzz_only_decode_errors_and_agrees_with_cbor2():
-    """20,000 mutated or random inputs: DecodeError or a value, never anything else.
+    """20,000 inputs of the CBOR fuzzer (tools/fuzz/cbor.py): DecodeError or a value, never anything else.
 
     Where we accept, cbor2 accepts the same value (tags aside, which cbor2 interprets); where
     we refuse, cbor2 refuses too unless the reason is one of our documented extra rules.
@@ -154,7 +154,7 @@ def test_mutation_fuzz_only_decode_errors_and_agrees_with_cbor2():
     extra_rules = ("duplicate map key", "unhashable map key", "nesting deeper", "trailing bytes")
     started = time.monotonic()
     accepted = refused = 0
-    for data in fuzz.cases(20_000, seed=2024):
+    for data in fuzz.inputs(20_000, seed=2024):
         try:
             value = cbor.loads(data)
         except DecodeError as exc:
@@ -171,19 +171,12 @@ def test_mutation_fuzz_only_decode_errors_and_agrees_with_cbor2():
                 raise AssertionError(f"cbor2 accepts {data.hex()}, we said {exc}") from None
             continue
         accepted += 1
-        assert fuzz.check(data)
+        assert repr(cbor.loads(cbor.dumps(value))) == repr(value), data.hex()  # re-encoding keeps the value
         if "Tag(" not in repr(value):
             assert _norm(cbor2.loads(data)) == _norm(value), data.hex()
     assert accepted + refused == 20_000
     assert accepted > 1_000 and refused > 10_000
     assert time.monotonic() - started < 600  # a hang guard only, not a speed assertion
-
-
-def test_fuzz_command_reports_counts(capsys):
-    """python -m tools.fuzz.cbor prints the summary line and exits 0."""
-    assert fuzz.main(["--cases", "2000", "--seed", "3"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("2000 cases, ") and out.strip().endswith(", 0 crashes")
 
 
 def test_senml_cbor_interoperates_with_cbor2():

@@ -1,4 +1,4 @@
-"""The lamp host (boards/sim/lamp_host.py): its lamps answer byte for byte like a lamp in its own process.
+"""The lamp host (tools/sim/micropython/lamp_host.py): its lamps answer byte for byte like a lamp in its own process.
 
 Two streets side by side on unpaced buses: a hosted street of lamps 5, 6 and 7
 in one lamp host, and a per-process street with lamp 6 alone. The same raw RTU

@@ -62,3 +62,35 @@ def test_decode_turns_senml_cbor_into_records(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert '"n": "urn:dev:x:power"' in proc.stdout
     assert '"v": 41.5' in proc.stdout
+
+
+def test_sim_writes_a_gateway_configuration_that_checks(tmp_path: Path) -> None:
+    """`streetedge sim --write-config`: a configuration for this street that loads and passes `check`."""
+    import json
+    import signal
+
+    from gateway.service.config import load_config
+
+    config = tmp_path / "gateway.toml"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "sim", "--nodes", "2", "--workdir", str(tmp_path / "street"),
+         "--write-config", str(config), "--broker", "mqtt://127.0.0.1:1884", "--site", "lab", "--gateway", "gw-7"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        lines: list[str] = []
+        while not any("gateway configuration written to" in line for line in lines):
+            line = sim.stdout.readline()
+            assert line, "".join(lines)[-3000:]
+            lines.append(line)
+        manifest = json.loads((tmp_path / "street" / "manifest.json").read_text())
+        cfg = load_config(config)
+        assert (cfg.site, cfg.gateway, cfg.broker.urls) == ("lab", "gw-7", ["mqtt://127.0.0.1:1884"])
+        assert [(n.id, n.unit, n.role) for n in cfg.node] == [("lamp-1", 1, "lamp"), ("lamp-2", 2, "lamp")]
+        assert (cfg.bus[0].device, cfg.bus[0].parity) == (manifest["buses"][0]["device"], "N")
+        check = streetedge("check", "-c", str(config), "--no-broker", timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        sim.send_signal(signal.SIGINT)
+        assert sim.wait(60) == 0

@@ -1,28 +1,22 @@
-"""Fuzz the gateway's strict CBOR decoder and its command decoder: accepted or refused with a reason, never a crash.
+"""Fuzz the gateway's command decoder: accepted or refused with a reason, never a crash.
 
     python -m tools.fuzz.commands --cases 100000 --seed 7
 
-Two parts, ``--cases`` each:
+:func:`gateway.commands.parse.parse_command`, three quarters on mutated
+command maps, one quarter property-based (hypothesis builds maps with the
+command's keys and values of every CBOR type). An accepted command must
+survive a round trip: encoded again, it parses to the same Command; and
+planning it for a lamp (:func:`gateway.commands.actions.plan_node`) must give a
+plan or a ``bad_parameters`` refusal. The CBOR underneath has its own fuzzer
+(``python -m tools.fuzz.cbor``).
 
-- ``cbor``: :func:`gateway.commands.strict_cbor.loads_strict` on random bytes and on
-  mutations of valid items (RFC 8949 Appendix A, commands, envelopes). An
-  accepted item must be plain data that cbor2 encodes again.
-- ``command``: :func:`gateway.commands.parse.parse_command`, three quarters on
-  mutated command maps, one quarter property-based (hypothesis builds maps
-  with the command's keys and values of every CBOR type). An accepted command
-  must survive a round trip: encoded again, it parses to the same Command;
-  and planning it for a lamp (:func:`gateway.commands.actions.plan_node`) must give a
-  plan or a ``bad_parameters`` refusal.
-
-Prints one line per part; exits 1 on any crash or hang.
+Prints one line; exits 1 on any crash or hang.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -32,40 +26,15 @@ from hypothesis import strategies as st
 
 from gateway.commands.actions import Context, plan_node
 from gateway.commands.parse import ACTIONS, BAD_PARAMETERS, CommandRejected, parse_command
-from gateway.commands.strict_cbor import CborError, loads_strict
 from gateway.contracts import load_role
 from gateway.service.config import parse_config
+from tools.fuzz.cbor import T0, command_maps
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
-
-_APPENDIX_A = Path(__file__).resolve().parents[2] / "tests/protocols/vectors/cbor_appendix_a.json"
-T0 = 1_800_000_000
 
 
 def command_seeds() -> list[bytes]:
-    """Valid commands of every action and target kind."""
-    maps: list[dict[str, Any]] = [
-        {"id": "c-1", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "dim", "params": {"level": 40}},
-        {"id": "c-2", "iat": T0, "exp": T0 + 60, "target": "group:elm", "action": "switch", "params": {"on": True}},
-        {"id": "c-3", "iat": T0 + 0.5, "exp": T0 + 1.5, "target": "all", "action": "time_sync"},
-        {"id": "c-4", "iat": T0, "exp": T0 + 9, "target": "bus:bus0", "action": "rebirth", "params": {}},
-        {"id": "c-5", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "override",
-         "params": {"level": 80, "minutes": 30}},
-        {"id": "c-6", "iat": T0, "exp": T0 + 60, "target": "all", "action": "set_schedule",
-         "params": {"programs": {"0": [[2, 0, 100], [0, 1380, 50], [1, 0, 0]], "3": None},
-                    "calendar": {"default": 0, "rules": [{"program": 0, "days": 48, "from": [12, 24], "to": [1, 2]}]}}},
-        {"id": "c-7", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "set_config",
-         "params": {"mode": 1, "latitude": 52.37}},
-        {"id": "c-8", "iat": T0, "exp": T0 + 60, "target": "lamp-1", "action": "reboot", "params": {"within": 30}},
-    ]
-    return [cbor2.dumps(m) for m in maps]
-
-
-def cbor_seeds() -> list[bytes]:
-    """Appendix A, the commands, and a signed-envelope shape."""
-    out = [bytes.fromhex(item["hex"]) for item in json.loads(_APPENDIX_A.read_text())]
-    out += command_seeds()
-    out.append(cbor2.dumps(cbor2.CBORTag(18, [b"\xa1\x01\x27", {4: b"ops"}, command_seeds()[0], b"\x00" * 64])))
-    return out
+    """Valid commands of every action and target kind, encoded."""
+    return [cbor2.dumps(m) for m in command_maps()]
 
 
 def _inputs(n: int, seed: int, pool: list[bytes]) -> Iterator[bytes]:
@@ -75,16 +44,6 @@ def _inputs(n: int, seed: int, pool: list[bytes]) -> Iterator[bytes]:
             yield rnd.randbytes(rnd.randrange(0, 40))
         else:
             yield mutate(rnd, rnd.choice(pool), pool)
-
-
-def check_cbor(data: bytes) -> str | None:
-    """Fuzz target of loads_strict."""
-    try:
-        value = loads_strict(data, top_tags=frozenset({17, 18}))
-    except CborError:
-        return "refused"
-    cbor2.dumps(value)  # plain data encodes again (raises, a crash, otherwise)
-    return None
 
 
 def check_command(data: bytes) -> str | None:
@@ -160,11 +119,10 @@ def property_run(n: int, seed: int) -> Summary:
 
 
 def run(n: int, seed: int = 0) -> dict[str, Summary]:
-    """Both parts, ``n`` cases each."""
-    cbor = run_target(check_cbor, _inputs(n, seed, cbor_seeds()))
+    """``n`` cases: three quarters mutated commands, one quarter hypothesis-built maps."""
     command = run_target(check_command, _inputs(n - n // 4, seed, command_seeds()))
     command.add(property_run(n // 4, seed))
-    return {"cbor (gateway, cbor2 + strict checks)": cbor, "command decoder": command}
+    return {"command decoder": command}
 
 
 def main(argv: list[str] | None = None) -> int:

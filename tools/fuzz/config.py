@@ -86,7 +86,7 @@ def check(data: bytes) -> str | None:
     try:
         config = parse_config(text, source="fuzz.toml")
     except ConfigError as exc:
-        if not str(exc).startswith("fuzz.toml: ") or len(str(exc)) < 15:
+        if exc.source != "fuzz.toml" or len(exc.problem) < 4 or not str(exc).startswith("fuzz.toml: "):
             raise AssertionError(f"a ConfigError that says nothing: {exc!r}") from None
         return "refused"
     if parse_config(text, source="fuzz.toml") != config:

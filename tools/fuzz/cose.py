@@ -38,7 +38,8 @@ from gateway.commands.envelope import open_envelope
 from gateway.commands.keys import KeyRing
 from gateway.commands.parse import CommandRejected
 from gateway.service.config import parse_config
-from tools.fuzz.commands import T0, command_seeds
+from tools.fuzz.cbor import T0
+from tools.fuzz.commands import command_seeds
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 from tools.keys import key_entry, public_text
 

@@ -2,7 +2,7 @@
 
 ``HostedStreet`` is a :class:`~tools.sim.street.VirtualStreet` of lamps (same
 image, same flash folders, same manifest) whose nodes run in ONE MicroPython
-process, the lamp host (``boards/sim/lamp_host.py``: the real ``Node``, lamp
+process, the lamp host (``tools/sim/micropython/lamp_host.py``: the real ``Node``, lamp
 role and ``ModbusSlave`` for every lamp, one framer for the drop; its docstring
 says what the model leaves out and what it measures). The bus has one node drop,
 so the paced bus makes one delivery per character instead of N, and one
@@ -39,6 +39,8 @@ from typing import IO, Any
 from tools.image import build_image
 from tools.sim.street import NodeProcess, StreetError, VirtualStreet, micropython_path
 
+HOST_DIR = Path(__file__).resolve().parent / "micropython"
+"""Where the lamp host (``lamp_host.py``, MicroPython code) lives; put on the host's MICROPYPATH."""
 HOST_READY = b"streetedge lamp host ready"
 
 
@@ -108,10 +110,10 @@ class HostedStreet(VirtualStreet):
         self._host_log = self.host_log.open("ab")
         self._host_offset = self.host_log.stat().st_size
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{self.image}:.frozen"
+        env["MICROPYPATH"] = f"{self.image}:.frozen:{HOST_DIR}"
         self.host = subprocess.Popen(
             [micropython_path(), "-X", f"heapsize={self.heapsize}", "-c",
-             f"import board.lamp_host as h; h.main({str(host_cfg)!r})"],
+             f"import lamp_host as h; h.main({str(host_cfg)!r})"],
             cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
             stdout=self._host_log, stderr=subprocess.STDOUT,
         )
@@ -142,7 +144,7 @@ class HostedStreet(VirtualStreet):
             return "(no log)"
 
     def host_stats(self) -> dict[str, Any]:
-        """The host's counters (written every 2 s; see ``boards/sim/lamp_host.py``), or {}."""
+        """The host's counters (written every 2 s; see ``tools/sim/micropython/lamp_host.py``), or {}."""
         try:
             stats: dict[str, Any] = json.loads((self.workdir / "host.stats.json").read_text())
         except (OSError, ValueError):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiomqtt
 import pytest
 
+from gateway.mqtt.connection import Connection
 from gateway.mqtt.topics import Topics
-from gateway.mqtt.uplink import Outgoing, PublishQueue, Uplink, _Client
+from gateway.mqtt.uplink import MqttError, Outgoing, PublishQueue, Uplink
 from gateway.service.config import BrokerConfig
 from gateway.service.stats import GatewayStats
 
@@ -89,16 +89,16 @@ def test_queue_size_must_be_positive() -> None:
 
 def test_failed_publish_reconnects_and_sends_the_message_again(mosquitto, subscriber, monkeypatch) -> None:
     """A publish that fails ends the session; after reconnecting the message is delivered."""
-    real_publish = _Client.publish
+    real_publish = Connection.publish
     failures = {"left": 1}
 
-    async def flaky_publish(self: _Client, topic: str, *args: Any, **kwargs: Any) -> None:
+    async def flaky_publish(self: Connection, topic: str, *args: Any, **kwargs: Any) -> None:
         if "/data/" in topic and failures["left"]:
             failures["left"] -= 1
-            raise aiomqtt.MqttCodeError(4, "simulated publish failure")
+            raise MqttError("simulated publish failure")
         await real_publish(self, topic, *args, **kwargs)
 
-    monkeypatch.setattr(_Client, "publish", flaky_publish)
+    monkeypatch.setattr(Connection, "publish", flaky_publish)
     topics = Topics("s", "g")
     stats = GatewayStats()
     sub = subscriber(mosquitto.host, mosquitto.port, topics.data("n1"))

@@ -108,7 +108,11 @@ async def running(gateway: Gateway) -> AsyncIterator[None]:
 
 
 def events_in(messages: list[Any]) -> list[dict[str, Any]]:
-    """The events of event messages: per event its resolved name, seq, value and time."""
+    """The events of event messages, by seq: per event its resolved name, seq, value and time.
+
+    Resolved records come in time order (RFC 8428 section 4.6), and an event whose time was estimated from
+    the node's uptime may be older than the events logged after it.
+    """
     out = []
     for msg in messages:
         records = senml.resolve(senml.from_labels(cbor2.loads(msg.payload)))
@@ -117,7 +121,7 @@ def events_in(messages: list[Any]) -> list[dict[str, Any]]:
             by = {r["n"].rsplit(":", 1)[1]: r for r in records[i:j]}
             out.append({"name": by["event"]["vs"], "seq": by["event_seq"]["v"], "value": by["event_value"]["v"],
                         "t": by["event"]["t"], "estimated": "event_time_estimated" in by})
-    return out
+    return sorted(out, key=lambda e: e["seq"])
 
 
 def test_every_event_is_published_once_across_a_restart(mosquitto, pty_pair, sim, subscriber, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def test_example_parses_with_every_key() -> None:
     assert config.broker.protocol == "5"
     assert config.broker.client_id == "streetedge-district-7-cabinet-12"
     bus = config.bus_named("bus0")
-    assert (bus.baud, bus.parity, bus.stopbits, bus.timeout, bus.retries) == (19200, "E", 1, 0.3, 1)
+    assert (bus.baud, bus.parity, bus.stopbits, bus.timeout, bus.retries) == (19200, "N", 1, 0.3, 1)
     assert [n.id for n in config.nodes_on("bus0")] == ["lamp-1", "lamp-2"]
     assert config.groups == {"street-a": ["lamp-1", "lamp-2"]}
 

@@ -6,10 +6,12 @@ The host runs N complete nodes (``firmware.node.Node``: configuration, register
 bank, lamp role, event log, boot record, each with its own flash folder and its
 own ``ModbusSlave``) in one process, attached as ONE drop::
 
-    micropython -X heapsize=16M -c "import board.lamp_host as h; h.main('host.json')"
+    micropython -X heapsize=16M -c "import lamp_host as h; h.main('host.json')"
 
-with ``MICROPYPATH=<image>:.frozen`` (the sim lamp image: the very ``.mpy``
-files a virtual node runs). ``host.json``: ``{"uart": <pty>, "baud": 19200,
+with ``MICROPYPATH=<image>:.frozen:tools/sim/micropython`` (the sim lamp image: the very
+``.mpy`` files a virtual node runs, and this folder). It is a tool, not part of the board:
+a node runs one firmware; running many in one process is the virtual street's business.
+``host.json``: ``{"uart": <pty>, "baud": 19200,
 "lamps": [{"unit": 1, "flash": "/abs/node-1"}, ...], "stats": "/abs/host.stats.json"}``;
 each flash folder holds the node's ``config.json`` and ``sim.json`` as the
 virtual street writes them. ``tools.sim.hosted_street`` starts it.
@@ -55,8 +57,7 @@ answers in 30-130 µs. A flash write (``diag.json``, counters, events) stops
 every lamp of the host, not one: keep the flash folders on a RAM disk for
 benches. When the machine takes the CPU away from the host, every lamp stops
 at once, which never happens to a real bus (``lags``; on a loaded virtual
-machine, 0.1-1 s stalls a few times a minute). The module is part of the sim
-board's images (a few KB); the ESP32 images do not carry it.
+machine, 0.1-1 s stalls a few times a minute). No device image carries it.
 
 Stats (``stats`` path, every 2 s, atomically): ``lamps``, ``frames``,
 ``broadcasts``, ``answered``, ``turnaround_us`` and ``broadcast_us``
@@ -75,12 +76,12 @@ import os
 import sys
 import time
 
+from board import Board, SimPort  # the image installs boards/sim as `board`
+
 from firmware import node as node_module
 from firmware.modbus_slave import ModbusSlave
 from firmware.node import Node
 from protocols.modbus.slave import SlaveFramer
-
-from . import Board, SimPort
 
 try:
     from micropython import const

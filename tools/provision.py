@@ -1,0 +1,250 @@
+"""``streetedge provision``: put a node's image and identity on a board, check them there, and see it join.
+
+For a board that already runs MicroPython (``streetedge flash`` puts it there)::
+
+    streetedge provision --port /dev/ttyUSB0 --board esp32_lamp --role lamp --node-id lamp-12 --unit 12 \\
+        --bus /dev/ttyUSB1
+
+1. builds the image for the board and role (``tools.image``);
+2. over the board's USB console with ``mpremote`` (its raw REPL; a running
+   node is interrupted with Ctrl-C first): removes ``main.py`` first, so a
+   board whose provisioning is interrupted boots to the REPL and can be
+   provisioned again; copies the image, ``config.json`` (unit, role, baud) and
+   ``identity.json`` (node id, board, role, image hash, when, by whom), and the
+   node key if one is given;
+3. hashes every file on the board itself (SHA-256) and compares with the
+   image's manifest; only then copies ``main.py`` (checked the same way);
+4. resets the board and waits until the node answers on its RS-485 bus
+   (``--bus``: a Modbus read of its unit's uptime, which must show a boot
+   after the reset) before it says done;
+5. appends what was provisioned to the record (``provisioned.jsonl``), from
+   which ``streetedge provision --nodes-toml`` writes the gateway's ``[[node]]``
+   entries.
+
+Running it again on the same board is safe: everything is copied and checked
+again. The virtual board (``tools.sim.console``) answers exactly as a real one,
+so the tests provision a blank virtual node and see it join the virtual street.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.exit_codes import Exit
+from tools.image import ImageError, board_info, build_image
+
+NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)  # firmware/config.py's
+RESET = "import machine\ntry:\n    machine.reset()\nexcept AttributeError:\n    import sys\n    sys.exit()\n"
+"""machine.reset() on a board; the virtual board's unix port has none and boots again when the REPL exits."""
+MKDIRS = """import os
+for d in %r:
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+"""
+HASHES = """import hashlib, binascii, json
+out = {}
+for p in %r:
+    h = hashlib.sha256()
+    try:
+        with open(p, 'rb') as f:
+            while True:
+                b = f.read(512)
+                if not b:
+                    break
+                h.update(b)
+        out[p] = binascii.hexlify(h.digest()).decode()
+    except OSError:
+        out[p] = None
+print(json.dumps(out))
+"""
+
+
+class ProvisionError(Exception):
+    """Provisioning could not finish; ``code`` is the exit status the command line uses."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# tools/exit_codes.py's meanings: bad input (nothing done), the board not there, the job ran and failed
+USAGE, NO_BOARD, MISMATCH, NO_ANSWER = int(Exit.USAGE), int(Exit.UNAVAILABLE), int(Exit.FAILED), int(Exit.FAILED)
+FIRST_ANSWER = 30.0
+"""Seconds the board's REPL has to answer the first command (a board busy in main.py is interrupted first)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to provision: every field is given by the person provisioning, none is filled in."""
+
+    port: str
+    board: str
+    role: str
+    node_id: str
+    unit: int
+    baud: int
+    key: Path | None = None
+
+
+def check(request: Request) -> None:
+    """Refuse a request that cannot give a working node, before the board is touched (ProvisionError)."""
+    if not NODE_ID.match(request.node_id):
+        raise ProvisionError(f"--node-id {request.node_id!r}: letters, digits, '-' and '_' only (1..64)", USAGE)
+    if not 1 <= request.unit <= 247:
+        raise ProvisionError(f"--unit {request.unit}: a Modbus unit is 1..247", USAGE)
+    if request.baud not in BAUD_RATES:
+        raise ProvisionError(f"--baud {request.baud}: one of {', '.join(map(str, BAUD_RATES))}", USAGE)
+    try:
+        roles = board_info(request.board)["roles"]
+    except ImageError as exc:
+        raise ProvisionError(str(exc), USAGE) from None
+    if roles is not None and request.role not in roles:
+        raise ProvisionError(f"board {request.board} carries {', '.join(roles)}, not {request.role!r}", USAGE)
+    if request.key is not None and not request.key.is_file():
+        raise ProvisionError(f"--key {request.key}: no such file", USAGE)
+    if not Path(request.port).exists():
+        raise ProvisionError(f"--port {request.port}: no such device (is the board plugged in?)", NO_BOARD)
+    if Path(request.port).is_dir():
+        raise ProvisionError(f"--port {request.port}: a folder, not a serial device", USAGE)
+
+
+def provision(request: Request, *, workdir: Path, bus: str | None, record: Path, timeout: float = 60.0,
+              connect_timeout: float = FIRST_ANSWER, say: Any = print) -> dict[str, Any]:
+    """Provision one board as the module docstring says; the record written. Raises ProvisionError."""
+    check(request)
+    try:
+        manifest = build_image(request.board, request.role, workdir / f"image-{request.board}-{request.role}")
+    except ImageError as exc:
+        raise ProvisionError(f"cannot build the image: {exc}", USAGE) from None
+    image = workdir / f"image-{request.board}-{request.role}"
+    expected = {f["path"]: f["sha256"] for f in manifest["files"]}
+    identity = {"node": request.node_id, "board": request.board, "role": request.role,
+                "image": manifest["source_hash"], "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "by": getpass.getuser()}
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = {"config.json": {"unit": request.unit, "role": request.role, "baud": request.baud},
+                 "identity.json": identity}
+        for name, body in extra.items():
+            data = json.dumps(body).encode()
+            (Path(tmp) / name).write_bytes(data)
+            expected[name] = _sha256(data)
+        copies = [(str(Path(tmp) / name), ":" + name) for name in extra]
+        if request.key is not None:
+            expected["node.key"] = _sha256(request.key.read_bytes())
+            copies.append((str(request.key), ":node.key"))
+        say(f"copying the {request.role} image ({manifest['total_bytes']} bytes) to {request.port}")
+        _mpremote(request.port, ["exec", "import os\ntry:\n    os.remove('main.py')\nexcept OSError:\n    pass\n"],
+                  timeout=connect_timeout)
+        # Relative paths only: on the virtual board the flash is a folder of the host, and a path from "/"
+        # would leave it. Folders are made first (mpremote's cp does not), each file copied on its own.
+        files = sorted(p for p in expected if p in {f["path"] for f in manifest["files"]} and p != "main.py")
+        folders = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+        _mpremote(request.port, ["exec", MKDIRS % (folders,)])
+        args: list[str] = []
+        for path in files:
+            args += ["+", "fs", "cp", str(image / path), ":" + path]
+        for src, dest in copies:
+            args += ["+", "fs", "cp", src, dest]
+        _mpremote(request.port, args[1:])
+        _verify(request.port, {p: h for p, h in expected.items() if p != "main.py"})
+        _mpremote(request.port, ["fs", "cp", str(image / "main.py"), ":main.py"])
+        _verify(request.port, {"main.py": expected["main.py"]})
+    say(f"{len(expected)} files on the board match the image; resetting")
+    _mpremote(request.port, ["exec", "--no-follow", RESET])
+    if bus is not None:
+        waited = _wait_for_answer(bus, request.unit, request.baud, request.role, timeout)
+        say(f"{request.node_id} answers as unit {request.unit} on {bus} ({waited:.1f} s after reset)")
+    entry = {**identity, "unit": request.unit, "baud": request.baud, "port": request.port,
+             "bus_checked": bus is not None}
+    with record.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    return entry
+
+
+def nodes_toml(record: Path, bus: str) -> str:
+    """The gateway's ``[[node]]`` entries for every node in the record (its latest provisioning wins)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for n, line in enumerate(record.read_text().splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            latest[entry["node"]] = entry
+        except (ValueError, KeyError, TypeError):
+            raise ProvisionError(f"{record}:{n}: not a provisioning record line", USAGE) from None
+    return "".join(
+        f'[[node]]\nid = "{e["node"]}"\nbus = "{bus}"\nunit = {e["unit"]}\nrole = "{e["role"]}"\n'
+        f'# board {e["board"]}, image {e["image"][:12]}, provisioned {e["provisioned"]} by {e["by"]}\n\n'
+        for e in latest.values()
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mpremote(port: str, args: list[str], *, timeout: float = 300.0) -> str:
+    """Run mpremote on the board's console (``resume``: no soft reset, so the REPL state is the board's)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "resume", *args],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        # mpremote waits without end on a line where no REPL answers
+        raise ProvisionError(f"{port}: cannot work with MicroPython there: no REPL answered within {timeout:.0f} s "
+                             "(is MicroPython flashed, and the port the board's?)", NO_BOARD) from None
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"mpremote exited with {done.returncode}"
+        raise ProvisionError(f"{port}: cannot work with MicroPython there: {reason}", NO_BOARD)
+    return done.stdout
+
+
+def _verify(port: str, expected: dict[str, str]) -> None:
+    out = _mpremote(port, ["exec", HASHES % (sorted(expected),)])
+    try:
+        found = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ProvisionError(f"{port}: the board's hashes could not be read: {out[-200:]!r}", MISMATCH) from None
+    wrong = sorted(p for p, h in expected.items() if found.get(p) != h)
+    if wrong:
+        raise ProvisionError(f"{len(wrong)} file(s) differ on the board after copying, e.g. {wrong[0]}; "
+                             "run provision again", MISMATCH)
+
+
+def _wait_for_answer(bus: str, unit: int, baud: int, role: str, timeout: float) -> float:
+    """Seconds until ``unit`` answers on ``bus`` from a boot after the reset (its uptime says so)."""
+    from pymodbus.client import ModbusSerialClient
+    from pymodbus.exceptions import ModbusException
+
+    from gateway.contracts import load_role
+
+    uptime = load_role(role)["uptime"]  # every role has it (protocols/roles/common.py), seconds, u32
+    start = time.monotonic()
+    client = ModbusSerialClient(bus, baudrate=baud, timeout=0.5, retries=0)
+    try:
+        while time.monotonic() - start < timeout:
+            if client.connected or client.connect():
+                try:
+                    reply = client.read_input_registers(uptime.address, count=2, device_id=unit)
+                    # an answer from before the reset (a board that did not reset) does not count
+                    if not reply.isError() and (reply.registers[0] << 16 | reply.registers[1]) <= (
+                            time.monotonic() - start + 2):
+                        return time.monotonic() - start
+                except ModbusException:
+                    pass
+            time.sleep(0.2)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    raise ProvisionError(f"unit {unit} did not answer on {bus} within {timeout:.0f} s after the reset; "
+                         "check its wiring and baud rate", NO_ANSWER)
