@@ -166,8 +166,9 @@ class PollPlan:
     Attributes:
         classes: the poll classes read.
         requests: ``(table, start, count)`` in the order they go out.
-        registers: the registers read, in map order.
-        words: register words the readings need (without bridged gaps).
+        registers: the registers read, in map order: those of ``classes`` and any other
+            that a request carries whole (inside a bridged gap).
+        words: register words the registers of ``classes`` need (without bridged gaps).
     """
 
     def __init__(self, regmap: RegisterMap, classes: frozenset[int], cost: LineCost) -> None:
@@ -181,8 +182,11 @@ class PollPlan:
         self._decoders: list[tuple[struct.Struct, struct.Struct, list[int]]] = []
         taken: set[int] = set()
         for table, start, count in self.requests:
+            # Every whole register the request carries is decoded, due or not: words read along in a
+            # bridged gap cost nothing more to keep (a lamp's firmware and counters sit in its measurements).
             inside = sorted(
-                (r for r in due if r.table == table and start <= r.address < start + count and id(r) not in taken),
+                (r for r in regmap.registers if r.table == table and start <= r.address
+                 and r.address + r.width <= start + count and id(r) not in taken),
                 key=lambda r: r.address,
             )
             fmt = [">"]

@@ -16,8 +16,9 @@ What is counted, after every lamp has been polled once (the first poll of a
 lamp reads everything, its birth):
 
 - useful readings: register values read from a lamp (measurements at every
-  poll, counters every 10th, settings when the lamp says they changed); values
-  repeated from the gateway's memory are not counted;
+  poll, counters every 10th, settings when the lamp says they changed, and any
+  register a request carried whole in a bridged gap); values repeated from the
+  gateway's memory are not counted;
 - the line-rate limit for those readings: the wire time the requests that
   carried them need at the line's bit rate (request and answer characters, the
   t3.5 silence after each frame, no gaps, no turnaround), computed by
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.contracts import HOLDING, INPUT, load_role
-from gateway.polling.poll_plan import COUNTER, EVERYTHING, MEASURE, SETTING, LineCost, plan_for
+from gateway.polling.poll_plan import COUNTER, EVERYTHING, MEASURE, SETTING, LineCost, plan_for, poll_classes
 from gateway.polling.poller import NODE_TURNAROUND, BusPoller
 from gateway.service.config import NodeConfig, parse_config
 from gateway.service.stats import NodeStats
@@ -190,6 +191,7 @@ def _report(f: BusFigures) -> str:
     measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND))
     whole = [(t, start, count) for t in (HOLDING, INPUT) for start, count in regmap.blocks(t)]
     interval = elapsed * nodes / tally.polls if tally.polls else float("inf")
+    n_measure = sum(1 for c in poll_classes(regmap).values() if c == MEASURE)
     old_interval = nodes * cost.seconds(whole)
     lines = [
         f"{nodes} lamps (real firmware, one lamp host) on a paced virtual bus at {baud} bit/s "
@@ -199,7 +201,7 @@ def _report(f: BusFigures) -> str:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| useful readings delivered | {rate:,.0f} /s ({tally.readings:,} in {tally.polls:,} polls) |",
+        f"| useful readings delivered by the bus | {rate:,.0f} /s ({tally.readings:,} in {tally.polls:,} polls) |",
         f"| line-rate limit for the words those readings need | {limit:,.0f} /s |",
         f"| measured / limit | {rate / limit:.0%} |" if limit else "| measured / limit | - |",
         f"| poll interval sustained per lamp | {interval:.2f} s |",
@@ -207,9 +209,10 @@ def _report(f: BusFigures) -> str:
         f"| polls that read the counters | {tally.counter_polls} of {tally.polls} |",
         f"| failed polls (timeouts, retries exhausted) | {failures} |",
         "",
-        f"A routine poll reads {len(measure.registers)} measurements ({measure.words} words) in "
+        f"A routine poll asks for the {n_measure} measurements ({measure.words} words) in "
         f"{len(measure.requests)} requests ({sum(c for _, _, c in measure.requests)} words with the gaps read "
-        f"along): {cost.seconds(measure.requests) * 1000:.1f} ms of wire time, so a bus of {nodes} lamps "
+        f"along, which carry {len(measure.registers) - n_measure} more registers whole: identity and counters, "
+        f"decoded too): {cost.seconds(measure.requests) * 1000:.1f} ms of wire time, so a bus of {nodes} lamps "
         f"could poll every {nodes * cost.seconds(measure.requests):.2f} s at the line rate. Computed for "
         f"comparison: the poll that read both tables whole ({sum(c for _, _, c in whole)} words in "
         f"{len(whole)} requests) needs {cost.seconds(whole) * 1000:.1f} ms per lamp, an interval of "
