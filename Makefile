@@ -15,10 +15,14 @@ STAMP  := $(VENV)/.installed
 demo: setup
 	$(BIN)/streetedge demo
 
+# Tests on pytest-xdist workers (`-n auto`, see tests/conftest.py); mypy checks meanwhile.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	@mkdir -p .run
+	@$(BIN)/mypy > .run/mypy.log 2>&1 & mypy=$$!; \
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS); tests=$$?; \
+	wait $$mypy; typed=$$?; cat .run/mypy.log; \
+	exit $$(( tests ? tests : typed ))
 
 setup: system-deps $(STAMP)
 

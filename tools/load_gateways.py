@@ -135,8 +135,9 @@ class Consumer:
 
     def close(self) -> None:
         """Disconnect."""
-        self.client.loop_stop()
+        # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Fleet:

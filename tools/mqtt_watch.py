@@ -114,8 +114,9 @@ class MqttWatch:
 
     def close(self) -> None:
         """Disconnect and stop paho's thread."""
-        self.client.loop_stop()
+        # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
         self.client.disconnect()
+        self.client.loop_stop()
 
     def __enter__(self) -> MqttWatch:
         return self

@@ -131,8 +131,9 @@ class Observer:
 
     def close(self) -> None:
         """Disconnect (the broker forgets nothing: the session is persistent)."""
-        self.client.loop_stop()
+        # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def _values(records: list[dict[str, Any]]) -> tuple[Any, ...]:

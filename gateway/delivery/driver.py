@@ -25,9 +25,11 @@ data always goes first: the backlog may use only half of the data window.
 
 When the session ends, every record not acknowledged returns to the outbox and
 is replayed in the next session; a node birth goes out again whenever a node's
-firmware version changes, and on a (signed) ``rebirth`` command.
-Records the disk budget pushed out are counted in the retained
-``<root>/delivery`` message, so the loss is reported upstream.
+firmware changes, and on a (signed) ``rebirth`` command. Records the disk budget
+pushed out are counted in the retained ``<root>/delivery`` message.
+
+The rules are the pure state machine :class:`~gateway.delivery.machine.DeliveryMachine`;
+this module does its I/O: the outbox (in its thread), the clock, the uplink, the encoding.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import logging
 import shutil
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,9 +47,11 @@ import cbor2
 
 from gateway.contracts import Number, Register
 from gateway.delivery import birth
+from gateway.delivery import machine_events as m
+from gateway.delivery.machine import DeliveryMachine, Settings
 from gateway.delivery.messages import Messages, known_roles
-from gateway.delivery.outbox import Entry, Kind, OutboxRecord
 from gateway.delivery.outbox_thread import AsyncOutbox
+from gateway.delivery.records import Kind, OutboxRecord
 from gateway.delivery.senml_records import encode_poll, poll_raws, poll_seq
 from gateway.mqtt.topics import Topics
 from gateway.mqtt.uplink import Outgoing
@@ -57,18 +60,6 @@ from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
 
 log = logging.getLogger(__name__)
-
-WINDOW = 48
-"""Data messages handed to the uplink and not yet acknowledged, at most; the backlog gets half.
-
-Enough to keep the uplink's own window (32 in flight) full with one message per poll (SenML), so that
-acknowledgements, and their deletes in the outbox, come in batches."""
-LIVE_MAX = 20
-"""Live polls held in memory, in compact batches (``batch_max`` each), before the oldest go to the backlog."""
-STATUS_PAUSE = 5.0
-"""Seconds between two ``<root>/delivery`` messages (they go out when the counters changed)."""
-PENDING_MAX = 100_000
-"""Polls waiting for the disk, at most; beyond, the oldest are dropped (counted) so memory stays bounded."""
 
 
 class Delivery:
@@ -91,33 +82,17 @@ class Delivery:
         self.clock = clock
         self._by_role = known_roles()
         self.messages = Messages(topics, config.site, config.gateway, self._by_role)
-        self._firmware: dict[str, int | None] = {}
+        d = config.delivery
+        self.machine = DeliveryMachine(Settings(d.profile, d.batch_max, d.batch_interval, d.drain_rate))
+        """The delivery rules; everything else here is I/O."""
         self._nodes(config)
-        self._born: dict[str, int | None] = {}
         self._outbox: AsyncOutbox | None = None
         self._tempdir: str | None = None
-        self._pending: list[OutboxRecord] = []
-        self._acks: list[int] = []
-        self._releases: list[int] = []
-        self._live: deque[Entry] = deque()  # readings stored and held, waiting for their message
-        self._live_events: list[Entry] = []  # events stored and held: they never wait for a batch
-        self._live_since = 0.0
-        self._work = asyncio.Event()
-        self._kick = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._holding = False  # puts are held for the live lane (a session is opening or open)
+        self._work = asyncio.Event()  # the writer has something to do
+        self._kick = asyncio.Event()  # the composer may have something to do
+        self._lock = asyncio.Lock()  # one writer at a time: held puts and the session boundary agree
         self._send: Callable[[Outgoing], None] | None = None
         self._composer: asyncio.Task[None] | None = None
-        self._session = 0
-        self._boundary = 0
-        self._backlog = False  # backlog left to replay in this session
-        self._out: dict[Outgoing, bool] = {}  # data messages with the uplink -> historical?
-        self._tokens = 0.0
-        self._tokens_at = 0.0
-        self._flushing = False
-        self._rebirth: set[str] = set()  # node ids whose births were asked for again
-        self._status_at = -STATUS_PAUSE
-        self._reported: int | None = None
         self._dropped_by_kind = {Kind.READING: 0, Kind.EVENT: 0}  # as last read from the outbox
         self._duplicates = 0
         self._failure: BaseException | None = None
@@ -125,7 +100,7 @@ class Delivery:
     def _nodes(self, config: Config) -> None:
         """The node table (the order compact messages index) from the configuration."""
         self.messages.nodes([(n.id, n.role) for n in config.node])
-        self._firmware = {n.id: self._firmware.get(n.id) for n in config.node}
+        self.machine.handle(m.NodesChanged(tuple(n.id for n in config.node)))
 
     def reconfigure(self, config: Config) -> None:
         """Nodes were added, removed or changed (a reload): new node table, every birth again.
@@ -134,9 +109,7 @@ class Delivery:
         """
         self.config = config
         self._nodes(config)
-        if self._session:
-            self._rebirth = set(self.messages.index) | {""}  # "": the gateway birth too, with the new table
-            self._kick.set()
+        self._kick.set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -193,7 +166,7 @@ class Delivery:
         The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor a
         broker that does not keep up makes the live lane spill into the backlog (or memory grow).
         """
-        return len(self._pending) + len(self._live)
+        return self.machine.waiting
 
     # -- from the pollers --------------------------------------------------------------------------------------
 
@@ -206,15 +179,11 @@ class Delivery:
         time_ms = round(when * 1000)
         seq = poll_seq(known.registers, raws, time_ms)
         payload = encode_poll(known.schema.id, time_ms, raws)
-        if len(self._pending) >= PENDING_MAX:  # the disk stalls: keep memory bounded, newest first
-            del self._pending[0]
-            self.stats.outbox_dropped += 1
-        self._pending.append(OutboxRecord(node.id, seq, Kind.READING, when, payload))
+        firmware = next((int(raw) for reg, raw in zip(known.registers, raws, strict=True)
+                         if reg.name == "firmware"), None)
+        record = OutboxRecord(node.id, seq, Kind.READING, when, payload)
+        self._carry_out(self.machine.handle(m.Recorded(record, firmware)))
         self.stats.packs_queued += 1
-        if node.id in self._firmware:
-            for reg, raw in zip(known.registers, raws, strict=True):
-                if reg.name == "firmware":
-                    self._firmware[node.id] = int(raw)
         self._work.set()
 
     async def record_events(self, node: NodeConfig, events: list[Event], cursor: int) -> None:
@@ -223,14 +192,11 @@ class Delivery:
         assert outbox is not None, "open() first"
         records = [OutboxRecord(node.id, e.seq, Kind.EVENT, e.time, e.payload()) for e in events]
         async with self._lock:
-            if self._holding:
-                session = self._session
+            session = self.machine.holding_session
+            if session is not None:
                 entries = await outbox.put_held(records, cursors={node.id: cursor})
-                if self._holding and self._session == session:
-                    self._add_live(entries)
-                else:
-                    self._releases += [e.id for e in entries]
-                    self._work.set()
+                self.machine.handle(m.Stored(tuple(entries), session, time.monotonic()))
+                self._wake_writer()
             else:
                 await outbox.put_many(records, cursors={node.id: cursor})
             await self._count()
@@ -252,20 +218,19 @@ class Delivery:
         """Gateway birth, node births and counters for a new session; from now on puts are held (live)."""
         assert self._outbox is not None, "open() first"
         async with self._lock:
-            self._session = session
-            self._holding = True
-            self._boundary = await self._outbox.last_id()
-            self._backlog = True
-        msgs = [self.messages.gateway_birth(session=session, ts=self.clock(), profile=self.settings.profile)]
-        msgs += [self._node_birth(node_id) for node_id in self.messages.index]
-        msgs.append(await self._status())
-        self._rebirth.clear()
+            actions = self.machine.handle(m.SessionOpening(session, await self._outbox.last_id()))
+        msgs: list[Outgoing] = []
+        for action in actions:
+            if isinstance(action, m.SendBirths):
+                msgs += self._births(action, session)
+            elif isinstance(action, m.ReportStatus):
+                msgs.append(await self._status())
         return msgs
 
     def session_open(self, session: int, send: Callable[[Outgoing], None]) -> None:
         """Births are out: start composing data messages into ``send``."""
         self._send = send
-        self._tokens, self._tokens_at = 0.0, time.monotonic()
+        self.machine.handle(m.SessionOpened(time.monotonic()))
         self._composer = asyncio.create_task(self._compose(), name="delivery-compose")
         self._composer.add_done_callback(self._composer_done)
 
@@ -278,33 +243,21 @@ class Delivery:
     def session_closed(self) -> None:
         """The connection is gone: stop composing; held live entries go back to the outbox."""
         self._send = None
-        self._holding = False
         if self._composer is not None:
             self._composer.cancel()
             self._composer = None
-        if self._live or self._live_events:
-            self._releases += [e.id for e in self._live] + [e.id for e in self._live_events]
-            self._live.clear()
-            self._live_events.clear()
-            self._work.set()
+        self.machine.handle(m.SessionClosed())
+        self._wake_writer()
 
     def returned(self, unsent: list[Outgoing]) -> None:
         """Data messages that will not be acknowledged: their records go back to the outbox."""
-        ids: list[int] = []
         for msg in unsent:
-            self._out.pop(msg, None)
-            ids += msg.entries
-        if ids:
-            self._releases += ids
-            if self._send is not None:  # during a session: replay them in this session's backlog
-                self._boundary = max(self._boundary, *ids)
-                self._backlog = True
-            self._work.set()
+            self.machine.handle(m.Returned(msg.entries))
+        self._wake_writer()
 
     def acked(self, msg: Outgoing) -> None:
         """The broker has a data message: its records may leave the outbox."""
-        self._out.pop(msg, None)
-        self._acks += msg.entries
+        self.machine.handle(m.Acked(msg.entries))
         self.stats.packs_acked += len(msg.entries)
         self.stats.readings_acked += msg.records
         self._work.set()
@@ -312,7 +265,7 @@ class Delivery:
 
     async def rebirth(self, node_ids: list[str]) -> None:
         """The ``rebirth`` command: births of these nodes again; all of them: the gateway birth first."""
-        self._rebirth.update(node_ids)
+        self.machine.handle(m.Rebirth(tuple(node_ids)))
         self._kick.set()
 
     def flush(self) -> None:
@@ -321,10 +274,11 @@ class Delivery:
         The delivery counters go out once more, at once: drops since the last ``<root>/delivery`` (held
         back by its pause) must be reported before the uplink closes.
         """
-        self._flushing = True
-        if self._send is not None:
-            self._compose_live(time.monotonic())
-            self._emit(self._status_message())
+        for action in self.machine.handle(m.Flush(time.monotonic())):
+            if isinstance(action, m.ReportStatus):
+                self._emit(self._status_message())
+            else:
+                self._carry_out([action])
 
     # -- the writer ----------------------------------------------------------------------------------------------
 
@@ -334,41 +288,22 @@ class Delivery:
         if outbox is None:
             return
         async with self._lock:
-            if self._acks:
-                ids, self._acks = self._acks, []
-                await outbox.ack(ids)
-            if self._releases:
-                ids, self._releases = self._releases, []
-                await outbox.release(ids)
-            if self._pending:
-                batch, self._pending = self._pending, []
-                if self._holding:
-                    session = self._session
-                    entries = await outbox.put_held(batch)
-                    if self._holding and self._session == session:
-                        self._add_live(entries)
-                    else:  # the session ended while the disk was busy
-                        self._releases += [e.id for e in entries]
-                        self._work.set()
-                else:
-                    await outbox.put_many(batch)
+            for action in self.machine.handle(m.WriteDue()):
+                if isinstance(action, m.Ack):
+                    await outbox.ack(action.ids)
+                elif isinstance(action, m.Release):
+                    await outbox.release(action.ids)
+                elif isinstance(action, m.Store) and action.held:
+                    entries = await outbox.put_held(action.records)
+                    self.machine.handle(m.Stored(tuple(entries), action.session, time.monotonic()))
+                elif isinstance(action, m.Store):
+                    await outbox.put_many(action.records)
             await self._count()
+        self._wake_writer()
         self._kick.set()
 
-    def _add_live(self, entries: list[Entry]) -> None:
-        events = [e for e in entries if e.kind == Kind.EVENT]
-        if events:
-            self._live_events += events
-            entries = [e for e in entries if e.kind != Kind.EVENT]
-        if entries and not self._live:
-            self._live_since = time.monotonic()
-        self._live.extend(entries)
-        excess = len(self._live) - LIVE_MAX * self.settings.batch_max
-        if excess > 0:  # the broker does not keep up: the oldest live polls become backlog
-            ids = [self._live.popleft().id for _ in range(excess)]
-            self._releases += ids
-            self._boundary = max(self._boundary, *ids)
-            self._backlog = True
+    def _wake_writer(self) -> None:
+        if self.machine.write_due:
             self._work.set()
 
     async def _count(self) -> None:
@@ -378,117 +313,71 @@ class Delivery:
         if self.stats.outbox_dropped != dropped_before:  # rare: read the detail the status message needs
             self._dropped_by_kind = await self._outbox.dropped()
             self._duplicates = await self._outbox.duplicates()
+        self.machine.handle(m.Counted(self.stats.outbox_dropped))
 
     # -- the composer --------------------------------------------------------------------------------------------
 
     async def _compose(self) -> None:
         """While the session is open: births when due, live data, then backlog at the drain rate."""
-        while self._send is not None:
+        while self._send is not None and self.machine.is_open:
             self._kick.clear()
-            now = time.monotonic()
-            if self._rebirth:
-                self._send_births()
-            for node_id, fw in list(self._firmware.items()):
-                if fw is not None and self._born.get(node_id) != fw:
-                    self._emit(self._node_birth(node_id))
-            self._compose_live(now)
-            wait = await self._compose_backlog(now)
-            if self._reported != self._dropped_key() and now - self._status_at >= STATUS_PAUSE:
-                self._emit(await self._status())
-            if self._live and self.settings.profile == "compact":
-                due = self._live_since + self.settings.batch_interval - time.monotonic()
-                wait = min(wait, max(due, 0.01))
+            for action in self.machine.handle(m.Tick(time.monotonic())):
+                await self._carry_out_async(action)
+            wait = self.machine.next_wake(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), wait)
 
-    def _compose_live(self, now: float) -> None:
-        if self._live_events:  # events never wait for a batch
-            events, self._live_events = self._live_events, []
-            for msg in self.messages.events(events, historical=False):
-                self._emit(msg)
-        room = WINDOW - len(self._out)
-        if self.settings.profile == "senml":
-            while self._live and room > 0:
-                self._emit(self._senml(self._live.popleft(), historical=False))
-                room -= 1
-            return
-        batch = self.settings.batch_max
-        due = now - self._live_since >= self.settings.batch_interval
-        while self._live and room > 0 and (due or self._flushing or len(self._live) >= batch):
-            entries = [self._live.popleft() for _ in range(min(batch, len(self._live)))]
-            self._live_since = now
-            for msg in self._compact(entries, historical=False):
-                self._emit(msg)
-            room -= 1
-
-    async def _compose_backlog(self, now: float) -> float:
-        """Replay one backlog message if the window and the drain rate allow; seconds until it may go on."""
-        if not self._backlog or self._outbox is None:
-            return 1.0
-        rate = self.settings.drain_rate
-        senml = self.settings.profile == "senml"
-        # polls per backlog message: one SenML pack, or about a second's worth in one compact message
-        chunk = 1 if senml else max(1, min(self.settings.batch_max, int(rate)))
-        self._tokens = min(self._tokens + (now - self._tokens_at) * rate, max(rate, float(chunk)))
-        self._tokens_at = now
-        backlog_out = sum(1 for historical in self._out.values() if historical)
-        free = min(WINDOW // 2 - backlog_out, WINDOW - len(self._out))
-        if free <= 0:
-            return 1.0  # acknowledgements kick us
-        if self._tokens < chunk:
-            return (chunk - self._tokens) / rate
-        want = min(int(self._tokens), free) if senml else chunk
-        entries = await self._outbox.take(want, max_id=self._boundary)
-        if self._send is None:  # the session ended while taking
-            self._releases += [e.id for e in entries]
-            self._work.set()
-            return 1.0
-        if not entries:
-            self._backlog = bool(self._releases)  # returns still on their way back count as backlog
-            return 1.0
-        self._tokens -= len(entries)
-        for msg in self.messages.events([e for e in entries if e.kind == Kind.EVENT], historical=True):
-            self._emit(msg, historical=True)
-        entries = [e for e in entries if e.kind != Kind.EVENT]
-        if senml:
-            for entry in entries:
-                self._emit(self._senml(entry, historical=True), historical=True)
+    async def _carry_out_async(self, action: m.Action) -> None:
+        """One action of the composer; those that need the disk are awaited here."""
+        if isinstance(action, m.Take):
+            assert self._outbox is not None
+            entries = await self._outbox.take(action.limit, max_id=action.max_id)
+            for then in self.machine.handle(m.Taken(tuple(entries), action.session)):
+                await self._carry_out_async(then)
+            self._wake_writer()
+        elif isinstance(action, m.ReportStatus):
+            self._emit(await self._status())
         else:
-            for msg in self._compact(entries, historical=True):
-                self._emit(msg, historical=True)
-        return 0.0
+            self._carry_out([action])
 
-    def _emit(self, msg: Outgoing | None, *, historical: bool = False) -> None:
-        if msg is None:
-            return
+    def _carry_out(self, actions: list[m.Action]) -> None:
+        """Actions that need no disk: publish, births, drop counts."""
+        for action in actions:
+            if isinstance(action, m.Publish):
+                msgs, unreadable = self.messages.data(list(action.entries), events=action.lane is m.Lane.EVENTS,
+                                                      historical=action.historical, profile=self.settings.profile)
+                if unreadable:  # nothing here can read them (never expected): they leave the outbox unsent
+                    self.machine.handle(m.Unreadable(tuple(unreadable)))
+                for msg in msgs:
+                    self._emit(msg, historical=action.historical)
+            elif isinstance(action, m.SendBirths):
+                for msg in self._births(action, self.messages.session):
+                    self._emit(msg)
+            elif isinstance(action, m.CountDrops):
+                self.stats.outbox_dropped += action.count
+        self._wake_writer()
+
+    def _emit(self, msg: Outgoing, *, historical: bool = False) -> None:
         send = self._send
         if send is None:
             if msg.entries:
-                self._releases += msg.entries
-                self._work.set()
+                self.machine.handle(m.Returned(msg.entries))
+                self._wake_writer()
             return
         if msg.entries:
-            self._out[msg] = historical
+            self.machine.handle(m.Sent(msg.entries, historical))
         send(msg)
 
     # -- messages -----------------------------------------------------------------------------------------------
 
-    def _send_births(self) -> None:
-        wanted, self._rebirth = self._rebirth, set()
-        if "" in wanted or wanted >= set(self.messages.index):  # every node: the gateway birth again, seq 0
-            self._emit(self.messages.gateway_birth(session=self._session, ts=self.clock(),
-                                                   profile=self.settings.profile))
-        for node_id in self.messages.index:
-            if node_id in wanted or "" in wanted:
-                self._emit(self._node_birth(node_id))
-
-    def _node_birth(self, node_id: str) -> Outgoing:
-        fw = self._firmware.get(node_id)
-        self._born[node_id] = fw
-        return self.messages.node_birth(node_id, firmware=fw, ts=self.clock())
-
-    def _dropped_key(self) -> int:
-        return self.stats.outbox_dropped
+    def _births(self, action: m.SendBirths, session: int) -> list[Outgoing]:
+        msgs = []
+        if action.gateway:  # every node: the gateway birth again, seq 0
+            msgs.append(self.messages.gateway_birth(session=session, ts=self.clock(), profile=self.settings.profile))
+        for node_id, fw in action.nodes:
+            if node_id in self.messages.index:
+                msgs.append(self.messages.node_birth(node_id, firmware=fw, ts=self.clock()))
+        return msgs
 
     async def _status(self) -> Outgoing:
         """The retained delivery counters, read from the outbox now."""
@@ -506,23 +395,5 @@ class Delivery:
             dropped={"readings": dropped[Kind.READING], "events": dropped[Kind.EVENT]},
             duplicates=self._duplicates, depth=self.stats.outbox_depth, ts=self.clock(),
         )
-        self._reported = self._dropped_key()
-        self._status_at = time.monotonic()
+        self.machine.handle(m.StatusSent(time.monotonic()))
         return msg
-
-    def _senml(self, entry: Entry, *, historical: bool) -> Outgoing | None:
-        """The SenML message of one poll; None (and the record acked away) if nothing here can read it."""
-        msg = self.messages.senml(entry, historical=historical)
-        if msg is None:
-            self._acks.append(entry.id)
-            self._work.set()
-        return msg
-
-    def _compact(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
-        """One compact message for the entries this birth can index; SenML for any it cannot."""
-        msgs, others = self.messages.compact(entries, historical=historical)
-        for entry in others:
-            other = self._senml(entry, historical=historical)
-            if other is not None:
-                msgs.append(other)
-        return msgs

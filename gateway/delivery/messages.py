@@ -20,7 +20,7 @@ import cbor2
 
 from gateway.contracts import HOLDING, INPUT, ROLES, Register, load_role
 from gateway.delivery import birth, compact
-from gateway.delivery.outbox import Entry
+from gateway.delivery.records import Entry
 from gateway.delivery.senml_encoder import PackEncoder
 from gateway.delivery.senml_records import base_name, decode_poll, encode_pack
 from gateway.mqtt.topics import Topics
@@ -187,3 +187,21 @@ class Messages:
         payload = compact.encode(rows, self.birth, seq=self.next_seq(), historical=historical)
         readings = sum(len(r.raws) for r in rows)
         return [Outgoing(self.topics.compact, payload, records=readings, entries=tuple(ids))], others
+
+    def data(self, entries: list[Entry], *, events: bool, historical: bool,
+             profile: str) -> tuple[list[Outgoing], list[int]]:
+        """The data messages of entries in ``profile`` (events: per node), and the ids no schema here can read."""
+        if events:
+            return self.events(entries, historical=historical), []
+        msgs: list[Outgoing] = []
+        others = entries
+        if profile == "compact":
+            msgs, others = self.compact(entries, historical=historical)
+        unreadable: list[int] = []
+        for entry in others:
+            msg = self.senml(entry, historical=historical)
+            if msg is None:
+                unreadable.append(entry.id)
+            else:
+                msgs.append(msg)
+        return msgs, unreadable

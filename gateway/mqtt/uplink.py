@@ -130,6 +130,8 @@ class Uplink:
         self.urls = [parse_url(u) for u in broker.urls]
         self.queue = PublishQueue(queue_size, on_drop=self._dropped)
         self.connected = asyncio.Event()
+        self.tried = asyncio.Event()
+        """Set once the first connection attempt has ended, with a session or without one."""
         self.url: BrokerUrl | None = None
         """The broker of the current (or last) connection."""
         self.session = 0
@@ -184,6 +186,7 @@ class Uplink:
                     current = (current + 1) % len(self.urls)
                     log.warning("broker %s unreachable: %s", url, exc)
             finally:
+                self.tried.set()
                 if self.stats.broker_connected:
                     self.stats.broker_connected = False
                     self.connected.clear()

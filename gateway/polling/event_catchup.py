@@ -23,7 +23,6 @@ the read, and the event is flagged ``estimated``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +44,7 @@ from gateway.contracts import (
     role_constants,
 )
 from gateway.contracts import common as _common
+from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import NodeConfig
 from gateway.transport.bus import Bus, BusError
 from gateway.transport.priority_lock import ROUTINE
@@ -156,12 +156,7 @@ class EventReader:
 
     async def close(self) -> None:
         """Cancel catch-ups in progress (their events are read again at the next start)."""
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._running.values()))
 
     async def _catch_up(self, node: NodeConfig, when: float, values: dict[str, Number]) -> None:
         bus = self.buses.get(node.bus)

@@ -129,7 +129,12 @@ class BusPoller:
     async def _worker(self, schedule: Schedule, wakeup: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         gate = self.gate
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # Python 3.11's wait_for (pymodbus uses it) swallows a cancellation that arrives
+                # in the loop turn its answer came in: end here, or stopping the gateway hangs.
+                raise asyncio.CancelledError
             due = schedule.next_due()
             now = loop.time()
             if due is None or due > now:

@@ -11,13 +11,13 @@ router) sees the new set.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from gateway.polling.poller import OFFLINE_INTERVAL, BusPoller, OnReadings, OnState
 from gateway.polling.scheduler import Gate
+from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
 from gateway.transport.bus import Bus, open_bus
@@ -120,10 +120,8 @@ class Polling:
 
     async def _stop(self, name: str) -> None:
         task = self._tasks.pop(name, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if task is not None:  # a poller cancelled as an answer came in polls on: cancel_and_wait insists
+            await cancel_and_wait([task])
 
     async def stop(self) -> None:
         """Stop every poller and close every bus."""

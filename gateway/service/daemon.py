@@ -42,6 +42,7 @@ from gateway.polling.event_catchup import EventReader
 from gateway.polling.poller import OFFLINE_INTERVAL, Readings
 from gateway.polling.scheduler import Gate
 from gateway.polling.supervisor import Polling
+from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
 
@@ -51,6 +52,8 @@ DRAIN = 2.0
 """Seconds a stopping gateway keeps publishing what is queued before it disconnects."""
 HIGH_WATER = 1000
 """Data messages queued for the broker above which the pollers hold back (back-pressure)."""
+FIRST_SESSION_WAIT = 5.0
+"""Seconds polling waits at start for the first broker session, so that the first polls go out live."""
 
 
 class Gateway:
@@ -61,6 +64,8 @@ class Gateway:
         queue_size: capacity of the in-memory publish queue.
         offline_interval: seconds between polls of an offline node.
         drain: seconds spent publishing queued messages when stopping.
+        first_session_wait: at most this many seconds polling waits at start for the first broker
+            session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
 
     Attributes:
@@ -75,6 +80,7 @@ class Gateway:
         queue_size: int = QUEUE_SIZE,
         offline_interval: float = OFFLINE_INTERVAL,
         drain: float = DRAIN,
+        first_session_wait: float = FIRST_SESSION_WAIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -87,6 +93,7 @@ class Gateway:
         self.queue_size = queue_size
         self.offline_interval = offline_interval
         self.drain = drain
+        self.first_session_wait = first_session_wait
         self.clock = clock
         self.uplink: Uplink | None = None
         """The running uplink (None before :meth:`run`)."""
@@ -128,35 +135,69 @@ class Gateway:
         )
         self.uplink = uplink
         self._router = router
-        self.polling = polling
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
         )
         try:
             async with asyncio.TaskGroup() as group:
-                polling.start()
-                workers = [group.create_task(router.run(), name="commands")]
-                writer = group.create_task(delivery.run(), name="delivery")
-                link = group.create_task(uplink.run(), name="uplink")
-                await self._stop.wait()
-                log.info("gateway stopping")
-                for task in workers:
-                    task.cancel()
-                await polling.stop()
-                await delivery.settle()  # the last polls are on disk before the last messages go
-                uplink.shutdown(self.drain)
-                _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
-                if pending:
-                    log.warning("broker did not answer while stopping; closing the connection")
-                    link.cancel()
-                writer.cancel()
+                tasks = [
+                    group.create_task(router.run(), name="commands"),
+                    group.create_task(delivery.run(), name="delivery"),
+                    group.create_task(uplink.run(), name="uplink"),
+                ]
+                try:
+                    await self._start_polling(polling, uplink)
+                    await self._stop.wait()
+                    log.info("gateway stopping")
+                    await self._wind_down(polling, delivery, uplink, tasks[-1])
+                finally:
+                    # The task group cancels its tasks once; a cancellation can be lost (see
+                    # gateway.service.cancelling), so end them here, for sure, on every way out.
+                    await cancel_and_wait(tasks)
         finally:
-            polling.close()
+            await polling.stop()  # also when cancelled: no poller outlives the gateway
             router.close()
             await self.events.close()
             await delivery.close()
             log.info("gateway stopped")
+
+    async def _start_polling(self, polling: Polling, uplink: Uplink) -> None:
+        """Start polling once the first session is open, so that its polls are live data, not backlog.
+
+        Polls stored before a session are replayed as historical backlog; with the broker
+        unreachable (the first attempt failed, or no session within ``first_session_wait``)
+        polling starts anyway, because the outbox keeps what is polled meanwhile.
+        """
+        waits = {asyncio.create_task(event.wait()) for event in (uplink.connected, uplink.tried, self._stop)}
+        try:
+            await asyncio.wait(waits, timeout=self.first_session_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if self._stop.is_set():
+            return
+        polling.start()
+        self.polling = polling
+        if polling.config is not self.config:  # reloaded while waiting
+            await polling.apply(self.config)
+
+    async def _wind_down(self, polling: Polling, delivery: Delivery, uplink: Uplink, link: asyncio.Task[None]) -> None:
+        """The graceful part of a stop: polls end and reach the disk, what is queued goes to the broker.
+
+        Bounded whatever the broker does: a connected uplink gets ``drain`` seconds (and a few more for
+        the offline state and DISCONNECT); one that is not connected (unreachable, half-open, refusing)
+        has nothing to drain and is cancelled at once.
+        """
+        await polling.stop()
+        await delivery.settle()  # the last polls are on disk before the last messages go
+        connected = self.stats.broker_connected
+        uplink.shutdown(self.drain)
+        if connected:
+            _, pending = await asyncio.wait({link}, timeout=self.drain + 5.0)
+            if pending:
+                log.warning("broker did not answer while stopping; closing the connection")
+        await cancel_and_wait([link])
 
     async def reload(self, config: Config) -> list[str]:
         """Apply a new (already checked) configuration while running; returns what changed.

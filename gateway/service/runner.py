@@ -21,6 +21,7 @@ import os
 import signal
 from pathlib import Path
 
+from gateway.errors import GatewayError
 from gateway.service.config import Config, ConfigError, load_config
 from gateway.service.daemon import Gateway
 from gateway.service.http import HttpEndpoint
@@ -159,7 +160,7 @@ def _status(config: Config) -> str:
     return f"{config.site}/{config.gateway}: {len(config.bus)} bus(es), {len(config.node)} node(s)"
 
 
-class StartError(RuntimeError):
+class StartError(GatewayError, RuntimeError):
     """This machine is not ready for the configuration: a state file's directory is missing or not writable.
 
     Raised before anything starts or is created; the message names the key, the path and the remedy.

@@ -255,8 +255,9 @@ class Subscriber:
             self.seen.append(msg)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

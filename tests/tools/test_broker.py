@@ -38,5 +38,6 @@ def test_broker_carries_a_qos1_message(kind: str) -> None:
             assert info is not None
             assert payloads and payloads[0] == b"\x01\x02"
         finally:
-            client.loop_stop()
+            # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
             client.disconnect()
+            client.loop_stop()

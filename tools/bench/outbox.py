@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.delivery.outbox import _SCHEMA, PAGE_SIZE, ROW_OVERHEAD, Outbox, OutboxRecord
+from gateway.delivery.outbox import PAGE_SIZE, ROW_OVERHEAD, Outbox, OutboxRecord
+from gateway.delivery.outbox_file import SCHEMA as _SCHEMA
 from gateway.delivery.outbox_thread import AsyncOutbox
 
 _FLOOR_INSERT = "INSERT INTO records (node, seq, kind, created, payload, historical) VALUES (?, ?, ?, ?, ?, ?)"

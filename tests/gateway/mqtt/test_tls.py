@@ -93,8 +93,9 @@ class TlsSubscriber:
                 await asyncio.sleep(0.02)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # Disconnect first: it wakes paho's thread, which would otherwise sleep out its 1 s select.
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def tls_config(sim: Any, device: str, broker: LocalBroker, tls: str, outbox: Path, site: str = "test-site") -> Any:

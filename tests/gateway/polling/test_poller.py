@@ -176,4 +176,36 @@ def test_a_command_waits_for_one_poll_transaction_at_most(pty_pair, sim) -> None
             assert all(0 <= w <= 1 for w in waited), waited
             assert lamps[1].writes[-1] == (0, [55])
 
+
+def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair, sim) -> None:
+    """Python 3.11's wait_for (inside pymodbus) drops a cancel that meets its answer: the poller ends anyway."""
+    gw_end, node_end = pty_pair
+
+    async def main() -> None:
+        async with sim.serve(node_end, [sim.lamp(1)]):
+            poller, _, got = make_poller(sim, gw_end, {"lamp-1": 1})
+            real = poller.bus.read_requests
+            inside, swallowed = asyncio.Event(), asyncio.Event()
+
+            async def read_requests(*args: Any, **kwargs: Any) -> Any:
+                blocks = await real(*args, **kwargs)
+                if not swallowed.is_set():
+                    inside.set()
+                    try:
+                        await asyncio.sleep(3600)  # cancelled here by the test
+                    except asyncio.CancelledError:
+                        swallowed.set()  # and returns its answer, as wait_for does
+                return blocks
+
+            poller.bus.read_requests = read_requests  # type: ignore[method-assign]
+            task = asyncio.create_task(poller.run())
+            await asyncio.wait_for(inside.wait(), 20)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=20)
+            assert swallowed.is_set()
+            assert done == {task}, "the poller kept polling after it was cancelled"
+            assert task.cancelled()
+            assert len(got) == 1  # the poll in flight still reported its readings
+            poller.bus.close()
+
     asyncio.run(main())

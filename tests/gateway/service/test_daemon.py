@@ -12,6 +12,7 @@ from pathlib import Path
 import cbor2
 
 from gateway.service.daemon import Gateway
+from protocols import senml
 from tools.broker import LocalBroker, free_port
 
 RUN = (
@@ -117,5 +118,75 @@ def test_reconnects_when_the_broker_comes_back(pty_pair, sim, subscriber) -> Non
                 gateway.stop()
                 await asyncio.wait_for(task, 20)
             assert gateway.stats.queue_drops == 0
+
+    asyncio.run(main())
+
+
+class SlowHandshake:
+    """A loopback relay to a broker that holds back the broker's first answer (the CONNACK) for ``hold`` s.
+
+    It stands for a broker far away: the session opens well after the gateway started.
+    """
+
+    def __init__(self, broker_port: int, hold: float) -> None:
+        self.broker_port = broker_port
+        self.hold = hold
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> SlowHandshake:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.broker_port)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, hold: float) -> None:
+            first = True
+            while data := await r.read(4096):
+                if first and hold:
+                    await asyncio.sleep(hold)
+                first = False
+                w.write(data)
+                await w.drain()
+            w.close()
+
+        try:
+            await asyncio.gather(pipe(client_r, broker_w, 0.0), pipe(broker_r, client_w, self.hold))
+        except ConnectionError:
+            pass  # either side went away: the relay ends with it
+        finally:
+            broker_w.close()
+            client_w.close()
+
+
+def test_first_polls_go_out_live_when_the_session_opens_late(pty_pair, sim, mosquitto, subscriber) -> None:
+    """Polling waits for the first session: with a slow broker handshake, no poll of this start is backlog."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+    first_seq = lamp.values["seq"] + 1  # the lamp counts up on every read
+
+    async def main() -> None:
+        async with SlowHandshake(mosquitto.port, hold=1.0) as relay, sim.serve(node_end, [lamp]):
+            config = sim.config(gw_end, f"mqtt://127.0.0.1:{relay.port}", interval=0.05,
+                                extra='[delivery]\nprofile = "senml"\n')
+            gateway = Gateway(config)
+            sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data("lamp-1"))
+            task = asyncio.create_task(gateway.run())
+            try:
+                messages = [await sub.wait(lambda m: True, within=30) for _ in range(3)]
+            finally:
+                gateway.stop()
+                await asyncio.wait_for(task, 30)
+        records = [senml.resolve(senml.from_labels(cbor2.loads(m.payload))) for m in messages]
+        seqs = [next(r["v"] for r in pack if r["n"].endswith(":seq")) for pack in records]
+        historical = [dict(getattr(m.properties, "UserProperty", []) or []).get("historical") for m in messages]
+        assert historical == [None, None, None], "a poll of this start went out as backlog"
+        assert seqs == [first_seq, first_seq + 1, first_seq + 2]
 
     asyncio.run(main())
