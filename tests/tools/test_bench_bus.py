@@ -14,5 +14,9 @@ def test_two_lamps_at_115200_read_measurements_and_never_beat_the_line() -> None
     assert 0 < tally.counter_polls < tally.polls
     # The paced bus carries 11-bit characters at the line rate and both ends keep t3.5: the limit is a limit.
     assert 0 < figures.rate <= figures.limit
+    # The idle time beyond the spec's silences, from the bus's own timestamps, fits in the window.
+    idle = figures.idle
+    assert all(idle[k] >= 0 for k in ("node", "gateway", "late"))
+    assert idle["node"] + idle["gateway"] <= figures.elapsed
     text = _report(figures)
     assert "| measured / limit |" in text and "polls that read the settings | 0 of" in text

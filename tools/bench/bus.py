@@ -37,19 +37,23 @@ the gateway share two CPUs with whatever else runs.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.contracts import HOLDING, INPUT, load_role
 from gateway.polling.poll_plan import COUNTER, EVERYTHING, MEASURE, SETTING, LineCost, plan_for, poll_classes
 from gateway.polling.poller import NODE_TURNAROUND, BusPoller
 from gateway.service.config import NodeConfig, parse_config
 from gateway.service.stats import NodeStats
-from gateway.transport.modbus_rtu import ModbusBus
+from gateway.transport.modbus_rtu import ModbusBus, silence
 from tools.bench import record
+from tools.bench.commands import host_line
 from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.hosted_street import HostedStreet
 
@@ -82,7 +86,7 @@ def _config(device: str, baud: int, nodes: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_Tally, float, int]:
+async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_Tally, float, float, int]:
     """Poll flat out; count from the moment every lamp has been polled once, for ``seconds``."""
     tally = _Tally()
     counting = False
@@ -117,7 +121,7 @@ async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     failures = sum(s.failures for s in poller.stats.values())
-    return tally, elapsed, failures
+    return tally, began, elapsed, failures
 
 
 @dataclass
@@ -133,6 +137,8 @@ class BusFigures:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     counters: dict[str, object]
+    host: dict[str, Any]
+    idle: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -152,6 +158,8 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) ->
     with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=ram if ram.is_dir() else None) as flash:
         street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True,
                               nice=SIM_NICE if os.geteuid() == 0 else 0)
+        trace = Path(flash) / "bus.trace.jsonl"
+        street.bus_args = ["--trace", str(trace)]
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(120.0, nodes * 2.0))
@@ -163,12 +171,15 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) ->
             poller = BusPoller(bus, config.nodes_on("bus0"), stats, lambda *_: None)
             cost = LineCost(baud, bits=BITS_PER_CHAR)
             try:
-                tally, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
+                tally, window, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
             finally:
                 bus.close()
             time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
             counters = street.bus_stats()
-    return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters)
+            host = street.host_stats()
+        idle = idle_time(trace, baud, window, window + elapsed)
+    return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
+                      idle)
 
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
@@ -218,7 +229,11 @@ def _report(f: BusFigures) -> str:
         f"{len(whole)} requests) needs {cost.seconds(whole) * 1000:.1f} ms per lamp, an interval of "
         f"{old_interval:.2f} s for {nodes} lamps.",
         "",
+        _idle_line(f.idle, elapsed),
+        "",
         _bus_line(f.counters),
+        "",
+        host_line(f.host),
     ]
     return "\n".join(lines)
 
@@ -228,3 +243,60 @@ def _bus_line(bus: dict[str, object]) -> str:
     overflow = sum(int(d.get("overflow", 0)) for d in drops.values()) if isinstance(drops, dict) else 0
     return (f"Bus counters: {bus.get('collisions', '?')} collisions, {overflow} bytes lost to full buffers, "
             f"{bus.get('corrupted', 0)} corrupted, {bus.get('lost', 0)} lost.")
+
+
+def idle_time(trace: Path, baud: int, start: float, end: float) -> dict[str, float]:
+    """Where the line was idle beyond the spec's silences, from the bus's timestamped traffic (``--trace``).
+
+    Per frame in the window: ``node`` the time from a request's last byte to the
+    answer's first beyond t3.5, ``gateway`` from an answer's last byte to the
+    next request beyond t3.5, ``late`` how much later than its characters' time
+    the bus delivered a frame's last byte; seconds in total, and the medians
+    (``*_p50``) and 90th percentiles (``*_p90``) of the per-frame values.
+    """
+    t35 = silence(baud, BITS_PER_CHAR)
+    char = BITS_PER_CHAR / baud
+    frames: list[list[Any]] = []  # [who, first byte read, last byte delivered, bytes]
+    with trace.open() as f:
+        for line in f:
+            t, kind, who, n = json.loads(line)
+            if kind == "in":
+                if frames and frames[-1][0] == who and frames[-1][2] is None:
+                    frames[-1][3] += n
+                else:
+                    frames.append([who, t, None, n])
+            else:
+                for frame in reversed(frames):
+                    if frame[0] == who:
+                        frame[2] = t
+                        break
+    frames = [fr for fr in frames if fr[2] is not None and start <= fr[1] <= end]
+    out: dict[str, float] = {}
+    samples: dict[str, list[float]] = {"node": [], "gateway": [], "late": []}
+    for before, after in itertools.pairwise(frames):
+        gap = after[1] - before[2] - t35
+        if before[0] == "master" and after[0] != "master":
+            samples["node"].append(max(0.0, gap))
+        elif before[0] != "master" and after[0] == "master":
+            samples["gateway"].append(max(0.0, gap))
+    samples["late"] = [max(0.0, fr[2] - fr[1] - fr[3] * char) for fr in frames]
+    for key, values in samples.items():
+        ordered = sorted(values) or [0.0]
+        out[key] = sum(values)
+        out[f"{key}_p50"] = ordered[(len(ordered) - 1) // 2]
+        out[f"{key}_p90"] = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return out
+
+
+def _idle_line(idle: dict[str, float], elapsed: float) -> str:
+    if not idle:
+        return ""
+    return (
+        "Where the rest of the line's time went (the bus's timestamped traffic, beyond the t3.5 after each "
+        f"frame): the lamps answered {idle['node_p50'] * 1000:.2f} ms later than t3.5 allows at the median "
+        f"({idle['node_p90'] * 1000:.2f} ms at the 90th percentile; {idle['node'] / elapsed:.0%} of the time in "
+        f"all), the gateway sent its next request {idle['gateway_p50'] * 1000:.2f} ms late "
+        f"({idle['gateway_p90'] * 1000:.2f} ms; {idle['gateway'] / elapsed:.0%}), and the bus process delivered a "
+        f"frame's last byte {idle['late_p50'] * 1000:.2f} ms after its characters' time "
+        f"({idle['late_p90'] * 1000:.2f} ms; {idle['late'] / elapsed:.0%})."
+    )

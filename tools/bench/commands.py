@@ -177,8 +177,8 @@ def _bus_line(bus: dict[str, Any]) -> str:
             f"{master.get('tx', '?')} bytes and received {master.get('rx', '?')}.")
 
 
-def _host_line(host: dict[str, Any]) -> str:
-    """What the lamp host measured of itself (whole run, polls included)."""
+def host_line(host: dict[str, Any]) -> str:
+    """What the lamp host measured of itself (whole run, polls included), as one sentence."""
     turn = host.get("turnaround_us", {})
     bcast = host.get("broadcast_us", {})
     gc = host.get("gc", {})
@@ -279,7 +279,7 @@ def run_commands_bench(
                       f"{floor * 1000:.0f} ms ({median / floor:.1f}x)."]
     lines += ["", _bus_line(counters)]
     if host:
-        lines += ["", _host_line(host)]
+        lines += ["", host_line(host)]
     if failures:
         lone = [f for f in failures if len(_listed(f, "unconfirmed")) + len(_listed(f, "confirmed")) <= 1]
         bus = [f for f in failures if f not in lone]
