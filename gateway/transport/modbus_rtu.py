@@ -56,6 +56,8 @@ def silence(baud: int, bits: int = 11) -> float:
     """The inter-frame silence t3.5 in seconds: 3.5 characters, or 1.75 ms above 19200 bit/s."""
     return FAST_SILENCE if baud > 19200 else 3.5 * bits / baud
 
+FINE_WAIT = 0.001
+"""The last part of a silence waited out with a blocking sleep (sub-millisecond exact; the loop is held that long)."""
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
@@ -76,6 +78,7 @@ class ModbusBus(Bus):
         self._quiet_until = 0.0
         self._next_open = 0.0
         self._timeout = config.timeout
+        self._heard = 0.0  # when bytes last arrived from the line (monotonic)
         self.silence = silence(config.baud, char_bits(config.parity, config.stopbits))
         """t3.5: the line stays quiet this long after every frame before the master sends again."""
 
@@ -188,6 +191,24 @@ class ModbusBus(Bus):
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
             self._quiet_until = time.monotonic() + on_wire + TURNAROUND
 
+    def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
+        """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.
+
+        pymodbus hands received bytes to its protocol object (``client.ctx``)'s
+        ``data_received``; wrapped on that instance, it stamps the time first.
+        Without it (another pymodbus layout) t3.5 counts from the handling, later.
+        """
+        protocol = getattr(client, "ctx", None)
+        receive = getattr(protocol, "data_received", None)
+        if protocol is None or receive is None:
+            return
+
+        def stamped(data: bytes) -> None:
+            self._heard = time.monotonic()
+            receive(data)
+
+        protocol.data_received = stamped
+
     def _set_timeout(self, seconds: float) -> None:
         """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
         self._timeout = seconds
@@ -229,12 +250,15 @@ class ModbusBus(Bus):
     async def _call(self, unit: int, what: str, request: Awaitable[ModbusPDU]) -> ModbusPDU:
         """Await one pymodbus request and map its outcome to our errors."""
         where = f"unit {unit} on {self.name}"
+        asked = time.monotonic()
         try:
             try:
                 pdu = await request
             finally:
-                # Whatever came back (or nothing), the next frame waits out t3.5 after this one.
-                self._quiet_until = max(self._quiet_until, time.monotonic() + self.silence)
+                # Whatever came back (or nothing), the next frame waits out t3.5 after this one: from the
+                # answer's last bytes when they were seen arriving, else from now.
+                heard = self._heard if self._heard > asked else time.monotonic()
+                self._quiet_until = max(self._quiet_until, heard + self.silence)
         except ModbusIOException as exc:
             self.stats.timeouts += 1
             raise NodeTimeout(f"{where}: no answer to {what}") from exc
@@ -259,8 +283,13 @@ class ModbusBus(Bus):
         if client is None or not client.connected:
             client = await self._open()
         pause = self._quiet_until - time.monotonic()
+        if pause > FINE_WAIT:
+            # The event loop's timers are whole milliseconds (epoll): wake a little early ...
+            await asyncio.sleep(pause - FINE_WAIT)
+            pause = self._quiet_until - time.monotonic()
         if pause > 0:
-            await asyncio.sleep(pause)
+            # ... and wait out the rest exactly: a t3.5 of 1.75 ms would otherwise grow to 2.5 ms.
+            time.sleep(min(pause, FINE_WAIT))  # noqa: ASYNC251 - under 1 ms, on purpose (see FINE_WAIT)
         return client
 
     async def _open(self) -> AsyncModbusSerialClient:
@@ -296,6 +325,7 @@ class ModbusBus(Bus):
             reason = device_problem(cfg.device, try_open=True) or "the serial driver refused it"
             raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}: {reason}")
         log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
+        self._stamp_arrivals(client)
         self._client = client
         self.stats.connected = True
         self._next_open = 0.0
