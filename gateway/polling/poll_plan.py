@@ -6,12 +6,14 @@ are measurements):
 
 - ``MEASURE``: every poll, at the node's interval;
 - ``COUNTER``: every :data:`COUNTER_EVERY` th poll;
-- ``SETTING``: at the first poll, at the poll after a command was written to
-  the node through this gateway, when the node's ``settings_changes`` register
+- ``SETTING``: at the first poll, when the node's ``settings_changes`` register
   (a counter: read every few polls) moves (every accepted write of a setting
   moves it, whoever the master), and on request;
 - ``IDENTITY``: at the first poll, after a reboot (``uptime`` went back), and
   on request.
+
+The poll after a command was written to the node through this gateway reads
+every class: a command may move settings, the clock and counters at once.
 
 Which registers are measurements is the role table's call: the common rows'
 ``node_status``, ``event_next`` and ``settings_changes`` are counters (the
@@ -30,24 +32,31 @@ messages keep their shape, and the line carries only what changes.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, Number, Register, RegisterMap
+from gateway.contracts import (
+    HOLDING,
+    INPUT,
+    POLL_COUNTER,
+    POLL_IDENTITY,
+    POLL_MEASURE,
+    POLL_SETTING,
+    TABLE_NAMES,
+    Number,
+    Register,
+    RegisterMap,
+    poll_declarations,
+)
 from gateway.errors import GatewayError
 
-_kinds: Any = importlib.import_module("protocols.roles.kinds")
-
-MEASURE: int = _kinds.POLL_MEASURE
+MEASURE = POLL_MEASURE
 """Poll class of a value read at every poll."""
-COUNTER: int = _kinds.POLL_COUNTER
+COUNTER = POLL_COUNTER
 """Poll class of a total that only grows: read every :data:`COUNTER_EVERY` th poll."""
-SETTING: int = _kinds.POLL_SETTING
+SETTING = POLL_SETTING
 """Poll class of a value only a write changes: read when ``settings_changes`` moves."""
-IDENTITY: int = _kinds.POLL_IDENTITY
+IDENTITY = POLL_IDENTITY
 """Poll class of a value fixed while the node runs: read at start and after a reboot."""
 CLASS_NAMES = {MEASURE: "measure", COUNTER: "counter", SETTING: "setting", IDENTITY: "identity"}
 EVERYTHING = frozenset(CLASS_NAMES)
@@ -122,18 +131,7 @@ def poll_classes(regmap: RegisterMap) -> dict[str, int]:
     ``protocols/roles`` and its common rows.
     """
     own: Mapping[str, int] | None = getattr(regmap, "poll_classes", None)
-    declared: dict[str, int] = {}
-    if own is None:
-        sources = [importlib.import_module("protocols.roles.common")]
-        with contextlib.suppress(ImportError):  # a device profile's map has no role module
-            sources.append(importlib.import_module(f"protocols.roles.{regmap.role}"))
-        for module in sources:
-            for attr, cls in (("COUNTERS", COUNTER), ("SETTINGS", SETTING), ("IDENTITY", IDENTITY),
-                              ("MEASURES", MEASURE)):
-                for name in str(getattr(module, attr, "")).split():
-                    declared[name] = cls
-    else:
-        declared = dict(own)
+    declared = poll_declarations(regmap.role) if own is None else dict(own)
     return {reg.name: declared.get(reg.name, MEASURE) for reg in regmap.registers}
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from gateway.contracts import RegisterMap, load_role
-from gateway.polling.poll_plan import EVERYTHING, SETTING, LineCost, NodePolls, PollPlanError
+from gateway.polling.poll_plan import EVERYTHING, LineCost, NodePolls, PollPlanError
 from gateway.polling.poll_plan import plan_for as poll_plan_for
 from gateway.polling.read_plan import Readings, plan_for
 from gateway.polling.scheduler import BACKPRESSURE, OVERRUN, Gate, Schedule
@@ -188,9 +188,9 @@ class BusPoller:
         if memory is None or memory.regmap is not regmap:
             memory = self.memory[node.id] = NodePolls(regmap)
         commands = self.bus.commands_to(node.unit)
-        if commands != memory.commands:  # a command went to the node: its settings may have changed
+        if commands != memory.commands:  # a command went to the node: settings, clock, counters may have moved
             memory.commands = commands
-            memory.request({SETTING})
+            memory.request(EVERYTHING)
         plan = poll_plan_for(regmap, memory.due(), self.cost)
         try:
             answers = await self.bus.read_requests(

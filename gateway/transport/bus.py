@@ -110,8 +110,8 @@ class Bus(ABC):
     def commands_to(self, unit: int) -> int:
         """Urgent writes (commands) sent to ``unit`` through this bus, broadcasts included, since it was made.
 
-        A poller that sees the count move reads the node's settings again: a
-        command may have changed them.
+        A poller that sees the count move reads every register of the node at
+        its next poll: a command may have moved settings, the clock and counters.
         """
         counts: dict[int, int] = self.__dict__.get("_command_writes", {})
         return counts.get(unit, 0) + counts.get(0, 0)
