@@ -16,6 +16,8 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from gateway.profiles import Profile, ProfileError, shipped_profile, shipped_profiles
+
 Number = int | float
 """A register's engineering value (BOOL registers give ``bool``, a subclass of int)."""
 RegisterRow = tuple[Any, ...]
@@ -35,6 +37,7 @@ class Register(Protocol):
     minimum: Number
     maximum: Number
     width: int
+    order: int
 
     def to_raw(self, value: Number) -> Number:
         """Engineering value -> raw value; ValueError when out of bounds or too precise."""
@@ -136,6 +139,22 @@ class ModbusRequests(Protocol):
         """Write 1..123 holding registers from ``address`` on (function 16)."""
 
 
+class ModbusBits(Protocol):
+    """Coil and discrete-input PDUs (``protocols.modbus.bits``): functions 01, 02, 05 and 15, no unit, no CRC."""
+
+    def read_bits_pdu(self, function: int, address: int, count: int) -> bytes:
+        """Read ``count`` (1..2000) coils (function 1) or discrete inputs (2) from ``address``."""
+
+    def write_coil_pdu(self, address: int, on: object) -> bytes:
+        """Switch one coil (function 5): a true ``on`` sends 0xFF00, a false one 0x0000."""
+
+    def write_coils_pdu(self, address: int, bits: Sequence[int]) -> bytes:
+        """Set 1..1968 coils from ``address`` on (function 15)."""
+
+    def read_bits_answer(self, pdu: bytes, function: int, count: int) -> list[int]:
+        """The 0/1 bits of a read-bits answer PDU; ValueError when it is not one of ``count`` bits."""
+
+
 _regmap: Any = importlib.import_module("protocols.regmap")
 _roles: Any = importlib.import_module("protocols.roles")
 
@@ -143,6 +162,14 @@ HOLDING: int = _regmap.HOLDING
 """Holding-register table (read with function 03, written with 16)."""
 INPUT: int = _regmap.INPUT
 """Input-register table (read with function 04)."""
+COIL: int = _regmap.COIL
+"""Coil table (read with function 01, written with 05 or 15); one bit per address."""
+DISCRETE: int = _regmap.DISCRETE
+"""Discrete-input table (read with function 02); one bit per address."""
+TABLES: tuple[int, ...] = tuple(_regmap.TABLES)
+"""Every table, in the order a node's values are read and reported (holding, input, coil, discrete)."""
+BIT_TABLES: tuple[int, ...] = tuple(_regmap.BIT_TABLES)
+"""The tables of single bits (coils, discrete inputs): their "words" are 0 or 1."""
 U16: int = _regmap.U16
 """Register type code: unsigned 16-bit."""
 U32: int = _regmap.U32
@@ -151,14 +178,23 @@ S32: int = _regmap.S32
 """Register type code: signed 32-bit, high word first."""
 BOOL: int = _regmap.BOOL
 """Register type code of a 0/1 register, published as a SenML boolean."""
+F32: int = _regmap.F32
+"""Register type code: IEEE 754 float32."""
 RO: int = _regmap.RO
 """Access code: read only."""
 RW: int = _regmap.RW
 """Access code: the gateway may write it."""
-ROLES: tuple[str, ...] = tuple(_roles.ROLES)
-"""Names of the node roles that have a register map."""
-TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input"}
-"""Human names of the two register tables, for log and error messages."""
+LOW_FIRST: int = _regmap.LOW_FIRST
+"""Word order of a 32-bit value whose low word comes first (at the lower address)."""
+RegisterMapError: type[Exception] = _regmap.RegisterMapError
+"""A register table that contradicts itself; the message names role, register and field."""
+ROLES: list[str] = [*_roles.ROLES, *shipped_profiles()]
+"""Names of the node roles that have a register map: the firmware's roles, then the shipped device
+profiles; a profile file named in the configuration joins them (:func:`add_profile`)."""
+FIRMWARE_ROLES: tuple[str, ...] = tuple(_roles.ROLES)
+"""The roles of streetedge's own nodes (lamp, meter, env): commanded by their own actions, never by ``write``."""
+TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input", COIL: "coil", DISCRETE: "discrete input"}
+"""Human names of the tables, for log and error messages."""
 
 common = cast(CommonContract, importlib.import_module("protocols.roles.common"))
 """What every role shares."""
@@ -170,22 +206,56 @@ senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))
 """SenML's integer labels."""
 modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))
 """Modbus request PDUs."""
+bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))
+"""Coil and discrete-input PDUs."""
 
 _maps: dict[str, RegisterMap] = {}
+_profile_sources: dict[str, str] = {}
 
 
 def load_role(name: str) -> RegisterMap:
     """The register map of the role called ``name`` (cached); ValueError for an unknown role."""
     regmap = _maps.get(name)
     if regmap is None:
-        regmap = cast(RegisterMap, _roles.load(name))
+        if name in _roles.ROLES:
+            regmap = cast(RegisterMap, _roles.load(name))
+        elif name in ROLES:
+            try:
+                regmap = shipped_profile(name).regmap
+            except ProfileError as exc:
+                raise ValueError(str(exc)) from exc
+        else:
+            raise ValueError(f"unknown role {name!r}; known roles: {', '.join(ROLES)}")
         _maps[name] = regmap
     return regmap
 
 
-def register_map(role: str, rows: Sequence[RegisterRow], role_id: int = 0) -> RegisterMap:
-    """A register map of the gateway's own making (a read-back's few registers, the event window)."""
-    return cast(RegisterMap, _regmap.RegisterMap(role, tuple(rows), role_id))
+def add_profile(profile: Profile) -> None:
+    """Make a profile read from a file a role: ``load_role(profile.name)`` then gives its map.
+
+    ValueError when the name belongs to a firmware role, a shipped profile or another file.
+    """
+    name = profile.name
+    source = _profile_sources.get(name)
+    if source == profile.source:
+        _maps[name] = profile.regmap  # the same file read again (a reload): its current content wins
+        return
+    if source is not None:
+        raise ValueError(f"profile name {name!r} is already used by {source}")
+    if name in ROLES:
+        kind = "a node role" if name in _roles.ROLES else "a shipped profile"
+        raise ValueError(f"profile name {name!r} is already {kind}; name the device in the file otherwise")
+    _profile_sources[name] = profile.source
+    _maps[name] = profile.regmap
+    ROLES.append(name)
+
+def register_map(role: str, rows: Sequence[RegisterRow], role_id: int = 0, max_read: int = 125) -> RegisterMap:
+    """A register map of the gateway's own making (a read-back's few registers, the event window, a profile).
+
+    ``max_read`` is the most registers (or bits) the device answers in one request. Raises
+    :data:`RegisterMapError` naming the register and field when the rows contradict themselves.
+    """
+    return cast(RegisterMap, _regmap.RegisterMap(role, tuple(rows), role_id, max_read))
 
 
 def role_constants(role: str) -> dict[str, int]:
@@ -215,7 +285,7 @@ def poll_declarations(role: str) -> dict[str, int]:
     """
     declared: dict[str, int] = {}
     modules = [importlib.import_module("protocols.roles.common")]
-    if role in ROLES:
+    if role in FIRMWARE_ROLES:
         modules.append(importlib.import_module(f"protocols.roles.{role}"))
     for module in modules:
         for attr, cls in _POLL_ATTRS:

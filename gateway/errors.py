@@ -6,6 +6,8 @@ only in its message)::
 
     GatewayError
     ├── ConfigError          gateway.service.config       .source, .key, .problem (a ValueError)
+    ├── ProfileError         gateway.profiles.loader      (a ValueError)
+    │   └── NodeProfileError gateway.profiles.registry    .path, .message (reported as a ConfigError)
     ├── OutboxError          gateway.delivery.outbox      .path
     ├── BusError             gateway.transport.bus
     │   ├── BusUnavailable

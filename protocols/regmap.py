@@ -4,15 +4,24 @@ A role module (``protocols/roles/<role>.py``) declares its registers as a tuple 
 rows, each row ``(name, table, address, type, scale, unit, access, minimum,
 maximum, doc)``:
 
-- ``table``: ``HOLDING`` (function 03 to read, 06/16 to write) or ``INPUT`` (04).
+- ``table``: ``HOLDING`` (function 03 to read, 06/16 to write) or ``INPUT`` (04);
+  for third-party devices also ``COIL`` (01 to read, 05/15 to write) and
+  ``DISCRETE`` (discrete inputs, 02). The table codes are the read function codes.
 - ``type``: ``U16``, ``S16``, ``U32``, ``S32`` (two registers, high word first),
   ``BOOL`` (one register, 0 or 1) or ``F32`` (IEEE 754, high word first; for
-  third-party devices).
+  third-party devices). A coil or discrete input is one bit and always ``BOOL``.
 - ``scale``: a power of ten: engineering value = raw * 10**scale, so that a
   value travels as an exact scaled integer until someone wants a float.
 - ``unit``: a SenML unit (RFC 8428, RFC 8798) or ``None``.
 - ``access``: ``RO`` or ``RW``; ``minimum``/``maximum`` bound the raw value a
   master may write (and a node may report).
+
+A row may carry an eleventh field, the word order of a two-register value:
+``HIGH_FIRST`` (the default, as Modbus itself orders bytes) or ``LOW_FIRST``
+(the low word at the lower address, as some third-party devices send it).
+
+In a bit table (``COIL``, ``DISCRETE``) one "word" is one bit, 0 or 1, so
+blocks, decoding and write checks work on bits exactly as on registers.
 
 :class:`RegisterMap` validates the table once and answers every question the
 firmware (build its register bank, check a write) and the gateway (which blocks
@@ -36,8 +45,16 @@ if False:  # type checkers only; MicroPython has no typing module
     from typing import Any
 
 
+COIL = const(1)
+DISCRETE = const(2)
 HOLDING = const(3)
 INPUT = const(4)
+TABLES = (HOLDING, INPUT, COIL, DISCRETE)
+"""Every table, in the order a node's values are read and reported."""
+BIT_TABLES = (COIL, DISCRETE)
+
+HIGH_FIRST = const(0)
+LOW_FIRST = const(1)
 
 U16 = const(0)
 S16 = const(1)
@@ -63,6 +80,10 @@ _FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minim
 _EX_ILLEGAL_ADDRESS = const(2)
 _EX_ILLEGAL_VALUE = const(3)
 _FC_WRITE_MULTIPLE = const(16)
+_FC_WRITE_COILS = const(15)
+# Most items one read request may carry: 125 registers, 2000 bits (Modbus application protocol, 6.1-6.4).
+_MAX_READ = {HOLDING: 125, INPUT: 125, COIL: 2000, DISCRETE: 2000}
+_TABLE_CODES = {HOLDING: "hr", INPUT: "ir", COIL: "co", DISCRETE: "di"}
 
 
 class RegisterMapError(ProtocolError):
@@ -72,7 +93,7 @@ class RegisterMapError(ProtocolError):
 class Register:
     """One value in a node's register map."""
 
-    __slots__ = _FIELDS + ("width",)
+    __slots__ = _FIELDS + ("width", "order")
 
     def __init__(
         self,
@@ -86,6 +107,7 @@ class Register:
         minimum: "int | float",
         maximum: "int | float",
         doc: str,
+        order: int = HIGH_FIRST,
     ) -> None:
         self.name = name
         self.table = table
@@ -98,20 +120,22 @@ class Register:
         self.maximum = maximum
         self.doc = doc
         self.width = _WIDTH[type] if 0 <= type < len(_WIDTH) else 0
+        self.order = order
 
     def __repr__(self) -> str:
-        return "<Register %s %s@%d>" % (self.name, "hr" if self.table == HOLDING else "ir", self.address)
+        return "<Register %s %s@%d>" % (self.name, _TABLE_CODES.get(self.table, "?"), self.address)
 
     def to_raw(self, value: "float | bool") -> "int | float":
         """Engineering value -> raw integer (or float for F32), checked against the register's bounds."""
+        raw: "int | float"
         if self.type == F32:
-            return float(value)
-        if self.type == BOOL:
-            if value is True or value is False:
+            raw = float(value)
+        else:
+            if self.type == BOOL and (value is True or value is False):
                 value = int(value)
-        step: int = 10 ** abs(self.scale)
-        raw: "int | float" = value * step if self.scale < 0 else value // step
-        if isinstance(raw, float):
+            step: int = 10 ** abs(self.scale)
+            raw = value * step if self.scale < 0 else value // step
+        if isinstance(raw, float) and self.type != F32:
             rounded = int(round(raw))
             if abs(raw - rounded) > 1e-6 * max(1, abs(raw)):
                 raise ValueError(
@@ -139,12 +163,12 @@ class Register:
         t = self.type
         if t == F32:
             hi, lo = struct.unpack(">HH", struct.pack(">f", raw))
-            return (hi, lo)
-        bits = int(raw)
-        if t in (U32, S32):
-            bits &= 0xFFFFFFFF
-            return ((bits >> 16) & 0xFFFF, bits & 0xFFFF)
-        return (bits & 0xFFFF,)
+        elif t in (U32, S32):
+            bits = int(raw) & 0xFFFFFFFF
+            hi, lo = (bits >> 16) & 0xFFFF, bits & 0xFFFF
+        else:
+            return (int(raw) & 0xFFFF,)
+        return (lo, hi) if self.order == LOW_FIRST else (hi, lo)
 
     def from_words(self, words: "Sequence[int]", offset: int = 0) -> "int | float":
         """Register words (a sequence of uint16) -> raw value."""
@@ -155,6 +179,8 @@ class Register:
         if t == S16:
             return w0 - 0x10000 if w0 & 0x8000 else w0
         w1 = words[offset + 1]
+        if self.order == LOW_FIRST:
+            w0, w1 = w1, w0
         if t == U32:
             return (w0 << 16) | w1
         if t == S32:
@@ -167,25 +193,30 @@ class Register:
 class RegisterMap:
     """The validated register table of one role: lookups, read blocks, decoding and write checks."""
 
-    def __init__(self, role: str, rows: "Iterable[tuple[object, ...]]", role_id: int = 0) -> None:
+    def __init__(
+        self, role: str, rows: "Iterable[tuple[object, ...]]", role_id: int = 0, max_read: int = 125
+    ) -> None:
         self.role = role
         self.role_id = role_id
+        # a device may answer fewer registers per request than the protocol allows
+        self.max_read = max_read
         self.registers: "list[Register]" = []
         self._by_name: "dict[str, Register]" = {}
         # address -> Register for the first word of each register, per table
-        self._starts: "dict[int, dict[int, Register]]" = {HOLDING: {}, INPUT: {}}
-        self._size = {HOLDING: 0, INPUT: 0}
+        self._starts: "dict[int, dict[int, Register]]" = {t: {} for t in TABLES}
+        self._size = {t: 0 for t in TABLES}
         for row in rows:
             self._add(row)
-        self._blocks = {HOLDING: self._contiguous(HOLDING), INPUT: self._contiguous(INPUT)}
+        self._blocks = {t: self._contiguous(t) for t in TABLES}
 
     def _fail(self, name: str, field: str, problem: str) -> None:
         raise RegisterMapError("role %s, register %s, field %s: %s" % (self.role, name, field, problem))
 
     def _add(self, row: "tuple[Any, ...]") -> None:
-        if not isinstance(row, tuple) or len(row) != len(_FIELDS):
+        if not isinstance(row, tuple) or not len(_FIELDS) <= len(row) <= len(_FIELDS) + 1:
             raise RegisterMapError(
-                "role %s: a row needs %d fields (%s), got %r" % (self.role, len(_FIELDS), ", ".join(_FIELDS), row)
+                "role %s: a row needs %d fields (%s) and may add a word order, got %r"
+                % (self.role, len(_FIELDS), ", ".join(_FIELDS), row)
             )
         reg = Register(*row)
         name = reg.name
@@ -193,16 +224,20 @@ class RegisterMap:
             self._fail(repr(name), "name", "use lower-case letters, digits and '_'")
         if name in self._by_name:
             self._fail(name, "name", "declared twice")
-        if reg.table not in (HOLDING, INPUT):
-            self._fail(name, "table", "must be HOLDING or INPUT, got %r" % (reg.table,))
+        if reg.table not in TABLES:
+            self._fail(name, "table", "must be HOLDING, INPUT, COIL or DISCRETE, got %r" % (reg.table,))
         if reg.width == 0:
             self._fail(name, "type", "unknown type %r; known: %s" % (reg.type, ", ".join(TYPE_NAMES)))
+        if reg.table in BIT_TABLES and reg.type != BOOL:
+            self._fail(name, "type", "a coil or discrete input is one bit: BOOL, got %s" % TYPE_NAMES[reg.type])
+        if reg.order not in (HIGH_FIRST, LOW_FIRST):
+            self._fail(name, "order", "must be HIGH_FIRST or LOW_FIRST, got %r" % (reg.order,))
         if not isinstance(reg.address, int) or not 0 <= reg.address <= 0xFFFF - reg.width + 1:
             self._fail(name, "address", "must be 0..65535, got %r" % (reg.address,))
         if reg.access not in (RO, RW):
             self._fail(name, "access", "must be RO or RW")
-        if reg.access == RW and reg.table != HOLDING:
-            self._fail(name, "access", "only HOLDING registers can be written")
+        if reg.access == RW and reg.table not in (HOLDING, COIL):
+            self._fail(name, "access", "only HOLDING registers and coils can be written")
         if not isinstance(reg.scale, int) or not -9 <= reg.scale <= 9:
             self._fail(name, "scale", "must be a power of ten between -9 and 9")
         lo, hi = _RAW_LIMITS[reg.type]
@@ -237,15 +272,17 @@ class RegisterMap:
 
     def _contiguous(self, table: int) -> "tuple[tuple[int, int], ...]":
         # One block from the lowest to the highest address: role maps are dense by design,
-        # so the gateway reads each table in one request (at most 125 registers).
+        # so the gateway reads each table in one request (at most 125 registers or 2000 bits,
+        # or the device's own smaller limit).
         regs = [r for r in self.registers if r.table == table]
         if not regs:
             return ()
         start = min(r.address for r in regs)
         end = max(r.address + r.width for r in regs)
+        limit = min(self.max_read, _MAX_READ[table])
         blocks = []
         while start < end:
-            count = min(125, end - start)
+            count = min(limit, end - start)
             blocks.append((start, count))
             start += count
         return tuple(blocks)
@@ -286,24 +323,26 @@ class RegisterMap:
             out.append((reg, reg.from_words(words, offset)))
         return out
 
-    def check_write(self, address: int, values: "Sequence[int]", count: int) -> None:
+    def check_write(self, address: int, values: "Sequence[int]", count: int, table: int = HOLDING) -> None:
         """Raise ModbusException unless writing ``values[:count]`` from ``address`` is allowed.
 
         Allowed means: every word belongs to a writable holding register, whole
         registers only (no half of a 32-bit value), each raw value within bounds.
+        ``table`` COIL checks a coil write instead (``values`` are bits).
         """
+        fc = _FC_WRITE_COILS if table == COIL else _FC_WRITE_MULTIPLE
         end = address + count
         a = address
         while a < end:
-            reg = self._starts[HOLDING].get(a)
+            reg = self._starts[table].get(a)
             if reg is None or reg.access != RW or a + reg.width > end:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
+                    fc, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
                 )
             raw = reg.from_words(values, a - address)
             if not reg.minimum <= raw <= reg.maximum:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE,
+                    fc,
                     _EX_ILLEGAL_VALUE,
                     "%s: %s outside %s..%s" % (reg.name, raw, reg.minimum, reg.maximum),
                 )
@@ -331,14 +370,20 @@ def _suggest(name: str, known: "Iterable[str]") -> str:
 
 
 __all__ = [
+    "BIT_TABLES",
     "BOOL",
+    "COIL",
+    "DISCRETE",
     "F32",
+    "HIGH_FIRST",
     "HOLDING",
     "INPUT",
+    "LOW_FIRST",
     "RO",
     "RW",
     "S16",
     "S32",
+    "TABLES",
     "U16",
     "U32",
     "Register",

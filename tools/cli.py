@@ -139,6 +139,14 @@ def _cmd_bench_load(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_bench_soak(args: argparse.Namespace) -> int:
+    from tools.bench.soak import run_soak_bench
+
+    code: int = run_soak_bench(minutes=args.minutes, nodes=args.nodes, warmup=args.warmup, every=args.every,
+                               label=args.label, write_docs=args.write_docs, trace=args.trace)
+    return code
+
+
 def _cmd_bench_node(args: argparse.Namespace) -> int:
     from tools.bench.node import run_node_bench
 
@@ -373,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=250, help="lamp nodes (spread over the simulators)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_load)
+    b = bench.add_parser("soak", help="gateway RSS over a long steady load with commands and a broker restart")
+    b.add_argument("--minutes", type=float, default=30, help="length of the run")
+    b.add_argument("--nodes", type=int, default=250, help="Modbus TCP lamps polled every second")
+    b.add_argument("--warmup", type=float, default=5, help="minutes left out of the slope")
+    b.add_argument("--every", type=float, default=10, help="seconds between two RSS samples")
+    b.add_argument("--label", default="", help="names the figures in the docs (e.g. a version), one block each")
+    b.add_argument("--trace", type=float, default=0, metavar="SECONDS",
+                   help="run the gateway under tracemalloc and report where memory grew, every SECONDS")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_soak)
     b = bench.add_parser("reliability", help="loss scenarios (SIGKILL, broker down, noise, power cuts, full disk)")
     b.add_argument("--scenario", action="append",
                    help="sigkill, broker, noise, nodes, budget or power-loss (default: all)")

@@ -18,6 +18,8 @@ action              writes                                      done when the re
 ``set_schedule``    program window (one write per program),     each program, loaded into the window, equal to
                     calendar block                              what was written; the calendar block equal
 ``set_config``      the settings named                          each setting as written
+``write``           the registers and coils named (a device     each as written
+                    profile's writable ones, within range)
 ``set_unit``        ``unit`` + ``command`` = apply (one write)  ``unit`` read at the new unit
 ``time_sync``       ``clock`` = the gateway's time as it goes   a clock within :data:`CLOCK_TOLERANCE` of the
                     out                                         gateway's, ``node_status`` not unsynced
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING
 from gateway.commands import lamp_schedule as sched
 from gateway.commands.node_plan import NodePlan, Read, Readback, readback_map, reads_for, runs, word_map, word_name
 from gateway.commands.parse import BAD_PARAMETERS, Command, CommandRejected
-from gateway.contracts import HOLDING, RW, Number, Register, RegisterMap
+from gateway.contracts import BOOL, COIL, FIRMWARE_ROLES, HOLDING, RW, Number, Register, RegisterMap
 from gateway.contracts import common as _common
 from gateway.contracts import lamp as _lamp
 from gateway.contracts import programs as rules
@@ -227,6 +229,30 @@ def _set_config(command: Command, node: NodeConfig, regmap: RegisterMap, now: fl
     return _plan_values(command, node, regmap, values)
 
 
+def _write(command: Command, node: NodeConfig, regmap: RegisterMap, now: float, ctx: Context) -> NodePlan:
+    """Any writable register or coil of the node's map, within its range; coils go out as functions 05/15."""
+    if regmap.role in FIRMWARE_ROLES:  # a node's unit, clock or command register has an action with its checks
+        raise ValueError(f"({node.role}) is a streetedge node: write is for device profiles; use its own actions")
+    writable = [r.name for r in regmap.registers if r.access == RW]
+    for name in command.params:
+        if name not in writable:
+            close = difflib.get_close_matches(name, writable, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(writable) or "none"
+            raise ValueError(f"({node.role}) has no writable register {name[:40]!r}{hint} (writable: {known})")
+    values = dict(command.params)
+    regs = _need(command, node, regmap, list(values))
+    for reg in regs:
+        if isinstance(values[reg.name], bool) != (reg.type == BOOL):
+            kind = "true or false" if reg.type == BOOL else "a number"
+            raise ValueError(f"{reg.name} takes {kind}, got {values[reg.name]!r}")
+    raws = {reg.name: reg.to_raw(values[reg.name]) for reg in regs}
+    holding = [r for r in regs if r.table == HOLDING]
+    coils = [r for r in regs if r.table == COIL]
+    return NodePlan(node, runs(holding, raws), reads_for(regmap, list(values)), _equal(regs, raws),
+                    coils=runs(coils, raws))
+
+
 def _set_unit(command: Command, node: NodeConfig, regmap: RegisterMap, now: float, ctx: Context) -> NodePlan:
     new = command.params["unit"]
     if new == node.unit:
@@ -319,5 +345,5 @@ def _set_schedule(command: Command, node: NodeConfig, regmap: RegisterMap, now: 
 _PLANNERS: dict[str, Callable[[Command, NodeConfig, RegisterMap, float, Context], NodePlan]] = {
     "dim": _dim, "switch": _switch, "override": _override, "clear_override": _clear_override,
     "set_schedule": _set_schedule, "set_config": _set_config, "set_unit": _set_unit,
-    "time_sync": _time_sync, "reboot": _reboot,
+    "time_sync": _time_sync, "reboot": _reboot, "write": _write,
 }

@@ -45,6 +45,9 @@ class CommandBus(Protocol):
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node."""
 
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Set coils of one node."""
+
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of every node of the bus (unit 0)."""
 
@@ -118,6 +121,8 @@ class BusExecutor:
             async def write(plan: NodePlan) -> None:
                 try:
                     await self._write(plan.node.unit, plan.writes_at(self.clock()))
+                    for address, bits in plan.coils:
+                        await self.bus.write_coils(plan.node.unit, address, bits, priority=URGENT)
                 except Exception as exc:  # a failed write is that node's problem, not the command's
                     problems[plan.node.id] = f"write failed: {exc}"
                     return

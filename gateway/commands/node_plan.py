@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from gateway.service.config import NodeConfig
 
 Run = tuple[int, tuple[int, ...]]
-"""A write of holding registers: (address, words)."""
+"""A write of holding registers: (address, words); of coils: (address, bits as 0/1)."""
 
 
 class Read:
@@ -88,10 +88,11 @@ class NodePlan:
             (0: one attempt); ``every`` apart.
         broadcast: whether the writes may go out as one broadcast for the bus.
         follow: after confirmation, the plan of a second step (wall time -> plan).
+        coils: coil runs to write after ``writes`` (functions 05/15); never broadcast.
     """
 
-    __slots__ = ("before", "broadcast", "check", "every", "follow", "key", "node", "reads", "settle", "writer",
-                 "writes")
+    __slots__ = ("before", "broadcast", "check", "coils", "every", "follow", "key", "node", "reads", "settle",
+                 "writer", "writes")
 
     def __init__(
         self,
@@ -106,8 +107,10 @@ class NodePlan:
         every: float = 0.5,
         broadcast: bool = True,
         follow: Callable[[float], NodePlan] | None = None,
+        coils: Sequence[Run] = (),
     ) -> None:
         self.node = node
+        self.coils = list(coils)
         if callable(writes):
             self.writer: Writer | None = writes
             self.writes: list[Run] = []
@@ -121,7 +124,7 @@ class NodePlan:
         self.before = tuple(before)
         self.settle = settle
         self.every = every
-        self.broadcast = broadcast
+        self.broadcast = broadcast and not self.coils  # a coil write is checked by its echo, node by node
         self.follow = follow
 
     def writes_at(self, now: float) -> list[Run]:
@@ -145,10 +148,10 @@ def runs(regs: Sequence[Any], raws: Mapping[str, Number]) -> list[Run]:
     return [(address, tuple(words)) for address, words in out]
 
 
-_FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc")
+_FIELDS = ("name", "table", "address", "type", "scale", "unit", "access", "minimum", "maximum", "doc", "order")
 _GAP = 8
 """Registers further apart than this many words are read in separate requests."""
-_reduced: dict[tuple[str, tuple[str, ...]], RegisterMap] = {}
+_reduced: dict[tuple[int, tuple[str, ...]], tuple[RegisterMap, RegisterMap]] = {}
 _word_maps: dict[tuple[int, int], RegisterMap] = {}
 
 
@@ -158,12 +161,14 @@ def readback_map(regmap: RegisterMap, names: tuple[str, ...]) -> RegisterMap:
     A read-back of the one or two registers a command wrote costs a few bytes on
     the line instead of the node's whole holding table.
     """
-    key = (regmap.role, names)
-    found = _reduced.get(key)
-    if found is None:
-        rows = [tuple(getattr(regmap[n], f) for f in _FIELDS) for n in names]
-        found = register_map(regmap.role, rows, regmap.role_id)
-        _reduced[key] = found
+    # Keyed by the map itself, not its role: a reloaded device profile is a new map under the same role.
+    key = (id(regmap), names)
+    cached = _reduced.get(key)
+    if cached is not None and cached[0] is regmap:
+        return cached[1]
+    rows = [tuple(getattr(regmap[n], f) for f in _FIELDS) for n in names]
+    found = register_map(regmap.role, rows, regmap.role_id)
+    _reduced[key] = (regmap, found)
     return found
 
 

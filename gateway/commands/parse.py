@@ -26,6 +26,8 @@ envelope (see :mod:`gateway.commands.envelope`)::
     ``set_schedule``    ``{"programs": {id: points | null}, "calendar": {...}}``
                         (:mod:`gateway.commands.lamp_schedule`)
     ``set_config``      ``{setting: value, ...}``: settings of the node's register map
+    ``write``           ``{register: value, ...}``: writable registers or coils of a device
+                        profile, each a number or a boolean within the profile's range
     ``set_unit``        ``{"unit": 1..247}``: a new Modbus unit for one node
     ``time_sync``       none
     ``reboot``          ``{"within": 10..600}`` (optional, seconds to wait for the node's return)
@@ -133,6 +135,16 @@ def _check_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
+def _check_writes(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``write``: at least one register, each a finite number or a boolean (the node's profile decides the rest)."""
+    if not params:
+        raise ValueError("write needs at least one register, e.g. {\"relay_1\": true}")
+    for name, value in params.items():
+        if not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"register {name[:40]!r} must be given a number or true/false")
+    return dict(params)
+
+
 _LAMP = load_role("lamp")
 _SPECS: dict[str, dict[str, _Int | _Bool]] = {
     "dim": {"level": _Int.register("dim_level")},
@@ -145,10 +157,12 @@ _SPECS: dict[str, dict[str, _Int | _Bool]] = {
     "time_sync": {},
     "reboot": {"within": _Int(10, 600, default=120)},
     "rebirth": {},
+    "write": {},
 }
 _CUSTOM: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "set_schedule": lamp_schedule.check_params,
     "set_config": _check_settings,
+    "write": _check_writes,
 }
 ACTIONS: tuple[str, ...] = tuple(_SPECS)
 """The actions the gateway knows."""
@@ -205,8 +219,8 @@ class Command:
             return f"override {p['level']}% for {p['minutes']} min"
         if self.action == "set_schedule":
             return lamp_schedule.describe(p)
-        if self.action == "set_config":
-            return "set config " + ", ".join(f"{k}={v}" for k, v in p.items())
+        if self.action in ("set_config", "write"):
+            return self.action.replace("_", " ") + " " + ", ".join(f"{k}={v}" for k, v in p.items())
         if self.action == "set_unit":
             return f"set unit {p['unit']}"
         return self.action.replace("_", " ")

@@ -13,9 +13,11 @@ router asks :meth:`ReplayStore.lookup` before executing:
 
 Rows are kept until :data:`RETAIN` seconds after the command's expiry (after
 expiry the command is refused as expired anyway; the margin covers a gateway
-clock that is stepped backwards). A command that was running when the gateway
-stopped is marked failed/``interrupted`` at the next start: its effect on the
-nodes is unknown, and it is not run again.
+clock that is stepped backwards); older ones are purged at start and then at
+most every :data:`PURGE_EVERY` seconds by :meth:`claim`, so that a gateway that
+runs for years keeps about a day of ids, not all of them. A command that was
+running when the gateway stopped is marked failed/``interrupted`` at the next
+start: its effect on the nodes is unknown, and it is not run again.
 
 Durability: WAL with ``synchronous=FULL``, so a claimed id survives a power
 cut, not only a crash. The writes (and their fsync, 2 ms typical here, tens
@@ -41,6 +43,9 @@ import cbor2
 
 RETAIN = 86400.0
 """Seconds a row is kept after its command's expiry."""
+PURGE_EVERY = 3600.0
+"""Seconds between two purges of expired ids while the gateway runs."""
+_CACHE_KIB = 256  # page cache: a lookup touches one path of the id index; SQLite's 2 MiB default fills as ids pile up
 INTERRUPTED = "interrupted"
 """Reason of the result of a command that was running when the gateway stopped."""
 
@@ -79,6 +84,7 @@ class ReplayStore:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -99,6 +105,7 @@ class ReplayStore:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-writer")
         # An in-memory store has one connection only; a file gets a reader beside the writer.
         self._reader = self._db if self.path == ":memory:" else sqlite3.connect(self.path, isolation_level=None)
+        self._purged_at = now
         self.purge(now)
 
     def lookup(self, command_id: str) -> Seen | None:
@@ -128,10 +135,14 @@ class ReplayStore:
         """
         with self._lock:
             self._live[command_id] = Seen(digest, exp, None)
-        return self._write(command_id, (
+        claimed = self._write(command_id, (
             "INSERT INTO seen (id, digest, key, exp, received, result) VALUES (?, ?, ?, ?, ?, NULL)",
             (command_id, digest, key_id, exp, now),
         ))
+        if now - self._purged_at >= PURGE_EVERY:
+            self._purged_at = now
+            self._writer.submit(self._delete_expired, now)  # behind the insert, off the command's path
+        return claimed
 
     def finish(self, command_id: str, result: dict[str, Any]) -> concurrent.futures.Future[None]:
         """Store the result of a claimed command; the future completes when it is durable."""
@@ -162,9 +173,12 @@ class ReplayStore:
 
     def purge(self, now: float) -> int:
         """Forget ids whose command expired more than :data:`RETAIN` seconds before ``now``."""
-        count: int = self._writer.submit(
-            lambda: self._db.execute("DELETE FROM seen WHERE exp < ?", (now - RETAIN,)).rowcount
-        ).result()
+        self._purged_at = now
+        count: int = self._writer.submit(self._delete_expired, now).result()
+        return count
+
+    def _delete_expired(self, now: float) -> int:
+        count: int = self._db.execute("DELETE FROM seen WHERE exp < ?", (now - RETAIN,)).rowcount
         return count
 
     def __len__(self) -> int:

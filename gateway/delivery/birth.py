@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway.contracts import HOLDING, INPUT, RegisterMap
+from gateway.contracts import TABLES, RegisterMap
 
 BIRTH_VERSION = 1
 """Version of the birth payloads (``"v"``); bumped when their meaning changes."""
@@ -68,10 +68,10 @@ class NodeSchema(NamedTuple):
 
 
 def schema_of(regmap: RegisterMap) -> NodeSchema:
-    """The schema of a role: holding registers then input registers, each in map order (as polled)."""
+    """The schema of a role: holding, input registers, coils, discrete inputs, each in map order (as polled)."""
     fields = tuple(
         Field(reg.name, reg.unit, reg.scale, TYPE_NAMES[reg.type])
-        for table in (HOLDING, INPUT)
+        for table in TABLES
         for reg in regmap.registers
         if reg.table == table
     )

@@ -1,17 +1,10 @@
 """Delivery: every poll into the durable outbox, out in data messages, deleted once the broker has it.
 
-::
-
-    poller --record()--> pending --writer--> outbox (SQLite, WAL)
-                                               |  live lane: stored and held at once while connected
-                                               |  backlog lane: what was stored before this session
-                                               v
-                         composer --> births, data messages --> Uplink --PUBACK--> acked() --> outbox.ack
-
-Nothing is acknowledged to anyone before it is on disk, and a record leaves the
-outbox only when the broker acknowledged the message that carried it (QoS 1).
-Delivery is at least once: a message whose acknowledgement was lost is sent
-again, and ``(node, seq)`` lets a consumer drop the copy.
+(``docs/architecture.md`` draws the path.) Nothing is acknowledged to anyone
+before it is on disk, and a record leaves the outbox only when the broker
+acknowledged the message that carried it (QoS 1). Delivery is at least once: a
+message whose acknowledgement was lost is sent again, and ``(node, seq)`` lets a
+consumer drop the copy.
 
 Sessions. For each broker connection (:class:`~gateway.mqtt.uplink.Uplink`) the
 delivery layer counts a new session in the outbox, builds the gateway birth
@@ -108,6 +101,12 @@ class Delivery:
         Messages composed before keep citing the birth they were made for; consumers keep births by id.
         """
         self.config = config
+        # A profile file the new configuration names is a role now (or its content changed): learn its schema.
+        fresh = {role: known for role, known in known_roles().items()
+                 if role not in self._by_role or self._by_role[role].schema.id != known.schema.id}
+        if fresh:
+            self._by_role.update(fresh)
+            self.messages.learn(fresh)
         self._nodes(config)
         self._kick.set()
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from gateway.contracts import HOLDING, INPUT, ROLES, Register, load_role
+from gateway.contracts import ROLES, TABLES, Register, load_role
 from gateway.delivery import birth, compact
 from gateway.delivery.records import Entry
 from gateway.delivery.senml_encoder import PackEncoder
@@ -42,7 +42,7 @@ def known_roles() -> dict[str, Known]:
     out = {}
     for role in ROLES:
         regmap = load_role(role)
-        regs = [r for t in (HOLDING, INPUT) for r in regmap.registers if r.table == t]
+        regs = [r for t in TABLES for r in regmap.registers if r.table == t]
         out[role] = Known(birth.schema_of(regmap), regs)
     return out
 
@@ -74,6 +74,13 @@ class Messages:
         self.index: dict[str, int] = {}
         self.node_roles: dict[str, str] = {}
         self._encoders: dict[str, PackEncoder] = {}
+
+    def learn(self, roles: Mapping[str, Known]) -> None:
+        """Roles new or changed since start: device profiles that a reloaded configuration names."""
+        self.roles.update(roles)
+        for role, known in roles.items():
+            self.by_id[known.schema.id] = known
+            self.caps[known.schema.id] = birth.capabilities(load_role(role))
 
     def nodes(self, nodes: list[tuple[str, str]]) -> None:
         """The node table, ``(node id, role)`` in configuration order: the indexes compact messages use."""

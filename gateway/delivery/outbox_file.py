@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,7 +42,6 @@ DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 RECENT = 32  # seqs remembered per (node, kind) to refuse duplicates
 WAL_LIMIT = 8 * 1024 * 1024  # journal_size_limit: the WAL is truncated to this after a checkpoint
 CACHE_KIB = 512  # page cache: the hot pages are the table's ends; SQLite's 2 MiB default is resident memory
-CHUNK = 500  # ids per "IN (...)": well under SQLite's host-parameter limit
 BUSY_TIMEOUT_S = 1.0
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 5, 6, 11, 13, 26
 
@@ -80,12 +78,6 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (
         code(exc) == SQLITE_FULL or "database or disk is full" in str(exc)
     )
-
-
-def chunks(ids: list[int]) -> Iterable[list[int]]:
-    """Slices of at most CHUNK ids."""
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
 
 
 
@@ -155,6 +147,12 @@ def open_file(db: sqlite3.Connection, path: Path, sync: str) -> Stored:
             raise OutboxError(path, f"incomplete outbox schema (version {version})")
     else:
         db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only before the first table and WAL
+    try:  # acks and re-takes bind their ids as one JSON array (handout.IN_IDS)
+        db.execute("SELECT count(*) FROM json_each('[]')").fetchone()
+    except sqlite3.OperationalError:
+        raise OutboxError(
+            path, f"SQLite {sqlite3.sqlite_version} lacks json_each, which the outbox needs (built in: 3.38+)"
+        ) from None
     mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise OutboxError(path, f"cannot use WAL mode (journal_mode stays {mode!r})")

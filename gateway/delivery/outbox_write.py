@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.delivery.handout import COLUMNS as _COLUMNS
+from gateway.delivery.handout import IN_IDS, ids_param
 from gateway.delivery.handout import Row as _Row
 from gateway.delivery.outbox_file import (
     CURSOR,
@@ -46,7 +47,6 @@ from gateway.delivery.outbox_file import (
     RECENT,
     ROW_BYTES,
     ROW_OVERHEAD,
-    chunks,
     failure,
     is_full,
     rollback,
@@ -247,13 +247,12 @@ class Writing:
         """Delete acknowledged entries (inside a transaction); return how many rows went."""
         deleted = 0
         freed = 0
-        for chunk in chunks(sorted(self._gone)):
-            marks = ", ".join("?" * len(chunk))
-            for (nbytes,) in self._db.execute(
-                f"DELETE FROM records WHERE id IN ({marks}) RETURNING {ROW_BYTES}", chunk
-            ).fetchall():
-                deleted += 1
-                freed += nbytes + ROW_OVERHEAD
+        # one statement text for any count (handout.IN_IDS): a text per count filled sqlite3's statement cache
+        for (nbytes,) in self._db.execute(
+            f"DELETE FROM records WHERE id {IN_IDS} RETURNING {ROW_BYTES}", (ids_param(sorted(self._gone)),)
+        ).fetchall():
+            deleted += 1
+            freed += nbytes + ROW_OVERHEAD
         self._count -= deleted
         self._bytes -= freed
         self._gone.clear()

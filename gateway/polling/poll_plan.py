@@ -36,13 +36,13 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 
 from gateway.contracts import (
-    HOLDING,
-    INPUT,
+    BIT_TABLES,
     POLL_COUNTER,
     POLL_IDENTITY,
     POLL_MEASURE,
     POLL_SETTING,
     TABLE_NAMES,
+    TABLES,
     Number,
     Register,
     RegisterMap,
@@ -69,6 +69,8 @@ REBOOT_TRIGGER = "uptime"
 """The register whose going back (a reboot) makes the next poll read everything."""
 MAX_READ = 125
 """Registers one read request may ask for (Modbus application protocol, functions 03 and 04)."""
+MAX_READ_BITS = 2000
+"""Coils or discrete inputs one read request may ask for (functions 01 and 02)."""
 
 _CODES = {0: "H", 1: "h", 2: "I", 3: "i", 4: "H", 5: "f"}  # regmap U16 S16 U32 S32 BOOL F32
 
@@ -118,8 +120,9 @@ class LineCost:
     def seconds(self, requests: Iterable[Request]) -> float:
         """Wire time of ``requests`` (each frame with its t3.5, plus the node's turnaround)."""
         total = 0.0
-        for _, _, count in requests:
-            total += (8 + 5 + 2 * count) * self.char + 2 * self.silence() + self.turnaround
+        for table, _, count in requests:
+            data = (count + 7) // 8 if table in BIT_TABLES else 2 * count  # coils: 8 to a byte
+            total += (8 + 5 + data) * self.char + 2 * self.silence() + self.turnaround
         return total
 
 
@@ -136,14 +139,20 @@ def poll_classes(regmap: RegisterMap) -> dict[str, int]:
 
 
 def plan_requests(registers: Iterable[Register], cost: LineCost, max_words: int = MAX_READ) -> list[Request]:
-    """The read requests that cover ``registers``: holding first, by address, gaps bridged when cheaper."""
-    bridge = cost.break_even()
+    """The read requests that cover ``registers``: table by table, by address, gaps bridged when cheaper.
+
+    ``max_words`` bounds a register read; a bit read (coils, discrete inputs)
+    may ask for 16 times as many bits, a gap of bits costs a 16th of a word's.
+    """
     requests: list[Request] = []
-    for table in (HOLDING, INPUT):
-        spans = sorted((r.address, r.address + r.width) for r in registers if r.table == table)
+    regs = list(registers)
+    for table in TABLES:
+        scale = 16 if table in BIT_TABLES else 1
+        bridge, limit = cost.break_even() * scale, min(max_words * scale, MAX_READ_BITS)
+        spans = sorted((r.address, r.address + r.width) for r in regs if r.table == table)
         start = end = -1
         for lo, hi in spans:
-            if start >= 0 and lo - end <= bridge and max(hi, end) - start <= max_words:
+            if start >= 0 and lo - end <= bridge and max(hi, end) - start <= limit:
                 end = max(end, hi)
                 continue
             if start >= 0:
@@ -177,7 +186,7 @@ class PollPlan:
         self.requests = plan_requests(due, cost)
         self.words = sum(reg.width for reg in due)
         index = {id(reg): i for i, reg in enumerate(regmap.registers)}
-        self._decoders: list[tuple[struct.Struct, struct.Struct, list[int]]] = []
+        self._decoders: list[tuple[struct.Struct, struct.Struct, list[int], list[tuple[int, Register]] | None]] = []
         taken: set[int] = set()
         for table, start, count in self.requests:
             # Every whole register the request carries is decoded, due or not: words read along in a
@@ -197,9 +206,11 @@ class PollPlan:
                 taken.add(id(reg))
             if at < start + count:
                 fmt.append(f"{2 * (start + count - at)}x")
-            self._decoders.append(
-                (struct.Struct(f">{count}H"), struct.Struct("".join(fmt)), [index[id(r)] for r in inside])
-            )
+            # A device with its low word first decodes register by register (the struct is high word first).
+            swapped = [(r.address - start, r) for r in inside] if any(
+                getattr(r, "order", 0) and r.width == 2 for r in inside) else None
+            self._decoders.append((struct.Struct(f">{count}H"), struct.Struct("".join(fmt)),
+                                   [index[id(r)] for r in inside], swapped))
         self.registers = [reg for reg in regmap.registers if id(reg) in taken]
 
     def decode(self, answers: Sequence[Sequence[int]]) -> list[tuple[int, Number]]:
@@ -207,14 +218,17 @@ class PollPlan:
         if len(answers) != len(self._decoders):
             raise PollPlanError(f"{self.regmap.role}: {len(answers)} answers to {len(self._decoders)} requests")
         out: list[tuple[int, Number]] = []
-        for (table, start, count), words, (packer, unpacker, where) in zip(
+        for (table, start, count), words, (packer, unpacker, where, swapped) in zip(
             self.requests, answers, self._decoders, strict=True
         ):
             if len(words) != count:
                 raise PollPlanError(
                     f"{self.regmap.role}: {TABLE_NAMES[table]} {start}+{count} answered with {len(words)} words"
                 )
-            out.extend(zip(where, unpacker.unpack(packer.pack(*words)), strict=True))
+            if swapped is None:
+                out.extend(zip(where, unpacker.unpack(packer.pack(*words)), strict=True))
+            else:
+                out.extend(zip(where, (reg.from_words(words, at) for at, reg in swapped), strict=True))
         return out
 
 

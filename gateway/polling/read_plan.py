@@ -3,8 +3,11 @@
 Decoding a poll register by register in Python costs about a microsecond per
 register; a plan turns the words of a whole table into raw values with one
 ``struct`` call (U16 ``H``, S16 ``h``, U32 ``I``, S32 ``i``, F32 ``f``, big
-endian, high word first; unassigned words inside a block are padding). The
-plan is derived from ``protocols/roles`` and restates nothing: it is checked
+endian, high word first; unassigned words inside a block are padding). A
+table holding a 32-bit value sent low word first (some third-party devices)
+is decoded register by register instead. Coils and discrete inputs arrive as
+one 0/1 "word" per bit and decode the same way. The plan is derived from
+``protocols/roles`` (or a device profile) and restates nothing: it is checked
 against :meth:`RegisterMap.decode` in the tests.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 
-from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, Number, Register, RegisterMap
+from gateway.contracts import TABLE_NAMES, TABLES, Number, Register, RegisterMap
 from gateway.errors import GatewayError
 
 Readings = list[tuple[Register, Number]]
@@ -29,7 +32,7 @@ class PlanError(GatewayError, ValueError):
 class _TablePlan:
     """One table: where its single block starts, how many words, and the struct that decodes it."""
 
-    __slots__ = ("count", "fmt", "registers", "start", "words")
+    __slots__ = ("count", "fmt", "registers", "start", "swapped", "words")
 
     def __init__(self, regmap: RegisterMap, table: int) -> None:
         blocks = regmap.blocks(table)
@@ -48,6 +51,13 @@ class _TablePlan:
         self.fmt = struct.Struct("".join(fmt))
         self.words = struct.Struct(f">{self.count}H")
         self.registers = regs
+        self.swapped = any(reg.order and reg.width == 2 for reg in regs)
+
+    def raws(self, words: Sequence[int]) -> Sequence[Number]:
+        """Raw values of the table's registers, in address order."""
+        if self.swapped:
+            return [reg.from_words(words, reg.address - self.start) for reg in self.registers]
+        return self.fmt.unpack(self.words.pack(*words))
 
 
 class ReadPlan:
@@ -55,18 +65,18 @@ class ReadPlan:
 
     Attributes:
         regmap: the role's register map.
-        tables: ``(table, start, count)`` to read, holding first; one entry per
-            block of ``regmap.blocks``.
+        tables: ``(table, start, count)`` to read, in :data:`TABLES` order (holding,
+            input, coil, discrete input); one entry per block of ``regmap.blocks``.
     """
 
     def __init__(self, regmap: RegisterMap) -> None:
         self.regmap = regmap
         self.tables: list[tuple[int, int, int]] = [
-            (table, start, count) for table in (HOLDING, INPUT) for start, count in regmap.blocks(table)
+            (table, start, count) for table in TABLES for start, count in regmap.blocks(table)
         ]
-        self._plans = {t: _TablePlan(regmap, t) for t in (HOLDING, INPUT) if regmap.blocks(t)}
+        self._plans = {t: _TablePlan(regmap, t) for t in TABLES if regmap.blocks(t)}
         order = {id(reg): i for i, reg in enumerate(regmap.registers)}
-        decoded = [reg for t in (HOLDING, INPUT) if t in self._plans for reg in self._plans[t].registers]
+        decoded = [reg for t in TABLES if t in self._plans for reg in self._plans[t].registers]
         # Position in the decoded sequence of each register, in map order.
         self._order = sorted(range(len(decoded)), key=lambda i: order[id(decoded[i])])
         self._in_map_order = self._order == list(range(len(decoded)))
@@ -82,15 +92,18 @@ class ReadPlan:
                     f"{self.regmap.role}: {TABLE_NAMES[table]} words {start}+{len(words)} do not fit "
                     f"the plan {plan.start}+{plan.count}"
                 )
-            raws.extend(plan.fmt.unpack(plan.words.pack(*words)))
+            raws.extend(plan.raws(words))
         decoded = self._decoded
         if self._in_map_order:
             return list(zip(decoded, raws, strict=True))
         return [(decoded[i], raws[i]) for i in self._order]
 
     def decode_bytes(self, table: int, data: bytes | memoryview) -> tuple[Number, ...]:
-        """Raw values of one table straight from the register bytes of a read response."""
-        return self._plans[table].fmt.unpack(data)
+        """Raw values of one register table straight from the register bytes of a read response."""
+        plan = self._plans[table]
+        if plan.swapped:
+            return tuple(plan.raws(plan.words.unpack(data)))
+        return plan.fmt.unpack(data)
 
 
 _plans: dict[str, ReadPlan] = {}

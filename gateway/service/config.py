@@ -31,25 +31,23 @@ schema is the single statement of what is allowed), then the cross-field rules.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import math
-import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 import msgspec.inspect as mi
 
 from gateway.contracts import ROLES
 from gateway.errors import GatewayError
+from gateway.profiles.registry import NodeProfileError, with_profiles
+from gateway.service.config_check import NAME_PATTERN, ProblemError, check, suggest
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
-_NAME = r"^[A-Za-z0-9_-]+$"
-Name = Annotated[str, msgspec.Meta(pattern=_NAME, max_length=64)]
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=64)]
 """An identifier that goes into topics and SenML names: letters, digits, '_' and '-'."""
 
 DEFAULT_PORT = 1883
@@ -140,7 +138,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     unit: Annotated[int, msgspec.Meta(ge=1, le=247)]
     """Modbus unit (slave) address, 1..247."""
     role: str = "lamp"
-    """Node role; picks the register map in ``protocols/roles``."""
+    """Node role; picks the register map in ``protocols/roles``, or a shipped device profile by name."""
+    profile: str = ""
+    """A device profile file (``gateway/profiles``), relative to the configuration's folder; its name is the role."""
     interval: Annotated[float, msgspec.Meta(ge=0.01, le=86400)] = 1.0
     """Seconds between two polls of this node."""
     timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] | None = None
@@ -215,135 +215,26 @@ def load_config(path: Path) -> Config:
         raise ConfigError(str(path), "no such configuration file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), f"cannot read the configuration file: {exc}") from exc
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), base=path.parent)
 
 
 _config_type = functools.cache(lambda: mi.type_info(Config))  # ~10 ms to build, more than a parse: once
 
 
-def parse_config(text: str, *, source: str = "config") -> Config:
-    """Parse and check configuration TOML text; ``source`` prefixes error messages."""
+def parse_config(text: str, *, source: str = "config", base: Path | None = None) -> Config:
+    """Parse and check configuration TOML text; ``source`` prefixes errors, relative profile paths start at ``base``."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, f"not valid TOML: {exc}") from exc
     try:
-        _check(raw, _config_type(), "")
+        check(raw, _config_type(), "")
         config = msgspec.convert(raw, Config)
-        return _cross_check(config)
-    except _ProblemError as problem:
+        return _cross_check(msgspec.structs.replace(config, node=with_profiles(config.node, base or Path())))
+    except (ProblemError, NodeProfileError) as problem:
         raise ConfigError(source, problem.message, key=problem.path) from None
     except msgspec.ValidationError as exc:  # only if _check missed a rule msgspec enforces
         raise ConfigError(source, str(exc)) from exc
-
-
-class _ProblemError(Exception):
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _suggest(word: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _check(value: Any, t: mi.Type, path: str) -> None:
-    """Check ``value`` against the schema type ``t``; raise _ProblemError naming ``path``."""
-    if isinstance(t, mi.StructType):
-        if not isinstance(value, dict):
-            raise _ProblemError(path, f"expected a table, got {_show(value)}")
-        names = {f.encode_name: f for f in t.fields}
-        for key in value:
-            if key not in names:
-                raise _ProblemError(path, f"unknown key {key!r}{_suggest(key, names)}")
-        for name, field in names.items():
-            if name in value:
-                _check(value[name], field.type, _join(path, name))
-            elif field.required:
-                raise _ProblemError(path, f"missing required key {name!r}")
-    elif isinstance(t, mi.ListType):
-        if not isinstance(value, list):
-            raise _ProblemError(path, f"expected a list, got {_show(value)}")
-        for i, item in enumerate(value):
-            _check(item, t.item_type, f"{path}[{i}]")
-    elif isinstance(t, mi.DictType):
-        if not isinstance(value, dict):
-            raise _ProblemError(path, f"expected a table, got {_show(value)}")
-        for key, item in value.items():
-            _check(key, t.key_type, _join(path, key))
-            _check(item, t.value_type, _join(path, key))
-    elif not _fits(value, t):
-        raise _ProblemError(path, f"expected {_describe(t)}, got {_show(value)}")
-
-
-def _fits(value: Any, t: mi.Type) -> bool:
-    if isinstance(t, mi.LiteralType):
-        return any(type(value) is type(v) and value == v for v in t.values)
-    if isinstance(t, mi.IntType):
-        return isinstance(value, int) and not isinstance(value, bool) and _in_range(value, t)
-    if isinstance(t, mi.FloatType):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok and not math.isnan(value) and _in_range(value, t)
-    if isinstance(t, mi.StrType):
-        if not isinstance(value, str):
-            return False
-        if t.min_length is not None and len(value) < t.min_length:
-            return False
-        if t.max_length is not None and len(value) > t.max_length:
-            return False
-        return t.pattern is None or re.search(t.pattern, value) is not None
-    return True
-
-
-def _in_range(value: float, t: mi.IntType | mi.FloatType) -> bool:
-    return not (
-        (t.ge is not None and value < t.ge)
-        or (t.gt is not None and value <= t.gt)
-        or (t.le is not None and value > t.le)
-        or (t.lt is not None and value >= t.lt)
-    )
-
-
-def _describe(t: mi.Type) -> str:
-    if isinstance(t, mi.LiteralType):
-        return "one of " + ", ".join(repr(v) for v in sorted(t.values, key=str))
-    if isinstance(t, mi.IntType | mi.FloatType):
-        kind = "an integer" if isinstance(t, mi.IntType) else "a number"
-        lo = t.ge if t.ge is not None else t.gt
-        hi = t.le if t.le is not None else t.lt
-        if t.ge is not None and t.le is not None:
-            return f"{kind} {t.ge}..{t.le}"
-        if t.gt is not None and hi is not None:
-            return f"{kind} > {t.gt} and <= {hi}"
-        if lo is not None:
-            return f"{kind} >= {lo}"
-        return kind
-    if isinstance(t, mi.StrType):
-        if t.pattern == _NAME:
-            return f"a name of letters, digits, '_' and '-' (at most {t.max_length} characters)"
-        if t.min_length:
-            return "a non-empty string"
-        if t.max_length is not None:
-            return f"a string of at most {t.max_length} characters"
-        return "a string"
-    return str(t)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _cross_check(config: Config) -> Config:
@@ -351,7 +242,7 @@ def _cross_check(config: Config) -> Config:
     tls = config.broker.tls
     problem = check_broker(config.broker.url, tls if (tls.ca or tls.cert or tls.key) else None)
     if problem:
-        raise _ProblemError(*problem)
+        raise ProblemError(*problem)
 
     _unique("bus", "name", [b.name for b in config.bus])
     _check_buses(config.bus)
@@ -361,32 +252,32 @@ def _cross_check(config: Config) -> Config:
     for i, node in enumerate(config.node):
         if node.bus not in bus_names:
             declared = ", ".join(bus_names) or "none"
-            raise _ProblemError(
+            raise ProblemError(
                 f"node[{i}].bus",
-                f"unknown bus {node.bus!r}{_suggest(node.bus, bus_names)} (declared: {declared})",
+                f"unknown bus {node.bus!r}{suggest(node.bus, bus_names)} (declared: {declared})",
             )
         other = seen.setdefault((node.bus, node.unit), i)
         if other != i:
-            raise _ProblemError(
+            raise ProblemError(
                 f"node[{i}].unit",
                 f"unit {node.unit} on bus {node.bus!r} is already node[{other}] "
                 f"({config.node[other].id!r})",
             )
         if node.role not in ROLES:
-            raise _ProblemError(
+            raise ProblemError(
                 f"node[{i}].role",
-                f"unknown role {node.role!r}{_suggest(node.role, ROLES)} (known: {', '.join(ROLES)})",
+                f"unknown role {node.role!r}{suggest(node.role, ROLES)} (known: {', '.join(ROLES)})",
             )
     node_ids = [n.id for n in config.node]
     for group, members in config.groups.items():
         for j, member in enumerate(members):
             if member not in node_ids:
-                raise _ProblemError(
-                    f"groups.{group}[{j}]", f"unknown node {member!r}{_suggest(member, node_ids)}"
+                raise ProblemError(
+                    f"groups.{group}[{j}]", f"unknown node {member!r}{suggest(member, node_ids)}"
                 )
     problem = check_commands(config)
     if problem:
-        raise _ProblemError(*problem)
+        raise ProblemError(*problem)
     if not config.broker.client_id:
         broker = msgspec.structs.replace(
             config.broker, client_id=f"streetedge-{config.site}-{config.gateway}"
@@ -401,19 +292,19 @@ def _check_buses(buses: Sequence[BusConfig]) -> None:
     for i, bus in enumerate(buses):
         if bus.type == "rtu":
             if not bus.device:
-                raise _ProblemError(f"bus[{i}]", "missing required key 'device' (an rtu bus is a serial line)")
+                raise ProblemError(f"bus[{i}]", "missing required key 'device' (an rtu bus is a serial line)")
             if bus.host:
-                raise _ProblemError(f"bus[{i}].host", "only a tcp bus has a host (this bus is type 'rtu')")
+                raise ProblemError(f"bus[{i}].host", "only a tcp bus has a host (this bus is type 'rtu')")
             where, key = bus.device, "device"
         else:
             if not bus.host:
-                raise _ProblemError(f"bus[{i}]", "missing required key 'host' (a tcp bus is a Modbus TCP server)")
+                raise ProblemError(f"bus[{i}]", "missing required key 'host' (a tcp bus is a Modbus TCP server)")
             if bus.device:
-                raise _ProblemError(f"bus[{i}].device", "only an rtu bus has a device (this bus is type 'tcp')")
+                raise ProblemError(f"bus[{i}].device", "only an rtu bus has a device (this bus is type 'tcp')")
             where, key = f"{bus.host}:{bus.port}", "host"
         j = lines.setdefault(where, i)
         if j != i:
-            raise _ProblemError(f"bus[{i}].{key}", f"{where!r} is already used by bus[{j}]")
+            raise ProblemError(f"bus[{i}].{key}", f"{where!r} is already used by bus[{j}]")
 
 
 def _unique(table: str, key: str, values: Sequence[str]) -> None:
@@ -421,4 +312,4 @@ def _unique(table: str, key: str, values: Sequence[str]) -> None:
     for i, value in enumerate(values):
         j = first.setdefault(value, i)
         if j != i:
-            raise _ProblemError(f"{table}[{i}].{key}", f"{value!r} is already used by {table}[{j}]")
+            raise ProblemError(f"{table}[{i}].{key}", f"{value!r} is already used by {table}[{j}]")

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 
 from gateway.commands.parse import ACTIONS, parse_target
+from gateway.service.config_check import NAME_PATTERN
 
 if TYPE_CHECKING:
     from gateway.service.config import Config
 
-_NAME = r"^[A-Za-z0-9_-]+$"  # the same pattern as gateway.config.Name, so errors read the same
-KeyId = Annotated[str, msgspec.Meta(pattern=_NAME, max_length=64)]
+KeyId = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=64)]  # errors read as for config.Name
 WILDCARD = "*"
 
 

@@ -24,7 +24,7 @@ from gateway.service.stats import BusStats
 from gateway.transport.priority_lock import ROUTINE, URGENT
 
 Blocks = dict[int, tuple[int, Sequence[int]]]
-"""Per register table (HOLDING, INPUT): ``(start address, words)`` read from a node."""
+"""Per table (HOLDING, INPUT, COIL, DISCRETE): ``(start address, words)`` read from a node (bits as 0/1)."""
 
 
 class BusError(GatewayError):
@@ -102,6 +102,13 @@ class Bus(ABC):
     @abstractmethod
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
+
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Set coils of one node (function 05, or 15 for several) and wait for its answer.
+
+        Both backends override it; a bus made for a test that never meets a coil device need not.
+        """
+        raise NodeError(f"bus {self.name} cannot write coils")
 
     @abstractmethod
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:

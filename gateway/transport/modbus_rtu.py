@@ -30,7 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.exceptions import ModbusException as PymodbusError
 from pymodbus.pdu import ModbusPDU
 
-from gateway.contracts import HOLDING, INPUT, TABLE_NAMES, RegisterMap
+from gateway.contracts import COIL, DISCRETE, HOLDING, TABLE_NAMES, TABLES, RegisterMap
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
@@ -102,7 +102,9 @@ class ModbusBus(Bus):
         while True:
             try:
                 blocks: Blocks = {}
-                for table in (HOLDING, INPUT):
+                for table in TABLES:
+                    if not regmap.blocks(table):
+                        continue
                     # The line is released between the tables: an urgent command waits one transaction at most.
                     async with self._lock.hold(priority):
                         self._set_timeout(wait)
@@ -166,6 +168,18 @@ class ModbusBus(Bus):
                 f"write {len(values)} register(s) at {address}",
                 client.write_registers(address, list(values), device_id=unit),
             )
+
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Set coils of one node (function 05 for one, 15 for several) and wait for its answer."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            client = await self._ready()
+            request = (
+                client.write_coil(address, bool(values[0]), device_id=unit)
+                if len(values) == 1
+                else client.write_coils(address, [bool(b) for b in values], device_id=unit)
+            )
+            await self._call(unit, f"write {len(values)} coil(s) at {address}", request)
 
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of every node on the line at once (unit 0, no answer).
@@ -235,17 +249,23 @@ class ModbusBus(Bus):
         return (first, words)
 
     async def _read_block(self, unit: int, table: int, start: int, count: int) -> list[int]:
-        """One read request (function 03 or 04); the caller holds the line."""
+        """One read request (function 03, 04, 01 or 02); the caller holds the line."""
         client = await self._ready()
         if table == HOLDING:
             request = client.read_holding_registers(start, count=count, device_id=unit)
+        elif table == COIL:
+            request = client.read_coils(start, count=count, device_id=unit)
+        elif table == DISCRETE:
+            request = client.read_discrete_inputs(start, count=count, device_id=unit)
         else:
             request = client.read_input_registers(start, count=count, device_id=unit)
         pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
-        if len(pdu.registers) != count:
+        # pymodbus pads bits to whole bytes: the padding is not the node's
+        got = [int(b) for b in pdu.bits[:count]] if table in (COIL, DISCRETE) else list(pdu.registers)
+        if len(got) != count:
             self.stats.errors += 1
-            raise NodeError(f"unit {unit} on {self.name}: asked for {count} registers, got {len(pdu.registers)}")
-        return list(pdu.registers)
+            raise NodeError(f"unit {unit} on {self.name}: asked for {count} values, got {len(got)}")
+        return got
 
     async def _call(self, unit: int, what: str, request: Awaitable[ModbusPDU]) -> ModbusPDU:
         """Await one pymodbus request and map its outcome to our errors."""

@@ -23,7 +23,7 @@ import struct
 import time
 from collections.abc import Sequence
 
-from gateway.contracts import HOLDING, TABLE_NAMES, RegisterMap, modbus
+from gateway.contracts import BIT_TABLES, HOLDING, TABLE_NAMES, TABLES, RegisterMap, bits, modbus
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusUnavailable, NodeError, NodeTimeout
@@ -163,7 +163,7 @@ class ModbusTcpBus(Bus):
     ) -> Blocks:
         """Read every register table of a node; all requests go out at once (pipelined)."""
         tables: list[tuple[int, int, int]] = [
-            (table, start, count) for table in (HOLDING, 4) for start, count in regmap.blocks(table)
+            (table, start, count) for table in TABLES for start, count in regmap.blocks(table)
         ]
         if not tables:
             return {}
@@ -241,6 +241,17 @@ class ModbusTcpBus(Bus):
             self.stats.errors += 1
             raise NodeError(f"{where}: write at {address}: the answer does not echo the request")
 
+    async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
+        """Set coils of one node (function 05 for one, 15 for several) and check its echo."""
+        fc = 5 if len(values) == 1 else 15
+        pdu = bits.write_coil_pdu(address, values[0]) if fc == 5 else bits.write_coils_pdu(address, list(values))
+        (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
+        where = f"unit {unit} on {self.name}"
+        self._check_exception(where, answer, fc, f"write {len(values)} coil(s) at {address}")
+        if len(answer) != 6 or answer[1] != fc or answer[2:6] != pdu[1:5]:
+            self.stats.errors += 1
+            raise NodeError(f"{where}: coil write at {address}: the answer does not echo the request")
+
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write every configured unit (Modbus TCP has no broadcast); failures show in the read-back."""
         results = await asyncio.gather(
@@ -263,8 +274,11 @@ class ModbusTcpBus(Bus):
         key = (unit, table, start, count)
         pdu = self._reads.get(key)
         if pdu is None:
-            fc = _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
-            pdu = self._reads[key] = modbus.read_pdu(fc, start, count)
+            if table in BIT_TABLES:  # a table's code is its read function: 1 coils, 2 discrete inputs
+                pdu = self._reads[key] = bits.read_bits_pdu(table, start, count)
+            else:
+                fc = _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
+                pdu = self._reads[key] = modbus.read_pdu(fc, start, count)
         return pdu
 
     async def _exchange(self, unit: int, pdus: list[bytes], within: float) -> list[bytes]:
@@ -295,13 +309,20 @@ class ModbusTcpBus(Bus):
             raise NodeError(f"{where}: {what}: Modbus exception {answer[2]}", answer[2])
 
     def _check_read(self, unit: int, table: int, start: int, count: int, answer: bytes) -> Sequence[int]:
-        fc = _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
+        if table in BIT_TABLES and answer[:1] == bytes((unit,)) and answer[1:2] == bytes((table,)):
+            try:
+                found: list[int] = bits.read_bits_answer(answer[1:], table, count)
+                return found
+            except ValueError as exc:
+                self.stats.errors += 1
+                raise NodeError(f"unit {unit} on {self.name}: {exc}") from None
+        fc = table if table in BIT_TABLES else _FC_READ_HOLDING if table == HOLDING else _FC_READ_INPUT
         if len(answer) == 3 + 2 * count and answer[1] == fc and answer[2] == 2 * count and answer[0] == unit:
             return _words_of(count).unpack_from(answer, 3)
         where = f"unit {unit} on {self.name}"
         self._check_exception(where, answer, fc, f"read {count} {TABLE_NAMES[table]} at {start}")
         self.stats.errors += 1
-        raise NodeError(f"{where}: asked for {count} {TABLE_NAMES[table]} registers at {start}, "
+        raise NodeError(f"{where}: asked for {count} {TABLE_NAMES[table]} values at {start}, "
                         f"got a {len(answer)}-byte answer")
 
     async def _connect(self) -> _Link:

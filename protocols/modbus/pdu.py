@@ -15,9 +15,13 @@ except ImportError:  # CPython
         return x
 
 
+FC_READ_COILS = const(1)
+FC_READ_DISCRETE = const(2)
 FC_READ_HOLDING = const(3)
 FC_READ_INPUT = const(4)
+FC_WRITE_COIL = const(5)
 FC_WRITE_SINGLE = const(6)
+FC_WRITE_COILS = const(15)
 FC_WRITE_MULTIPLE = const(16)
 
 EX_ILLEGAL_FUNCTION = const(1)
@@ -33,6 +37,11 @@ MAX_ADDRESS = const(0xFFFF)
 MAX_VALUE = const(0xFFFF)
 # An RTU frame (unit + PDU of at most 253 bytes + CRC) never exceeds 256 bytes.
 MAX_FRAME = const(256)
+MAX_READ_BITS = const(2000)
+MAX_WRITE_BITS = const(1968)
+# Function 05 carries a coil's new state as one of two words; anything else is an illegal value.
+COIL_ON = const(0xFF00)
+COIL_OFF = const(0x0000)
 
 
 class Request:

@@ -1,13 +1,15 @@
 """Node roles: each module declares one role's register map (see protocols.regmap).
 
 ``load(name)`` imports a role by name so that a node or the gateway can pick
-its map from configuration without importing every role.
+its map from configuration without importing every role. Third-party devices
+(energy meters, relay modules) are not roles here: the gateway describes them
+with device profiles (``gateway/profiles``), TOML files it alone reads.
 """
 
 if False:  # type checkers only
     from protocols.regmap import RegisterMap
 
-ROLES = ("lamp", "sdm630", "meter", "env")
+ROLES = ("lamp", "meter", "env")
 
 
 def lazy_map(namespace, role):

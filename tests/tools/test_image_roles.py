@@ -22,7 +22,7 @@ FOREIGN = {
     "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/pulses",
             "protocols/roles/lamp", "protocols/roles/meter"),
 }
-EVERYWHERE = ("protocols/cbor", "protocols/senml", "protocols/roles/sdm630")
+EVERYWHERE = ("protocols/cbor", "protocols/senml")
 
 
 def test_every_board_and_role_is_covered() -> None:

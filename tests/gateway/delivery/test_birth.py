@@ -81,3 +81,24 @@ def test_a_poll_record_round_trips_and_knows_its_seq() -> None:
     assert poll_seq(regs, raws, 99) == raws[[r.name for r in regs].index("seq")]
     meter = [r for r in load_role("sdm630").registers]
     assert poll_seq(meter, [0.0] * len(meter), 99) == 99  # no seq register: the poll time
+
+
+def test_births_and_the_ids_hashed_from_them_are_core_deterministic_cbor() -> None:
+    """RFC 8949 section 4.2.1: the bytes a consumer hashes or compares are the same on any encoder.
+
+    The gateway writes births with cbor2's canonical mode (keys shorter first); for the maps a birth holds
+    (text keys, 4-byte schema ids) that order is the bytewise order of core deterministic encoding, which
+    protocols.cbor writes on both interpreters: checked here on real births of every shipped role.
+    """
+    from protocols import cbor
+
+    nodes = [(f"{role}-1", birth.schema_of(load_role(role))) for role in ("lamp", "meter", "env", "sdm630")]
+    body = birth.gateway_birth(site="s", gateway="g", session=4, ts=10.5, profile="compact", nodes=nodes,
+                               capabilities={nodes[0][1].id: ["events", "write:dim_level"]})
+    encoded = birth.encode(body)
+    assert cbor.dumps(cbor2.loads(encoded), True) == encoded
+    for _, schema in nodes:
+        assert cbor.dumps(cbor2.loads(birth.encode_schema(schema)), True) == birth.encode_schema(schema)
+    node = birth.encode(birth.node_birth(node="lamp-1", schema=nodes[0][1], session=4, seq=1, ts=1.0,
+                                         firmware=256))
+    assert cbor.dumps(cbor2.loads(node), True) == node

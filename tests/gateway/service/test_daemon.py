@@ -53,9 +53,12 @@ def test_sigterm_publishes_offline_state_and_exits_cleanly(tmp_path, mosquitto, 
     proc, topic = start_daemon(tmp_path, sim, mosquitto.url)
     try:
         sub = subscriber(mosquitto.host, mosquitto.port, topic)
+        node = subscriber(mosquitto.host, mosquitto.port, topic.rsplit("/", 1)[0] + "/node/lamp-1/state")
 
         async def main() -> None:
             await state_after(sub, True)
+            # polling starts once the session is up: stop only after its failures were seen (the node's death)
+            await state_after(node, False)
             proc.send_signal(signal.SIGTERM)
             state = await state_after(sub, False)
             assert "ts" in state  # the gateway's own goodbye, not the broker's Will
