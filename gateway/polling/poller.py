@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 OFFLINE_INTERVAL = 5.0
 """Seconds between polls of an offline node (or its own interval, if longer)."""
+RELOOK = 3
+"""Polls of a node in a row when commands keep landing between a poll's requests (the last one reports)."""
 NODE_TURNAROUND = 0.0005
 """Seconds a node takes to start answering once its t3.5 has passed (for the break-even of bridged gaps)."""
 VALUES_EVERY = 1.0
@@ -187,25 +189,29 @@ class BusPoller:
         memory = self.memory.get(node.id)
         if memory is None or memory.regmap is not regmap:
             memory = self.memory[node.id] = NodePolls(regmap)
-        commands = self.bus.commands_to(node.unit)
-        if commands != memory.commands:  # a command went to the node: settings, clock, counters may have moved
-            memory.commands = commands
-            memory.request(EVERYTHING)
-        plan = poll_plan_for(regmap, memory.due(), self.cost)
         try:
-            answers = await self.bus.read_requests(
-                node.unit, plan.requests, priority=priority, response_timeout=node.timeout, retries=node.retries
-            )
-            try:
-                read = plan.decode(answers)
-            except PollPlanError as exc:
-                raise NodeError(f"unit {node.unit} on {node.bus}: {exc}") from exc
-            if "role" in regmap and any(reg.name == "role" for reg in plan.registers):
-                _check_role(regmap, [(regmap.registers[i], raw) for i, raw in read], node)
+            for _ in range(RELOOK):
+                commands = self.bus.commands_to(node.unit)
+                if commands != memory.commands:  # a command went to the node: settings, clock, counters may move
+                    memory.commands = commands
+                    memory.request(EVERYTHING)
+                plan = poll_plan_for(regmap, memory.due(), self.cost)
+                answers = await self.bus.read_requests(
+                    node.unit, plan.requests, priority=priority, response_timeout=node.timeout, retries=node.retries
+                )
+                try:
+                    read = plan.decode(answers)
+                except PollPlanError as exc:
+                    raise NodeError(f"unit {node.unit} on {node.bus}: {exc}") from exc
+                if "role" in regmap and any(reg.name == "role" for reg in plan.registers):
+                    _check_role(regmap, [(regmap.registers[i], raw) for i, raw in read], node)
+                readings = memory.absorb(plan, read)
+                if self.bus.commands_to(node.unit) == commands:
+                    break
+                # A command slipped in between this poll's requests: what came from memory may predate it.
         except BusError as exc:
             self._failed(node, state, exc)
             return False
-        readings = memory.absorb(plan, read)
         now = self.clock()
         if now - self._values_at.get(node.id, -VALUES_EVERY) >= VALUES_EVERY:
             # Converting every register costs about as much as the poll itself: do it for people, not per poll.
