@@ -4,11 +4,20 @@ It owns the two things ``protocols.modbus`` leaves to adapters: the clock (a
 3.5-character silence ends a frame) and the port. Buffers are allocated once;
 a request costs the framer's small ``Request`` object and nothing else here.
 
-Silence detection: the loop cannot timestamp single bytes, only reads. It calls
-``framer.reset()`` when it has been *waiting* for at least t3.5 before bytes
-arrived, i.e. the line was seen idle. Bytes that piled up while the loop was
-busy are never taken for a silence (a false reset would cut a frame in two);
-the framer's CRC hunt covers the rare missed boundary.
+Answers keep the spec's inter-frame silence too: an answer goes out no sooner
+than t3.5 after the read that completed its request (the request's last byte
+arrived no later than that read), so every frame on the line is preceded by
+3.5 characters of silence (1.75 ms above 19200 bit/s), as the Modbus serial
+line spec asks of every device.
+
+Silence detection: the loop cannot timestamp single bytes, only reads. A read
+that took at least t3.5 looks like a silence before its bytes, but the wait
+also counts the time other tasks held the loop while the bytes came in (a
+sampler, a collection). So the bytes are first taken as a continuation: if a
+request for this node (or a broadcast) completes and checks out (CRC), the
+"silence" was the loop's own; if none does, ``framer.reset()`` marks the
+boundary and the bytes are fed again after it. A false reset would cut a frame
+in two; the framer's CRC hunt covers a missed boundary.
 """
 
 import asyncio
@@ -45,7 +54,8 @@ class ModbusSlave:
     ``port`` provides ``stream`` (an ``asyncio.StreamReader``: ``await
     stream.readinto(buf)`` returns what has arrived) and ``await send(buf, n)``,
     and may set ``silence_us`` to override the 3.5-character frame gap (a port
-    whose bytes arrive with jitter needs a longer one). A stream that keeps
+    whose bytes arrive with jitter needs a longer one); answers always wait
+    the spec's t3.5 at ``baud`` (``answer_gap_us``). A stream that keeps
     reporting readable with nothing to read has hung up: OSError(EIO).
     ``beats`` counts loop iterations; ``turnaround_us`` / ``turnaround_max_us``
     measure from the read that completed a request to the end of the answer;
@@ -65,6 +75,7 @@ class ModbusSlave:
         self.bank = bank
         self.framer = SlaveFramer(unit)
         self.silence_us = getattr(port, "silence_us", 0) or silence_us(baud)
+        self.answer_gap_us = silence_us(baud) if baud else 0  # the spec's t3.5 before each answer
         self._rx = bytearray(_BUF_SIZE)
         self._rxv = memoryview(self._rx)
         self._out = bytearray(_BUF_SIZE)
@@ -89,6 +100,7 @@ class ModbusSlave:
         rxv = self._rxv
         out = self._out
         t35 = self.silence_us
+        gap = self.answer_gap_us
         ticks_us = time.ticks_us
         ticks_diff = time.ticks_diff
         while True:
@@ -102,12 +114,21 @@ class ModbusSlave:
                 await asyncio.sleep_ms(10)
                 continue
             empty = 0
-            if ticks_diff(arrived, waiting) >= t35:
-                framer.reset()
+            # Only bytes held from before the wait can be cut off by a silence: without any, there is nothing to judge.
+            silent = ticks_diff(arrived, waiting) >= t35 and framer.buffered() > 0
+            found = framer.frames_ok
             framer.feed(rxv[:n])
             while True:
                 req = framer.next_request()
                 if req is None:
+                    if silent and framer.frames_ok == found:
+                        # The wait looked like a silence, but the loop may have been busy elsewhere while
+                        # the bytes came in: a frame that joins across it and checks out (CRC) was kept
+                        # above. None did: the silence was real, and the bytes after it start afresh.
+                        silent = False
+                        framer.reset()
+                        framer.feed(rxv[:n])
+                        continue
                     break
                 unicast = req.unit != 0
                 if unicast:
@@ -117,6 +138,11 @@ class ModbusSlave:
                 m = respond(req, bank, out)
                 bank.broadcast = False
                 if m:
+                    # A port that knows when the request's last byte came (a lamp host's inbox) says so.
+                    early = gap - ticks_diff(ticks_us(), getattr(stream, "arrived", arrived))
+                    if early > 0:
+                        # Under 2 ms: a blocking wait is exact where sleep_ms would round up a whole ms.
+                        time.sleep_us(early)
                     await port.send(out, m)
                     self.answered += 1
                     took = ticks_diff(ticks_us(), arrived)

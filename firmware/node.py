@@ -308,14 +308,17 @@ class Node:
     def on_write(self, names):
         """A master's write, stored in the bank: act on it or refuse it (ModbusException: the bank undoes it)."""
         common = False
+        routine = True  # only a time sync, an event cursor or a command: no setting moved
         for name in names:
             if name in _COMMON:
                 common = True
-                break
+            if name != "clock" and name != "event_from" and name != "command":
+                routine = False
         if not common:
             if self.role is None:
                 raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "crash-loop safe mode: the role is not running")
             self.role.on_write(names)
+            self._settings_changed()
             return
         bank = self.bank
         admin = None
@@ -337,7 +340,14 @@ class Node:
             finally:
                 node_admin = None
                 release("firmware.node_admin")
+        if not routine:
+            self._settings_changed()
         self._publish()
+
+    def _settings_changed(self):
+        # The gateway reads settings only when this counter moves (its poll plans skip them otherwise).
+        bank = self.bank
+        bank.set("settings_changes", (bank.get("settings_changes") + 1) & 0xFFFF)
 
     def _set_clock(self, epoch):
         clock = self.clock

@@ -262,3 +262,33 @@ def role_constants(role: str) -> dict[str, int]:
     """The integer constants of ``protocols.roles.<role>`` (``role`` may be ``"common"``), by name."""
     module = importlib.import_module(f"protocols.roles.{role}")
     return {name: value for name, value in vars(module).items() if type(value) is int and name.isupper()}
+
+
+_kinds: Any = importlib.import_module("protocols.roles.kinds")
+POLL_MEASURE: int = _kinds.POLL_MEASURE
+"""Poll class of a register read at every poll (the default)."""
+POLL_COUNTER: int = _kinds.POLL_COUNTER
+"""Poll class of a total that only grows, read every few polls."""
+POLL_SETTING: int = _kinds.POLL_SETTING
+"""Poll class of a value only a write changes."""
+POLL_IDENTITY: int = _kinds.POLL_IDENTITY
+"""Poll class of a value fixed while the node runs."""
+_POLL_ATTRS = (("COUNTERS", POLL_COUNTER), ("SETTINGS", POLL_SETTING), ("IDENTITY", POLL_IDENTITY),
+               ("MEASURES", POLL_MEASURE))
+
+
+def poll_declarations(role: str) -> dict[str, int]:
+    """The poll classes a role's table declares, by register name: the common rows', then the role's own.
+
+    Names not listed are measurements; a role that is not in ``protocols.roles``
+    (a device profile) declares nothing here.
+    """
+    declared: dict[str, int] = {}
+    modules = [importlib.import_module("protocols.roles.common")]
+    if role in FIRMWARE_ROLES:
+        modules.append(importlib.import_module(f"protocols.roles.{role}"))
+    for module in modules:
+        for attr, cls in _POLL_ATTRS:
+            for name in str(getattr(module, attr, "")).split():
+                declared[name] = cls
+    return declared

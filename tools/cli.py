@@ -190,6 +190,13 @@ def _cmd_bench_delivery(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_bench_bus(args: argparse.Namespace) -> int:
+    from tools.bench.bus import run_bus_bench
+
+    code: int = run_bus_bench(nodes=args.nodes, baud=args.baud, seconds=args.seconds, write_docs=args.write_docs)
+    return code
+
+
 def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     from tools.load_gateways import main as load_main
 
@@ -395,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--polls", type=int, default=20_000, help="stored polls in the backlog to drain")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_delivery)
+    b = bench.add_parser("bus", help="RS-485: useful readings/s per bus vs the line-rate limit, poll interval")
+    b.add_argument("--nodes", type=int, default=32, help="lamps on the bus (hosted, real firmware)")
+    b.add_argument("--baud", type=int, default=19200, help="bit rate of the paced line")
+    b.add_argument("--seconds", type=float, default=60.0, help="how long to poll after every lamp's first poll")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_bus)
     b = bench.add_parser("cluster", help="many simulated gateways against a local broker: what each one costs it")
     b.add_argument("--gateways", type=int, default=1000)
     b.add_argument("--lamps", type=int, default=32, help="lamps per gateway")

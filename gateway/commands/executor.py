@@ -76,9 +76,14 @@ class BusExecutor:
         self.on_bus = on_bus
         self.stats = stats
         self.clock = clock
+        self.write_s = 0.0
+        """Seconds :meth:`run` spent on reads before and writes (waiting for the line included)."""
+        self.confirm_s = 0.0
+        """Seconds :meth:`run` spent reading back (settle pauses included)."""
 
     async def run(self, plans: list[NodePlan]) -> tuple[dict[str, str], str]:
         """Carry out ``plans``; returns (problem by node id for the unconfirmed, a note for the detail)."""
+        began = time.perf_counter()
         problems: dict[str, str] = {}
         before: dict[str, dict[str, Number]] = {}
         live: list[NodePlan] = []
@@ -126,6 +131,9 @@ class BusExecutor:
             await self._each(write, live)
             written = [p for p in live if p.node.id in sent]
 
+        confirming = time.perf_counter()
+        self.write_s = confirming - began
+
         async def confirm(plan: NodePlan) -> None:
             problem = await self._confirm(plan, before.get(plan.node.id, {}), sent[plan.node.id])
             if problem is None and plan.follow is not None:
@@ -134,6 +142,7 @@ class BusExecutor:
                 problems[plan.node.id] = problem
 
         await self._each(confirm, written)
+        self.confirm_s = time.perf_counter() - confirming
         return problems, note
 
     async def _each(self, work: Callable[[NodePlan], Awaitable[None]], plans: list[NodePlan]) -> None:

@@ -17,7 +17,12 @@ command shape, freshness), the target (it must exist), the key's scope
 envelope is answered from memory and not executed again; another command with a
 used id is ``replayed``), the nodes' ability to take the action, and at least
 one targeted node online. Every step is written to the audit log
-(:mod:`gateway.commands.audit`) and the entry is durable before the router acts on it.
+(:mod:`gateway.commands.audit`) and the entry is durable before the router acts on it:
+the id's claim in the replay store and the ``accepted`` entry before any node is
+written, the result and the ``executed`` entry before the result is published
+(each pair's two fsyncs run at the same time, in the stores' writer threads).
+An executed command's result also carries ``ms``, where its time went
+(:class:`~gateway.commands.timing.Timing`).
 
 What each action writes and reads back is planned by :mod:`gateway.commands.actions`;
 the plans are carried out bus by bus, the buses at the same time, by
@@ -30,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import difflib
+import concurrent.futures
 import logging
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import cbor2
@@ -50,12 +56,13 @@ from gateway.commands.parse import (
     OUT_OF_SCOPE,
     REPLAYED,
     UNKNOWN_ACTION,
-    UNKNOWN_TARGET,
     Command,
     CommandRejected,
     Target,
 )
 from gateway.commands.replay import ReplayStore
+from gateway.commands.targets import resolve_target
+from gateway.commands.timing import Timing, durable
 from gateway.contracts import load_role
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
@@ -113,7 +120,7 @@ class CommandRouter:
         self.keys = KeyRing(config)
         self.replay = ReplayStore(config.commands.replay_db, now=clock())
         self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(BACKLOG)
+        self._inbox: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(BACKLOG)
         self._dropped = 0
         self._nodes = {n.id: n for n in config.node}
         if not config.key:
@@ -144,7 +151,7 @@ class CommandRouter:
     def submit(self, payload: bytes) -> None:
         """Accept a command payload for handling by :meth:`run`; never raises, never blocks."""
         try:
-            self._inbox.put_nowait(payload)
+            self._inbox.put_nowait((payload, time.perf_counter()))
         except asyncio.QueueFull:
             self._dropped += 1
             log.warning("command backlog full (%d): payload dropped", BACKLOG)
@@ -154,25 +161,26 @@ class CommandRouter:
         slots = asyncio.Semaphore(CONCURRENT)
         async with asyncio.TaskGroup() as group:
             while True:
-                payload = await self._inbox.get()
+                payload, received = await self._inbox.get()
                 if self._dropped:
                     self.audit.append("dropped", count=self._dropped, detail="command backlog full")
                     self._dropped = 0
                 await slots.acquire()
-                group.create_task(self._handle_in_slot(payload, slots))
+                group.create_task(self._handle_in_slot(payload, received, slots))
 
-    async def _handle_in_slot(self, payload: bytes, slots: asyncio.Semaphore) -> None:
+    async def _handle_in_slot(self, payload: bytes, received: float, slots: asyncio.Semaphore) -> None:
         try:
-            await self.handle(payload)
+            await self.handle(payload, received)
         finally:
             slots.release()
 
-    async def handle(self, payload: bytes) -> dict[str, Any] | None:
-        """Handle one payload end to end and publish its result; returns the result.
+    async def handle(self, payload: bytes, received: float | None = None) -> dict[str, Any] | None:
+        """Handle one payload end to end and publish its result (None while the same command still runs).
 
-        Returns None (and publishes nothing) when the same command is still
-        running. Never raises (except cancellation).
+        ``received`` (``time.perf_counter()`` at arrival) starts the result's ``ms`` breakdown
+        (:class:`~gateway.commands.timing.Timing`). Never raises (except cancellation).
         """
+        timing = Timing(received)
         now = self.clock()
         try:
             opened = self._admit(payload, now)
@@ -182,36 +190,47 @@ class CommandRouter:
             return None
         if isinstance(opened, dict):  # a retry: answered from memory
             return self._publish(opened)
-        command, plans = opened
+        command, plans, claimed = opened
+        timing.lap("verify")
         try:
-            await self.audit.record(
+            # The claim and the accepted entry are both durable before any node is touched; their two
+            # fsyncs (replay store, audit log) run in their own threads at the same time.
+            accepted = self.audit.append(
                 "accepted", id=command.id, key=plans.key_id, target=str(command.target),
                 action=command.action, params=dict(command.params), iat=int(command.iat), exp=int(command.exp),
                 digest=plans.digest.hex(), envelope=base64.b64encode(payload).decode(),
             )
-            result = await self._execute(command, plans)
-        except OSError as exc:
-            log.error("command %s: audit log not writable (%s): not executed", command.id, exc)
-            result = self._result(command.id, FAILED, f"audit log not writable ({exc}); not executed",
-                                  reason=INTERNAL)
+            await durable(claimed, accepted)
+            timing.lap("durable")
+            result = await self._execute(command, plans, timing)
+        except (OSError, sqlite3.Error) as exc:
+            where = _store(exc)
+            log.error("command %s: %s not writable (%s): not executed", command.id, where, exc)
+            result = self._result(command.id, FAILED, f"{where} not writable ({exc}); not executed", reason=INTERNAL)
         except Exception as exc:  # a bug must cost one command, never the gateway
             log.exception("command %s: internal error", command.id)
             result = self._result(command.id, FAILED, f"internal error: {exc}", reason=INTERNAL)
-        self.replay.finish(command.id, result)
+        finished = self.replay.finish(command.id, dict(result))  # a retry is answered without this run's ms
+        executed = self.audit.append(
+            "executed", id=command.id, status=result["status"], reason=result.get("reason"),
+            detail=result["detail"], confirmed=result["confirmed"], unconfirmed=result["unconfirmed"],
+        )
         try:
-            await self.audit.record(
-                "executed", id=command.id, status=result["status"], reason=result.get("reason"),
-                detail=result["detail"], confirmed=result["confirmed"], unconfirmed=result["unconfirmed"],
-            )
-        except OSError as exc:
-            log.error("command %s: audit log not writable (%s)", command.id, exc)
+            await durable(finished, executed)  # both before the result is published
+        except (OSError, sqlite3.Error) as exc:
+            log.error("command %s: %s not writable (%s)", command.id, _store(exc), exc)
+        timing.lap("record")
+        result["ms"] = timing.breakdown()
         return self._publish(result)
 
-    def _admit(self, payload: bytes, now: float) -> tuple[Command, _Plans] | dict[str, Any] | None:
+    def _admit(
+        self, payload: bytes, now: float
+    ) -> tuple[Command, _Plans, concurrent.futures.Future[None]] | dict[str, Any] | None:
         """Every check before execution, without awaiting (so a duplicate cannot slip in between).
 
-        Returns the command and its plans (the id is claimed), a stored result
-        for a retry, or None for a retry of a command still running.
+        Returns the command, its plans and the claim of its id (a future: durable
+        when done), a stored result for a retry, or None for a retry of a
+        command still running.
         """
         cmds = self.config.commands
         opened = open_envelope(payload, self.keys, now=now, skew=cmds.clock_skew, max_lifetime=cmds.max_lifetime)
@@ -241,8 +260,8 @@ class CommandRouter:
         offline = [n.id for n in nodes if self._online(n.id) is False]
         if len(offline) == len(nodes):
             raise CommandRejected(OFFLINE_TARGET, f"offline: {', '.join(offline)}", command_id=cid)
-        self.replay.claim(cid, opened.digest, opened.key.id, command.exp, now)
-        return command, plans
+        claimed = self.replay.claim(cid, opened.digest, opened.key.id, command.exp, now)
+        return command, plans, claimed
 
     def _plan(self, opened: Opened, nodes: list[NodeConfig], now: float) -> _Plans:
         command = opened.command
@@ -263,7 +282,7 @@ class CommandRouter:
             plans.nodes.append(plan_node(command, node, load_role(node.role), now, ctx))
         return plans
 
-    async def _execute(self, command: Command, plans: _Plans) -> dict[str, Any]:
+    async def _execute(self, command: Command, plans: _Plans, timing: Timing | None = None) -> dict[str, Any]:
         if command.action == "rebirth":
             assert self.rebirth is not None
             ids = [n.id for n in plans.targets]
@@ -272,11 +291,15 @@ class CommandRouter:
         by_bus: dict[str, list[NodePlan]] = {}
         for plan in plans.nodes:
             by_bus.setdefault(plan.node.bus, []).append(plan)
-        outcomes = await asyncio.gather(*(
-            BusExecutor(self.buses[name], name, {n.id for n in self.config.nodes_on(name)}, self.stats,
-                        self.clock).run(bus_plans)
+        executors = [
+            (BusExecutor(self.buses[name], name, {n.id for n in self.config.nodes_on(name)}, self.stats, self.clock),
+             bus_plans)
             for name, bus_plans in by_bus.items()
-        ))
+        ]
+        outcomes = await asyncio.gather(*(executor.run(bus_plans) for executor, bus_plans in executors))
+        if timing is not None:  # buses work at the same time: the slowest one is the command's
+            timing.add("bus", max((e.write_s for e, _ in executors), default=0.0))
+            timing.add("readback", max((e.confirm_s for e, _ in executors), default=0.0))
         problems: dict[str, str] = {}
         notes: list[str] = []
         for bus_problems, note in outcomes:
@@ -303,34 +326,7 @@ class CommandRouter:
 
     def resolve(self, target: Target) -> list[NodeConfig]:
         """The configured nodes a target names, in configuration order; CommandRejected if none."""
-        if target.kind == "node":
-            node = self._nodes.get(target.name)
-            if node is None:
-                raise CommandRejected(
-                    UNKNOWN_TARGET, f"no node {target.name!r}{_suggest(target.name, self._nodes)}"
-                )
-            return [node]
-        if target.kind == "group":
-            members = self.config.groups.get(target.name)
-            if members is None:
-                raise CommandRejected(
-                    UNKNOWN_TARGET,
-                    f"no group {target.name!r}{_suggest(target.name, self.config.groups)}",
-                )
-            wanted = set(members)
-            nodes = [n for n in self.config.node if n.id in wanted]
-        elif target.kind == "bus":
-            names = [b.name for b in self.config.bus]
-            if target.name not in names:
-                raise CommandRejected(
-                    UNKNOWN_TARGET, f"no bus {target.name!r}{_suggest(target.name, names)}"
-                )
-            nodes = self.config.nodes_on(target.name)
-        else:
-            nodes = list(self.config.node)
-        if not nodes:
-            raise CommandRejected(UNKNOWN_TARGET, f"{target} has no nodes")
-        return nodes
+        return resolve_target(self.config, self._nodes, target)
 
     def _online(self, node_id: str) -> bool | None:
         state = self.stats.nodes.get(node_id)
@@ -387,6 +383,5 @@ class _Plans:
         self.nodes: list[NodePlan] = []
 
 
-def _suggest(word: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def _store(exc: BaseException) -> str:
+    return "replay store" if isinstance(exc, sqlite3.Error) else "audit log"

@@ -7,9 +7,15 @@ the poll slots that an overloaded bus had to skip; a :class:`~gateway.polling.sc
 lets the uplink hold the workers back when it cannot take more (back-pressure:
 polls are skipped and counted, never queued without limit).
 
-Each poll reads every register of the node (one request per table, pipelined
-on TCP), decodes the words through the role's :class:`~gateway.polling.read_plan.ReadPlan`
-and hands ``(node, time, readings)`` to a callback, which turns them into SenML.
+Each poll reads the registers that are due (:mod:`gateway.polling.poll_plan`:
+measurements every time, counters every few polls, settings and identity at
+start, when the node says its settings changed, after a reboot, or on
+:meth:`BusPoller.refresh`), merged into the fewest requests the line carries
+cheapest (pipelined on TCP; on a serial line each request holds the line for
+its own transaction, so a command waits one transaction at most), and hands
+``(node, time, readings)`` to a callback, which turns them into SenML. The
+readings hold every register of the map: those not read this time carry the
+value last read.
 
 A node goes offline after :data:`~gateway.service.stats.OFFLINE_AFTER` failed polls in
 a row and comes back online with its next good poll; each change is reported
@@ -26,7 +32,9 @@ import time
 from collections.abc import Callable
 
 from gateway.contracts import RegisterMap, load_role
-from gateway.polling.read_plan import PlanError, Readings, plan_for
+from gateway.polling.poll_plan import EVERYTHING, LineCost, NodePolls, PollPlanError
+from gateway.polling.poll_plan import plan_for as poll_plan_for
+from gateway.polling.read_plan import Readings, plan_for
 from gateway.polling.scheduler import BACKPRESSURE, OVERRUN, Gate, Schedule
 from gateway.service.config import NodeConfig
 from gateway.service.stats import OFFLINE_AFTER, GatewayStats, NodeStats
@@ -37,6 +45,10 @@ log = logging.getLogger(__name__)
 
 OFFLINE_INTERVAL = 5.0
 """Seconds between polls of an offline node (or its own interval, if longer)."""
+RELOOK = 3
+"""Polls of a node in a row when commands keep landing between a poll's requests (the last one reports)."""
+NODE_TURNAROUND = 0.0005
+"""Seconds a node takes to start answering once its t3.5 has passed (for the break-even of bridged gaps)."""
 VALUES_EVERY = 1.0
 """Seconds between refreshes of a node's engineering values in its state (a dashboard's view;
 the readings themselves go upstream on every poll)."""
@@ -93,6 +105,14 @@ class BusPoller:
         self.totals = totals or GatewayStats()
         self._by_id = {n.id: n for n in self.nodes}
         self._values_at: dict[str, float] = {}
+        self.memory: dict[str, NodePolls] = {}
+        """Per node id: what its polls read and the last value of every register."""
+        config = getattr(bus, "config", None)
+        if config is not None and getattr(config, "type", "rtu") == "rtu":
+            bits = 1 + 8 + (0 if config.parity == "N" else 1) + config.stopbits
+            self.cost = LineCost(config.baud, bits=bits, turnaround=NODE_TURNAROUND)
+        else:
+            self.cost = LineCost(None)
         for node in self.nodes:
             stats.setdefault(node.id, NodeStats(node.id, node.bus, node.unit, node.role))
 
@@ -156,19 +176,39 @@ class BusPoller:
         self.stats[node.id].skipped += missed
         self.totals.polls_skipped[reason] += missed
 
+    def refresh(self, node_id: str) -> None:
+        """Read every register of the node at its next poll (settings and identity included)."""
+        memory = self.memory.get(node_id)
+        if memory is not None:
+            memory.request(EVERYTHING)
+
     async def poll(self, node: NodeConfig, *, priority: int = ROUTINE) -> bool:
-        """Poll one node once, update its state, report readings; True on success."""
+        """Poll one node once (the registers due), update its state, report readings; True on success."""
         state = self.stats[node.id]
         regmap = load_role(node.role)
+        memory = self.memory.get(node.id)
+        if memory is None or memory.regmap is not regmap:
+            memory = self.memory[node.id] = NodePolls(regmap)
         try:
-            blocks = await self.bus.read_node(
-                node.unit, regmap, priority=priority, response_timeout=node.timeout, retries=node.retries
-            )
-            try:
-                readings = plan_for(regmap).decode(blocks)
-            except PlanError as exc:
-                raise NodeError(f"unit {node.unit} on {node.bus}: {exc}") from exc
-            _check_role(regmap, readings, node)
+            for _ in range(RELOOK):
+                commands = self.bus.commands_to(node.unit)
+                if commands != memory.commands:  # a command went to the node: settings, clock, counters may move
+                    memory.commands = commands
+                    memory.request(EVERYTHING)
+                plan = poll_plan_for(regmap, memory.due(), self.cost)
+                answers = await self.bus.read_requests(
+                    node.unit, plan.requests, priority=priority, response_timeout=node.timeout, retries=node.retries
+                )
+                try:
+                    read = plan.decode(answers)
+                except PollPlanError as exc:
+                    raise NodeError(f"unit {node.unit} on {node.bus}: {exc}") from exc
+                if "role" in regmap and any(reg.name == "role" for reg in plan.registers):
+                    _check_role(regmap, [(regmap.registers[i], raw) for i, raw in read], node)
+                readings = memory.absorb(plan, read)
+                if self.bus.commands_to(node.unit) == commands:
+                    break
+                # A command slipped in between this poll's requests: what came from memory may predate it.
         except BusError as exc:
             self._failed(node, state, exc)
             return False
@@ -179,8 +219,8 @@ class BusPoller:
             state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
         state.last_poll = now
         state.polls += 1
-        state.readings += len(readings)
-        self.totals.readings_polled += len(readings)
+        state.readings += len(read)  # values read from the node; those repeated from memory are not counted
+        self.totals.readings_polled += len(read)
         state.consecutive_failures = 0
         state.last_error = None
         if state.online is not True:

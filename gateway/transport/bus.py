@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
-from gateway.contracts import RegisterMap
+from gateway.contracts import TABLE_NAMES, RegisterMap
 from gateway.errors import GatewayError
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
@@ -83,6 +84,21 @@ class Bus(ABC):
     ) -> tuple[int, Sequence[int]]:
         """Read one register table of a node (a command's read-back): ``(start, words)``."""
 
+    async def read_requests(
+        self, unit: int, requests: Sequence[tuple[int, int, int]], *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> list[Sequence[int]]:
+        """Words of each ``(table, start, count)`` read request of a poll plan, in order.
+
+        Backends override this to retry and to let urgent transactions in between
+        two requests; this fallback reads them one by one through :meth:`read_table`.
+        """
+        out: list[Sequence[int]] = []
+        for table, start, count in requests:
+            _, words = await self.read_table(unit, _Span(table, start, count), table, priority=priority)
+            out.append(words)
+        return out
+
     @abstractmethod
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
@@ -98,9 +114,46 @@ class Bus(ABC):
     async def broadcast(self, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of every node on the bus at once; nobody confirms it."""
 
+    def commands_to(self, unit: int) -> int:
+        """Urgent writes (commands) sent to ``unit`` through this bus, broadcasts included, since it was made.
+
+        A poller that sees the count move reads every register of the node at
+        its next poll: a command may have moved settings, the clock and counters.
+        """
+        counts: dict[int, int] = self.__dict__.get("_command_writes", {})
+        return counts.get(unit, 0) + counts.get(0, 0)
+
+    def _count_command(self, unit: int, priority: int) -> None:
+        """Count an urgent write to ``unit`` (0: broadcast) for :meth:`commands_to`."""
+        if priority <= URGENT:
+            counts: dict[int, int] = self.__dict__.setdefault("_command_writes", {})
+            counts[unit] = counts.get(unit, 0) + 1
+
     @abstractmethod
     def close(self) -> None:
         """Release the device or connection; the next transaction opens it again."""
+
+
+class _Span:
+    """One read request dressed as a register map, for backends that read tables by map."""
+
+    def __init__(self, table: int, start: int, count: int) -> None:
+        self.registers: list[Any] = []
+        self.role = f"{TABLE_NAMES[table]} {start}+{count}"
+        self.role_id = 0
+        self._blocks = {table: ((start, count),)}
+
+    def blocks(self, table: int) -> tuple[tuple[int, int], ...]:
+        return self._blocks.get(table, ())
+
+    def __getitem__(self, name: str) -> Any:
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return False
+
+    def decode(self, table: int, start: int, words: Sequence[int]) -> list[tuple[Any, Any]]:
+        return []
 
 
 def open_bus(config: BusConfig, stats: BusStats | None = None, *, units: Sequence[int] = ()) -> Bus:

@@ -19,6 +19,7 @@ and are re-exported here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import termios
 import time
@@ -42,6 +43,21 @@ log = logging.getLogger(__name__)
 
 TURNAROUND = 0.1
 """Seconds of silence after a broadcast before the next request (Modbus serial line spec: 100-200 ms)."""
+FAST_SILENCE = 0.00175
+"""The inter-frame silence t3.5 above 19200 bit/s, fixed by the Modbus serial line spec (section 2.5.1.1)."""
+
+
+def char_bits(parity: str, stopbits: int) -> int:
+    """Bits of one character on the line: start, 8 data, parity if any, stop bits."""
+    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
+
+
+def silence(baud: int, bits: int = 11) -> float:
+    """The inter-frame silence t3.5 in seconds: 3.5 characters, or 1.75 ms above 19200 bit/s."""
+    return FAST_SILENCE if baud > 19200 else 3.5 * bits / baud
+
+FINE_WAIT = 0.001
+"""The last part of a silence waited out with a blocking sleep (sub-millisecond exact; the loop is held that long)."""
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
@@ -62,6 +78,9 @@ class ModbusBus(Bus):
         self._quiet_until = 0.0
         self._next_open = 0.0
         self._timeout = config.timeout
+        self._heard = 0.0  # when bytes last arrived from the line (monotonic)
+        self.silence = silence(config.baud, char_bits(config.parity, config.stopbits))
+        """t3.5: the line stays quiet this long after every frame before the master sends again."""
 
     def __repr__(self) -> str:
         return f"<ModbusBus {self.name} {self.config.device}>"
@@ -82,15 +101,51 @@ class ModbusBus(Bus):
         attempt = 0
         while True:
             try:
-                async with self._lock.hold(priority):
-                    self._set_timeout(wait)
-                    return {t: await self._read_table(unit, regmap, t) for t in TABLES if regmap.blocks(t)}
+                blocks: Blocks = {}
+                for table in TABLES:
+                    if not regmap.blocks(table):
+                        continue
+                    # The line is released between the tables: an urgent command waits one transaction at most.
+                    async with self._lock.hold(priority):
+                        self._set_timeout(wait)
+                        blocks[table] = await self._read_table(unit, regmap, table)
+                return blocks
             except NodeTimeout:
                 if attempt >= tries:
                     raise
                 self.stats.retries += 1
                 await asyncio.sleep(self.config.backoff * 2**attempt)
                 attempt += 1
+
+    async def read_requests(
+        self, unit: int, requests: Sequence[tuple[int, int, int]], *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> list[Sequence[int]]:
+        """Words of each ``(table, start, count)`` read of a poll plan, in order.
+
+        Each request holds the line for its own transaction only, so an urgent
+        command waits for one transaction at most, never for a whole poll. A
+        request that times out is retried (``retries``, with backoff, the line
+        free in between); NodeTimeout, NodeError or BusUnavailable otherwise.
+        """
+        wait = self.config.timeout if response_timeout is None else response_timeout
+        tries = self.config.retries if retries is None else retries
+        out: list[Sequence[int]] = []
+        for table, start, count in requests:
+            attempt = 0
+            while True:
+                try:
+                    async with self._lock.hold(priority):
+                        self._set_timeout(wait)
+                        out.append(await self._read_block(unit, table, start, count))
+                    break
+                except NodeTimeout:
+                    if attempt >= tries:
+                        raise
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.config.backoff * 2**attempt)
+                    attempt += 1
+        return out
 
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
@@ -104,6 +159,7 @@ class ModbusBus(Bus):
         self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT
     ) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
+        self._count_command(unit, priority)  # counted even if it fails: the node may have taken it
         async with self._lock.hold(priority):
             self._set_timeout(self.config.timeout)
             client = await self._ready()
@@ -131,6 +187,7 @@ class ModbusBus(Bus):
         Nobody confirms a broadcast: read the nodes back to know it worked. The
         next request waits :data:`TURNAROUND` so slow nodes can finish the write.
         """
+        self._count_command(0, priority)
         async with self._lock.hold(priority):
             client = await self._ready()
             try:
@@ -142,7 +199,29 @@ class ModbusBus(Bus):
                 raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
             self.stats.requests += 1
             self.stats.broadcasts += 1
-            self._quiet_until = time.monotonic() + TURNAROUND
+            await _drained(client)
+            # Drained: the frame is on the wire (a UART) or read by the other end (a pty, which then still
+            # takes the characters' time on a paced line). The turnaround counts from the frame's end.
+            on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
+            self._quiet_until = time.monotonic() + on_wire + TURNAROUND
+
+    def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
+        """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.
+
+        pymodbus hands received bytes to its protocol object (``client.ctx``)'s
+        ``data_received``; wrapped on that instance, it stamps the time first.
+        Without it (another pymodbus layout) t3.5 counts from the handling, later.
+        """
+        protocol = getattr(client, "ctx", None)
+        receive = getattr(protocol, "data_received", None)
+        if protocol is None or receive is None:
+            return
+
+        def stamped(data: bytes) -> None:
+            self._heard = time.monotonic()
+            receive(data)
+
+        protocol.data_received = stamped
 
     def _set_timeout(self, seconds: float) -> None:
         """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
@@ -161,34 +240,45 @@ class ModbusBus(Bus):
         blocks = regmap.blocks(table)
         if not blocks:
             return (0, [])
-        client = await self._ready()
         first = blocks[0][0]
         words: list[int] = []
         for start, count in blocks:
             if start != first + len(words):  # role maps are dense; keep the guarantee explicit
                 raise NodeError(f"{regmap.role}: {TABLE_NAMES[table]} blocks are not contiguous")
-            if table == HOLDING:
-                request = client.read_holding_registers(start, count=count, device_id=unit)
-            elif table == COIL:
-                request = client.read_coils(start, count=count, device_id=unit)
-            elif table == DISCRETE:
-                request = client.read_discrete_inputs(start, count=count, device_id=unit)
-            else:
-                request = client.read_input_registers(start, count=count, device_id=unit)
-            pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
-            # pymodbus pads bits to whole bytes: the padding is not the node's
-            got = [int(b) for b in pdu.bits[:count]] if table in (COIL, DISCRETE) else pdu.registers
-            if len(got) != count:
-                self.stats.errors += 1
-                raise NodeError(f"unit {unit} on {self.name}: asked for {count} values, got {len(got)}")
-            words.extend(got)
+            words.extend(await self._read_block(unit, table, start, count))
         return (first, words)
+
+    async def _read_block(self, unit: int, table: int, start: int, count: int) -> list[int]:
+        """One read request (function 03, 04, 01 or 02); the caller holds the line."""
+        client = await self._ready()
+        if table == HOLDING:
+            request = client.read_holding_registers(start, count=count, device_id=unit)
+        elif table == COIL:
+            request = client.read_coils(start, count=count, device_id=unit)
+        elif table == DISCRETE:
+            request = client.read_discrete_inputs(start, count=count, device_id=unit)
+        else:
+            request = client.read_input_registers(start, count=count, device_id=unit)
+        pdu = await self._call(unit, f"read {count} {TABLE_NAMES[table]} at {start}", request)
+        # pymodbus pads bits to whole bytes: the padding is not the node's
+        got = [int(b) for b in pdu.bits[:count]] if table in (COIL, DISCRETE) else list(pdu.registers)
+        if len(got) != count:
+            self.stats.errors += 1
+            raise NodeError(f"unit {unit} on {self.name}: asked for {count} values, got {len(got)}")
+        return got
 
     async def _call(self, unit: int, what: str, request: Awaitable[ModbusPDU]) -> ModbusPDU:
         """Await one pymodbus request and map its outcome to our errors."""
         where = f"unit {unit} on {self.name}"
+        asked = time.monotonic()
         try:
-            pdu = await request
+            try:
+                pdu = await request
+            finally:
+                # Whatever came back (or nothing), the next frame waits out t3.5 after this one: from the
+                # answer's last bytes when they were seen arriving, else from now.
+                heard = self._heard if self._heard > asked else time.monotonic()
+                self._quiet_until = max(self._quiet_until, heard + self.silence)
         except ModbusIOException as exc:
             self.stats.timeouts += 1
             raise NodeTimeout(f"{where}: no answer to {what}") from exc
@@ -208,13 +298,18 @@ class ModbusBus(Bus):
         return pdu
 
     async def _ready(self) -> AsyncModbusSerialClient:
-        """The connected client, opening the device if needed; honours the broadcast turnaround."""
+        """The connected client, opening the device if needed; honours t3.5 and the broadcast turnaround."""
         client = self._client
         if client is None or not client.connected:
             client = await self._open()
         pause = self._quiet_until - time.monotonic()
+        if pause > FINE_WAIT:
+            # The event loop's timers are whole milliseconds (epoll): wake a little early ...
+            await asyncio.sleep(pause - FINE_WAIT)
+            pause = self._quiet_until - time.monotonic()
         if pause > 0:
-            await asyncio.sleep(pause)
+            # ... and wait out the rest exactly: a t3.5 of 1.75 ms would otherwise grow to 2.5 ms.
+            time.sleep(min(pause, FINE_WAIT))  # noqa: ASYNC251 - under 1 ms, on purpose (see FINE_WAIT)
         return client
 
     async def _open(self) -> AsyncModbusSerialClient:
@@ -250,8 +345,27 @@ class ModbusBus(Bus):
             reason = device_problem(cfg.device, try_open=True) or "the serial driver refused it"
             raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}: {reason}")
         log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
+        self._stamp_arrivals(client)
         self._client = client
         self.stats.connected = True
         self._next_open = 0.0
         return client
 
+
+async def _drained(client: AsyncModbusSerialClient) -> None:
+    """Wait until what pymodbus wrote has left the serial device (``tcdrain``); at once if that cannot be known.
+
+    pymodbus queues a frame and writes it when the device is writable; its
+    serial transport keeps the queue in ``intern_write_buffer`` and the pyserial
+    port in ``sync_serial`` (looked up defensively: neither is public API).
+    """
+    transport = getattr(client.ctx, "transport", None)
+    port = getattr(transport, "sync_serial", None)
+    if port is None:
+        return
+    for _ in range(100):  # the writer callback runs within a loop iteration or two
+        if not getattr(transport, "intern_write_buffer", None):
+            break
+        await asyncio.sleep(0)
+    with contextlib.suppress(OSError, termios.error, ValueError):
+        await asyncio.to_thread(termios.tcdrain, port.fileno())

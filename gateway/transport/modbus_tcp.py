@@ -190,6 +190,31 @@ class ModbusTcpBus(Bus):
                 blocks[table] = (start, words)
         return blocks
 
+    async def read_requests(
+        self, unit: int, requests: Sequence[tuple[int, int, int]], *, priority: int = ROUTINE,
+        response_timeout: float | None = None, retries: int | None = None,
+    ) -> list[Sequence[int]]:
+        """Words of each ``(table, start, count)`` read of a poll plan; all requests go out at once (pipelined)."""
+        if not requests:
+            return []
+        wait = self.config.timeout if response_timeout is None else response_timeout
+        tries = self.config.retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                answers = await self._exchange(unit, [self._read_pdu(unit, t, s, c) for t, s, c in requests], wait)
+                break
+            except NodeTimeout:
+                if attempt >= tries:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(self.config.backoff * 2**attempt)
+                attempt += 1
+        return [
+            self._check_read(unit, table, start, count, answer)
+            for (table, start, count), answer in zip(requests, answers, strict=True)
+        ]
+
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
     ) -> tuple[int, Sequence[int]]:
@@ -207,6 +232,7 @@ class ModbusTcpBus(Bus):
 
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and check its echo."""
+        self._count_command(unit, priority)
         pdu = modbus.write_multiple_pdu(address, values)
         (answer,) = await self._exchange(unit, [pdu], self.config.timeout)
         where = f"unit {unit} on {self.name}"

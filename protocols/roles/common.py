@@ -77,6 +77,8 @@ The registers (the ``doc`` of each row, for the gateway and ``docs/registers``):
   them; persisted
 - ``event_count``: Events in the window at input 120..175 (8 x seq u32, time
   u32, code u16, value s32)
+- ``settings_changes``: Writes that changed the node's settings since boot
+  (wraps at 65536): the gateway reads the settings again when it moves
 
 Unit change. ``unit`` reads the node's Modbus unit; writing it only stages a
 new one. Writing ``command`` = ``CMD_APPLY_UNIT`` (in the same request or a
@@ -158,7 +160,17 @@ COMMON = with_docs((
     ("event_oldest", INPUT, 114, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
     ("event_lost", INPUT, 116, U32, 0, None, RO, 0, 0xFFFFFFFF, ""),
     ("event_count", INPUT, 118, U16, 0, None, RO, 0, EVENT_WINDOW, ""),
+    ("settings_changes", INPUT, 119, U16, 0, None, RO, 0, 0xFFFF, ""),
 ), globals().get("__doc__"))
+
+
+# Poll classes of the common rows (protocols.roles.kinds): the rest are measurements.
+# node_status repeats bits of each role's own status; events and settings are caught up within a few polls
+# (and a command's writes are followed at once by the gateway itself).
+# uptime tells a reboot (it goes back); a role whose own block holds it reads it as a measurement (MEASURES).
+COUNTERS = "clock uptime clock_age node_status event_next event_oldest event_lost event_count settings_changes"
+SETTINGS = "tz_offset clock_max_age event_from"
+IDENTITY = "unit command role firmware boot_reason boots crash_resets wdt_resets"
 
 
 def rows(*exclude):

@@ -89,6 +89,11 @@ _ROWS = (
     ("pm_errors", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, ""),
 )
 
+# Poll classes (protocols.roles.kinds): the rest are measurements.
+COUNTERS = "climate_errors pm_errors"
+SETTINGS = "climate_period pm_period noise_offset temperature_offset"
+IDENTITY = ""
+
 REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows()
 del _ROWS
 

@@ -27,6 +27,16 @@ F32 = const(5)
 RO = const(0)
 RW = const(1)
 
+# Poll classes: how often the gateway reads a register. A role module names its
+# non-measurement registers in three space-separated strings, ``COUNTERS``,
+# ``SETTINGS`` and ``IDENTITY`` (plain strings: on a node they stay in the image,
+# not in RAM); every register not named there is a measurement. A role's own
+# strings (and ``MEASURES``) override the classes of the common rows.
+POLL_MEASURE = const(0)  # every poll, at the node's interval
+POLL_COUNTER = const(1)  # totals that only grow: every few polls
+POLL_SETTING = const(2)  # changed only by a write: at start, when settings_changes moves, on request
+POLL_IDENTITY = const(3)  # fixed while the node runs: at start, after a reboot, on request
+
 
 def with_docs(rows, text):
     """Register rows with their ``doc`` (the tenth field, ``""`` in the source) taken from ``text``.

@@ -233,6 +233,14 @@ _ROWS = (
     ("programs", INPUT, 26, U16, 0, None, RO, 0, 0xFFFF, ""),
 )
 
+# Poll classes (protocols.roles.kinds; the common rows' are in protocols.roles.common): the rest are measurements.
+# `programs` changes by block writes, which do not move settings_changes: a counter, re-read every few polls.
+COUNTERS = "override_minutes energy burn_time switch_ons supply_losses silence programs"
+SETTINGS = "mode autonomy_after safe_level override_level latitude longitude photo_on photo_off photo_level " \
+    "rated_power"
+IDENTITY = "role firmware"
+MEASURES = "uptime"  # inside the lamp's own measurement block: free to read, and it tells a reboot at once
+
 REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
 del _ROWS
 

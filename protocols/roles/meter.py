@@ -114,6 +114,11 @@ _ROWS = (
     ("pending", INPUT, 11, U16, 0, None, RO, 0, 0xFFFF, ""),
 )
 
+# Poll classes (protocols.roles.kinds): the rest are measurements (the volumes are the meter's reading).
+COUNTERS = "flow_duration"
+SETTINGS = "pulse_volume debounce leak_time leak_gap burst_flow burst_time backflow_limit battery_low"
+IDENTITY = ""
+
 REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows()
 del _ROWS
 

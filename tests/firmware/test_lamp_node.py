@@ -297,3 +297,26 @@ def test_diagnostics_report_heap_and_frames(street: VirtualStreet) -> None:
     assert d["heap_free"] > 0
     assert d["crc_errors"] == 0
     assert d["turnaround_max_us"] > 0
+
+
+def test_settings_changes_counts_setting_writes_not_time_syncs(street: VirtualStreet) -> None:
+    """The counter the gateway watches moves with an accepted setting write, not with a clock write or a refusal."""
+    safe = spec.MAP["safe_level"]
+    clock = spec.MAP["clock"]
+
+    async def scenario(client: AsyncModbusSerialClient) -> list[int]:
+        seen = [(await read_inputs(client, 2))["settings_changes"]]
+        rr = await client.write_register(safe.address, 80, device_id=2)
+        assert not rr.isError(), rr
+        seen.append((await read_inputs(client, 2))["settings_changes"])
+        rr = await client.write_registers(clock.address, list(clock.words(int(time.time()))), device_id=2)
+        assert not rr.isError(), rr
+        seen.append((await read_inputs(client, 2))["settings_changes"])
+        bad = await client.write_register(safe.address, 101, device_id=2)
+        assert bad.isError() and bad.exception_code == 3
+        seen.append((await read_inputs(client, 2))["settings_changes"])
+        return seen
+
+    before, after_setting, after_clock, after_refusal = run(street, scenario)
+    assert after_setting == (before + 1) & 0xFFFF
+    assert after_clock == after_refusal == after_setting

@@ -38,7 +38,7 @@ class SimLamp:
     ``holding`` holds the raw holding words (dim_level, relay) and is the truth:
     writes land there after the register map's own write check; ``values``
     holds the engineering values of the input registers; ``seq`` grows on every
-    input read. Set ``fail`` to make the node answer every request with
+    input read that includes it. Set ``fail`` to make the node answer every request with
     exception 4 (device failure), ``silent`` to make it answer nothing.
     """
 
@@ -78,7 +78,8 @@ class SimLamp:
         if self.fail:
             return ExcCodes.DEVICE_FAILURE
         if fc == 4:
-            self.seq_step()
+            if address <= LAMP["seq"].address < address + count:  # a new sample for each read of it
+                self.seq_step()
             words = self.input_words()
             registers[: len(words)] = words
         elif fc == 3:

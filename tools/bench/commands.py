@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,9 +56,23 @@ from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
 SITE = "bench-site"
+BROKER_CONFIG = "set_tcp_nodelay true\n"
+"""Mosquitto sends small packets at once (its default waits for Nagle: up to 40 ms per hop for a command)."""
 SIM_NICE = -10
 """Priority of the bus and the lamp host with ``--host-lamps`` (as root): they stand for hardware with its own CPUs."""
 GATEWAY = "bench-gw"
+
+
+STAGES = (
+    ("mqtt", "MQTT (operator to broker to gateway, and the result back)"),
+    ("verify", "verification (envelope, signature, scope, replay lookup, plan)"),
+    ("durable", "audit `accepted` + replay claim on disk"),
+    ("bus", "bus: the write (waiting for the line included)"),
+    ("readback", "read-back"),
+    ("record", "audit `executed` + result on disk"),
+    ("total", "gateway total (arrival to result published)"),
+)
+"""The stages of a command's ``ms`` breakdown (gateway.commands.timing), as the table names them."""
 
 
 def line_limit(nodes: int, baud: int, bits: int = BITS_PER_CHAR) -> float:
@@ -87,14 +102,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    broker: LocalBroker, signer: Signer, node_ids: list[str], rounds: int, bus_rounds: int
+    broker: LocalBroker, signer: Signer, node_ids: list[str], rounds: int, bus_rounds: int,
+    stages: list[dict[str, float]],
 ) -> tuple[list[float], list[float], list[dict[str, object]]]:
     topics = Topics(SITE, GATEWAY)
     version = aiomqtt.ProtocolVersion.V5
     single: list[float] = []
     whole: list[float] = []
     failures: list[dict[str, object]] = []
-    async with aiomqtt.Client(broker.host, broker.port, protocol=version) as client:
+    # The operator's small packets go out at once, as the gateway's do (no Nagle wait for a delayed ACK).
+    nodelay = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+    async with aiomqtt.Client(broker.host, broker.port, protocol=version, socket_options=nodelay) as client:
         await client.subscribe(topics.result, qos=1)
         await client.subscribe(topics.data_prefix + "#", qos=0)
         states = topics.root + "/node/"
@@ -129,6 +147,11 @@ async def _measure(
                         took = time.perf_counter() - start
                         if result.get("status") != "done":
                             failures.append(result)
+                        ms = result.get("ms")
+                        if isinstance(ms, dict) and target != "bus:bus0":
+                            # The rest of the round trip: the broker both ways, the operator's and the
+                            # gateway's MQTT clients, the command queue.
+                            stages.append({**ms, "mqtt": took * 1000 - float(ms.get("total", 0))})
                         return took
             raise TimeoutError("no result")
 
@@ -154,8 +177,8 @@ def _bus_line(bus: dict[str, Any]) -> str:
             f"{master.get('tx', '?')} bytes and received {master.get('rx', '?')}.")
 
 
-def _host_line(host: dict[str, Any]) -> str:
-    """What the lamp host measured of itself (whole run, polls included)."""
+def host_line(host: dict[str, Any]) -> str:
+    """What the lamp host measured of itself (whole run, polls included), as one sentence."""
     turn = host.get("turnaround_us", {})
     bcast = host.get("broadcast_us", {})
     gc = host.get("gc", {})
@@ -182,7 +205,8 @@ def run_commands_bench(
     # The lamp host's flash folders go to RAM (tmpfs) when there is one: a flash write stops one lamp on a
     # real bus, but all of them in the host, and a disk shared with other work can hold a write for 100s of ms.
     ram = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp, LocalBroker("mosquitto") as broker, \
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp, \
+            LocalBroker("mosquitto", extra_config=BROKER_CONFIG) as broker, \
             tempfile.TemporaryDirectory(prefix="bench-commands-", dir=ram if ram.is_dir() else None) as flash:
         work = Path(tmp)
         street: VirtualStreet
@@ -205,8 +229,9 @@ def run_commands_bench(
                 [sys.executable, "-m", "tools.cli", "run", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
             try:
+                stages: list[dict[str, float]] = []
                 single, whole, failures = asyncio.run(
-                    _measure(broker, signer, [n["id"] for n in manifest["nodes"]], rounds, bus_rounds)
+                    _measure(broker, signer, [n["id"] for n in manifest["nodes"]], rounds, bus_rounds, stages)
                 )
             finally:
                 daemon.terminate()
@@ -237,6 +262,14 @@ def run_commands_bench(
                 f"| {name} | {len(values)} | {percentile(values, 0.5) * 1000:.0f} ms | "
                 f"{percentile(values, 0.99) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |"
             )
+    if stages:
+        lines += ["", "Where a one-lamp command's time went (the gateway's own timing in each result, "
+                      "`ms`; mqtt is the round trip less the gateway's total):", "",
+                  "| stage | p50 | p99 |", "|---|---|---|"]
+        for stage, what in STAGES:
+            values = [float(s[stage]) for s in stages if stage in s]
+            if values:
+                lines.append(f"| {what} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms |")
     if whole:
         median = percentile(whole, 0.5)
         floor = wire_floor(nodes, baud)
@@ -246,7 +279,7 @@ def run_commands_bench(
                       f"{floor * 1000:.0f} ms ({median / floor:.1f}x)."]
     lines += ["", _bus_line(counters)]
     if host:
-        lines += ["", _host_line(host)]
+        lines += ["", host_line(host)]
     if failures:
         lone = [f for f in failures if len(_listed(f, "unconfirmed")) + len(_listed(f, "confirmed")) <= 1]
         bus = [f for f in failures if f not in lone]

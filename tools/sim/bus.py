@@ -27,6 +27,13 @@ What it models, and what it does not:
 - Parity, stop bits and baud-rate mismatches are not modelled: a pty carries
   bytes, not bits; ``--baud`` only sets the pacing.
 
+``--trace PATH`` timestamps the traffic for timing checks: one JSON line per
+event, ``[t, "in", drop, n]`` when the bus reads ``n`` bytes a drop sent and
+``[t, "out", drop, n]`` when it delivers ``n`` bytes of that drop's to the
+others (in paced mode at the end of their last character slot), ``t`` in
+seconds of ``time.monotonic()``. Written at every housekeeping (once a second)
+and at exit.
+
 The bus keeps the device side of every pty open itself, so a drop whose process
 dies (a node's power cut) never turns into EIO for the others; bytes for a drop
 whose buffer is full are dropped and counted (``overflow``) instead of stalling
@@ -50,6 +57,7 @@ from typing import Any
 
 BITS_PER_CHAR = 11
 _READ_SIZE = 65536
+_FINE = 0.002  # below this, wait for a character slot with a precise sleep instead of the selector
 
 
 class Drop:
@@ -107,6 +115,7 @@ class Bus:
         self.collisions = 0  # character slots in which two drops transmitted
         self._slot_start: float | None = None  # start of the current character slot (paced)
         self._running = False
+        self.trace: list[tuple[float, str, str, int]] | None = None  # see --trace
         self._sel = selectors.DefaultSelector()
         for d in self.all:
             self._sel.register(d.fd, selectors.EVENT_READ, d)
@@ -143,7 +152,17 @@ class Bus:
         for d in self.all:
             d.close()
 
-    def serve(self, *, stats_path: Path | None = None, watch_parent: bool = False) -> None:
+    def flush_trace(self, path: Path) -> None:
+        """Append the traced events to ``path`` (JSON lines) and forget them."""
+        if not self.trace:
+            return
+        with path.open("a") as f:
+            f.writelines(json.dumps(event) + "\n" for event in self.trace)
+        self.trace.clear()
+
+    def serve(
+        self, *, stats_path: Path | None = None, watch_parent: bool = False, trace_path: Path | None = None
+    ) -> None:
         """Move bytes until stopped; with ``watch_parent``, also stop when the parent dies."""
         parent = os.getppid()
         self._running = True
@@ -152,6 +171,11 @@ class Bus:
             timeout = 1.0
             if self._slot_start is not None:
                 timeout = max(0.0, self._slot_start + self.char_time - time.monotonic())
+                if 0.0 < timeout < _FINE:
+                    # epoll rounds a timeout up to the next millisecond: a character slot (95 µs at
+                    # 115200 bit/s) would end up to 1 ms late. Sleep the exact time, then look.
+                    time.sleep(timeout)
+                    timeout = 0.0
             for key, _ in self._sel.select(timeout):
                 self._receive(key.data)
             now = time.monotonic()
@@ -163,6 +187,8 @@ class Bus:
                     break  # orphaned: whoever started the street is gone
                 if stats_path is not None:
                     _write_json(stats_path, self.stats())
+                if trace_path is not None:
+                    self.flush_trace(trace_path)
 
     def _receive(self, sender: Drop) -> None:
         try:
@@ -174,6 +200,8 @@ class Bus:
         if not data:
             return
         sender.tx_bytes += len(data)
+        if self.trace is not None:
+            self.trace.append((time.monotonic(), "in", sender.name, len(data)))
         if not self.paced:
             self._deliver(sender, self._line_faults(data))
             return
@@ -216,6 +244,8 @@ class Bus:
         data = self._line_faults(bytes((value,)))
         if not data:
             return
+        if self.trace is not None:
+            self.trace.append((time.monotonic(), "out", "+".join(d.name for d in active), len(data)))
         for d in self.all:
             if d not in active:
                 self._write(d, data)
@@ -239,6 +269,8 @@ class Bus:
     def _deliver(self, sender: Drop, data: bytes) -> None:
         if not data:
             return
+        if self.trace is not None:
+            self.trace.append((time.monotonic(), "out", sender.name, len(data)))
         for d in self.all:
             if d is not sender:
                 self._write(d, data)
@@ -272,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", default=None, help="write counters here every second and at exit")
+    p.add_argument("--trace", default=None, help="timestamp every chunk in and out here (JSON lines)")
     p.add_argument("--watch-parent", action="store_true", help="exit when the parent process dies")
     return p
 
@@ -291,14 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     stats_path = Path(args.stats) if args.stats else None
+    trace_path = Path(args.trace) if args.trace else None
+    if trace_path is not None:
+        bus.trace = []
     try:
         _write_json(Path(args.ports), bus.ports())
-        bus.serve(stats_path=stats_path, watch_parent=args.watch_parent)
+        bus.serve(stats_path=stats_path, watch_parent=args.watch_parent, trace_path=trace_path)
     except SystemExit:
         pass
     finally:
         if stats_path is not None:
             _write_json(stats_path, bus.stats())
+        if trace_path is not None:
+            bus.flush_trace(trace_path)
         bus.close()
     return 0
 

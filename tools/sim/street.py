@@ -171,6 +171,8 @@ class VirtualStreet:
         self._bus: subprocess.Popen[bytes] | None = None
         self._bus_log: IO[bytes] | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.bus_args: list[str] = []
+        """Extra options of the bus process (``tools.sim.bus``), e.g. ``["--trace", path]``."""
         self._finalizer = weakref.finalize(self, _kill_all, self._procs)
 
     # -- lifecycle ---------------------------------------------------------
@@ -233,6 +235,7 @@ class VirtualStreet:
         ]
         if self.paced:
             cmd.append("--paced")
+        cmd += self.bus_args
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self._bus_log = (self.workdir / f"{BUS_NAME}.log").open("ab")

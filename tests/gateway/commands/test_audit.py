@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 from pathlib import Path
 
 from gateway.commands.audit import GENESIS, AuditLog, entry_hash, verify_log
@@ -83,3 +84,18 @@ def test_replay_store_marks_running_commands_interrupted_on_restart(tmp_path: Pa
     assert again.lookup("c-2").result == {"id": "c-2", "status": "done"}  # type: ignore[union-attr]
     assert again.purge(160.0 + 86400 + 1) == 2 and len(again) == 0
     again.close()
+
+
+def test_replay_claim_is_seen_at_once_and_on_disk_when_its_future_completes(tmp_path: Path) -> None:
+    """The router checks ids without waiting for the disk; it waits for the future before touching a node."""
+    path = tmp_path / "replay.sqlite"
+    store = ReplayStore(path, now=100.0)
+    claimed = store.claim("c-1", b"d" * 32, "ops", 160.0, 100.0)
+    seen = store.lookup("c-1")
+    assert seen is not None and seen.digest == b"d" * 32 and seen.result is None
+    claimed.result(timeout=30)
+    with sqlite3.connect(path) as other:  # another reader: the row is committed
+        assert other.execute("SELECT key FROM seen WHERE id = 'c-1'").fetchone() == ("ops",)
+    store.finish("c-1", {"id": "c-1", "status": "done"}).result(timeout=30)
+    assert store.lookup("c-1").result == {"id": "c-1", "status": "done"}  # type: ignore[union-attr]
+    store.close()

@@ -279,10 +279,10 @@ def test_a_poller_that_loses_its_cancellation_does_not_hold_up_the_stop(
                 await wait_for(lambda: gateway.stats.outbox_stored >= 5 or task.done(), "polls stored")
                 assert gateway.polling is not None and not task.done()
                 bus = gateway.polling.buses["bus0"]
-                real_read = bus.read_node
+                real_read = bus.read_requests
                 raced = asyncio.Event()
 
-                async def read_node(*args: object, **kwargs: object) -> object:
+                async def read_requests(*args: object, **kwargs: object) -> object:
                     answer = await real_read(*args, **kwargs)  # type: ignore[arg-type]
                     if raced.is_set():
                         return answer
@@ -295,7 +295,7 @@ def test_a_poller_that_loses_its_cancellation_does_not_hold_up_the_stop(
                     ready.set_result(answer)
                     return await asyncio.wait_for(ready, 5)  # the stop's cancellation lands here
 
-                bus.read_node = read_node  # type: ignore[method-assign]
+                bus.read_requests = read_requests  # type: ignore[method-assign]
                 await wait_for(raced.is_set, "a poll raced with the stop")
                 await stopped_within(task, STOP_BOUND)
                 with contextlib.suppress(asyncio.CancelledError):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from gateway.contracts import load_role
 from gateway.polling.poller import BusPoller, Readings
 from gateway.service.config import NodeConfig
 from gateway.service.stats import NodeStats
 from gateway.transport.modbus_rtu import ModbusBus
+
+LAMP = load_role("lamp")
 
 
 def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 0.05) -> tuple[
@@ -123,6 +126,57 @@ def test_wrong_role_on_the_wire_is_a_failure(pty_pair, sim) -> None:
     asyncio.run(main())
 
 
+def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> None:
+    """Routine polls leave the settings alone; a command written through the bus makes the next poll read them."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+    rated = LAMP["rated_power"].address
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            poller, _stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
+            node = poller.nodes[0]
+            lamp.holding[rated] = 60
+            assert await poller.poll(node)
+            lamp.holding[rated] = 75  # changed behind the gateway's back (the node would count it)
+            lamp.values["power"] = 12.5
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            assert values["power"] == 12.5 and values["rated_power"] == 60  # measured, not re-read
+            assert len(got[-1][2]) == len(LAMP.registers)  # every register still reported
+            await poller.bus.write(1, LAMP["dim_level"].address, [40])  # a command (urgent)
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            assert values["rated_power"] == 75 and values["dim_level"] == 40
+            assert poller.memory[node.id].settings_reads == 2
+            poller.bus.close()
+
+    asyncio.run(main())
+
+
+def test_a_command_waits_for_one_poll_transaction_at_most(pty_pair, sim) -> None:
+    """Polls flat out on a serial line; an urgent write goes next, after the transaction in progress only."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            poller, stats, _got = make_poller(sim, gw_end, {"lamp-1": 1, "lamp-2": 2}, interval=0.01)
+            task = asyncio.create_task(poller.run())
+            await until(lambda: stats["lamp-1"].polls >= 2 and stats["lamp-2"].polls >= 2)
+            waited = []
+            for _ in range(5):
+                before = poller.bus.stats.requests
+                await poller.bus.write(2, LAMP["dim_level"].address, [55])
+                waited.append(poller.bus.stats.requests - before - 1)  # transactions that went first
+                await asyncio.sleep(0.02)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            poller.bus.close()
+            assert all(0 <= w <= 1 for w in waited), waited
+            assert lamps[1].writes[-1] == (0, [55])
+
+
 def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair, sim) -> None:
     """Python 3.11's wait_for (inside pymodbus) drops a cancel that meets its answer: the poller ends anyway."""
     gw_end, node_end = pty_pair
@@ -130,10 +184,10 @@ def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair,
     async def main() -> None:
         async with sim.serve(node_end, [sim.lamp(1)]):
             poller, _, got = make_poller(sim, gw_end, {"lamp-1": 1})
-            real = poller.bus.read_node
+            real = poller.bus.read_requests
             inside, swallowed = asyncio.Event(), asyncio.Event()
 
-            async def read_node(*args: Any, **kwargs: Any) -> Any:
+            async def read_requests(*args: Any, **kwargs: Any) -> Any:
                 blocks = await real(*args, **kwargs)
                 if not swallowed.is_set():
                     inside.set()
@@ -143,7 +197,7 @@ def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair,
                         swallowed.set()  # and returns its answer, as wait_for does
                 return blocks
 
-            poller.bus.read_node = read_node  # type: ignore[method-assign]
+            poller.bus.read_requests = read_requests  # type: ignore[method-assign]
             task = asyncio.create_task(poller.run())
             await asyncio.wait_for(inside.wait(), 20)
             task.cancel()

@@ -18,12 +18,13 @@ virtual street writes them. ``tools.sim.hosted_street`` starts it.
 
 How a frame travels: the host reads the drop's bytes with a node's own read
 loop (``firmware.modbus_slave.ModbusSlave`` on the virtual board's ``SimPort``:
-the same silence rule, 10 ms minimum) and frames them ONCE with the real slave
+the same silence rule) and frames them ONCE with the real slave
 framer (:class:`HostFramer`, a ``protocols.modbus.slave.SlaveFramer`` whose unit
 is the set of hosted units), as every node on a real line frames the same byte
 stream alike. A request for a hosted unit is
 handed, as its bytes, to that lamp's port; a broadcast to every lamp's port.
 Each lamp's own ``ModbusSlave`` reads it from there, frames it (one frame: cheap),
+keeps the spec's t3.5 after the request,
 runs it against its bank and writes its answer, which the host puts on the bus.
 Frames for units not hosted, and answers, are consumed silently: no answer.
 
@@ -229,7 +230,7 @@ class LampHost:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.port = SimPort(cfg["uart"], cfg.get("baud", 19200))
+        self.port = SimPort(cfg["uart"], cfg.get("baud", 19200), cfg.get("silence_us", 0))
         self.lamps = {}
         self.nodes = []
         self.frames = 0
@@ -256,7 +257,7 @@ class LampHost:
             _keep(self.broadcast_us, time.ticks_diff(time.ticks_us(), self._bc_start))
 
     async def answer(self, arrived, buf, n):
-        """Write a lamp's answer to the bus; record the turnaround."""
+        """Write a lamp's answer to the bus (its slave kept t3.5 after the request); record the turnaround."""
         await self.port.send(buf, n)
         self.answered += 1
         took = time.ticks_diff(time.ticks_us(), arrived)

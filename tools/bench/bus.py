@@ -1,0 +1,302 @@
+"""``streetedge bench bus``: how much of an RS-485 line the gateway's polls turn into useful readings.
+
+    streetedge bench bus --nodes 32 --baud 19200 --seconds 60 --write-docs
+    streetedge bench bus --nodes 247 --baud 115200 --seconds 60
+
+A paced virtual bus (bytes at the line rate, 11-bit characters as 8E1; the
+gateway opens its pty as 8N2, the same 11 bits, since a pty takes no parity)
+with ``--nodes`` lamps of the real firmware in one lamp host
+(:mod:`tools.sim.hosted_street`), and the gateway's own poller
+(:class:`gateway.polling.poller.BusPoller` on :class:`gateway.transport.modbus_rtu.ModbusBus`)
+polling every lamp as fast as the line allows (a poll interval far below what
+the bus can serve, so the line is never idle by choice). No broker: the figure
+is the bus's, the uplink is measured by ``bench spine`` and ``bench delivery``.
+
+What is counted, after every lamp has been polled once (the first poll of a
+lamp reads everything, its birth):
+
+- useful readings: register values read from a lamp (measurements at every
+  poll, counters every 10th, settings when the lamp says they changed, and any
+  register a request carried whole in a bridged gap); values repeated from the
+  gateway's memory are not counted;
+- the line-rate limit for those readings: the wire time the requests that
+  carried them need at the line's bit rate (request and answer characters, the
+  t3.5 silence after each frame, no gaps, no turnaround), computed by
+  :class:`gateway.polling.poll_plan.LineCost` for every poll made; readings per
+  second at the limit = readings / that time. The ratio measured / limit is the
+  share of the line's time that carried the readings;
+- how often the settings words were read (polls that read them), and the poll
+  interval the bus sustained (the mean time between two polls of one lamp);
+- for comparison, computed (not measured): the wire time of the old poll that
+  read both tables whole, and the interval it would allow.
+
+The machine's load average is printed before and after: the host, the bus and
+the gateway share two CPUs with whatever else runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.contracts import HOLDING, INPUT, load_role
+from gateway.polling.poll_plan import COUNTER, EVERYTHING, MEASURE, SETTING, LineCost, plan_for, poll_classes
+from gateway.polling.poller import NODE_TURNAROUND, BusPoller
+from gateway.service.config import NodeConfig, parse_config
+from gateway.service.stats import NodeStats
+from gateway.transport.modbus_rtu import ModbusBus, silence
+from tools.bench import record
+from tools.bench.commands import host_line
+from tools.sim.bus import BITS_PER_CHAR
+from tools.sim.hosted_street import HostedStreet
+
+SIM_NICE = -10
+"""Priority of the bus and the lamp host (as root): they stand for hardware with its own CPUs."""
+POLL_INTERVAL = 0.01
+"""Seconds between polls of a lamp asked of the poller: far below what a bus can serve, so it polls flat out."""
+
+
+class _Tally:
+    """What the polls carried: readings read fresh, the wire time they needed, settings reads."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+        self.polls = 0
+        self.wire = 0.0
+        self.settings_polls = 0
+        self.counter_polls = 0
+
+
+def _config(device: str, baud: int, nodes: list[dict[str, object]]) -> str:
+    lines = [
+        'site = "bench"', 'gateway = "bench-bus"', "[broker]", 'url = "mqtt://127.0.0.1:1"',
+        "[[bus]]", 'name = "bus0"', f'device = "{device}"', f"baud = {baud}", 'parity = "N"', "stopbits = 2",
+        "timeout = 0.5", "retries = 1",
+    ]
+    for n in nodes:
+        lines += ["[[node]]", f'id = "{n["id"]}"', 'bus = "bus0"', f"unit = {n['unit']}",
+                  f"interval = {POLL_INTERVAL}"]
+    return "\n".join(lines)
+
+
+async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_Tally, float, float, int]:
+    """Poll flat out; count from the moment every lamp has been polled once, for ``seconds``."""
+    tally = _Tally()
+    counting = False
+    regmap = load_role("lamp")
+    original = poller.poll
+
+    async def poll(node: NodeConfig, *, priority: int = 10) -> bool:
+        memory = poller.memory.get(node.id)
+        classes = memory.due() if memory is not None else EVERYTHING
+        ok = await original(node, priority=priority)
+        if ok and counting:
+            plan = plan_for(regmap, classes, poller.cost)  # the requests the poller sent
+            tally.readings += len(plan.registers)
+            tally.polls += 1
+            tally.wire += cost.seconds(plan.requests)
+            tally.settings_polls += SETTING in classes
+            tally.counter_polls += COUNTER in classes
+        return ok
+
+    poller.poll = poll  # type: ignore[method-assign]
+    task = asyncio.create_task(poller.run())
+    try:
+        while any(s.polls == 0 for s in poller.stats.values()):
+            await asyncio.sleep(0.2)
+            if task.done():
+                task.result()
+        counting = True
+        began = time.monotonic()
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - began
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    failures = sum(s.failures for s in poller.stats.values())
+    return tally, began, elapsed, failures
+
+
+@dataclass
+class BusFigures:
+    """One run of the bench: what was counted (see the module docstring) and the conditions."""
+
+    nodes: int
+    baud: int
+    tally: _Tally
+    elapsed: float
+    failures: int
+    started: float
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    counters: dict[str, object]
+    host: dict[str, Any]
+    idle: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        """Useful readings delivered per second."""
+        return self.tally.readings / self.elapsed
+
+    @property
+    def limit(self) -> float:
+        """Readings per second the line could carry with the same requests, at its bit rate."""
+        return self.tally.readings / self.tally.wire if self.tally.wire else 0.0
+
+
+def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) -> BusFigures:
+    """Start the street, poll flat out for ``seconds`` (after every lamp's first poll), stop; the figures."""
+    load_before = os.getloadavg()
+    ram = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=ram if ram.is_dir() else None) as flash:
+        street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True,
+                              nice=SIM_NICE if os.geteuid() == 0 else 0)
+        trace = Path(flash) / "bus.trace.jsonl"
+        street.bus_args = ["--trace", str(trace)]
+        with street:
+            began = time.monotonic()
+            manifest = street.start(timeout=max(120.0, nodes * 2.0))
+            started = time.monotonic() - began
+            config = parse_config(_config(manifest["buses"][0]["device"], baud, manifest["nodes"]),
+                                  source="bench-bus.toml")
+            bus = ModbusBus(config.bus[0])
+            stats: dict[str, NodeStats] = {}
+            poller = BusPoller(bus, config.nodes_on("bus0"), stats, lambda *_: None)
+            cost = LineCost(baud, bits=BITS_PER_CHAR)
+            try:
+                tally, window, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
+            finally:
+                bus.close()
+            time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
+            counters = street.bus_stats()
+            host = street.host_stats()
+        idle = idle_time(trace, baud, window, window + elapsed)
+    return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
+                      idle)
+
+
+def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
+    """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code."""
+    figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds)
+    text = _report(figures)
+    print(text)
+    if write_docs:
+        record(f"bench-bus-{nodes}-{baud}", f"RS-485 bus: {nodes} lamps at {baud} bit/s",
+               f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}", text)
+    return 0 if figures.tally.polls else 1
+
+
+def _report(f: BusFigures) -> str:
+    nodes, baud, tally, elapsed = f.nodes, f.baud, f.tally, f.elapsed
+    failures, started, load_before, load_after = f.failures, f.started, f.load_before, f.load_after
+    cost = LineCost(baud, bits=BITS_PER_CHAR)
+    regmap = load_role("lamp")
+    rate, limit = f.rate, f.limit
+    measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND))
+    whole = [(t, start, count) for t in (HOLDING, INPUT) for start, count in regmap.blocks(t)]
+    interval = elapsed * nodes / tally.polls if tally.polls else float("inf")
+    n_measure = sum(1 for c in poll_classes(regmap).values() if c == MEASURE)
+    old_interval = nodes * cost.seconds(whole)
+    lines = [
+        f"{nodes} lamps (real firmware, one lamp host) on a paced virtual bus at {baud} bit/s "
+        f"({BITS_PER_CHAR}-bit characters), the gateway's poller polling flat out for {elapsed:.0f} s after "
+        f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after (2 cores).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| useful readings delivered by the bus | {rate:,.0f} /s ({tally.readings:,} in {tally.polls:,} polls) |",
+        f"| line-rate limit for the words those readings need | {limit:,.0f} /s |",
+        f"| measured / limit | {rate / limit:.0%} |" if limit else "| measured / limit | - |",
+        f"| poll interval sustained per lamp | {interval:.2f} s |",
+        f"| polls that read the settings | {tally.settings_polls} of {tally.polls} |",
+        f"| polls that read the counters | {tally.counter_polls} of {tally.polls} |",
+        f"| failed polls (timeouts, retries exhausted) | {failures} |",
+        "",
+        f"A routine poll asks for the {n_measure} measurements ({measure.words} words) in "
+        f"{len(measure.requests)} requests ({sum(c for _, _, c in measure.requests)} words with the gaps read "
+        f"along, which carry {len(measure.registers) - n_measure} more registers whole: identity and counters, "
+        f"decoded too): {cost.seconds(measure.requests) * 1000:.1f} ms of wire time, so a bus of {nodes} lamps "
+        f"could poll every {nodes * cost.seconds(measure.requests):.2f} s at the line rate. Computed for "
+        f"comparison: the poll that read both tables whole ({sum(c for _, _, c in whole)} words in "
+        f"{len(whole)} requests) needs {cost.seconds(whole) * 1000:.1f} ms per lamp, an interval of "
+        f"{old_interval:.2f} s for {nodes} lamps.",
+        "",
+        _idle_line(f.idle, elapsed),
+        "",
+        _bus_line(f.counters),
+        "",
+        host_line(f.host),
+    ]
+    return "\n".join(lines)
+
+
+def _bus_line(bus: dict[str, object]) -> str:
+    drops = bus.get("drops", {})
+    overflow = sum(int(d.get("overflow", 0)) for d in drops.values()) if isinstance(drops, dict) else 0
+    return (f"Bus counters: {bus.get('collisions', '?')} collisions, {overflow} bytes lost to full buffers, "
+            f"{bus.get('corrupted', 0)} corrupted, {bus.get('lost', 0)} lost.")
+
+
+def idle_time(trace: Path, baud: int, start: float, end: float) -> dict[str, float]:
+    """Where the line was idle beyond the spec's silences, from the bus's timestamped traffic (``--trace``).
+
+    Per frame in the window: ``node`` the time from a request's last byte to the
+    answer's first beyond t3.5, ``gateway`` from an answer's last byte to the
+    next request beyond t3.5, ``late`` how much later than its characters' time
+    the bus delivered a frame's last byte; seconds in total, and the medians
+    (``*_p50``) and 90th percentiles (``*_p90``) of the per-frame values.
+    """
+    t35 = silence(baud, BITS_PER_CHAR)
+    char = BITS_PER_CHAR / baud
+    frames: list[list[Any]] = []  # [who, first byte read, last byte delivered, bytes]
+    with trace.open() as f:
+        for line in f:
+            t, kind, who, n = json.loads(line)
+            if kind == "in":
+                if frames and frames[-1][0] == who and frames[-1][2] is None:
+                    frames[-1][3] += n
+                else:
+                    frames.append([who, t, None, n])
+            else:
+                for frame in reversed(frames):
+                    if frame[0] == who:
+                        frame[2] = t
+                        break
+    frames = [fr for fr in frames if fr[2] is not None and start <= fr[1] <= end]
+    out: dict[str, float] = {}
+    samples: dict[str, list[float]] = {"node": [], "gateway": [], "late": []}
+    for before, after in itertools.pairwise(frames):
+        gap = after[1] - before[2] - t35
+        if before[0] == "master" and after[0] != "master":
+            samples["node"].append(max(0.0, gap))
+        elif before[0] != "master" and after[0] == "master":
+            samples["gateway"].append(max(0.0, gap))
+    samples["late"] = [max(0.0, fr[2] - fr[1] - fr[3] * char) for fr in frames]
+    for key, values in samples.items():
+        ordered = sorted(values) or [0.0]
+        out[key] = sum(values)
+        out[f"{key}_p50"] = ordered[(len(ordered) - 1) // 2]
+        out[f"{key}_p90"] = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return out
+
+
+def _idle_line(idle: dict[str, float], elapsed: float) -> str:
+    if not idle:
+        return ""
+    return (
+        "Where the rest of the line's time went (the bus's timestamped traffic, beyond the t3.5 after each "
+        f"frame): the lamps answered {idle['node_p50'] * 1000:.2f} ms later than t3.5 allows at the median "
+        f"({idle['node_p90'] * 1000:.2f} ms at the 90th percentile; {idle['node'] / elapsed:.0%} of the time in "
+        f"all), the gateway sent its next request {idle['gateway_p50'] * 1000:.2f} ms late "
+        f"({idle['gateway_p90'] * 1000:.2f} ms; {idle['gateway'] / elapsed:.0%}), and the bus process delivered a "
+        f"frame's last byte {idle['late_p50'] * 1000:.2f} ms after its characters' time "
+        f"({idle['late_p90'] * 1000:.2f} ms; {idle['late'] / elapsed:.0%})."
+    )
