@@ -24,10 +24,14 @@ import random
 import struct
 from binascii import hexlify
 
+import gc
+
 import mp_env  # noqa: F401 - ticks on CPython
 
+gc.collect()  # the role's module is the largest to compile from source: give it an unfragmented heap
+from firmware.roles import lamp as role_module  # first, for the reason above
+
 from firmware.registers import RegisterBank
-from firmware.roles import lamp as role_module
 from firmware.storage import Storage
 from protocols.errors import ModbusException
 from protocols.modbus.crc import crc16, crc_ok
