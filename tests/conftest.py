@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +97,27 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(2, cpus * 3 // 2)
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two linked pseudo-terminals from socat: (master end, server end)."""
+    socat = shutil.which("socat")
+    assert socat, "socat is not installed: `make test` installs it (Debian package 'socat')"
+    a, b = tmp_path / "master", tmp_path / "server"
+    proc = subprocess.Popen([socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (a.exists() and b.exists()):
+            assert proc.poll() is None, "socat exited before creating the pty pair"
+            assert time.monotonic() < deadline, "socat did not create the pty pair in 10 s"
+            time.sleep(0.01)
+        yield str(a), str(b)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

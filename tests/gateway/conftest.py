@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import json
 import queue
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -184,32 +181,6 @@ class Sim:
 def sim() -> type[Sim]:
     """Builders for simulated lamps, their server and gateway configurations."""
     return Sim
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked pseudo-terminals from socat: (gateway end, node end)."""
-    socat = shutil.which("socat")
-    assert socat, "socat is not installed: `make test` installs it (Debian package 'socat')"
-    a, b = tmp_path / "gw", tmp_path / "node"
-    proc = subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not (a.exists() and b.exists()):
-            assert proc.poll() is None, "socat exited before creating the pty pair"
-            assert time.monotonic() < deadline, "socat did not create the pty pair in 10 s"
-            time.sleep(0.01)
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Subscriber:
