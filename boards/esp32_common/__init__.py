@@ -24,7 +24,9 @@ pull-up. ``Pin.irq`` on both edges with the default ``hard=False``: the
 handler runs as a scheduled callback (the ``micropython.schedule`` mechanism,
 between two bytecodes, never inside another Python handler), reads the levels
 and the time (``time.ticks_ms``) and hands them to
-``firmware.pulses.PulseCounter.edge``, which only does integer arithmetic.
+the counter the firmware attaches (``firmware.pulses.PulseCounter.edge``), which only
+does integer arithmetic; boards import only ``protocols``, so the counter arrives as
+an argument.
 """
 
 import asyncio
@@ -36,8 +38,12 @@ from micropython import const
 
 from protocols.roles.common import BOOT_COMMAND, BOOT_OTHER, BOOT_POWER_ON, BOOT_WATCHDOG
 
-if False:  # type checkers only
-    from firmware.pulses import PulseCounter
+if False:  # type checkers only: what the board needs of the firmware's pulse counter, not an import of it
+    from typing import Protocol
+
+    class PulseCounter(Protocol):
+        def start(self, now_ms: object, a: int) -> None: ...
+        def edge(self, now_ms: object, a: int, b: int) -> None: ...
 
 NVS_NAMESPACE = "streetedge"
 _NVS_MAX = const(256)  # bytes of the largest record

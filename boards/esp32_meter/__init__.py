@@ -22,7 +22,7 @@ from esp32_common import Esp32Board, PulseInput, adc, average_uv
 from micropython import const
 
 if False:  # type checkers only
-    from firmware.pulses import PulseCounter
+    from esp32_common import PulseCounter
 
 _REED_A = const(32)
 _REED_B = const(33)
