@@ -193,7 +193,8 @@ def test_a_full_ring_overwrites_the_oldest_and_counts_the_lost(street: VirtualSt
     lost0 = lamp.get("event_lost")
     n = 120  # the ring holds 96
     for k in range(n):
-        assert not lamp.write(tz_offset=60 + (k % 2)).isError()  # one settings event each
+        answer = lamp.write(tz_offset=60 + (k % 2))  # one settings event each
+        assert not answer.isError(), f"write {k}: {answer} (exception code {getattr(answer, 'exception_code', '?')})"
     v = lamp.values()
     assert v["event_lost"] - lost0 == n - 96 + (v["event_next"] - header["event_next"] - n)
     assert v["event_next"] - v["event_oldest"] == 96
