@@ -15,7 +15,8 @@ that took at least t3.5 looks like a silence before its bytes, but the wait
 also counts the time other tasks held the loop while the bytes came in (a
 sampler, a collection). So the bytes are first taken as a continuation: if a
 request for this node (or a broadcast) completes and checks out (CRC), the
-"silence" was the loop's own; if none does, ``framer.reset()`` marks the
+"silence" was the loop's own (so does another node's frame that completes:
+its tail must not be read again as the start of a frame); if none does, ``framer.reset()`` marks the
 boundary and the bytes are fed again after it. A false reset would cut a frame
 in two; the framer's CRC hunt covers a missed boundary.
 """
@@ -116,15 +117,17 @@ class ModbusSlave:
             empty = 0
             # Only bytes held from before the wait can be cut off by a silence: without any, there is nothing to judge.
             silent = ticks_diff(arrived, waiting) >= t35 and framer.buffered() > 0
-            found = framer.frames_ok
+            found = framer.frames_ok + framer.frames_other
             framer.feed(rxv[:n])
             while True:
                 req = framer.next_request()
                 if req is None:
-                    if silent and framer.frames_ok == found:
+                    if silent and framer.frames_ok + framer.frames_other == found:
                         # The wait looked like a silence, but the loop may have been busy elsewhere while
-                        # the bytes came in: a frame that joins across it and checks out (CRC) was kept
-                        # above. None did: the silence was real, and the bytes after it start afresh.
+                        # the bytes came in: a frame that joins across it and checks out (CRC), ours or
+                        # another node's, was kept above. None did: the silence was real, and the bytes
+                        # after it start afresh. (Feeding the tail of another node's frame again would
+                        # leave it as garbage that can swallow the next request.)
                         silent = False
                         framer.reset()
                         framer.feed(rxv[:n])

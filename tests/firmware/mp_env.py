@@ -4,7 +4,7 @@ On MicroPython it puts the unix port's frozen modules (``asyncio``) on the
 path, which ``MICROPYPATH`` replaced, so that ``boards.sim`` imports. On
 CPython it adds
 ``ticks_ms``, ``ticks_us``, ``ticks_add``, ``ticks_diff`` (30-bit wrapping
-arithmetic, as the ports do) and ``sleep_ms`` to the ``time`` module, and
+arithmetic, as the ports do), ``sleep_ms`` and ``sleep_us`` to the ``time`` module, and
 :func:`set_ms` lets a test drive ``ticks_ms`` by hand (None: the real clock).
 """
 
@@ -37,11 +37,15 @@ if not hasattr(time, "ticks_ms"):
     def sleep_ms(ms):
         time.sleep(ms / 1000.0)
 
+    def sleep_us(us):
+        time.sleep(us / 1000000.0)
+
     time.ticks_ms = ticks_ms
     time.ticks_us = ticks_us
     time.ticks_add = ticks_add
     time.ticks_diff = ticks_diff
     time.sleep_ms = sleep_ms
+    time.sleep_us = sleep_us
     HOST = True
 else:
     HOST = False
