@@ -58,6 +58,8 @@ class RegisterMap(Protocol):
     role: str
     role_id: int
     registers: list[Register]
+    poll_classes: dict[str, int] | None
+    """Poll class by register name where the map declares its own (a device profile), else None."""
 
     def __getitem__(self, name: str) -> Register:
         """The register called ``name``; KeyError naming close names otherwise."""

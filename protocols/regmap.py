@@ -200,6 +200,8 @@ class RegisterMap:
         self.role_id = role_id
         # a device may answer fewer registers per request than the protocol allows
         self.max_read = max_read
+        # name -> poll class, where the map declares its own (a device profile); else the role tables'
+        self.poll_classes: "dict[str, int] | None" = None
         self.registers: "list[Register]" = []
         self._by_name: "dict[str, Register]" = {}
         # address -> Register for the first word of each register, per table

@@ -16,7 +16,7 @@ from typing import Any
 from tools.exit_codes import CliError, Exit
 
 ACTIONS = ("dim", "switch", "override", "clear_override", "set_schedule", "set_config", "set_unit", "time_sync",
-           "reboot", "rebirth")
+           "reboot", "rebirth", "refresh")
 KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A key id the gateway configuration accepts (``[[key]] id``): letters, digits, '_' and '-'."""
 

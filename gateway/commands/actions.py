@@ -26,6 +26,8 @@ action              writes                                      done when the re
 ``reboot``          ``command`` = reboot                        ``boots`` grown and an ``uptime`` younger than
                                                                 the command (read again until ``within``
                                                                 seconds); then the clock is set again
+``refresh``         nothing (every register is read, and read   the read succeeds
+                    again and published by the next poll)
 ==================  ==========================================  ==============================================
 """
 
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING
 from gateway.commands import lamp_schedule as sched
 from gateway.commands.node_plan import NodePlan, Read, Readback, readback_map, reads_for, runs, word_map, word_name
 from gateway.commands.parse import BAD_PARAMETERS, Command, CommandRejected
-from gateway.contracts import BOOL, COIL, FIRMWARE_ROLES, HOLDING, RW, Number, Register, RegisterMap
+from gateway.contracts import BOOL, COIL, FIRMWARE_ROLES, HOLDING, RW, TABLES, Number, Register, RegisterMap
 from gateway.contracts import common as _common
 from gateway.contracts import lamp as _lamp
 from gateway.contracts import programs as rules
@@ -297,6 +299,13 @@ def _reboot(command: Command, node: NodeConfig, regmap: RegisterMap, now: float,
     )
 
 
+def _refresh(command: Command, node: NodeConfig, regmap: RegisterMap, now: float, ctx: Context) -> NodePlan:
+    # Settings and identity are read only at start, when settings_changes moves or after a command: an
+    # operator who doubts a value asks for them all; the next poll reads (and publishes) every class too.
+    reads = [Read(regmap, table) for table in TABLES if regmap.blocks(table)]
+    return NodePlan(node, [], reads, lambda rb: None, broadcast=False, repoll=True)
+
+
 def _set_schedule(command: Command, node: NodeConfig, regmap: RegisterMap, now: float, ctx: Context) -> NodePlan:
     params = command.params
     if "programs" not in regmap:
@@ -345,5 +354,5 @@ def _set_schedule(command: Command, node: NodeConfig, regmap: RegisterMap, now: 
 _PLANNERS: dict[str, Callable[[Command, NodeConfig, RegisterMap, float, Context], NodePlan]] = {
     "dim": _dim, "switch": _switch, "override": _override, "clear_override": _clear_override,
     "set_schedule": _set_schedule, "set_config": _set_config, "set_unit": _set_unit,
-    "time_sync": _time_sync, "reboot": _reboot, "write": _write,
+    "time_sync": _time_sync, "reboot": _reboot, "write": _write, "refresh": _refresh,
 }

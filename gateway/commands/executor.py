@@ -56,6 +56,9 @@ class CommandBus(Protocol):
     ) -> tuple[int, Sequence[int]]:
         """Read the registers of one table of ``regmap``."""
 
+    def request_full_poll(self, unit: int) -> None:
+        """Have the poller read every register of ``unit`` at its next poll."""
+
 
 class BusExecutor:
     """Executes the plans of one command on one bus.
@@ -126,6 +129,8 @@ class BusExecutor:
                 except Exception as exc:  # a failed write is that node's problem, not the command's
                     problems[plan.node.id] = f"write failed: {exc}"
                     return
+                if plan.repoll:
+                    self.bus.request_full_poll(plan.node.unit)
                 sent[plan.node.id] = time.monotonic()
 
             await self._each(write, live)

@@ -89,10 +89,11 @@ class NodePlan:
         broadcast: whether the writes may go out as one broadcast for the bus.
         follow: after confirmation, the plan of a second step (wall time -> plan).
         coils: coil runs to write after ``writes`` (functions 05/15); never broadcast.
+        repoll: the node's next poll reads every register (as after a write through the bus).
     """
 
-    __slots__ = ("before", "broadcast", "check", "coils", "every", "follow", "key", "node", "reads", "settle",
-                 "writer", "writes")
+    __slots__ = ("before", "broadcast", "check", "coils", "every", "follow", "key", "node", "reads", "repoll",
+                 "settle", "writer", "writes")
 
     def __init__(
         self,
@@ -108,8 +109,10 @@ class NodePlan:
         broadcast: bool = True,
         follow: Callable[[float], NodePlan] | None = None,
         coils: Sequence[Run] = (),
+        repoll: bool = False,
     ) -> None:
         self.node = node
+        self.repoll = repoll
         self.coils = list(coils)
         if callable(writes):
             self.writer: Writer | None = writes

@@ -32,6 +32,8 @@ envelope (see :mod:`gateway.commands.envelope`)::
     ``time_sync``       none
     ``reboot``          ``{"within": 10..600}`` (optional, seconds to wait for the node's return)
     ``rebirth``         none
+    ``refresh``         none: read every register of the node now (settings and identity
+                        included) and at its next poll, which publishes them
     ==================  ===============================================================
 
 :func:`parse_command` is pure: it checks the shape of a command, never whether
@@ -157,6 +159,7 @@ _SPECS: dict[str, dict[str, _Int | _Bool]] = {
     "time_sync": {},
     "reboot": {"within": _Int(10, 600, default=120)},
     "rebirth": {},
+    "refresh": {},
     "write": {},
 }
 _CUSTOM: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {

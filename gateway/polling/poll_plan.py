@@ -129,11 +129,11 @@ class LineCost:
 def poll_classes(regmap: RegisterMap) -> dict[str, int]:
     """The poll class of every register of ``regmap`` by name (MEASURE unless declared otherwise).
 
-    The declarations come from the map's ``poll_classes`` attribute (a device
-    profile may carry one: name -> class) or from the role module of
+    The declarations come from the map's ``poll_classes`` (a device profile's
+    ``poll`` fields: name -> class) or from the role module of
     ``protocols/roles`` and its common rows.
     """
-    own: Mapping[str, int] | None = getattr(regmap, "poll_classes", None)
+    own: Mapping[str, int] | None = regmap.poll_classes
     declared = poll_declarations(regmap.role) if own is None else dict(own)
     return {reg.name: declared.get(reg.name, MEASURE) for reg in regmap.registers}
 

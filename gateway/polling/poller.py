@@ -10,7 +10,7 @@ polls are skipped and counted, never queued without limit).
 Each poll reads the registers that are due (:mod:`gateway.polling.poll_plan`:
 measurements every time, counters every few polls, settings and identity at
 start, when the node says its settings changed, after a reboot, or on
-:meth:`BusPoller.refresh`), merged into the fewest requests the line carries
+an operator's ``refresh`` command), merged into the fewest requests the line carries
 cheapest (pipelined on TCP; on a serial line each request holds the line for
 its own transaction, so a command waits one transaction at most), and hands
 ``(node, time, readings)`` to a callback, which turns them into SenML. The
@@ -175,12 +175,6 @@ class BusPoller:
     def _skipped(self, node: NodeConfig, missed: int, reason: str) -> None:
         self.stats[node.id].skipped += missed
         self.totals.polls_skipped[reason] += missed
-
-    def refresh(self, node_id: str) -> None:
-        """Read every register of the node at its next poll (settings and identity included)."""
-        memory = self.memory.get(node_id)
-        if memory is not None:
-            memory.request(EVERYTHING)
 
     async def poll(self, node: NodeConfig, *, priority: int = ROUTINE) -> bool:
         """Poll one node once (the registers due), update its state, report readings; True on success."""

@@ -104,6 +104,10 @@ class RegisterSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     """Highest value a command may write (engineering units); required for writable numbers."""
     doc: Annotated[str, msgspec.Meta(max_length=200)] = ""
     """What the value means."""
+    poll: Literal["measure", "counter", "setting", "identity"] = "measure"
+    """How often the gateway reads it (docs/architecture.md, "What a poll reads"): ``measure`` at
+    every poll, ``counter`` every 10th, ``setting`` and ``identity`` at the first poll, after a
+    command through the gateway and after a ``refresh`` command."""
 
 
 class ProfileFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -179,13 +183,23 @@ def parse_profile(text: str, *, source: str = "profile") -> Profile:
         rows = [_row(i, reg) for i, reg in enumerate(parsed.register)]
     except _RegisterProblemError as problem:
         raise ProfileError(f"{source}: {problem}") from None
-    from gateway.contracts import RegisterMapError, register_map
+    from gateway.contracts import (
+        POLL_COUNTER,
+        POLL_IDENTITY,
+        POLL_MEASURE,
+        POLL_SETTING,
+        RegisterMapError,
+        register_map,
+    )
 
     try:
         regmap = register_map(parsed.device.name, rows, 0, max_read=parsed.device.max_read)
     except RegisterMapError as exc:
         raise ProfileError(f"{source}: {_reword(str(exc), parsed.register)}") from None
     _check_spans(source, parsed, regmap)
+    # The poll planner reads a map's own declarations before the role tables' (gateway/polling/poll_plan.py).
+    classes = {"measure": POLL_MEASURE, "counter": POLL_COUNTER, "setting": POLL_SETTING, "identity": POLL_IDENTITY}
+    regmap.poll_classes = {reg.name: classes[reg.poll] for reg in parsed.register}
     return Profile(parsed.device, source, regmap)
 
 
@@ -320,7 +334,7 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
         registers = raw.get("register")
         entry = registers[index] if isinstance(registers, list) and index < len(registers) else {}
         name = entry.get("name") if isinstance(entry, dict) else None
-        if enum and field in ("function", "type", "word_order"):
+        if enum and field in ("function", "type", "word_order", "poll"):
             choices = _choices(RegisterSection, field)
             shown = ", ".join(repr(c) for c in choices)
             problem = f"expected one of {shown}, got {enum[1]!r}{_suggest(enum[1], choices)}"

@@ -123,6 +123,10 @@ class Bus(ABC):
         counts: dict[int, int] = self.__dict__.get("_command_writes", {})
         return counts.get(unit, 0) + counts.get(0, 0)
 
+    def request_full_poll(self, unit: int) -> None:
+        """Have the poller read every register of ``unit`` at its next poll (as after a command)."""
+        self._count_command(unit, URGENT)
+
     def _count_command(self, unit: int, priority: int) -> None:
         """Count an urgent write to ``unit`` (0: broadcast) for :meth:`commands_to`."""
         if priority <= URGENT:
@@ -141,6 +145,7 @@ class _Span:
         self.registers: list[Any] = []
         self.role = f"{TABLE_NAMES[table]} {start}+{count}"
         self.role_id = 0
+        self.poll_classes: dict[str, int] | None = None
         self._blocks = {table: ((start, count),)}
 
     def blocks(self, table: int) -> tuple[tuple[int, int], ...]:

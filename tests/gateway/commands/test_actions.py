@@ -164,6 +164,10 @@ class MemoryBus:
         self.log: list[tuple[str, int, int]] = []
         self.on_write: Callable[[int, int, Sequence[int]], None] | None = None
         self.silent: set[int] = set()
+        self.full_polls: list[int] = []
+
+    def request_full_poll(self, unit: int) -> None:
+        self.full_polls.append(unit)
 
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = 0) -> None:
         self.log.append(("write", unit, address))
@@ -306,3 +310,18 @@ def test_a_reboot_is_not_broadcast_while_a_node_could_not_be_read_first() -> Non
     problems, note = execute(bus, plans, on_bus={"lamp-1", "lamp-2"})
     assert note == "" and ("broadcast", 0, LAMP["command"].address) not in bus.log
     assert ("write", 1, LAMP["command"].address) in bus.log and "lamp-2" in problems
+
+
+def test_refresh_reads_every_table_writes_nothing_and_asks_the_poller_for_everything() -> None:
+    bus = MemoryBus([1, 2])
+    bus.holding[1][LAMP["latitude"].address] = 4321
+    p = plan("refresh", {})
+    assert p.writes_at(NOW) == [] and p.repoll
+    problems, _ = execute(bus, [p])
+    assert problems == {}
+    assert [e for e in bus.log if e[0] != "read"] == []
+    assert sorted(t for _, _, t in bus.log) == [HOLDING, INPUT]
+    assert bus.full_polls == [1]
+    bus.silent.add(1)
+    problems, _ = execute(bus, [plan("refresh", {})])
+    assert "read-back failed" in problems["lamp-1"] and bus.full_polls == [1, 1]

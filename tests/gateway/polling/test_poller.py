@@ -127,7 +127,7 @@ def test_wrong_role_on_the_wire_is_a_failure(pty_pair, sim) -> None:
 
 
 def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> None:
-    """Routine polls leave the settings alone; a command written through the bus makes the next poll read them."""
+    """Routine polls leave the settings alone; a command or a refresh through the bus makes the next poll read them."""
     gw_end, node_end = pty_pair
     lamp = sim.lamp(1)
     rated = LAMP["rated_power"].address
@@ -149,6 +149,13 @@ def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> N
             values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
             assert values["rated_power"] == 75 and values["dim_level"] == 40
             assert poller.memory[node.id].settings_reads == 2
+            lamp.holding[rated] = 90
+            assert await poller.poll(node)
+            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 75
+            poller.bus.request_full_poll(1)  # an operator's refresh: no write, everything read again
+            assert await poller.poll(node)
+            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 90
+            assert poller.memory[node.id].settings_reads == 3
             poller.bus.close()
 
     asyncio.run(main())

@@ -139,6 +139,8 @@ MISTAKES = [
     (GOOD.replace("[[register]]", "[[registers]]"), "top level, field 'registers': unknown field; did you mean "
      "'register'?"),
     (GOOD + "\n[[register]\n", "not valid TOML"),
+    (replace('unit = "m3"', 'unit = "m3"\npoll = "counters"'), "register 'volume' (register[0]), field 'poll': "
+     "expected one of 'counter', 'identity', 'measure', 'setting', got 'counters'; did you mean 'counter'?"),
 ]
 
 
@@ -240,3 +242,17 @@ def test_the_documented_example_is_a_valid_profile() -> None:
     assert regmap["volume"].order == 1 and regmap["volume"].unit == "m3"
     assert regmap["valve"].table == COIL and regmap["valve"].access == 1
     assert (regmap["flow_limit"].minimum, regmap["flow_limit"].maximum) == (5, 1200)
+
+
+def test_poll_classes_come_from_the_profile_and_plan_the_routine_poll() -> None:
+    from gateway.polling.poll_plan import COUNTER, MEASURE, SETTING, LineCost, plan_for, poll_classes
+
+    own = parse_profile(GOOD.replace('unit = "m3"', 'unit = "m3"\npoll = "counter"')).regmap
+    assert poll_classes(own) == {"volume": COUNTER, "flow_limit": MEASURE, "valve": MEASURE, "leak": MEASURE}
+    sdm120 = shipped_profile("sdm120").regmap
+    classes = poll_classes(sdm120)
+    assert classes["import_energy"] == COUNTER and classes["meter_id"] == SETTING and classes["power"] == MEASURE
+    routine = plan_for(sdm120, frozenset({MEASURE}), LineCost(9600))
+    assert {table for table, _, _ in routine.requests} == {INPUT}  # the holding words wait for a command
+    everything = plan_for(sdm120, frozenset({MEASURE, COUNTER, SETTING}), LineCost(9600))
+    assert {table for table, _, _ in everything.requests} == {INPUT, HOLDING}
