@@ -151,3 +151,29 @@ def test_connect_to_a_missing_device_returns_false(tmp_path) -> None:
             client.close()
 
     asyncio.run(main())
+
+
+def test_the_internals_the_transport_times_the_line_by_are_there(pty_pair) -> None:
+    """t3.5 counts from the answer's arrival (``ctx.data_received``, wrapped per instance) and a broadcast's
+    turnaround from the frame's end (``ctx.transport.sync_serial`` for tcdrain, ``intern_write_buffer`` for
+    what is still queued). None is public API: this test is where an upgrade that moves them shows."""
+
+    async def main() -> None:
+        async with line(pty_pair, [Node(1)]) as client:
+            protocol = client.ctx
+            seen: list[bytes] = []
+            receive = protocol.data_received
+
+            def stamped(data: bytes) -> None:
+                seen.append(bytes(data))
+                receive(data)
+
+            protocol.data_received = stamped  # type: ignore[method-assign]
+            pdu = await client.read_holding_registers(0, count=3, device_id=1)
+            assert pdu.registers == HOLDING[:3]
+            assert b"".join(seen)[:3] == bytes([1, 3, 6])  # the answer came through the wrapper
+            transport = protocol.transport
+            assert hasattr(transport, "intern_write_buffer") and not transport.intern_write_buffer
+            assert transport.sync_serial.fileno() >= 0
+
+    asyncio.run(main())
