@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway.service.config_dashboard import DashboardUser
@@ -43,8 +44,14 @@ class Users:
     def __init__(self, users: Iterable[DashboardUser]) -> None:
         self._hashes = {u.name: u.password for u in users}
         self._hasher = PasswordHasher()
-        # Checked for unknown names, so that they cost the same time as known ones.
-        self._decoy = self._hasher.hash(secrets.token_hex(16))
+        # Checked for unknown names, so that they cost the same time as known ones: made with the
+        # parameters of a real user's hash (a verification costs what its hash's parameters say).
+        decoy_hasher = self._hasher
+        for stored in self._hashes.values():
+            with contextlib.suppress(InvalidHashError):
+                decoy_hasher = PasswordHasher.from_parameters(extract_parameters(stored))
+                break
+        self._decoy = decoy_hasher.hash(secrets.token_hex(16))
 
     def check(self, name: str, password: str) -> bool:
         """Whether ``password`` is ``name``'s password."""
