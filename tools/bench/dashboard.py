@@ -1,0 +1,234 @@
+"""What the dashboard costs the gateway: CPU and memory with N live pages open, against none.
+
+``streetedge bench dashboard`` starts Modbus TCP lamp simulators (:mod:`tools.sim.tcp_lamps`, 250 lamps
+polled every second), Mosquitto and the real gateway (``streetedge run``) with ``[dashboard]`` enabled,
+then measures the gateway process in three windows of ``--seconds``:
+
+1. ``dashboard off``: the same gateway started without ``[dashboard]`` (the baseline);
+2. ``no page open``: the dashboard served, nobody looking;
+3. ``N pages open``: N clients logged in (each its own session) reading the event stream, as a browser
+   does (``--clients sse``), or N headless chromium pages of the dashboard (``--clients browser``; their
+   own CPU competes with the gateway's on a small machine).
+
+Per window: gateway CPU (user + system, % of one core), resident memory at the end, and the bytes
+the event streams carried. ``--write-docs`` records the table in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from tools.bench import cpu_seconds, record
+from tools.bench.load import Simulators, gateway_toml, rss_mb
+from tools.broker import LocalBroker, free_port
+from tools.dashboard_setup import DashboardLogin, enable_dashboard
+from tools.keys import commands_toml
+
+WARMUP = 10.0
+"""Seconds after the gateway answers before a window starts (every node polled, history sampled)."""
+
+
+@dataclass
+class Window:
+    """One measured window."""
+
+    name: str
+    cpu_percent: float
+    rss_mb: float
+    stream_bytes_per_s: float = 0.0
+
+
+class Streams:
+    """``count`` logged-in clients reading the dashboard's event stream in a thread of their own."""
+
+    def __init__(self, login: DashboardLogin, count: int) -> None:
+        self.login = login
+        self.count = count
+        self.bytes = 0
+        self.ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self.ready.wait(120):
+            raise RuntimeError("the event streams did not start")
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        sessions = [aiohttp.ClientSession() for _ in range(self.count)]
+        try:
+            for session in sessions:
+                await self._log_in(session)
+            started = [asyncio.Event() for _ in sessions]
+            readers = [asyncio.create_task(self._read(s, e)) for s, e in zip(sessions, started, strict=True)]
+            await asyncio.gather(*(e.wait() for e in started))
+            self.ready.set()
+            await self._stop.wait()
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            for session in sessions:
+                await session.close()
+
+    async def _log_in(self, session: aiohttp.ClientSession) -> None:
+        page = await (await session.get(self.login.url + "login")).text()
+        match = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert match, "no CSRF token on the login page"
+        form = {"name": self.login.user, "password": self.login.password, "csrf": match[1]}
+        answer = await session.post(self.login.url + "login", data=form, allow_redirects=False)
+        assert answer.status == 302, f"login refused ({answer.status})"
+
+    async def _read(self, session: aiohttp.ClientSession, started: asyncio.Event) -> None:
+        async with session.get(self.login.url + "api/events", timeout=aiohttp.ClientTimeout(total=None)) as stream:
+            async for chunk in stream.content.iter_any():
+                self.bytes += len(chunk)
+                started.set()
+
+
+class Browsers:
+    """``count`` headless chromium pages logged in to the dashboard (Selenium)."""
+
+    def __init__(self, login: DashboardLogin, count: int) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        self.drivers = []
+        options = webdriver.ChromeOptions()
+        options.binary_location = shutil.which("chromium") or "chromium"
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+            options.add_argument(arg)
+        for _ in range(count):
+            driver = webdriver.Chrome(options=options,
+                                      service=Service(executable_path=shutil.which("chromedriver") or ""))
+            self.drivers.append(driver)
+            driver.get(login.url + "login")
+            driver.find_element(By.ID, "name").send_keys(login.user)
+            driver.find_element(By.ID, "password").send_keys(login.password)
+            driver.find_element(By.ID, "submit").click()
+            WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "live").text == "live")
+        self.bytes = 0
+
+    def close(self) -> None:
+        for driver in self.drivers:
+            driver.quit()
+
+
+def _window(name: str, pid: int, seconds: float, counter: Streams | Browsers | None = None) -> Window:
+    c0, b0, t0 = cpu_seconds(pid), counter.bytes if counter else 0, time.monotonic()
+    time.sleep(seconds)
+    c1, b1, t1 = cpu_seconds(pid), counter.bytes if counter else 0, time.monotonic()
+    return Window(name, 100 * (c1 - c0) / (t1 - t0), rss_mb(pid), (b1 - b0) / (t1 - t0))
+
+
+def _start(config: Path, log: Path, url: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "-c", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not come up; its log:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    time.sleep(WARMUP)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_dashboard_bench(*, nodes: int = 250, pages: int = 10, seconds: float = 30.0, clients: str = "sse",
+                        write_docs: bool = False) -> int:
+    """Measure the three windows, print the table; with ``write_docs`` record it in docs/performance.md."""
+    work = Path(tempfile.mkdtemp(prefix="streetedge-bench-dashboard-"))
+    sims = Simulators(4, -(-nodes // 4))
+    windows: list[Window] = []
+    history_mb = 0.0
+    try:
+        with LocalBroker("mosquitto") as broker:
+            http_port = free_port()
+            plain = gateway_toml(work / "plain.toml", broker, sims, interval=1.0, concurrency=4, nodes=nodes,
+                                 http_port=http_port)
+            proc = _start(plain, work / "plain.log", f"http://127.0.0.1:{http_port}/health")
+            try:
+                windows.append(_window("dashboard off", proc.pid, seconds))
+            finally:
+                _stop(proc)
+            config = gateway_toml(work / "gateway.toml", broker, sims, interval=1.0, concurrency=4, nodes=nodes,
+                                  http_port=http_port)
+            config.write_text(config.read_text() + commands_toml(work))
+            login = enable_dashboard(config, work, port=free_port())
+            proc = _start(config, work / "gateway.log", login.url + "login")
+            try:
+                windows.append(_window("no page open", proc.pid, seconds))
+                viewers: Streams | Browsers
+                if clients == "browser":
+                    viewers = Browsers(login, pages)
+                else:
+                    viewers = Streams(login, pages)
+                    viewers.start()
+                try:
+                    time.sleep(2.0)  # past the logins and the first whole states
+                    windows.append(_window(f"{pages} {'browsers' if clients == 'browser' else 'event streams'}",
+                                           proc.pid, seconds, viewers))
+                finally:
+                    viewers.close()
+            finally:
+                _stop(proc)
+            history_mb = sum(p.stat().st_size for p in work.glob("dashboard.sqlite*")) / 1e6
+    finally:
+        sims.close()
+        shutil.rmtree(work, ignore_errors=True)
+    text = _table(windows, nodes, seconds, history_mb)
+    print(text)
+    if write_docs:
+        command = (f"streetedge bench dashboard --nodes {nodes} --pages {pages} --seconds {seconds:g} "
+                   f"--clients {clients} --write-docs")
+        record(f"bench-dashboard-{clients}", f"Dashboard: gateway cost with {pages} pages open ({clients})",
+               command, text)
+    return 0
+
+
+def _table(windows: list[Window], nodes: int, seconds: float, history_mb: float) -> str:
+    base = windows[0]
+    rows = ["| gateway | CPU (% of one core) | resident memory (MB) | event streams (kB/s) |",
+            "|---|---:|---:|---:|"]
+    for w in windows:
+        rows.append(f"| {w.name} | {w.cpu_percent:.1f} ({w.cpu_percent - base.cpu_percent:+.1f}) | "
+                    f"{w.rss_mb:.1f} ({w.rss_mb - base.rss_mb:+.1f}) | {w.stream_bytes_per_s / 1000:.1f} |")
+    return (f"{nodes} lamps on Modbus TCP simulators, each polled every second; the real gateway "
+            f"(`streetedge run`), Mosquitto; {seconds:g} s windows after a {WARMUP:g} s warm-up, one after "
+            "the other on the same machine (differences against the gateway without the dashboard in "
+            f"brackets). The history file after the run: {history_mb:.2f} MB.\n\n" + "\n".join(rows) + "\n")
