@@ -51,7 +51,7 @@ def make_screenshots(out: Path = OUT, *, history_seconds: float = HISTORY_SECOND
         manifest = street.start()
         lamps = [n["id"] for n in manifest["nodes"] if n["role"] == "lamp"]
         config = write_gateway_toml(work / "gateway.toml", manifest, broker_url=broker.url, site="elm-street",
-                                    gateway="cabinet-12", groups={"north": lamps[:3], "south": lamps[3:]})
+                                    gateway="cabinet-12", groups={"lamps": lamps, "north": lamps[:3]})
         config.write_text(config.read_text() + "\n[http]\nenabled = false\n" + commands_toml(work))
         login = enable_dashboard(config, work, port=free_port(0), user="ana", history_interval=1.0)
         with (work / "gateway.log").open("wb") as log:
@@ -85,8 +85,8 @@ def make_screenshots(out: Path = OUT, *, history_seconds: float = HISTORY_SECOND
                 driver.find_element(By.ID, "send").click()
                 wait.until(lambda d: "waiting" not in d.find_element(By.ID, "result").text)
 
-            command("all", "switch")
-            command("all", "dim", 100)
+            command("group:lamps", "switch")
+            command("group:lamps", "dim", 100)
             time.sleep(history_seconds / 2)
             command("group:north", "dim", 30)
             command(lamps[4], "dim", 60)
@@ -106,12 +106,13 @@ def make_screenshots(out: Path = OUT, *, history_seconds: float = HISTORY_SECOND
                 saved.append(path)
 
             shoot("dashboard-street.png")
+            driver.set_window_size(1280, 2400)  # an element is shot whole only inside the window
             shoot("dashboard-plots.png", "plots-section")
             shoot("dashboard-alarms.png", "events-section")
             driver.find_element(By.ID, f"lamp-{lamps[1]}").click()
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detail polyline")) >= 1)
             shoot("dashboard-node.png", "nodes-section")
-            driver.set_window_size(390, 844)
+            driver.set_window_size(390, 1100)
             driver.refresh()
             wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
             shoot("dashboard-phone.png")

@@ -177,17 +177,20 @@ async def events(request: web.Request) -> web.StreamResponse:
     _user(request)
     feed = request.app[FEED]
     queue = feed.subscribe()
+    stream = None
     try:
         async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
             while True:
                 message = await queue.get()
-                if message is None:  # dropped for falling behind
+                if message is None:  # dropped for falling behind, or the gateway is stopping
                     break
                 kind, data = message
                 await stream.send(data, event=kind)
+    except ConnectionResetError:  # the browser went away
+        pass
     finally:
         feed.unsubscribe(queue)
-    return stream
+    return stream or web.Response(status=204)
 
 
 async def history_series(request: web.Request) -> web.Response:

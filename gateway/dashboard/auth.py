@@ -29,6 +29,8 @@ MAX_FAILURES = 5
 """Failed logins from one address within :data:`FAILURE_WINDOW` after which its logins are refused."""
 FAILURE_WINDOW = 300.0
 """Seconds over which failed logins are counted."""
+MAX_ADDRESSES = 10_000
+"""Addresses with failed logins above which those without recent failures are forgotten."""
 MAX_SESSIONS = 1000
 """Sessions kept at most (the oldest unused go first): anonymous visitors cannot grow memory."""
 
@@ -149,6 +151,9 @@ class LoginLimiter:
 
     def failed(self, address: str) -> None:
         """Count one failed login from ``address``."""
+        if len(self._failures) >= MAX_ADDRESSES:  # forget addresses whose failures left the window
+            for quiet in [a for a in self._failures if not self._recent(a)]:
+                del self._failures[quiet]
         self._recent(address).append(self.clock())
 
     def succeeded(self, address: str) -> None:
