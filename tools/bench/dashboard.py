@@ -17,6 +17,7 @@ the event streams carried. ``--write-docs`` records the table in docs/performanc
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -231,4 +232,6 @@ def _table(windows: list[Window], nodes: int, seconds: float, history_mb: float)
     return (f"{nodes} lamps on Modbus TCP simulators, each polled every second; the real gateway "
             f"(`streetedge run`), Mosquitto; {seconds:g} s windows after a {WARMUP:g} s warm-up, one after "
             "the other on the same machine (differences against the gateway without the dashboard in "
-            f"brackets). The history file after the run: {history_mb:.2f} MB.\n\n" + "\n".join(rows) + "\n")
+            f"brackets). The history file after the run: {history_mb:.2f} MB. Load average at the end "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares the machine).\n\n"
+            + "\n".join(rows) + "\n")
