@@ -174,3 +174,42 @@ def test_the_page_files_come_from_the_package_and_nothing_else(make_config: Call
             for path in ("/static/..%2Fapp.py", "/static/login.html", "/static/nothing.js"):
                 assert (await client.get(path)).status == 404, path
     run(scenario())
+
+
+def test_a_taken_port_leaves_the_gateway_running_without_the_page(
+    make_config: Callable[..., Config], kit: Any, caplog: Any
+) -> None:
+    import socket
+
+    import msgspec
+
+    from gateway.dashboard.server import start_dashboard
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = make_config()
+        config = msgspec.structs.replace(
+            config, dashboard=msgspec.structs.replace(config.dashboard, port=taken.getsockname()[1]))
+        started = run(start_dashboard(config, kit.stats_for(config), None, lambda: 0))
+    assert started is None
+    assert "dashboard not started" in caplog.text
+
+
+def test_dashboard_user_prints_an_entry_the_gateway_accepts(
+    tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    import io
+
+    from gateway.dashboard.auth import Users
+    from gateway.service.config import parse_config
+    from tools.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long pass phrase\n"))
+    assert main(["dashboard-user", "ana", "--password-stdin"]) == 0
+    entry = capsys.readouterr().out
+    config = parse_config('site = "s"\ngateway = "g"\n[dashboard]\nenabled = true\n' + entry)
+    assert Users(config.dashboard.user).check("ana", "a long pass phrase")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["dashboard-user", "ana", "--password-stdin"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
