@@ -62,12 +62,20 @@ class Streams:
         self.ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        if not self.ready.wait(120):
-            raise RuntimeError("the event streams did not start")
+        if not self.ready.wait(120) or self.error is not None:
+            raise RuntimeError(f"the event streams did not start: {self.error!r}")
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # told to start(), which raises it
+            self.error = exc
+            self.ready.set()
 
     def close(self) -> None:
         if self._loop is not None and self._stop is not None:
@@ -76,7 +84,8 @@ class Streams:
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        sessions = [aiohttp.ClientSession() for _ in range(self.count)]
+        # unsafe: keep cookies of an IP address (the dashboard's loopback address), which aiohttp skips by default
+        sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(self.count)]
         try:
             for session in sessions:
                 await self._log_in(session)
