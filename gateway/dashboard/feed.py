@@ -2,7 +2,8 @@
 
 Every :data:`TICK` seconds the feed takes the street's view (:func:`gateway.dashboard.view.street_view`),
 compares it with the previous one and hands every subscriber the same encoded message: ``update``
-(the nodes that changed, and the links, outbox and command counters) plus one ``event`` message per
+(what changed of each node that changed: its id, the fields that changed and, under ``values``, only
+the values that changed; and the links, outbox and command counters) plus one ``event`` message per
 thing that happened (an alarm raised or cleared, a node lost or back, a command's result). A new
 subscriber first gets ``state``: the whole view and the recent events. A subscriber that does not keep
 up (:data:`BACKLOG` messages waiting) is dropped; its browser reconnects and starts again from
@@ -116,7 +117,7 @@ class Feed:
             before = self._nodes.get(node["id"])
             if before == node:
                 continue
-            changed.append(node)
+            changed.append(node if before is None else _delta(before, node))
             if before is not None:
                 self._note(before, node)
             self._nodes[node["id"]] = node
@@ -159,3 +160,14 @@ class Feed:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
                 queue.put_nowait(None)
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed of one node: its id, the changed fields, the changed values (a poll moves a few)."""
+    delta = {key: value for key, value in after.items() if key != "values" and before.get(key) != value}
+    delta["id"] = after["id"]
+    old = before["values"]
+    values = {name: value for name, value in after["values"].items() if old.get(name) != value}
+    if values:
+        delta["values"] = values
+    return delta

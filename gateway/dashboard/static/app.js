@@ -226,7 +226,10 @@ function apply(update, whole) {
     page.units = update.units;
     page.plotted = update.plotted;
   }
-  for (const node of update.nodes) page.nodes.set(node.id, node);
+  for (const node of update.nodes) {  // a whole node (state) or what changed of it (update)
+    const known = whole ? undefined : page.nodes.get(node.id);
+    page.nodes.set(node.id, known ? { ...known, ...node, values: { ...known.values, ...(node.values || {}) } } : node);
+  }
   for (const node of page.nodes.values()) drawNode(node);
   drawStreet();
   drawLinks(page.view);

@@ -61,7 +61,7 @@ def test_events_for_alarms_raised_and_cleared_and_links_lost(make_config: Callab
     assert feed.events[-1]["error"] == "unit 3 on bus0: no answer"
 
 
-def test_updates_carry_only_the_nodes_that_changed(make_config: Callable[..., Config], kit: Any) -> None:
+def test_updates_carry_only_what_changed(make_config: Callable[..., Config], kit: Any) -> None:
     config = make_config()
     stats = kit.stats_for(config)
     feed = Feed(config, stats)
@@ -70,10 +70,17 @@ def test_updates_carry_only_the_nodes_that_changed(make_config: Callable[..., Co
     assert kind == "state" and len(json.loads(data)["nodes"]) == 3
     feed.tick()
     queue.get_nowait()
-    stats.nodes["lamp-1"].values["power"] = 42.0
+    stats.nodes["lamp-1"].values.update(power=42.0, energy=7)
     feed.tick()
-    kind, data = queue.get_nowait()
-    assert kind == "update" and [n["id"] for n in json.loads(data)["nodes"]] == ["lamp-1"]
+    stats.nodes["lamp-1"].values["power"] = 43.0
+    stats.nodes["lamp-3"].online = False
+    feed.tick()
+    updates = [json.loads(data)["nodes"] for kind, data in (queue.get_nowait() for _ in range(queue.qsize()))
+               if kind == "update"]
+    assert updates == [
+        [{"id": "lamp-1", "values": {"power": 42.0, "energy": 7}}],
+        [{"id": "lamp-1", "values": {"power": 43.0}}, {"id": "lamp-3", "state": "offline"}],
+    ]
 
 
 def test_a_browser_that_falls_behind_is_dropped(make_config: Callable[..., Config], kit: Any) -> None:
