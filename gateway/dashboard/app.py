@@ -19,6 +19,7 @@ has no inline script), and the page may not be framed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 from collections.abc import Awaitable, Callable
@@ -101,8 +102,15 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, session: Ses
                         secure=request.app[SECURE])
 
 
+@functools.lru_cache(maxsize=16)  # bounded: names come from requests
+def _file(name: str) -> bytes | None:
+    """A file of the page, read once (they ship with the package and do not change while it runs)."""
+    entry = STATIC / name
+    return entry.read_bytes() if entry.is_file() else None
+
+
 def _asset(name: str) -> str:
-    return (STATIC / name).read_text(encoding="utf-8")
+    return (_file(name) or b"").decode("utf-8")
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -251,7 +259,7 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
     kind = next((t for ext, t in types.items() if name.endswith(ext)), None)
-    entry = STATIC / name
-    if kind is None or "/" in name or not entry.is_file():
+    body = None if kind is None or "/" in name else _file(name)
+    if body is None:
         raise web.HTTPNotFound()
-    return web.Response(body=entry.read_bytes(), content_type=kind, headers={"Cache-Control": "max-age=300"})
+    return web.Response(body=body, content_type=kind, headers={"Cache-Control": "max-age=300"})
