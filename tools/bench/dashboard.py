@@ -169,9 +169,9 @@ def tick_cost(nodes: int, pages: int, ticks: int = 50) -> tuple[float, int]:
     queues = [feed.subscribe() for _ in range(pages)]
     size, spent = 0, 0.0
     for i in range(ticks):
-        for node in stats.nodes.values():
-            node.values.update(seq=i, uptime=i, power=40.0 + i % 7)
-            node.last_poll = float(i)
+        for state in stats.nodes.values():
+            state.values.update(seq=i, uptime=i, power=40.0 + i % 7)
+            state.last_poll = float(i)
         start = time.perf_counter()
         feed.tick()
         spent += time.perf_counter() - start
