@@ -214,3 +214,40 @@ def test_dashboard_user_prints_an_entry_the_gateway_accepts(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["dashboard-user", "ana", "--password-stdin"]) == 2
     assert "at least 8 characters" in capsys.readouterr().err
+
+
+def test_with_a_certificate_the_page_is_served_over_https_with_a_secure_cookie(
+    make_config: Callable[..., Config], kit: Any, tmp_path: Path
+) -> None:
+    import ssl
+
+    import aiohttp
+
+    from gateway.dashboard.server import Dashboard
+    from tools.pki import Pki
+
+    pki = Pki(tmp_path)
+    cert, key = pki.issue("127.0.0.1", server=True)
+    config = make_config(extra=f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
+
+    async def scenario() -> None:
+        dashboard = Dashboard(config, kit.stats_for(config), None)
+        await dashboard.start()
+        try:
+            assert dashboard.url.startswith("https://127.0.0.1:")
+            trust = ssl.create_default_context(cafile=str(pki.ca))
+            async with aiohttp.ClientSession() as session:
+                answer = await session.get(dashboard.url + "login", ssl=trust)
+                assert answer.status == 200
+                cookie = answer.cookies["se_session"]
+                assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Strict"
+                try:
+                    await session.get(dashboard.url.replace("https", "http") + "login")
+                except aiohttp.ClientError:
+                    pass  # plain http is not answered
+                else:
+                    raise AssertionError("plain http answered")
+        finally:
+            await dashboard.stop()
+
+    run(scenario())
