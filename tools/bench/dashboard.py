@@ -183,6 +183,37 @@ def tick_cost(nodes: int, pages: int, ticks: int = 50) -> tuple[float, int]:
     return 1000 * spent / ticks, size
 
 
+def history_cost(nodes: int, hours: float = 6.0, interval: float = 30.0) -> str:
+    """Fill a history file to its bound (``nodes`` lamps, two plotted values, ``hours`` at ``interval``, then
+    20 samplings more) and say what it costs: size, time per sampling, time of a street's and a node's plot."""
+    from gateway.dashboard.history import History
+
+    with tempfile.TemporaryDirectory() as folder:
+        history = History(f"{folder}/h.sqlite", hours)
+        samples = [(f"lamp-{i}", "lamp", name, 12.5) for i in range(nodes) for name in ("power", "energy")]
+        spent = []
+        for k in range(int(hours * 3600 / interval) + 20):
+            start = time.perf_counter()
+            history.add(k * interval, samples)
+            spent.append(time.perf_counter() - start)
+        history.close()  # a checkpoint: the WAL goes into the file
+        history = History(f"{folder}/h.sqlite", hours)
+        rows = history.rows()
+        size = sum(p.stat().st_size for p in Path(folder).glob("h.sqlite*"))
+        start = time.perf_counter()
+        street = history.series("power", role="lamp", since=0)
+        street_ms = 1000 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        history.series("power", node="lamp-7", since=0)
+        node_ms = 1000 * (time.perf_counter() - start)
+        history.close()
+    return (f"The history filled to its bound ({nodes} lamps x 2 values, {hours:g} h at {interval:g} s, "
+            f"`history_cost`): {rows:,} rows, {size / 1e6:.1f} MB ({size / rows:.0f} bytes a row with its indexes); "
+            "one sampling "
+            f"(one transaction, in a worker thread) {1000 * sorted(spent)[len(spent) // 2]:.1f} ms (median); "
+            f"a street plot ({len(street)} points) {street_ms:.1f} ms, a node's plot {node_ms:.1f} ms.\n")
+
+
 def _window(name: str, pid: int, seconds: float, counter: Streams | Browsers | None = None) -> Window:
     c0, b0, t0 = cpu_seconds(pid), counter.bytes if counter else 0, time.monotonic()
     time.sleep(seconds)
@@ -262,7 +293,7 @@ def run_dashboard_bench(*, nodes: int = 250, pages: int = 10, seconds: float = 3
     text = _table(windows, nodes, seconds, history_mb) + (
         f"\nThe feed's work each second, measured alone in one process (`tick_cost`: {nodes} lamps whose every "
         f"poll moves three values, {pages} pages subscribed): {tick_ms:.1f} ms of CPU per tick, an update of "
-        f"{update_bytes / 1000:.1f} kB encoded once for every page.\n")
+        f"{update_bytes / 1000:.1f} kB encoded once for every page.\n\n" + history_cost(nodes))
     print(text)
     if write_docs:
         command = (f"streetedge bench dashboard --nodes {nodes} --pages {pages} --seconds {seconds:g} "
