@@ -5,8 +5,8 @@ What it keeps: every ``history_interval`` seconds, one sample of each plotted va
 environment node's PM2.5, PM10 and noise) of every online node, for ``history_hours``; older samples
 are deleted at each sampling. So the file holds at most
 ``nodes x values x history_hours x 3600 / history_interval`` rows: 250 lamps, 2 values, 6 hours,
-30 s: 360,000 rows, 22 MB with its indexes (61 bytes a row, measured), each sampling about 16 ms of a
-worker thread. The street's totals per role and value are kept beside (one row per sampling), so a
+30 s: 360,000 rows, 22 MB with its indexes (61 bytes a row, measured), each sampling 16-25 ms of a
+worker thread (``streetedge bench dashboard``). The street's totals per role and value are kept beside (one row per sampling), so a
 street plot reads 720 rows, not every node's.
 Commands given from the page (who, when, what, the result) are kept too, the last :data:`ACTIONS_KEPT`.
 
