@@ -6,8 +6,8 @@ environment node's PM2.5, PM10 and noise) of every online node, for ``history_ho
 are deleted at each sampling. So the file holds at most
 ``nodes x values x history_hours x 3600 / history_interval`` rows: 250 lamps, 2 values, 6 hours,
 30 s: 360,000 rows, 22 MB with its indexes (61 bytes a row, measured), each sampling 16-25 ms of a
-worker thread (``streetedge bench dashboard``). The street's totals per role and value are kept beside (one row per sampling), so a
-street plot reads 720 rows, not every node's.
+worker thread (``streetedge bench dashboard``). The street's totals per role and value are kept beside
+(one row per sampling), so a street plot reads 720 rows, not every node's.
 Commands given from the page (who, when, what, the result) are kept too, the last :data:`ACTIONS_KEPT`.
 
 One connection, used from a worker thread (``asyncio.to_thread``) under a lock, so that the gateway's
