@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -128,13 +129,13 @@ async def start_dashboard(
     config: Config, stats: GatewayStats, router: Router | None, queue_depth: Callable[[], int],
 ) -> Dashboard | None:
     """The started dashboard when ``[dashboard]`` enables it, else None; a gateway runs on without it if it
-    cannot start (its address is taken, its key or certificate unreadable), and says why."""
+    cannot start (its address is taken, its key, certificate or history file unusable), and says why."""
     if not config.dashboard.enabled:
         return None
     try:
         dashboard = Dashboard(config, stats, router, queue_depth)
         await dashboard.start()
-    except (OSError, ValueError, ssl.SSLError) as exc:
+    except (OSError, ValueError, ssl.SSLError, sqlite3.Error) as exc:  # address, key, certificate, history file
         log.error("dashboard not started (%s:%d): %s; running without it",
                   config.dashboard.listen, config.dashboard.port, exc)
         return None

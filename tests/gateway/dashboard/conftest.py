@@ -77,11 +77,16 @@ def stats_for(config: Config) -> GatewayStats:
     return stats
 
 
+def router_for(config: Config, stats: GatewayStats | None = None) -> CommandRouter:
+    """A real command router with no buses (nothing is polled here); close() it."""
+    return CommandRouter(config, {}, stats or stats_for(config), lambda payload: None)
+
+
 @asynccontextmanager
 async def served(config: Config, stats: GatewayStats | None = None) -> AsyncIterator[tuple[TestClient, Dashboard]]:
     """The dashboard's app on a loopback port, with a real command router (no buses: nothing is polled)."""
     stats = stats or stats_for(config)
-    router = CommandRouter(config, {}, stats, lambda payload: None)
+    router = router_for(config, stats)
     dashboard = Dashboard(config, stats, router)
     client = TestClient(TestServer(dashboard.app))
     await client.start_server()
@@ -112,6 +117,7 @@ class Kit:
 
     password = PASSWORD
     served = staticmethod(served)
+    router_for = staticmethod(router_for)
     stats_for = staticmethod(stats_for)
     log_in = staticmethod(log_in)
     csrf_of_login_page = staticmethod(csrf_of_login_page)

@@ -176,6 +176,28 @@ def test_the_page_files_come_from_the_package_and_nothing_else(make_config: Call
     run(scenario())
 
 
+def test_an_unusable_history_file_or_key_leaves_the_gateway_running_without_the_page(
+    make_config: Callable[..., Config], kit: Any, caplog: Any, tmp_path: Path
+) -> None:
+    import msgspec
+
+    from gateway.dashboard.server import start_dashboard
+
+    config = make_config(extra=f'history = "{tmp_path / "missing" / "h.sqlite"}"\n')
+    assert run(start_dashboard(config, kit.stats_for(config), None, lambda: 0)) is None
+    assert "dashboard not started" in caplog.text and "unable to open database" in caplog.text
+    caplog.clear()
+    config = make_config()
+    config = msgspec.structs.replace(
+        config, dashboard=msgspec.structs.replace(config.dashboard, key_file=str(tmp_path / "gone.key")))
+    router = kit.router_for(config)
+    try:
+        assert run(start_dashboard(config, kit.stats_for(config), router, lambda: 0)) is None
+    finally:
+        router.close()
+    assert "gone.key" in caplog.text
+
+
 def test_a_taken_port_leaves_the_gateway_running_without_the_page(
     make_config: Callable[..., Config], kit: Any, caplog: Any
 ) -> None:
