@@ -49,7 +49,8 @@ class Window:
     name: str
     cpu_percent: float
     rss_mb: float
-    stream_bytes_per_s: float = 0.0
+    stream_bytes_per_s: float | None = 0.0
+    """None: not counted (browsers' streams are read inside chromium)."""
 
 
 class Streams:
@@ -218,7 +219,8 @@ def _window(name: str, pid: int, seconds: float, counter: Streams | Browsers | N
     c0, b0, t0 = cpu_seconds(pid), counter.bytes if counter else 0, time.monotonic()
     time.sleep(seconds)
     c1, b1, t1 = cpu_seconds(pid), counter.bytes if counter else 0, time.monotonic()
-    return Window(name, 100 * (c1 - c0) / (t1 - t0), rss_mb(pid), (b1 - b0) / (t1 - t0))
+    counted = not isinstance(counter, Browsers)
+    return Window(name, 100 * (c1 - c0) / (t1 - t0), rss_mb(pid), (b1 - b0) / (t1 - t0) if counted else None)
 
 
 def _start(config: Path, log: Path, url: str) -> subprocess.Popen[bytes]:
@@ -309,10 +311,14 @@ def _table(windows: list[Window], nodes: int, seconds: float, history_mb: float)
             "|---|---:|---:|---:|"]
     for w in windows:
         rows.append(f"| {w.name} | {w.cpu_percent:.1f} ({w.cpu_percent - base.cpu_percent:+.1f}) | "
-                    f"{w.rss_mb:.1f} ({w.rss_mb - base.rss_mb:+.1f}) | {w.stream_bytes_per_s / 1000:.1f} |")
+                    f"{w.rss_mb:.1f} ({w.rss_mb - base.rss_mb:+.1f}) | {_kb(w.stream_bytes_per_s)} |")
     return (f"{nodes} lamps on Modbus TCP simulators, each polled every second; the real gateway "
             f"(`streetedge run`), Mosquitto; {seconds:g} s windows after a {WARMUP:g} s warm-up, one after "
             "the other on the same machine (differences against the gateway without the dashboard in "
             f"brackets). The history file after the run: {history_mb:.2f} MB. Load average at the end "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares the machine).\n\n"
             + "\n".join(rows) + "\n")
+
+
+def _kb(per_second: float | None) -> str:
+    return "not counted" if per_second is None else f"{per_second / 1000:.1f}"
