@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 
 from tools.command_cli import add_parsers as add_command_parsers
+from tools.dashboard_cli import add_bench_parser as add_dashboard_bench
+from tools.dashboard_cli import add_parsers as add_dashboard_parsers
 from tools.exit_codes import CliError, Exit
 from tools.field_cli import add_parsers as add_field_parsers
 
@@ -305,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks; results go to docs/performance.md")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    add_dashboard_bench(bench)
     b = bench.add_parser("spine", help="readings/s and gateway CPU per reading vs the bare floor")
     b.add_argument("--nodes", type=int, default=8)
     b.add_argument("--seconds", type=float, default=20)
@@ -387,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_decode)
 
     add_field_parsers(sub)  # listen, flash, provision
+    add_dashboard_parsers(sub)  # dashboard-user, dashboard-shots
     return parser
 
 

@@ -29,6 +29,7 @@ from gateway.service.config import load_config
 from gateway.service.daemon import Gateway
 from gateway.service.stats import GatewayStats
 from tools.broker import LocalBroker, mosquitto_path
+from tools.dashboard_setup import enable_dashboard, free_port
 from tools.keys import trust
 from tools.operator import Signer, send_command
 from tools.sim.street import VirtualStreet
@@ -155,7 +156,9 @@ def run_demo(*, nodes: int = 8, broker: str = "auto", seconds: float = 0, workdi
             # The demo's operator key: made now, trusted by this gateway only, never written to disk.
             signer = Signer(Ed25519PrivateKey.generate(), "demo-operator")
             trust(config_path, workdir, signer.kid, signer.key)
+            page = enable_dashboard(config_path, workdir, port=free_port(), user="demo", history_interval=5.0)
             console.print(f"gateway configuration: {config_path} (trusts the demo's operator key)")
+            console.print(f"[bold]dashboard: {page.url}  login: {page.user} / {page.password}[/bold]")
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_run(street, config_path, broker_url, protocol, shown, seconds, console, signer))
     finally:

@@ -13,6 +13,8 @@ command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)  # the power-cut filesys
 command -v tmux >/dev/null 2>&1 || need+=(tmux)  # the terminal `streetedge watch` is tested in
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)  # builds the Debian package (packaging/build_deb.py)
 command -v adduser >/dev/null 2>&1 || need+=(adduser)  # the package's system user
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the dashboard's browser tests (headless)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # Debian splits venv/ensurepip out of python3.
 "${PYTHON:-python3}" -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0

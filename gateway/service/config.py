@@ -45,6 +45,7 @@ from gateway.errors import GatewayError
 from gateway.profiles.registry import NodeProfileError, with_profiles
 from gateway.service.config_check import NAME_PATTERN, ProblemError, check, suggest
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
+from gateway.service.config_dashboard import DashboardConfig, check_dashboard
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=64)]
@@ -194,6 +195,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """Command freshness rules, replay database and audit log (``gateway.service.config_commands``)."""
     key: list[KeyConfig] = msgspec.field(default_factory=list)
     """Trusted operator keys and their scopes (``[[key]]``)."""
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    """The cabinet dashboard (``gateway.service.config_dashboard``)."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""
@@ -275,7 +278,7 @@ def _cross_check(config: Config) -> Config:
                 raise ProblemError(
                     f"groups.{group}[{j}]", f"unknown node {member!r}{suggest(member, node_ids)}"
                 )
-    problem = check_commands(config)
+    problem = check_commands(config) or check_dashboard(config)
     if problem:
         raise ProblemError(*problem)
     if not config.broker.client_id:

@@ -29,6 +29,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cbor2
 import msgspec
@@ -45,6 +46,9 @@ from gateway.polling.supervisor import Polling
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
+
+if TYPE_CHECKING:
+    from gateway.dashboard.server import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,8 @@ class Gateway:
         """The node event log reader (None before :meth:`run`)."""
         self.polling: Polling | None = None
         """The running buses and pollers (None before :meth:`run`)."""
+        self.dashboard: Dashboard | None = None
+        """The cabinet dashboard, when ``[dashboard]`` enables it (None before :meth:`run`)."""
         self.high_water = min(HIGH_WATER, queue_size)
         self._stop = asyncio.Event()
 
@@ -135,6 +141,10 @@ class Gateway:
         )
         self.uplink = uplink
         self._router = router
+        if cfg.dashboard.enabled:  # aiohttp is imported only by gateways that serve the page
+            from gateway.dashboard.server import start_dashboard
+
+            self.dashboard = await start_dashboard(cfg, self.stats, router, lambda: len(uplink.queue))
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
@@ -156,6 +166,8 @@ class Gateway:
                     # gateway.service.cancelling), so end them here, for sure, on every way out.
                     await cancel_and_wait(tasks)
         finally:
+            if self.dashboard is not None:
+                await self.dashboard.stop()
             await polling.stop()  # also when cancelled: no poller outlives the gateway
             router.close()
             await self.events.close()
@@ -209,11 +221,12 @@ class Gateway:
         old = self.config
         notes = [
             f"{key} changed: takes effect after a restart"
-            for key in ("site", "gateway", "broker", "http", "delivery")
+            for key in ("site", "gateway", "broker", "http", "delivery", "dashboard")
             if getattr(old, key) != getattr(config, key)
         ]
         keep = msgspec.structs.replace(
-            config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery
+            config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery,
+            dashboard=old.dashboard,
         )
         self.config = keep
         if self.polling is not None:
