@@ -12,8 +12,8 @@ are reported to ``on_state``, as for polled nodes: a node is offline after
 with its next one.
 
 An advert counts as a duplicate (dropped quietly) when it repeats the last
-accepted one byte for byte: a scanner hears every advertising event, and a
-node repeats an advert until it has a new one. Any other counter the node
+accepted, or the last refused, one byte for byte: a scanner hears every
+advertising event, and a node repeats an advert until it has a new one. Any other counter the node
 has used is a replay, and a counter older than the replay window is too
 old: both are refused and counted, as are forged adverts (the tag does not
 match the node's key) and malformed ones.
@@ -84,6 +84,7 @@ class _Node:
             self.alarm_bits |= bits
         self.raws: dict[str, Number] = {"status": 0}
         self.last: bytes = b""
+        self.last_refused: bytes = b""
         self.heard: float | None = None
         """Monotonic time of the last good advert."""
 
@@ -155,19 +156,19 @@ class AdvertReceiver:
         if node is None:
             return UNKNOWN_NODE
         node_id = node.config.id
-        if service_data == node.last:
-            return DUPLICATE
+        if service_data in (node.last, node.last_refused):
+            return DUPLICATE  # the radio repeats an advert at every advertising event: judged once
         try:
             _, counter, plain = node.opener.open(service_data)
             objects = bthome.decode_objects(plain)
         except AuthenticationError:
-            return self._refuse(node, FORGED, "advert tag does not match the node's key")
+            return self._refuse(node, FORGED, "advert tag does not match the node's key", service_data)
         except DecodeError as exc:
-            return self._refuse(node, MALFORMED, str(exc))
+            return self._refuse(node, MALFORMED, str(exc), service_data)
         verdict = self.windows.admit(node_id, counter)
         if verdict not in (NEW, LATE):
             outcome = REPLAYED if verdict == SEEN else TOO_OLD
-            return self._refuse(node, outcome, f"advert counter {counter} {verdict.replace('_', ' ')}")
+            return self._refuse(node, outcome, f"advert counter {counter} {verdict.replace('_', ' ')}", service_data)
         node.last = service_data
         values, status = ble_adverts.unpack(node.rows, node.alarms, objects)
         # A late advert is older than what the memory holds: it is recorded, but it does not overwrite.
@@ -190,7 +191,8 @@ class AdvertReceiver:
         self.on_readings(node.as_node, now, readings)
         return ACCEPTED
 
-    def _refuse(self, node: _Node, outcome: str, why: str) -> str:
+    def _refuse(self, node: _Node, outcome: str, why: str, service_data: bytes) -> str:
+        node.last_refused = service_data
         self.refused[(node.config.id, outcome)] += 1
         state = self.stats[node.config.id]
         state.failures += 1
