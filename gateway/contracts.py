@@ -295,7 +295,7 @@ def poll_declarations(role: str) -> dict[str, int]:
 
 
 class BthomeCodec(Protocol):
-    """BTHome v2 service data (``protocols.bthome``): the advert structure, header and objects."""
+    """BTHome v2 service data read (``protocols.bthome_read``): the advert structure, header and objects."""
 
     INFO_TRIGGER: int
 
@@ -310,7 +310,7 @@ class BthomeCodec(Protocol):
 
 
 class BthomeOpener(Protocol):
-    """Decrypts one node's service data (``protocols.bthome.Opener``)."""
+    """Decrypts one node's service data (``protocols.bthome_read.Opener``)."""
 
     def open(self, service_data: bytes) -> tuple[int, int, bytes]:
         """(information byte, counter, object bytes); AuthenticationError on a forged or foreign advert."""
@@ -328,7 +328,7 @@ class BleAdvertTables(Protocol):
         """(register raw values by name, alarm status bits) from decoded objects."""
 
 
-_bthome: Any = importlib.import_module("protocols.bthome")
+_bthome: Any = importlib.import_module("protocols.bthome_read")
 bthome = cast(BthomeCodec, _bthome)
 """BTHome v2 service data."""
 ble_adverts = cast(BleAdvertTables, importlib.import_module("protocols.ble_adverts"))

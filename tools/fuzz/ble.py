@@ -21,14 +21,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from protocols import ble_adverts, bthome
+from protocols import ble_adverts, bthome, bthome_read
 from protocols.errors import AuthenticationError, DecodeError
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 
 KEY = bytes(range(16))
 ADDRESS = "A4:C1:38:00:11:22"
 _SEALER = bthome.Sealer(KEY, ADDRESS)
-_OPENER = bthome.Opener(KEY, ADDRESS)
+_OPENER = bthome_read.Opener(KEY, ADDRESS)
 
 
 def seed_objects() -> list[bytes]:
@@ -45,7 +45,7 @@ def seed_objects() -> list[bytes]:
                 out.append(bytes(buf[:n]))
                 n = ble_adverts.pack_alarms(buf, 0, alarms, status)
                 out.append(bytes(buf[:n]))
-    out.append(bthome.encode_objects([(bthome.TEXT, b"pit 7"), (bthome.RAW, b"\x00\xff")]))
+    out.append(bthome_read.encode_objects([(bthome.TEXT, b"pit 7"), (bthome.RAW, b"\x00\xff")]))
     return out
 
 
@@ -61,11 +61,11 @@ def seed_adverts() -> list[bytes]:
 def check_advert(data: bytes) -> str | None:
     """Fuzz target: the gateway's read path on one advertising data payload."""
     try:
-        service_data = bthome.service_data_of(data)
+        service_data = bthome_read.service_data_of(data)
         if service_data is None:
             return "not_bthome"
         info, counter, plain = _OPENER.open(service_data)
-        objects = bthome.decode_objects(plain)
+        objects = bthome_read.decode_objects(plain)
     except AuthenticationError:
         return "forged"
     except DecodeError as exc:
@@ -83,12 +83,12 @@ def check_advert(data: bytes) -> str | None:
 def check_objects(data: bytes) -> str | None:
     """Fuzz target: the object decoder and the role mapping on decrypted bytes."""
     try:
-        objects = bthome.decode_objects(data)
+        objects = bthome_read.decode_objects(data)
     except DecodeError as exc:
         if not str(exc):
             raise AssertionError("a DecodeError that says nothing") from None
         return "malformed"
-    if bthome.encode_objects(objects) != data:
+    if bthome_read.encode_objects(objects) != data:
         raise AssertionError("decoded objects do not encode back to the same bytes")
     for name, _, _, _, _ in ble_adverts.ROLES:
         rows, _, alarms = ble_adverts.role(name)
