@@ -1,7 +1,7 @@
 """The node's BLE part: its readings and alarms in encrypted BTHome v2 adverts.
 
-Started by the node when the board has a radio (``board.ble()``) and the
-flash holds ``ble.json``::
+Started by the meter and environment roles (``start_radio``) when the board
+has a radio (``board.ble()``) and the flash holds ``ble.json``::
 
     {"key": "<32 hex digits>", "interval_ms": 10000, "burst_ms": 200,
      "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000}
@@ -53,6 +53,17 @@ def load_settings(path):
         return None
     cfg["key"] = key
     return cfg
+
+
+def start(board, bank, role):
+    """The running beacon of a node on ``board`` (its task created), or None without radio or ``ble.json``."""
+    settings = load_settings(board.flash_dir + "/ble.json")
+    ble = board.ble() if settings is not None else None
+    if ble is None:
+        return None
+    beacon = Beacon(ble, bank, board, role, settings)
+    asyncio.create_task(beacon.run())
+    return beacon
 
 
 class Beacon:

@@ -151,24 +151,6 @@ class Node:
         elif self.config.safe_mode:
             self.events.log(EV_SAFE_MODE, NODE_SAFE_CONFIG)
 
-    def _beacon(self):
-        """The BLE beacon (:mod:`firmware.ble_beacon`) when the board has a radio and the flash ``ble.json``."""
-        radio = getattr(self.board, "ble", None)
-        if radio is None or self.role is None:
-            return None
-        from firmware import ble_beacon
-
-        settings = ble_beacon.load_settings(self.flash_path("ble.json"))
-        ble = radio() if settings is not None else None
-        if ble is None:
-            return None
-        try:
-            self.beacon = ble_beacon.Beacon(ble, self.bank, self.board, self.config.role, settings)
-        except KeyError as exc:  # a role that does not advertise (the lamp): ble.json is ignored
-            print("streetedge BLE off:", exc)
-            return None
-        return self.beacon
-
     def _release(self):
         if self._release_tables:
             # The bank has packed the rows and the firmware holds copies of the numbers it uses:
@@ -207,9 +189,6 @@ class Node:
         self._publish()
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
         tasks.extend(self.board.tasks())
-        beacon = self._beacon()
-        if beacon is not None:
-            tasks.append(beacon.run())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
         print("streetedge node ready unit=%d role=%s" % (cfg.unit, cfg.role))

@@ -17,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from tools.ble_cli import add_parsers as add_ble_parsers
 from tools.command_cli import add_parsers as add_command_parsers
 from tools.exit_codes import CliError, Exit
 from tools.field_cli import add_parsers as add_field_parsers
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_decode)
 
     add_field_parsers(sub)  # listen, flash, provision
+    add_ble_parsers(sub, bench)  # ble scan, bench ble
     return parser
 
 
