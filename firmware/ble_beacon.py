@@ -62,7 +62,7 @@ def start(board, bank, role):
     if ble is None:
         return None
     beacon = Beacon(ble, bank, board, role, settings)
-    asyncio.create_task(beacon.run())
+    beacon.task = asyncio.create_task(beacon.run())
     return beacon
 
 

@@ -141,17 +141,20 @@ async def crowded_radio(nodes: int, interval: float, loss: float, seconds: float
     listener = BleListener(receiver)
     sent = 0
     async with BleakScanner(listener.on_advert, backend=scanner_backend(radio)):
-        deadline = time.monotonic() + seconds
+        start = time.monotonic()
         rounds = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() - start < seconds:
             rounds += 1
-            for beacon in beacons:
-                await beacon.reading([3300, rounds])
+            due = start + rounds * interval
+            await asyncio.gather(*(beacon.reading([3300, rounds]) for beacon in beacons))
             sent += nodes
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        elapsed = time.monotonic() - start
+        await asyncio.sleep(interval)  # the last round's adverts are on the air for one interval
     receiver.windows.close()
     return {"nodes": nodes, "sent": sent, "received": len(got), "lost_pdus": radio.link.counts["lost"],
-            "delivered_pdus": radio.link.counts["adverts"], "refused": sum(receiver.refused.values())}
+            "delivered_pdus": radio.link.counts["adverts"], "refused": sum(receiver.refused.values()),
+            "interval_achieved_s": round(elapsed / rounds, 3)}
 
 
 def run_ble_bench(*, nodes: int = 50, adverts: int = 20000, radio_nodes: int = 200, interval: float = 1.0,

@@ -9,10 +9,28 @@ own adverts come through :mod:`tools.sim.radio_host`.
 
 from __future__ import annotations
 
+from bumble.device import Device
+
 from protocols import ble_adverts, bthome
 from tools.sim.radio import VirtualRadio
 
-__all__ = ["Beacon"]
+__all__ = ["Beacon", "advertise"]
+
+
+async def advertise(device: Device, data: bytes, interval_ms: float, scan_response: bytes | None = None) -> None:
+    """Advertise ``data`` every ``interval_ms``: new data only, if the device advertises at that interval already.
+
+    One HCI command instead of a stop and a restart (six): what lets one process drive hundreds of nodes.
+    """
+    current = device.legacy_advertising_set
+    if (current is not None and device.is_advertising and scan_response is None
+            and current.advertising_parameters.primary_advertising_interval_min == interval_ms):
+        await current.set_advertising_data(data)
+        return
+    if device.is_advertising:
+        await device.stop_advertising()
+    await device.start_advertising(advertising_data=data, scan_response_data=scan_response,
+                                   advertising_interval_min=interval_ms, advertising_interval_max=interval_ms)
 
 
 class Beacon:
@@ -54,11 +72,7 @@ class Beacon:
     async def advertise_raw(self, service_data: bytes) -> None:
         """Advertise exactly ``service_data`` (an attacker's replay or forgery, in tests)."""
         self.sent.append(service_data)
-        if self.device.is_advertising:
-            await self.device.stop_advertising()
-        await self.device.start_advertising(advertising_data=bthome.advert(service_data),
-                                            advertising_interval_min=self.interval_ms,
-                                            advertising_interval_max=self.interval_ms)
+        await advertise(self.device, bthome.advert(service_data), self.interval_ms)
 
     async def stop(self) -> None:
         """Stop advertising (the node stays on the radio)."""

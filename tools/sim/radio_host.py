@@ -22,6 +22,7 @@ from typing import Any
 
 from bumble.device import Device
 
+from tools.sim.ble_beacons import advertise
 from tools.sim.radio import VirtualRadio
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,10 @@ class RadioHost:
 
     @staticmethod
     async def _advertise(device: Device, msg: dict[str, Any]) -> None:
-        if device.is_advertising:
-            await device.stop_advertising()
         if msg["us"] is None:
+            if device.is_advertising:
+                await device.stop_advertising()
             return
         interval_ms = min(max(20.0, msg["us"] / 1000), 10240.0)  # the range of legacy advertising intervals
         resp = bytes.fromhex(msg["resp"]) if msg.get("resp") else None
-        await device.start_advertising(advertising_data=bytes.fromhex(msg["data"]), scan_response_data=resp,
-                                       advertising_interval_min=interval_ms, advertising_interval_max=interval_ms)
+        await advertise(device, bytes.fromhex(msg["data"]), interval_ms, resp)
