@@ -94,6 +94,7 @@ class Beacon:
         self.sent = 0
         self.alarms_sent = 0
         self.acked = False  # set by the GATT service when the gateway acknowledges the alarm
+        self.task = None  # the running advertiser (start())
 
     def _restore(self):
         data = None
