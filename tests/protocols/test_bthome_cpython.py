@@ -116,7 +116,7 @@ _OBJECT = st.sampled_from([bthome_read.spec(row[0]) for row in bthome_read.OBJEC
 )
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(objects=st.lists(_OBJECT, max_size=8), counter=st.integers(0, 0xFFFFFFFF), key=st.binary(min_size=16,
                                                                                                   max_size=16))
 def test_objects_round_trip_through_seal_and_open(objects: list[tuple[int, object]], counter: int,
