@@ -163,11 +163,11 @@ def test_allocation_per_advert_on_micropython() -> None:
 
 
 def test_fuzz_small_run_only_accepts_or_refuses() -> None:
-    """3,000 mutated adverts and object payloads (python -m tools.fuzz.ble runs 100,000): no crash."""
+    """3,000 mutated adverts, object payloads and GATT commands (python -m tools.fuzz.ble runs 100,000): no crash."""
     from tools.fuzz import ble as fuzz
 
     parts = fuzz.run(3000, seed=3)
     for summary in parts.values():
         assert summary.crashes == [] and summary.hangs == [], summary.crashes[:1]
         assert summary.accepted > 0 and summary.refused > 0
-    assert parts["BLE adverts"].reasons["forged"] > 0
+    assert parts["BLE adverts"].reasons["forged"] > 0 and parts["GATT commands"].reasons["forged"] > 0

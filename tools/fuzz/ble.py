@@ -1,4 +1,4 @@
-"""Fuzz the BLE advert parsers: every advert is readings or a precise refusal, never a crash.
+"""Fuzz the BLE parsers (adverts, GATT commands): readings, a command, or a precise refusal, never a crash.
 
     python -m tools.fuzz.ble --cases 100000 --seed 7
 
@@ -12,6 +12,9 @@ Two parts, ``--cases`` each:
 - objects: mutations of decrypted object bytes through the object decoder
   and the role mapping (what a node holding the key could send); accepted
   objects must encode back to the same bytes.
+- GATT commands: mutations of sealed command frames (writes, reads, alarm
+  acknowledgements) and of their plaintext bodies through the node's command
+  parser (``protocols.ble_gatt``): an accepted frame must seal back to itself.
 
 Prints one line per part; exits 1 on any crash or hang.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from protocols import ble_adverts, bthome, bthome_read
+from protocols import ble_adverts, ble_gatt, bthome, bthome_read
 from protocols.errors import AuthenticationError, DecodeError
 from tools.fuzz.harness import Summary, main_for, mutate, run_target
 
@@ -29,6 +32,7 @@ KEY = bytes(range(16))
 ADDRESS = "A4:C1:38:00:11:22"
 _SEALER = bthome.Sealer(KEY, ADDRESS)
 _OPENER = bthome_read.Opener(KEY, ADDRESS)
+_GATT = ble_gatt.Sealed(KEY, bthome.address_bytes(ADDRESS))
 
 
 def seed_objects() -> list[bytes]:
@@ -98,6 +102,35 @@ def check_objects(data: bytes) -> str | None:
     return None
 
 
+def seed_commands() -> list[bytes]:
+    """Sealed command frames of every op, and bare bodies (op byte first) for the body parser."""
+    bodies = [(ble_gatt.OP_WRITE, ble_gatt.write_body(0, [1000])), (ble_gatt.OP_WRITE, ble_gatt.write_body(2, [
+        0, 21600, 900])), (ble_gatt.OP_READ, b"\x00\x00\x09"), (ble_gatt.OP_ACK_ALARM, b"")]
+    frames = [_GATT.command(i * 131, op, body) for i, (op, body) in enumerate(bodies)]
+    return frames + [bytes([op]) + body for op, body in bodies]
+
+
+def check_command(data: bytes) -> str | None:
+    """Fuzz target: a GATT write as the node reads it (a frame), or a decrypted body (op byte first)."""
+    try:
+        if data[:1] == bytes([ble_gatt.VERSION]) and len(data) > 9:
+            counter, op, body = _GATT.open_command(data)
+            if _GATT.command(counter, op, body) != data:
+                raise AssertionError("an accepted command does not seal back to itself")
+        elif data:
+            op, body = data[0], data[1:]
+        else:
+            return "empty"
+        ble_gatt.parse_body(op, body)
+    except AuthenticationError:
+        return "forged"
+    except DecodeError as exc:
+        if not str(exc):
+            raise AssertionError("a DecodeError that says nothing") from None
+        return "malformed"
+    return None
+
+
 def _inputs(pool: list[bytes], n: int, seed: int) -> Iterator[bytes]:
     rnd = random.Random(seed)
     for _ in range(n):
@@ -105,10 +138,11 @@ def _inputs(pool: list[bytes], n: int, seed: int) -> Iterator[bytes]:
 
 
 def run(n: int, seed: int = 0) -> dict[str, Summary]:
-    """``n`` mutated adverts and ``n`` mutated object payloads."""
+    """``n`` mutated adverts, object payloads and GATT commands."""
     return {
         "BLE adverts": run_target(check_advert, _inputs(seed_adverts(), n, seed)),
         "BTHome objects": run_target(check_objects, _inputs(seed_objects(), n, seed + 1)),
+        "GATT commands": run_target(check_command, _inputs(seed_commands(), n, seed + 2)),
     }
 
 
