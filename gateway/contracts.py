@@ -365,3 +365,25 @@ def ble_role(role: str) -> str:
 
 for _role in BLE_ROLES:  # known from the start, so that the outbox's births describe them
     ble_role(_role)
+
+
+class BleGattFrames(Protocol):
+    """One BLE node's sealed GATT frames (``protocols.ble_gatt.Sealed``)."""
+
+    def command(self, counter: int, op: int, body: bytes = b"") -> bytes:
+        """A command frame under the node's key."""
+
+    def open_result(self, frame: bytes) -> tuple[int, int, bytes]:
+        """(counter, status, body) of a result frame; AuthenticationError if forged, DecodeError if malformed."""
+
+
+_gatt: Any = importlib.import_module("protocols.ble_gatt")
+BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
+"""UUID of a BLE node's command characteristic (written)."""
+BLE_GATT_RESULT: str = _gatt.RESULT_UUID
+"""UUID of a BLE node's result characteristic (notified)."""
+
+
+def ble_gatt_frames(key: bytes, address: str) -> BleGattFrames:
+    """The GATT frames of the node with this key and address (``AA:BB:CC:DD:EE:FF``)."""
+    return cast(BleGattFrames, _gatt.Sealed(key, _bthome.address_bytes(address)))

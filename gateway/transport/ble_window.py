@@ -7,7 +7,8 @@ and DTLS do: an advert is new when its counter is above the highest, or
 inside the window and not yet seen (a late advert: scanners can deliver
 out of order). Anything else is a replay. The window is written to SQLite
 before an advert's reading is handed on, so a restarted gateway refuses what
-the previous run accepted.
+the previous run accepted. The same file keeps the counter of the gateway's
+GATT commands to each node (never reused, also across restarts).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ReplayWindows:
             "CREATE TABLE IF NOT EXISTS ble_windows (node TEXT PRIMARY KEY, highest INTEGER NOT NULL,"
             " seen INTEGER NOT NULL)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS ble_commands (node TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
         rows = self._db.execute("SELECT node, highest, seen FROM ble_windows")
         self._windows: dict[str, tuple[int, int]] = {node: (highest, seen) for node, highest, seen in rows}
 
@@ -87,3 +89,14 @@ class ReplayWindows:
         )
         self._windows[node] = (highest, seen)
         return verdict
+
+    def next_command_counter(self, node: str) -> int:
+        """The counter for the next GATT command to ``node``: one above the last, on disk before it is used."""
+        row = self._db.execute("SELECT counter FROM ble_commands WHERE node = ?", (node,)).fetchone()
+        counter = (row[0] if row else 0) + 1
+        self._db.execute(
+            "INSERT INTO ble_commands (node, counter) VALUES (?, ?)"
+            " ON CONFLICT(node) DO UPDATE SET counter = excluded.counter",
+            (node, counter),
+        )
+        return int(counter)

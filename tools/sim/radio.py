@@ -57,8 +57,10 @@ class RadioLink(LocalLink):
             return
         advert = isinstance(packet, ll.AdvInd | ll.AdvExtInd)
         for receiver in list(self.controllers):
-            if receiver is sender_controller or (advert and not receiver.le_scan_enable):
-                continue  # an advert matters only to a scanner (200 nodes would otherwise hear each other)
+            if receiver is sender_controller or (
+                advert and not receiver.le_scan_enable and receiver.pending_le_connection is None
+            ):
+                continue  # an advert matters only to a scanner or an initiator (not to 200 other nodes)
             if self._cut(receiver):
                 self.counts["out_of_range"] += 1
                 continue
