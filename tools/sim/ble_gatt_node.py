@@ -34,6 +34,8 @@ class GattNode:
         """(counter, op, what) of every command accepted."""
         self.refused: list[str] = []
         self.acked = 0
+        self.vanish_on_next_write = False
+        """Set by a test: the next write arrives, then the node vanishes (its connection loses all data)."""
 
     async def start(self) -> None:
         """Put the node on the radio, its service registered, advertising connectably."""
@@ -50,6 +52,10 @@ class GattNode:
                                        advertising_interval_max=20, auto_restart=True)
 
     def _on_write(self, _connection: Any, value: bytes) -> None:
+        if self.vanish_on_next_write:
+            self.vanish_on_next_write = False
+            self.radio.link.drop_connection(self.address)
+            return
         try:
             counter, op, body = self.frames.open_command(bytes(value))
         except ProtocolError as exc:

@@ -9,7 +9,8 @@ three faults:
 - ``out_of_range``: addresses whose PDUs and data go nowhere and to which
   nothing arrives (a node taken out of the gateway's reach);
 - :meth:`RadioLink.drop_connection`: a connection's data stops mid-way, as
-  when a node vanishes during a GATT write (the other side sees a timeout).
+  when a node vanishes during a GATT write (the other side sees a timeout);
+  the next connection is clean.
 
 Nodes that run the real firmware in the MicroPython unix port reach the radio
 through :mod:`tools.sim.radio_host` (a socket per node); the gateway's bleak
@@ -56,6 +57,8 @@ class RadioLink(LocalLink):
             self.counts["out_of_range"] += 1
             return
         advert = isinstance(packet, ll.AdvInd | ll.AdvExtInd)
+        if isinstance(packet, ll.ConnectInd):
+            self._dropped.discard(_name(packet.advertiser_address))  # a new connection starts clean
         for receiver in list(self.controllers):
             if receiver is sender_controller or (
                 advert and not receiver.le_scan_enable and receiver.pending_le_connection is None
@@ -80,7 +83,8 @@ class RadioLink(LocalLink):
         super().send_acl_data(sender_controller, destination_address, transport, data)
 
     def drop_connection(self, address: str) -> None:
-        """From now on, lose all connection data to and from ``address`` (until :meth:`restore`)."""
+        """Lose all data of the connection to ``address`` open now, as when the node vanishes
+        mid-connection; a connection made after it is clean again."""
         self._dropped.add(address.upper())
 
     def restore(self, address: str) -> None:

@@ -85,16 +85,8 @@ def test_a_node_that_vanishes_mid_write_costs_one_retry(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
 
         alive = asyncio.create_task(loop_alive())
-        radio.link.drop_connection(NODE.address)
-
-        async def restore_after_first_failure() -> None:
-            while sender.failures == 0:  # noqa: ASYNC110 - the sender has no event to wait on
-                await asyncio.sleep(0.01)
-            radio.link.restore(NODE.address)
-
-        restorer = asyncio.create_task(restore_after_first_failure())
+        node.vanish_on_next_write = True  # the first write arrives, then its connection loses everything
         status = await sender.send(NODE, ble_gatt.OP_WRITE, ble_gatt.write_body(0, [42]))
-        await restorer
         alive.cancel()
         assert status == (0, b"")
         assert (sender.attempts, sender.failures) == (2, 1)
