@@ -294,3 +294,98 @@ def poll_declarations(role: str) -> dict[str, int]:
             for name in str(getattr(module, attr, "")).split():
                 declared[name] = cls
     return declared
+
+
+class BthomeCodec(Protocol):
+    """BTHome v2 service data read (``protocols.bthome_read``): the advert structure, header and objects."""
+
+    INFO_TRIGGER: int
+
+    def service_data_of(self, adv_data: bytes) -> bytes | None:
+        """The BTHome service data in advertising data, or None; DecodeError on a malformed structure."""
+
+    def check_header(self, service_data: bytes) -> tuple[int, int | None]:
+        """(information byte, counter or None when unencrypted); DecodeError unless BTHome v2 that fits."""
+
+    def decode_objects(self, data: bytes) -> list[tuple[int, int | bytes]]:
+        """(object id, raw value) pairs; DecodeError on an unknown id or a truncated value."""
+
+
+class BthomeOpener(Protocol):
+    """Decrypts one node's service data (``protocols.bthome_read.Opener``)."""
+
+    def open(self, service_data: bytes) -> tuple[int, int, bytes]:
+        """(information byte, counter, object bytes); AuthenticationError on a forged or foreign advert."""
+
+
+class BleAdvertTables(Protocol):
+    """What each battery role advertises (``protocols.ble_adverts``)."""
+
+    def role(self, name: str) -> tuple[Sequence[tuple[str, int, int, int]], Sequence[tuple[int, int]],
+                                       Sequence[tuple[int, int]]]:
+        """(rows, alarms in the reading advert, alarms) of a role that advertises; KeyError otherwise."""
+
+    def unpack(self, rows: Sequence[tuple[str, int, int, int]], alarms: Sequence[tuple[int, int]],
+               objects: Sequence[tuple[int, int | bytes]]) -> tuple[dict[str, int], int]:
+        """(register raw values by name, alarm status bits) from decoded objects."""
+
+
+_bthome: Any = importlib.import_module("protocols.bthome_read")
+bthome = cast(BthomeCodec, _bthome)
+"""BTHome v2 service data."""
+ble_adverts = cast(BleAdvertTables, importlib.import_module("protocols.ble_adverts"))
+"""What each battery role advertises."""
+BLE_ROLES: tuple[str, ...] = tuple(row[0] for row in importlib.import_module("protocols.ble_adverts").ROLES)
+"""The roles whose nodes advertise their readings over BLE."""
+_errors: Any = importlib.import_module("protocols.errors")
+AuthenticationError: type[Exception] = _errors.AuthenticationError
+"""Data whose authentication tag does not match (forged, corrupted, another key)."""
+DecodeError: type[Exception] = _errors.DecodeError
+"""Bytes that are not well-formed for their format."""
+
+
+def bthome_opener(key: bytes, address: str) -> BthomeOpener:
+    """The decrypter of the node with this key (16 bytes) and address (``AA:BB:CC:DD:EE:FF``)."""
+    return cast(BthomeOpener, _bthome.Opener(key, address))
+
+
+def ble_role(role: str) -> str:
+    """The role of a BLE node's readings: ``<role>-ble``, the role's registers its adverts carry (and seq, status).
+
+    Its map is made and known to :func:`load_role` on first use; ValueError when ``role`` does not advertise.
+    """
+    name = f"{role}-ble"
+    if name not in _maps:
+        if role not in BLE_ROLES:
+            raise ValueError(f"role {role!r} does not advertise over BLE (roles that do: {', '.join(BLE_ROLES)})")
+        wanted = {"seq", "status", *(row[0] for row in ble_adverts.role(role)[0])}
+        rows = [row for row in importlib.import_module(f"protocols.roles.{role}").REGISTERS if row[0] in wanted]
+        _maps[name] = register_map(name, rows, load_role(role).role_id)
+        ROLES.append(name)
+    return name
+
+
+for _role in BLE_ROLES:  # known from the start, so that the outbox's births describe them
+    ble_role(_role)
+
+
+class BleGattFrames(Protocol):
+    """One BLE node's sealed GATT frames (``protocols.ble_gatt.Sealed``)."""
+
+    def command(self, counter: int, op: int, body: bytes = b"") -> bytes:
+        """A command frame under the node's key."""
+
+    def open_result(self, frame: bytes) -> tuple[int, int, bytes]:
+        """(counter, status, body) of a result frame; AuthenticationError if forged, DecodeError if malformed."""
+
+
+_gatt: Any = importlib.import_module("protocols.ble_gatt")
+BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
+"""UUID of a BLE node's command characteristic (written)."""
+BLE_GATT_RESULT: str = _gatt.RESULT_UUID
+"""UUID of a BLE node's result characteristic (notified)."""
+
+
+def ble_gatt_frames(key: bytes, address: str) -> BleGattFrames:
+    """The GATT frames of the node with this key and address (``AA:BB:CC:DD:EE:FF``)."""
+    return cast(BleGattFrames, _gatt.Sealed(key, _bthome.address_bytes(address)))

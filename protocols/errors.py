@@ -22,3 +22,7 @@ class ModbusException(ProtocolError):
         # super() rather than ProtocolError.__init__: MicroPython's built-in
         # exception types expose no __init__ attribute.
         super().__init__(message or "modbus exception %d for function %d" % (code, function))
+
+
+class AuthenticationError(ProtocolError):
+    """Data whose authentication tag does not match: forged, corrupted, or sealed with another key or nonce."""

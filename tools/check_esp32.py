@@ -28,7 +28,8 @@ mostly without annotations): ``union-attr``, ``operator``, ``var-annotated``,
 ``assignment``, ``no-redef``, ``type-var`` (Optional narrowing, inference of
 re-bound names and fallbacks: typing strictness, not API misuse); the board
 packages are held to all of them. A missing ``zlib`` is allowed (only ever
-imported where ``binascii`` lacks ``crc32``). Filtered everywhere: mypy's
+imported where ``binascii`` lacks ``crc32``), as is ``cryptography`` (only
+where ``cryptolib`` is missing: AES-CCM in ``protocols/ccm.py``). Filtered everywhere: mypy's
 complaint about the ``try: from micropython import const / except
 ImportError: def const(x)`` fallback (the stub's ``const`` is generic), and
 errors inside the stubs.
@@ -51,7 +52,7 @@ from tools.image import REPO, boards, image_sources, imageinfo_text, roles_of
 _FILTERED = re.compile(r"All conditional function variants must have identical signatures")
 _RELAXED = ("firmware.*", "protocols.*")
 _RELAXED_CODES = "union-attr, operator, var-annotated, assignment, no-redef, type-var"
-_FALLBACKS = ("zlib",)  # CPython modules imported only where the MicroPython one is missing
+_FALLBACKS = ("zlib", "cryptography.*")  # CPython modules imported only where the MicroPython one is missing
 
 
 def stubs_dir() -> Path:

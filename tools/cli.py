@@ -17,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from tools.ble_cli import add_parsers as add_ble_parsers
 from tools.command_cli import add_parsers as add_command_parsers
 from tools.dashboard_cli import add_bench_parser as add_dashboard_bench
 from tools.dashboard_cli import add_parsers as add_dashboard_parsers
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_field_parsers(sub)  # listen, flash, provision
     add_dashboard_parsers(sub)  # dashboard-user, dashboard-shots
+    add_ble_parsers(sub, bench)  # ble scan, bench ble
     return parser
 
 

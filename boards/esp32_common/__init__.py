@@ -41,6 +41,8 @@ from protocols.roles.common import BOOT_COMMAND, BOOT_OTHER, BOOT_POWER_ON, BOOT
 if False:  # type checkers only: what the board needs of the firmware's pulse counter, not an import of it
     from typing import Protocol
 
+    import bluetooth  # the radio's type; imported when a role asks for it (ble())
+
     class PulseCounter(Protocol):
         def start(self, now_ms: object, a: int) -> None: ...
         def edge(self, now_ms: object, a: int, b: int) -> None: ...
@@ -139,6 +141,12 @@ class Esp32Board:
     def tasks(self) -> tuple:
         """Coroutines the board needs running: none, its inputs are interrupts."""
         return ()
+
+    def ble(self) -> "bluetooth.BLE":
+        """The chip's radio, MicroPython's ``bluetooth.BLE`` (the meter and environment roles advertise on it)."""
+        import bluetooth
+
+        return bluetooth.BLE()
 
     def reset(self) -> None:
         """After a fatal error: reboot the chip."""

@@ -36,6 +36,8 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
 - ``ticks_ms()``: the timebase of the node's clock (virtual, see above);
 - ``reset_cause()``: ``protocols.roles.common.BOOT_*``;
 - ``watchdog(timeout_ms)`` -> an object with ``feed()``;
+- ``ble()``: the radio, a ``bluetooth.BLE`` look-alike on the virtual radio
+  (:mod:`boards.sim.bluetooth`; ``sim.json`` ``"radio"``, ``"ble_address"``), or None;
 - ``flash_dir``: where the node keeps its files;
 - ``tasks()``: coroutines the board needs running (here: the physics and the
   ``./world.json`` snapshot every second);
@@ -315,6 +317,18 @@ class Board:
     def watchdog(self, timeout_ms):
         """Start the watchdog (see :class:`SimWatchdog`)."""
         return SimWatchdog(timeout_ms)
+
+    def ble(self):
+        """The radio (:mod:`boards.sim.bluetooth` on the radio host of ``sim.json`` ``"radio"``), None if unwired.
+
+        ``sim.json`` ``"ble_address"`` is the node's static random address.
+        """
+        cfg = _load_json("sim.json") or {}
+        if not cfg.get("radio"):
+            return None
+        from .bluetooth import BLE
+
+        return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
 
     # -- the water meter's and the environment node's parts and the key-value flash, built on first use
 

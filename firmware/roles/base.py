@@ -12,6 +12,7 @@ The node builds the register bank from the rows of the role's table
 copies of the numbers it uses (``RELEASE_TABLES``), never the module.
 """
 
+import os
 import time
 
 from firmware.settings import Settings
@@ -51,6 +52,18 @@ class SettingsRole:
 
     def settings_written(self, names, now_ms):
         """Settings ``names`` were written at ``now_ms`` (saved later): a role acts on them here."""
+
+    def start_radio(self, role):
+        """Advertise over BLE (:mod:`firmware.ble_beacon`) if the board has a radio and the flash ``ble.json``."""
+        if getattr(self.board, "ble", None) is None:
+            return
+        try:
+            os.stat(self.board.flash_dir + "/ble.json")
+        except OSError:
+            return  # no BLE here: the beacon's code (about 16 KB on the unix port) stays out of the heap
+        from firmware import ble_beacon
+
+        self.beacon = ble_beacon.start(self.board, self.bank, role)
 
     def finish(self, now_ms, status, quiet, storage_error):
         """End a sample: ``seq``, the due settings save, then ``status``.

@@ -105,6 +105,7 @@ class Role(SettingsRole):
         self.dust.wake()  # it may have been left asleep by a previous boot
         self._climate_due = now
         self._pm_due = now
+        self.start_radio("env")
 
     def settings_written(self, names, now_ms):
         """New periods: start over with them."""

@@ -220,6 +220,7 @@ class Role(SettingsRole):
         self._last_ms = now
         self._pending_since = now
         self.board.pulse_input(self.counter)
+        self.start_radio("meter")
 
     def settings_written(self, names, now_ms):
         """A new debounce applies from now on."""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import cbor2
 
-from gateway.contracts import Number, Register
+from gateway.contracts import Number, Register, ble_role
 from gateway.delivery import birth
 from gateway.delivery import machine_events as m
 from gateway.delivery.machine import DeliveryMachine, Settings
@@ -92,8 +92,9 @@ class Delivery:
 
     def _nodes(self, config: Config) -> None:
         """The node table (the order compact messages index) from the configuration."""
-        self.messages.nodes([(n.id, n.role) for n in config.node])
-        self.machine.handle(m.NodesChanged(tuple(n.id for n in config.node)))
+        nodes = [(n.id, n.role) for n in config.node] + [(n.id, ble_role(n.role)) for n in config.ble.node]
+        self.messages.nodes(nodes)
+        self.machine.handle(m.NodesChanged(tuple(node_id for node_id, _ in nodes)))
 
     def reconfigure(self, config: Config) -> None:
         """Nodes were added, removed or changed (a reload): new node table, every birth again.

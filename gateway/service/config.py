@@ -43,6 +43,7 @@ import msgspec.inspect as mi
 from gateway.contracts import ROLES
 from gateway.errors import GatewayError
 from gateway.profiles.registry import NodeProfileError, with_profiles
+from gateway.service.config_ble import BleConfig, check_ble
 from gateway.service.config_check import NAME_PATTERN, ProblemError, check, suggest
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_dashboard import DashboardConfig, check_dashboard
@@ -197,6 +198,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """Trusted operator keys and their scopes (``[[key]]``)."""
     dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
     """The cabinet dashboard (``gateway.service.config_dashboard``)."""
+    ble: BleConfig = msgspec.field(default_factory=BleConfig)
+    """BLE nodes heard through their adverts (``gateway.service.config_ble``)."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""
@@ -278,7 +281,7 @@ def _cross_check(config: Config) -> Config:
                 raise ProblemError(
                     f"groups.{group}[{j}]", f"unknown node {member!r}{suggest(member, node_ids)}"
                 )
-    problem = check_commands(config) or check_dashboard(config)
+    problem = check_commands(config) or check_dashboard(config) or check_ble(config)
     if problem:
         raise ProblemError(*problem)
     if not config.broker.client_id:

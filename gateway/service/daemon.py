@@ -46,6 +46,8 @@ from gateway.polling.supervisor import Polling
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
+from gateway.transport.ble_receiver import AdvertReceiver, receiver_for
+from gateway.transport.ble_scan import BleListener, BleScannerBackend
 
 if TYPE_CHECKING:
     from gateway.dashboard.server import Dashboard
@@ -71,6 +73,7 @@ class Gateway:
         first_session_wait: at most this many seconds polling waits at start for the first broker
             session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
+        ble_backend: the bleak scanner backend for the BLE nodes; None for the platform's (BlueZ).
 
     Attributes:
         stats: live state for dashboards and tests (:class:`~gateway.service.stats.GatewayStats`).
@@ -86,8 +89,12 @@ class Gateway:
         drain: float = DRAIN,
         first_session_wait: float = FIRST_SESSION_WAIT,
         clock: Callable[[], float] = time.time,
+        ble_backend: BleScannerBackend | None = None,
     ) -> None:
         self.config = config
+        self.ble_backend = ble_backend
+        self.ble: AdvertReceiver | None = None
+        """The BLE nodes' advert receiver (None before :meth:`run`, or without BLE nodes)."""
         self.topics = Topics(config.site, config.gateway)
         self.stats = GatewayStats()
         for bus in config.bus:
@@ -145,6 +152,8 @@ class Gateway:
             from gateway.dashboard.server import start_dashboard
 
             self.dashboard = await start_dashboard(cfg, self.stats, router, lambda: len(uplink.queue))
+        self.ble = receiver_for(cfg.ble, self.stats.nodes, self._on_readings, on_state=self._on_node_state,
+                                clock=self.clock)
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
@@ -152,6 +161,8 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
+                    *([group.create_task(BleListener(self.ble, backend=self.ble_backend).run(), name="ble")]
+                      if self.ble is not None else []),
                     group.create_task(router.run(), name="commands"),
                     group.create_task(delivery.run(), name="delivery"),
                     group.create_task(uplink.run(), name="uplink"),
@@ -221,7 +232,7 @@ class Gateway:
         old = self.config
         notes = [
             f"{key} changed: takes effect after a restart"
-            for key in ("site", "gateway", "broker", "http", "delivery", "dashboard")
+            for key in ("site", "gateway", "broker", "http", "delivery", "dashboard", "ble")
             if getattr(old, key) != getattr(config, key)
         ]
         keep = msgspec.structs.replace(

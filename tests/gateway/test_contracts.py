@@ -17,6 +17,8 @@ FACES = [
     (contracts.SenmlLabels, "protocols.senml", contracts.senml),
     (contracts.ModbusRequests, "protocols.modbus", contracts.modbus),
     (contracts.ModbusBits, "protocols.modbus.bits", contracts.bits),
+    (contracts.BthomeCodec, "protocols.bthome_read", contracts.bthome),
+    (contracts.BleAdvertTables, "protocols.ble_adverts", contracts.ble_adverts),
 ]
 
 

@@ -174,6 +174,8 @@ class VirtualStreet:
         self.bus_args: list[str] = []
         """Extra options of the bus process (``tools.sim.bus``), e.g. ``["--trace", path]``."""
         self._finalizer = weakref.finalize(self, _kill_all, self._procs)
+        self.hardware: dict[int, dict[str, Any]] = {}
+        """Per unit, what every start adds to its ``sim.json`` (e.g. ``{"radio": "127.0.0.1:PORT"}``)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -307,6 +309,7 @@ class VirtualStreet:
             "baud": self.baud,
             "seed": self.seed * 1000 + unit,
         }
+        wiring.update(self.hardware.get(unit, {}))
         wiring.update(hardware or {})
         (node.flash / "sim.json").write_text(json.dumps(wiring))
         node._close_log()

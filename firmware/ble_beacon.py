@@ -1,0 +1,170 @@
+"""The node's BLE part: its readings and alarms in encrypted BTHome v2 adverts.
+
+Started by the meter and environment roles (``start_radio``) when the board
+has a radio (``board.ble()``) and the flash holds ``ble.json``::
+
+    {"key": "<32 hex digits>", "interval_ms": 10000, "burst_ms": 200,
+     "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000}
+
+Every ``interval_ms`` the node seals a reading advert (the registers
+``protocols.ble_adverts`` lists for its role) with the next counter and
+advertises it once per interval. When the alarm bits of ``status`` change,
+an alarm advert goes out at once as a burst (every 20 ms for ``burst_ms``),
+and again every ``alarm_repeat_ms`` (a new counter each time) until
+``alarm_timeout_ms`` has passed, so that an advert lost on the air does not
+lose the alarm.
+
+The counter never repeats: the node reserves blocks of :data:`_BLOCK`
+counters in the board's persistent store (``persist_read/persist_write``,
+NVS on the ESP32) and, after a reset, starts after the last reservation (a
+reset skips at most one block). Buffers are allocated once: an advert costs
+the few small objects the AES block calls make.
+"""
+
+import asyncio
+import binascii
+import json
+import time
+
+from protocols import ble_adverts, bthome
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_BLOCK = const(256)
+_BURST_US = const(20000)
+_KEY = "blectr"
+
+
+def load_settings(path):
+    """The BLE settings in ``path`` (None without the file, or with an unusable key)."""
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+        key = binascii.unhexlify(cfg["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(key) != 16:
+        return None
+    cfg["key"] = key
+    return cfg
+
+
+def start(board, bank, role):
+    """The running beacon of a node on ``board`` (its task created), or None without radio or ``ble.json``."""
+    settings = load_settings(board.flash_dir + "/ble.json")
+    ble = board.ble() if settings is not None else None
+    if ble is None:
+        return None
+    beacon = Beacon(ble, bank, board, role, settings)
+    beacon.task = asyncio.create_task(beacon.run())
+    return beacon
+
+
+class Beacon:
+    """Advertises the readings of ``bank`` (a role's register bank) through ``ble`` (``bluetooth.BLE``).
+
+    ``store`` is the board (``persist_read``/``persist_write``), ``role`` the role's name.
+    """
+
+    def __init__(self, ble, bank, store, role, settings):
+        self.ble = ble
+        self.bank = bank
+        self.store = store
+        self.rows, self.in_reading, self.alarms = ble_adverts.role(role)
+        self.alarm_bits = 0
+        for bits, _ in self.alarms:
+            self.alarm_bits |= bits
+        self.interval_ms = int(settings.get("interval_ms", 10000))
+        self.burst_ms = int(settings.get("burst_ms", 200))
+        self.repeat_ms = int(settings.get("alarm_repeat_ms", 2000))
+        self.timeout_ms = int(settings.get("alarm_timeout_ms", 60000))
+        ble.active(True)
+        address = bytes(ble.config("mac")[1])
+        self.sealer = bthome.Sealer(settings["key"], address)
+        self._objects = bytearray(ble_adverts.MAX_OBJECTS)
+        self._service = bytearray(ble_adverts.MAX_OBJECTS + 9)
+        self._values = [0] * len(self.rows)
+        self.counter = self._restore()
+        self.sent = 0
+        self.alarms_sent = 0
+        self.acked = False  # set by the GATT service when the gateway acknowledges the alarm
+        self.task = None  # the running advertiser (start())
+
+    def _restore(self):
+        data = None
+        try:
+            data = self.store.persist_read(_KEY)
+        except (OSError, AttributeError):
+            pass
+        start = int.from_bytes(data, "little") if data and len(data) == 4 else 0
+        self._reserved = start
+        return start
+
+    def _next_counter(self):
+        counter = self.counter
+        if counter >= self._reserved:
+            self._reserved = counter + _BLOCK
+            self.store.persist_write(_KEY, self._reserved.to_bytes(4, "little"))
+        self.counter = counter + 1
+        return counter
+
+    def _advertise(self, n, trigger, interval_us):
+        length = self.sealer.seal_into(memoryview(self._objects)[:n], self._next_counter(), self._service, trigger)
+        adv = bthome.advert(memoryview(self._service)[:length])
+        self.ble.gap_advertise(interval_us, adv)
+        self.sent += 1
+
+    def reading(self):
+        """Advertise the current readings (once per interval from now on)."""
+        bank = self.bank
+        values = self._values
+        rows = self.rows
+        for i in range(len(rows)):
+            values[i] = bank.get(rows[i][0])
+        n = ble_adverts.pack_reading(self._objects, rows, self.in_reading, values, bank.get("status"))
+        self._advertise(n, False, self.interval_ms * 1000)
+
+    def alarm(self, status):
+        """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
+        n = ble_adverts.pack_alarms(self._objects, 0, self.alarms, status)
+        self._advertise(n, True, _BURST_US)
+        self.alarms_sent += 1
+
+    async def run(self):
+        """Readings every interval, alarm bursts on a change of the alarm bits, repeated until acked or timed out."""
+        last_alarms = self.bank.get("status") & self.alarm_bits
+        raised_ms = None
+        next_repeat = 0
+        self.reading()
+        due = time.ticks_add(time.ticks_ms(), self.interval_ms)
+        while True:
+            await asyncio.sleep_ms(min(self.repeat_ms, self.interval_ms, 100))
+            now = time.ticks_ms()
+            status = self.bank.get("status")
+            alarms = status & self.alarm_bits
+            burst = False
+            if alarms != last_alarms:
+                last_alarms = alarms
+                raised_ms = now if alarms else None  # a clear goes out once, as a burst
+                self.acked = False
+                burst = True
+            elif raised_ms is not None and not self.acked and time.ticks_diff(now, next_repeat) >= 0:
+                if time.ticks_diff(now, raised_ms) >= self.timeout_ms:
+                    raised_ms = None
+                else:
+                    burst = True
+            if burst:
+                self.alarm(status)
+                next_repeat = time.ticks_add(now, self.repeat_ms)
+                await asyncio.sleep_ms(self.burst_ms)
+                self.reading()
+                due = time.ticks_add(time.ticks_ms(), self.interval_ms)
+            elif time.ticks_diff(now, due) >= 0:
+                self.reading()
+                due = time.ticks_add(due, self.interval_ms)

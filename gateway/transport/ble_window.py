@@ -1,0 +1,102 @@
+"""Replay windows of the BLE nodes: which advert counters each node has already been heard with, on disk.
+
+A node's encrypted adverts carry a 32-bit counter that it never repeats. The
+gateway keeps, per node, the highest counter accepted and which of the
+:data:`WINDOW` counters below it were accepted too (a bit mask), as IPsec
+and DTLS do: an advert is new when its counter is above the highest, or
+inside the window and not yet seen (a late advert: scanners can deliver
+out of order). Anything else is a replay. The window is written to SQLite
+before an advert's reading is handed on, so a restarted gateway refuses what
+the previous run accepted. The same file keeps the counter of the gateway's
+GATT commands to each node (never reused, also across restarts).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+__all__ = ["WINDOW", "ReplayWindows"]
+
+WINDOW = 32
+"""Counters below the highest that may still arrive late (and each only once)."""
+_MASK = (1 << WINDOW) - 1
+
+NEW = "new"
+LATE = "late"
+SEEN = "seen"
+TOO_OLD = "too_old"
+
+
+class ReplayWindows:
+    """Per-node replay windows in an SQLite file (created if missing).
+
+    Args:
+        path: the file; ``":memory:"`` keeps the windows for this run only (tests).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS ble_windows (node TEXT PRIMARY KEY, highest INTEGER NOT NULL,"
+            " seen INTEGER NOT NULL)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS ble_commands (node TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
+        rows = self._db.execute("SELECT node, highest, seen FROM ble_windows")
+        self._windows: dict[str, tuple[int, int]] = {node: (highest, seen) for node, highest, seen in rows}
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def highest(self, node: str) -> int | None:
+        """The highest counter accepted from ``node``, or None before its first advert."""
+        window = self._windows.get(node)
+        return None if window is None else window[0]
+
+    def verdict(self, node: str, counter: int) -> str:
+        """Whether ``counter`` is ``new``, ``late`` (inside the window, unseen), ``seen`` or ``too_old``."""
+        window = self._windows.get(node)
+        if window is None or counter > window[0]:
+            return NEW
+        highest, seen = window
+        back = highest - counter
+        if back >= WINDOW:
+            return TOO_OLD
+        return SEEN if seen >> back & 1 else LATE
+
+    def admit(self, node: str, counter: int) -> str:
+        """Record ``counter`` as accepted if it is new or late (on disk, before returning); the verdict."""
+        verdict = self.verdict(node, counter)
+        if verdict not in (NEW, LATE):
+            return verdict
+        window = self._windows.get(node)
+        if window is None:
+            highest, seen = counter, 1
+        elif counter > window[0]:
+            shift = counter - window[0]
+            highest = counter
+            seen = ((window[1] << shift) | 1) & _MASK if shift < WINDOW else 1
+        else:
+            highest, seen = window[0], window[1] | 1 << (window[0] - counter)
+        self._db.execute(
+            "INSERT INTO ble_windows (node, highest, seen) VALUES (?, ?, ?)"
+            " ON CONFLICT(node) DO UPDATE SET highest = excluded.highest, seen = excluded.seen",
+            (node, highest, seen),
+        )
+        self._windows[node] = (highest, seen)
+        return verdict
+
+    def next_command_counter(self, node: str) -> int:
+        """The counter for the next GATT command to ``node``: one above the last, on disk before it is used."""
+        row = self._db.execute("SELECT counter FROM ble_commands WHERE node = ?", (node,)).fetchone()
+        counter = (row[0] if row else 0) + 1
+        self._db.execute(
+            "INSERT INTO ble_commands (node, counter) VALUES (?, ?)"
+            " ON CONFLICT(node) DO UPDATE SET counter = excluded.counter",
+            (node, counter),
+        )
+        return int(counter)

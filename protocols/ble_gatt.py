@@ -1,0 +1,153 @@
+"""The GATT command and result frames of a BLE node: authenticated with the node's key, never replayed.
+
+A gateway writes a command frame to the node's command characteristic; the
+node answers with a result frame as a notification. No BLE bonding is
+relied on: each frame is sealed with AES-CCM under the node's key (the same
+key as its adverts; the nonce differs in its bytes 6-7, so no nonce is ever
+shared with an advert)::
+
+    frame = version (1) | counter (4, little-endian) | ciphertext | tag (4)
+    nonce = node address (6) | "G" "C" (command) or "G" "R" (result) | version | counter
+    plaintext of a command = op (1) | body;  of a result = status (1) | body
+
+The counter of a command is the gateway's, above every command counter the
+node accepted before (the node keeps the highest); a result carries the
+counter of the command it answers. Ops: :data:`OP_WRITE` (holding
+registers: address (2, little-endian), then 16-bit words, as a Modbus write
+of several registers), :data:`OP_ACK_ALARM` (stop repeating the alarm
+adverts), :data:`OP_READ` (address (2), count (1)). Result status: 0 done,
+else the Modbus exception code the node's register bank gives (2: address,
+3: value, 4: device failure), or :data:`STATUS_REPLAY` / :data:`STATUS_BAD_OP`.
+
+Sans-IO: bytes in, values out; the radio is the caller's.
+"""
+
+from protocols.ccm import AesCcm
+from protocols.errors import DecodeError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+VERSION = const(1)
+OP_WRITE = const(1)
+OP_ACK_ALARM = const(2)
+OP_READ = const(3)
+OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ)
+STATUS_OK = const(0)
+STATUS_REPLAY = const(0x80)
+STATUS_BAD_OP = const(0x81)
+_COMMAND = b"GC"
+_RESULT = b"GR"
+_TAG = const(4)
+_HEADER = const(5)
+MAX_FRAME = const(244)  # one write within the largest ATT MTU (247) less its 3-byte header
+# 128-bit UUIDs of the service and its two characteristics (random, streetedge's own)
+SERVICE_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0000"
+COMMAND_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0001"
+RESULT_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0002"
+
+
+class Sealed:
+    """The frames of one node (its key and address), both directions."""
+
+    def __init__(self, key, address):
+        if len(address) != 6:
+            raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
+        self._ccm = AesCcm(key, _TAG)
+        self._nonce = bytearray(13)
+        self._nonce[0:6] = address
+
+    def _nonce_for(self, kind, counter):
+        nonce = self._nonce
+        nonce[6:8] = kind
+        nonce[8] = VERSION
+        for i in range(4):
+            nonce[9 + i] = (counter >> (8 * i)) & 0xFF
+        return nonce
+
+    def _seal(self, kind, counter, first, body):
+        if counter < 0 or counter >> 32:
+            raise DecodeError("GATT counter %d does not fit 32 bits" % counter)
+        plain = bytearray(1 + len(body))
+        plain[0] = first
+        plain[1:] = body
+        if _HEADER + len(plain) + _TAG > MAX_FRAME:
+            raise DecodeError("GATT frame of %d bytes: %d at most" % (_HEADER + len(plain) + _TAG, MAX_FRAME))
+        out = bytearray(_HEADER + len(plain) + _TAG)
+        out[0] = VERSION
+        for i in range(4):
+            out[1 + i] = (counter >> (8 * i)) & 0xFF
+        self._ccm.seal_into(self._nonce_for(kind, counter), plain, memoryview(out)[_HEADER:])
+        return bytes(out)
+
+    def _open(self, kind, frame):
+        n = len(frame)
+        if n < _HEADER + 1 + _TAG:
+            raise DecodeError("GATT frame of %d bytes: %d at least" % (n, _HEADER + 1 + _TAG))
+        if n > MAX_FRAME:
+            raise DecodeError("GATT frame of %d bytes: %d at most" % (n, MAX_FRAME))
+        if frame[0] != VERSION:
+            raise DecodeError("GATT frame version %d: %d expected" % (frame[0], VERSION))
+        counter = frame[1] | frame[2] << 8 | frame[3] << 16 | frame[4] << 24
+        plain = self._ccm.decrypt(self._nonce_for(kind, counter), memoryview(frame)[_HEADER:])
+        return counter, plain[0], plain[1:]
+
+    def command(self, counter, op, body=b""):
+        """A command frame (the gateway's side)."""
+        return self._seal(_COMMAND, counter, op, body)
+
+    def open_command(self, frame):
+        """(counter, op, body) of a command frame; AuthenticationError if forged, DecodeError if malformed."""
+        return self._open(_COMMAND, frame)
+
+    def result(self, counter, status, body=b""):
+        """A result frame answering the command with ``counter`` (the node's side)."""
+        return self._seal(_RESULT, counter, status, body)
+
+    def open_result(self, frame):
+        """(counter, status, body) of a result frame; AuthenticationError if forged, DecodeError if malformed."""
+        return self._open(_RESULT, frame)
+
+
+def write_body(address, words):
+    """The body of an :data:`OP_WRITE`: holding registers from ``address`` on."""
+    if not words or len(words) > 100:
+        raise DecodeError("a GATT write carries 1 to 100 registers, not %d" % len(words))
+    out = bytearray(2 + 2 * len(words))
+    out[0] = address & 0xFF
+    out[1] = address >> 8
+    for i, word in enumerate(words):
+        if word < 0 or word > 0xFFFF:
+            raise DecodeError("register word %d out of 0..65535" % word)
+        out[2 + 2 * i] = word & 0xFF
+        out[3 + 2 * i] = word >> 8
+    return bytes(out)
+
+
+def parse_body(op, body):
+    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack.
+
+    DecodeError naming the problem for an unknown op or a body of the wrong shape.
+    """
+    n = len(body)
+    if op == OP_WRITE:
+        if n < 4 or n % 2:
+            raise DecodeError("GATT write body of %d bytes: address and 1..100 words expected" % n)
+        words = [body[i] | body[i + 1] << 8 for i in range(2, n, 2)]
+        if len(words) > 100:
+            raise DecodeError("a GATT write carries 1 to 100 registers, not %d" % len(words))
+        return body[0] | body[1] << 8, words
+    if op == OP_READ:
+        if n != 3 or not 1 <= body[2] <= 100:
+            raise DecodeError("GATT read body: address (2) and a count 1..100 expected")
+        return body[0] | body[1] << 8, body[2]
+    if op == OP_ACK_ALARM:
+        if n:
+            raise DecodeError("GATT alarm acknowledgement carries no body (%d bytes)" % n)
+        return ()
+    raise DecodeError("unknown GATT op %d" % op)

@@ -1,0 +1,172 @@
+"""BTHome v2 service data (https://bthome.io/format/), the sending side: objects, encryption, advert.
+
+A BTHome v2 advert carries service data for the 16-bit UUID 0xFCD2: one
+device-information byte (bit 0: encrypted, bit 2: trigger-based, bits 5-7:
+version 2), then objects, each an object id followed by a little-endian
+value of the length that id fixes (the raw and text objects carry a length
+byte first). Encrypted, the objects are AES-CCM ciphertext followed by the
+32-bit counter (little-endian) and a 4-byte tag; the nonce is the node's
+address (6 bytes, as written), the UUID (``d2 fc``), the information byte
+and the counter.
+
+This module is what a node imports (kept small: it lives in the node's
+heap); the receiving side (names, scales and units of the objects, the
+parser, decryption) is :mod:`protocols.bthome_read`. :data:`SIZES` gives the
+length of every object id known here: pairs of bytes (id, length), the
+length's bit 7 set for a signed value, 0xFF for the raw and text objects.
+
+The streetedge alarms map onto BTHome binary sensors: leak is ``moisture``
+(0x20), burst and backflow are ``problem`` (0x26), tamper is ``tamper``
+(0x2B), low battery ``battery_low`` (0x15). An advert sent at once for an
+alarm is marked trigger-based (bit 2), as BTHome prescribes for events.
+"""
+
+from protocols.ccm import AesCcm
+from protocols.errors import DecodeError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+SERVICE_UUID = const(0xFCD2)
+INFO_ENCRYPTED = const(0x01)
+INFO_TRIGGER = const(0x04)
+INFO_V2 = const(0x40)
+MIC = const(4)
+COUNTER = const(4)
+SIGNED = const(0x80)
+VARIABLE = const(0xFF)  # raw and text: a length byte, then that many bytes
+_AD_SERVICE_DATA_16 = const(0x16)
+_AD_FLAGS = const(0x01)
+
+# Object ids the nodes send.
+PACKET_ID = const(0x00)
+BATTERY = const(0x01)
+TEMPERATURE = const(0x02)
+HUMIDITY = const(0x03)
+PRESSURE = const(0x04)
+VOLTAGE = const(0x0C)
+PM25 = const(0x0D)
+PM10 = const(0x0E)
+BATTERY_LOW = const(0x15)
+MOISTURE = const(0x20)
+PROBLEM = const(0x26)
+TAMPER = const(0x2B)
+HUMIDITY_8 = const(0x2E)
+COUNT_32 = const(0x3E)
+WATER = const(0x4F)
+TEXT = const(0x53)
+RAW = const(0x54)
+
+# (id, length) pairs, in id order; see the module's docstring.
+SIZES = (
+    b"\x00\x01\x01\x01\x02\x82\x03\x02\x04\x03\x05\x03\x09\x01\x0a\x03\x0b\x03\x0c\x02\x0d\x02\x0e\x02"
+    b"\x0f\x01\x10\x01\x11\x01\x12\x02\x13\x02\x14\x02\x15\x01\x20\x01\x26\x01\x2b\x01\x2e\x01\x3d\x02"
+    b"\x3e\x04\x43\x02\x4a\x02\x4f\x04\x53\xff\x54\xff\xf0\x02\xf1\x04"
+)
+
+
+def size_of(object_id):
+    """Length code of ``object_id`` (see :data:`SIZES`); DecodeError naming the id when it is not known here."""
+    for i in range(0, len(SIZES), 2):
+        if SIZES[i] == object_id:
+            return SIZES[i + 1]
+    raise DecodeError("unknown BTHome object id 0x%02x" % object_id)
+
+
+def pack_into(buf, pos, object_id, value):
+    """Write one object at ``buf[pos]``; return the position after it. Values are raw integers (bytes for raw/text)."""
+    code = size_of(object_id)
+    buf[pos] = object_id
+    pos += 1
+    if code == VARIABLE:
+        n = len(value)
+        if n > 255:
+            raise DecodeError("BTHome object 0x%02x of %d bytes: 255 at most" % (object_id, n))
+        buf[pos] = n
+        buf[pos + 1 : pos + 1 + n] = value
+        return pos + 1 + n
+    size = code & 0x7F
+    bits = 8 * size
+    if code & SIGNED:
+        if value < -(1 << (bits - 1)) or value >= 1 << (bits - 1):
+            raise DecodeError("BTHome object 0x%02x: %d does not fit %d signed bytes" % (object_id, value, size))
+        value &= (1 << bits) - 1
+    elif value < 0 or value >> bits:
+        raise DecodeError("BTHome object 0x%02x: %d does not fit %d unsigned bytes" % (object_id, value, size))
+    for i in range(size):
+        buf[pos + i] = (value >> (8 * i)) & 0xFF
+    return pos + size
+
+
+def address_bytes(address):
+    """Six address bytes from bytes or the text form ``AA:BB:CC:DD:EE:FF``."""
+    if isinstance(address, str):
+        parts = address.split(":")
+        if len(parts) != 6:
+            raise DecodeError("BLE address %r: six colon-separated bytes expected" % address)
+        try:
+            return bytes([int(p, 16) for p in parts])
+        except ValueError:
+            raise DecodeError("BLE address %r is not hexadecimal" % address) from None
+    if len(address) != 6:
+        raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
+    return bytes(address)
+
+
+class Sealer:
+    """Encrypts a node's object bytes into BTHome v2 service data (the node side; one per key and address).
+
+    The caller owns the counter: it must never repeat for a key (the nodes
+    persist it), and the receiver refuses a counter it has seen.
+    """
+
+    def __init__(self, key, address):
+        self._ccm = AesCcm(key, MIC)
+        self._address = address_bytes(address)
+        self._nonce = bytearray(13)
+        self._nonce[0:6] = self._address
+        self._nonce[6] = SERVICE_UUID & 0xFF
+        self._nonce[7] = SERVICE_UUID >> 8
+
+    def seal_into(self, objects, counter, out, trigger=False):
+        """Service data (information byte, ciphertext, counter, tag) for ``objects`` into ``out``; its length."""
+        if counter < 0 or counter >> 32:
+            raise DecodeError("BTHome counter %d does not fit 32 bits" % counter)
+        info = INFO_V2 | INFO_ENCRYPTED | (INFO_TRIGGER if trigger else 0)
+        nonce_buf = self._nonce
+        nonce_buf[8] = info
+        for i in range(4):
+            nonce_buf[9 + i] = (counter >> (8 * i)) & 0xFF
+        n = len(objects)
+        out[0] = info
+        body = memoryview(out)
+        self._ccm.seal_into(nonce_buf, objects, body[1 : 1 + n + MIC], b"")
+        # The tag follows the counter on the air: move it behind.
+        for i in range(MIC):
+            out[1 + n + COUNTER + i] = out[1 + n + i]
+        for i in range(4):
+            out[1 + n + i] = nonce_buf[9 + i]
+        return 1 + n + COUNTER + MIC
+
+    def seal(self, objects, counter, trigger=False):
+        """Service data for ``objects`` (object bytes) as new bytes."""
+        out = bytearray(1 + len(objects) + COUNTER + MIC)
+        self.seal_into(objects, counter, out, trigger)
+        return bytes(out)
+
+
+def advert(service_data, name=None):
+    """Advertising data: flags (LE general discoverable, no BR/EDR), the BTHome service data, an optional name."""
+    out = bytearray((2, _AD_FLAGS, 0x06, len(service_data) + 3, _AD_SERVICE_DATA_16, SERVICE_UUID & 0xFF,
+                     SERVICE_UUID >> 8))
+    out += service_data
+    if name:
+        out += bytes((len(name) + 1, 0x09)) + name.encode()
+    if len(out) > 31:
+        raise DecodeError("advert of %d bytes: a legacy advert holds 31" % len(out))
+    return bytes(out)

@@ -1,0 +1,187 @@
+"""AES-CCM (RFC 3610, NIST SP 800-38C) on a bare AES block cipher, for both interpreters.
+
+MicroPython's ``cryptolib`` has AES-ECB but no CCM, so CCM is built here on
+the block cipher: a CBC-MAC over the header, associated data and message,
+and CTR-mode encryption of the message and the tag. On CPython the block
+cipher is the ``cryptography`` package's AES-ECB (tests compare this module
+with its AESCCM).
+
+Keys of 16 or 32 bytes (MicroPython has no AES-192), nonces of 7 to 13
+bytes, tags of 4 to 16 bytes (even), associated data shorter than 65,280
+bytes. The work buffers are allocated once per key:
+:meth:`AesCcm.seal_into` and :meth:`AesCcm.open_into` write into a buffer of
+the caller's and allocate nothing of their own on MicroPython beyond the
+per-block slices the ECB call needs.
+"""
+
+from protocols.errors import AuthenticationError, ProtocolError
+
+try:
+    import cryptolib
+
+    def _block_cipher(key):
+        aes = cryptolib.aes(key, 1)  # mode 1: ECB
+
+        def encrypt(src, dst):
+            aes.encrypt(src, dst)
+
+        return encrypt
+
+except ImportError:  # CPython
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    def _block_cipher(key):
+        encryptor = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+
+        def encrypt(src, dst):
+            dst[:] = encryptor.update(bytes(src))
+
+        return encrypt
+
+
+_BLOCK = 16
+
+
+class AesCcm:
+    """AES-CCM with one key and a fixed tag length (BTHome uses 4)."""
+
+    def __init__(self, key, tag_length=4):
+        if len(key) not in (16, 32):  # MicroPython's cryptolib has no AES-192
+            raise ProtocolError("AES key of %d bytes: 16 or 32 expected" % len(key))
+        if tag_length < 4 or tag_length > 16 or tag_length % 2:
+            raise ProtocolError("CCM tag of %d bytes: an even length from 4 to 16 expected" % tag_length)
+        self.tag_length = tag_length
+        self._encrypt = _block_cipher(bytes(key))
+        self._mac = bytearray(_BLOCK)  # the running CBC-MAC
+        self._work = bytearray(_BLOCK)  # the block being fed / the counter block
+        self._stream = bytearray(_BLOCK)  # E(counter block)
+        self._tag = bytearray(_BLOCK)
+
+    def encrypt(self, nonce, plaintext, aad=b""):
+        """Ciphertext followed by the tag, as new bytes."""
+        out = bytearray(len(plaintext) + self.tag_length)
+        self.seal_into(nonce, plaintext, out, aad)
+        return bytes(out)
+
+    def decrypt(self, nonce, sealed, aad=b""):
+        """The plaintext of ``sealed`` (ciphertext + tag); AuthenticationError when the tag does not match."""
+        if len(sealed) < self.tag_length:
+            raise AuthenticationError("sealed data of %d bytes is shorter than the tag" % len(sealed))
+        out = bytearray(len(sealed) - self.tag_length)
+        self.open_into(nonce, sealed, out, aad)
+        return bytes(out)
+
+    def seal_into(self, nonce, plaintext, out, aad=b""):
+        """Write ciphertext + tag into ``out`` (at least ``len(plaintext) + tag_length`` bytes); return that length."""
+        n = len(plaintext)
+        if len(out) < n + self.tag_length:
+            raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n + self.tag_length))
+        self._cbc_mac(nonce, plaintext, aad)
+        self._ctr(nonce, plaintext, out)
+        self._counter(nonce, 0)
+        self._encrypt(self._work, self._stream)
+        t = self.tag_length
+        for i in range(t):
+            out[n + i] = self._mac[i] ^ self._stream[i]
+        return n + t
+
+    def open_into(self, nonce, sealed, out, aad=b""):
+        """Write the plaintext of ``sealed`` into ``out``; return its length. AuthenticationError on a bad tag.
+
+        ``out`` is overwritten with zeros before the error is raised, so no
+        unauthenticated plaintext is left behind.
+        """
+        t = self.tag_length
+        n = len(sealed) - t
+        if n < 0:
+            raise AuthenticationError("sealed data of %d bytes is shorter than the tag" % len(sealed))
+        if len(out) < n:
+            raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n))
+        body = memoryview(sealed)[:n]
+        self._ctr(nonce, body, out)
+        plain = memoryview(out)[:n]
+        self._cbc_mac(nonce, plain, aad)
+        self._counter(nonce, 0)
+        self._encrypt(self._work, self._stream)
+        diff = 0
+        for i in range(t):
+            diff |= (self._mac[i] ^ self._stream[i]) ^ sealed[n + i]
+        if diff:
+            for i in range(n):
+                out[i] = 0
+            raise AuthenticationError("CCM tag mismatch")
+        return n
+
+    def _check_nonce(self, nonce):
+        if len(nonce) < 7 or len(nonce) > 13:
+            raise ProtocolError("CCM nonce of %d bytes: 7 to 13 expected" % len(nonce))
+
+    def _counter(self, nonce, index):
+        """Counter block A_index in self._work: flags (L - 1), nonce, index on L bytes."""
+        work = self._work
+        q = 15 - len(nonce)
+        work[0] = q - 1
+        work[1 : 1 + len(nonce)] = nonce
+        for i in range(q):
+            work[15 - i] = (index >> (8 * i)) & 0xFF
+
+    def _ctr(self, nonce, src, dst):
+        """dst = src XOR the key stream from counter 1 on."""
+        self._check_nonce(nonce)
+        n = len(src)
+        if n >> (8 * (15 - len(nonce))):
+            raise ProtocolError("message of %d bytes too long for a %d-byte nonce" % (n, len(nonce)))
+        block = 0
+        pos = 0
+        while pos < n:
+            block += 1
+            self._counter(nonce, block)
+            self._encrypt(self._work, self._stream)
+            end = min(pos + _BLOCK, n)
+            for i in range(pos, end):
+                dst[i] = src[i] ^ self._stream[i - pos]
+            pos = end
+
+    def _absorb(self, data, start, end):
+        """Fold data[start:end] (at most one block, zero-padded) into the CBC-MAC."""
+        mac = self._mac
+        for i in range(start, end):
+            mac[i - start] ^= data[i]
+        self._encrypt(mac, self._work)
+        mac[:] = self._work
+
+    def _cbc_mac(self, nonce, message, aad):
+        """The CBC-MAC T of RFC 3610 section 2.2 in self._mac."""
+        self._check_nonce(nonce)
+        q = 15 - len(nonce)
+        n = len(message)
+        a = len(aad)
+        if a >= 0xFF00:
+            raise ProtocolError("associated data of %d bytes: under 65280 supported" % a)
+        b0 = self._work
+        b0[0] = (0x40 if a else 0) | (((self.tag_length - 2) // 2) << 3) | (q - 1)
+        b0[1 : 1 + len(nonce)] = nonce
+        for i in range(q):
+            b0[15 - i] = (n >> (8 * i)) & 0xFF
+        self._encrypt(b0, self._mac)
+        if a:
+            # The first associated-data block starts with its 2-byte length.
+            head = self._tag
+            for i in range(_BLOCK):
+                head[i] = 0
+            head[0] = a >> 8
+            head[1] = a & 0xFF
+            first = min(a, _BLOCK - 2)
+            for i in range(first):
+                head[2 + i] = aad[i]
+            self._absorb(head, 0, _BLOCK)
+            pos = first
+            while pos < a:
+                end = min(pos + _BLOCK, a)
+                self._absorb(aad, pos, end)
+                pos = end
+        pos = 0
+        while pos < n:
+            end = min(pos + _BLOCK, n)
+            self._absorb(message, pos, end)
+            pos = end

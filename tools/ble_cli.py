@@ -1,0 +1,158 @@
+"""``streetedge ble scan`` and ``streetedge bench ble``: the field engineer's view of nearby BLE nodes, the bench.
+
+Registered by :func:`tools.cli.build_parser` with one call, as :mod:`tools.field_cli` is.
+
+``ble scan`` lists every BTHome node heard for ``--seconds``: address, RSSI,
+role (from the configuration, or guessed from the objects it sends when the
+key decrypts), the last counter, and whether the configured key decrypts its
+adverts (``yes``, ``NO``: the key is wrong or the advert forged, ``no key``:
+not in the configuration). It scans with the platform's BLE stack (BlueZ);
+``--virtual N`` scans a virtual radio with N simulated nodes instead (keys
+from the configuration when it names them), for the demo and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+
+from gateway.service.config import load_config
+from gateway.service.config_ble import BleNodeConfig
+from gateway.transport.ble_scan import BTHOME_UUID
+from protocols import bthome_read
+from protocols.errors import AuthenticationError, DecodeError
+
+
+@dataclass
+class Heard:
+    """What a scan learnt about one address."""
+
+    address: str
+    rssi: int
+    counter: int | None
+    decrypts: str
+    role: str
+    node: str
+    adverts: int = 1
+
+
+def _role_of(objects: list[tuple[int, Any]]) -> str:
+    ids = {object_id for object_id, _ in objects}
+    if 0x4F in ids:
+        return "meter"
+    if ids & {0x02, 0x2E, 0x04, 0x0D}:
+        return "env"
+    return "?"
+
+
+def judge(data: bytes, address: str, rssi: int, nodes: dict[str, BleNodeConfig]) -> Heard:
+    """One advert's row: counter, whether the configured key decrypts it, role, node id."""
+    node = nodes.get(address.upper())
+    try:
+        _, counter = bthome_read.check_header(data)
+    except DecodeError:
+        return Heard(address, rssi, None, "malformed", "?", node.id if node else "")
+    if node is None:
+        return Heard(address, rssi, counter, "no key", "?", "")
+    try:
+        _, counter, plain = bthome_read.Opener(node.key_bytes, node.normal_address).open(data)
+        role = _role_of(bthome_read.decode_objects(plain))
+    except AuthenticationError:
+        return Heard(address, rssi, counter, "NO", node.role, node.id)
+    except DecodeError:
+        return Heard(address, rssi, counter, "malformed", node.role, node.id)
+    return Heard(address, rssi, counter, "yes", node.role if role in ("?", node.role) else role, node.id)
+
+
+async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBleakScanner] | None = None
+               ) -> dict[str, Heard]:
+    """Listen for ``seconds``; the last row per address of the BTHome adverts heard."""
+    by_address = {n.normal_address: n for n in nodes}
+    heard: dict[str, Heard] = {}
+
+    def on_advert(device: BLEDevice, advertisement: AdvertisementData) -> None:
+        data = advertisement.service_data.get(BTHOME_UUID)
+        if data is None:
+            return
+        row = judge(data, device.address, advertisement.rssi, by_address)
+        before = heard.get(device.address)
+        row.adverts = before.adverts + 1 if before else 1
+        heard[device.address] = row
+
+    async with BleakScanner(on_advert, backend=backend):
+        await asyncio.sleep(seconds)
+    return heard
+
+
+def table(heard: dict[str, Heard]) -> str:
+    """The scan as a text table, strongest signal first."""
+    lines = [f"{'address':<17}  {'rssi':>4}  {'role':<5}  {'counter':>10}  {'decrypts':<9}  {'adverts':>7}  node"]
+    for row in sorted(heard.values(), key=lambda r: -r.rssi):
+        counter = "" if row.counter is None else str(row.counter)
+        lines.append(f"{row.address:<17}  {row.rssi:>4}  {row.role:<5}  {counter:>10}  {row.decrypts:<9}  "
+                     f"{row.adverts:>7}  {row.node}")
+    return "\n".join(lines)
+
+
+async def _virtual_scan(nodes: list[BleNodeConfig], count: int, seconds: float) -> dict[str, Heard]:
+    from tools.sim.ble_beacons import Beacon
+    from tools.sim.bleak_bumble import scanner_backend
+    from tools.sim.radio import VirtualRadio
+
+    radio = VirtualRadio()
+    for i in range(count):
+        if i < len(nodes):
+            address, key, role = nodes[i].normal_address, nodes[i].key_bytes, nodes[i].role
+        else:
+            address, key, role = f"D0:5E:00:00:FF:{i:02X}", bytes(16), "meter"
+        beacon = Beacon(radio, address, key, role, interval_ms=100)
+        await beacon.start()
+        await beacon.reading([3300, 1000 + i] if role == "meter" else [2150, 5500, 1013250, 120, 300])
+    return await scan(nodes, seconds, scanner_backend(radio))
+
+
+def _cmd_ble_scan(args: argparse.Namespace) -> int:
+    nodes = list(load_config(Path(args.config)).ble.node) if args.config else []
+    if args.virtual:
+        heard = asyncio.run(_virtual_scan(nodes, args.virtual, args.seconds))
+    else:
+        heard = asyncio.run(scan(nodes, args.seconds))
+    print(table(heard))
+    return 0
+
+
+def _cmd_bench_ble(args: argparse.Namespace) -> int:
+    from tools.bench.ble import run_ble_bench
+
+    return run_ble_bench(nodes=args.nodes, adverts=args.adverts, radio_nodes=args.radio_nodes,
+                         interval=args.interval, loss=args.loss, seconds=args.seconds, write_docs=args.write_docs)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``ble scan`` under ``sub`` and ``ble`` under the ``bench`` subcommands."""
+    p = sub.add_parser("ble", help="BLE nodes nearby: address, RSSI, role, counter, whether the key decrypts")
+    ble = p.add_subparsers(dest="ble", required=True, metavar="ACTION")
+    s = ble.add_parser("scan", help="list the BTHome nodes heard")
+    s.add_argument("--config", help="the gateway configuration whose [[ble.node]] keys are checked")
+    s.add_argument("--seconds", type=float, default=10.0, help="how long to listen")
+    s.add_argument("--virtual", type=int, default=0, metavar="N",
+                   help="scan a virtual radio with N simulated nodes instead of the adapter")
+    s.set_defaults(func=_cmd_ble_scan)
+
+    b = bench.add_parser("ble", help="adverts/s decoded and stored vs a floor; 200 nodes on a lossy virtual radio")
+    b.add_argument("--nodes", type=int, default=50, help="nodes of the decode-and-store part")
+    b.add_argument("--adverts", type=int, default=20000, help="adverts of the decode-and-store part")
+    b.add_argument("--radio-nodes", type=int, default=200)
+    b.add_argument("--interval", type=float, default=1.0, help="seconds between two readings of a radio node")
+    b.add_argument("--loss", type=float, default=0.1, help="share of advert PDUs the radio loses")
+    b.add_argument("--seconds", type=float, default=20.0, help="length of the radio part")
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=_cmd_bench_ble)
