@@ -16,6 +16,7 @@ flagged, those with that fault, flagged after it started.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Iterable
@@ -193,3 +194,17 @@ def run_analytics_bench(*, lamps: int = 64, meters: int = 32, envs: int = 8, day
 def flags_of(month: Month, rule: str) -> list[Flag]:
     """The records a month raised under one rule."""
     return [f for f in month.flags if f.rule == rule]
+
+
+def add_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``streetedge bench analytics``."""
+    b = bench.add_parser("analytics", help="detectors on a simulated month with faults: precision, recall, delay")
+    b.add_argument("--lamps", type=int, default=64)
+    b.add_argument("--meters", type=int, default=32)
+    b.add_argument("--envs", type=int, default=8, help="environment nodes")
+    b.add_argument("--days", type=int, default=30, help="length of each simulated month")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
+    b.set_defaults(func=lambda args: run_analytics_bench(
+        lamps=args.lamps, meters=args.meters, envs=args.envs, days=args.days, seed=args.seed,
+        write_docs=args.write_docs))

@@ -140,8 +140,9 @@ def simulate(*, lamps: int, meters: int, envs: int, days: int, seed: int, share:
         nodes.append(_Meter(f"meter-{i}", seed * 1000 + 100 + i))
     for i in range(envs):
         nodes.append(_Env(f"env-{i}", seed * 1000 + 200 + i, bias_k=((i * 37) % 11 - 5) / 10.0))
-    for index, node in enumerate(nodes):
-        node.fault = plan.draw(index, node.id, node.role)
+    drawn = plan.draw([(node.id, node.role) for node in nodes])
+    for node in nodes:
+        node.fault = drawn.get(node.id)
         if node.fault is not None and isinstance(node, _Meter):
             node.physics.configure(node.fault.settings(), T0)
         elif node.fault is not None and isinstance(node, _Env):

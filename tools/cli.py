@@ -17,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from tools.bench_analytics import add_parser as add_analytics_bench
 from tools.command_cli import add_parsers as add_command_parsers
 from tools.exit_codes import CliError, Exit
 from tools.field_cli import add_parsers as add_field_parsers
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_image)
 
     add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
+    add_analytics_bench(bench)  # bench analytics
 
     p = sub.add_parser("decode", help="any message the gateway publishes (CBOR) as JSON",
                        description="Decode a payload of any gateway topic: data and events into resolved SenML "

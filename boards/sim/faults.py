@@ -1,8 +1,8 @@
 """Seeded fault injection for the virtual street's physics, with the ground truth recorded.
 
-A :class:`FaultPlan` draws, for each node it is asked about, whether it gets a
-fault, which kind (among those of its role), when it starts and how strong it
-is: the same draws for the same seed and node, on CPython and MicroPython. Every
+A :class:`FaultPlan` draws which nodes of a street get a fault, which kind
+(among those of its role), when it starts and how strong it is: the same
+draws for the same seed and nodes, on CPython and MicroPython. Every
 draw is kept in :attr:`FaultPlan.truth` (what a detector is scored against) and
 can be written as JSON.
 
@@ -74,11 +74,14 @@ class Fault:
 class FaultPlan:
     """Which nodes fail, how and when.
 
+    Of each role's nodes, ``share`` (rounded) get a fault, picked at random; the kinds of that role take turns
+    among them, so every kind is tried; start and strength are drawn per fault.
+
     Args:
         seed: the draw's seed.
         t0: wall time (s) the simulated period starts, at a midnight.
         days: its length in days.
-        share: the chance that a node gets a fault (0 for a fault-free street).
+        share: the part of each role's nodes that get a fault (0 for a fault-free street).
         earliest_day: faults start on this day or later (the detectors learn the nodes' baselines before).
         latest_day: faults start on this day at the latest (so that they have time to show).
     """
@@ -92,13 +95,22 @@ class FaultPlan:
         self.latest_day = days - 8 if latest_day is None else latest_day
         self.truth = []
 
-    def draw(self, index, node, role):
-        """The fault of node number ``index`` (None if it stays healthy); recorded in :attr:`truth`."""
-        r = hashed(self.seed, index)
-        kinds = KINDS.get(role, ())
-        if not kinds or not r.chance(self.share):
-            return None
-        kind = kinds[int(r.uniform(0, len(kinds)))]
+    def draw(self, nodes):
+        """``nodes`` as ``(node_id, role)`` pairs -> ``{node_id: Fault}`` for those that fail; kept in :attr:`truth`."""
+        out = {}
+        r = hashed(self.seed, 0)
+        for role, kinds in KINDS.items():
+            ids = [n for n, rl in nodes if rl == role]
+            for i in range(len(ids) - 1, 0, -1):  # a seeded shuffle (Fisher-Yates)
+                j = int(r.uniform(0, i + 1))
+                ids[i], ids[j] = ids[j], ids[i]
+            for k, node in enumerate(ids[: int(len(ids) * self.share + 0.5)]):
+                fault = self._fault(node, kinds[k % len(kinds)], hashed(self.seed + 1, len(self.truth)))
+                self.truth.append(fault)
+                out[node] = fault
+        return out
+
+    def _fault(self, node, kind, r):
         day = self.earliest_day + int(r.uniform(0, self.latest_day - self.earliest_day + 1))
         hour = r.uniform(0.0, 24.0)
         params = {}
@@ -114,9 +126,7 @@ class FaultPlan:
             hour = 20.0 + r.uniform(0.0, 4.0)  # a pipe gives in the evening
         elif kind == "sensor_drift":
             params["k_per_day"] = r.uniform(0.5, 1.5)
-        fault = Fault(node, kind, self.t0 + day * 86400.0 + hour * 3600.0, params)
-        self.truth.append(fault)
-        return fault
+        return Fault(node, kind, self.t0 + day * 86400.0 + hour * 3600.0, params)
 
     def dump(self, path):
         """Write the ground truth as JSON: seed, period and every fault drawn."""
