@@ -49,6 +49,8 @@ class _Node:
         self.role = role
         self.regmap = load_role(role)
         self.values: dict[str, float] = {}
+        self._zeros: list[tuple[Register, Number]] = [(reg, _raw(reg, 0.0)) for reg in self.regmap.registers]
+        self._index = {reg.name: i for i, reg in enumerate(self.regmap.registers)}
         self.fault: Fault | None = None
 
     def run(self, t: float, dt: float) -> None:
@@ -56,8 +58,12 @@ class _Node:
         raise NotImplementedError
 
     def readings(self) -> list[tuple[Register, Number]]:
-        values = self.values
-        return [(reg, _raw(reg, values.get(reg.name, 0.0))) for reg in self.regmap.registers]
+        """Every register of the map, as a poll hands them on: those the node model sets, the rest at 0."""
+        readings = list(self._zeros)
+        for name, value in self.values.items():
+            i = self._index[name]
+            readings[i] = (readings[i][0], _raw(readings[i][0], value))
+        return readings
 
 
 class _Lamp(_Node):
@@ -132,7 +138,8 @@ def simulate(*, lamps: int, meters: int, envs: int, days: int, seed: int, share:
              progress: Callable[[int], None] | None = None) -> Month:
     """Run ``days`` of a street with faults drawn at ``share`` through the detectors; see the module docstring."""
     plan = FaultPlan(seed, T0, days, share=share)
-    engine = analytics or Analytics(config or AnalyticsConfig())
+    # Baselines are kept once a simulated day (the gateway keeps them every minute of real time).
+    engine = analytics or Analytics(config or AnalyticsConfig(), save_every=86400.0)
     nodes: list[_Node] = []
     for i in range(lamps):
         nodes.append(_Lamp(f"lamp-{i}", seed * 1000 + i))
@@ -148,7 +155,7 @@ def simulate(*, lamps: int, meters: int, envs: int, days: int, seed: int, share:
         elif node.fault is not None and isinstance(node, _Env):
             node.physics.configure(node.fault.settings())
     month = Month(days, {n.id: n.role for n in nodes}, plan.truth)
-    night_start: dict[str, tuple[int, float, float]] = {}
+    night_start: dict[str, list[float]] = {}
     steps = int(days * 86400 / poll_s)
     for k in range(steps):
         t = T0 + k * poll_s
@@ -168,12 +175,14 @@ def simulate(*, lamps: int, meters: int, envs: int, days: int, seed: int, share:
     return month
 
 
-def _truth_energy(month: Month, night_start: dict[str, tuple[int, float, float]], lamp: _Lamp, now: float) -> None:
-    """The physics' own energy and burning time per night (noon to noon), read at the same polls the engine sees."""
+def _truth_energy(month: Month, nights: dict[str, list[float]], lamp: _Lamp, now: float) -> None:
+    """The physics' own energy and burning time per night (noon to noon), from the first to the last poll of the
+    night, as the detectors see it (their figures come from the node's registers)."""
     night = int((now - 43200.0) // 86400.0)
-    start = night_start.get(lamp.id)
-    if start is None or start[0] != night:
-        if start is not None:
-            month.truth_energy[(lamp.id, start[0])] = (lamp.physics.energy_wh - start[1],
-                                                       (lamp.burn_s - start[2]) / 3600.0)
-        night_start[lamp.id] = (night, lamp.physics.energy_wh, lamp.burn_s)
+    energy, burn = lamp.physics.energy_wh, lamp.burn_s
+    seen = nights.get(lamp.id)
+    if seen is not None and seen[0] != night:
+        month.truth_energy[(lamp.id, int(seen[0]))] = (seen[3] - seen[1], (seen[4] - seen[2]) / 3600.0)
+    if seen is None or seen[0] != night:
+        seen = nights[lamp.id] = [float(night), energy, burn, energy, burn]
+    seen[3], seen[4] = energy, burn
