@@ -71,10 +71,18 @@ class AnalyticsFeed:
         self._pending: set[asyncio.Task[None]] = set()
         self.flags = 0
         """Records raised so far."""
+        self.errors = 0
+        """Polls the detectors failed on (logged with their traceback)."""
 
     def check(self, node: NodeConfig, when: float, readings: Sequence[tuple[Register, Number]]) -> None:
         """Judge one good poll; flags are stored in the background (in order per node)."""
-        flags = self.analytics.observe_readings(node.id, node.role, node.bus, when, readings)
+        try:
+            flags = self.analytics.observe_readings(node.id, node.role, node.bus, when, readings)
+        except Exception:  # a detector's fault must not stop polling or delivery: the poll is already stored
+            self.errors += 1
+            log.exception("analytics failed on a poll of %s; the poll itself is stored and published", node.id,
+                          extra={"node": node.id})
+            return
         if not flags:
             return
         self.flags += len(flags)

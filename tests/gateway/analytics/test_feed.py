@@ -16,8 +16,10 @@ from typing import Any
 import cbor2
 import pytest
 
-from gateway.analytics.feed import baselines_path
+from gateway.analytics.feed import AnalyticsFeed, baselines_path
 from gateway.analytics.settings import AnalyticsConfig
+from gateway.contracts import load_role
+from gateway.service.config import NodeConfig
 from gateway.service.daemon import Gateway
 
 T0 = 1_772_409_600.0  # 2026-03-02 00:00 UTC
@@ -95,3 +97,20 @@ def test_a_drifting_driver_is_flagged_upstream(profile: str, pty_pair: Any, sim:
     with sqlite3.connect(path) as db:
         rows = dict(db.execute("SELECT detector, state FROM baselines WHERE node = 'lamp-1'").fetchall())
     assert '"learned":1' in rows["lamp"]
+
+
+def test_a_detector_failure_is_logged_and_polling_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A reading the detectors cannot take (a register value that is not a number) costs that poll's analysis only."""
+    stored: list[Any] = []
+
+    async def store(node: Any, events: Any, cursor: int | None) -> None:
+        stored.append((node.id, list(events)))
+
+    feed = AnalyticsFeed(AnalyticsConfig(), ":memory:", store)
+    node = NodeConfig(id="lamp-1", bus="bus0", unit=1)
+    regs = load_role("lamp").registers
+    bad = [(reg, "x" if reg.name == "power" else 0) for reg in regs]
+    feed.check(node, T0, bad)
+    assert feed.errors == 1 and "analytics failed on a poll of lamp-1" in caplog.text
+    feed.check(node, T0 + 1, [(reg, 0) for reg in regs])
+    assert feed.errors == 1 and feed.analytics.readings == 1  # the good poll was judged
