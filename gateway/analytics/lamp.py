@@ -33,6 +33,9 @@ MIN_SAMPLES = 3
 """Settled readings at a dim level before a night's mean at that level counts."""
 HISTORY = 7
 """Nights of driver ratios kept as evidence."""
+POWER_SLACK = 3.0
+"""A lamp's power may stray this many level tolerances from its baseline at the level asked before it counts as
+not following (a worn driver drifts by a few percent; a dimmer stuck at full draws twice the power of 50 %)."""
 
 
 def night_of(t: float, utc_offset_s: float) -> int:
@@ -256,7 +259,7 @@ class LampDetector:
             ref = state.get("baseline", {}).get(_bucket(target))
             if state.get("learned", 0) >= self.rules.driver.learn_nights and ref and ref[2] >= MIN_SAMPLES:
                 expected = ref[0] / ref[2]
-                if abs(power - expected) > rule.level_tolerance / 100.0 * max(expected, LIT_W) * 3:
+                if abs(power - expected) > rule.level_tolerance / 100.0 * max(expected, LIT_W) * POWER_SLACK:
                     problem = f"asked {target:.0f} % ({expected:.1f} W learned), drawing {power:.1f} W"
         seen = state.get("disobey")
         if not problem:

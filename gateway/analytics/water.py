@@ -53,24 +53,24 @@ class MeterDetector:
         day = int(local // 86400)
         start = day * 86400 + rule.start_hour * 3600
         step = rule.interval_minutes * 60
-        edges = rule.hours * 3600 // step  # intervals in the window
+        intervals = rule.hours * 3600 // step
         k = int((local - start) // step)  # boundary index at or before now
         mnf = state.setdefault("mnf", {"day": None, "marks": [], "streak": 0, "evidence": [], "flagged": False})
         if mnf["day"] != day:
             mnf["day"], mnf["marks"] = day, []
-        if 0 <= k <= edges and len(mnf["marks"]) == k:
+        if 0 <= k <= intervals and len(mnf["marks"]) == k:
             # The first reading at or after boundary k; a late first reading (gateway down) spoils the night.
             if local - (start + k * step) < step / 2:
                 mnf["marks"].append([t, volume])
             else:
                 mnf["marks"].append(None)
-        if k != edges or len(mnf["marks"]) != edges + 1 or mnf.get("judged") == day:
+        if k != intervals or len(mnf["marks"]) != intervals + 1 or mnf.get("judged") == day:
             return []
         mnf["judged"] = day
         marks = mnf["marks"]
         if any(m is None for m in marks):
             return []
-        flows = [marks[i + 1][1] - marks[i][1] for i in range(edges)]
+        flows = [marks[i + 1][1] - marks[i][1] for i in range(intervals)]
         lowest = min(flows)
         hours = step / 3600.0
         if lowest <= 0:
