@@ -17,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from tools.bench_analytics import add_parser as add_analytics_bench
 from tools.ble_cli import add_parsers as add_ble_parsers
 from tools.command_cli import add_parsers as add_command_parsers
 from tools.dashboard_cli import add_bench_parser as add_dashboard_bench
@@ -380,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_image)
 
     add_command_parsers(sub, bench)  # keys new, cmd, audit verify, bench commands
+    add_analytics_bench(bench)  # bench analytics
 
     p = sub.add_parser("decode", help="any message the gateway publishes (CBOR) as JSON",
                        description="Decode a payload of any gateway topic: data and events into resolved SenML "

@@ -25,7 +25,9 @@ second) steers the virtual world while the node runs:
   ``lon``; 20,000 lx from 06:30 to 17:30, 1 lx from 18:30 to 05:30, linear
   in between.
 - ``"mains"``: false cuts the supply upstream of the meter (0 V);
-  ``"fault"``: as in ``sim.json``, from now on (null: repaired).
+  ``"fault"``: as in ``sim.json``, from now on (null: repaired);
+  ``"wear"``: a degrading driver, drawing ``1 + wear`` times the power for
+  the same light (:class:`~boards.sim.lamp_physics.LampPhysics`; 0 repaired).
 
 What the firmware gets (the same surface as ``boards/esp32_lamp``):
 
@@ -188,6 +190,7 @@ class Board:
         self._epoch0 = time.time()  # virtual wall time at virtual ms 0
         self._control = None
         self.lux = None  # override of the daylight model
+        self._wear = 0.0
         self._read_control()
 
     @property
@@ -206,6 +209,7 @@ class Board:
                 energy_wh=prev.get("energy_wh", 0.0),
             )
             lamp.mains = self._mains
+            lamp.wear = self._wear
             self._apply_fault(self._fault)
         return lamp
 
@@ -268,6 +272,9 @@ class Board:
             self._lamp.mains = self._mains
         if "fault" in ctl:
             self._apply_fault(ctl["fault"])
+        self._wear = ctl.get("wear", 0.0) or 0.0
+        if self._lamp is not None:
+            self._lamp.wear = self._wear
 
     def _advance(self):
         now = time.ticks_ms()

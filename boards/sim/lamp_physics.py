@@ -17,6 +17,11 @@ tested on CPython as well as on MicroPython.
   ``stuck`` a driver that ignores the dim level (always full light);
   ``welded`` a relay whose contact welded shut (it stays closed whatever the
   controller says); ``mains`` False a supply cut upstream (0 V, nothing drawn).
+- Injected faults (:mod:`boards.sim.faults` draws and records them): ``wear``,
+  a degrading driver that draws ``1 + wear`` times the power for the same
+  light with its power factor ``wear / 2`` lower, growing by ``wear_per_day``
+  per day of model time; ``cycle_s`` (on, off), a driver whose thermal cut-out
+  drops the light for ``off`` seconds after every ``on`` seconds lit.
 
 Noise comes from a tiny seeded LCG, the same sequence on both interpreters.
 """
@@ -59,6 +64,10 @@ class LampPhysics:
         self.temperature_c = ambient_c if temperature_c is None else temperature_c
         self.energy_wh = energy_wh  # true energy drawn; the node computes its own reading
         self._noise = Noise(seed)
+        self.wear = 0.0
+        self.wear_per_day = 0.0
+        self.cycle_s = None  # (on, off) seconds of a cycling driver
+        self._cycle_t = 0.0
 
     def set_relay(self, on):
         """Close (True) or open (False) the supply relay (a welded one stays closed)."""
@@ -67,7 +76,11 @@ class LampPhysics:
             self.light = 0.0
 
     def _fed(self):
-        return self.relay and self.mains and not self.failed
+        return self.relay and self.mains and not self.failed and not self._cut_out()
+
+    def _cut_out(self):
+        cycle = self.cycle_s
+        return cycle is not None and self._cycle_t % (cycle[0] + cycle[1]) >= cycle[0]
 
     def set_level(self, percent):
         """Set the driver's dim level, 0..100 %."""
@@ -77,6 +90,10 @@ class LampPhysics:
         """Advance the model by ``dt`` seconds."""
         if dt <= 0:
             return
+        if self.wear_per_day:
+            self.wear += self.wear_per_day * dt / 86400.0
+        if self.cycle_s is not None and self.relay and self.mains:
+            self._cycle_t += dt
         target = (1.0 if self.stuck else self.level) if self._fed() else 0.0
         if not self.relay or not self.mains:
             self.light = 0.0
@@ -93,11 +110,11 @@ class LampPhysics:
         """True active power drawn now, in watts."""
         if not self._fed():
             return 0.0
-        return STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)
+        return (STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)) * (1.0 + self.wear)
 
     def power_factor(self):
         """Power factor at the present load."""
-        return 0.5 + 0.45 * self.light
+        return (0.5 + 0.45 * self.light) * (1.0 - self.wear / 2.0)
 
     def measure(self):
         """What a metering chip reads now: ``(voltage_V, current_A, power_W)`` with noise."""

@@ -15,6 +15,11 @@ Flow models (``mode``; ``lpm`` in litres per minute, negative = backwards):
 - ``burst``: household plus a burst pipe (``lpm``, default 90);
 - ``backflow``: water pushed back through the meter (``lpm``, default 3).
 
+Injected faults (:mod:`boards.sim.faults` draws and records them), on top of
+any mode: ``leak_lph`` litres per hour that never stop, from wall time
+``leak_from``; from ``stuck_from`` the wheel no longer turns (a stuck meter:
+the water still flows, the meter counts nothing).
+
 The meter: the magnet wheel turns once per ``pulse_l`` litres of net flow.
 Reed A is closed (level 0) for the first half of a turn, reed B a quarter turn
 later (levels are pulled up: 1 open). :meth:`WaterPhysics.advance` moves the
@@ -60,6 +65,9 @@ class WaterPhysics:
         self.reverse_l = 0.0
         self.turns_forward = 0
         self.turns_reverse = 0
+        self.leak_lph = 0.0
+        self.leak_from = None
+        self.stuck_from = None
 
     # -- set-up --------------------------------------------------------------
 
@@ -90,6 +98,9 @@ class WaterPhysics:
         self.bounce = settings.get("bounce", self.bounce)
         self.magnet = settings.get("magnet", self.magnet)
         self.battery_v = settings.get("battery_v", self.battery_v)
+        self.leak_lph = settings.get("leak_lph", self.leak_lph)
+        self.leak_from = settings.get("leak_from", self.leak_from)
+        self.stuck_from = settings.get("stuck_from", self.stuck_from)
         t0 = settings.get("t0")
         if t0 is not None and self.mode == "constant":
             q = (self.lpm or 0.0) / 60.0
@@ -104,6 +115,12 @@ class WaterPhysics:
 
     def flow_lps(self, t):
         """Net flow at wall time ``t`` in litres per second (negative: backwards)."""
+        q = self._mode_flow(t)
+        if self.leak_lph and self.leak_from is not None and t >= self.leak_from:
+            q += self.leak_lph / 3600.0
+        return q
+
+    def _mode_flow(self, t):
         mode = self.mode
         lpm = self.lpm
         if mode == "off":
@@ -118,6 +135,39 @@ class WaterPhysics:
         elif mode == "burst":
             q += (90.0 if lpm is None else lpm) / 60.0
         return q
+
+    def volume_between(self, t0, t1):
+        """True litres through the connection from ``t0`` to ``t1`` (closed form: fast enough for a month)."""
+        total = 0.0
+        mode = self.mode
+        if mode == "constant":
+            total += (self.lpm or 0.0) / 60.0 * (t1 - t0)
+        elif mode in ("household", "leak", "burst"):
+            for s in range(int(t0 // _SLOT_S) - 1, int(t1 // _SLOT_S) + 1):
+                start = s * _SLOT_S
+                r = hashed(self.seed, s)
+                if not r.chance(_hour_chance(int((start % 86400.0) // 3600.0))):
+                    continue
+                begin = start + r.uniform(0.0, _SLOT_S)
+                end = begin + r.uniform(10.0, 90.0)
+                overlap = min(end, t1) - max(begin, t0)
+                if overlap > 0:
+                    total += r.uniform(4.0, 12.0) / 60.0 * overlap
+            extra = {"leak": 0.5, "burst": 90.0}.get(mode)
+            if extra is not None:
+                total += (extra if self.lpm is None else self.lpm) / 60.0 * (t1 - t0)
+        if self.leak_lph and self.leak_from is not None and t1 > self.leak_from:
+            total += self.leak_lph / 3600.0 * (t1 - max(t0, self.leak_from))
+        return total
+
+    def counted_between(self, t0, t1):
+        """Litres the meter counts from ``t0`` to ``t1``: the true volume, none of it once it is stuck."""
+        stuck = self.stuck_from
+        if stuck is not None:
+            if t0 >= stuck:
+                return 0.0
+            t1 = min(t1, stuck)
+        return self.volume_between(t0, t1)
 
     def _household(self, t):
         slot = int(t // _SLOT_S)
@@ -158,6 +208,8 @@ class WaterPhysics:
             self.forward_l += q * dt
         else:
             self.reverse_l -= q * dt
+        if self.stuck_from is not None and t >= self.stuck_from:
+            return  # the water flows; the wheel does not turn
         p0 = self.phase
         p1 = p0 + q * dt / self.pulse_l
         self.phase = p1

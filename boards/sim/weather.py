@@ -13,6 +13,12 @@ with a fixed one (``configure({"temperature_c": 21.5, ...})``).
   (a 6-hour slot has one with a 20 % chance, up to +40, rising and falling);
   PM10 = 1.7 * PM2.5 + 3;
 - noise: 45 dB(A) at night to 68 dB(A) in the rush hours, +-3 dB second by second.
+
+Sensor faults (what the node's sensor reads, not the air; :mod:`boards.sim.faults`
+draws and records them): ``bias_k``, a fixed offset of the thermometer (a
+sunny wall); ``drift_k_per_day`` from ``drift_from``, a thermometer drifting
+away; ``stuck_from``, temperature, humidity and pressure frozen at their values
+then.
 """
 
 import math
@@ -37,6 +43,10 @@ class WeatherPhysics:
     def __init__(self, seed=0):
         self.seed = seed
         self.fixed = {}
+        self.bias_k = 0.0
+        self.drift_k_per_day = 0.0
+        self.drift_from = None
+        self.stuck_from = None
 
     def configure(self, settings):
         """Fix some values (keys of :data:`FIELDS`); ``None`` returns a value to the model."""
@@ -47,9 +57,22 @@ class WeatherPhysics:
                     self.fixed.pop(key, None)
                 else:
                     self.fixed[key] = float(value)
+        for key in ("bias_k", "drift_k_per_day", "drift_from", "stuck_from"):
+            if key in settings:
+                setattr(self, key, settings[key])
 
     def at(self, t):
-        """``{field: value}`` at wall time ``t`` (seconds since the epoch)."""
+        """``{field: value}`` at wall time ``t`` (seconds since the epoch), as the node's sensors read it."""
+        stuck = self.stuck_from
+        if stuck is not None and t >= stuck:
+            values = self._at(t)
+            frozen = self._at(stuck)
+            for key in ("temperature_c", "humidity", "pressure_pa"):
+                values[key] = frozen[key]
+            return values
+        return self._at(t)
+
+    def _at(self, t):
         hour_f = (t % 86400.0) / 3600.0
         hour = int(hour_f)
         temp = 12.0 + 6.0 * math.sin(_TWO_PI * (hour_f - 9.0) / 24.0) + 2.0 * math.sin(_TWO_PI * t / 432000.0)
@@ -65,6 +88,10 @@ class WeatherPhysics:
             "pm10": 1.7 * pm25 + 3.0,
             "noise_db": noise,
         }
+        temp = self.bias_k
+        if self.drift_k_per_day and self.drift_from is not None and t > self.drift_from:
+            temp += self.drift_k_per_day * (t - self.drift_from) / 86400.0
+        values["temperature_c"] += temp
         for key in self.fixed:
             values[key] = self.fixed[key]
         return values

@@ -33,7 +33,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cbor2
@@ -44,11 +44,10 @@ from gateway.delivery import machine_events as m
 from gateway.delivery.machine import DeliveryMachine, Settings
 from gateway.delivery.messages import Messages, known_roles
 from gateway.delivery.outbox_thread import AsyncOutbox
-from gateway.delivery.records import Kind, OutboxRecord
+from gateway.delivery.records import Kind, OutboxRecord, Storable
 from gateway.delivery.senml_records import encode_poll, poll_raws, poll_seq
 from gateway.mqtt.topics import Topics
 from gateway.mqtt.uplink import Outgoing
-from gateway.polling.event_catchup import Event
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
 
@@ -186,19 +185,20 @@ class Delivery:
         self.stats.packs_queued += 1
         self._work.set()
 
-    async def record_events(self, node: NodeConfig, events: list[Event], cursor: int) -> None:
-        """Store a node's events with its new event cursor, in one transaction; they go out at once."""
+    async def record_events(self, node: NodeConfig, events: Sequence[Storable], cursor: int | None) -> None:
+        """Store a node's events (with its new event cursor; analytics flags have none) in one transaction."""
         outbox = self._outbox
         assert outbox is not None, "open() first"
         records = [OutboxRecord(node.id, e.seq, Kind.EVENT, e.time, e.payload()) for e in events]
+        cursors = None if cursor is None else {node.id: cursor}
         async with self._lock:
             session = self.machine.holding_session
             if session is not None:
-                entries = await outbox.put_held(records, cursors={node.id: cursor})
+                entries = await outbox.put_held(records, cursors=cursors)
                 self.machine.handle(m.Stored(tuple(entries), session, time.monotonic()))
                 self._wake_writer()
             else:
-                await outbox.put_many(records, cursors={node.id: cursor})
+                await outbox.put_many(records, cursors=cursors)
             await self._count()
         self._kick.set()
 

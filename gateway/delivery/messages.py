@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from gateway.analytics.flags import Flag, is_flag_seq, senml_records
 from gateway.contracts import ROLES, TABLES, Register, load_role
 from gateway.delivery import birth, compact
 from gateway.delivery.records import Entry
@@ -149,7 +150,11 @@ class Messages:
                         properties=self._props(historical))
 
     def events(self, entries: list[Entry], *, historical: bool) -> list[Outgoing]:
-        """One SenML message of events per node: per event its name, seq, code and value at its time."""
+        """One SenML message of events per node: per event its name, seq, code and value at its time.
+
+        Analytics flags travel with the node's events: ``flag`` (or ``report``) with the rule, then its seq,
+        baseline, observed value, detail and evidence (:func:`gateway.analytics.flags.senml_records`).
+        """
         by_node: dict[str, list[Entry]] = {}
         for entry in entries:
             by_node.setdefault(entry.node, []).append(entry)
@@ -158,6 +163,9 @@ class Messages:
             names = event_names(self.node_roles.get(node_id, "lamp"))
             pack: list[dict[str, Any]] = []
             for entry in group:
+                if is_flag_seq(entry.seq):  # an analytics flag about the node (gateway.analytics)
+                    pack += senml_records(Flag.from_payload(node_id, entry.payload), entry.seq)
+                    continue
                 e = Event.from_payload(entry.seq, entry.payload)
                 pack += [
                     {"n": "event", "t": e.time, "vs": names.get(e.code, f"event_{e.code}")},

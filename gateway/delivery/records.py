@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gateway.errors import GatewayError
 
-__all__ = ["Entry", "Kind", "OutboxError", "OutboxRecord"]
+__all__ = ["Entry", "Kind", "OutboxError", "OutboxRecord", "Storable"]
 
 
 class Kind(enum.IntEnum):
@@ -54,3 +54,17 @@ class Entry(NamedTuple):
     attempts: int
     historical: bool
 
+
+class Storable(Protocol):
+    """What can be stored as an event record: a node's event, or an analytics flag about the node."""
+
+    @property
+    def seq(self) -> int:
+        """The record's seq for its node."""
+
+    @property
+    def time(self) -> float:
+        """When it happened (epoch seconds)."""
+
+    def payload(self) -> bytes:
+        """The bytes the outbox keeps."""

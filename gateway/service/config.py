@@ -40,6 +40,7 @@ from typing import Annotated, Literal
 import msgspec
 import msgspec.inspect as mi
 
+from gateway.analytics.settings import AnalyticsConfig
 from gateway.contracts import ROLES
 from gateway.errors import GatewayError
 from gateway.profiles.registry import NodeProfileError, with_profiles
@@ -200,6 +201,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """The cabinet dashboard (``gateway.service.config_dashboard``)."""
     ble: BleConfig = msgspec.field(default_factory=BleConfig)
     """BLE nodes heard through their adverts (``gateway.service.config_ble``)."""
+    analytics: AnalyticsConfig = msgspec.field(default_factory=AnalyticsConfig)
+    """Detectors per node class and their thresholds (``gateway.analytics.settings``)."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""

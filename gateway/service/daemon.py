@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import cbor2
 import msgspec
 
+from gateway.analytics.feed import AnalyticsFeed, baselines_path
 from gateway.commands.audit import audit_topic
 from gateway.commands.router import CommandRouter
 from gateway.delivery.driver import Delivery
@@ -112,6 +113,8 @@ class Gateway:
         """The outbox and data composer (None before :meth:`run`)."""
         self.events: EventReader | None = None
         """The node event log reader (None before :meth:`run`)."""
+        self.analytics: AnalyticsFeed | None = None
+        """The detectors on every poll (None before :meth:`run` or with ``[analytics] enabled = false``)."""
         self.polling: Polling | None = None
         """The running buses and pollers (None before :meth:`run`)."""
         self.dashboard: Dashboard | None = None
@@ -135,6 +138,9 @@ class Gateway:
         await delivery.open()
         self.delivery = delivery
         self.events = EventReader(buses, delivery.record_events, await delivery.cursors())
+        if cfg.analytics.enabled:
+            path = baselines_path(cfg.analytics, cfg.delivery.outbox)
+            self.analytics = AnalyticsFeed(cfg.analytics, path, delivery.record_events)
         uplink = Uplink(
             cfg.broker, self.topics, self.stats, self._on_command,
             queue_size=self.queue_size, clock=self.clock, source=delivery,
@@ -182,6 +188,8 @@ class Gateway:
             await polling.stop()  # also when cancelled: no poller outlives the gateway
             router.close()
             await self.events.close()
+            if self.analytics is not None:
+                await self.analytics.close()
             await delivery.close()
             log.info("gateway stopped")
 
@@ -280,6 +288,8 @@ class Gateway:
         assert self.delivery is not None and self.events is not None  # set before any poller runs
         self.delivery.record(node, when, readings)
         self.events.check(node, when, readings)
+        if self.analytics is not None:
+            self.analytics.check(node, when, readings)
 
 
 async def run_gateway(config: Config, *, stop: asyncio.Event | None = None) -> None:
