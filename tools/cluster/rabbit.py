@@ -14,6 +14,9 @@ Per node: an MQTT listener (3.1.1: RabbitMQ 3.10 closes an MQTT 5 CONNECT) and a
 listener, anonymous MQTT allowed (loopback only), persistent MQTT sessions on quorum queues
 (``mqtt.durable_queue_type = quorum``) so that they survive the loss of a node. MQTT topics
 map to routing keys of the ``amq.topic`` exchange with ``/`` turned into ``.``.
+
+By hand: ``python -m tools.cluster.rabbit`` prints the nodes' URLs and beam PIDs (JSON) and runs
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -303,3 +307,25 @@ class RabbitCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid if pid is not None else process.pid, signal.SIGKILL)
             process.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.cluster.rabbit``: run a cluster until Ctrl-C or SIGTERM, printing its URLs as JSON."""
+    import argparse
+    import json as json_module
+
+    parser = argparse.ArgumentParser(description="three RabbitMQ nodes on loopback, clustered, until Ctrl-C")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with RabbitCluster(args.nodes) as cluster:
+        print(json_module.dumps({"mqtt": cluster.mqtt_urls, "amqp": cluster.amqp_urls,
+                                 "beam_pids": [n.beam_pid() for n in cluster.nodes]}), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
