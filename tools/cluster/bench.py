@@ -108,7 +108,9 @@ class ClusterFleet:
                                     protocol=aiomqtt.ProtocolVersion.V311, clean_session=False, will=will,
                                     keepalive=30, timeout=30)
             try:
-                async with self._gate:
+                # The first connections are paced (cabinets come up over a while); a re-homing is not: every
+                # gateway of the lost node tries the next one on its own, as the real ones do.
+                async with self._gate if first else contextlib.nullcontext():
                     await client.__aenter__()
                     for topic, payload in t.opening:
                         await client.publish(topic, payload, qos=1, retain=True)
