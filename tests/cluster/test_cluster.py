@@ -45,8 +45,9 @@ LAMPS = 2
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RabbitCluster]:
-    with RabbitCluster(3) as c:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    # In pytest's temporary directory (kept for the last runs): the nodes' logs explain a failure.
+    with RabbitCluster(3, tmp_path_factory.mktemp("cluster")) as c:
         yield c
 
 
@@ -140,6 +141,8 @@ class Counter:
         self.births: dict[bytes, dict[str, Any]] = {}
         self.seen: dict[str, list[int]] = {}  # node (ids unique across gateways) -> every seq, duplicates kept
         self.messages = 0
+        self.replayed = 0
+        """Polls that came in historical (replayed backlog) messages."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
@@ -187,7 +190,11 @@ class Counter:
             self.births[body["birth"]] = body
         elif parts[-1] == "compact":
             self.messages += 1
-            for pack in compact.to_senml(payload, self.births[cbor2.loads(payload)[3]]):
+            header = cbor2.loads(payload)
+            packs = compact.to_senml(payload, self.births[header[3]])
+            if header[2] & compact.HISTORICAL:
+                self.replayed += len(packs)
+            for pack in packs:
                 records = senml.resolve(pack)
                 node = records[0]["n"].split(":")[-2]
                 seq = next(int(r["v"]) for r in records if r["n"].endswith(":seq"))
@@ -252,6 +259,7 @@ async def failover(cluster: RabbitCluster, tmp: Path, gateways: int, dwell: floa
     ordered = sorted(reconnects)
     return {
         "readings": counter.unique(), "duplicates": counter.duplicates(), "polls": polls,
+        "replayed": counter.replayed,
         "reconnect_p50": statistics.median(ordered), "reconnect_p99": ordered[min(len(ordered) - 1,
                                                                                     int(len(ordered) * 0.99))],
     }
@@ -300,34 +308,34 @@ def test_three_consumers_share_the_data_and_one_restarts(cluster: RabbitCluster,
     outs = [tmp_path / f"consumer-{i}.jsonl" for i in range(3)]
 
     async def main() -> None:
-        with Counter(cluster.amqp_urls, f"count-share-{os.getpid()}") as counter:
-            async with fleet(cluster, 3, tmp_path) as f:
-                procs = [listen_process(cluster, out) for out in outs]
-                try:
-                    for out in outs:
-                        await wait_ready(out.with_suffix(".err"))
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            with Counter(cluster.amqp_urls, f"count-share-{os.getpid()}") as counter:
+                # The group's queue exists before the gateways publish (a platform's queue outlives its instances).
+                procs += [listen_process(cluster, out) for out in outs]
+                for out in outs:
+                    await wait_ready(out.with_suffix(".err"))
+                async with fleet(cluster, 3, tmp_path) as f:
                     await until(lambda: all(o.stat().st_size > 0 for o in outs), what="every instance printing")
                     procs[1].send_signal(signal.SIGKILL)
                     procs[1].wait(10)
                     down_at = counter.unique()
                     await until(lambda: counter.unique() > down_at + 30, what="data while one is down")
-                    procs[1] = listen_process(cluster, outs[1])
+                    procs[1] = listen_process(cluster, outs[1])  # knows no birth: it must announce itself
                     await wait_ready(outs[1].with_suffix(".err"), connects=2)
                     size = outs[1].stat().st_size
                     await until(lambda: outs[1].stat().st_size > size, what="the restarted instance printing")
-                finally:
-                    for gw in f.gateways:
-                        gw.stop()
-            # Gateways drained; let the consumers empty the queue, then stop them.
-            expected = {f"g{i}-lamp-{u}" for i in range(3) for u in range(1, LAMPS + 1)}
-            await until(lambda: set(counter.seen) >= expected, what="every lamp counted")
-            truth = {k: set(v) for k, v in counter.seen.items()}
-            await until(lambda: all(set(shared_seqs(outs).get(k, [])) >= v for k, v in truth.items()),
-                        what="the consumers together caught up")
+                # Gateways stopped and drained: the consumers empty the queue.
+                expected = {f"g{i}-lamp-{u}" for i in range(3) for u in range(1, LAMPS + 1)}
+                await until(lambda: set(counter.seen) >= expected, what="every lamp counted")
+                assert_nothing_lost(counter, f)
+                truth = {k: set(v) for k, v in counter.seen.items()}
+                await until(lambda: all(set(shared_seqs(outs).get(k, [])) >= v for k, v in truth.items()),
+                            what="the consumers together caught up")
+        finally:
             for proc in procs:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
-            assert_nothing_lost(counter, f)
         seen = shared_seqs(outs)
         for key, seqs in truth.items():
             assert set(seen.get(key, [])) >= seqs, f"{key}: the group missed {sorted(seqs - set(seen[key]))[:10]}"
