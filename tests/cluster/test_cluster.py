@@ -222,7 +222,7 @@ async def assert_nothing_lost(counter: Counter, f: Fleet) -> None:
 
 
 async def failover(cluster: RabbitCluster, tmp: Path, gateways: int, dwell: float) -> dict[str, float]:
-    """Kill the node of gateway 0, bring it back, kill the node of gateway 1; count everything.
+    """Kill a node holding gateways, bring it back, kill another; count everything.
 
     The second node stays down (the module's tests that need every node run before this one).
     """
@@ -233,7 +233,11 @@ async def failover(cluster: RabbitCluster, tmp: Path, gateways: int, dwell: floa
     with Counter(cluster.amqp_urls[2:] + cluster.amqp_urls[:2], f"count-{os.getpid()}-{gateways}") as counter:
         async with fleet(cluster, gateways, tmp) as f:
             await until(lambda: counter.unique() > gateways * LAMPS * 3, what="first readings")
-            for victim in (0, 1):
+            first: int | None = None
+            for _ in range(2):
+                # The node holding the most gateways (the first one killed is not killed again).
+                victim = max((i for i in range(len(cluster.nodes)) if i != first),
+                             key=lambda i: len(f.on_node(cluster.nodes[i].mqtt_port)))
                 port = cluster.nodes[victim].mqtt_port
                 homed = f.on_node(port)
                 assert homed, f"no gateway on node {victim}"
@@ -251,8 +255,9 @@ async def failover(cluster: RabbitCluster, tmp: Path, gateways: int, dwell: floa
                     assert time.monotonic() - killed_at < 120, "gateways did not move to a surviving node"
                 await until(lambda b=before: counter.unique() > b + gateways * LAMPS * 3, what="data after failover")
                 await asyncio.sleep(dwell)
-                if victim == 0:
+                if first is None:  # bring the first one back; the second stays down
                     await asyncio.to_thread(cluster.restart, victim)
+                    first = victim
             await until(f.all_connected, what="all gateways connected at the end")
             polls = sum(n.polls for g in f.gateways for n in g.stats.nodes.values())
         # Gateways stopped (drained): wait for the consumer to catch up with what the broker acknowledged.

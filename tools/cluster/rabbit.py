@@ -3,8 +3,9 @@
 RabbitMQ (Debian ``rabbitmq-server``) is the clustered broker the tests and ``streetedge bench
 cluster`` run against (``docs/broker-cluster.md`` says why this one). Every node is a separate
 Erlang VM (``beam.smp``) with its own node name, distribution port, data directory, configuration
-and log, started in parallel with the others (a first boot takes ~10 s). The nodes find each other
-through RabbitMQ's ``classic_config`` peer discovery and form one cluster at first boot; a node
+and log; node 0 boots first, then the others in parallel (a first boot takes ~10 s). The nodes find each other
+through RabbitMQ's ``classic_config`` peer discovery (node 0 the seed the others join) and form one
+cluster at first boot; a node
 killed with SIGKILL and started again rejoins it from its own data directory.
 
 Each cluster runs its own ``epmd`` (the Erlang port mapper) on a port of its own, started and
@@ -124,8 +125,8 @@ class RabbitCluster:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self, timeout: float = BOOT_TIMEOUT) -> RabbitCluster:
-        """Start epmd and every node in parallel; return once each node's MQTT listener answers and they formed one
-        cluster. :class:`ClusterError` (with the tail of the failing node's log) otherwise."""
+        """Start epmd, node 0, then the other nodes in parallel; return once each node's MQTT listener answers and
+        they formed one cluster. :class:`ClusterError` (with the tail of the failing node's log) otherwise."""
         (self.directory / ".erlang.cookie").write_text(self.cookie)
         (self.directory / ".erlang.cookie").chmod(0o400)
         self._epmd = subprocess.Popen(
@@ -133,11 +134,17 @@ class RabbitCluster:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
+            self._wait_epmd(timeout)  # a node booting before epmd listens cannot register its name
             for node in self.nodes:
                 self._configure(node)
+            # The seed boots alone first: peers that reach it mid-boot stalled its start for minutes at times.
+            seed, *others = self.nodes
+            self._launch(seed)
+            self.wait_ready(seed, timeout)
+            for node in others:
                 self._launch(node)
-            with ThreadPoolExecutor(len(self.nodes)) as pool:
-                list(pool.map(lambda n: self.wait_ready(n, timeout), self.nodes))
+            with ThreadPoolExecutor(max(1, len(others))) as pool:
+                list(pool.map(lambda n: self.wait_ready(n, timeout), others))
             self._wait_clustered(timeout)
         except BaseException:
             self.stop()
@@ -224,9 +231,21 @@ class RabbitCluster:
                 raise ClusterError(f"node {node.name} not up in {timeout:.0f} s:\n{self.log_tail(node)}")
             time.sleep(0.2)
 
+    def _wait_epmd(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.epmd_port), 1.0):
+                return
+            if self._epmd is None or self._epmd.poll() is not None:
+                raise ClusterError(f"epmd exited at start (port {self.epmd_port} taken?)")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"epmd not listening on {self.epmd_port} in {timeout:.0f} s")
+            time.sleep(0.05)
+
     def log_tail(self, node: RabbitNode, lines: int = 30) -> str:
         """The end of a node's log, for error messages."""
-        logs = sorted((node.home / "log").glob("*.log"))
+        logs = [*sorted((node.home / "log").glob("*.log")), node.home / "stdout.log"]
+        logs = [p for p in logs if p.exists()]
         text = "\n".join(p.read_text(errors="replace") for p in logs)
         return "\n".join(text.splitlines()[-lines:])
 
@@ -234,8 +253,12 @@ class RabbitCluster:
 
     def _configure(self, node: RabbitNode) -> None:
         node.home.mkdir(parents=True, exist_ok=True)
+        # Node 0 is the seed: it lists only itself and boots alone; the others list it and retry until it is up,
+        # so parallel first boots never form two clusters (each node giving up on the others at once).
+        seed = self.nodes[0]
         peers = "\n".join(
-            f"cluster_formation.classic_config.nodes.{n.index + 1} = {n.name}" for n in self.nodes
+            f"cluster_formation.classic_config.nodes.{i + 1} = {n.name}"
+            for i, n in enumerate([seed] if node is seed else [seed, node])
         )
         (node.home / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}\n"
@@ -244,9 +267,11 @@ class RabbitCluster:
             "mqtt.durable_queue_type = quorum\n"
             "cluster_formation.peer_discovery_backend = classic_config\n"
             f"{peers}\n"
-            # Parallel first boots: no random wait before discovery (3.10 waits 5-60 s by default).
+            # No random wait before discovery (3.10 waits 5-60 s by default): the seed settles who forms it.
             "cluster_formation.randomized_startup_delay_range.min = 0\n"
-            "cluster_formation.randomized_startup_delay_range.max = 1\n"
+            "cluster_formation.randomized_startup_delay_range.max = 0\n"
+            "cluster_formation.discovery_retry_limit = 600\n"
+            "cluster_formation.discovery_retry_interval = 500\n"
             "log.console = false\n"
             "log.file.level = warning\n"
         )
