@@ -203,12 +203,13 @@ def _cmd_bench_bus(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_cluster(args: argparse.Namespace) -> int:
+    from tools.cluster.bench import main as rabbit_main
     from tools.load_gateways import main as load_main
 
     argv = ["--gateways", str(args.gateways), "--lamps", str(args.lamps), "--seconds", str(args.seconds),
             "--interval", str(args.interval)] + (["--tls"] if args.tls else []) + (
         ["--write-docs"] if args.write_docs else [])
-    code: int = load_main(argv)
+    code: int = rabbit_main([a for a in argv if a != "--tls"]) if args.rabbitmq else load_main(argv)
     return code
 
 
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=60.0, help="measuring window")
     b.add_argument("--interval", type=float, default=1.0, help="seconds between two messages of a gateway")
     b.add_argument("--tls", action="store_true", help="also over TLS: handshake cost, bytes, CPU per message")
+    b.add_argument("--rabbitmq", action="store_true", help="against a 3-node RabbitMQ cluster: also re-homing time")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/broker-cluster.md")
     b.set_defaults(func=_cmd_bench_cluster)
 

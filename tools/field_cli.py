@@ -15,6 +15,10 @@ from pathlib import Path
 def _cmd_listen(args: argparse.Namespace) -> int:
     from tools.listen import listen
 
+    if args.share:
+        from tools.listen_share import listen_shared
+
+        return listen_shared(args)
     try:
         listen(args.broker, site=args.site, gateway=args.gateway, resolved=args.resolved, count=args.count,
                ready=lambda topic: print(f"streetedge listen: listening to {topic} on {args.broker}",
@@ -78,6 +82,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--gateway", help="the gateway to listen to (default: every gateway)")
     p.add_argument("--resolved", action="store_true", help="resolved records (RFC 8428 4.6) instead of packs")
     p.add_argument("--count", type=int, help="stop after this many lines (default: until Ctrl-C)")
+    p.add_argument("--share", metavar="GROUP", help="one of a group of consumers that split the data (AMQP)")
+    p.add_argument("--amqp", action="append", default=[], metavar="URL",
+                   help="with --share: amqp://USER:PASS@HOST:PORT/ of a broker node (repeat for each node)")
     p.set_defaults(func=_cmd_listen)
 
     p = sub.add_parser("flash", help="write the MicroPython base image to an ESP32 (esptool)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian parts the demo and the tests use (Mosquitto, mbpoll, socat, fuse3, tmux), when they are
+# Install the Debian parts the demo and the tests use (Mosquitto, mbpoll, socat, fuse3, tmux, RabbitMQ), when they are
 # missing and we may install them. Without root, say what is missing and go on:
 # the demo then falls back to the embedded broker.
 set -eu
@@ -15,6 +15,7 @@ command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)  # builds the Debian package
 command -v adduser >/dev/null 2>&1 || need+=(adduser)  # the package's system user
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the dashboard's browser tests (headless)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)  # the 3-node broker cluster (tools/cluster)
 # Debian splits venv/ensurepip out of python3.
 "${PYTHON:-python3}" -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -25,6 +26,8 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # The Debian package starts a system broker on 1883; streetedge starts its own.
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+    # Likewise RabbitMQ: tools/cluster starts its own nodes on loopback ports.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
 else
     echo "not installed (needs root and apt-get): ${need[*]}" >&2
     echo "the demo will use the embedded broker; tests that need these parts will fail" >&2

@@ -54,7 +54,7 @@ class Listener:
         Raises ValueError (a DecodeError, CompactError or CBOR error is one) naming what is wrong with a
         data payload, or a compact message whose gateway birth was never seen.
         """
-        root, kind, rest = _split(topic)
+        root, kind, rest = split_topic(topic)
         if kind == "birth" and not rest:
             body = _cbor(payload)
             if isinstance(body, dict) and isinstance(body.get("birth"), bytes):
@@ -63,12 +63,10 @@ class Listener:
         if kind == "data" and rest:
             packs = [senml.from_labels(_cbor(payload))]
         elif kind == "compact" and not rest:
-            item = _cbor(payload)
-            if not (isinstance(item, list) and len(item) == 6 and isinstance(item[3], bytes)):
-                raise ValueError("not a compact message ([version, seq, flags, birth, t0, body])")
-            birth = self.births.get((root, item[3]))
+            birth_id = self.birth_of(payload)
+            birth = self.births.get((root, birth_id))
             if birth is None:
-                raise ValueError(f"compact message for birth {item[3].hex()}, never seen on {root}/birth")
+                raise ValueError(f"compact message for birth {birth_id.hex()}, never seen on {root}/birth")
             packs = compact.to_senml(payload, birth)
         else:
             return []
@@ -77,7 +75,16 @@ class Listener:
         return [senml.encode_json(pack) for pack in packs if pack]
 
 
-def _split(topic: str) -> tuple[str, str, str]:
+    @staticmethod
+    def birth_of(payload: bytes) -> bytes:
+        """The id of the gateway birth a compact message refers to; ValueError if it is not one."""
+        item = _cbor(payload)
+        if not (isinstance(item, list) and len(item) == 6 and isinstance(item[3], bytes)):
+            raise ValueError("not a compact message ([version, seq, flags, birth, t0, body])")
+        return item[3]
+
+
+def split_topic(topic: str) -> tuple[str, str, str]:
     """``streetedge/v1/<site>/<gw>/<kind>[/<rest>]`` -> (root, kind, rest); ("", "", "") for other topics."""
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != PREFIX:

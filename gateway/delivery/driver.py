@@ -1,10 +1,8 @@
 """Delivery: every poll into the durable outbox, out in data messages, deleted once the broker has it.
 
-(``docs/architecture.md`` draws the path.) Nothing is acknowledged to anyone
-before it is on disk, and a record leaves the outbox only when the broker
-acknowledged the message that carried it (QoS 1). Delivery is at least once: a
-message whose acknowledgement was lost is sent again, and ``(node, seq)`` lets a
-consumer drop the copy.
+(``docs/architecture.md`` draws the path.) Nothing is acknowledged before it is on disk; a record
+leaves the outbox only when the broker acknowledged (QoS 1) the message that carried it. Delivery
+is at least once: ``(node, seq)`` lets a consumer drop a copy sent again.
 
 Sessions. For each broker connection (:class:`~gateway.mqtt.uplink.Uplink`) the
 delivery layer counts a new session in the outbox, builds the gateway birth
@@ -16,13 +14,13 @@ compact header's flag; the SenML profile's MQTT 5 user property
 as they come (SenML) or gathered for ``batch_interval`` seconds (compact). Live
 data always goes first: the backlog may use only half of the data window.
 
-When the session ends, every record not acknowledged returns to the outbox and
-is replayed in the next session; a node birth goes out again whenever a node's
-firmware changes, and on a (signed) ``rebirth`` command. Records the disk budget
-pushed out are counted in the retained ``<root>/delivery`` message.
+When the session ends, every record not acknowledged returns to the outbox and is replayed in
+the next session; a node birth goes out again whenever a node's firmware changes, on a (signed)
+``rebirth`` command, and when a consumer announces itself (:data:`gateway.mqtt.topics.HOST`).
+The retained ``<root>/delivery`` message counts records the disk budget pushed out.
 
-The rules are the pure state machine :class:`~gateway.delivery.machine.DeliveryMachine`;
-this module does its I/O: the outbox (in its thread), the clock, the uplink, the encoding.
+The rules are the pure state machine :class:`~gateway.delivery.machine.DeliveryMachine`; this
+module does its I/O: the outbox (in its thread), the clock, the uplink, the encoding.
 """
 
 from __future__ import annotations
@@ -162,9 +160,8 @@ class Delivery:
     def waiting(self) -> int:
         """Polls held in memory: recorded and not yet stored, or stored and waiting for their live message.
 
-        The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor a
-        broker that does not keep up makes the live lane spill into the backlog (or memory grow).
-        """
+        The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor
+        a lagging broker makes the live lane spill into the backlog (or memory grow)."""
         return self.machine.waiting
 
     # -- from the pollers --------------------------------------------------------------------------------------
@@ -264,7 +261,11 @@ class Delivery:
         self._kick.set()
 
     async def rebirth(self, node_ids: list[str]) -> None:
-        """The ``rebirth`` command: births of these nodes again; all of them: the gateway birth first."""
+        """The ``rebirth`` command: :meth:`request_births`."""
+        self.request_births(node_ids)
+
+    def request_births(self, node_ids: Sequence[str] = (m.GATEWAY,)) -> None:  # default: a consumer announced itself
+        """Births of these nodes again (all: the gateway's first); requests are merged until sent."""
         self.machine.handle(m.Rebirth(tuple(node_ids)))
         self._kick.set()
 

@@ -72,8 +72,8 @@ class Will:
 class Connection:
     """One connection to one broker: connect, publish (QoS 1), subscribe, disconnect or abort.
 
-    Not reusable: every connection is a new object, so it starts clean (no session resumed, no
-    message of an earlier connection sent again behind the outbox's back).
+    Not reusable: every connection is a new object (no message of an earlier connection is sent again
+    behind the outbox's back); ``clean=False`` (3.1.1) lets the broker keep our subscriptions between them.
 
     Args:
         host: broker host name or address.
@@ -85,6 +85,7 @@ class Connection:
         tls: the TLS context for ``mqtts://`` (verifies the broker, may carry our certificate), or None.
         window: QoS 1 publishes paho puts on the wire before their PUBACKs (it queues the rest).
         on_message: called on the event loop with ``(topic, payload)`` of every message received.
+        clean: MQTT 3.1.1 clean session (MQTT 5 always starts clean).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Connection:
         tls: ssl.SSLContext | None,
         window: int,
         on_message: Callable[[str, bytes], None],
+        clean: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -112,7 +114,7 @@ class Connection:
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=version,
-            clean_session=None if protocol == "5" else True,
+            clean_session=None if protocol == "5" else clean,
         )
         self._paho.max_inflight_messages_set(window)
         if will is not None:

@@ -26,6 +26,9 @@ topic                        direction  payload (CBOR)
                                         message, with the last error) or comes back
 ``<root>/cmd``               down       a command map (see :mod:`gateway.commands.parse`)
 ``<root>/result``            up         the result of a command, keyed by its ``id``
+``streetedge/v1/host``       down       ``{"online": true, "id": str}`` from a consumer
+                                        that (re)started: every gateway republishes its
+                                        births (see :data:`HOST`)
 ===========================  =========  ==============================================
 
 Site, gateway and node ids are restricted by the configuration to letters,
@@ -34,8 +37,17 @@ digits, ``_`` and ``-``, so they never carry MQTT wildcards or separators.
 
 from __future__ import annotations
 
+import cbor2
+
 VERSION = "v1"
 """Namespace version; bumped when a topic or payload changes incompatibly."""
+HOST = f"streetedge/{VERSION}/host"
+"""Where a consumer announces that it came online, so that gateways publish their births again.
+
+Births are retained, but a consumer cannot count on retained messages: a clustered broker may keep
+them on the node they were published to only (RabbitMQ), a wildcard subscription may not get them,
+and an AMQP queue never does. Sparkplug's answer, taken here: the consumer announces itself and
+every gateway answers with its births, live. Three levels, so no gateway's topics can match it."""
 
 
 class Topics:
@@ -74,3 +86,17 @@ class Topics:
 
     def __repr__(self) -> str:
         return f"Topics({self.root!r})"
+
+
+def announcement(consumer: str) -> bytes:
+    """The payload a consumer publishes on :data:`HOST` when it comes online."""
+    return bytes(cbor2.dumps({"online": True, "id": consumer}))
+
+
+def announces_online(payload: bytes) -> bool:
+    """A :data:`HOST` payload saying ``online: true`` (anything else, malformed included, asks for nothing)."""
+    try:
+        body = cbor2.loads(payload)
+    except (cbor2.CBORDecodeError, ValueError, EOFError):
+        return False
+    return isinstance(body, dict) and body.get("online") is True

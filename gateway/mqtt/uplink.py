@@ -48,7 +48,7 @@ from paho.mqtt.properties import Properties
 from gateway.delivery import birth
 from gateway.mqtt.connection import Connection, MqttError, PublishRefused, Will
 from gateway.mqtt.publish_queue import QUEUE_SIZE, Outgoing, PublishQueue
-from gateway.mqtt.topics import Topics
+from gateway.mqtt.topics import HOST, Topics, announces_online
 from gateway.mqtt.user_properties import UserProperties
 from gateway.service.config import BrokerConfig
 from gateway.service.config_uplink import BrokerUrl, parse_url
@@ -108,6 +108,7 @@ class Uplink:
         clock: wall clock for the ``ts`` of state messages.
         source: the data source (births, durable data); None for an uplink that only relays
             what is published on it (session numbers then count from 1 in memory).
+        on_host_online: called (must not block) when a consumer announces itself on ``HOST``; None: not asked.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Uplink:
         queue_size: int = QUEUE_SIZE,
         clock: Callable[[], float] = time.time,
         source: DataSource | None = None,
+        on_host_online: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
         self.topics = topics
@@ -127,6 +129,7 @@ class Uplink:
         self.on_command = on_command
         self.clock = clock
         self.source = source
+        self.on_host_online = on_host_online
         self.urls = [parse_url(u) for u in broker.urls]
         self.queue = PublishQueue(queue_size, on_drop=self._dropped)
         self.connected = asyncio.Event()
@@ -236,6 +239,7 @@ class Uplink:
             tls=self._tls() if url.tls else None,
             window=WINDOW,
             on_message=self._received,
+            clean=self.broker.session == "clean",
         )
 
     def _tls(self) -> ssl.SSLContext:
@@ -255,6 +259,8 @@ class Uplink:
                 self.stats.messages_acked += 1
         if not await conn.subscribe(self.topics.cmd):
             log.error("broker refused our subscription to %s: no commands will arrive", self.topics.cmd)
+        if self.on_host_online is not None and not await conn.subscribe(HOST):
+            log.warning("broker refused our subscription to %s: consumers cannot ask for births", HOST)
         self.stats.broker_connected = True
         self.stats.broker_connects += 1
         self.connected.set()
@@ -304,6 +310,8 @@ class Uplink:
     def _received(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:
             self.on_command(payload)  # the connection logs (and survives) a handler that raises
+        elif topic == HOST and self.on_host_online is not None and announces_online(payload):
+            self.on_host_online()
 
     async def _send(self, conn: Connection) -> None:
         """Publish the queue with up to WINDOW in flight; returns when shut down and drained.

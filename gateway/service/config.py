@@ -85,6 +85,9 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     """MQTT client identifier; empty means ``streetedge-<site>-<gateway>``."""
     keepalive: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
     """Seconds between keep-alive pings."""
+    session: Literal["clean", "persistent"] = "clean"
+    """``persistent`` (MQTT 3.1.1 only): the broker keeps our command subscription across connections, as a
+    clustered RabbitMQ must, whose clean-session queues die with their node (``docs/broker-cluster.md``)."""
 
     @property
     def urls(self) -> list[str]:
@@ -250,6 +253,8 @@ def _cross_check(config: Config) -> Config:
     """Rules that span keys: references resolve, names and addresses are unique."""
     tls = config.broker.tls
     problem = check_broker(config.broker.url, tls if (tls.ca or tls.cert or tls.key) else None)
+    if config.broker.session == "persistent" and config.broker.protocol != "3.1.1":
+        problem = "broker.session", 'a persistent session needs protocol = "3.1.1" (MQTT 5 sessions: not done)'
     if problem:
         raise ProblemError(*problem)
 

@@ -144,6 +144,7 @@ class Gateway:
         uplink = Uplink(
             cfg.broker, self.topics, self.stats, self._on_command,
             queue_size=self.queue_size, clock=self.clock, source=delivery,
+            on_host_online=delivery.request_births,
         )
         router = CommandRouter(
             cfg, buses, self.stats,
