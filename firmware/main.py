@@ -1,15 +1,24 @@
 # streetedge node entry point: MicroPython runs main.py from the flash root after boot.
-# The image puts the board layer at `board` and the firmware at `firmware`.
+# update_boot (flash root) mounts the active code slot's ROMFS image at /rom; the image puts the
+# board layer at `board` and the firmware at `firmware` (a node without slots imports them from files).
 # Any unexpected exception is printed, then the board resets (the unix port
 # exits non-zero): a node never sits half-alive, nor drops to the REPL.
 import sys
 
 try:
+    import update_boot
+
+    rom_heap = update_boot.mount()
+    del sys.modules["update_boot"]  # its code is needed again only at the next boot
+    update_boot = None
+
     import board
 
     from firmware import node
 
-    node.run(board.Board())
+    hardware = board.Board()
+    hardware.rom_heap = rom_heap  # heap the image's buffer takes here and a chip's mapped flash does not
+    node.run(hardware)
     raise RuntimeError("the node's tasks ended")
 except KeyboardInterrupt:
     sys.exit(130)

@@ -97,6 +97,7 @@ class Node:
     def __init__(self, board, boot=None):
         self.board = board
         self._dir = board.flash_dir
+        self._rom_heap = getattr(board, "rom_heap", 0)  # a code image's buffer is the chip's flash, not RAM
         if boot is None:
             boot = BootRecord(self.flash_path("boot.json"), _reset_cause(board))
         self.boot = boot
@@ -162,7 +163,11 @@ class Node:
     def note_heap(self):
         """Collect, then record the heap in use in ``heap_peak`` (a role calls it at its own peaks)."""
         gc.collect()
-        self.heap_peak = max(self.heap_peak, gc.mem_alloc())
+        self.heap_peak = max(self.heap_peak, self.heap_in_use())
+
+    def heap_in_use(self):
+        """Bytes of heap the node holds (``gc.mem_alloc()`` without the code image's buffer)."""
+        return gc.mem_alloc() - self._rom_heap
 
     def flash_path(self, name):
         """Path of file ``name`` in the node's flash folder."""
@@ -187,7 +192,11 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
+        from firmware.update import Updater
+
+        updater = Updater(self)
+        self.bank.files = updater  # Modbus file records (functions 20/21): updates over the bus
+        tasks = [self.slave.run(), self._sampler(), self._diagnostics(), updater.run()]
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
@@ -212,9 +221,9 @@ class Node:
             self._publish()
             self.events.tick(now)
             self.boot.ran(time.ticks_diff(now, self._boot_ms))
-            self.heap_gc_peak = max(self.heap_gc_peak, gc.mem_alloc())
+            self.heap_gc_peak = max(self.heap_gc_peak, self.heap_in_use())
             gc.collect()
-            live = gc.mem_alloc()
+            live = self.heap_in_use()
             self.heap_live = live
             self.heap_peak = max(self.heap_peak, live)
             wdt.feed()
@@ -234,6 +243,7 @@ class Node:
             "heap_live": self.heap_live,
             "heap_gc_peak": self.heap_gc_peak,
             "heap_free": gc.mem_free(),
+            "rom_heap": self._rom_heap,
             "frames_ok": framer.frames_ok,
             "frames_other": framer.frames_other,
             "crc_errors": framer.crc_errors,

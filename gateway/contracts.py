@@ -202,12 +202,37 @@ lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))
 """The lamp role's programs and calendar layout."""
 programs = cast(ProgramRules, importlib.import_module("protocols.programs"))
 """The rules of lamp programs and calendars."""
+class UpdateRecords(Protocol):
+    """Updates over the bus (``protocols.update``): the file records, their status and the image's MAC."""
+
+    FILE_IMAGE: int
+    FILE_CONTROL: int
+    CHUNK: int
+    OP_COMMIT: int
+    STATUS_WORDS: int
+    MAX_IMAGE: int
+    RECEIVING: int
+    OK: int
+    RESULTS: dict[int, str]
+
+    def mac(self, key: bytes, role: str, size: int, health_s: int, digest: bytes) -> bytes:
+        """HMAC-SHA256 the node checks before it switches to an image."""
+
+    def begin_record(self, size: int, health_s: int, digest: bytes, tag: bytes) -> bytes:
+        """The BEGIN control record's bytes."""
+
+    def parse_status(self, data: bytes) -> dict[str, int]:
+        """The status record's bytes as a dict."""
+
+
 senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))
 """SenML's integer labels."""
 modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))
 """Modbus request PDUs."""
 bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))
 """Coil and discrete-input PDUs."""
+update = cast(UpdateRecords, importlib.import_module("protocols.update"))
+"""Update file records and the image MAC."""
 
 _maps: dict[str, RegisterMap] = {}
 _profile_sources: dict[str, str] = {}

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Sequence
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.exceptions import ModbusException as PymodbusError
-from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import FileRecord, ModbusPDU
 
 from gateway.contracts import COIL, DISCRETE, HOLDING, TABLE_NAMES, TABLES, RegisterMap
 from gateway.service.config import BusConfig
@@ -204,6 +204,32 @@ class ModbusBus(Bus):
             # takes the characters' time on a paced line). The turnaround counts from the frame's end.
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
             self._quiet_until = time.monotonic() + on_wire + TURNAROUND
+
+    async def write_file_record(
+        self, unit: int, file: int, record: int, data: bytes, *, priority: int = ROUTINE
+    ) -> None:
+        """Write one file record of a node (function 21, ``data`` an even number of bytes)."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            client = await self._ready()
+            records = [FileRecord(file_number=file, record_number=record, record_data=data)]
+            await self._call(unit, f"write file {file} record {record}",
+                             client.write_file_record(records, device_id=unit))
+
+    async def read_file_record(
+        self, unit: int, file: int, record: int, count: int, *, priority: int = ROUTINE
+    ) -> bytes:
+        """Read ``count`` words of one file record of a node (function 20)."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            client = await self._ready()
+            # pymodbus takes the record's length in bytes here (and turns it into words)
+            records = [FileRecord(file_number=file, record_number=record, record_length=2 * count)]
+            pdu = await self._call(unit, f"read file {file} record {record}",
+                                   client.read_file_record(records, device_id=unit))
+        found = getattr(pdu, "records", None)  # a ReadFileRecordResponse
+        data: bytes = found[0].record_data if found else b""
+        return data
 
     def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
         """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.
