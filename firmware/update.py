@@ -103,8 +103,13 @@ class Updater:
         try:
             have = os.stat(self._staging_path())[6]
         except OSError:
-            have = 0
-        self.received = min(have - have % CHUNK, self.header[0])
+            have = -1
+        if have < 0 or have > self.header[0] or (have % CHUNK and have != self.header[0]):
+            # A chunk torn by a power cut (or a slot that is not ours): its bytes cannot be cut off, so the
+            # update starts again at its next BEGIN.
+            self._drop()
+            return
+        self.received = have
         self.state = RECEIVING
 
     # -- Modbus file records -------------------------------------------------
@@ -220,8 +225,8 @@ class Updater:
         active = self._slots["active"]
         self._slots = {"active": 1 - active, "trial": True, "tries": 0, "previous": active,
                        "health_s": health_s, "rolled_back": self._slots.get("rolled_back", 0)}
+        self._drop()  # first: a staging record left beside the new slot would name the old one
         self._write_json(_STATE, self._slots)  # the switch: one rename
-        self._drop()
         self.result = OK
         self.node.boot.rebooting()  # a planned reset, not a crash
         self.node.slave.after_answer = self.node.board.reset
