@@ -154,6 +154,10 @@ class Updater:
                 raise ModbusException(_EX_FAILURE)  # a node without code slots runs from files
             if self._slots.get("trial"):
                 self._refuse(BUSY, _EX_FAILURE)
+            try:
+                os.stat(self.node.flash_path("node.key"))
+            except OSError:
+                self._refuse(NO_KEY, _EX_FAILURE)  # nothing could be checked: not worth the bus time
             size = (data[2] << 24) | (data[3] << 16) | (data[4] << 8) | data[5]
             health_s = (data[6] << 8) | data[7]
             header = (size, health_s, bytes(data[8:40]), bytes(data[40:72]))

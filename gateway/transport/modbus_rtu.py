@@ -205,31 +205,31 @@ class ModbusBus(Bus):
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
             self._quiet_until = time.monotonic() + on_wire + TURNAROUND
 
-    async def write_file_record(
-        self, unit: int, file: int, record: int, data: bytes, *, priority: int = ROUTINE
-    ) -> None:
-        """Write one file record of a node (function 21, ``data`` an even number of bytes)."""
+    async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
+                          priority: int = ROUTINE) -> bytes:
+        """Write ``data`` to one file record (function 21; unit 0 broadcasts it), or read ``count`` words (20)."""
         async with self._lock.hold(priority):
             self._set_timeout(self.config.timeout)
             client = await self._ready()
+            if not data:  # pymodbus takes a read's length in bytes (and turns it into words)
+                pdu = await self._call(unit, f"read file {file} record {record}", client.read_file_record(
+                    [FileRecord(file_number=file, record_number=record, record_length=2 * count)], device_id=unit))
+                found = getattr(pdu, "records", None)  # a ReadFileRecordResponse
+                return bytes(found[0].record_data) if found else b""
             records = [FileRecord(file_number=file, record_number=record, record_data=data)]
-            await self._call(unit, f"write file {file} record {record}",
-                             client.write_file_record(records, device_id=unit))
-
-    async def read_file_record(
-        self, unit: int, file: int, record: int, count: int, *, priority: int = ROUTINE
-    ) -> bytes:
-        """Read ``count`` words of one file record of a node (function 20)."""
-        async with self._lock.hold(priority):
-            self._set_timeout(self.config.timeout)
-            client = await self._ready()
-            # pymodbus takes the record's length in bytes here (and turns it into words)
-            records = [FileRecord(file_number=file, record_number=record, record_length=2 * count)]
-            pdu = await self._call(unit, f"read file {file} record {record}",
-                                   client.read_file_record(records, device_id=unit))
-        found = getattr(pdu, "records", None)  # a ReadFileRecordResponse
-        data: bytes = found[0].record_data if found else b""
-        return data
+            if unit:
+                await self._call(unit, f"write file {file} record {record}",
+                                 client.write_file_record(records, device_id=unit))
+                return b""
+            try:
+                await client.write_file_record(records, device_id=0, no_response_expected=True)
+            except PymodbusError as exc:
+                raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
+            await _drained(client)  # as broadcast(): the turnaround counts from the frame's end
+            bits = char_bits(self.config.parity, self.config.stopbits)
+            self._quiet_until = time.monotonic() + (12 + len(data)) * bits / self.config.baud + TURNAROUND
+            self.stats.broadcasts += 1
+            return b""
 
     def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
         """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.

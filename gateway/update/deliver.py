@@ -23,6 +23,7 @@ the node running its old image or, once switched, the new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -55,11 +56,9 @@ class UpdateRolledBack(UpdateError):  # noqa: N818 - names the outcome
 class FileRecordBus(Protocol):
     """What a delivery needs of a bus (``gateway.transport.modbus_rtu.ModbusBus`` has it)."""
 
-    async def write_file_record(self, unit: int, file: int, record: int, data: bytes, *, priority: int = ...) -> None:
-        """Function 21, one record."""
-
-    async def read_file_record(self, unit: int, file: int, record: int, count: int, *, priority: int = ...) -> bytes:
-        """Function 20, one record."""
+    async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
+                          priority: int = ...) -> bytes:
+        """Write ``data`` to one file record (function 21; unit 0 broadcasts), or read ``count`` words (20)."""
 
 
 Progress = Callable[[str, int, int], None]
@@ -68,7 +67,7 @@ Progress = Callable[[str, int, int], None]
 
 async def node_status(bus: FileRecordBus, unit: int, priority: int = UPDATE_PRIORITY) -> dict[str, Any]:
     """The node's update status (``protocols.update.parse_status``)."""
-    data = await bus.read_file_record(unit, records.FILE_CONTROL, 0, records.STATUS_WORDS, priority=priority)
+    data = await bus.file_record(unit, records.FILE_CONTROL, 0, count=records.STATUS_WORDS, priority=priority)
     status: dict[str, Any] = records.parse_status(data)
     return status
 
@@ -88,8 +87,15 @@ async def deliver(
     rolled = status["rolled_back"]
     begin = records.begin_record(len(package.image), package.health_s, package.digest, package.tag)
     control = records.FILE_CONTROL
-    await _retry(lambda: bus.write_file_record(unit, control, 0, begin, priority=priority), attempts, unit,
-                 "start the update")
+    try:
+        await _retry(lambda: bus.file_record(unit, control, 0, data=begin, priority=priority), attempts, unit,
+                     "start the update")
+    except UpdateError as exc:
+        status = await node_status(bus, unit, priority)
+        if status["result"]:
+            reason = records.RESULTS.get(status["result"], str(status["result"]))
+            raise UpdateRefused(f"unit {unit} refused the image: {reason}", reason) from exc
+        raise
     status = await node_status(bus, unit, priority)
     size = len(package.image)
     sent = status["received"]
@@ -99,7 +105,7 @@ async def deliver(
         if len(chunk) % 2:
             chunk += b"\0"  # records are words; the node keeps only the image's bytes
         try:
-            await bus.write_file_record(unit, records.FILE_IMAGE, sent // records.CHUNK, chunk, priority=priority)
+            await bus.file_record(unit, records.FILE_IMAGE, sent // records.CHUNK, data=chunk, priority=priority)
             sent += records.CHUNK
             failures = 0
         except BusError as exc:
@@ -109,13 +115,13 @@ async def deliver(
             # Lost answer, refusal or a node that restarted: its status says where to go on.
             status = await _retry(lambda: node_status(bus, unit, priority), attempts, unit, "read its status")
             if status["state"] != records.RECEIVING:  # e.g. the node restarted and dropped its refusal
-                await _retry(lambda: bus.write_file_record(unit, control, 0, begin, priority=priority),
+                await _retry(lambda: bus.file_record(unit, control, 0, data=begin, priority=priority),
                              attempts, unit, "resume the update")
                 status = await node_status(bus, unit, priority)
             sent = status["received"]
         say("sending", min(sent, size), size)
     try:
-        await bus.write_file_record(unit, control, 0, bytes((0, records.OP_COMMIT)), priority=priority)
+        await bus.file_record(unit, control, 0, data=bytes((0, records.OP_COMMIT)), priority=priority)
     except NodeError as exc:
         status = await node_status(bus, unit, priority)
         reason = records.RESULTS.get(status["result"], str(status["result"]))
@@ -124,6 +130,52 @@ async def deliver(
         pass  # the answer may be lost as the node resets: its status tells
     say("switching", size, size)
     return await _await_confirmation(bus, unit, slot, rolled, priority, back_within, say, size)
+
+
+async def deliver_bus(
+    bus: FileRecordBus, units: list[int], package: UpdatePackage, *, progress: Progress | None = None,
+    priority: int = UPDATE_PRIORITY, attempts: int = 5, back_within: float = 120.0,
+) -> dict[int, dict[str, Any] | UpdateError]:
+    """Update every unit of ``units`` on one line at once; per unit its final status or its UpdateError.
+
+    Each node is started (BEGIN) on its own, then the image is broadcast (unit 0: every node takes
+    each chunk in one frame, none answers) from the chunk the furthest-behind node needs; a node that
+    missed a chunk ignores the rest, and :func:`deliver` then finishes each node on its own (what it
+    lacks, the commit, its confirmation), all nodes' steps interleaved on the line.
+    """
+    say = progress or (lambda phase, done, total: None)
+    results: dict[int, dict[str, Any] | UpdateError] = {}
+    starts: list[int] = []
+    begin = records.begin_record(len(package.image), package.health_s, package.digest, package.tag)
+
+    async def start(unit: int) -> None:
+        status = await node_status(bus, unit, priority)
+        if status["has_slots"] and not status["trial"]:
+            await bus.file_record(unit, records.FILE_CONTROL, 0, data=begin, priority=priority)
+            starts.append((await node_status(bus, unit, priority))["received"])
+
+    for unit in units:
+        with contextlib.suppress(BusError):  # deliver() below tries again and says what is wrong with this node
+            await start(unit)
+    size = len(package.image)
+    sent = min(starts, default=size)
+    while sent < size:
+        chunk = package.image[sent:sent + records.CHUNK]
+        await bus.file_record(0, records.FILE_IMAGE, sent // records.CHUNK, data=chunk + b"\0" * (len(chunk) % 2),
+                              priority=priority)
+        sent += records.CHUNK
+        say("sending", min(sent, size), size)
+
+    async def finish(unit: int) -> None:
+        try:
+            results[unit] = await deliver(bus, unit, package, priority=priority, attempts=attempts,
+                                          back_within=back_within)
+        except UpdateError as exc:
+            results[unit] = exc
+
+    await asyncio.gather(*(finish(unit) for unit in units))
+    say("confirmed", sum(isinstance(r, dict) for r in results.values()), len(units))
+    return results
 
 
 async def _await_confirmation(bus: FileRecordBus, unit: int, old_slot: int, rolled: int, priority: int,
