@@ -20,6 +20,7 @@ from pathlib import Path
 from tools.command_cli import add_parsers as add_command_parsers
 from tools.exit_codes import CliError, Exit
 from tools.field_cli import add_parsers as add_field_parsers
+from tools.update_cli import add_parsers as add_update_parsers
 
 RUN_DIR = Path(".run")
 REPO = Path(__file__).resolve().parents[1]
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_decode)
 
     add_field_parsers(sub)  # listen, flash, provision
+    add_update_parsers(sub, bench)  # update pack, update send, bench update
     return parser
 
 

@@ -59,7 +59,7 @@ def _answers(street: VirtualStreet) -> dict[str, object]:
 def power_cuts(tmp_path: Path, cuts: int, seed: int) -> dict[str, int]:
     """Run ``cuts`` cut updates and a final whole one; assert the invariants; the outcome counts."""
     rng = random.Random(seed)
-    counts = {"confirmed": 0, "failed": 0}
+    counts = {"confirmed": 0, "failed": 0, "rolled_back": 0}
     with keyed_street(tmp_path / "street") as street, Supervisor(street) as supervisor:
         images = [variant(street, tmp_path, tag="a"), variant(street, tmp_path, tag="b")]
         known = {running_image(street)} | {hashlib.sha256(i).hexdigest() for i in images}
@@ -82,6 +82,7 @@ def power_cuts(tmp_path: Path, cuts: int, seed: int) -> dict[str, int]:
                 counts["confirmed"] += 1
             else:
                 counts["failed"] += 1
+            counts["rolled_back"] = int(status["rolled_back"])
         assert isinstance(outcome[0], dict), f"the last update, uncut, failed: {outcome[0]}"
         assert running_image(street) == hashlib.sha256(target).hexdigest()
     return counts
@@ -92,6 +93,7 @@ def test_power_cuts_during_updates_leave_a_node_that_boots_a_whole_image(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_a_hundred_power_cuts_during_updates(tmp_path: Path) -> None:
     counts = power_cuts(tmp_path, cuts=100, seed=2026)
     print(f"100 cuts: {counts}")
