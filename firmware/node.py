@@ -91,6 +91,27 @@ __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "E
 _COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
 
 
+class _UpdateFiles:
+    """The node's file records; the update code (firmware.update) is imported only once one is used."""
+
+    def __init__(self, node):
+        self._node = node
+        self._updater = None
+
+    def updater(self):
+        if self._updater is None:
+            from firmware.update import Updater
+
+            self._updater = Updater(self._node)
+        return self._updater
+
+    def read_record(self, file, record, count, values):
+        self.updater().read_record(file, record, count, values)
+
+    def write_record(self, file, record, data):
+        self.updater().write_record(file, record, data)
+
+
 class Node:
     """Everything one node runs, built from its board (``boot``: its :class:`BootRecord`, made here if None)."""
 
@@ -192,11 +213,11 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        from firmware.update import Updater
-
-        updater = Updater(self)
-        self.bank.files = updater  # Modbus file records (functions 20/21): updates over the bus
-        tasks = [self.slave.run(), self._sampler(), self._diagnostics(), updater.run()]
+        files = _UpdateFiles(self)
+        self.bank.files = files  # Modbus file records (functions 20/21): updates over the bus
+        tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
+        if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
+            tasks.append(files.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks

@@ -56,6 +56,8 @@ except ImportError:  # CPython
         return x
 
 
+_FC_READ_FILE = const(20)
+_FC_WRITE_FILE = const(21)
 _EX_ADDRESS = const(2)
 _EX_VALUE = const(3)
 _EX_FAILURE = const(4)
@@ -117,7 +119,7 @@ class Updater:
     def read_record(self, file, record, count, values):
         """Function 20: the status words (file 2, record 0)."""
         if file != FILE_CONTROL or record != 0:
-            raise ModbusException(_EX_ADDRESS)
+            raise ModbusException(_FC_READ_FILE, _EX_ADDRESS)
         words = self.status()
         for i in range(count):
             values[i] = words[i] if i < len(words) else 0
@@ -138,20 +140,20 @@ class Updater:
         elif file == FILE_IMAGE:
             self._chunk(record, data)
         else:
-            raise ModbusException(_EX_ADDRESS)
+            raise ModbusException(_FC_WRITE_FILE, _EX_ADDRESS)
 
     def _refuse(self, result, code=_EX_VALUE):
         self.result = result
         self.state = REFUSED if result != BUSY else self.state
-        raise ModbusException(code)
+        raise ModbusException(_FC_WRITE_FILE, code)
 
     def _control(self, data):
         op = (data[0] << 8) | data[1]
         if op == OP_BEGIN:
             if len(data) != 2 * BEGIN_WORDS:
-                raise ModbusException(_EX_VALUE)
+                raise ModbusException(_FC_WRITE_FILE, _EX_VALUE)
             if self._slots is None:
-                raise ModbusException(_EX_FAILURE)  # a node without code slots runs from files
+                raise ModbusException(_FC_WRITE_FILE, _EX_FAILURE)  # a node without code slots runs from files
             if self._slots.get("trial"):
                 self._refuse(BUSY, _EX_FAILURE)
             try:
@@ -178,17 +180,17 @@ class Updater:
         elif op == OP_COMMIT:
             self._commit()
         else:
-            raise ModbusException(_EX_VALUE)
+            raise ModbusException(_FC_WRITE_FILE, _EX_VALUE)
 
     def _chunk(self, record, data):
         if self.state != RECEIVING:
-            raise ModbusException(_EX_FAILURE)
+            raise ModbusException(_FC_WRITE_FILE, _EX_FAILURE)
         offset = record * CHUNK
         size = self.header[0]
         if offset < self.received:
             return  # a repeat: its answer was lost
         if offset > self.received or len(data) != min(CHUNK, size - offset):
-            raise ModbusException(_EX_ADDRESS if offset != self.received else _EX_VALUE)
+            raise ModbusException(_FC_WRITE_FILE, _EX_ADDRESS if offset != self.received else _EX_VALUE)
         with open(self._staging_path(), "ab") as f:
             f.write(data)
         self.received = offset + len(data)
