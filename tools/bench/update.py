@@ -39,10 +39,11 @@ from tools.sim.street import VirtualStreet
 
 KEY = b"streetedge bench key"
 HEALTH_S = 2
-JITTER = {"silence_us": 20000}
+JITTER = {"silence_us": 250000}
 """The nodes' frame gap on the paced virtual line: its bus process, on a busy shared machine, lets gaps of
 more than t3.5 open inside a 252-byte frame, which a node would take for the frame's end (a UART fed by a
-master that sends a frame in one go has none). 20 ms keeps whole frames; the CRC still finds boundaries."""
+master that sends a frame in one go has none). 250 ms keeps whole frames (loads of 8-12 on 2 cores were seen); the
+CRC still finds the boundaries."""
 
 
 class _PowerUp:
