@@ -134,13 +134,14 @@ async def deliver(
 
 async def deliver_bus(
     bus: FileRecordBus, units: list[int], package: UpdatePackage, *, progress: Progress | None = None,
-    priority: int = UPDATE_PRIORITY, attempts: int = 5, back_within: float = 120.0,
+    priority: int = UPDATE_PRIORITY, attempts: int = 5, back_within: float = 120.0, passes: int = 3,
 ) -> dict[int, dict[str, Any] | UpdateError]:
     """Update every unit of ``units`` on one line at once; per unit its final status or its UpdateError.
 
     Each node is started (BEGIN) on its own, then the image is broadcast (unit 0: every node takes
     each chunk in one frame, none answers) from the chunk the furthest-behind node needs; a node that
-    missed a chunk ignores the rest, and :func:`deliver` then finishes each node on its own (what it
+    missed a chunk ignores the rest, so while a quarter of the nodes or more still lack bytes another
+    pass goes out (at most ``passes``), and :func:`deliver` then finishes each node on its own (what it
     lacks, the commit, its confirmation), all nodes' steps interleaved on the line.
     """
     say = progress or (lambda phase, done, total: None)
@@ -158,13 +159,25 @@ async def deliver_bus(
         with contextlib.suppress(BusError):  # deliver() below tries again and says what is wrong with this node
             await start(unit)
     size = len(package.image)
-    sent = min(starts, default=size)
-    while sent < size:
-        chunk = package.image[sent:sent + records.CHUNK]
-        await bus.file_record(0, records.FILE_IMAGE, sent // records.CHUNK, data=chunk + b"\0" * (len(chunk) % 2),
-                              priority=priority)
-        sent += records.CHUNK
-        say("sending", min(sent, size), size)
+    for _ in range(passes):
+        sent = min(starts, default=size)
+        if sent >= size:
+            break
+        while sent < size:
+            chunk = package.image[sent:sent + records.CHUNK]
+            await bus.file_record(0, records.FILE_IMAGE, sent // records.CHUNK,
+                                  data=chunk + b"\0" * (len(chunk) % 2), priority=priority)
+            sent += records.CHUNK
+            say("sending", min(sent, size), size)
+        # A node that missed a chunk took none after it: another pass from the furthest behind, if worth it.
+        starts = []
+        for unit in units:
+            with contextlib.suppress(BusError):
+                status = await node_status(bus, unit, priority)
+                if status["state"] == records.RECEIVING:
+                    starts.append(status["received"])
+        if len(starts) * 4 < len(units):
+            break  # a few stragglers: cheaper to finish them one by one
 
     async def finish(unit: int) -> None:
         try:
