@@ -8,17 +8,15 @@ import sys
 try:
     import update_boot
 
-    rom_heap = update_boot.mount()
+    rom_heap = update_boot.mount()  # heap the image's buffer takes here, where a chip maps flash
     del sys.modules["update_boot"]  # its code is needed again only at the next boot
-    update_boot = None
+    del update_boot
 
     import board
 
     from firmware import node
 
-    hardware = board.Board()
-    hardware.rom_heap = rom_heap  # heap the image's buffer takes here and a chip's mapped flash does not
-    node.run(hardware)
+    node.run(board.Board(), rom_heap)
     raise RuntimeError("the node's tasks ended")
 except KeyboardInterrupt:
     sys.exit(130)

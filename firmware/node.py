@@ -115,10 +115,10 @@ class _UpdateFiles:
 class Node:
     """Everything one node runs, built from its board (``boot``: its :class:`BootRecord`, made here if None)."""
 
-    def __init__(self, board, boot=None):
+    def __init__(self, board, boot=None, rom_heap=0):
         self.board = board
         self._dir = board.flash_dir
-        self._rom_heap = getattr(board, "rom_heap", 0)  # a code image's buffer is the chip's flash, not RAM
+        self._rom_heap = rom_heap  # a code image's buffer: the chip's flash, not its RAM
         if boot is None:
             boot = BootRecord(self.flash_path("boot.json"), _reset_cause(board))
         self.boot = boot
@@ -433,15 +433,17 @@ def _int_in(v, lo, hi, default):
     return default
 
 
-def run(board):
+def run(board, rom_heap=0):
     """Run the node on ``board`` until a task fails (the caller resets the board).
+
+    ``rom_heap``: heap bytes the code image's buffer takes (the virtual board), left out of the figures.
 
     An unexpected error is written down in the boot record first, so the next
     boot knows it follows a crash (and counts it toward crash-loop safe mode).
     """
     boot = BootRecord(board.flash_dir + "/boot.json", _reset_cause(board))
     try:
-        asyncio.run(Node(board, boot).main())
+        asyncio.run(Node(board, boot, rom_heap).main())
     except Exception:
         boot.crashed()
         raise

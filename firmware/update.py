@@ -143,9 +143,12 @@ class Updater:
             raise ModbusException(_FC_WRITE_FILE, _EX_ADDRESS)
 
     def _refuse(self, result, code=_EX_VALUE):
+        raise self._refusal(result, code)
+
+    def _refusal(self, result, code):
         self.result = result
         self.state = REFUSED if result != BUSY else self.state
-        raise ModbusException(_FC_WRITE_FILE, code)
+        return ModbusException(_FC_WRITE_FILE, code)
 
     def _control(self, data):
         op = (data[0] << 8) | data[1]
@@ -183,10 +186,11 @@ class Updater:
             raise ModbusException(_FC_WRITE_FILE, _EX_VALUE)
 
     def _chunk(self, record, data):
-        if self.state != RECEIVING:
+        header = self.header
+        if self.state != RECEIVING or header is None:
             raise ModbusException(_FC_WRITE_FILE, _EX_FAILURE)
         offset = record * CHUNK
-        size = self.header[0]
+        size = header[0]
         if offset < self.received:
             return  # a repeat: its answer was lost
         if offset > self.received or len(data) != min(CHUNK, size - offset):
@@ -205,9 +209,10 @@ class Updater:
         self.state = IDLE
 
     def _commit(self):
-        if self.state != RECEIVING or self.received != self.header[0]:
-            self._refuse(INCOMPLETE, _EX_FAILURE)
-        size, health_s, digest, tag = self.header
+        header = self.header
+        if self.state != RECEIVING or header is None or self.received != header[0]:
+            raise self._refusal(INCOMPLETE, _EX_FAILURE)
+        size, health_s, digest, tag = header
         h = hashlib.sha256()
         buf = bytearray(256)
         with open(self._staging_path(), "rb") as f:

@@ -83,6 +83,6 @@ def mount(boot=True):
         with open(path, "rb") as f:
             f.readinto(buf)
         used = gc.mem_alloc() - before  # the buffer: flash on a chip, so not the node's RAM
-    vfs.mount(vfs.VfsRom(buf), "/rom")
+    vfs.mount(vfs.VfsRom(buf), "/rom")  # type: ignore[attr-defined]  # MicroPython 1.25+; the stubs lack it
     sys.path.insert(0, "/rom")
     return used
