@@ -91,12 +91,34 @@ __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "E
 _COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
 
 
+class _UpdateFiles:
+    """The node's file records; the update code (firmware.update) is imported only once one is used."""
+
+    def __init__(self, node):
+        self._node = node
+        self._updater = None
+
+    def updater(self):
+        if self._updater is None:
+            from firmware.update import Updater
+
+            self._updater = Updater(self._node)
+        return self._updater
+
+    def read_record(self, file, record, count, values):
+        self.updater().read_record(file, record, count, values)
+
+    def write_record(self, file, record, data):
+        self.updater().write_record(file, record, data)
+
+
 class Node:
     """Everything one node runs, built from its board (``boot``: its :class:`BootRecord`, made here if None)."""
 
-    def __init__(self, board, boot=None):
+    def __init__(self, board, boot=None, rom_heap=0):
         self.board = board
         self._dir = board.flash_dir
+        self._rom_heap = rom_heap  # a code image's buffer: the chip's flash, not its RAM
         if boot is None:
             boot = BootRecord(self.flash_path("boot.json"), _reset_cause(board))
         self.boot = boot
@@ -162,7 +184,11 @@ class Node:
     def note_heap(self):
         """Collect, then record the heap in use in ``heap_peak`` (a role calls it at its own peaks)."""
         gc.collect()
-        self.heap_peak = max(self.heap_peak, gc.mem_alloc())
+        self.heap_peak = max(self.heap_peak, self.heap_in_use())
+
+    def heap_in_use(self):
+        """Bytes of heap the node holds (``gc.mem_alloc()`` without the code image's buffer)."""
+        return gc.mem_alloc() - self._rom_heap
 
     def flash_path(self, name):
         """Path of file ``name`` in the node's flash folder."""
@@ -187,7 +213,11 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
+        files = _UpdateFiles(self)
+        self.bank.files = files  # Modbus file records (functions 20/21): updates over the bus
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
+        if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
+            tasks.append(files.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
@@ -212,9 +242,9 @@ class Node:
             self._publish()
             self.events.tick(now)
             self.boot.ran(time.ticks_diff(now, self._boot_ms))
-            self.heap_gc_peak = max(self.heap_gc_peak, gc.mem_alloc())
+            self.heap_gc_peak = max(self.heap_gc_peak, self.heap_in_use())
             gc.collect()
-            live = gc.mem_alloc()
+            live = self.heap_in_use()
             self.heap_live = live
             self.heap_peak = max(self.heap_peak, live)
             wdt.feed()
@@ -234,6 +264,7 @@ class Node:
             "heap_live": self.heap_live,
             "heap_gc_peak": self.heap_gc_peak,
             "heap_free": gc.mem_free(),
+            "rom_heap": self._rom_heap,
             "frames_ok": framer.frames_ok,
             "frames_other": framer.frames_other,
             "crc_errors": framer.crc_errors,
@@ -402,15 +433,17 @@ def _int_in(v, lo, hi, default):
     return default
 
 
-def run(board):
+def run(board, rom_heap=0):
     """Run the node on ``board`` until a task fails (the caller resets the board).
+
+    ``rom_heap``: heap bytes the code image's buffer takes (the virtual board), left out of the figures.
 
     An unexpected error is written down in the boot record first, so the next
     boot knows it follows a crash (and counts it toward crash-loop safe mode).
     """
     boot = BootRecord(board.flash_dir + "/boot.json", _reset_cause(board))
     try:
-        asyncio.run(Node(board, boot).main())
+        asyncio.run(Node(board, boot, rom_heap).main())
     except Exception:
         boot.crashed()
         raise

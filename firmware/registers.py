@@ -65,6 +65,8 @@ class RegisterBank:
     ``source``: a role's rows (with ``role`` and ``role_id``), or a ``RegisterMap``.
     """
 
+    files = None  # the node's Modbus file records (functions 20/21: updates), set by the node
+
     def __init__(self, source, on_write=None, blocks=(), role="", role_id=0):
         if isinstance(source, tuple):
             rows = source

@@ -157,37 +157,48 @@ class ModbusBits(Protocol):
         """The 0/1 bits of a read-bits answer PDU; ValueError when it is not one of ``count`` bits."""
 
 
+class UpdateRecords(Protocol):
+    """Updates over the bus (``protocols.update``): the file records, their status and the image's MAC."""
+
+    FILE_IMAGE: int
+    FILE_CONTROL: int
+    CHUNK: int
+    OP_COMMIT: int
+    STATUS_WORDS: int
+    MAX_IMAGE: int
+    RECEIVING: int
+    OK: int
+    RESULTS: dict[int, str]
+
+    def mac(self, key: bytes, role: str, size: int, health_s: int, digest: bytes) -> bytes:
+        """HMAC-SHA256 the node checks before it switches to an image."""
+
+    def begin_record(self, size: int, health_s: int, digest: bytes, tag: bytes) -> bytes:
+        """The BEGIN control record's bytes."""
+
+    def parse_status(self, data: bytes) -> dict[str, int]:
+        """The status record's bytes as a dict."""
+
+
 _regmap: Any = importlib.import_module("protocols.regmap")
 _roles: Any = importlib.import_module("protocols.roles")
 
-HOLDING: int = _regmap.HOLDING
-"""Holding-register table (read with function 03, written with 16)."""
-INPUT: int = _regmap.INPUT
-"""Input-register table (read with function 04)."""
-COIL: int = _regmap.COIL
-"""Coil table (read with function 01, written with 05 or 15); one bit per address."""
-DISCRETE: int = _regmap.DISCRETE
-"""Discrete-input table (read with function 02); one bit per address."""
+HOLDING: int = _regmap.HOLDING  # holding-register table (read with function 03, written with 16)
+INPUT: int = _regmap.INPUT  # input-register table (read with function 04)
+COIL: int = _regmap.COIL  # coil table (read with function 01, written with 05 or 15); one bit per address
+DISCRETE: int = _regmap.DISCRETE  # discrete-input table (read with function 02); one bit per address
 TABLES: tuple[int, ...] = tuple(_regmap.TABLES)
 """Every table, in the order a node's values are read and reported (holding, input, coil, discrete)."""
 BIT_TABLES: tuple[int, ...] = tuple(_regmap.BIT_TABLES)
 """The tables of single bits (coils, discrete inputs): their "words" are 0 or 1."""
-U16: int = _regmap.U16
-"""Register type code: unsigned 16-bit."""
-U32: int = _regmap.U32
-"""Register type code: unsigned 32-bit, high word first."""
-S32: int = _regmap.S32
-"""Register type code: signed 32-bit, high word first."""
-BOOL: int = _regmap.BOOL
-"""Register type code of a 0/1 register, published as a SenML boolean."""
-F32: int = _regmap.F32
-"""Register type code: IEEE 754 float32."""
-RO: int = _regmap.RO
-"""Access code: read only."""
-RW: int = _regmap.RW
-"""Access code: the gateway may write it."""
-LOW_FIRST: int = _regmap.LOW_FIRST
-"""Word order of a 32-bit value whose low word comes first (at the lower address)."""
+U16: int = _regmap.U16  # register type code: unsigned 16-bit
+U32: int = _regmap.U32  # register type code: unsigned 32-bit, high word first
+S32: int = _regmap.S32  # register type code: signed 32-bit, high word first
+BOOL: int = _regmap.BOOL  # register type code of a 0/1 register, published as a SenML boolean
+F32: int = _regmap.F32  # register type code: IEEE 754 float32
+RO: int = _regmap.RO  # access code: read only
+RW: int = _regmap.RW  # access code: the gateway may write it
+LOW_FIRST: int = _regmap.LOW_FIRST  # word order of a 32-bit value whose low word comes first (at the lower address)
 RegisterMapError: type[Exception] = _regmap.RegisterMapError
 """A register table that contradicts itself; the message names role, register and field."""
 ROLES: list[str] = [*_roles.ROLES, *shipped_profiles()]
@@ -198,18 +209,15 @@ FIRMWARE_ROLES: tuple[str, ...] = tuple(_roles.ROLES)
 TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input", COIL: "coil", DISCRETE: "discrete input"}
 """Human names of the tables, for log and error messages."""
 
-common = cast(CommonContract, importlib.import_module("protocols.roles.common"))
-"""What every role shares."""
+common = cast(CommonContract, importlib.import_module("protocols.roles.common"))  # what every role shares
 lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))
 """The lamp role's programs and calendar layout."""
-programs = cast(ProgramRules, importlib.import_module("protocols.programs"))
-"""The rules of lamp programs and calendars."""
-senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))
-"""SenML's integer labels."""
-modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))
-"""Modbus request PDUs."""
-bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))
-"""Coil and discrete-input PDUs."""
+programs = cast(ProgramRules, importlib.import_module("protocols.programs"))  # the rules of lamp programs and calendars
+
+senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))  # senML's integer labels
+modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))  # modbus request PDUs
+bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))  # coil and discrete-input PDUs
+update = cast(UpdateRecords, importlib.import_module("protocols.update"))  # update file records and the image MAC
 
 _maps: dict[str, RegisterMap] = {}
 _profile_sources: dict[str, str] = {}

@@ -24,6 +24,7 @@ from tools.dashboard_cli import add_bench_parser as add_dashboard_bench
 from tools.dashboard_cli import add_parsers as add_dashboard_parsers
 from tools.exit_codes import CliError, Exit
 from tools.field_cli import add_parsers as add_field_parsers
+from tools.update_cli import add_parsers as add_update_parsers
 
 RUN_DIR = Path(".run")
 REPO = Path(__file__).resolve().parents[1]
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_field_parsers(sub)  # listen, flash, provision
     add_dashboard_parsers(sub)  # dashboard-user, dashboard-shots
     add_ble_parsers(sub, bench)  # ble scan, bench ble
+    add_update_parsers(sub, bench)  # update pack, update send, bench update
     return parser
 
 

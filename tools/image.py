@@ -3,7 +3,9 @@
 Layout of an image (the flash root of a node):
 
 - ``main.py``: ``firmware/main.py``, kept as source (MicroPython runs
-  ``main.py`` as a script after boot);
+  ``main.py`` as a script after boot), and ``update_boot.py``
+  (``firmware/update_boot.py``, source), which picks the node's code slot and
+  mounts its ROMFS image at ``/rom``;
 - ``board/``: ``boards/<board>/``, compiled, imported by ``main.py`` as ``board``;
   modules that ``boards/<board>/board.json`` lists under another role's
   ``role_modules`` are left out;
@@ -18,7 +20,11 @@ Layout of an image (the flash root of a node):
   firmware knows which role it carries (safe mode runs that one);
 - ``manifest.json``: ``{"board", "role", "march", "compiled", "source_hash",
   "files": [{"path", "size", "sha256"}], "total_bytes", "packages": {top
-  folder: bytes}}`` (the manifest itself is not counted).
+  folder: bytes}, "rom": {"file", "bytes", "sha256"}}`` (the manifest itself
+  is not counted);
+- ``rom.img``: the ROMFS image of every compiled module (``tools.romfs``): what
+  a node runs in place from its code slot (a flash partition on the ESP32,
+  a buffer on the virtual board); not listed in ``files``.
 
 ``board.json`` also names the roles a board can carry (``roles``: a lamp
 board has no reed switches) and its default ``march`` (``xtensawin`` for the
@@ -44,9 +50,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools.romfs import FLASH_ROOT_FILES, build_romfs, digest
+
 REPO = Path(__file__).resolve().parents[1]
 _PACKAGES = ("protocols", "firmware")
 _ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
+ROM_FILE = "rom.img"
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -207,7 +216,8 @@ def image_sources(board: str, role: str, typing: bool = False) -> list[tuple[Pat
                    if "__pycache__" not in p.parts and _module_name(p, roots) not in excluded]
     start = [REPO / "firmware" / "main.py", REPO / "firmware" / "roles" / f"{role}.py", *board_files]
     files = _closure(start, roots, excluded, typing)
-    out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py")]
+    out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py"),
+                                   (REPO / "firmware" / "update_boot.py", "update_boot.py")]
     for src in sorted(files):
         if src == REPO / "firmware" / "main.py":
             continue
@@ -241,7 +251,7 @@ def build_image(
     tool = mpy_cross_path() if compile else ""
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
-    h.update(json.dumps([board, role, compile, march, version]).encode())
+    h.update(json.dumps([board, role, compile, march, version, "romfs"]).encode())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update(info_py)
@@ -258,7 +268,7 @@ def build_image(
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if compile and rel != "main.py":
+            if compile and rel not in FLASH_ROOT_FILES:
                 _compile(tool, src, rel, dest.with_suffix(".mpy"), march)
             else:
                 shutil.copyfile(src, dest)
@@ -288,6 +298,10 @@ def build_image(
             "total_bytes": sum(f["size"] for f in files),
             "packages": _package_sizes(files),
         }
+        if compile:
+            rom = build_romfs(staging)
+            (staging / ROM_FILE).write_bytes(rom)
+            manifest["rom"] = {"file": ROM_FILE, "bytes": len(rom), "sha256": digest(rom)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
@@ -310,11 +324,14 @@ def _package_sizes(files: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def summary(manifest: dict[str, Any], out: Path | str) -> str:
-    """One line saying what was built and how big it is, per top-level folder."""
+    """What was built and how big it is, per top-level folder, and its ROMFS image."""
     parts = ", ".join(f"{k} {v / 1024:.1f} KB" for k, v in sorted(manifest.get("packages", {}).items()))
     march = manifest.get("march") or "bytecode"
+    rom = manifest.get("rom")
+    rom_line = (f"; ROMFS image {Path(out) / rom['file']}: {rom['bytes']} bytes ({rom['bytes'] / 1024:.1f} KB), "
+                f"sha256 {rom['sha256'][:16]}" if rom else "")
     return (f"image {manifest['board']}/{manifest['role']} ({march}): {len(manifest['files'])} files, "
-            f"{manifest['total_bytes']} bytes ({manifest['total_bytes'] / 1024:.1f} KB: {parts}) in {out}")
+            f"{manifest['total_bytes']} bytes ({manifest['total_bytes'] / 1024:.1f} KB: {parts}) in {out}{rom_line}")
 
 
 def _compile(tool: str, src: Path, rel: str, dest: Path, march: str | None) -> None:
@@ -337,6 +354,9 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def _intact(out: Path, manifest: dict[str, Any]) -> bool:
+    rom = manifest.get("rom")
+    if rom and (not (out / rom["file"]).is_file() or (out / rom["file"]).stat().st_size != rom["bytes"]):
+        return False
     for f in manifest.get("files", []):
         path = out / f["path"]
         if not path.is_file() or path.stat().st_size != f["size"]:

@@ -9,9 +9,12 @@ For a board that already runs MicroPython (``streetedge flash`` puts it there)::
 2. over the board's USB console with ``mpremote`` (its raw REPL; a running
    node is interrupted with Ctrl-C first): removes ``main.py`` first, so a
    board whose provisioning is interrupted boots to the REPL and can be
-   provisioned again; copies the image, ``config.json`` (unit, role, baud) and
-   ``identity.json`` (node id, board, role, image hash, when, by whom), and the
-   node key if one is given;
+   provisioned again; copies the boot stub ``update_boot.py``, the image's
+   ROMFS image into code slot 0 (``rom/slot0.img``, made active in
+   ``rom/state.json``: the node runs its code in place from it),
+   ``config.json`` (unit, role, baud) and ``identity.json`` (node id, board,
+   role, image and ROMFS hashes, when, by whom), and the node key if one is
+   given (updates over the bus are checked with it);
 3. hashes every file on the board itself (SHA-256) and compares with the
    image's manifest; only then copies ``main.py`` (checked the same way);
 4. resets the board and waits until the node answers on its RS-485 bus
@@ -54,6 +57,12 @@ for d in %r:
     except OSError:
         pass
 """
+STAGING_GONE = """try:
+    os.remove('rom/staging.json')
+except OSError:
+    pass
+"""
+"""An update half received before this provisioning is not resumed into the slot provisioning rewrites."""
 HASHES = """import hashlib, binascii, json
 out = {}
 for p in %r:
@@ -130,37 +139,41 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
     except ImageError as exc:
         raise ProvisionError(f"cannot build the image: {exc}", USAGE) from None
     image = workdir / f"image-{request.board}-{request.role}"
-    expected = {f["path"]: f["sha256"] for f in manifest["files"]}
+    rom = manifest["rom"]
+    # The board gets the flash-root files and the ROMFS image in code slot 0, made active (firmware/update_boot.py).
+    state = json.dumps({"active": 0, "trial": False, "tries": 0}).encode()
+    sources = {"main.py": image / "main.py", "update_boot.py": image / "update_boot.py",
+               "rom/slot0.img": image / rom["file"]}
+    expected = {path: _sha256(src.read_bytes()) for path, src in sources.items()}
     identity = {"node": request.node_id, "board": request.board, "role": request.role,
-                "image": manifest["source_hash"], "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "by": getpass.getuser()}
+                "image": manifest["source_hash"], "rom": rom["sha256"],
+                "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "by": getpass.getuser()}
     with tempfile.TemporaryDirectory() as tmp:
-        extra = {"config.json": {"unit": request.unit, "role": request.role, "baud": request.baud},
-                 "identity.json": identity}
-        for name, body in extra.items():
-            data = json.dumps(body).encode()
-            (Path(tmp) / name).write_bytes(data)
+        extra: dict[str, bytes] = {"config.json": json.dumps({"unit": request.unit, "role": request.role,
+                                                               "baud": request.baud}).encode(),
+                                   "identity.json": json.dumps(identity).encode(), "rom/state.json": state}
+        for name, data in extra.items():
+            local = Path(tmp) / name.replace("/", "_")
+            local.write_bytes(data)
+            sources[name] = local
             expected[name] = _sha256(data)
-        copies = [(str(Path(tmp) / name), ":" + name) for name in extra]
         if request.key is not None:
             expected["node.key"] = _sha256(request.key.read_bytes())
-            copies.append((str(request.key), ":node.key"))
-        say(f"copying the {request.role} image ({manifest['total_bytes']} bytes) to {request.port}")
+            sources["node.key"] = request.key
+        say(f"copying the {request.role} image (ROMFS, {rom['bytes']} bytes) to {request.port}")
         _mpremote(request.port, ["exec", "import os\ntry:\n    os.remove('main.py')\nexcept OSError:\n    pass\n"],
                   timeout=connect_timeout)
         # Relative paths only: on the virtual board the flash is a folder of the host, and a path from "/"
         # would leave it. Folders are made first (mpremote's cp does not), each file copied on its own.
-        files = sorted(p for p in expected if p in {f["path"] for f in manifest["files"]} and p != "main.py")
+        files = sorted(p for p in expected if p != "main.py")
         folders = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
-        _mpremote(request.port, ["exec", MKDIRS % (folders,)])
+        _mpremote(request.port, ["exec", MKDIRS % (folders,) + STAGING_GONE])
         args: list[str] = []
         for path in files:
-            args += ["+", "fs", "cp", str(image / path), ":" + path]
-        for src, dest in copies:
-            args += ["+", "fs", "cp", src, dest]
+            args += ["+", "fs", "cp", str(sources[path]), ":" + path]
         _mpremote(request.port, args[1:])
         _verify(request.port, {p: h for p, h in expected.items() if p != "main.py"})
-        _mpremote(request.port, ["fs", "cp", str(image / "main.py"), ":main.py"])
+        _mpremote(request.port, ["fs", "cp", str(sources["main.py"]), ":main.py"])
         _verify(request.port, {"main.py": expected["main.py"]})
     say(f"{len(expected)} files on the board match the image; resetting")
     _mpremote(request.port, ["exec", "--no-follow", RESET])

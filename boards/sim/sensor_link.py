@@ -47,7 +47,9 @@ class _Link:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(address(_SOCKET))
         server.listen(1)
-        os.system("%s -X heapsize=%s -c \"import board.sensor_host as h; h.main('%s', '%s')\" &"
+        # The host runs the node's image too: mounted from its code slot, if it has one (update_boot).
+        os.system("%s -X heapsize=%s -c \"import update_boot as u; u.mount(False); "
+                  "import board.sensor_host as h; h.main('%s', '%s')\" &"
                   % (sys.executable, heapsize, _SOCKET, kind))
         server.settimeout(_WAIT_S)
         self._sock = server.accept()[0]

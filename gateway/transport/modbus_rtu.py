@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Sequence
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.exceptions import ModbusException as PymodbusError
-from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import FileRecord, ModbusPDU
 
 from gateway.contracts import COIL, DISCRETE, HOLDING, TABLE_NAMES, TABLES, RegisterMap
 from gateway.service.config import BusConfig
@@ -204,6 +204,32 @@ class ModbusBus(Bus):
             # takes the characters' time on a paced line). The turnaround counts from the frame's end.
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
             self._quiet_until = time.monotonic() + on_wire + TURNAROUND
+
+    async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
+                          priority: int = ROUTINE) -> bytes:
+        """Write ``data`` to one file record (function 21; unit 0 broadcasts it), or read ``count`` words (20)."""
+        async with self._lock.hold(priority):
+            self._set_timeout(self.config.timeout)
+            client = await self._ready()
+            if not data:  # pymodbus takes a read's length in bytes (and turns it into words)
+                pdu = await self._call(unit, f"read file {file} record {record}", client.read_file_record(
+                    [FileRecord(file_number=file, record_number=record, record_length=2 * count)], device_id=unit))
+                found = getattr(pdu, "records", None)  # a ReadFileRecordResponse
+                return bytes(found[0].record_data) if found else b""
+            records = [FileRecord(file_number=file, record_number=record, record_data=data)]
+            if unit:
+                await self._call(unit, f"write file {file} record {record}",
+                                 client.write_file_record(records, device_id=unit))
+                return b""
+            try:
+                await client.write_file_record(records, device_id=0, no_response_expected=True)
+            except PymodbusError as exc:
+                raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
+            await _drained(client)  # as broadcast(): the turnaround counts from the frame's end
+            bits = char_bits(self.config.parity, self.config.stopbits)
+            self._quiet_until = time.monotonic() + (12 + len(data)) * bits / self.config.baud + TURNAROUND
+            self.stats.broadcasts += 1
+            return b""
 
     def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
         """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.

@@ -23,6 +23,9 @@ FC_WRITE_COIL = const(5)
 FC_WRITE_SINGLE = const(6)
 FC_WRITE_COILS = const(15)
 FC_WRITE_MULTIPLE = const(16)
+FC_READ_FILE = const(20)
+FC_WRITE_FILE = const(21)
+FILE_REFERENCE = const(6)  # the reference type every file sub-request carries
 
 EX_ILLEGAL_FUNCTION = const(1)
 EX_ILLEGAL_ADDRESS = const(2)
@@ -60,6 +63,7 @@ class Request:
 
     byte_count = 0
     value: "int | None" = None
+    data: "bytes | None" = None  # 20/21: the PDU after the function code (byte count, sub-requests)
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __init__(self, unit, function, address=0, count=0, values=None):

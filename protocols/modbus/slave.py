@@ -38,10 +38,13 @@ from protocols.modbus.pdu import (
     EX_ILLEGAL_ADDRESS,
     EX_ILLEGAL_FUNCTION,
     EX_ILLEGAL_VALUE,
+    FC_READ_FILE,
     FC_READ_HOLDING,
     FC_READ_INPUT,
+    FC_WRITE_FILE,
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
+    FILE_REFERENCE,
     MAX_FRAME,
     MAX_READ_COUNT,
     MAX_UNIT,
@@ -59,6 +62,7 @@ except ImportError:  # CPython
 
 
 _NO_LIMIT = const(-1)
+MAX_FILE_WORDS = const(120)  # words of one file record read or written: the largest that fits both frames
 _ADDRESS_SPACE = const(0x10000)
 
 
@@ -124,6 +128,9 @@ class SlaveFramer(Receiver):
             address = (buf[i + 2] << 8) | buf[i + 3]
             req = Request(unit, fc, address, (buf[i + 4] << 8) | buf[i + 5], values)
             req.byte_count = byte_count
+        elif fc == FC_READ_FILE or fc == FC_WRITE_FILE:
+            req = Request(unit, fc)
+            req.data = bytes(buf[i + 2 : i + n - 2])
         else:  # a public function this node does not implement: respond() says so
             req = Request(unit, fc)
         self._consume(n)
@@ -233,7 +240,9 @@ def respond(request, bank, out, scratch=None):
     ``values_out[0:count]``; ``values_out`` is ``scratch`` if given, else a
     module-level list of 125 slots (reused, never reallocated).
     ``bank.write(address, values, count)`` writes holding registers, all or
-    nothing. Reads sent to broadcast are not executed.
+    nothing. Reads sent to broadcast are not executed. Functions 20/21 (one
+    file sub-request each) go to ``bank.files`` if the bank has one, else
+    EX_ILLEGAL_FUNCTION (see ``_file_record``).
     """
     fc = request.function
     unit = request.unit
@@ -298,6 +307,10 @@ def respond(request, bank, out, scratch=None):
             out[4] = count >> 8
             out[5] = count & 0xFF
             return put_crc(out, 6)
+    elif fc == FC_READ_FILE or fc == FC_WRITE_FILE:
+        code = _file_record(request, bank, out)
+        if code < 0:
+            return 0 if unit == BROADCAST else put_crc(out, -code)
     else:
         code = EX_ILLEGAL_FUNCTION
     if unit == BROADCAST:
@@ -306,6 +319,53 @@ def respond(request, bank, out, scratch=None):
     out[1] = (fc | 0x80) & 0xFF
     out[2] = code
     return put_crc(out, 3)
+
+
+def _file_record(request, bank, out):
+    # Functions 20/21 with one sub-request, handed to ``bank.files`` (``read_record(file, record, count,
+    # values_out)``, ``write_record(file, record, data)``: data the record's bytes). Returns an exception
+    # code, or minus the length of the answer written into ``out`` (CRC not yet added).
+    files = getattr(bank, "files", None)
+    if files is None:
+        return EX_ILLEGAL_FUNCTION
+    data = request.data
+    read = request.function == FC_READ_FILE
+    # One sub-request: 7 bytes for a read; 7 plus the record for a write.
+    if len(data) < 8 or data[1] != FILE_REFERENCE:
+        return EX_ILLEGAL_VALUE
+    file = (data[2] << 8) | data[3]
+    record = (data[4] << 8) | data[5]
+    count = (data[6] << 8) | data[7]
+    if data[0] != (7 if read else 7 + 2 * count) or count < 1 or record > 0x270F:
+        return EX_ILLEGAL_VALUE
+    try:
+        if read:
+            if count > MAX_FILE_WORDS:
+                return EX_ILLEGAL_VALUE
+            values = _scratch
+            files.read_record(file, record, count, values)
+            out[2] = 2 + 2 * count
+            out[3] = 1 + 2 * count
+            out[4] = FILE_REFERENCE
+            n = 5
+            for k in range(count):
+                v = values[k]
+                if v >> 16:
+                    raise ValueError("record value out of range")
+                out[n] = v >> 8
+                out[n + 1] = v & 0xFF
+                n += 2
+        else:
+            files.write_record(file, record, memoryview(data)[8:])
+            n = 2 + len(data)
+            out[2 : n] = data  # the answer echoes the request
+    except ModbusException as exc:
+        return _code(exc)
+    except Exception:  # the node must survive any failure of its file handler
+        return EX_DEVICE_FAILURE
+    out[0] = request.unit
+    out[1] = request.function
+    return -n
 
 
 def _write(bank, address, values, count):

@@ -72,6 +72,17 @@ def _mbpoll_uptime(bus: str) -> int:
     return words[9] << 16 | words[10]
 
 
+def _diag(flash: Path) -> dict[str, Any]:
+    """The node's diag.json, once it has written one (2 s after its boot)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return dict(json.loads((flash / "diag.json").read_text()))
+        except (OSError, ValueError):
+            assert time.monotonic() < deadline, "the node wrote no diag.json"
+            time.sleep(0.2)
+
+
 def test_a_blank_board_is_provisioned_and_joins_the_street(bench: Bench) -> None:
     assert not (bench.flash / "main.py").exists()
     done = bench.provision()
@@ -79,11 +90,16 @@ def test_a_blank_board_is_provisioned_and_joins_the_street(bench: Bench) -> None
     assert "answers as unit 2" in done.stdout and "provisioned lamp-2" in done.stdout
     image = bench.work / "build" / "image-sim-lamp"
     manifest = json.loads((image / "manifest.json").read_text())
-    for f in manifest["files"]:
-        assert (bench.flash / f["path"]).read_bytes() == (image / f["path"]).read_bytes(), f["path"]
+    assert (bench.flash / "rom" / "slot0.img").read_bytes() == (image / "rom.img").read_bytes()
+    assert json.loads((bench.flash / "rom" / "state.json").read_text())["active"] == 0
+    for name in ("main.py", "update_boot.py"):
+        assert (bench.flash / name).read_bytes() == (image / name).read_bytes(), name
+    assert not (bench.flash / "firmware").exists()  # the code runs from the ROMFS image, not from files
     assert json.loads((bench.flash / "config.json").read_text()) == {"unit": 2, "role": "lamp", "baud": 19200}
     identity = json.loads((bench.flash / "identity.json").read_text())
     assert identity["node"] == "lamp-2" and identity["image"] == manifest["source_hash"]
+    assert identity["rom"] == manifest["rom"]["sha256"]
+    assert _diag(bench.flash)["rom_heap"] >= manifest["rom"]["bytes"]  # runs from the slot's image, counted apart
     assert _mbpoll_uptime(bench.bus) < 600  # an independent master sees the node running
     record = [json.loads(line) for line in (bench.work / "provisioned.jsonl").read_text().splitlines()]
     assert record[-1]["node"] == "lamp-2" and record[-1]["bus_checked"] is True

@@ -40,7 +40,8 @@ import time
 import tty
 from pathlib import Path
 
-from tools.sim.street import micropython_path
+from tools.sim.code_slots import active_slot_bytes
+from tools.sim.street import heap_bytes, micropython_path
 
 CTRL_C = 0x03
 
@@ -70,7 +71,9 @@ class Console:
     def start(self, *, main: bool) -> None:
         """Start the interpreter on the console: ``main.py`` or the bare REPL."""
         env = dict(os.environ, MICROPYPATH=".:.frozen")
-        argv = [micropython_path(), "-X", f"heapsize={self.heapsize}"] + (["main.py"] if main else [])
+        # As on the street: the code slot's image is a buffer in the heap here, mapped flash on a chip.
+        heap = heap_bytes(self.heapsize) + (active_slot_bytes(self.flash) if main else 0)
+        argv = [micropython_path(), "-X", f"heapsize={heap}"] + (["main.py"] if main else [])
         self.proc = subprocess.Popen(argv, cwd=self.flash, env=env, stdin=self._board_tty,
                                      stdout=self._board_tty, stderr=self._board_tty, start_new_session=True)
         self.running_main = main

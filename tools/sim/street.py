@@ -5,11 +5,17 @@
 ``role``, ``<workdir>/image-<role>`` for others), starts the bus process
 (``tools.sim.bus``) and one node process per unit::
 
-    micropython -X heapsize=128K <workdir>/image/main.py
+    micropython -X heapsize=<128K + the image's ROMFS bytes> main.py
 
-with ``MICROPYPATH=<workdir>/image:.frozen`` (the image's ``.mpy`` files, plus
-the port's frozen ``asyncio``) and the node's own flash folder
-``<workdir>/node-<unit>`` as working directory. In the flash folder:
+in the node's own flash folder ``<workdir>/node-<unit>`` (working directory),
+where the street puts, as provisioning does, ``main.py`` and
+``update_boot.py`` and the role's ROMFS image in code slot 0
+(``rom/slot0.img``, ``rom/state.json``; a node keeps its slots across
+restarts, so an update it received stays). ``update_boot`` mounts the
+active slot at ``/rom`` (a buffer in the heap, where an ESP32 maps flash:
+hence the heap raised by exactly the image's size, and the node counts its
+RAM without the buffer). ``rom=False`` runs the image's files instead
+(``MICROPYPATH=<image>:.frozen``, ``<image>/main.py``). In the flash folder:
 
 - ``config.json``: the node's configuration (``{"unit", "role", "baud"}``),
   written only if absent: a node keeps its configuration across restarts;
@@ -117,6 +123,25 @@ class NodeProcess:
             self._log_file = None
 
 
+def heap_bytes(size: str) -> int:
+    """Bytes of a MicroPython ``-X heapsize`` value (``128K``, ``1M``, ``65536``)."""
+    scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:].upper(), 1)
+    return int(size[:-1] if scale > 1 else size) * scale
+
+
+def install_code(image: Path, flash: Path) -> int:
+    """Put an image's flash-root files on a node, and its ROMFS image in slot 0 if it has no slots yet.
+
+    Returns the bytes of the active slot's image (what the node's heap is raised by).
+    """
+    from tools.sim.code_slots import active_slot_bytes, install_first_slot
+
+    for name in ("main.py", "update_boot.py"):
+        shutil.copyfile(image / name, flash / name)
+    install_first_slot(flash, (image / "rom.img").read_bytes())
+    return active_slot_bytes(flash)
+
+
 def _kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
     # Last-resort cleanup (garbage collection, interpreter exit): no waiting politely.
     for p in procs:
@@ -142,6 +167,7 @@ class VirtualStreet:
         first_unit: int = 1,
         heapsize: str = "128K",
         seed: int = 0,
+        rom: bool = True,
     ) -> None:
         if first_unit < 1 or first_unit + nodes - 1 > 247:
             raise ValueError("units must lie in 1..247")
@@ -157,6 +183,7 @@ class VirtualStreet:
         self.drop = drop
         self.heapsize = heapsize
         self.seed = seed
+        self.rom = rom
         self.image = self.workdir / "image"  # the default role's image
         self.image_manifest: dict[str, Any] = {}
         self.nodes = {
@@ -317,10 +344,15 @@ class VirtualStreet:
         node.log_offset = node.log.stat().st_size
         env = dict(os.environ)
         image = self.images[node.role]
-        env["MICROPYPATH"] = f"{image}:.frozen"
+        if self.rom:
+            heap = heap_bytes(self.heapsize) + install_code(image, node.flash)
+            env["MICROPYPATH"] = ".frozen"
+            argv = [micropython_path(), "-X", f"heapsize={heap}", "main.py"]
+        else:
+            env["MICROPYPATH"] = f"{image}:.frozen"
+            argv = [micropython_path(), "-X", f"heapsize={self.heapsize}", str(image / "main.py")]
         node.proc = subprocess.Popen(
-            [micropython_path(), "-X", f"heapsize={self.heapsize}", str(image / "main.py")],
-            cwd=node.flash, env=env, stdin=subprocess.DEVNULL,
+            argv, cwd=node.flash, env=env, stdin=subprocess.DEVNULL,
             stdout=node._log_file, stderr=subprocess.STDOUT,
         )
         self._procs.append(node.proc)

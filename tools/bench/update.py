@@ -1,0 +1,163 @@
+"""``streetedge bench update``: time to update one node and a whole line of nodes, against the line rate.
+
+For each bit rate (19200 and 115200 by default), on a paced virtual bus (one
+character every 11/baud s, as on a real line) with the real lamp firmware:
+
+- one node: :func:`gateway.update.deliver.deliver`, the image sent to that
+  node alone (each chunk written and echoed back);
+- a line of ``nodes`` nodes (32 by default):
+  :func:`gateway.update.deliver.deliver_bus`, the image broadcast once to
+  every node, then each node committed and confirmed on its own.
+
+The image is the lamp's ROMFS image with a marker file (the same code, other
+bytes), signed for the bench's key; each node's health time is 2 s. Reported:
+the transfer (first BEGIN until the last chunk is taken), the whole update
+(until every node confirmed its new image), and the line-rate limit for the
+image's bytes alone (bytes x 11 bits / baud): what no transfer can beat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.service.config import BusConfig
+from gateway.transport.modbus_rtu import ModbusBus
+from gateway.update.deliver import UpdateError, deliver, deliver_bus
+from gateway.update.package import UpdatePackage, make_package
+from tools.bench import record
+from tools.romfs import build_romfs
+from tools.sim.bus import BITS_PER_CHAR
+from tools.sim.street import VirtualStreet
+
+KEY = b"streetedge bench key"
+HEALTH_S = 2
+JITTER = {"silence_us": 250000}
+"""The nodes' frame gap on the paced virtual line: its bus process, on a busy shared machine, lets gaps of
+more than t3.5 open inside a 252-byte frame, which a node would take for the frame's end (a UART fed by a
+master that sends a frame in one go has none). 250 ms keeps whole frames (loads of 8-12 on 2 cores were seen); the
+CRC still finds the boundaries."""
+
+
+class _PowerUp:
+    """Starts every node of the street again whenever it resets (a chip boots again by itself)."""
+
+    def __init__(self, street: VirtualStreet) -> None:
+        self.street = street
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for unit, node in self.street.nodes.items():
+                if not node.alive():
+                    self.street.start_node(unit, wait=False, hardware=JITTER)
+
+    def __enter__(self) -> _PowerUp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _package(street: VirtualStreet, work: Path) -> UpdatePackage:
+    folder = work / "image-new"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(street.image, folder)
+    (folder / "version.txt").write_text("bench")
+    return make_package(build_romfs(folder), key=KEY, role="lamp", board="sim", health_s=HEALTH_S)
+
+
+def measure(baud: int, nodes: int, work: Path) -> dict[str, Any]:
+    """Update ``nodes`` lamps (one: unicast; more: broadcast) on a paced line at ``baud``; the figures."""
+    street = VirtualStreet(work / f"street-{baud}-{nodes}", nodes=nodes, baud=baud, paced=True)
+    for node in street.nodes.values():
+        node.flash.mkdir(parents=True, exist_ok=True)
+        (node.flash / "node.key").write_bytes(KEY)
+    with street:
+        street.start(timeout=300)
+        for unit in street.nodes:
+            street.kill_node(unit)
+            street.start_node(unit, wait=False, hardware=JITTER)
+        street.wait_ready(300)
+        package = _package(street, work)
+        sent_at: list[float] = []
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase == "sending" and done >= total and not sent_at:
+                sent_at.append(time.monotonic())
+
+        async def run() -> tuple[int, float]:
+            bus = ModbusBus(BusConfig(name="bus0", device=street.master_device, baud=baud, parity="N",
+                                      timeout=1.0, retries=1))
+            try:
+                start = time.monotonic()
+                results: dict[int, Any]
+                if nodes == 1:
+                    try:
+                        results = {1: await deliver(bus, 1, package, progress=progress)}
+                    except UpdateError as exc:
+                        print(f"{baud} bit/s, one node: {exc}", flush=True)
+                        results = {1: exc}
+                else:
+                    results = await deliver_bus(bus, sorted(street.nodes), package, progress=progress)
+                return sum(isinstance(r, dict) for r in results.values()), start
+            finally:
+                bus.close()
+
+        with _PowerUp(street):
+            confirmed, start = asyncio.run(run())
+            done = time.monotonic()
+    limit = len(package.image) * BITS_PER_CHAR / baud
+    transfer = (sent_at[0] if sent_at else done) - start
+    return {"baud": baud, "nodes": nodes, "confirmed": confirmed, "image": len(package.image),
+            "transfer_s": transfer, "total_s": done - start, "limit_s": limit, "ratio": transfer / limit}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The Markdown table of the runs."""
+    lines = [
+        f"Paced virtual bus (11 bits a character), real lamp firmware, {time.strftime('%Y-%m-%d')}, 2 shared "
+        f"cores, load average {os.getloadavg()[0]:.1f} at the end; image = the lamp's ROMFS image, health time "
+        f"{HEALTH_S} s.",
+        "",
+        "| bit/s | nodes | how | image (bytes) | line-rate limit (s) | transfer (s) | transfer / limit "
+        "| until all confirmed (s) | confirmed |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        how = "unicast, each chunk echoed" if r["nodes"] == 1 else "broadcast chunks, then each node"
+        lines.append(f"| {r['baud']} | {r['nodes']} | {how} | {r['image']} | {r['limit_s']:.1f} "
+                     f"| {r['transfer_s']:.1f} | {r['ratio']:.2f}x | {r['total_s']:.1f} "
+                     f"| {r['confirmed']} of {r['nodes']} |")
+    return "\n".join(lines)
+
+
+def run_update_bench(bauds: list[int], nodes: int = 32, write_docs: bool = False) -> int:
+    """Measure one node and a line of ``nodes`` at each rate; print (and record) the table; 1 if one failed."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-update-") as tmp:
+        for baud in bauds:
+            for count in (1, nodes):
+                row = measure(baud, count, Path(tmp))
+                print(row, flush=True)
+                rows.append(row)
+    text = table(rows)
+    print(text)
+    if write_docs:
+        command = f"streetedge bench update --bauds {','.join(map(str, bauds))} --nodes {nodes} --write-docs"
+        record("bench update", "Updates over the bus", command, text)
+    return 0 if all(r["confirmed"] == r["nodes"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_update_bench([19200, 115200], nodes=int(sys.argv[1]) if len(sys.argv) > 1 else 32))
