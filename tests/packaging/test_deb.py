@@ -45,7 +45,15 @@ pytestmark = [
 
 
 def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    deadline = time.monotonic() + 600
+    while True:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        # The host's package database is shared: another dpkg or apt run (an install elsewhere on the
+        # machine) holds its lock for a while. dpkg refuses at once rather than wait: wait here instead.
+        if not (cmd[0] == "dpkg" and "lock" in done.stderr and "locked by another process" in done.stderr):
+            break
+        assert time.monotonic() < deadline, f"{' '.join(cmd)}: the dpkg lock stayed taken for 600 s"
+        time.sleep(2)
     assert not check or done.returncode == 0, f"{' '.join(cmd)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 
