@@ -384,6 +384,17 @@ BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
 """UUID of a BLE node's command characteristic (written)."""
 BLE_GATT_RESULT: str = _gatt.RESULT_UUID
 """UUID of a BLE node's result characteristic (notified)."""
+BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
+"""GATT op: write holding registers (body: :func:`ble_gatt_write_body`)."""
+BLE_GATT_OP_READ: int = _gatt.OP_READ
+"""GATT op: read holding registers (body: address (2, little-endian), count (1))."""
+BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
+"""GATT op: acknowledge the node's alarm (no body)."""
+
+
+def ble_gatt_write_body(address: int, words: list[int]) -> bytes:
+    """The body of a GATT write of holding registers from ``address`` on; DecodeError for bad words."""
+    return bytes(_gatt.write_body(address, words))
 
 
 def ble_gatt_frames(key: bytes, address: str) -> BleGattFrames:

@@ -25,6 +25,7 @@ from gateway.service.daemon import Gateway
 from protocols import senml
 from protocols.roles import env, meter
 from tools.sim.bleak_bumble import scanner_backend
+from tools.sim.bleak_bumble_client import client_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
@@ -97,7 +98,8 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
     weather arrives in the advert's resolution."""
     radio = VirtualRadio(loss=0.10, seed=12)
     host = RadioHost(radio)
-    gateway = Gateway(gateway_config(mosquitto.url, tmp_path), ble_backend=scanner_backend(radio))
+    gateway = Gateway(gateway_config(mosquitto.url, tmp_path), ble_backend=scanner_backend(radio),
+                      ble_client_backend=client_backend(radio))  # its alarms are acknowledged over GATT
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data_prefix + "pit-1")
     env_sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data_prefix + "pole-2")
     street = VirtualStreet(tmp_path / "street", nodes=2, role="meter", roles={2: "env"}, heapsize=HEAP)
