@@ -74,7 +74,8 @@ class GattService:
         self.dropped = 0  # commands that found the queue full
         self.connections = 0
         self._pending = []
-        self._flag = asyncio.ThreadSafeFlag()
+        # ThreadSafeFlag: set from an IRQ on the ESP32 (CPython, where tests also run this, has Event)
+        self._flag = asyncio.ThreadSafeFlag() if hasattr(asyncio, "ThreadSafeFlag") else asyncio.Event()
         self.task = None
         ble.irq(self._irq)
 
@@ -103,9 +104,14 @@ class GattService:
         """Answer the commands written, one at a time."""
         while True:
             await self._flag.wait()
-            while self._pending:
-                conn, frame = self._pending.pop(0)
-                self.handle(conn, frame)
+            self._flag.clear()
+            self.serve_pending()
+
+    def serve_pending(self):
+        """Answer the commands written so far, in order."""
+        while self._pending:
+            conn, frame = self._pending.pop(0)
+            self.handle(conn, frame)
 
     def handle(self, conn, frame):
         """Open, check, apply and answer one command frame written on connection ``conn``."""
