@@ -43,6 +43,7 @@ _FLAG_READ = const(0x02)
 _FLAG_WRITE = const(0x08)
 _FLAG_NOTIFY = const(0x10)
 _FC_READ_HOLDING = const(3)
+_MTU = const(247)  # ble_gatt.MAX_FRAME plus the ATT header
 _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connection
 _KEY = "gattctr"
 
@@ -66,6 +67,7 @@ class GattService:
             ((uuid(ble_gatt.COMMAND_UUID), _FLAG_WRITE), (uuid(ble_gatt.RESULT_UUID), _FLAG_READ | _FLAG_NOTIFY)),
         )
         ((self._command, self._result),) = ble.gatts_register_services((service,))
+        ble.config(mtu=_MTU)  # a result of 100 registers needs 210 bytes; the central asks for the exchange
         self.highest = self._restore()
         self.accepted = 0
         self.replayed = 0

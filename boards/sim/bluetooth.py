@@ -61,6 +61,7 @@ class BLE:
         self._values = {}  # attribute handle -> its value (gatts_read/gatts_write)
         self._handles = 0
         self._pump = None
+        self._mtu = 23
 
     def active(self, flag=None):
         """Switch the radio on (connects to the radio host) or off; the state without an argument."""
@@ -82,10 +83,19 @@ class BLE:
             self._sock = None
         return self._sock is not None
 
-    def config(self, name):
-        """``config("mac")`` -> ``(1, address bytes)`` (1: a random address); other names are not wired."""
+    def config(self, name=None, **settings):
+        """``config("mac")`` -> ``(1, address bytes)`` (1: a random address); ``config(mtu=N)`` sets the MTU
+        offered in an exchange (``config("mtu")`` gives it; the virtual radio's devices take up to 517)."""
+        if settings:
+            for key in settings:
+                if key != "mtu":
+                    raise ValueError("unknown config param " + key)
+            self._mtu = int(settings["mtu"])
+            return None
         if name == "mac":
             return (1, self._mac)
+        if name == "mtu":
+            return self._mtu
         raise ValueError("unknown config param " + str(name))
 
     def irq(self, handler):

@@ -63,6 +63,10 @@ class AlarmAcknowledger:
         finally:
             self._busy.discard(node.id)
 
+    async def settled(self) -> None:
+        """Wait until the acknowledgements on their way now have succeeded or failed."""
+        await asyncio.gather(*self._tasks)
+
     async def close(self) -> None:
         """Cancel the acknowledgements on their way and wait for them."""
         tasks = list(self._tasks)

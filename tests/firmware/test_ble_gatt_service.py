@@ -39,6 +39,9 @@ class Radio:
     def irq(self, handler):
         self.handler = handler
 
+    def config(self, **settings):
+        self.settings = settings
+
     def gatts_read(self, handle):
         return self.values[handle]
 
@@ -96,6 +99,7 @@ def test_service_is_registered_with_a_command_and_a_result_characteristic():
     assert service == ble_gatt.SERVICE_UUID
     assert [c[0] for c in chars] == [ble_gatt.COMMAND_UUID, ble_gatt.RESULT_UUID]
     assert chars[0][1] & 0x08 and chars[1][1] & 0x10  # write; notify
+    assert radio.settings == {"mtu": 247}  # room for the largest frame in one notification
 
 
 def test_a_sealed_write_changes_the_setting_and_the_result_says_so():
