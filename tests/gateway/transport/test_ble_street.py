@@ -123,8 +123,8 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
 
     async def main() -> None:
         port = await host.start()
-        street.hardware[1] = {"radio": f"127.0.0.1:{port}", "ble_address": ADDRESS}
-        street.hardware[2] = {"radio": f"127.0.0.1:{port}", "ble_address": ENV_ADDRESS}
+        street.hardware[1] = {"radio": f"127.0.0.1:{port}", "ble_address": ADDRESS, "diag_ms": 1000}
+        street.hardware[2] = {"radio": f"127.0.0.1:{port}", "ble_address": ENV_ADDRESS, "diag_ms": 1000}
         try:
             async with running(gateway):
                 await asyncio.to_thread(street.start)
@@ -153,6 +153,9 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
             await host.stop()
 
     asyncio.run(main())
+    for unit in (1, 2):  # the live heap of each BLE role (docs/performance.md), with its GATT service
+        diag = json.loads((street.node(unit).flash / "diag.json").read_text())
+        print(f"unit {unit}: heap_live {diag['heap_live']} B, GATT connections {diag['ble']['gatt_connections']}")
     assert volumes == sorted(volumes), "the volume never goes backwards"
     assert statuses[:1] == [0] and statuses[1:] == [meter.STATUS_TAMPER, 0] * 3
     assert radio.link.counts["lost"] > 0
