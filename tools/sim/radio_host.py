@@ -46,6 +46,7 @@ class RadioHost:
         self._characteristics: dict[str, dict[int, Characteristic[bytes]]] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, port: int = 0) -> int:
         """Listen on 127.0.0.1 (``port`` 0: a free one); the port."""
@@ -57,16 +58,24 @@ class RadioHost:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Closing each connection ends its reader at EOF: a cancelled connection task would make asyncio
+        # log its cancellation as an error (Python 3.11's stream callback asks the task for its exception).
+        for writer in list(self._writers):
+            writer.close()
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         address = ""
         try:
             while line := await reader.readline():
@@ -91,6 +100,7 @@ class RadioHost:
             log.warning("radio host: node %s: %s", address or "?", exc)
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
             if address and self.nodes.get(address) is not None:
                 del self.nodes[address]
