@@ -385,11 +385,9 @@ BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
 BLE_GATT_RESULT: str = _gatt.RESULT_UUID
 """UUID of a BLE node's result characteristic (notified)."""
 BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
-"""GATT op: write holding registers (body: :func:`ble_gatt_write_body`)."""
 BLE_GATT_OP_READ: int = _gatt.OP_READ
-"""GATT op: read holding registers (body: address (2, little-endian), count (1))."""
 BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
-"""GATT op: acknowledge the node's alarm (no body)."""
+"""GATT ops: write holding registers (:func:`ble_gatt_write_body`), read them, acknowledge the alarm."""
 
 
 def ble_gatt_write_body(address: int, words: list[int]) -> bytes:
