@@ -253,7 +253,7 @@ class Gateway:
         ]
         keep = msgspec.structs.replace(
             config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery,
-            dashboard=old.dashboard,
+            dashboard=old.dashboard, ble=old.ble,  # the BLE receiver and GATT bus keep the nodes they started with
         )
         self.config = keep
         if self.polling is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.commands.node_plan import word_map
@@ -134,3 +135,17 @@ def test_alarm_acknowledgements_one_at_a_time_per_node(tmp_path: Path) -> None:
         windows.close()
 
     asyncio.run(main())
+
+
+def test_a_reload_keeps_the_ble_nodes_the_gateway_started_with() -> None:
+    """[ble] is read at start: a reload that reorders the BLE nodes (their command units) is reported and not
+    applied, so a command can never reach a node through another node's unit."""
+    from gateway.service.daemon import Gateway
+
+    second = CONFIG.ble.node[0].__class__(id="pit-10", address="D0:5E:00:00:00:0A", key=KEY, role="meter")
+    reordered = msgspec.structs.replace(CONFIG, ble=msgspec.structs.replace(CONFIG.ble, node=[second, NODE]))
+    gateway = Gateway(CONFIG)
+    notes = asyncio.run(gateway.reload(reordered))
+    assert "ble changed: takes effect after a restart" in notes
+    assert gateway.config.ble == CONFIG.ble
+    assert command_targets(gateway.config, ble=True)["pit-9"].unit == 1
