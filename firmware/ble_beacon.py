@@ -4,15 +4,17 @@ Started by the meter and environment roles (``start_radio``) when the board
 has a radio (``board.ble()``) and the flash holds ``ble.json``::
 
     {"key": "<32 hex digits>", "interval_ms": 10000, "burst_ms": 200,
-     "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000}
+     "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000, "gatt": true}
 
 Every ``interval_ms`` the node seals a reading advert (the registers
 ``protocols.ble_adverts`` lists for its role) with the next counter and
 advertises it once per interval. When the alarm bits of ``status`` change,
 an alarm advert goes out at once as a burst (every 20 ms for ``burst_ms``),
 and again every ``alarm_repeat_ms`` (a new counter each time) until
-``alarm_timeout_ms`` has passed, so that an advert lost on the air does not
-lose the alarm.
+``alarm_timeout_ms`` has passed or the gateway acknowledged the alarm over
+GATT, so that an advert lost on the air does not lose the alarm. With
+``"gatt"`` (the default) the node also serves the gateway's sealed commands
+(:mod:`firmware.ble_gatt_service`).
 
 The counter never repeats: the node reserves blocks of :data:`_BLOCK`
 counters in the board's persistent store (``persist_read/persist_write``,
@@ -63,6 +65,12 @@ def start(board, bank, role):
         return None
     beacon = Beacon(ble, bank, board, role, settings)
     beacon.task = asyncio.create_task(beacon.run())
+    if settings.get("gatt", True) and getattr(board, "ble_uuid", None) is not None:
+        from firmware.ble_gatt_service import GattService
+
+        service = GattService(ble, board, bank, beacon, settings["key"], beacon.sealer_address)
+        service.task = asyncio.create_task(service.run())
+        beacon.gatt = service
     return beacon
 
 
@@ -87,6 +95,8 @@ class Beacon:
         ble.active(True)
         address = bytes(ble.config("mac")[1])
         self.sealer = bthome.Sealer(settings["key"], address)
+        self.sealer_address = address
+        self.gatt = None  # the GATT service (firmware.ble_gatt_service), started beside the beacon
         self._objects = bytearray(ble_adverts.MAX_OBJECTS)
         self._service = bytearray(ble_adverts.MAX_OBJECTS + 9)
         self._values = [0] * len(self.rows)
@@ -135,6 +145,13 @@ class Beacon:
         n = ble_adverts.pack_alarms(self._objects, 0, self.alarms, status)
         self._advertise(n, True, _BURST_US)
         self.alarms_sent += 1
+
+    def diagnostics(self):
+        """Counters for the node's ``diag.json``: adverts sent, and the GATT service's."""
+        d = {"adverts": self.sent, "alarm_adverts": self.alarms_sent, "alarm_acked": self.acked}
+        if self.gatt is not None:
+            d.update(self.gatt.diagnostics())
+        return d
 
     async def run(self):
         """Readings every interval, alarm bursts on a change of the alarm bits, repeated until acked or timed out."""

@@ -253,7 +253,7 @@ class Node:
         await asyncio.sleep_ms(_DIAG_FIRST_MS)
         while True:
             self.write_diagnostics()
-            await asyncio.sleep_ms(_DIAG_PERIOD_MS)
+            await asyncio.sleep_ms(getattr(self.board, "diag_ms", _DIAG_PERIOD_MS))
 
     def write_diagnostics(self):
         """Write ./diag.json (atomically)."""
@@ -284,6 +284,9 @@ class Node:
             "boot_reason": self.boot.reason,
             "evaluations_short_of_ram": getattr(self.role, "memory_errors", 0),
         }
+        beacon = getattr(self.role, "beacon", None)
+        if beacon is not None:
+            d["ble"] = beacon.diagnostics()
         tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:

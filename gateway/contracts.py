@@ -392,6 +392,15 @@ BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
 """UUID of a BLE node's command characteristic (written)."""
 BLE_GATT_RESULT: str = _gatt.RESULT_UUID
 """UUID of a BLE node's result characteristic (notified)."""
+BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
+BLE_GATT_OP_READ: int = _gatt.OP_READ
+BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
+"""GATT ops: write holding registers (:func:`ble_gatt_write_body`), read them, acknowledge the alarm."""
+
+
+def ble_gatt_write_body(address: int, words: list[int]) -> bytes:
+    """The body of a GATT write of holding registers from ``address`` on; DecodeError for bad words."""
+    return bytes(_gatt.write_body(address, words))
 
 
 def ble_gatt_frames(key: bytes, address: str) -> BleGattFrames:

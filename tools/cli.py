@@ -124,7 +124,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from tools.demo import run_demo
 
     code: int = run_demo(
-        nodes=args.nodes, broker=args.broker, seconds=args.seconds, workdir=Path(args.workdir)
+        nodes=args.nodes, ble=args.ble, broker=args.broker, seconds=args.seconds, workdir=Path(args.workdir)
     )
     return code
 
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="virtual street + gateway + broker, shown live")
     p.add_argument("--nodes", type=int, default=8, help="lamp nodes (default 8)")
+    p.add_argument("--ble", type=int, default=2, help="BLE water meters on the virtual radio (default 2)")
     p.add_argument(
         "--broker", default="auto",
         help="auto (Mosquitto if installed, else embedded amqtt), mosquitto, amqtt or mqtt://HOST:PORT",

@@ -148,6 +148,12 @@ class Esp32Board:
 
         return bluetooth.BLE()
 
+    def ble_uuid(self, text: str) -> "bluetooth.UUID":
+        """A GATT UUID for ``gatts_register_services`` (MicroPython's ``bluetooth.UUID``)."""
+        import bluetooth
+
+        return bluetooth.UUID(text)
+
     def reset(self) -> None:
         """After a fatal error: reboot the chip."""
         machine.reset()

@@ -337,6 +337,17 @@ class Board:
 
         return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
 
+    @property
+    def diag_ms(self):
+        """How often the node writes ``diag.json``: ``sim.json`` ``"diag_ms"`` (tests that watch it), else 10 s."""
+        return (_load_json("sim.json") or {}).get("diag_ms", 10000)
+
+    def ble_uuid(self, text):
+        """A GATT UUID for ``gatts_register_services`` (:class:`boards.sim.bluetooth.UUID`)."""
+        from .bluetooth import UUID
+
+        return UUID(text)
+
     # -- the water meter's and the environment node's parts and the key-value flash, built on first use
 
     def __getattr__(self, name):

@@ -3,20 +3,50 @@
 On the ESP32 the firmware gets ``bluetooth.BLE()`` from the board; here it
 gets :class:`BLE`, which sends each call over a TCP connection to the radio
 host (``tools/sim/radio_host.py``), where a Bumble device with this node's
-address does it on the virtual radio. One JSON object per line::
+address does it on the virtual radio. One JSON object per line, node to host::
 
     {"op": "hello", "addr": "D0:5E:00:00:00:07"}
     {"op": "adv", "us": 100000, "data": "<hex>", "resp": "<hex>" | null, "conn": true}
     {"op": "adv", "us": null}                      (stop advertising)
+    {"op": "gatts", "services": [[uuid, [[uuid, flags, handle], ...]], ...]}
+    {"op": "notify", "conn": 1, "handle": 2, "data": "<hex>"}
+
+and host to node, the radio's events as MicroPython delivers them to the
+``irq()`` handler (event numbers as in MicroPython's ``bluetooth`` docs)::
+
+    {"ev": 1, "conn": 1, "addr": "<hex>"}          (_IRQ_CENTRAL_CONNECT)
+    {"ev": 2, "conn": 1, "addr": "<hex>"}          (_IRQ_CENTRAL_DISCONNECT)
+    {"ev": 3, "conn": 1, "handle": 2, "data": "<hex>"}  (_IRQ_GATTS_WRITE; the value is stored first)
 
 What the firmware uses: ``active()``, ``config("mac")``, ``irq()``,
-``gap_advertise()``. A call that cannot reach the host raises OSError, as a
-radio that failed would.
+``gap_advertise()``, ``gatts_register_services()``, ``gatts_read()``,
+``gatts_write()``, ``gatts_notify()``. Handles are numbered here, as the
+ESP32's stack numbers them on its side. A call that cannot reach the host
+raises OSError, as a radio that failed would. Events are read by an asyncio
+task (started with the radio), so the handler runs on the node's event loop,
+as a scheduled IRQ does on the ESP32.
 """
 
+import asyncio
 import binascii
 import json
 import socket
+
+
+class UUID:
+    """A GATT UUID (``bluetooth.UUID``): here only its text, which the radio host gives to Bumble."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __eq__(self, other):
+        return isinstance(other, UUID) and other.text == self.text
+
+    def __hash__(self):
+        return hash(self.text)
+
+    def __str__(self):
+        return self.text
 
 
 class BLE:
@@ -28,6 +58,10 @@ class BLE:
         self._mac = binascii.unhexlify(self._address.replace(":", ""))
         self._sock = None
         self._irq = None
+        self._values = {}  # attribute handle -> its value (gatts_read/gatts_write)
+        self._handles = 0
+        self._pump = None
+        self._mtu = 23
 
     def active(self, flag=None):
         """Switch the radio on (connects to the radio host) or off; the state without an argument."""
@@ -37,21 +71,35 @@ class BLE:
             name, port = self._host.rsplit(":", 1)
             sock = socket.socket()
             sock.connect(socket.getaddrinfo(name, int(port))[0][-1])
+            sock.setblocking(False)  # events are read by the pump task; writes are small (see _send)
             self._sock = sock
             self._send({"op": "hello", "addr": self._address})
+            self._pump = asyncio.create_task(self._events())
         elif not flag and self._sock is not None:
+            if self._pump is not None:
+                self._pump.cancel()
+                self._pump = None
             self._sock.close()
             self._sock = None
         return self._sock is not None
 
-    def config(self, name):
-        """``config("mac")`` -> ``(1, address bytes)`` (1: a random address); other names are not wired."""
+    def config(self, name=None, **settings):
+        """``config("mac")`` -> ``(1, address bytes)`` (1: a random address); ``config(mtu=N)`` sets the MTU
+        offered in an exchange (``config("mtu")`` gives it; the virtual radio's devices take up to 517)."""
+        if settings:
+            for key in settings:
+                if key != "mtu":
+                    raise ValueError("unknown config param " + key)
+            self._mtu = int(settings["mtu"])
+            return None
         if name == "mac":
             return (1, self._mac)
+        if name == "mtu":
+            return self._mtu
         raise ValueError("unknown config param " + str(name))
 
     def irq(self, handler):
-        """Register the event handler (no events are carried yet: adverts only)."""
+        """Register the event handler: ``handler(event, data)`` as MicroPython calls it."""
         self._irq = handler
 
     def gap_advertise(self, interval_us, adv_data=None, resp_data=None, connectable=True):
@@ -63,7 +111,60 @@ class BLE:
             msg["conn"] = bool(connectable)
         self._send(msg)
 
+    def gatts_register_services(self, services):
+        """Register ``((uuid, ((uuid, flags), ...)), ...)``; a tuple of value handles per service."""
+        handles = []
+        wire = []
+        for service_uuid, chars in services:
+            mine = []
+            rows = []
+            for char_uuid, flags in chars:
+                self._handles += 1
+                self._values[self._handles] = b""
+                mine.append(self._handles)
+                rows.append([str(char_uuid), flags, self._handles])
+            handles.append(tuple(mine))
+            wire.append([str(service_uuid), rows])
+        self._send({"op": "gatts", "services": wire})
+        return tuple(handles)
+
+    def gatts_read(self, value_handle):
+        """The local value of an attribute (what a central wrote, or gatts_write put there)."""
+        return self._values[value_handle]
+
+    def gatts_write(self, value_handle, data, send_update=False):
+        """Set the local value of an attribute (not sent to anyone: ``send_update`` is not wired)."""
+        self._values[value_handle] = bytes(data)
+
+    def gatts_notify(self, conn_handle, value_handle, data=None):
+        """Notify ``data`` (or the local value) to the central on ``conn_handle``."""
+        if data is None:
+            data = self._values[value_handle]
+        self._send({"op": "notify", "conn": conn_handle, "handle": value_handle,
+                    "data": binascii.hexlify(data).decode()})
+
+    async def _events(self):
+        reader = asyncio.StreamReader(self._sock)
+        while True:
+            line = await reader.readline()
+            if not line:
+                return  # the radio host went away
+            msg = json.loads(line)
+            event = msg["ev"]
+            if event == 3:
+                self._values[msg["handle"]] = binascii.unhexlify(msg["data"])
+                data = (msg["conn"], msg["handle"])
+            else:
+                data = (msg["conn"], 1, binascii.unhexlify(msg.get("addr", "")))
+            handler = self._irq
+            if handler is not None:
+                handler(event, data)
+
     def _send(self, msg):
         if self._sock is None:
             raise OSError("radio not active")
-        self._sock.write(json.dumps(msg).encode() + b"\n")
+        data = memoryview(json.dumps(msg).encode() + b"\n")
+        while data:
+            n = self._sock.write(data)  # non-blocking: None while loopback's buffer is full
+            if n:
+                data = data[n:]

@@ -61,11 +61,12 @@ from gateway.commands.parse import (
     Target,
 )
 from gateway.commands.replay import ReplayStore
-from gateway.commands.targets import resolve_target
+from gateway.commands.targets import command_targets, resolve_target
 from gateway.commands.timing import Timing, durable
 from gateway.contracts import load_role
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
+from gateway.transport.ble_bus import BLE_BUS
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class CommandRouter:
         publish_audit: sends one CBOR-encoded audit entry upstream; must not block.
         rebirth: republishes birth certificates (the ``rebirth`` action); None
             refuses that action.
+        ble_bus: the BLE nodes' bus (:class:`~gateway.transport.ble_bus.GattBus`); None: they are no targets.
         clock: wall clock for freshness checks and timestamps.
     """
 
@@ -109,10 +111,12 @@ class CommandRouter:
         *,
         publish_audit: Callable[[bytes], None] | None = None,
         rebirth: Rebirth | None = None,
+        ble_bus: CommandBus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.buses: dict[str, CommandBus] = buses
+        self.ble_bus = ble_bus
         self.stats = stats
         self.publish_result = publish_result
         self.rebirth = rebirth
@@ -122,7 +126,7 @@ class CommandRouter:
         self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)
         self._inbox: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(BACKLOG)
         self._dropped = 0
-        self._nodes = {n.id: n for n in config.node}
+        self._nodes = command_targets(config, ble=ble_bus is not None)
         if not config.key:
             log.warning("no [[key]] configured: every command will be refused")
 
@@ -139,7 +143,7 @@ class CommandRouter:
             if getattr(self.config.commands, name) != getattr(config.commands, name)
         ]
         self.config = config
-        self._nodes = {n.id: n for n in config.node}
+        self._nodes = command_targets(config, ble=self.ble_bus is not None)
         self.keys = KeyRing(config)
         return notes
 
@@ -292,8 +296,8 @@ class CommandRouter:
         for plan in plans.nodes:
             by_bus.setdefault(plan.node.bus, []).append(plan)
         executors = [
-            (BusExecutor(self.buses[name], name, {n.id for n in self.config.nodes_on(name)}, self.stats, self.clock),
-             bus_plans)
+            (BusExecutor(self.ble_bus if name == BLE_BUS and self.ble_bus else self.buses[name], name,
+                         {n.id for n in self.config.nodes_on(name)}, self.stats, self.clock), bus_plans)
             for name, bus_plans in by_bus.items()
         ]
         outcomes = await asyncio.gather(*(executor.run(bus_plans) for executor, bus_plans in executors))

@@ -7,8 +7,17 @@ from collections.abc import Iterable, Mapping
 
 from gateway.commands.parse import UNKNOWN_TARGET, CommandRejected, Target
 from gateway.service.config import Config, NodeConfig
+from gateway.transport.ble_bus import command_nodes
 
-__all__ = ["resolve_target"]
+__all__ = ["command_targets", "resolve_target"]
+
+
+def command_targets(config: Config, *, ble: bool) -> dict[str, NodeConfig]:
+    """The nodes a ``node:`` target can name: the Modbus nodes, and the BLE nodes when ``ble`` (a GATT bus runs).
+
+    Groups, buses and ``all`` name Modbus nodes only.
+    """
+    return {n.id: n for n in (*config.node, *(command_nodes(config.ble) if ble else ()))}
 
 
 def resolve_target(config: Config, nodes_by_id: Mapping[str, NodeConfig], target: Target) -> list[NodeConfig]:

@@ -83,7 +83,7 @@ def check_commands(config: Config) -> tuple[str, str] | None:
     seen: dict[str, int] = {}
     groups = set(config.groups)
     buses = {b.name for b in config.bus}
-    nodes = {n.id for n in config.node}
+    nodes = {n.id for n in config.node} | {n.id for n in config.ble.node}  # BLE nodes take commands over GATT
     for i, key in enumerate(config.key):
         j = seen.setdefault(key.id, i)
         if j != i:

@@ -47,10 +47,15 @@ from gateway.polling.supervisor import Polling
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
+from gateway.transport.ble_alarms import AlarmAcknowledger
+from gateway.transport.ble_bus import GattBus
+from gateway.transport.ble_client import GattSender
 from gateway.transport.ble_receiver import AdvertReceiver, receiver_for
 from gateway.transport.ble_scan import BleListener, BleScannerBackend
 
 if TYPE_CHECKING:
+    from bleak.backends.client import BaseBleakClient
+
     from gateway.dashboard.server import Dashboard
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ class Gateway:
             session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
         ble_backend: the bleak scanner backend for the BLE nodes; None for the platform's (BlueZ).
+        ble_client_backend: the bleak client backend for commands to BLE nodes; None for the platform's.
 
     Attributes:
         stats: live state for dashboards and tests (:class:`~gateway.service.stats.GatewayStats`).
@@ -91,9 +97,11 @@ class Gateway:
         first_session_wait: float = FIRST_SESSION_WAIT,
         clock: Callable[[], float] = time.time,
         ble_backend: BleScannerBackend | None = None,
+        ble_client_backend: type[BaseBleakClient] | None = None,
     ) -> None:
         self.config = config
         self.ble_backend = ble_backend
+        self.ble_client_backend = ble_client_backend
         self.ble: AdvertReceiver | None = None
         """The BLE nodes' advert receiver (None before :meth:`run`, or without BLE nodes)."""
         self.topics = Topics(config.site, config.gateway)
@@ -146,11 +154,19 @@ class Gateway:
             queue_size=self.queue_size, clock=self.clock, source=delivery,
             on_host_online=delivery.request_births,
         )
+        self.ble = receiver_for(cfg.ble, self.stats.nodes, self._on_readings, on_state=self._on_node_state,
+                                clock=self.clock)
+        ble_bus = acknowledger = None
+        if self.ble is not None:  # the command counters share the replay windows' file
+            sender = GattSender(self.ble.windows, backend=self.ble_client_backend)
+            ble_bus = GattBus(cfg.ble, sender)
+            self.ble.on_alarm = acknowledger = AlarmAcknowledger(sender)
         router = CommandRouter(
             cfg, buses, self.stats,
             lambda payload: uplink.publish(self.topics.result, payload, urgent=True),
             publish_audit=lambda payload: uplink.publish(audit_topic(self.topics.root), payload),
             rebirth=delivery.rebirth,
+            ble_bus=ble_bus,
             clock=self.clock,
         )
         self.uplink = uplink
@@ -159,8 +175,6 @@ class Gateway:
             from gateway.dashboard.server import start_dashboard
 
             self.dashboard = await start_dashboard(cfg, self.stats, router, lambda: len(uplink.queue))
-        self.ble = receiver_for(cfg.ble, self.stats.nodes, self._on_readings, on_state=self._on_node_state,
-                                clock=self.clock)
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,
@@ -187,6 +201,8 @@ class Gateway:
             if self.dashboard is not None:
                 await self.dashboard.stop()
             await polling.stop()  # also when cancelled: no poller outlives the gateway
+            if acknowledger is not None:
+                await acknowledger.close()
             router.close()
             await self.events.close()
             if self.analytics is not None:
@@ -246,7 +262,7 @@ class Gateway:
         ]
         keep = msgspec.structs.replace(
             config, site=old.site, gateway=old.gateway, broker=old.broker, http=old.http, delivery=old.delivery,
-            dashboard=old.dashboard,
+            dashboard=old.dashboard, ble=old.ble,  # the BLE receiver and GATT bus keep the nodes they started with
         )
         self.config = keep
         if self.polling is not None:

@@ -46,6 +46,8 @@ from gateway.transport.ble_window import LATE, NEW, SEEN, ReplayWindows
 
 log = logging.getLogger(__name__)
 
+_INFO_TRIGGER = 0x04  # a trigger-based (alarm) advert: BTHome's information byte, bit 2
+
 __all__ = ["ACCEPTED", "OUTCOMES", "AdvertReceiver"]
 
 ACCEPTED = "accepted"
@@ -132,6 +134,8 @@ class AdvertReceiver:
         """Adverts by outcome, all nodes together."""
         self.refused: Counter[tuple[str, str]] = Counter()
         """Refused adverts by (node id, outcome): replayed, too old, forged, malformed."""
+        self.on_alarm: Callable[[BleNodeConfig], None] | None = None
+        """Called with the node for each new alarm advert that raises a bit (the gateway acknowledges it)."""
         self._by_address = {n.normal_address: _Node(n) for n in config.node}
         self._started = monotonic()
         for node in self._by_address.values():
@@ -159,7 +163,7 @@ class AdvertReceiver:
         if service_data in (node.last, node.last_refused):
             return DUPLICATE  # the radio repeats an advert at every advertising event: judged once
         try:
-            _, counter, plain = node.opener.open(service_data)
+            info, counter, plain = node.opener.open(service_data)
             objects = bthome.decode_objects(plain)
         except AuthenticationError:
             return self._refuse(node, FORGED, "advert tag does not match the node's key", service_data)
@@ -189,6 +193,8 @@ class AdvertReceiver:
         now = self.clock()
         state.last_poll = now
         self.on_readings(node.as_node, now, readings)
+        if verdict == NEW and status and info & _INFO_TRIGGER and self.on_alarm is not None:
+            self.on_alarm(node.config)
         return ACCEPTED
 
     def _refuse(self, node: _Node, outcome: str, why: str, service_data: bytes) -> str:

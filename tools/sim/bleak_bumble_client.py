@@ -32,6 +32,9 @@ _PROPERTIES: tuple[tuple[int, CharacteristicPropertyName], ...] = (
     (0x02, "read"), (0x04, "write-without-response"), (0x08, "write"), (0x10, "notify"), (0x20, "indicate"))
 
 
+_MTU = 247  # the largest ATT MTU of one LE data packet (251 bytes) less L2CAP's header, as BlueZ asks
+
+
 def _uuid(value: Any) -> str:
     text = value.to_hex_str().lower()  # "1800" or 32 hex digits
     return normalize_uuid_str(text if len(text) == 4 else str(uuid.UUID(text)))
@@ -69,6 +72,7 @@ def client_backend(radio: VirtualRadio, address: str = GATEWAY_ADDRESS) -> type[
             connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
             peer = Peer(connection)
             self._peer = peer
+            await peer.request_mtu(_MTU)  # BlueZ exchanges the MTU on every connection; so does this backend
             services = BleakGATTServiceCollection()
             for service in await peer.discover_services():
                 ours = BleakGATTService(service, service.handle, _uuid(service.uuid))

@@ -2,7 +2,7 @@
 
 Real parts: bleak's public client API on the Bumble backend, Bumble's GATT over its virtual controllers,
 the SQLite file of the counters. The node's side is the Python GATT service of tools/sim/ble_gatt_node.py
-(the firmware's is not built).
+(which can vanish mid-write on cue); the firmware's own service is in test_ble_gatt_firmware.py.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from gateway.service.daemon import Gateway
 from protocols import senml
 from protocols.roles import env, meter
 from tools.sim.bleak_bumble import scanner_backend
+from tools.sim.bleak_bumble_client import client_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
@@ -97,7 +98,8 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
     weather arrives in the advert's resolution."""
     radio = VirtualRadio(loss=0.10, seed=12)
     host = RadioHost(radio)
-    gateway = Gateway(gateway_config(mosquitto.url, tmp_path), ble_backend=scanner_backend(radio))
+    gateway = Gateway(gateway_config(mosquitto.url, tmp_path), ble_backend=scanner_backend(radio),
+                      ble_client_backend=client_backend(radio))  # its alarms are acknowledged over GATT
     sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data_prefix + "pit-1")
     env_sub = subscriber(mosquitto.host, mosquitto.port, gateway.topics.data_prefix + "pole-2")
     street = VirtualStreet(tmp_path / "street", nodes=2, role="meter", roles={2: "env"}, heapsize=HEAP)
@@ -121,8 +123,8 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
 
     async def main() -> None:
         port = await host.start()
-        street.hardware[1] = {"radio": f"127.0.0.1:{port}", "ble_address": ADDRESS}
-        street.hardware[2] = {"radio": f"127.0.0.1:{port}", "ble_address": ENV_ADDRESS}
+        street.hardware[1] = {"radio": f"127.0.0.1:{port}", "ble_address": ADDRESS, "diag_ms": 1000}
+        street.hardware[2] = {"radio": f"127.0.0.1:{port}", "ble_address": ENV_ADDRESS, "diag_ms": 1000}
         try:
             async with running(gateway):
                 await asyncio.to_thread(street.start)
@@ -151,6 +153,9 @@ def test_meter_firmware_pulses_arrive_upstream_as_litres_and_no_alarm_is_lost(mo
             await host.stop()
 
     asyncio.run(main())
+    for unit in (1, 2):  # the live heap of each BLE role (docs/performance.md), with its GATT service
+        diag = json.loads((street.node(unit).flash / "diag.json").read_text())
+        print(f"unit {unit}: heap_live {diag['heap_live']} B, GATT connections {diag['ble']['gatt_connections']}")
     assert volumes == sorted(volumes), "the volume never goes backwards"
     assert statuses[:1] == [0] and statuses[1:] == [meter.STATUS_TAMPER, 0] * 3
     assert radio.link.counts["lost"] > 0

@@ -1,0 +1,177 @@
+"""The node's GATT service: the gateway's sealed commands in, sealed results out as notifications.
+
+Started with the beacon (:mod:`firmware.ble_beacon`), so a node without
+``ble.json`` never loads it. One service (``protocols.ble_gatt``): a command
+characteristic the gateway writes and a result characteristic it subscribes
+to. Each command is opened with the node's key; its counter must be above
+every counter the node took before (kept in the board's persistent store
+before the command acts, so a reset does not reopen old counters). What the
+commands do:
+
+- write holding registers: through the register bank, exactly as a Modbus
+  write (the same range checks, the role acts on the new setting); a refusal
+  answers the Modbus exception code;
+- read holding registers;
+- acknowledge the alarm: the beacon stops repeating its alarm adverts.
+
+A forged or malformed frame gets no answer (a result sealed for the sender
+would tell a forger nothing it could use, and costs air time); a replayed
+counter is answered ``STATUS_REPLAY``. Both are counted (:meth:`diagnostics`).
+No BLE bonding is relied on.
+
+The IRQ handler only keeps the written frame (a short fixed queue) and sets a
+flag; the task does the work, as aioble does.
+"""
+
+import asyncio
+
+from protocols import ble_gatt
+from protocols.errors import AuthenticationError, ModbusException, ProtocolError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_FLAG_READ = const(0x02)
+_FLAG_WRITE = const(0x08)
+_FLAG_NOTIFY = const(0x10)
+_FC_READ_HOLDING = const(3)
+_MTU = const(247)  # ble_gatt.MAX_FRAME plus the ATT header
+_QUEUE = const(4)  # commands waiting at once; the gateway sends one per connection
+_KEY = "gattctr"
+
+
+class GattService:
+    """Serves ``protocols.ble_gatt`` commands on ``ble`` for the node's ``bank`` and ``beacon``.
+
+    ``board`` gives the UUIDs (``ble_uuid``) and the persistent store;
+    ``key`` and ``address`` (6 bytes) seal the frames.
+    """
+
+    def __init__(self, ble, board, bank, beacon, key, address):
+        self.ble = ble
+        self.store = board
+        self.bank = bank
+        self.beacon = beacon
+        self.frames = ble_gatt.Sealed(key, address)
+        uuid = board.ble_uuid
+        service = (
+            uuid(ble_gatt.SERVICE_UUID),
+            ((uuid(ble_gatt.COMMAND_UUID), _FLAG_WRITE), (uuid(ble_gatt.RESULT_UUID), _FLAG_READ | _FLAG_NOTIFY)),
+        )
+        ((self._command, self._result),) = ble.gatts_register_services((service,))
+        ble.config(mtu=_MTU)  # a result of 100 registers needs 210 bytes; the central asks for the exchange
+        self.highest = self._restore()
+        self.accepted = 0
+        self.replayed = 0
+        self.forged = 0
+        self.malformed = 0
+        self.dropped = 0  # commands that found the queue full
+        self.connections = 0
+        self._pending = []
+        # ThreadSafeFlag: set from an IRQ on the ESP32 (CPython, where tests also run this, has Event)
+        self._flag = asyncio.ThreadSafeFlag() if hasattr(asyncio, "ThreadSafeFlag") else asyncio.Event()
+        self.task = None
+        ble.irq(self._irq)
+
+    def _restore(self):
+        data = None
+        try:
+            data = self.store.persist_read(_KEY)
+        except (OSError, AttributeError):
+            pass
+        return int.from_bytes(data, "little") if data and len(data) == 4 else 0
+
+    def _irq(self, event, data):
+        if event == _IRQ_GATTS_WRITE:
+            conn, handle = data
+            if handle != self._command:
+                return
+            if len(self._pending) >= _QUEUE:
+                self.dropped += 1
+                return
+            self._pending.append((conn, bytes(self.ble.gatts_read(handle))))
+            self._flag.set()
+        elif event == _IRQ_CENTRAL_CONNECT:
+            self.connections += 1
+
+    async def run(self):
+        """Answer the commands written, one at a time."""
+        while True:
+            await self._flag.wait()
+            self._flag.clear()
+            self.serve_pending()
+
+    def serve_pending(self):
+        """Answer the commands written so far, in order."""
+        while self._pending:
+            conn, frame = self._pending.pop(0)
+            self.handle(conn, frame)
+
+    def handle(self, conn, frame):
+        """Open, check, apply and answer one command frame written on connection ``conn``."""
+        try:
+            counter, op, body = self.frames.open_command(frame)
+        except AuthenticationError:
+            self.forged += 1
+            return
+        except ProtocolError:
+            self.malformed += 1
+            return
+        if counter <= self.highest:
+            self.replayed += 1
+            self._answer(conn, counter, ble_gatt.STATUS_REPLAY, b"")
+            return
+        self.highest = counter
+        self.store.persist_write(_KEY, counter.to_bytes(4, "little"))  # before it acts: never taken twice
+        self.accepted += 1
+        status = ble_gatt.STATUS_OK
+        answer = b""
+        try:
+            what = ble_gatt.parse_body(op, body)
+            if op == ble_gatt.OP_WRITE:
+                start, words = what
+                self.bank.write(start, words, len(words))
+            elif op == ble_gatt.OP_READ:
+                start, count = what
+                words = [0] * count
+                self.bank.read(_FC_READ_HOLDING, start, count, words)
+                out = bytearray(2 * count)
+                for i in range(count):
+                    out[2 * i] = words[i] & 0xFF
+                    out[2 * i + 1] = words[i] >> 8
+                answer = out
+            elif self.beacon is not None:
+                self.beacon.acked = True
+        except ModbusException as exc:
+            status = exc.code
+        except ProtocolError:
+            status = ble_gatt.STATUS_BAD_OP
+        self._answer(conn, counter, status, answer)
+
+    def _answer(self, conn, counter, status, body):
+        frame = self.frames.result(counter, status, body)
+        self.ble.gatts_write(self._result, frame)
+        try:
+            self.ble.gatts_notify(conn, self._result, frame)
+        except OSError:
+            pass  # the central left before its answer: it retries with a new counter
+
+    def diagnostics(self):
+        """Counters for the node's ``diag.json``."""
+        return {
+            "gatt_accepted": self.accepted,
+            "gatt_replayed": self.replayed,
+            "gatt_forged": self.forged,
+            "gatt_malformed": self.malformed,
+            "gatt_dropped": self.dropped,
+            "gatt_connections": self.connections,
+            "gatt_counter": self.highest,
+        }
