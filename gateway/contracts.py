@@ -187,10 +187,8 @@ HOLDING: int = _regmap.HOLDING  # holding-register table (read with function 03,
 INPUT: int = _regmap.INPUT  # input-register table (read with function 04)
 COIL: int = _regmap.COIL  # coil table (read with function 01, written with 05 or 15); one bit per address
 DISCRETE: int = _regmap.DISCRETE  # discrete-input table (read with function 02); one bit per address
-TABLES: tuple[int, ...] = tuple(_regmap.TABLES)
-"""Every table, in the order a node's values are read and reported (holding, input, coil, discrete)."""
-BIT_TABLES: tuple[int, ...] = tuple(_regmap.BIT_TABLES)
-"""The tables of single bits (coils, discrete inputs): their "words" are 0 or 1."""
+TABLES: tuple[int, ...] = tuple(_regmap.TABLES)  # every table, in the order a node's values are read and reported
+BIT_TABLES: tuple[int, ...] = tuple(_regmap.BIT_TABLES)  # coils and discrete inputs: their "words" are 0 or 1
 U16: int = _regmap.U16  # register type code: unsigned 16-bit
 U32: int = _regmap.U32  # register type code: unsigned 32-bit, high word first
 S32: int = _regmap.S32  # register type code: signed 32-bit, high word first
@@ -199,8 +197,7 @@ F32: int = _regmap.F32  # register type code: IEEE 754 float32
 RO: int = _regmap.RO  # access code: read only
 RW: int = _regmap.RW  # access code: the gateway may write it
 LOW_FIRST: int = _regmap.LOW_FIRST  # word order of a 32-bit value whose low word comes first (at the lower address)
-RegisterMapError: type[Exception] = _regmap.RegisterMapError
-"""A register table that contradicts itself; the message names role, register and field."""
+RegisterMapError: type[Exception] = _regmap.RegisterMapError  # a table that contradicts itself (role, register, field)
 ROLES: list[str] = [*_roles.ROLES, *shipped_profiles()]
 """Names of the node roles that have a register map: the firmware's roles, then the shipped device
 profiles; a profile file named in the configuration joins them (:func:`add_profile`)."""
@@ -210,8 +207,7 @@ TABLE_NAMES: dict[int, str] = {HOLDING: "holding", INPUT: "input", COIL: "coil",
 """Human names of the tables, for log and error messages."""
 
 common = cast(CommonContract, importlib.import_module("protocols.roles.common"))  # what every role shares
-lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))
-"""The lamp role's programs and calendar layout."""
+lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))  # the lamp's programs and calendar layout
 programs = cast(ProgramRules, importlib.import_module("protocols.programs"))  # the rules of lamp programs and calendars
 
 senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))  # senML's integer labels
@@ -339,17 +335,13 @@ class BleAdvertTables(Protocol):
 
 
 _bthome: Any = importlib.import_module("protocols.bthome_read")
-bthome = cast(BthomeCodec, _bthome)
-"""BTHome v2 service data."""
-ble_adverts = cast(BleAdvertTables, importlib.import_module("protocols.ble_adverts"))
-"""What each battery role advertises."""
+bthome = cast(BthomeCodec, _bthome)  # BTHome v2 service data
+ble_adverts = cast(BleAdvertTables, importlib.import_module("protocols.ble_adverts"))  # what each role advertises
 BLE_ROLES: tuple[str, ...] = tuple(row[0] for row in importlib.import_module("protocols.ble_adverts").ROLES)
 """The roles whose nodes advertise their readings over BLE."""
 _errors: Any = importlib.import_module("protocols.errors")
-AuthenticationError: type[Exception] = _errors.AuthenticationError
-"""Data whose authentication tag does not match (forged, corrupted, another key)."""
-DecodeError: type[Exception] = _errors.DecodeError
-"""Bytes that are not well-formed for their format."""
+AuthenticationError: type[Exception] = _errors.AuthenticationError  # a tag that does not match: forged, another key
+DecodeError: type[Exception] = _errors.DecodeError  # bytes that are not well-formed for their format
 
 
 def bthome_opener(key: bytes, address: str) -> BthomeOpener:
@@ -388,10 +380,8 @@ class BleGattFrames(Protocol):
 
 
 _gatt: Any = importlib.import_module("protocols.ble_gatt")
-BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID
-"""UUID of a BLE node's command characteristic (written)."""
-BLE_GATT_RESULT: str = _gatt.RESULT_UUID
-"""UUID of a BLE node's result characteristic (notified)."""
+BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID  # UUID of a BLE node's command characteristic (written)
+BLE_GATT_RESULT: str = _gatt.RESULT_UUID  # UUID of a BLE node's result characteristic (notified)
 BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
 BLE_GATT_OP_READ: int = _gatt.OP_READ
 BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
