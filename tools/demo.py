@@ -177,9 +177,9 @@ def run_demo(*, nodes: int = 8, ble: int = 2, broker: str = "auto", seconds: flo
         console.print(f"starting a virtual street of {nodes} lamp nodes and {ble} BLE meters "
                       "(MicroPython unix port) ...")
         ble_units = list(range(nodes + 1, nodes + ble + 1))
-        # 160K: a BLE meter with its GATT service does not fit 128K on the 64-bit port yet (docs/ble.md)
+        # Every node at the ESP32's 128K, its code in ROM (the street adds the image's size: flash on a chip).
         with VirtualStreet(workdir / "street", nodes=nodes + ble, roles=dict.fromkeys(ble_units, "meter"),
-                           heapsize="160K" if ble else "128K") as street:
+                           heapsize="128K") as street:
 
             async def main() -> None:
                 radio = VirtualRadio()  # the nodes' radio host and the gateway share it, in this event loop

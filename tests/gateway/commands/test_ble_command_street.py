@@ -36,7 +36,7 @@ from tools.sim.street import VirtualStreet
 OPERATOR = Signer(Ed25519PrivateKey.generate(), "ops")
 KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 ADDRESS = "D0:5E:00:00:00:41"
-HEAP = "160K"
+HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
 
 
 async def until(check: Callable[[], Any], within: float = 60.0) -> Any:

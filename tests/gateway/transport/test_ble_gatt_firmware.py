@@ -32,7 +32,7 @@ from tools.sim.street import VirtualStreet
 KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 ADDRESS = "D0:5E:00:00:00:31"
 NODE = BleNodeConfig(id="pit-31", address=ADDRESS, key=KEY, role="meter", interval=0.3)
-HEAP = "160K"
+HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
 BURST_FLOW = next(r.address for r in meter.MAP.registers if r.name == "burst_flow")
 BATTERY_LOW = next(r.address for r in meter.MAP.registers if r.name == "battery_low")
 
