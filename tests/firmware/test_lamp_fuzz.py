@@ -16,7 +16,7 @@ says what each request deserves:
 - a function the node does not serve: exception 1; broadcasts and other units: silence;
 - garbage: nothing, or a well-formed frame for this unit. Nothing ever raises.
 
-``FUZZ_FRAMES`` (environment) sets the count: 2,000 by default, more under ``-m slow``.
+``FUZZ_FRAMES`` (environment) sets the count: 1,000 by default, more under ``-m slow``.
 """
 
 import os
@@ -41,7 +41,7 @@ from protocols.roles import lamp as spec
 from protocols.roles.kinds import HOLDING, RW
 
 UNIT = 5
-FRAMES = int(os.getenv("FUZZ_FRAMES") or 2000)
+FRAMES = int(os.getenv("FUZZ_FRAMES") or 1000)
 _COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
 
 
