@@ -23,6 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.dashboard.analytics import AnalyticsPanel
 from gateway.dashboard.app import make_app
 from gateway.dashboard.auth import LoginLimiter, Sessions, Users
 from gateway.dashboard.commands import PageOperator, Router, load_key
@@ -57,6 +58,8 @@ class Dashboard:
         self.clock = clock
         self.history = History(cfg.history, cfg.history_hours)
         self.feed = Feed(config, stats, queue_depth, clock)
+        self.analytics = AnalyticsPanel(self.feed)
+        """Give it the analytics flags as they are raised (:meth:`AnalyticsPanel.take`)."""
         operator = None
         if router is not None and cfg.key_id:
             operator = PageOperator(router, load_key(Path(cfg.key_file)), cfg.key_id, self.history, clock)
