@@ -116,6 +116,7 @@ class Kit:
     """The helpers above, handed to tests (test folders are not importable packages)."""
 
     password = PASSWORD
+    password_hash = HASH
     served = staticmethod(served)
     router_for = staticmethod(router_for)
     stats_for = staticmethod(stats_for)
