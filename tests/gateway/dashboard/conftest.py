@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
@@ -112,6 +113,18 @@ async def log_in(client: TestClient, password: str = PASSWORD) -> int:
     return response.status
 
 
+async def browser_session(url: str, password: str = PASSWORD) -> aiohttp.ClientSession:
+    """A browser-like HTTP session logged in as ana on the dashboard at ``url`` (a running gateway's)."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # cookies for 127.0.0.1 too
+    page = await (await session.get(url + "login")).text()
+    start = page.index('name="csrf" value="') + len('name="csrf" value="')
+    csrf = page[start:page.index('"', start)]
+    answer = await session.post(url + "login", data={"name": "ana", "password": password, "csrf": csrf},
+                                allow_redirects=False)
+    assert answer.status == 302, await answer.text()
+    return session
+
+
 class Kit:
     """The helpers above, handed to tests (test folders are not importable packages)."""
 
@@ -121,6 +134,8 @@ class Kit:
     router_for = staticmethod(router_for)
     stats_for = staticmethod(stats_for)
     log_in = staticmethod(log_in)
+    browser_session = staticmethod(browser_session)
+    dashboard_toml = staticmethod(dashboard_toml)
     csrf_of_login_page = staticmethod(csrf_of_login_page)
 
 

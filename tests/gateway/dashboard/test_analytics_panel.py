@@ -100,18 +100,6 @@ async def sse(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]
             kind, data = "", ""
 
 
-async def logged_in(url: str, password: str) -> aiohttp.ClientSession:
-    """A browser-like session logged in as ana (cookies kept for the loopback address)."""
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    page = await (await session.get(url + "login")).text()
-    start = page.index('name="csrf" value="') + len('name="csrf" value="')
-    csrf = page[start:page.index('"', start)]
-    answer = await session.post(url + "login", data={"name": "ana", "password": password, "csrf": csrf},
-                                allow_redirects=False)
-    assert answer.status == 302, await answer.text()
-    return session
-
-
 def test_a_gateways_flags_and_energy_reach_the_open_page_live(
     pty_pair: Any, sim: Any, mosquitto: Any, tmp_path: Any, kit: Any,
 ) -> None:
@@ -158,7 +146,7 @@ def test_a_gateways_flags_and_energy_reach_the_open_page_live(
                     assert not task.done(), "the gateway stopped"
                     await asyncio.sleep(0.01)
                 url = gateway.dashboard.url
-                async with await logged_in(url, kit.password) as session, session.get(url + "api/events") as stream:
+                async with await kit.browser_session(url) as session, session.get(url + "api/events") as stream:
                     messages = sse(stream)
                     seen.append(await anext(messages))
                     assert seen[0][0] == "state" and seen[0][1]["energy"] == []
