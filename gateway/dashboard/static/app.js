@@ -54,7 +54,8 @@ const SHOWN = { lamp: ["dim_level", "level_actual", "power", "energy", "voltage"
 
 function valuesText(node) {
   const units = page.units[node.role] || {};
-  const names = SHOWN[node.role] || Object.keys(node.values).slice(0, 6);
+  // A BLE node's role is its firmware role's with "-ble": it carries a subset of the same values.
+  const names = SHOWN[node.role.replace(/-ble$/, "")] || Object.keys(node.values).slice(0, 6);
   return names.filter((n) => n in node.values)
     .map((n) => `${n}=${fmt(node.values[n])}${units[n] ? " " + units[n] : ""}`).join("  ");
 }
@@ -142,7 +143,8 @@ function eventText(e) {
 }
 
 function addEvent(e) {
-  const item = el("li", { class: `${e.kind} ${e.raised ? "raised" : ""}` }, `${clock(e.ts)} ${eventText(e)}`);
+  // A flag carries the time its detector fired (the reading's), which may be earlier than its arrival.
+  const item = el("li", { class: `${e.kind} ${e.raised ? "raised" : ""}` }, `${clock(e.at ?? e.ts)} ${eventText(e)}`);
   $("#events").prepend(item);
   while ($("#events").children.length > 200) $("#events").lastChild.remove();
 }

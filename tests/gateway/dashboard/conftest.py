@@ -6,7 +6,8 @@ tests/gateway/dashboard/test_dashboard_browser.py runs the whole thing on the vi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from gateway.commands.router import CommandRouter
 from gateway.dashboard.server import Dashboard
@@ -139,6 +142,23 @@ class Kit:
     csrf_of_login_page = staticmethod(csrf_of_login_page)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[webdriver.Chrome]:
+    """A headless Chromium (Debian's, through chromium-driver) for one test module, 1280x1000."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "chromium and chromium-driver are not installed: `make setup` installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+@pytest.fixture(scope="session")
 def kit() -> type[Kit]:
     return Kit
