@@ -1,7 +1,7 @@
 """The dashboard's bounded local history (SQLite): the plotted values, and who gave which command.
 
 What it keeps: every ``history_interval`` seconds, one sample of each plotted value
-(:data:`gateway.dashboard.view.PLOTTED`: a lamp's power and energy, a meter's flow and volume, an
+(:func:`gateway.dashboard.view.plotted`: a lamp's power and energy, a meter's flow and volume, an
 environment node's PM2.5, PM10 and noise) of every online node, for ``history_hours``; older samples
 are deleted at each sampling. So the file holds at most
 ``nodes x values x history_hours x 3600 / history_interval`` rows: 250 lamps, 2 values, 6 hours,

@@ -29,7 +29,7 @@ from gateway.dashboard.auth import LoginLimiter, Sessions, Users
 from gateway.dashboard.commands import PageOperator, Router, load_key
 from gateway.dashboard.feed import Feed
 from gateway.dashboard.history import History, Sample
-from gateway.dashboard.view import PLOTTED
+from gateway.dashboard.view import plotted
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config
 from gateway.service.stats import GatewayStats
@@ -121,7 +121,7 @@ class Dashboard:
         found: list[Sample] = []
         for node in self.stats.nodes.values():
             if node.online:
-                for name in PLOTTED.get(node.role, ()):
+                for name in plotted(node.role):
                     value = node.values.get(name)
                     if isinstance(value, int | float):
                         found.append((node.id, node.role, name, float(value)))

@@ -57,6 +57,16 @@ def units(role: str) -> dict[str, str]:
         return {}
 
 
+@functools.cache
+def plotted(role: str) -> tuple[str, ...]:
+    """The values of ``role`` kept in the history and plotted (a BLE node's: those of its firmware role it carries)."""
+    try:
+        names = {r.name for r in load_role(role).registers}
+    except ValueError:
+        return ()
+    return tuple(name for name in PLOTTED.get(base_role(role), ()) if name in names)
+
+
 def active_alarms(node: NodeStats) -> list[str]:
     """Names of the alarm bits set in the node's last ``status`` reading."""
     status = node.values.get("status")
@@ -136,5 +146,5 @@ def street_view(config: Config, stats: GatewayStats, queue_depth: int, now: floa
                    "queue": queue_depth},
         "commands": dict(stats.commands),
         "units": {role: units(role) for role in roles},
-        "plotted": {role: list(PLOTTED.get(role, ())) for role in roles},
+        "plotted": {role: list(plotted(role)) for role in roles},
     }

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.dashboard.server import Dashboard
 from gateway.dashboard.view import street_view
 from gateway.service.config import Config, parse_config
 from gateway.service.daemon import Gateway
@@ -54,6 +55,13 @@ def test_the_view_names_each_nodes_transport(make_config: Callable[..., Config],
     assert pit["state"] == "alarm" and pit["alarms"] == ["leak"]
     assert view["ts"] - pit["last_poll"] == 10.0  # the advert's age, as the page shows it
     assert view["units"]["meter-ble"]["volume"] == "l"  # the map's unit (SenML: litre)
+    # Its history: the values of a meter that its adverts carry (a volume, no flow).
+    assert view["plotted"] == {"lamp": ["power", "energy"], "meter-ble": ["volume"]}
+    dashboard = Dashboard(config, stats, None)
+    try:
+        assert ("pit-7", "meter-ble", "volume", 125.0) in dashboard.samples()
+    finally:
+        dashboard.history.close()
 
 
 def test_a_ble_meter_is_on_the_page_with_its_signal_and_its_alarm(mosquitto: Any, tmp_path: Path, kit: Any) -> None:
