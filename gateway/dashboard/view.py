@@ -15,7 +15,7 @@ import functools
 import time
 from typing import Any
 
-from gateway.contracts import load_role, role_constants
+from gateway.contracts import ble_role, load_role, role_constants
 from gateway.service.config import Config
 from gateway.service.stats import GatewayStats, NodeStats
 
@@ -135,7 +135,8 @@ def street_view(config: Config, stats: GatewayStats, queue_depth: int, now: floa
             "error_rate": round((bus.timeouts + bus.errors) / attempts, 4) if attempts else 0.0,
             "skip_rate": round(skipped / (skipped + polls), 4) if skipped + polls else 0.0,
         })
-    roles = {n.role for n in config.node} | {n["role"] for n in nodes}
+    # From the configuration, not the live nodes: a page keeps the units it was first sent.
+    roles = {n.role for n in config.node} | {ble_role(n.role) for n in config.ble.node}
     return {
         "site": config.site, "gateway": config.gateway, "ts": now,
         "nodes": nodes,
