@@ -6,17 +6,23 @@ event of the feed, sent to every browser at once: its rule, node, baseline, obse
 (``[time, value]`` pairs) and the detector's sentence. A street's nightly energy report
 (``lamp.street_energy_saved``) updates the energy table: per street, the last :data:`NIGHTS_KEPT` nights,
 each with its lamps, energy used, energy at full power over the same burning hours, and the share saved.
+The table is kept in the dashboard's history file, so a restarted gateway shows the last nights again.
 Per-lamp reports (energy, remaining life) are not events: 250 lamps would bury the alarms every morning;
 they reach the page through the street's sum, and upstream as every flag does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.analytics.flags import FLAG, Flag
 from gateway.dashboard.feed import Feed
+from gateway.dashboard.history import History
+
+log = logging.getLogger(__name__)
 
 STREET_ENERGY = "lamp.street_energy_saved"
 """The rule of a street's nightly energy report."""
@@ -29,11 +35,17 @@ class AnalyticsPanel:
 
     Args:
         feed: the page's live feed (events and the energy table go to every browser through it).
+        history: where the energy table is kept across restarts (it is read back here).
     """
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, feed: Feed, history: History) -> None:
         self.feed = feed
+        self.history = history
         self._nights: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in history.energy():
+            self._nights.setdefault(row["street"], {})[row["night"]] = row
+        feed.energy = self.energy()
+        self._writes: set[asyncio.Task[None]] = set()
 
     def take(self, flags: Sequence[Flag]) -> None:
         """The records the detectors just raised (from one poll): show them."""
@@ -53,13 +65,27 @@ class AnalyticsPanel:
         figures = dict(flag.extra)
         night = int(figures["night"])
         nights = self._nights.setdefault(flag.node, {})
-        nights[night] = {
+        row = nights[night] = {
             "street": flag.node, "night": night, "at": flag.time, "lamps": int(figures["lamps"]),
             "used_wh": figures["used_wh"], "full_wh": figures["full_wh"], "saved_wh": figures["saved_wh"],
             "share": figures["share"],
         }
         for old in sorted(nights)[:-NIGHTS_KEPT]:
             del nights[old]
+        # Off the event loop: the history's lock may be held by a sampling for a few tens of milliseconds.
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.history.keep_energy, row, NIGHTS_KEPT))
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dashboard: energy figures not kept: %s", task.exception())
+
+    async def flush(self) -> None:
+        """Wait for the figures being written (before the history is closed)."""
+        if self._writes:
+            await asyncio.wait(self._writes)
 
     def energy(self) -> list[dict[str, Any]]:
         """The energy table: per street (by name), its nights newest first."""

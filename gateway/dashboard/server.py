@@ -58,7 +58,7 @@ class Dashboard:
         self.clock = clock
         self.history = History(cfg.history, cfg.history_hours)
         self.feed = Feed(config, stats, queue_depth, clock)
-        self.analytics = AnalyticsPanel(self.feed)
+        self.analytics = AnalyticsPanel(self.feed, self.history)
         """Give it the analytics flags as they are raised (:meth:`AnalyticsPanel.take`)."""
         operator = None
         if router is not None and cfg.key_id:
@@ -107,6 +107,7 @@ class Dashboard:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.analytics.flush()
         self.history.close()
 
     async def _sample(self) -> None:

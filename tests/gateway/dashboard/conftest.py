@@ -99,6 +99,7 @@ async def served(config: Config, stats: GatewayStats | None = None) -> AsyncIter
     finally:
         await client.close()
         router.close()
+        await dashboard.analytics.flush()
         dashboard.history.close()
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from gateway.analytics.flags import REPORT, Flag
 from gateway.contracts import load_role
 from gateway.dashboard.analytics import NIGHTS_KEPT, AnalyticsPanel
 from gateway.dashboard.feed import Feed
+from gateway.dashboard.history import History
 from gateway.service.config import Config
 from gateway.service.daemon import Gateway
 
@@ -35,11 +37,14 @@ def street_report(street: str, night: int, used: float, full: float) -> Flag:
 
 
 def test_flags_become_events_and_street_reports_the_energy_table(make_config: Callable[..., Config],
-                                                                    kit: Any) -> None:
-    async def scenario() -> None:
-        config = make_config()
+                                                                    kit: Any, tmp_path: Path) -> None:
+    config = make_config()
+    history_file = str(tmp_path / "history.sqlite")
+
+    async def scenario() -> list[dict[str, Any]]:
         feed = Feed(config, kit.stats_for(config), clock=lambda: T0)
-        panel = AnalyticsPanel(feed)
+        history = History(history_file, 6.0)
+        panel = AnalyticsPanel(feed, history)
         browser = feed.subscribe()
         assert json.loads((await browser.get())[1])["energy"] == []  # type: ignore[index]
         drift = Flag("lamp-2", "lamp.driver_drift", T0 - 60, 60.0, 66.0, ((T0 - 3600, 1.1),),
@@ -73,7 +78,19 @@ def test_flags_become_events_and_street_reports_the_energy_table(make_config: Ca
         # A browser that connects later gets the table in its first message.
         late = feed.subscribe()
         assert json.loads((await late.get())[1])["energy"] == rows  # type: ignore[index]
-    asyncio.run(scenario())
+        await panel.flush()
+        history.close()
+        return rows
+
+    rows = asyncio.run(scenario())
+    # A restarted gateway's page shows the same nights, from the history file.
+    feed = Feed(config, kit.stats_for(config), clock=lambda: T0)
+    history = History(history_file, 6.0)
+    try:
+        AnalyticsPanel(feed, history)
+        assert feed.energy == rows
+    finally:
+        history.close()
 
 
 def test_api_state_carries_the_energy_table(make_config: Callable[..., Config], kit: Any) -> None:
