@@ -101,11 +101,16 @@ def wait(driver: webdriver.Chrome, ok: Callable[[webdriver.Chrome], Any], what: 
 
 def test_a_ble_node_shows_its_address_signal_advert_age_state_and_values(page: tuple[Served, Any]) -> None:
     _, d = page
-    row = wait(d, lambda d: d.find_element(By.ID, "node-pit-7"), "the BLE node's row")
-    wait(d, lambda d: row.find_element(By.CSS_SELECTOR, ".link").text == "BLE D0:5E:00:00:00:07 -71 dBm", "its link")
-    assert row.find_element(By.CSS_SELECTOR, ".age").text == "advert 4.0 s"
-    assert row.find_element(By.CSS_SELECTOR, ".state").text == "alarm: leak"
-    assert "volume=125 l" in row.find_element(By.CSS_SELECTOR, ".values").text
+    # The rows are redrawn when the event stream's first state arrives: read them afresh each time.
+    wait(d, lambda d: d.find_element(By.ID, "live").text == "live", "the event stream")
+
+    def cell(name: str) -> str:
+        return str(wait(d, lambda d: d.find_element(By.CSS_SELECTOR, f"#node-pit-7 .{name}").text, f"pit-7's {name}"))
+
+    wait(d, lambda d: cell("link") == "BLE D0:5E:00:00:00:07 -71 dBm", "its link")
+    assert cell("age") == "advert 4.0 s"
+    assert cell("state") == "alarm: leak"
+    assert "volume=125 l" in cell("values")
     assert d.find_element(By.CSS_SELECTOR, "#node-lamp-1 .link").text == "RS-485 bus0/1"
 
 
