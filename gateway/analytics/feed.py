@@ -73,6 +73,8 @@ class AnalyticsFeed:
         """Records raised so far."""
         self.errors = 0
         """Polls the detectors failed on (logged with their traceback)."""
+        self.listeners: list[Callable[[Sequence[Flag]], None]] = []
+        """Called with the records of each poll that raised any, as they are raised (the dashboard)."""
 
     def check(self, node: NodeConfig, when: float, readings: Sequence[tuple[Register, Number]]) -> None:
         """Judge one good poll; flags are stored in the background (in order per node)."""
@@ -99,6 +101,8 @@ class AnalyticsFeed:
                                                           name=f"analytics-{node_id}")
             self._pending.add(task)
             task.add_done_callback(self._done)
+        for listener in self.listeners:  # after the flags are on their way to the outbox
+            listener(flags)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._pending.discard(task)

@@ -4,8 +4,8 @@ Routes:
 
 - ``GET /login``, ``POST /login`` (form: ``name``, ``password``, ``csrf``), ``POST /logout``;
 - ``GET /``: the page (after login; otherwise a redirect to ``/login``), ``GET /static/...``: its files;
-- ``GET /api/state``: the whole view, the recent events, the user and the session's CSRF token;
-- ``GET /api/events``: server-sent events (``state``, then ``update`` and ``event``; see
+- ``GET /api/state``: the whole view, the recent events, the energy saved, the user and the session's CSRF token;
+- ``GET /api/events``: server-sent events (``state``, then ``update``, ``event`` and ``energy``; see
   :mod:`gateway.dashboard.feed`);
 - ``GET /api/history?name=power&role=lamp`` (the street's total) or ``...&node=lamp-3`` (one node);
 - ``GET /api/actions``: the last commands given from the page, who gave them and their results;
@@ -175,7 +175,8 @@ async def state(request: web.Request) -> web.Response:
     session = _user(request)
     feed = request.app[FEED]
     operator = request.app[OPERATOR]
-    return web.json_response({**feed.view, "events": list(feed.events), "user": session.user, "csrf": session.csrf,
+    return web.json_response({**feed.view, "events": list(feed.events), "energy": feed.energy,
+                              "user": session.user, "csrf": session.csrf,
                               "actions": list(PAGE_ACTIONS) if operator is not None else [],
                               "groups": sorted(feed.config.groups)})
 

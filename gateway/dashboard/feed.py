@@ -4,8 +4,10 @@ Every :data:`TICK` seconds the feed takes the street's view (:func:`gateway.dash
 compares it with the previous one and hands every subscriber the same encoded message: ``update``
 (what changed of each node that changed: its id, the fields that changed and, under ``values``, only
 the values that changed; and the links, outbox and command counters) plus one ``event`` message per
-thing that happened (an alarm raised or cleared, a node lost or back, a command's result). A new
-subscriber first gets ``state``: the whole view and the recent events. A subscriber that does not keep
+thing that happened (an alarm raised or cleared, a node lost or back, a command's result, an
+analytics flag: :mod:`gateway.dashboard.analytics`), and ``energy`` (the whole energy-saved table) when
+a street's nightly report changes it. A new subscriber first gets ``state``: the whole view, the recent
+events and the energy table. A subscriber that does not keep
 up (:data:`BACKLOG` messages waiting) is dropped; its browser reconnects and starts again from
 ``state``, so a slow phone costs the gateway bounded memory.
 """
@@ -59,6 +61,8 @@ class Feed:
         self.clock = clock
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         """Recent events, newest last."""
+        self.energy: list[dict[str, Any]] = []
+        """Energy saved per street and night (:meth:`gateway.dashboard.analytics.AnalyticsPanel.energy`)."""
         self.view: dict[str, Any] = street_view(config, stats, 0, clock())
         self._subscribers: set[asyncio.Queue[Message | None]] = set()
         self._encode = msgspec.json.Encoder().encode
@@ -74,7 +78,7 @@ class Feed:
     def subscribe(self) -> asyncio.Queue[Message | None]:
         """A queue of messages for one browser, starting with the whole state; None in it means: go away."""
         queue: asyncio.Queue[Message | None] = asyncio.Queue(BACKLOG)
-        state = {**self.view, "events": list(self.events)}
+        state = {**self.view, "events": list(self.events), "energy": self.energy}
         queue.put_nowait(("state", self._encode(state).decode()))
         self._subscribers.add(queue)
         return queue
@@ -96,6 +100,11 @@ class Feed:
         event = {"kind": kind, "ts": self.clock(), **fields}
         self.events.append(event)
         self._send(("event", self._encode(event).decode()))
+
+    def set_energy(self, rows: list[dict[str, Any]]) -> None:
+        """A new energy-saved table: kept for new browsers, sent to every browser now."""
+        self.energy = rows
+        self._send(("energy", self._encode(rows).decode()))
 
     def poke(self) -> None:
         """Send an update before the next tick (after a command changed something)."""

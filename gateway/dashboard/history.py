@@ -1,14 +1,15 @@
 """The dashboard's bounded local history (SQLite): the plotted values, and who gave which command.
 
 What it keeps: every ``history_interval`` seconds, one sample of each plotted value
-(:data:`gateway.dashboard.view.PLOTTED`: a lamp's power and energy, a meter's flow and volume, an
+(:func:`gateway.dashboard.view.plotted`: a lamp's power and energy, a meter's flow and volume, an
 environment node's PM2.5, PM10 and noise) of every online node, for ``history_hours``; older samples
 are deleted at each sampling. So the file holds at most
 ``nodes x values x history_hours x 3600 / history_interval`` rows: 250 lamps, 2 values, 6 hours,
 30 s: 360,000 rows, 22 MB with its indexes (61 bytes a row, measured), each sampling 16-25 ms of a
 worker thread (``streetedge bench dashboard``). The street's totals per role and value are kept beside
 (one row per sampling), so a street plot reads 720 rows, not every node's.
-Commands given from the page (who, when, what, the result) are kept too, the last :data:`ACTIONS_KEPT`.
+Commands given from the page (who, when, what, the result) are kept too, the last :data:`ACTIONS_KEPT`,
+and the energy saved per street and night (:mod:`gateway.dashboard.analytics`), a few nights per street.
 
 One connection, used from a worker thread (``asyncio.to_thread``) under a lock, so that the gateway's
 event loop never waits for the disk.
@@ -17,6 +18,7 @@ event loop never waits for the disk.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -39,6 +41,9 @@ CREATE INDEX IF NOT EXISTS samples_by_time ON samples (ts);
 CREATE TABLE IF NOT EXISTS totals (
     role TEXT NOT NULL, name TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (role, name, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS energy (
+    street TEXT NOT NULL, night INTEGER NOT NULL, figures TEXT NOT NULL, PRIMARY KEY (street, night)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actions (
     seq INTEGER PRIMARY KEY, ts REAL NOT NULL, user TEXT NOT NULL, id TEXT NOT NULL, target TEXT NOT NULL,
@@ -134,6 +139,23 @@ class History:
                 (limit,))
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+    def keep_energy(self, figures: dict[str, Any], nights: int) -> None:
+        """Remember one street's figures for one night (keys ``street``, ``night``, ...); keep its last ``nights``."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO energy VALUES (?, ?, ?)",
+                             (figures["street"], figures["night"], json.dumps(figures)))
+            self._db.execute("DELETE FROM energy WHERE street = ? AND night NOT IN "
+                             "(SELECT night FROM energy WHERE street = ? ORDER BY night DESC LIMIT ?)",
+                             (figures["street"], figures["street"], nights))
+
+    def energy(self) -> list[dict[str, Any]]:
+        """Every street's remembered figures, by street, then night."""
+        with self._lock:
+            rows = self._db.execute("SELECT figures FROM energy ORDER BY street, night").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
 
 def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

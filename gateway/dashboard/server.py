@@ -23,12 +23,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.dashboard.analytics import AnalyticsPanel
 from gateway.dashboard.app import make_app
 from gateway.dashboard.auth import LoginLimiter, Sessions, Users
 from gateway.dashboard.commands import PageOperator, Router, load_key
 from gateway.dashboard.feed import Feed
 from gateway.dashboard.history import History, Sample
-from gateway.dashboard.view import PLOTTED
+from gateway.dashboard.view import plotted
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config
 from gateway.service.stats import GatewayStats
@@ -57,6 +58,8 @@ class Dashboard:
         self.clock = clock
         self.history = History(cfg.history, cfg.history_hours)
         self.feed = Feed(config, stats, queue_depth, clock)
+        self.analytics = AnalyticsPanel(self.feed, self.history)
+        """Give it the analytics flags as they are raised (:meth:`AnalyticsPanel.take`)."""
         operator = None
         if router is not None and cfg.key_id:
             operator = PageOperator(router, load_key(Path(cfg.key_file)), cfg.key_id, self.history, clock)
@@ -104,6 +107,7 @@ class Dashboard:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.analytics.flush()
         self.history.close()
 
     async def _sample(self) -> None:
@@ -118,7 +122,7 @@ class Dashboard:
         found: list[Sample] = []
         for node in self.stats.nodes.values():
             if node.online:
-                for name in PLOTTED.get(node.role, ()):
+                for name in plotted(node.role):
                     value = node.values.get(name)
                     if isinstance(value, int | float):
                         found.append((node.id, node.role, name, float(value)))

@@ -175,6 +175,8 @@ class Gateway:
             from gateway.dashboard.server import start_dashboard
 
             self.dashboard = await start_dashboard(cfg, self.stats, router, lambda: len(uplink.queue))
+            if self.dashboard is not None and self.analytics is not None:
+                self.analytics.listeners.append(self.dashboard.analytics.take)
         log.info(
             "gateway %s/%s starting: %d bus(es), %d node(s), broker %s",
             cfg.site, cfg.gateway, len(cfg.bus), len(cfg.node), cfg.broker.url,

@@ -43,6 +43,8 @@ class NodeStats:
     """Poll slots skipped: the node's bus fell behind, or the uplink asked the pollers to hold back."""
     readings: int = 0
     """Readings (register values) taken from the node."""
+    rssi: int | None = None
+    """BLE nodes: signal strength (dBm) of the last good advert, when the scanner reports it."""
 
 
 @dataclass

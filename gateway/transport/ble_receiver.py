@@ -149,10 +149,13 @@ class AdvertReceiver:
         """Whether ``address`` is a configured node."""
         return address.upper() in self._by_address
 
-    def receive(self, address: str, service_data: bytes) -> str:
-        """One BTHome service data (the bytes after the UUID) heard from ``address``: what became of it."""
+    def receive(self, address: str, service_data: bytes, rssi: int | None = None) -> str:
+        """One BTHome service data (the bytes after the UUID) heard from ``address`` (with signal strength
+        ``rssi`` in dBm, when the scanner gives it): what became of it."""
         outcome = self._receive(address.upper(), bytes(service_data))
         self.counts[outcome] += 1
+        if rssi is not None and outcome in (ACCEPTED, INCOMPLETE):  # a forger's signal is not the node's
+            self.stats[self._by_address[address.upper()].config.id].rssi = rssi
         return outcome
 
     def _receive(self, address: str, service_data: bytes) -> str:

@@ -53,7 +53,7 @@ class BleListener:
         if data is None:
             return
         self.heard += 1
-        self.receiver.receive(device.address, data)
+        self.receiver.receive(device.address, data, advertisement.rssi)
 
     async def run(self) -> None:
         """Scan until cancelled."""

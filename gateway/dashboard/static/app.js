@@ -54,14 +54,21 @@ const SHOWN = { lamp: ["dim_level", "level_actual", "power", "energy", "voltage"
 
 function valuesText(node) {
   const units = page.units[node.role] || {};
-  const names = SHOWN[node.role] || Object.keys(node.values).slice(0, 6);
+  // A BLE node's role is its firmware role's with "-ble": it carries a subset of the same values.
+  const names = SHOWN[node.role.replace(/-ble$/, "")] || Object.keys(node.values).slice(0, 6);
   return names.filter((n) => n in node.values)
     .map((n) => `${n}=${fmt(node.values[n])}${units[n] ? " " + units[n] : ""}`).join("  ");
 }
 
 function age(node) {
   if (node.last_poll == null) return "never";
-  return `${Math.max(0, page.view.ts - node.last_poll).toFixed(1)} s`;
+  const seconds = `${Math.max(0, page.view.ts - node.last_poll).toFixed(1)} s`;
+  return node.transport === "BLE" ? `advert ${seconds}` : seconds;
+}
+
+function link(node) {  // RS-485 bus/unit, Modbus TCP bus/unit, or BLE with its address and signal
+  if (node.transport !== "BLE") return `${node.transport} ${node.bus}/${node.unit}`;
+  return `BLE ${node.address}${node.rssi == null ? "" : ` ${node.rssi} dBm`}`;
 }
 
 function drawNode(node) {
@@ -76,7 +83,7 @@ function drawNode(node) {
   row.className = node.state;
   row.querySelector(".id").textContent = node.id;
   row.querySelector(".role").textContent = node.role;
-  row.querySelector(".link").textContent = `${node.transport} ${node.bus}/${node.unit}`;
+  row.querySelector(".link").textContent = link(node);
   const state = el("span", { class: node.state }, node.state.replace("_", " "));
   if (node.alarms.length) state.append(`: ${node.alarms.join(", ")}`);
   row.querySelector(".state").replaceChildren(state);
@@ -127,13 +134,30 @@ function eventText(e) {
   if (e.kind === "link") return `${e.node} ${e.online ? "back online" : "OFFLINE" + (e.error ? ": " + e.error : "")}`;
   if (e.kind === "command") return `${e.user} asked: ${e.action} ${e.target} ${JSON.stringify(e.params)}`;
   if (e.kind === "result") return `command ${e.id} ${e.status}: ${e.detail}`;
+  if (e.kind === "analytics") {
+    const evidence = e.evidence.slice(-4).map(([t, v]) => `${fmt(v)} at ${clock(t)}`).join(", ");
+    return `${e.node}: ${e.rule} FLAGGED (baseline ${fmt(e.baseline)}, observed ${fmt(e.observed)}): ${e.detail}` +
+      (evidence ? `; evidence ${evidence}` : "");
+  }
   return JSON.stringify(e);
 }
 
 function addEvent(e) {
-  const item = el("li", { class: `${e.kind} ${e.raised ? "raised" : ""}` }, `${clock(e.ts)} ${eventText(e)}`);
+  // A flag carries the time its detector fired (the reading's), which may be earlier than its arrival.
+  const item = el("li", { class: `${e.kind} ${e.raised ? "raised" : ""}` }, `${clock(e.at ?? e.ts)} ${eventText(e)}`);
   $("#events").prepend(item);
   while ($("#events").children.length > 200) $("#events").lastChild.remove();
+}
+
+// --- energy saved (edge analytics' nightly street reports) ---------------------------------------------------
+function night(n) { return new Date(n * 86400000).toISOString().slice(0, 10); }  // the date of its evening
+
+function drawEnergy(rows) {
+  $("#energy-section").hidden = rows.length === 0;
+  $("#energy tbody").replaceChildren(...rows.map((r) => el("tr", { "data-street": r.street }, el("td", {}, r.street),
+    el("td", {}, night(r.night)), el("td", {}, String(r.lamps)), el("td", {}, `${fmt(r.used_wh / 1000)} kWh`),
+    el("td", {}, `${fmt(r.full_wh / 1000)} kWh`),
+    el("td", { class: "saved" }, `${fmt(r.saved_wh / 1000)} kWh (${(r.share * 100).toFixed(1)} %)`))));
 }
 
 // --- plots (inline SVG) ---------------------------------------------------------------------------------------
@@ -244,6 +268,7 @@ function connect() {
     apply(state, true);
     $("#events").replaceChildren();
     for (const e of state.events) addEvent(e);
+    drawEnergy(state.energy);
     live.textContent = "live"; live.className = "pill ok";
   });
   stream.addEventListener("update", (m) => apply(JSON.parse(m.data), false));
@@ -252,6 +277,7 @@ function connect() {
     addEvent(e);
     if (e.kind === "result" || e.kind === "command") loadActions();
   });
+  stream.addEventListener("energy", (m) => drawEnergy(JSON.parse(m.data)));
   stream.onerror = () => { live.textContent = "reconnecting"; live.className = "pill bad"; };
 }
 
@@ -263,6 +289,7 @@ async function start() {
   $("#logout-csrf").value = state.csrf;
   $("#user").textContent = state.user;
   apply(state, true);
+  drawEnergy(state.energy);
   setupCommands(state);
   $("#action").addEventListener("change", showParams);
   $("#command").addEventListener("submit", send);

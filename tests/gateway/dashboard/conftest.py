@@ -6,15 +6,19 @@ tests/gateway/dashboard/test_dashboard_browser.py runs the whole thing on the vi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from gateway.commands.router import CommandRouter
 from gateway.dashboard.server import Dashboard
@@ -95,6 +99,7 @@ async def served(config: Config, stats: GatewayStats | None = None) -> AsyncIter
     finally:
         await client.close()
         router.close()
+        await dashboard.analytics.flush()
         dashboard.history.close()
 
 
@@ -112,17 +117,49 @@ async def log_in(client: TestClient, password: str = PASSWORD) -> int:
     return response.status
 
 
+async def browser_session(url: str, password: str = PASSWORD) -> aiohttp.ClientSession:
+    """A browser-like HTTP session logged in as ana on the dashboard at ``url`` (a running gateway's)."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # cookies for 127.0.0.1 too
+    page = await (await session.get(url + "login")).text()
+    start = page.index('name="csrf" value="') + len('name="csrf" value="')
+    csrf = page[start:page.index('"', start)]
+    answer = await session.post(url + "login", data={"name": "ana", "password": password, "csrf": csrf},
+                                allow_redirects=False)
+    assert answer.status == 302, await answer.text()
+    return session
+
+
 class Kit:
     """The helpers above, handed to tests (test folders are not importable packages)."""
 
     password = PASSWORD
+    password_hash = HASH
     served = staticmethod(served)
     router_for = staticmethod(router_for)
     stats_for = staticmethod(stats_for)
     log_in = staticmethod(log_in)
+    browser_session = staticmethod(browser_session)
+    dashboard_toml = staticmethod(dashboard_toml)
     csrf_of_login_page = staticmethod(csrf_of_login_page)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[webdriver.Chrome]:
+    """A headless Chromium (Debian's, through chromium-driver) for one test module, 1280x1000."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "chromium and chromium-driver are not installed: `make setup` installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+@pytest.fixture(scope="session")
 def kit() -> type[Kit]:
     return Kit

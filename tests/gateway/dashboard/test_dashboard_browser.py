@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
@@ -81,17 +79,6 @@ class Rig:
         return str(d.find_element(By.ID, "result").text)
 
 
-def _chrome() -> webdriver.Chrome:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "chromium and chromium-driver are not installed: `make setup` installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
-
-
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -105,7 +92,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(tmp_path_factory: pytest.TempPathFactory, chromium: webdriver.Chrome) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("dashboard")
     with LocalBroker("mosquitto") as broker, VirtualStreet(tmp / "street", nodes=3) as street:
         manifest = street.start()
@@ -117,14 +104,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "-c", str(config)], cwd=REPO,
                                     stdout=out, stderr=subprocess.STDOUT)
-        driver = None
         try:
             _wait_http(login.url + "login", proc, log)
-            driver = _chrome()
-            yield Rig(street, login, driver)
+            yield Rig(street, login, chromium)
         finally:
-            if driver is not None:
-                driver.quit()
             proc.terminate()
             proc.wait(60)
 

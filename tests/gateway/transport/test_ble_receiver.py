@@ -187,3 +187,16 @@ def test_silence_of_n_intervals_takes_a_node_offline_and_an_advert_brings_it_bac
     rig.receiver.receive(METER_ADDRESS, meter_advert(3, 3))
     assert rig.states[-1] == ("pit-7", True)
     assert rig.receiver.check_silence() == pytest.approx(30.0)  # the next deadline: pit-7's
+
+
+def test_the_signal_strength_of_a_good_advert_is_kept_and_a_forgers_is_not(rig: Rig) -> None:
+    """The dashboard shows a BLE node's RSSI: that of its last good advert, never that of a refused one."""
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(1, 100)) == "accepted"
+    assert rig.stats["pit-7"].rssi is None  # a scanner that reports none
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(2, 101), rssi=-67) == "accepted"
+    assert rig.stats["pit-7"].rssi == -67
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(3, 102, key=bytes(16)), rssi=-30) == "forged"
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(2, 101), rssi=-31) == "duplicate"
+    assert rig.stats["pit-7"].rssi == -67
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(4, 103), rssi=-72) == "accepted"
+    assert rig.stats["pit-7"].rssi == -72
