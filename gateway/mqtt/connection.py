@@ -110,23 +110,24 @@ class Connection:
         self.session_present = False
         """What the broker said in CONNACK: it kept a session of this client id."""
         version = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
-        self._paho = paho.Client(
+        self.paho = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=version,
             clean_session=None if protocol == "5" else clean,
         )
-        self._paho.max_inflight_messages_set(window)
+        """The paho client, driven only through its public external-loop API (tests/contracts)."""
+        self.paho.max_inflight_messages_set(window)
         if will is not None:
-            self._paho.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+            self.paho.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         if tls is not None:
-            self._paho.tls_set_context(tls)
-        self._paho.on_socket_open = self._socket_opened  # before connect(): set TCP_NODELAY first
-        self._paho.on_connect = self._connected
-        self._paho.on_disconnect = self._disconnected
-        self._paho.on_publish = self._published
-        self._paho.on_subscribe = self._subscribed
-        self._paho.on_message = self._received
+            self.paho.tls_set_context(tls)
+        self.paho.on_socket_open = self._socket_opened  # before connect(): set TCP_NODELAY first
+        self.paho.on_connect = self._connected
+        self.paho.on_disconnect = self._disconnected
+        self.paho.on_publish = self._published
+        self.paho.on_subscribe = self._subscribed
+        self.paho.on_message = self._received
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connack: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
@@ -172,7 +173,7 @@ class Connection:
         if self._closed.is_set():
             return
         self._closing = True
-        if self._paho.disconnect() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if self.paho.disconnect() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.abort()
             return
         try:
@@ -184,17 +185,17 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the connection without a DISCONNECT packet, so that the broker publishes our Will."""
-        sock = self._paho.socket()
+        sock = self.paho.socket()
         if not isinstance(sock, socket.socket):  # closed already (paho never opens websockets here)
             self._mark_closed(None)
             return
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)  # paho's next read sees the end and closes its socket
         try:
-            self._paho.loop_read()
+            self.paho.loop_read()
         except Exception as exc:
             log.debug("reading a dropped connection: %s", exc)
-        if self._paho.socket() is not None:  # paho did not notice: there is nothing left to drive anyway
+        if self.paho.socket() is not None:  # paho did not notice: there is nothing left to drive anyway
             self._mark_closed(self._error or MqttError("connection dropped"))
 
     async def wait_closed(self) -> None:
@@ -210,7 +211,7 @@ class Connection:
     ) -> None:
         """Publish with QoS 1 and wait for the PUBACK; :class:`PublishRefused` if it carries a failure code."""
         self._check_open()
-        info = self._paho.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        info = self.paho.publish(topic, payload, qos=1, retain=retain, properties=properties)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
         done = self._future()
@@ -226,7 +227,7 @@ class Connection:
     async def subscribe(self, topic: str) -> bool:
         """Subscribe with QoS 1; True if the broker granted it (False: refused, e.g. by an ACL)."""
         self._check_open()
-        rc, mid = self._paho.subscribe(topic, qos=1)
+        rc, mid = self.paho.subscribe(topic, qos=1)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise MqttError(f"subscribe to {topic} failed: {paho.error_string(rc)}")
         done = self._future()
@@ -248,9 +249,9 @@ class Connection:
         """In a worker thread: TCP (and TLS) connect, then CONNECT, written from here."""
         # MQTT 5 asks for a clean start; 3.1.1 has it from clean_session (paho refuses clean_start there).
         if self.protocol == "5":
-            self._paho.connect(self.host, self.port, self.keepalive, clean_start=True)
+            self.paho.connect(self.host, self.port, self.keepalive, clean_start=True)
         else:
-            self._paho.connect(self.host, self.port, self.keepalive)
+            self.paho.connect(self.host, self.port, self.keepalive)
         with self._open_lock:
             self._opened = True
             if self._abandoned:  # connect() was cancelled meanwhile: nobody will drive this socket
@@ -264,23 +265,23 @@ class Connection:
 
     def _drop_unattached(self) -> None:
         """Drop a socket the event loop never took (possibly from the worker thread): no callback of ours runs."""
-        self._paho.on_disconnect = None
-        sock = self._paho.socket()
+        self.paho.on_disconnect = None
+        sock = self.paho.socket()
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            self._paho.loop_read()  # paho sees the end and closes its socket
+            self.paho.loop_read()  # paho sees the end and closes its socket
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand paho's socket to the event loop (CONNECT is out or waiting to be written)."""
-        sock = self._paho.socket()
+        sock = self.paho.socket()
         if sock is None:
             raise MqttError("the connection closed during CONNECT")
-        self._paho.on_socket_close = self._socket_closed
-        self._paho.on_socket_register_write = self._want_write
-        self._paho.on_socket_unregister_write = self._written
+        self.paho.on_socket_close = self._socket_closed
+        self.paho.on_socket_register_write = self._want_write
+        self.paho.on_socket_unregister_write = self._written
         loop.add_reader(sock, self._readable)
-        if self._paho.want_write():
+        if self.paho.want_write():
             loop.add_writer(sock, self._writable)
         self._misc = loop.create_task(self._keepalive(), name="mqtt-keepalive")
 
@@ -305,8 +306,8 @@ class Connection:
     def _readable(self) -> None:
         try:
             while True:
-                self._paho.loop_read()
-                sock = self._paho.socket()
+                self.paho.loop_read()
+                sock = self.paho.socket()
                 # A TLS record may hold more packets than one read returned; select() will not tell.
                 if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
                     break
@@ -315,13 +316,13 @@ class Connection:
 
     def _writable(self) -> None:
         try:
-            self._paho.loop_write()
+            self.paho.loop_write()
         except Exception as exc:
             self._fail(exc)
 
     async def _keepalive(self) -> None:
         # paho's keepalive is a poll: loop_misc() sends PINGREQ when due and gives up on a silent broker.
-        while self._paho.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110
+        while self.paho.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110
             await asyncio.sleep(1.0)
 
     def _fail(self, exc: Exception) -> None:
