@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.reliability import Figures, Key, Rig
-from tools.sim.power_cut_fs import PowerCutMount
+from tools.sim.power_cut_mount import PowerCutMount
 
 
 class PowerCutRig(Rig):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tools.power_loss import check_power_loss, run_power_loss
-from tools.sim.power_cut_fs import PowerCutMount, available
+from tools.sim.power_cut_mount import PowerCutMount, available
 
 REPO = Path(__file__).resolve().parents[3]
 
