@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.reliability import Figures, Key, Rig
+from tools.reliability import Figures, Rig
+from tools.reliability_observer import Key
 from tools.sim.power_cut_mount import PowerCutMount
 
 
