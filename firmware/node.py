@@ -44,6 +44,7 @@ from firmware.lazy import release
 from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
+from firmware.update_files import UpdateFiles
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -89,27 +90,6 @@ _TABLES = ("protocols.roles.common", "protocols.roles.kinds")
 __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
            "EV_UNIT_CHANGED", "Node", "run"]
 _COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
-
-
-class _UpdateFiles:
-    """The node's file records; the update code (firmware.update) is imported only once one is used."""
-
-    def __init__(self, node):
-        self._node = node
-        self._updater = None
-
-    def updater(self):
-        if self._updater is None:
-            from firmware.update import Updater
-
-            self._updater = Updater(self._node)
-        return self._updater
-
-    def read_record(self, file, record, count, values):
-        self.updater().read_record(file, record, count, values)
-
-    def write_record(self, file, record, data):
-        self.updater().write_record(file, record, data)
 
 
 class Node:
@@ -213,7 +193,7 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        files = _UpdateFiles(self)
+        files = UpdateFiles(self)
         self.bank.files = files  # Modbus file records (functions 20/21): updates over the bus
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
         if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
