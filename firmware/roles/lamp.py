@@ -7,19 +7,16 @@ Control (``protocols.roles.lamp`` says it for the gateway): the gateway's
 and from power-up until the gateway writes ``dim_level`` or ``relay``.
 Without a synced clock (or with invalid settings) the program's level is
 ``safe_level``; the photocell alone may switch the lamp off in daylight. The
-program is evaluated when the clock's minute changes or an input changed, from
-the night's plan (:mod:`firmware.night`: the switch points in force, built by
-``firmware.schedule`` when a night begins or a setting it depends on changes),
-deciding as ``schedule.level_at`` does (``tests/firmware/test_lamp_plan.py``).
+program is evaluated (:mod:`firmware.roles.lamp_level`) when the clock's minute
+changes or an input changed.
 
 Measured each sample: voltage, current, power (metering chip), power factor,
 driver temperature, lux (photocell, if the board has one). ``level_actual``
 models the driver's fade (full scale in ``FADE_MS``), 0 with the relay open,
 without mains or while the lamp draws nothing it should.
 
-Counters (``firmware.storage``, published as saved so they never go back):
-energy (Wh), burning time (s lit, at least 1 W drawn), switch-ons (dark to
-lit), supply losses (mains gone at the meter).
+Counters (``firmware.storage``, published as saved so they never go back): energy (Wh), burning
+time (s lit, at least 1 W drawn), switch-ons (dark to lit), supply losses (mains gone at the meter).
 
 Alarms (status bits; two samples in a row raise and clear a failure; each
 change is an ``EV_ALARM_ON``/``EV_ALARM_OFF`` event with the bit):
@@ -45,8 +42,6 @@ import gc
 import time
 
 from firmware.lazy import release
-from firmware.night import level as night_level
-from firmware.night import night_of
 from protocols.roles.common import EV_SETTINGS
 from protocols.roles.lamp import (
     ALARMS,
@@ -102,13 +97,6 @@ _DEBOUNCE = const(2)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SAFE_NO_CLOCK = const(3)  # firmware.schedule.DEFAULT_SAFE
-_SAFE_INVALID = const(4)  # firmware.schedule.INVALID
-_PROGRAM = const(0)  # firmware.schedule.PROGRAM
-_OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
-_PHOTOCELL = const(2)  # firmware.schedule.PHOTOCELL
-_VALID_FROM = 1577836800  # firmware.schedule.VALID_FROM (not small ints on the ESP32: no const)
-_VALID_UNTIL = 4102444800  # firmware.schedule.VALID_UNTIL
 _SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
 _CONFIG = "firmware.roles.lamp_config"
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
@@ -117,10 +105,10 @@ _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 # copies of the numbers above (not the modules), and nothing else here holds on to them.
 RELEASE_TABLES = True
 
-# Re-exported for firmware.roles.lamp_config, which must not import the (released) table.
-__all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION", "POINTS",
-           "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES", "Role", "registers",
-           "safe_state"]
+# Re-exported for firmware.roles.lamp_config and lamp_level, which must not import the (released) table.
+__all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_LEVEL", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION",
+           "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
+           "SOURCE_GATEWAY", "Role", "registers", "safe_state"]
 
 
 def registers():
@@ -304,109 +292,11 @@ class Role:
 
     # --- deciding the level --------------------------------------------------------------------
 
-    def _photo(self):
-        bank = self.bank
-        off = bank.get("photo_off")
-        if not off:
-            return None
-        return {"on": bank.get("photo_on"), "off": off, "level": bank.get("photo_level")}
-
     def _evaluate(self):
-        """Decide the level for the present control and drive the lamp there."""
-        bank = self.bank
-        if self.control == _GATEWAY:
-            dim = bank.get("dim_level")
-            relay = bank.get("relay") == 1
-            self.source = SOURCE_GATEWAY
-            self._drive(dim if relay else 0, dim, relay)
-            bank.set("level_source", SOURCE_GATEWAY)
-            return
-        end = self._ov_end
-        clock = self.clock
-        if end is not None and self._clock_ms() < end:
-            level = bank.get("override_level")
-            source = _OVERRIDE
-        elif clock is None or not clock.synced():
-            # No clock, no program (firmware.schedule.safe_level, without importing it): lit unless daylight.
-            level = 0 if self._dark is False else 100
-            source = _SAFE_NO_CLOCK
-        else:
-            # firmware.schedule.level_at without an override, from the night's plan (firmware.night).
-            now = clock.epoch()
-            node = self.node
-            tz = node.tz_offset if node is not None else 0
-            photo = self._photo()
-            plan = self._plan_for(now, tz, photo)
-            if plan is None:
-                # No room for the schedule now: keep the level in force, try again next minute.
-                level = self.target if self.target >= 0 else 100
-                source = self.source
-            else:
-                level = night_level(plan, now) if plan[1] is not None and _VALID_FROM <= now < _VALID_UNTIL else None
-                dark = self._dark
-                lux = self._lux
-                if lux is not None and photo is not None:  # firmware.schedule.photocell_override
-                    dark = True if lux < photo["on"] else False if lux > photo["off"] else dark
-                if level is None:  # invalid settings: safe_level (off when a working photocell sees daylight)
-                    source = _SAFE_INVALID
-                    level = 0 if lux is not None and photo is not None and photo["on"] < photo["off"] and \
-                        dark is False else 100
-                elif level == 0 and photo is not None and dark:
-                    level = photo["level"]
-                    source = _PHOTOCELL
-                else:
-                    source = _PROGRAM
-        if (source == _SAFE_NO_CLOCK or source == _SAFE_INVALID) and level > 0:
-            level = bank.get("safe_level")
-        self.source = source
-        self.stale = False
-        self._drive(level, level, level > 0)
-        bank.set("level_source", source)
+        """Decide the level for the present control and drive the lamp there (firmware.roles.lamp_level)."""
+        from firmware.roles.lamp_level import evaluate
 
-    def _plan_for(self, now, tz, photo):
-        """The plan of the night in force at ``now`` (``plan[1]`` None: invalid settings); None if out of RAM.
-
-        Built by ``firmware.schedule`` (imported for it, then released) when a
-        night begins, after a write of a setting the plan depends on, or after
-        a change of the time zone; otherwise the one kept.
-        """
-        plan = self._plan
-        night = night_of(now, tz)[0]
-        if plan is not None and plan[0] == night and plan[2] == tz:
-            return plan
-        bank = self.bank
-        gc.collect()  # the schedule and its work land in one tidy heap
-        try:
-            from firmware import schedule
-
-            # Place and time zone are within their registers' bounds, programs and calendar were checked
-            # when written or loaded (firmware.roles.lamp_config): level_at's checks, but for the photocell.
-            if photo is not None and not photo["on"] < photo["off"]:
-                raise ValueError("photocell: on must be below off")
-            plan = schedule.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, self.calendar,
-                                 self.programs, False)
-        except MemoryError:
-            self.memory_errors += 1
-            return None
-        except Exception:  # invalid settings (a damaged program chosen tonight): the safe level all night
-            plan = (night, None, tz)
-        finally:
-            schedule = None
-            self._done()
-        self._plan = plan
-        return plan
-
-    def _drive(self, target, dim, relay):
-        bank = self.bank
-        bank.set("dim_level", dim)
-        bank.set("relay", 1 if relay else 0)
-        self.board.relay(relay)
-        self.board.dimmer(dim)
-        if target != self.target:
-            self.target = target
-            self._steady = 0
-            bank.set("level_target", target)
-            self.log(EV_LEVEL, target)
+        evaluate(self)
 
     # --- sampling ------------------------------------------------------------------------------
 
@@ -441,7 +331,9 @@ class Role:
             self._ov_end = None
             self.stale = True
         self._lux = lux
-        photo = self._photo()
+        from firmware.roles.lamp_level import photocell  # loaded since start(): a lookup
+
+        photo = photocell(self.bank)
         dark = self._dark
         if lux is not None and photo is not None:  # firmware.schedule.photocell_override
             dark = True if lux < photo["on"] else False if lux > photo["off"] else dark

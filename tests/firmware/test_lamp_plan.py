@@ -19,6 +19,7 @@ import mp_env  # noqa: F401 - ticks on CPython
 from firmware import schedule as S  # noqa: N812
 from firmware.registers import RegisterBank
 from firmware.roles import lamp as role_module
+from firmware.roles.lamp_level import photocell
 from firmware.storage import Storage
 from protocols.roles import common
 from protocols.roles import lamp as spec
@@ -118,7 +119,7 @@ def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
             role._plan = None  # as a write of the photocell settings does
         dark = role._dark
         role._lux = lux
-        photo = role._photo()
+        photo = photocell(bank)
         want, source = S.level_at(now, role.node.tz_offset, bank.get("latitude") / 1e6,
                                   bank.get("longitude") / 1e6, role.calendar, role.programs, None, lux,
                                   photo, dark)
