@@ -27,7 +27,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from gateway.service.config import ConfigError, parse_config
-from tools.fuzz.harness import Summary, main_for, mutate, run_target
+from tools.fuzz.harness import Summary, main_for, mutate, mutate_toml_lines, run_target
 from tools.keys import key_entry, public_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/gateway.toml"
@@ -50,25 +50,6 @@ _TOKENS = ['"x"', "0", "-1", "248", "1e999", "nan", "true", "[]", '["*"]', '"mqt
            "{}", '"lamp-1"', '"*"', "3.5", '""', "[1, 2]", '"AAAA"']
 
 
-def _line_mutation(rnd: random.Random, text: str) -> str:
-    lines = text.splitlines()
-    for _ in range(rnd.randint(1, 3)):
-        if not lines:
-            break
-        i = rnd.randrange(len(lines))
-        op = rnd.randrange(4)
-        if op == 0:
-            del lines[i]
-        elif op == 1:
-            lines.insert(i, lines[rnd.randrange(len(lines))])
-        elif op == 2:
-            j = rnd.randrange(len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif "=" in lines[i]:
-            lines[i] = lines[i].split("=", 1)[0] + "= " + rnd.choice(_TOKENS)
-    return "\n".join(lines)
-
-
 def _inputs(n: int, seed: int) -> Iterator[bytes]:
     rnd = random.Random(seed)
     pool = seeds()
@@ -77,7 +58,7 @@ def _inputs(n: int, seed: int) -> Iterator[bytes]:
         if i % 2:
             yield mutate(rnd, base, pool)
         else:
-            yield _line_mutation(rnd, base.decode()).encode()
+            yield mutate_toml_lines(rnd, base.decode(), _TOKENS).encode()
 
 
 def check(data: bytes) -> str | None:

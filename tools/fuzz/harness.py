@@ -102,6 +102,30 @@ def mutate(rnd: random.Random, data: bytes, pool: list[bytes]) -> bytes:
     return bytes(buf)
 
 
+def mutate_toml_lines(rnd: random.Random, text: str, tokens: list[str]) -> str:
+    """One to three line-level mutations of a TOML text: lines dropped, doubled, swapped, values replaced by tokens.
+
+    Byte mutations mostly break TOML's syntax; these keep it valid and reach
+    the loaders' cross-field rules instead.
+    """
+    lines = text.splitlines()
+    for _ in range(rnd.randint(1, 3)):
+        if not lines:
+            break
+        i = rnd.randrange(len(lines))
+        op = rnd.randrange(4)
+        if op == 0:
+            del lines[i]
+        elif op == 1:
+            lines.insert(i, lines[rnd.randrange(len(lines))])
+        elif op == 2:
+            j = rnd.randrange(len(lines))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif "=" in lines[i]:
+            lines[i] = lines[i].split("=", 1)[0] + "= " + rnd.choice(tokens)
+    return "\n".join(lines)
+
+
 def main_for(doc: str, run: Callable[[int, int], dict[str, Summary]], argv: list[str] | None) -> int:
     """Command line of a fuzz target: ``--cases N --seed S``; prints one line per part, exit 1 on a crash."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

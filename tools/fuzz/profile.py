@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from gateway.profiles import ProfileError, parse_profile
 from gateway.profiles.loader import SHIPPED
-from tools.fuzz.harness import Summary, main_for, mutate, run_target
+from tools.fuzz.harness import Summary, main_for, mutate, mutate_toml_lines, run_target
 
 _TOKENS = ['"coil"', '"discrete_input"', '"holding"', '"input"', '"u16"', '"s32"', '"float32"', '"bool"',
            '"low_first"', '"high_first"', "true", "false", "0", "-1", "65535", "65536", "9", "-10", "1e999",
@@ -30,31 +30,12 @@ def seeds() -> list[bytes]:
     return [path.read_bytes() for path in sorted(SHIPPED.glob("*.toml"))]
 
 
-def _line_mutation(rnd: random.Random, text: str) -> str:
-    lines = text.splitlines()
-    for _ in range(rnd.randint(1, 3)):
-        if not lines:
-            break
-        i = rnd.randrange(len(lines))
-        op = rnd.randrange(4)
-        if op == 0:
-            del lines[i]
-        elif op == 1:
-            lines.insert(i, lines[rnd.randrange(len(lines))])
-        elif op == 2:
-            j = rnd.randrange(len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif "=" in lines[i]:
-            lines[i] = lines[i].split("=", 1)[0] + "= " + rnd.choice(_TOKENS)
-    return "\n".join(lines)
-
-
 def _inputs(n: int, seed: int) -> Iterator[bytes]:
     rnd = random.Random(seed)
     pool = seeds()
     for i in range(n):
         base = rnd.choice(pool)
-        yield mutate(rnd, base, pool) if i % 2 else _line_mutation(rnd, base.decode()).encode()
+        yield mutate(rnd, base, pool) if i % 2 else mutate_toml_lines(rnd, base.decode(), _TOKENS).encode()
 
 
 def check(data: bytes) -> str | None:
