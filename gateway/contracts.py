@@ -304,6 +304,7 @@ class BthomeCodec(Protocol):
     """BTHome v2 service data read (``protocols.bthome_read``): the advert structure, header and objects."""
 
     INFO_TRIGGER: int
+    WATER: int  # the water object (millilitres, 32 bits: it wraps)
 
     def service_data_of(self, adv_data: bytes) -> bytes | None:
         """The BTHome service data in advertising data, or None; DecodeError on a malformed structure."""

@@ -34,8 +34,7 @@ from tools.broker import LocalBroker, mosquitto_path
 from tools.dashboard_setup import enable_dashboard, free_port
 from tools.keys import trust
 from tools.operator import Signer, send_command
-from tools.sim.bleak_bumble import scanner_backend
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend, scanner_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
