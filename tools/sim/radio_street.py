@@ -21,7 +21,9 @@ configuration written from the manifest hears them on the radio only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,7 @@ from tools.sim.radio_hci import HciPort, adapter_setting
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
 
-__all__ = ["RadioStreet", "ble_node_id", "run_street"]
+__all__ = ["RadioStreet", "RadioThread", "ble_node_id", "run_street"]
 
 _ID_PREFIX = {"meter": "pit", "env": "pole"}
 
@@ -109,3 +111,75 @@ async def run_street(street: VirtualStreet, ble_units: dict[int, str], started: 
     finally:
         if radio is not None:
             await radio.stop()
+
+
+class RadioThread:
+    """A :class:`RadioStreet` served from a thread of its own (for synchronous callers: the node bench), with
+    a gateway-side GATT read of each node's first holding registers every ``gatt_every`` seconds, so that the
+    nodes' GATT service works while they are measured. Use as a context manager around the street's run.
+    """
+
+    def __init__(self, street: VirtualStreet, units: dict[int, str], *, interval_ms: int = 1000,
+                 gatt_every: float = 5.0) -> None:
+        self.radio = RadioStreet(street, units, interval_ms=interval_ms)
+        self.gatt_every = gatt_every
+        self.gatt_answered = 0
+        """GATT reads the nodes answered."""
+        self.gatt_failed = 0
+        """GATT reads that failed (a node not up yet, a lost connection)."""
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="radio", daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> RadioThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        stop = self._stop
+        if stop is not None:
+            self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join()
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        from gateway.contracts import BLE_GATT_OP_READ
+        from gateway.service.config_ble import BleNodeConfig
+        from gateway.transport.ble_client import GattError, GattSender
+        from gateway.transport.ble_window import ReplayWindows
+        from tools.sim.bleak_bumble import client_backend
+
+        self._stop = asyncio.Event()
+        try:
+            await self.radio.start()
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        windows = ReplayWindows(":memory:")
+        sender = GattSender(windows, backend=client_backend(self.radio.radio), retries=0)
+        nodes = [BleNodeConfig(id=n["id"], address=n["address"], key=n["key"], role=n["role"])
+                 for n in self.radio.nodes()]
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.gatt_every)
+                    break
+                for node in nodes:
+                    try:
+                        await sender.send(node, BLE_GATT_OP_READ, bytes((0, 0, 10)))
+                        self.gatt_answered += 1
+                    except GattError:
+                        self.gatt_failed += 1
+        finally:
+            windows.close()
+            await self.radio.stop()
