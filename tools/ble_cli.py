@@ -135,9 +135,32 @@ def _cmd_bench_ble(args: argparse.Namespace) -> int:
                          interval=args.interval, loss=args.loss, seconds=args.seconds, write_docs=args.write_docs)
 
 
+DOC_CONFIGURATIONS = [(1000, 0, False), (10000, 0, False), (1000, 0, True), (10000, 0, True), (10000, 9, True),
+                      (10000, -12, True), (60000, 0, True), (60000, -12, True)]
+"""The settings docs/hardware.md tabulates (``streetedge ble budget`` without options)."""
+
+
+def _cmd_ble_budget(args: argparse.Namespace) -> int:
+    from gateway.contracts import DecodeError, ble_gatt_radio_body
+    from tools.ble_battery import table
+    from tools.exit_codes import CliError, Exit
+
+    if not args.interval_ms:
+        print(table(DOC_CONFIGURATIONS))
+        return 0
+    rows = [(ms, args.tx_power, args.sleep) for ms in args.interval_ms]
+    for row in rows:
+        try:
+            ble_gatt_radio_body(*row)  # the node's own limits
+        except DecodeError as exc:
+            raise CliError(str(exc), Exit.USAGE) from None
+    print(table(rows))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``ble scan`` under ``sub`` and ``ble`` under the ``bench`` subcommands."""
+    """Register ``ble scan`` and ``ble budget`` under ``sub`` and ``ble`` under the ``bench`` subcommands."""
     p = sub.add_parser("ble", help="BLE nodes nearby: address, RSSI, role, counter, whether the key decrypts")
     ble = p.add_subparsers(dest="ble", required=True, metavar="ACTION")
     s = ble.add_parser("scan", help="list the BTHome nodes heard")
@@ -146,6 +169,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     s.add_argument("--virtual", type=int, default=0, metavar="N",
                    help="scan a virtual radio with N simulated nodes instead of the adapter")
     s.set_defaults(func=_cmd_ble_scan)
+
+    d = ble.add_parser("budget", help="battery budget (estimated) from radio settings: current, years on a cell")
+    d.add_argument("--interval-ms", type=int, action="append", help="advert interval (repeat for several)")
+    d.add_argument("--tx-power", type=int, default=0, help="TX power in dBm (default 0)")
+    d.add_argument("--sleep", action="store_true", help="light sleep between adverts")
+    d.set_defaults(func=_cmd_ble_budget)
 
     b = bench.add_parser("ble", help="adverts/s decoded and stored vs a floor; 200 nodes on a lossy virtual radio")
     b.add_argument("--nodes", type=int, default=50, help="nodes of the decode-and-store part")
