@@ -52,6 +52,7 @@ class ReplayWindows:
         rows = self._db.execute("SELECT node, highest, seen FROM ble_windows")
         self._windows: dict[str, tuple[int, int]] = {node: (highest, seen) for node, highest, seen in rows}
         self._water: dict[str, int] = dict(self._db.execute("SELECT node, total FROM ble_water").fetchall())
+        self._water_stored = dict(self._water)
 
     def close(self) -> None:
         """Close the file."""
@@ -100,7 +101,10 @@ class ReplayWindows:
 
         The count is the one nearest the last kept whose low 32 bits are ``raw``, never below ``raw``: a
         wrap adds 2**32, and a late advert from before the wrap maps back below it. With ``keep`` (an advert
-        newer than all before) the count is written to disk before it is returned.
+        newer than all before) the count becomes the last kept; it is written to disk, before it is returned,
+        when it enters another quarter of the 32-bit range (and at a node's first): a restart then unwraps
+        from within 2**30 of the true count, well inside the half range the nearest choice needs, at one
+        SQLite commit per quarter wrap (about 1,074 m3) instead of one per advert.
         """
         last = self._water.get(node)
         if last is None:
@@ -110,12 +114,15 @@ class ReplayWindows:
             total = min((c for c in (base - WATER_WRAP, base, base + WATER_WRAP) if c >= raw),
                         key=lambda c: abs(c - last))
         if keep and total != last:
+            self._water[node] = total
+        stored = self._water_stored.get(node)
+        if keep and (stored is None or stored >> 30 != total >> 30):
+            self._water_stored[node] = total
             self._db.execute(
                 "INSERT INTO ble_water (node, total) VALUES (?, ?)"
                 " ON CONFLICT(node) DO UPDATE SET total = excluded.total",
                 (node, total),
             )
-            self._water[node] = total
         return total
 
     def next_command_counter(self, node: str) -> int:

@@ -221,6 +221,18 @@ def test_the_water_count_keeps_counting_across_its_32_bit_wrap_and_a_restart(rig
     assert rig.windows.unwrap_water("pit-7", 0, keep=False) == 1 << 32  # where the count stands: one wrap in
 
 
+def test_a_restart_far_past_the_first_count_still_unwraps(rig: Rig) -> None:
+    """Six million litres in steps of a million (one wrap on the air), then a restart: the file kept the count
+    close enough (per quarter wrap) that the next advert is not mistaken for 1.7 million litres."""
+    for counter, litres in enumerate(range(100, 6_000_101, 1_000_000), start=1):
+        assert rig.receiver.receive(METER_ADDRESS, meter_advert(counter, litres)) == "accepted"
+    assert rig.readings[-1][2]["volume"] == 6_000_100
+    rig.windows.close()
+    rig.open()
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(10, 6_000_110)) == "accepted"
+    assert rig.readings[-1][2]["volume"] == 6_000_110
+
+
 def test_the_first_water_count_heard_is_taken_as_it_is(rig: Rig) -> None:
     """A node first heard after its count wrapped on the air reads low: nothing tells the gateway otherwise."""
     assert rig.receiver.receive(METER_ADDRESS, meter_advert(3, 7)) == "accepted"
