@@ -6,7 +6,9 @@ Registered by :func:`tools.cli.build_parser` with one call, as :mod:`tools.field
 role (from the configuration, or guessed from the objects it sends when the
 key decrypts), the last counter, and whether the configured key decrypts its
 adverts (``yes``, ``NO``: the key is wrong or the advert forged, ``no key``:
-not in the configuration). It scans with the platform's BLE stack (BlueZ);
+not in the configuration). It scans with the configuration's ``[ble] adapter``
+(BlueZ's default adapter without one; a Bumble HCI transport such as the
+virtual street's: stop the daemon first, that port takes one host);
 ``--virtual N`` scans a virtual radio with N simulated nodes instead (keys
 from the configuration when it names them), for the demo and tests.
 """
@@ -25,6 +27,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from gateway.service.config import load_config
 from gateway.service.config_ble import BleNodeConfig
+from gateway.transport.ble_adapter import BleRadio
 from gateway.transport.ble_scan import BTHOME_UUID
 from protocols import bthome_read
 from protocols.errors import AuthenticationError, DecodeError
@@ -71,9 +74,10 @@ def judge(data: bytes, address: str, rssi: int, nodes: dict[str, BleNodeConfig])
     return Heard(address, rssi, counter, "yes", node.role if role in ("?", node.role) else role, node.id)
 
 
-async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBleakScanner] | None = None
-               ) -> dict[str, Heard]:
-    """Listen for ``seconds``; the last row per address of the BTHome adverts heard."""
+async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBleakScanner] | None = None,
+               adapter: str = "") -> dict[str, Heard]:
+    """Listen for ``seconds`` (on the configuration's ``[ble] adapter`` unless a ``backend`` is given); the last
+    row per address of the BTHome adverts heard."""
     by_address = {n.normal_address: n for n in nodes}
     heard: dict[str, Heard] = {}
 
@@ -86,8 +90,12 @@ async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBle
         row.adverts = before.adverts + 1 if before else 1
         heard[device.address] = row
 
-    async with BleakScanner(on_advert, backend=backend):
-        await asyncio.sleep(seconds)
+    radio = BleRadio("" if backend else adapter)
+    try:
+        async with BleakScanner(on_advert, backend=backend or radio.scanner, **radio.args):
+            await asyncio.sleep(seconds)
+    finally:
+        await radio.close()
     return heard
 
 
@@ -119,11 +127,12 @@ async def _virtual_scan(nodes: list[BleNodeConfig], count: int, seconds: float) 
 
 
 def _cmd_ble_scan(args: argparse.Namespace) -> int:
-    nodes = list(load_config(Path(args.config)).ble.node) if args.config else []
+    ble = load_config(Path(args.config)).ble if args.config else None
+    nodes = list(ble.node) if ble is not None else []
     if args.virtual:
         heard = asyncio.run(_virtual_scan(nodes, args.virtual, args.seconds))
     else:
-        heard = asyncio.run(scan(nodes, args.seconds))
+        heard = asyncio.run(scan(nodes, args.seconds, adapter=ble.adapter if ble is not None else ""))
     print(table(heard))
     return 0
 

@@ -66,7 +66,8 @@ def volume(msg: Any) -> float:
 
 def test_a_daemon_hears_the_sims_ble_meters_and_commands_one(mosquitto, subscriber, tmp_path: Path) -> None:
     """Both BLE meters' readings arrive upstream from `streetedge run`; a signed set_config to one of them
-    comes back done: written to the node and read back from it over GATT."""
+    comes back done: written to the node and read back from it over GATT. Then `streetedge ble scan` on the
+    configuration's adapter lists both, decrypted with their keys."""
     sim, config = start_sim(tmp_path, mosquitto.url)
     gateway: subprocess.Popen[bytes] | None = None
     gateway_out = tmp_path / "gateway.out"
@@ -101,10 +102,20 @@ def test_a_daemon_hears_the_sims_ble_meters_and_commands_one(mosquitto, subscrib
 
         result = asyncio.run(main())
         assert (result["status"], result["confirmed"], result["unconfirmed"]) == ("done", ["pit-2"], []), result
+        gateway_code = stop(gateway)
+        gateway = None
+        # The field engineer's scan on the same adapter setting, once the daemon let go of the HCI port.
+        scan = subprocess.run([sys.executable, "-m", "tools.cli", "ble", "scan", "--config", str(config),
+                               "--seconds", "2"], capture_output=True, text=True, timeout=120, check=False)
     finally:
-        gateway_code = stop(gateway) if gateway is not None else 0
+        if gateway is not None:
+            stop(gateway)
         assert stop(sim) == 0
     log = gateway_out.read_text()
     assert gateway_code == 0, log[-3000:]
+    assert scan.returncode == 0, scan.stderr[-3000:]
+    rows = {line.split()[-1]: line.split() for line in scan.stdout.splitlines()[1:]}
+    assert {node: (row[2], row[4]) for node, row in rows.items()} == {"pit-1": ("meter", "yes"),
+                                                                     "pit-2": ("meter", "yes")}, scan.stdout
     for node in ("pit-1", "pit-2"):  # "back online" when the gateway's first silence check came before the node
         assert re.search(rf"node {node} (back )?online \(BLE D0:5E:00:00:01:0", log), log[-3000:]
