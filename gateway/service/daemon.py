@@ -80,8 +80,9 @@ class Gateway:
         first_session_wait: at most this many seconds polling waits at start for the first broker
             session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
-        ble_backend: the bleak scanner backend for the BLE nodes; None for the platform's (BlueZ).
-        ble_client_backend: the bleak client backend for commands to BLE nodes; None for the platform's.
+        ble_backend: the bleak scanner backend for the BLE nodes; None: what ``[ble] adapter`` names (BlueZ,
+            or a Bumble host on an HCI transport).
+        ble_client_backend: the bleak client backend for commands to BLE nodes; None: likewise.
 
     Attributes:
         stats: live state for dashboards and tests (:class:`~gateway.service.stats.GatewayStats`).
