@@ -144,6 +144,46 @@ def _cmd_bench_ble(args: argparse.Namespace) -> int:
                          interval=args.interval, loss=args.loss, seconds=args.seconds, write_docs=args.write_docs)
 
 
+def _cmd_ble_radio(args: argparse.Namespace) -> int:
+    from gateway.transport.ble_bus import GattRefusedError
+    from gateway.transport.ble_client import GattError, GattSender
+    from gateway.transport.ble_radio import RadioSettings, radio_settings
+    from gateway.transport.ble_window import ReplayWindows
+    from tools.exit_codes import CliError, Exit
+
+    ble = load_config(Path(args.config)).ble
+    node = next((n for n in ble.node if n.id == args.node), None)
+    if node is None:
+        known = ", ".join(n.id for n in ble.node) or "none"
+        raise CliError(f"--node {args.node}: not a [[ble.node]] of {args.config} (those: {known})", Exit.USAGE)
+
+    async def run() -> RadioSettings:
+        radio = BleRadio(ble.adapter)  # the daemon's radio: stop the daemon first on a one-host HCI port
+        windows = ReplayWindows(ble.counters)  # the command counters the daemon uses, never reused
+        sender = GattSender(windows, backend=radio.client, client_args=radio.args)
+        try:
+            now = await radio_settings(sender, node)
+            if (args.interval_ms, args.tx_power, args.sleep) == (None, None, None):
+                return now
+            new = RadioSettings(now.interval_ms if args.interval_ms is None else args.interval_ms,
+                                now.tx_power_dbm if args.tx_power is None else args.tx_power,
+                                now.sleep if args.sleep is None else int(args.sleep == "on"))
+            return await radio_settings(sender, node, new)
+        finally:
+            windows.close()
+            await radio.close()
+
+    try:
+        got = asyncio.run(run())
+    except ValueError as exc:
+        raise CliError(str(exc), Exit.USAGE) from None
+    except (GattError, GattRefusedError) as exc:  # unreachable, or the node refused
+        raise CliError(str(exc), Exit.FAILED) from None
+    print(f"{node.id}: interval {got.interval_ms} ms, TX power {got.tx_power_dbm:+d} dBm, "
+          f"sleep {'on' if got.sleep else 'off'}")
+    return 0
+
+
 DOC_CONFIGURATIONS = [(1000, 0, False), (10000, 0, False), (1000, 0, True), (10000, 0, True), (10000, 9, True),
                       (10000, -12, True), (60000, 0, True), (60000, -12, True)]
 """The settings docs/hardware.md tabulates (``streetedge ble budget`` without options)."""
@@ -169,7 +209,7 @@ def _cmd_ble_budget(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``ble scan`` and ``ble budget`` under ``sub`` and ``ble`` under the ``bench`` subcommands."""
+    """Register ``ble scan``, ``ble radio`` and ``ble budget`` under ``sub``, ``ble`` under ``bench``."""
     p = sub.add_parser("ble", help="BLE nodes nearby: address, RSSI, role, counter, whether the key decrypts")
     ble = p.add_subparsers(dest="ble", required=True, metavar="ACTION")
     s = ble.add_parser("scan", help="list the BTHome nodes heard")
@@ -178,6 +218,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     s.add_argument("--virtual", type=int, default=0, metavar="N",
                    help="scan a virtual radio with N simulated nodes instead of the adapter")
     s.set_defaults(func=_cmd_ble_scan)
+
+    r = ble.add_parser("radio", help="read or set a BLE node's advert interval, TX power and sleep over GATT")
+    r.add_argument("--config", required=True, help="the gateway configuration (its [ble] adapter, keys, counters)")
+    r.add_argument("--node", required=True, help="the [[ble.node]] id")
+    r.add_argument("--interval-ms", type=int, help="new advert interval (20..60000 ms)")
+    r.add_argument("--tx-power", type=int, help="new TX power in dBm (-12, -9, -6, -3, 0, 3, 6, 9)")
+    r.add_argument("--sleep", choices=["on", "off"], help="light sleep between adverts")
+    r.set_defaults(func=_cmd_ble_radio)
 
     d = ble.add_parser("budget", help="battery budget (estimated) from radio settings: current, years on a cell")
     d.add_argument("--interval-ms", type=int, action="append", help="advert interval (repeat for several)")

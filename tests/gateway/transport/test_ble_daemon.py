@@ -67,7 +67,8 @@ def volume(msg: Any) -> float:
 def test_a_daemon_hears_the_sims_ble_meters_and_commands_one(mosquitto, subscriber, tmp_path: Path) -> None:
     """Both BLE meters' readings arrive upstream from `streetedge run`; a signed set_config to one of them
     comes back done: written to the node and read back from it over GATT. Then `streetedge ble scan` on the
-    configuration's adapter lists both, decrypted with their keys."""
+    configuration's adapter lists both, decrypted with their keys, and `streetedge ble radio` sets one's TX
+    power and sleep (the node's ble.json holds them)."""
     sim, config = start_sim(tmp_path, mosquitto.url)
     gateway: subprocess.Popen[bytes] | None = None
     gateway_out = tmp_path / "gateway.out"
@@ -107,12 +108,19 @@ def test_a_daemon_hears_the_sims_ble_meters_and_commands_one(mosquitto, subscrib
         # The field engineer's scan on the same adapter setting, once the daemon let go of the HCI port.
         scan = subprocess.run([sys.executable, "-m", "tools.cli", "ble", "scan", "--config", str(config),
                                "--seconds", "2"], capture_output=True, text=True, timeout=120, check=False)
+        # ... and the radio settings of one node, over GATT on the same adapter, with the daemon's counters.
+        radio = subprocess.run([sys.executable, "-m", "tools.cli", "ble", "radio", "--config", str(config),
+                                "--node", "pit-1", "--tx-power", "-6", "--sleep", "on"],
+                               capture_output=True, text=True, timeout=120, check=False)
+        stored = json.loads((tmp_path / "street" / "node-1" / "ble.json").read_text())
     finally:
         if gateway is not None:
             stop(gateway)
         assert stop(sim) == 0
     log = gateway_out.read_text()
     assert gateway_code == 0, log[-3000:]
+    assert (radio.returncode, radio.stdout) == (0, "pit-1: interval 500 ms, TX power -6 dBm, sleep on\n"), radio.stderr
+    assert (stored["tx_power_dbm"], stored["sleep"], stored["interval_ms"]) == (-6, True, 500)
     assert scan.returncode == 0, scan.stderr[-3000:]
     rows = {line.split()[-1]: line.split() for line in scan.stdout.splitlines()[1:]}
     assert {node: (row[2], row[4]) for node, row in rows.items()} == {"pit-1": ("meter", "yes"),
