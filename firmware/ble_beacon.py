@@ -4,7 +4,18 @@ Started by the meter and environment roles (``start_radio``) when the board
 has a radio (``board.ble()``) and the flash holds ``ble.json``::
 
     {"key": "<32 hex digits>", "interval_ms": 10000, "burst_ms": 200,
-     "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000, "gatt": true}
+     "alarm_repeat_ms": 2000, "alarm_timeout_ms": 60000, "gatt": true,
+     "tx_power_dbm": 0, "sleep": false}
+
+The radio settings (``interval_ms``, ``tx_power_dbm``, ``sleep``) are checked by
+``protocols.ble_gatt.radio_problem`` (a file with a bad one boots with the
+defaults and says why in ``diag.json``) and can be set over GATT
+(``OP_RADIO``), which rewrites this file. The TX power goes to the board
+(``ble_tx_power``: the virtual radio honours it as RSSI and range; MicroPython
+on the ESP32 has no call for it). With ``sleep`` the node sleeps through the
+board (``ble_sleep``: light sleep on the ESP32) from one reading advert to the
+next, unless an alarm is being repeated; a change of the alarm bits is then
+seen at the next wake.
 
 Every ``interval_ms`` the node seals a reading advert (the registers
 ``protocols.ble_adverts`` lists for its role) with the next counter and
@@ -26,9 +37,10 @@ the few small objects the AES block calls make.
 import asyncio
 import binascii
 import json
+import os
 import time
 
-from protocols import ble_adverts, bthome
+from protocols import ble_adverts, ble_gatt, bthome
 
 try:
     from micropython import const
@@ -40,6 +52,7 @@ except ImportError:  # CPython
 
 _BLOCK = const(256)
 _BURST_US = const(20000)
+_ADV_MAX_MS = const(10240)  # the longest legacy advertising interval: a longer reading interval repeats it
 _KEY = "blectr"
 
 
@@ -89,11 +102,19 @@ class Beacon:
         for bits, _ in self.alarms:
             self.alarm_bits |= bits
         self.interval_ms = int(settings.get("interval_ms", 10000))
+        self.tx_power = int(settings.get("tx_power_dbm", 0))
+        self.sleep = 1 if settings.get("sleep", False) else 0
+        self.settings_error = ble_gatt.radio_problem(self.interval_ms, self.tx_power, self.sleep)
+        if self.settings_error:  # a bad file still boots, with the defaults, and says why (diag.json)
+            self.interval_ms, self.tx_power, self.sleep = 10000, 0, 0
+        self.path = getattr(store, "flash_dir", ".") + "/ble.json"
+        self.slept_ms = 0
         self.burst_ms = int(settings.get("burst_ms", 200))
         self.repeat_ms = int(settings.get("alarm_repeat_ms", 2000))
         self.timeout_ms = int(settings.get("alarm_timeout_ms", 60000))
         ble.active(True)
         address = bytes(ble.config("mac")[1])
+        self.tx_applied = self._apply_tx_power()
         self.sealer = bthome.Sealer(settings["key"], address)
         self.sealer_address = address
         self.gatt = None  # the GATT service (firmware.ble_gatt_service), started beside the beacon
@@ -105,6 +126,26 @@ class Beacon:
         self.alarms_sent = 0
         self.acked = False  # set by the GATT service when the gateway acknowledges the alarm
         self.task = None  # the running advertiser (start())
+
+    def _apply_tx_power(self):
+        apply = getattr(self.store, "ble_tx_power", None)
+        return bool(apply(self.ble, self.tx_power)) if apply is not None else False
+
+    def radio_settings(self):
+        """(interval_ms, tx_power_dbm, sleep) as in force."""
+        return self.interval_ms, self.tx_power, self.sleep
+
+    def set_radio(self, interval_ms, tx_power_dbm, sleep):
+        """Take new radio settings (checked by the caller): written to ``ble.json`` first, then applied."""
+        with open(self.path) as f:
+            cfg = json.load(f)
+        cfg["interval_ms"], cfg["tx_power_dbm"], cfg["sleep"] = interval_ms, tx_power_dbm, bool(sleep)
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(cfg, f)
+        os.rename(self.path + ".tmp", self.path)  # the old file or the new one, whatever a power cut hits
+        self.interval_ms, self.tx_power, self.sleep = interval_ms, tx_power_dbm, 1 if sleep else 0
+        self.settings_error = None
+        self.tx_applied = self._apply_tx_power()
 
     def _restore(self):
         data = None
@@ -138,7 +179,7 @@ class Beacon:
         for i in range(len(rows)):
             values[i] = bank.get(rows[i][0])
         n = ble_adverts.pack_reading(self._objects, rows, self.in_reading, values, bank.get("status"))
-        self._advertise(n, False, self.interval_ms * 1000)
+        self._advertise(n, False, min(self.interval_ms, _ADV_MAX_MS) * 1000)
 
     def alarm(self, status):
         """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
@@ -148,7 +189,11 @@ class Beacon:
 
     def diagnostics(self):
         """Counters for the node's ``diag.json``: adverts sent, and the GATT service's."""
-        d = {"adverts": self.sent, "alarm_adverts": self.alarms_sent, "alarm_acked": self.acked}
+        d = {"adverts": self.sent, "alarm_adverts": self.alarms_sent, "alarm_acked": self.acked,
+             "interval_ms": self.interval_ms, "tx_power_dbm": self.tx_power, "tx_power_applied": self.tx_applied,
+             "sleep": self.sleep, "slept_ms": self.slept_ms}
+        if self.settings_error:
+            d["settings_error"] = self.settings_error
         if self.gatt is not None:
             d.update(self.gatt.diagnostics())
         return d
@@ -161,7 +206,13 @@ class Beacon:
         self.reading()
         due = time.ticks_add(time.ticks_ms(), self.interval_ms)
         while True:
-            await asyncio.sleep_ms(min(self.repeat_ms, self.interval_ms, 100))
+            sleeper = getattr(self.store, "ble_sleep", None) if self.sleep and raised_ms is None else None
+            if sleeper is not None:  # nothing to repeat: sleep until the next reading advert
+                step = max(20, time.ticks_diff(due, time.ticks_ms()))
+                self.slept_ms += step
+                await sleeper(step)
+            else:
+                await asyncio.sleep_ms(min(self.repeat_ms, self.interval_ms, 100))
             now = time.ticks_ms()
             status = self.bank.get("status")
             alarms = status & self.alarm_bits

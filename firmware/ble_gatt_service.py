@@ -43,6 +43,9 @@ _FLAG_READ = const(0x02)
 _FLAG_WRITE = const(0x08)
 _FLAG_NOTIFY = const(0x10)
 _FC_READ_HOLDING = const(3)
+_FC_WRITE_MULTIPLE = const(16)
+_ILLEGAL_VALUE = const(3)
+_DEVICE_FAILURE = const(4)
 _MTU = const(247)  # ble_gatt.MAX_FRAME plus the ATT header
 _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connection
 _KEY = "gattctr"
@@ -148,6 +151,14 @@ class GattService:
                     out[2 * i] = words[i] & 0xFF
                     out[2 * i + 1] = words[i] >> 8
                 answer = out
+            elif op == ble_gatt.OP_RADIO and self.beacon is not None:
+                if what and ble_gatt.radio_problem(*what):
+                    raise ModbusException(_FC_WRITE_MULTIPLE, _ILLEGAL_VALUE)
+                if what:
+                    self.beacon.set_radio(*what)
+                answer = ble_gatt.radio_body(*self.beacon.radio_settings())
+            elif op == ble_gatt.OP_RADIO:
+                raise ModbusException(_FC_WRITE_MULTIPLE, _DEVICE_FAILURE)
             elif self.beacon is not None:
                 self.beacon.acked = True
         except ModbusException as exc:

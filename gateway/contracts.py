@@ -13,7 +13,7 @@ come from ``protocols``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from gateway.profiles import Profile, ProfileError, shipped_profile, shipped_profiles
@@ -304,6 +304,7 @@ class BthomeCodec(Protocol):
     """BTHome v2 service data read (``protocols.bthome_read``): the advert structure, header and objects."""
 
     INFO_TRIGGER: int
+    WATER: int  # the water object (millilitres, 32 bits: it wraps)
 
     def service_data_of(self, adv_data: bytes) -> bytes | None:
         """The BTHome service data in advertising data, or None; DecodeError on a malformed structure."""
@@ -382,10 +383,10 @@ class BleGattFrames(Protocol):
 _gatt: Any = importlib.import_module("protocols.ble_gatt")
 BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID  # UUID of a BLE node's command characteristic (written)
 BLE_GATT_RESULT: str = _gatt.RESULT_UUID  # UUID of a BLE node's result characteristic (notified)
-BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
-BLE_GATT_OP_READ: int = _gatt.OP_READ
-BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
-"""GATT ops: write holding registers (:func:`ble_gatt_write_body`), read them, acknowledge the alarm."""
+BLE_GATT_OP_WRITE, BLE_GATT_OP_READ, BLE_GATT_OP_ACK_ALARM, BLE_GATT_OP_RADIO = (  # write holding registers
+    int(_gatt.OP_WRITE), int(_gatt.OP_READ), int(_gatt.OP_ACK_ALARM), int(_gatt.OP_RADIO))  # read, ack, radio
+ble_gatt_radio_body: Callable[[int, int, int], bytes] = _gatt.radio_body  # (interval_ms, tx_power_dbm, sleep)
+ble_gatt_parse_radio: Callable[[bytes], tuple[int, int, int]] = _gatt.parse_radio  # a radio result's body
 
 
 def ble_gatt_write_body(address: int, words: list[int]) -> bytes:

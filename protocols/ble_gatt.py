@@ -15,7 +15,9 @@ node accepted before (the node keeps the highest); a result carries the
 counter of the command it answers. Ops: :data:`OP_WRITE` (holding
 registers: address (2, little-endian), then 16-bit words, as a Modbus write
 of several registers), :data:`OP_ACK_ALARM` (stop repeating the alarm
-adverts), :data:`OP_READ` (address (2), count (1)). Result status: 0 done,
+adverts), :data:`OP_READ` (address (2), count (1)), :data:`OP_RADIO` (the
+radio settings: empty to read them, :func:`radio_body` to set them; the
+result carries them as they are now). Result status: 0 done,
 else the Modbus exception code the node's register bank gives (2: address,
 3: value, 4: device failure), or :data:`STATUS_REPLAY` / :data:`STATUS_BAD_OP`.
 
@@ -37,7 +39,12 @@ VERSION = const(1)
 OP_WRITE = const(1)
 OP_ACK_ALARM = const(2)
 OP_READ = const(3)
-OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ)
+OP_RADIO = const(4)
+OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ, OP_RADIO)
+TX_POWERS = (-12, -9, -6, -3, 0, 3, 6, 9)
+"""TX power levels (dBm) a node may be set to: the ESP32 controller's BLE levels."""
+INTERVAL_MIN_MS = const(20)
+INTERVAL_MAX_MS = const(60000)  # a reading a minute (the radio repeats it at most every 10.24 s meanwhile)
 STATUS_OK = const(0)
 STATUS_REPLAY = const(0x80)
 STATUS_BAD_OP = const(0x81)
@@ -129,8 +136,39 @@ def write_body(address, words):
     return bytes(out)
 
 
+def radio_body(interval_ms, tx_power_dbm, sleep):
+    """The 4 bytes of radio settings: advert interval (ms, 2), TX power (dBm, signed, 1), sleep (1).
+
+    The body of an :data:`OP_RADIO` that sets them, and of its result. DecodeError naming a value out of range.
+    """
+    problem = radio_problem(interval_ms, tx_power_dbm, sleep)
+    if problem:
+        raise DecodeError(problem)
+    return bytes((interval_ms & 0xFF, interval_ms >> 8, tx_power_dbm & 0xFF, 1 if sleep else 0))
+
+
+def radio_problem(interval_ms, tx_power_dbm, sleep):
+    """Why these radio settings cannot be taken (a sentence), or None."""
+    if not INTERVAL_MIN_MS <= interval_ms <= INTERVAL_MAX_MS:
+        return "interval_ms %d outside %d..%d" % (interval_ms, INTERVAL_MIN_MS, INTERVAL_MAX_MS)
+    if tx_power_dbm not in TX_POWERS:
+        return "tx_power_dbm %d is not one of %s" % (tx_power_dbm, TX_POWERS)
+    if sleep not in (0, 1, False, True):
+        return "sleep must be 0 or 1, not %r" % (sleep,)
+    return None
+
+
+def parse_radio(body):
+    """(interval_ms, tx_power_dbm, sleep) of 4 bytes of radio settings (not range-checked)."""
+    if len(body) != 4:
+        raise DecodeError("radio settings of %d bytes: 4 expected" % len(body))
+    tx = body[2] - 256 if body[2] > 127 else body[2]
+    return body[0] | body[1] << 8, tx, body[3]
+
+
 def parse_body(op, body):
-    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack.
+    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack or
+    a radio read, (interval_ms, tx_power_dbm, sleep) for radio settings.
 
     DecodeError naming the problem for an unknown op or a body of the wrong shape.
     """
@@ -146,6 +184,8 @@ def parse_body(op, body):
         if n != 3 or not 1 <= body[2] <= 100:
             raise DecodeError("GATT read body: address (2) and a count 1..100 expected")
         return body[0] | body[1] << 8, body[2]
+    if op == OP_RADIO:
+        return parse_radio(body) if n else ()
     if op == OP_ACK_ALARM:
         if n:
             raise DecodeError("GATT alarm acknowledgement carries no body (%d bytes)" % n)

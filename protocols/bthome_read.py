@@ -18,6 +18,7 @@ from protocols.bthome import (
     SERVICE_UUID,
     SIGNED,
     VARIABLE,
+    WATER,
     address_bytes,
     pack_into,
     size_of,
@@ -27,8 +28,8 @@ from protocols.errors import DecodeError
 
 _VERSION_MASK = 0xE0
 _AD_SERVICE_DATA_16 = 0x16
-__all__ = ["INFO_TRIGGER", "OBJECTS", "Opener", "check_header", "decode_objects", "encode_objects", "nonce",
-           "service_data_of", "spec"]
+__all__ = ["INFO_TRIGGER", "OBJECTS", "WATER", "Opener", "check_header", "decode_objects", "encode_objects",
+           "nonce", "service_data_of", "spec"]
 
 # id, name, decimal scale, SenML unit (None: dimensionless or binary); lengths are protocols.bthome.SIZES
 OBJECTS = (

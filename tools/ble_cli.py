@@ -6,7 +6,9 @@ Registered by :func:`tools.cli.build_parser` with one call, as :mod:`tools.field
 role (from the configuration, or guessed from the objects it sends when the
 key decrypts), the last counter, and whether the configured key decrypts its
 adverts (``yes``, ``NO``: the key is wrong or the advert forged, ``no key``:
-not in the configuration). It scans with the platform's BLE stack (BlueZ);
+not in the configuration). It scans with the configuration's ``[ble] adapter``
+(BlueZ's default adapter without one; a Bumble HCI transport such as the
+virtual street's: stop the daemon first, that port takes one host);
 ``--virtual N`` scans a virtual radio with N simulated nodes instead (keys
 from the configuration when it names them), for the demo and tests.
 """
@@ -25,6 +27,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from gateway.service.config import load_config
 from gateway.service.config_ble import BleNodeConfig
+from gateway.transport.ble_adapter import BleRadio
 from gateway.transport.ble_scan import BTHOME_UUID
 from protocols import bthome_read
 from protocols.errors import AuthenticationError, DecodeError
@@ -71,9 +74,10 @@ def judge(data: bytes, address: str, rssi: int, nodes: dict[str, BleNodeConfig])
     return Heard(address, rssi, counter, "yes", node.role if role in ("?", node.role) else role, node.id)
 
 
-async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBleakScanner] | None = None
-               ) -> dict[str, Heard]:
-    """Listen for ``seconds``; the last row per address of the BTHome adverts heard."""
+async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBleakScanner] | None = None,
+               adapter: str = "") -> dict[str, Heard]:
+    """Listen for ``seconds`` (on the configuration's ``[ble] adapter`` unless a ``backend`` is given); the last
+    row per address of the BTHome adverts heard."""
     by_address = {n.normal_address: n for n in nodes}
     heard: dict[str, Heard] = {}
 
@@ -86,8 +90,12 @@ async def scan(nodes: list[BleNodeConfig], seconds: float, backend: type[BaseBle
         row.adverts = before.adverts + 1 if before else 1
         heard[device.address] = row
 
-    async with BleakScanner(on_advert, backend=backend):
-        await asyncio.sleep(seconds)
+    radio = BleRadio("" if backend else adapter)
+    try:
+        async with BleakScanner(on_advert, backend=backend or radio.scanner, **radio.args):
+            await asyncio.sleep(seconds)
+    finally:
+        await radio.close()
     return heard
 
 
@@ -119,11 +127,12 @@ async def _virtual_scan(nodes: list[BleNodeConfig], count: int, seconds: float) 
 
 
 def _cmd_ble_scan(args: argparse.Namespace) -> int:
-    nodes = list(load_config(Path(args.config)).ble.node) if args.config else []
+    ble = load_config(Path(args.config)).ble if args.config else None
+    nodes = list(ble.node) if ble is not None else []
     if args.virtual:
         heard = asyncio.run(_virtual_scan(nodes, args.virtual, args.seconds))
     else:
-        heard = asyncio.run(scan(nodes, args.seconds))
+        heard = asyncio.run(scan(nodes, args.seconds, adapter=ble.adapter if ble is not None else ""))
     print(table(heard))
     return 0
 
@@ -135,9 +144,72 @@ def _cmd_bench_ble(args: argparse.Namespace) -> int:
                          interval=args.interval, loss=args.loss, seconds=args.seconds, write_docs=args.write_docs)
 
 
+def _cmd_ble_radio(args: argparse.Namespace) -> int:
+    from gateway.transport.ble_bus import GattRefusedError
+    from gateway.transport.ble_client import GattError, GattSender
+    from gateway.transport.ble_radio import RadioSettings, radio_settings
+    from gateway.transport.ble_window import ReplayWindows
+    from tools.exit_codes import CliError, Exit
+
+    ble = load_config(Path(args.config)).ble
+    node = next((n for n in ble.node if n.id == args.node), None)
+    if node is None:
+        known = ", ".join(n.id for n in ble.node) or "none"
+        raise CliError(f"--node {args.node}: not a [[ble.node]] of {args.config} (those: {known})", Exit.USAGE)
+
+    async def run() -> RadioSettings:
+        radio = BleRadio(ble.adapter)  # the daemon's radio: stop the daemon first on a one-host HCI port
+        windows = ReplayWindows(ble.counters)  # the command counters the daemon uses, never reused
+        sender = GattSender(windows, backend=radio.client, client_args=radio.args)
+        try:
+            now = await radio_settings(sender, node)
+            if (args.interval_ms, args.tx_power, args.sleep) == (None, None, None):
+                return now
+            new = RadioSettings(now.interval_ms if args.interval_ms is None else args.interval_ms,
+                                now.tx_power_dbm if args.tx_power is None else args.tx_power,
+                                now.sleep if args.sleep is None else int(args.sleep == "on"))
+            return await radio_settings(sender, node, new)
+        finally:
+            windows.close()
+            await radio.close()
+
+    try:
+        got = asyncio.run(run())
+    except ValueError as exc:
+        raise CliError(str(exc), Exit.USAGE) from None
+    except (GattError, GattRefusedError) as exc:  # unreachable, or the node refused
+        raise CliError(str(exc), Exit.FAILED) from None
+    print(f"{node.id}: interval {got.interval_ms} ms, TX power {got.tx_power_dbm:+d} dBm, "
+          f"sleep {'on' if got.sleep else 'off'}")
+    return 0
+
+
+DOC_CONFIGURATIONS = [(1000, 0, False), (10000, 0, False), (1000, 0, True), (10000, 0, True), (10000, 9, True),
+                      (10000, -12, True), (60000, 0, True), (60000, -12, True)]
+"""The settings docs/hardware.md tabulates (``streetedge ble budget`` without options)."""
+
+
+def _cmd_ble_budget(args: argparse.Namespace) -> int:
+    from gateway.contracts import DecodeError, ble_gatt_radio_body
+    from tools.ble_battery import table
+    from tools.exit_codes import CliError, Exit
+
+    if not args.interval_ms:
+        print(table(DOC_CONFIGURATIONS))
+        return 0
+    rows = [(ms, args.tx_power, args.sleep) for ms in args.interval_ms]
+    for row in rows:
+        try:
+            ble_gatt_radio_body(*row)  # the node's own limits
+        except DecodeError as exc:
+            raise CliError(str(exc), Exit.USAGE) from None
+    print(table(rows))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``ble scan`` under ``sub`` and ``ble`` under the ``bench`` subcommands."""
+    """Register ``ble scan``, ``ble radio`` and ``ble budget`` under ``sub``, ``ble`` under ``bench``."""
     p = sub.add_parser("ble", help="BLE nodes nearby: address, RSSI, role, counter, whether the key decrypts")
     ble = p.add_subparsers(dest="ble", required=True, metavar="ACTION")
     s = ble.add_parser("scan", help="list the BTHome nodes heard")
@@ -146,6 +218,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     s.add_argument("--virtual", type=int, default=0, metavar="N",
                    help="scan a virtual radio with N simulated nodes instead of the adapter")
     s.set_defaults(func=_cmd_ble_scan)
+
+    r = ble.add_parser("radio", help="read or set a BLE node's advert interval, TX power and sleep over GATT")
+    r.add_argument("--config", required=True, help="the gateway configuration (its [ble] adapter, keys, counters)")
+    r.add_argument("--node", required=True, help="the [[ble.node]] id")
+    r.add_argument("--interval-ms", type=int, help="new advert interval (20..60000 ms)")
+    r.add_argument("--tx-power", type=int, help="new TX power in dBm (-12, -9, -6, -3, 0, 3, 6, 9)")
+    r.add_argument("--sleep", choices=["on", "off"], help="light sleep between adverts")
+    r.set_defaults(func=_cmd_ble_radio)
+
+    d = ble.add_parser("budget", help="battery budget (estimated) from radio settings: current, years on a cell")
+    d.add_argument("--interval-ms", type=int, action="append", help="advert interval (repeat for several)")
+    d.add_argument("--tx-power", type=int, default=0, help="TX power in dBm (default 0)")
+    d.add_argument("--sleep", action="store_true", help="light sleep between adverts")
+    d.set_defaults(func=_cmd_ble_budget)
 
     b = bench.add_parser("ble", help="adverts/s decoded and stored vs a floor; 200 nodes on a lossy virtual radio")
     b.add_argument("--nodes", type=int, default=50, help="nodes of the decode-and-store part")

@@ -16,6 +16,7 @@ import logging
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from tools.bench_analytics import add_parser as add_analytics_bench
 from tools.ble_cli import add_parsers as add_ble_parsers
@@ -92,17 +93,22 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from tools.sim.radio_street import run_street
     from tools.sim.street import VirtualStreet
 
     lamps, meters = args.nodes, args.meters
     roles = {lamps + 1 + i: "meter" for i in range(meters)}
     roles.update({lamps + meters + 1 + i: "env" for i in range(args.env)})
+    first_ble = lamps + meters + args.env + 1
+    ble_units = {first_ble + i: "meter" for i in range(args.ble_meters)}
+    ble_units.update({first_ble + args.ble_meters + i: "env" for i in range(args.ble_env)})
+    roles.update(ble_units)
     street = VirtualStreet(
-        Path(args.workdir), nodes=lamps + meters + args.env, roles=roles, baud=args.baud, paced=args.paced,
+        Path(args.workdir), nodes=len(roles) + lamps, roles=roles, baud=args.baud, paced=args.paced,
         noise=args.noise, drop=args.drop, seed=args.seed,
     )
-    with street:
-        manifest = street.start()
+
+    def started(manifest: dict[str, Any]) -> None:
         print(json.dumps(manifest, indent=2))
         print(f"manifest written to {Path(args.workdir) / 'manifest.json'}")
         if args.write_config:
@@ -114,9 +120,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise CliError(f"--write-config {args.write_config}: {exc.strerror}", Exit.UNAVAILABLE) from None
             print(f"gateway configuration written to {path}: streetedge run -c {path}")
-        print("Ctrl-C stops the street")
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(asyncio.Event().wait())
+        print("Ctrl-C stops the street", flush=True)
+
+    with street, contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_street(street, ble_units, started, interval_ms=args.ble_interval_ms))
     return Exit.OK
 
 
@@ -285,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=8, help="lamp nodes (units 1..N)")
     p.add_argument("--meters", type=int, default=0, help="water meter nodes (the next units)")
     p.add_argument("--env", type=int, default=0, help="environment nodes (the units after the meters)")
+    p.add_argument("--ble-meters", type=int, default=0, help="BLE water meters on the virtual radio (next units)")
+    p.add_argument("--ble-env", type=int, default=0, help="BLE environment nodes on the virtual radio (next units)")
+    p.add_argument("--ble-interval-ms", type=int, default=1000, help="the BLE nodes' advert interval (default 1000)")
     p.add_argument("--baud", type=int, default=19200, help="line rate of the virtual bus, bit/s (default 19200)")
     p.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
@@ -322,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
     b = bench.add_parser("node", help="node firmware per role at 128K, every feature: heap peak, images, latency")
     b.add_argument("--seconds", type=float, default=120, help="polling window per role")
-    b.add_argument("--roles", default="lamp,meter,env", help="comma-separated roles")
+    b.add_argument("--roles", default="lamp,meter,env,meter-ble,env-ble", help="comma-separated roles")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_node)
     b = bench.add_parser("load", help="Modbus TCP load: throughput and CPU vs floor, overload plateau, memory")

@@ -4,7 +4,8 @@ Starts a local broker (Mosquitto, or the embedded amqtt broker when Mosquitto is
 missing), a virtual street of lamp nodes running the real firmware, BLE water
 meters (the real meter firmware advertising on the virtual radio, served GATT
 commands), and the gateway (in this process, from a real TOML file, its bleak
-code on the virtual radio's backends). An operator script sends a command every
+code on a Bumble host on the radio's HCI port, the ``[ble] adapter`` a daemon
+started with ``streetedge run`` would use). An operator script sends a command every
 few seconds so that the screen shows commands and their effect, the BLE meters'
 threshold among them. Ctrl-C stops everything, in reverse order.
 """
@@ -34,10 +35,7 @@ from tools.broker import LocalBroker, mosquitto_path
 from tools.dashboard_setup import enable_dashboard, free_port
 from tools.keys import trust
 from tools.operator import Signer, send_command
-from tools.sim.bleak_bumble import scanner_backend
-from tools.sim.bleak_bumble_client import client_backend
-from tools.sim.radio import VirtualRadio
-from tools.sim.radio_host import RadioHost
+from tools.sim.radio_street import RadioStreet
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
@@ -61,20 +59,6 @@ def _script(node_ids: list[str], ble_ids: list[str]) -> Iterator[tuple[str, str,
         ("lamp-999", "dim", {"level": 10}),  # an unknown node: the gateway refuses it
     ]
     return itertools.cycle(steps)
-
-
-def _ble_nodes(street: VirtualStreet, units: list[int], port: int) -> str:
-    """Wire the BLE meters to the radio host on ``port``; their ``[ble]`` configuration lines."""
-    lines = [f'[ble]\ncounters = "{street.workdir / "ble-counters.sqlite"}"']
-    for unit in units:
-        address, key = f"D0:5E:00:00:01:{unit:02X}", bytes([unit] * 16).hex()
-        street.node(unit).flash.mkdir(parents=True, exist_ok=True)
-        (street.node(unit).flash / "ble.json").write_text(
-            f'{{"key": "{key}", "interval_ms": {BLE_INTERVAL_MS}, "alarm_repeat_ms": 2000}}')
-        street.hardware[unit] = {"radio": f"127.0.0.1:{port}", "ble_address": address}
-        lines.append(f'[[ble.node]]\nid = "pit-{unit}"\naddress = "{address}"\nkey = "{key}"\nrole = "meter"\n'
-                     f"interval = {BLE_INTERVAL_MS / 1000}")
-    return "\n" + "\n".join(lines) + "\n"
 
 
 def _view(stats: GatewayStats, broker: LocalBroker | str, rate: float) -> Group:
@@ -124,10 +108,10 @@ async def _operator(
         log.debug("command %s %s %s -> %s", action, target, params, result.get("status"))
 
 
-async def _run(radio: VirtualRadio, config_path: Path, broker_url: str, protocol: str,
+async def _run(config_path: Path, broker_url: str, protocol: str,
                shown: LocalBroker | str, seconds: float, console: Console, signer: Signer) -> None:
     config = load_config(config_path)
-    gateway = Gateway(config, ble_backend=scanner_backend(radio), ble_client_backend=client_backend(radio))
+    gateway = Gateway(config)  # BLE through its [ble] adapter: the radio's HCI port, as a daemon would
     node_ids = [n.id for n in config.node]
     task = asyncio.create_task(gateway.run(), name="gateway")
     operator = asyncio.create_task(
@@ -151,9 +135,9 @@ async def _run(radio: VirtualRadio, config_path: Path, broker_url: str, protocol
         with contextlib.suppress(asyncio.CancelledError):
             await operator
         await task
-    console.print(
+    console.print(  # one line, however narrow the terminal: scripts read it
         f"demo stopped: {gateway.stats.readings_acked} readings acknowledged by the broker, "
-        f"commands {dict(gateway.stats.commands)}"
+        f"commands {dict(gateway.stats.commands)}", soft_wrap=True,
     )
 
 
@@ -182,21 +166,22 @@ def run_demo(*, nodes: int = 8, ble: int = 2, broker: str = "auto", seconds: flo
                            heapsize="128K") as street:
 
             async def main() -> None:
-                radio = VirtualRadio()  # the nodes' radio host and the gateway share it, in this event loop
-                host = RadioHost(radio)
-                ble_lines = _ble_nodes(street, ble_units, await host.start())
+                # The BLE meters' radio runs in this event loop; the gateway reaches it over its HCI port.
+                radio = RadioStreet(street, dict.fromkeys(ble_units, "meter"), interval_ms=BLE_INTERVAL_MS,
+                                    node_settings={"alarm_repeat_ms": 2000})
+                await radio.start()
                 try:
                     manifest = await asyncio.to_thread(street.start)
-                    lamps = {**manifest, "nodes": [n for n in manifest["nodes"] if n["unit"] not in ble_units]}
-                    ids = [n["id"] for n in lamps["nodes"]]
+                    if ble_units:
+                        manifest["ble"] = radio.manifest()
+                    ids = [n["id"] for n in manifest["nodes"] if n["unit"] not in ble_units]
                     config_path = write_gateway_toml(
-                        workdir / "gateway.toml", lamps, broker_url=broker_url, protocol=protocol,
+                        workdir / "gateway.toml", manifest, broker_url=broker_url, protocol=protocol,
                         site=SITE, gateway=GATEWAY, groups={"north": ids[: max(1, len(ids) // 2)]},
                     )
                     # The default (compact) profile, one message a second: the live view's rate moves with the
                     # street. The BLE meters are heard on the virtual radio, not polled on the bus.
-                    config_path.write_text(config_path.read_text() + "\n[delivery]\nbatch_interval = 1.0\n"
-                                           + (ble_lines if ble_units else ""))
+                    config_path.write_text(config_path.read_text() + "\n[delivery]\nbatch_interval = 1.0\n")
                     # The demo's operator key: made now, trusted by this gateway only, never written to disk.
                     signer = Signer(Ed25519PrivateKey.generate(), "demo-operator")
                     trust(config_path, workdir, signer.kid, signer.key)
@@ -204,9 +189,9 @@ def run_demo(*, nodes: int = 8, ble: int = 2, broker: str = "auto", seconds: flo
                                             history_interval=5.0)
                     console.print(f"gateway configuration: {config_path} (trusts the demo's operator key)")
                     console.print(f"[bold]dashboard: {page.url}  login: {page.user} / {page.password}[/bold]")
-                    await _run(radio, config_path, broker_url, protocol, shown, seconds, console, signer)
+                    await _run(config_path, broker_url, protocol, shown, seconds, console, signer)
                 finally:
-                    await host.stop()
+                    await radio.stop()
 
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(main())

@@ -20,8 +20,15 @@ def gateway_toml(
     interval: float = 1.0,
     timeout: float = 0.3,
     groups: dict[str, list[str]] | None = None,
+    ble_counters: str = "ble-counters.sqlite",
 ) -> str:
-    """TOML text of a gateway configuration polling every node of the manifest."""
+    """TOML text of a gateway configuration polling every node of the manifest.
+
+    The manifest's BLE nodes (its ``"ble"`` part, :mod:`tools.sim.radio_street`) are heard on the radio
+    its ``adapter`` names, not polled; their replay windows go to ``ble_counters``.
+    """
+    ble = manifest.get("ble") or {"nodes": []}
+    ble_units = {n["unit"] for n in ble["nodes"]}
     lines = [
         f'site = "{site}"',
         f'gateway = "{gateway}"',
@@ -42,6 +49,8 @@ def gateway_toml(
             "",
         ]
     for node in manifest["nodes"]:
+        if node["unit"] in ble_units:
+            continue
         lines += [
             "[[node]]",
             f'id = "{node["id"]}"',
@@ -51,6 +60,11 @@ def gateway_toml(
             f"interval = {interval}",
             "",
         ]
+    if ble["nodes"]:
+        lines += ["[ble]", f'adapter = "{ble["adapter"]}"', f'counters = "{ble_counters}"', ""]
+        for node in ble["nodes"]:
+            lines += ["[[ble.node]]", f'id = "{node["id"]}"', f'address = "{node["address"]}"',
+                      f'key = "{node["key"]}"', f'role = "{node["role"]}"', f"interval = {node['interval']}", ""]
     if groups:
         lines.append("[groups]")
         for name, members in groups.items():
@@ -61,6 +75,7 @@ def gateway_toml(
 
 
 def write_gateway_toml(path: Path, manifest: dict[str, Any], **kwargs: Any) -> Path:
-    """Write :func:`gateway_toml` to ``path`` and return it."""
+    """Write :func:`gateway_toml` to ``path`` (BLE replay windows beside it) and return it."""
+    kwargs.setdefault("ble_counters", str(path.resolve().parent / f"{path.stem}-ble-counters.sqlite"))
     path.write_text(gateway_toml(manifest, **kwargs))
     return path

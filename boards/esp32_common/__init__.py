@@ -148,6 +148,17 @@ class Esp32Board:
 
         return bluetooth.BLE()
 
+    def ble_tx_power(self, ble: "bluetooth.BLE", dbm: int) -> bool:
+        """TX power cannot be set here: MicroPython's ``bluetooth`` has no call for it (ESP-IDF's
+        ``esp_ble_tx_power_set`` is not exposed), so the controller keeps its default level. False."""
+        return False
+
+    async def ble_sleep(self, ms: int) -> None:
+        """Light sleep for ``ms`` between adverts (``machine.lightsleep``): the CPU, the asyncio loop and the
+        UART stop meanwhile (a battery node has no RS-485 to serve); the BLE controller's advertising through
+        light sleep is not verified on a chip."""
+        machine.lightsleep(ms)
+
     def ble_uuid(self, text: str) -> "bluetooth.UUID":
         """A GATT UUID for ``gatts_register_services`` (MicroPython's ``bluetooth.UUID``)."""
         import bluetooth

@@ -342,6 +342,15 @@ class Board:
         """How often the node writes ``diag.json``: ``sim.json`` ``"diag_ms"`` (tests that watch it), else 10 s."""
         return (_load_json("sim.json") or {}).get("diag_ms", 10000)
 
+    def ble_tx_power(self, ble, dbm):
+        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True."""
+        ble.set_tx_power(dbm)
+        return True
+
+    async def ble_sleep(self, ms):
+        """Sleep between adverts: here the process waits (no current to save); the ESP32 boards light-sleep."""
+        await asyncio.sleep_ms(ms)
+
     def ble_uuid(self, text):
         """A GATT UUID for ``gatts_register_services`` (:class:`boards.sim.bluetooth.UUID`)."""
         from .bluetooth import UUID

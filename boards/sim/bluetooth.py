@@ -10,6 +10,7 @@ address does it on the virtual radio. One JSON object per line, node to host::
     {"op": "adv", "us": null}                      (stop advertising)
     {"op": "gatts", "services": [[uuid, [[uuid, flags, handle], ...]], ...]}
     {"op": "notify", "conn": 1, "handle": 2, "data": "<hex>"}
+    {"op": "txpower", "dbm": -6}                   (set_tx_power: the virtual radio's own)
 
 and host to node, the radio's events as MicroPython delivers them to the
 ``irq()`` handler (event numbers as in MicroPython's ``bluetooth`` docs)::
@@ -97,6 +98,11 @@ class BLE:
         if name == "mtu":
             return self._mtu
         raise ValueError("unknown config param " + str(name))
+
+    def set_tx_power(self, dbm):
+        """The virtual radio's own (MicroPython's ``BLE`` has none; the board calls it): adverts from now on
+        leave at ``dbm``, which the radio turns into their RSSI and range."""
+        self._send({"op": "txpower", "dbm": int(dbm)})
 
     def irq(self, handler):
         """Register the event handler: ``handler(event, data)`` as MicroPython calls it."""

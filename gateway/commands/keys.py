@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.commands.parse import parse_target
+from gateway.service.config_ble import BLE_BUS_NAME
 from gateway.service.config_commands import WILDCARD, KeyConfig, public_key_bytes
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def _trusted(entry: KeyConfig, config: Config) -> TrustedKey:
             nodes.add(target.name)
         elif target.kind == "group":
             nodes.update(config.groups.get(target.name, []))
+        elif target.kind == "bus" and target.name == BLE_BUS_NAME:
+            nodes.update(n.id for n in config.ble.node)
         elif target.kind == "bus":
             nodes.update(n.id for n in config.nodes_on(target.name))
     public = Ed25519PublicKey.from_public_bytes(public_key_bytes(entry.public))

@@ -282,7 +282,7 @@ def _cross_check(config: Config) -> Config:
                 f"node[{i}].role",
                 f"unknown role {node.role!r}{suggest(node.role, ROLES)} (known: {', '.join(ROLES)})",
             )
-    node_ids = [n.id for n in config.node]
+    node_ids = [n.id for n in config.node] + [n.id for n in config.ble.node]  # BLE nodes join groups too
     for group, members in config.groups.items():
         for j, member in enumerate(members):
             if member not in node_ids:

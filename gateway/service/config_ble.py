@@ -3,6 +3,7 @@
 Example::
 
     [ble]
+    adapter = "hci0"              # or "bumble:tcp-client:127.0.0.1:PORT" (the virtual street); default: BlueZ's first
     counters = "/var/lib/streetedge/ble-counters.sqlite"   # replay windows, kept across restarts
     silent_intervals = 3          # a node is offline after this many advert intervals without a good advert
 
@@ -27,10 +28,13 @@ import msgspec
 
 from gateway.contracts import BLE_ROLES
 from gateway.service.config_check import NAME_PATTERN, suggest
+from gateway.transport.ble_adapter import adapter_problem
 
 if TYPE_CHECKING:
     from gateway.service.config import Config
 
+BLE_BUS_NAME = "ble"
+"""The bus of the BLE nodes in node states and in command targets (``bus:ble``)."""
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
 
@@ -63,6 +67,8 @@ class BleNodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
 class BleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """``[ble]``: the BLE nodes and where their replay windows are kept."""
 
+    adapter: str = ""
+    """The radio: empty for the platform's default, a BlueZ adapter (``hci1``) or ``bumble:<transport>``."""
     counters: str = ""
     """SQLite file of each node's replay window; required with nodes (a restart must not accept old adverts)."""
     silent_intervals: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
@@ -96,6 +102,12 @@ def check_ble(config: Config) -> tuple[str, str] | None:
                 f"role {node.role!r} does not advertise{suggest(node.role, BLE_ROLES)} (roles that do: "
                 f"{', '.join(BLE_ROLES)})"
             )
+    for i, bus in enumerate(config.bus):
+        if ble.node and bus.name == BLE_BUS_NAME:
+            return f"bus[{i}].name", f"{BLE_BUS_NAME!r} names the BLE nodes (bus:{BLE_BUS_NAME}): choose another name"
+    problem = adapter_problem(ble.adapter)
+    if problem:
+        return "ble.adapter", problem
     if ble.node and not ble.counters:
         return "ble", "missing 'counters': the replay windows must survive a restart"
     return None

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 
 from gateway.commands.parse import ACTIONS, parse_target
+from gateway.service.config_ble import BLE_BUS_NAME
 from gateway.service.config_check import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def check_commands(config: Config) -> tuple[str, str] | None:
     """Rules across tables for keys and commands: ``(key path, problem)`` of the first, or None."""
     seen: dict[str, int] = {}
     groups = set(config.groups)
-    buses = {b.name for b in config.bus}
+    buses = {b.name for b in config.bus} | ({BLE_BUS_NAME} if config.ble.node else set())  # bus:ble
     nodes = {n.id for n in config.node} | {n.id for n in config.ble.node}  # BLE nodes take commands over GATT
     for i, key in enumerate(config.key):
         j = seen.setdefault(key.id, i)

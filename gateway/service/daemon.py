@@ -47,6 +47,7 @@ from gateway.polling.supervisor import Polling
 from gateway.service.cancelling import cancel_and_wait
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import BusStats, GatewayStats, NodeStats
+from gateway.transport.ble_adapter import BleRadio
 from gateway.transport.ble_alarms import AlarmAcknowledger
 from gateway.transport.ble_bus import GattBus
 from gateway.transport.ble_client import GattSender
@@ -79,8 +80,9 @@ class Gateway:
         first_session_wait: at most this many seconds polling waits at start for the first broker
             session (it starts at once when the first connection attempt fails).
         clock: wall clock (epoch seconds) for poll times and timestamps.
-        ble_backend: the bleak scanner backend for the BLE nodes; None for the platform's (BlueZ).
-        ble_client_backend: the bleak client backend for commands to BLE nodes; None for the platform's.
+        ble_backend: the bleak scanner backend for the BLE nodes; None: what ``[ble] adapter`` names (BlueZ,
+            or a Bumble host on an HCI transport).
+        ble_client_backend: the bleak client backend for commands to BLE nodes; None: likewise.
 
     Attributes:
         stats: live state for dashboards and tests (:class:`~gateway.service.stats.GatewayStats`).
@@ -157,8 +159,10 @@ class Gateway:
         self.ble = receiver_for(cfg.ble, self.stats.nodes, self._on_readings, on_state=self._on_node_state,
                                 clock=self.clock)
         ble_bus = acknowledger = None
+        radio = BleRadio("" if self.ble_backend else cfg.ble.adapter)  # a backend handed in wins
+        scanner_backend, client_backend = self.ble_backend or radio.scanner, self.ble_client_backend or radio.client
         if self.ble is not None:  # the command counters share the replay windows' file
-            sender = GattSender(self.ble.windows, backend=self.ble_client_backend)
+            sender = GattSender(self.ble.windows, backend=client_backend, client_args=radio.args)
             ble_bus = GattBus(cfg.ble, sender)
             self.ble.on_alarm = acknowledger = AlarmAcknowledger(sender)
         router = CommandRouter(
@@ -184,7 +188,8 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    *([group.create_task(BleListener(self.ble, backend=self.ble_backend).run(), name="ble")]
+                    *([group.create_task(BleListener(self.ble, backend=scanner_backend, scanner_args=radio.args).run(),
+                                         name="ble")]
                       if self.ble is not None else []),
                     group.create_task(router.run(), name="commands"),
                     group.create_task(delivery.run(), name="delivery"),
@@ -206,6 +211,7 @@ class Gateway:
             if acknowledger is not None:
                 await acknowledger.close()
             router.close()
+            await radio.close()
             await self.events.close()
             if self.analytics is not None:
                 await self.analytics.close()

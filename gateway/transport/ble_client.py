@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
@@ -56,12 +57,14 @@ class GattSender:
         budget: connections open at once.
         attempt_timeout: seconds one attempt (connect, write, result) may take.
         retries: further attempts after a failed one.
+        client_args: more keyword arguments for ``BleakClient`` (e.g. ``bluez={"adapter": "hci1"}``).
     """
 
     def __init__(self, windows: ReplayWindows, *, backend: type[BaseBleakClient] | None = None, budget: int = 1,
-                 attempt_timeout: float = 10.0, retries: int = 1) -> None:
+                 attempt_timeout: float = 10.0, retries: int = 1, client_args: dict[str, Any] | None = None) -> None:
         self.windows = windows
         self.backend = backend
+        self.client_args = client_args or {}
         self.attempt_timeout = attempt_timeout
         self.retries = retries
         self.attempts = 0
@@ -91,7 +94,7 @@ class GattSender:
 
     async def _attempt(self, address: str, frame: bytes, counter: int, frames: BleGattFrames) -> tuple[int, bytes]:
         results: asyncio.Queue[bytes] = asyncio.Queue()
-        client = BleakClient(address, backend=self.backend, timeout=self.attempt_timeout)
+        client = BleakClient(address, backend=self.backend, timeout=self.attempt_timeout, **self.client_args)
         try:
             await client.connect()  # inside: a connect cut short by the timeout must be undone too
             await client.start_notify(BLE_GATT_RESULT, lambda _char, data: results.put_nowait(bytes(data)))

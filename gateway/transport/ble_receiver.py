@@ -177,6 +177,8 @@ class AdvertReceiver:
             outcome = REPLAYED if verdict == SEEN else TOO_OLD
             return self._refuse(node, outcome, f"advert counter {counter} {verdict.replace('_', ' ')}", service_data)
         node.last = service_data
+        objects = [(object_id, self.windows.unwrap_water(node_id, raw, keep=verdict == NEW)
+                    if object_id == bthome.WATER and isinstance(raw, int) else raw) for object_id, raw in objects]
         values, status = ble_adverts.unpack(node.rows, node.alarms, objects)
         # A late advert is older than what the memory holds: it is recorded, but it does not overwrite.
         raws = node.raws if verdict == NEW else dict(node.raws)

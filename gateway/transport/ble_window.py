@@ -8,7 +8,8 @@ inside the window and not yet seen (a late advert: scanners can deliver
 out of order). Anything else is a replay. The window is written to SQLite
 before an advert's reading is handed on, so a restarted gateway refuses what
 the previous run accepted. The same file keeps the counter of the gateway's
-GATT commands to each node (never reused, also across restarts).
+GATT commands to each node (never reused, also across restarts), and each
+meter's water count unwrapped past BTHome's 32 bits (:meth:`ReplayWindows.unwrap_water`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = ["WINDOW", "ReplayWindows"]
+__all__ = ["WATER_WRAP", "WINDOW", "ReplayWindows"]
 
 WINDOW = 32
 """Counters below the highest that may still arrive late (and each only once)."""
 _MASK = (1 << WINDOW) - 1
+WATER_WRAP = 1 << 32
+"""BTHome's ``water`` object counts millilitres in 32 bits: it wraps after 4,294,967.296 l."""
 
 NEW = "new"
 LATE = "late"
@@ -45,8 +48,11 @@ class ReplayWindows:
             " seen INTEGER NOT NULL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS ble_commands (node TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS ble_water (node TEXT PRIMARY KEY, total INTEGER NOT NULL)")
         rows = self._db.execute("SELECT node, highest, seen FROM ble_windows")
         self._windows: dict[str, tuple[int, int]] = {node: (highest, seen) for node, highest, seen in rows}
+        self._water: dict[str, int] = dict(self._db.execute("SELECT node, total FROM ble_water").fetchall())
+        self._water_stored = dict(self._water)
 
     def close(self) -> None:
         """Close the file."""
@@ -89,6 +95,35 @@ class ReplayWindows:
         )
         self._windows[node] = (highest, seen)
         return verdict
+
+    def unwrap_water(self, node: str, raw: int, *, keep: bool = True) -> int:
+        """The whole count behind ``node``'s 32-bit water object ``raw`` (millilitres).
+
+        The count is the one nearest the last kept whose low 32 bits are ``raw``, never below ``raw``: a
+        wrap adds 2**32, and a late advert from before the wrap maps back below it. With ``keep`` (an advert
+        newer than all before) the count becomes the last kept; it is written to disk, before it is returned,
+        when it enters another quarter of the 32-bit range (and at a node's first): a restart then unwraps
+        from within 2**30 of the true count, well inside the half range the nearest choice needs, at one
+        SQLite commit per quarter wrap (about 1,074 m3) instead of one per advert.
+        """
+        last = self._water.get(node)
+        if last is None:
+            total = raw
+        else:
+            base = last - last % WATER_WRAP + raw
+            total = min((c for c in (base - WATER_WRAP, base, base + WATER_WRAP) if c >= raw),
+                        key=lambda c: abs(c - last))
+        if keep and total != last:
+            self._water[node] = total
+        stored = self._water_stored.get(node)
+        if keep and (stored is None or stored >> 30 != total >> 30):
+            self._water_stored[node] = total
+            self._db.execute(
+                "INSERT INTO ble_water (node, total) VALUES (?, ?)"
+                " ON CONFLICT(node) DO UPDATE SET total = excluded.total",
+                (node, total),
+            )
+        return total
 
     def next_command_counter(self, node: str) -> int:
         """The counter for the next GATT command to ``node``: one above the last, on disk before it is used."""

@@ -22,6 +22,10 @@ For each role, one run on this machine:
     written every few seconds;
   - env: BME280 every 1 s, SDS011 every 2 s, noise every sample, a setting
     written every few seconds;
+  - meter-ble, env-ble: the meter or env node as above with its BLE part
+    running too (``ble.json``: encrypted adverts every second on the virtual
+    radio, its GATT service served, a gateway's sealed GATT read every 5 s:
+    ``tools.sim.radio_street.RadioThread``);
 
   a node that cannot boot or serve there is tried again with 16K more until
   it does (up to 256K), and the table says which heap the figures were taken
@@ -45,6 +49,7 @@ docs/performance.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -62,6 +67,7 @@ from protocols.roles import load
 from protocols.roles.lamp import CALENDAR_START, CALENDAR_WORDS, PROGRAM_START
 from tools.bench import record
 from tools.image import build_image
+from tools.sim.radio_street import RadioThread
 from tools.sim.street import StreetError, VirtualStreet
 
 HEAPSIZE = "128K"
@@ -161,7 +167,10 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
 
     Raises StreetError if the node does not boot at ``heapsize``.
     """
-    street = VirtualStreet(work / f"street-{role}-{heapsize}", nodes=1, role=role, heapsize=heapsize)
+    base = role.removesuffix("-ble")  # meter-ble: the meter with its BLE adverts and GATT service running
+    street = VirtualStreet(work / f"street-{role}-{heapsize}", nodes=1, role=base, heapsize=heapsize)
+    radio = RadioThread(street, {1: base}) if base != role else contextlib.nullcontext()
+    role = base
     node = street.node(1)
     node.flash.mkdir(parents=True, exist_ok=True)
     control = dict(_CONTROL.get(role, {}))
@@ -174,7 +183,7 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
     errors = 0
     writes = 0
     refused = 0
-    with street:
+    with radio, street:
         street.start()
         client = ModbusSerialClient(street.master_device, baudrate=street.baud, timeout=1.0, retries=0)
         assert client.connect()
@@ -219,8 +228,11 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
             client.close()  # type: ignore[no-untyped-call]
         alive = node.alive()
     rtts.sort()
+    gatt = {} if not isinstance(radio, RadioThread) else {
+        "gatt_answered": radio.gatt_answered, "gatt_failed": radio.gatt_failed, "ble": d.get("ble")}
     return {
-        "role": role,
+        **gatt,
+        "role": role if not gatt else f"{role}-ble",
         "heapsize": heapsize,
         "alive": alive,
         "heap_peak": d.get("heap_peak"),
@@ -310,7 +322,7 @@ def run_node_bench(roles: list[str], seconds: float = 120.0, write_docs: bool = 
     with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
         work = Path(tmp)
         for role in roles:
-            sizes = image_sizes(role, work)
+            sizes = image_sizes(role.removesuffix("-ble"), work)
             figures: dict[str, Any] = {}
             for heap in HEAPS:
                 try:

@@ -10,7 +10,13 @@ three faults:
   nothing arrives (a node taken out of the gateway's reach);
 - :meth:`RadioLink.drop_connection`: a connection's data stops mid-way, as
   when a node vanishes during a GATT write (the other side sees a timeout);
-  the next connection is clean.
+  the next connection is clean;
+
+and the signal each advert arrives with: ``tx_power`` (dBm, per sender, 0 by
+default: what the node's firmware set through its board) less ``path_loss``
+(dB, per sender, :data:`PATH_LOSS` by default) is the RSSI the receiver
+reports; below :data:`SENSITIVITY` the advert is not heard (out of range), so
+a node set to a lower TX power reaches less far.
 
 Nodes that run the real firmware in the MicroPython unix port reach the radio
 through :mod:`tools.sim.radio_host` (a socket per node); the gateway's bleak
@@ -32,7 +38,12 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-__all__ = ["RadioLink", "VirtualRadio"]
+__all__ = ["PATH_LOSS", "SENSITIVITY", "RadioLink", "VirtualRadio"]
+
+PATH_LOSS = 50.0
+"""dB between a node and everyone by default: at 0 dBm an advert arrives at -50 dBm (Bumble's own figure)."""
+SENSITIVITY = -90.0
+"""dBm: the weakest advert a receiver hears (a typical BLE receiver's sensitivity at 1 Mbit/s is -90 to -97)."""
 
 
 class RadioLink(LocalLink):
@@ -45,8 +56,16 @@ class RadioLink(LocalLink):
         """Addresses (``AA:BB:CC:DD:EE:FF``) cut off from everyone."""
         self.counts: Counter[str] = Counter()
         """``adverts`` delivered per receiver, ``lost`` to the loss rate, ``out_of_range``, ``dropped`` data."""
+        self.tx_power: dict[str, int] = {}
+        """TX power (dBm) per address, as each node's firmware set it (0 when not set)."""
+        self.path_loss: dict[str, float] = {}
+        """Path loss (dB) per address (:data:`PATH_LOSS` when not set): how far the node is."""
         self._random = random.Random(seed)
         self._dropped: set[str] = set()
+
+    def rssi(self, address: str) -> float:
+        """The signal strength (dBm) adverts from ``address`` arrive with."""
+        return self.tx_power.get(address, 0) - self.path_loss.get(address, PATH_LOSS)
 
     def _cut(self, controller: Controller) -> bool:
         return _name(controller.random_address) in self.out_of_range
@@ -57,6 +76,11 @@ class RadioLink(LocalLink):
             self.counts["out_of_range"] += 1
             return
         advert = isinstance(packet, ll.AdvInd | ll.AdvExtInd)
+        sender = _name(sender_controller.random_address)
+        rssi = self.rssi(sender)
+        if advert and rssi < SENSITIVITY:
+            self.counts["too_weak"] += 1
+            return
         if isinstance(packet, ll.ConnectInd):
             self._dropped.discard(_name(packet.advertiser_address))  # a new connection starts clean
         for receiver in list(self.controllers):
@@ -71,7 +95,10 @@ class RadioLink(LocalLink):
                 self.counts["lost"] += 1
                 continue
             self.counts["adverts" if advert else "other_pdus"] += 1
-            asyncio.get_running_loop().call_soon(receiver.on_ll_advertising_pdu, packet)
+            if rssi == -PATH_LOSS:  # Bumble's controllers report -50 dBm: nothing to change
+                asyncio.get_running_loop().call_soon(receiver.on_ll_advertising_pdu, packet)
+            else:
+                asyncio.get_running_loop().call_soon(_deliver, receiver, packet, round(rssi))
 
     def send_acl_data(self, sender_controller: Controller, destination_address: Address, transport: Any,
                       data: bytes) -> None:
@@ -125,6 +152,22 @@ class VirtualRadio:
         device = self.devices.pop(address.upper())
         await device.power_off()
         self.link.remove_controller(self._controllers.pop(address.upper()))
+
+
+def _deliver(receiver: Controller, packet: Any, rssi: int) -> None:
+    """Hand ``packet`` to ``receiver``, its advertising reports saying ``rssi`` (Bumble's controller says -50)."""
+    send = receiver.send_hci_packet
+
+    def with_rssi(event: Any) -> None:
+        for report in getattr(event, "reports", ()):
+            report.rssi = rssi  # an HCI event is encoded when sent: the report still takes the value
+        send(event)
+
+    receiver.send_hci_packet = with_rssi  # type: ignore[method-assign,assignment]
+    try:
+        receiver.on_ll_advertising_pdu(packet)
+    finally:
+        del receiver.send_hci_packet
 
 
 def _name(address: Address) -> str:

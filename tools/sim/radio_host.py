@@ -92,6 +92,8 @@ class RadioHost:
                     self.adverts[address] = self.adverts.get(address, 0) + 1
                 elif msg["op"] == "gatts":
                     self._characteristics[address] = _register(self.nodes[address], msg["services"], writer)
+                elif msg["op"] == "txpower":
+                    self.radio.link.tx_power[address] = int(msg["dbm"])
                 elif msg["op"] == "notify":
                     await self._notify(self.nodes[address], self._characteristics[address], msg)
                 else:

@@ -27,8 +27,7 @@ from gateway.transport.ble_alarms import AlarmAcknowledger
 from protocols.roles import meter
 from tools.keys import key_entry, public_text
 from tools.operator import Signer
-from tools.sim.bleak_bumble import scanner_backend
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend, scanner_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet

@@ -64,3 +64,26 @@ def test_nodes_need_a_counters_file_and_unknown_keys_are_named() -> None:
         parse_config(text({}) + "intervall = 5\n")
     with pytest.raises(ConfigError, match=r"ble.node\[0\].interval"):
         parse_config(text({}) + "interval = 0\n")
+
+
+@pytest.mark.parametrize(("adapter", "args"), [
+    ("", {}), ("hci1", {"bluez": {"adapter": "hci1"}}), ("bumble:tcp-client:127.0.0.1:9001", {})])
+def test_the_adapter_names_bluez_or_a_bumble_transport(adapter: str, args: dict[str, object]) -> None:
+    """``[ble] adapter``: BlueZ's default, a BlueZ adapter by name (bleak's ``bluez`` argument), or a Bumble
+    host on an HCI transport (its own bleak backends, made without opening anything)."""
+    from gateway.transport.ble_adapter import BleRadio
+
+    config = parse_config(BASE.replace("[ble]\n", f'[ble]\nadapter = "{adapter}"\n') + NODE.format(**GOOD))
+    radio = BleRadio(config.ble.adapter)
+    assert radio.args == args
+    assert (radio.scanner is not None, radio.client is not None) == (adapter.startswith("bumble:"),) * 2
+
+
+@pytest.mark.parametrize(("adapter", "message"), [
+    ("bumble:", "ble.adapter: 'bumble:' needs a transport"),
+    ("/dev/hci0", "ble.adapter: expected a BlueZ adapter like 'hci0' or 'bumble:<transport>', got '/dev/hci0'"),
+])
+def test_a_wrong_adapter_names_its_key(adapter: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE.replace("[ble]\n", f'[ble]\nadapter = "{adapter}"\n'))
+    assert message in str(err.value)

@@ -23,7 +23,7 @@ from gateway.transport.ble_client import GattSender
 from gateway.transport.ble_window import ReplayWindows
 from protocols.roles import meter
 from tools.sim.ble_gatt_node import GattNode
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend
 from tools.sim.radio import VirtualRadio
 
 KEY = bytes(range(16)).hex()

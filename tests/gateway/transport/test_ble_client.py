@@ -17,7 +17,7 @@ from gateway.transport.ble_client import GattError, GattSender
 from gateway.transport.ble_window import ReplayWindows
 from protocols import ble_gatt
 from tools.sim.ble_gatt_node import GattNode
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend
 from tools.sim.radio import VirtualRadio
 
 KEY = bytes(range(16))

@@ -24,7 +24,7 @@ from gateway.transport.ble_client import GattError, GattSender
 from gateway.transport.ble_window import ReplayWindows
 from protocols import ble_gatt
 from protocols.roles import meter
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet

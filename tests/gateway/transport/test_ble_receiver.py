@@ -200,3 +200,40 @@ def test_the_signal_strength_of_a_good_advert_is_kept_and_a_forgers_is_not(rig: 
     assert rig.stats["pit-7"].rssi == -67
     assert rig.receiver.receive(METER_ADDRESS, meter_advert(4, 103), rssi=-72) == "accepted"
     assert rig.stats["pit-7"].rssi == -72
+
+
+def test_the_water_count_keeps_counting_across_its_32_bit_wrap_and_a_restart(rig: Rig) -> None:
+    """BTHome's water object wraps after 4,294,967.296 l: upstream litres go on past it, a late advert from
+    before the wrap keeps its own value, and a restarted gateway (same file) still adds the wrap."""
+    wrap_l = 4_294_967.296
+    before, after = 4_294_960, 4_294_970  # the second is 2,704 mL on the air
+    assert after * 1000 % (1 << 32) == 2_704
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(10, before)) == "accepted"
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(12, after)) == "accepted"
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(11, 4_294_965)) == "accepted"  # late, pre-wrap
+    assert rig.stats["pit-7"].values["volume"] == after
+    rig.windows.close()
+    rig.open()
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(13, 4_294_990)) == "accepted"
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(14, 4_295_100)) == "accepted"
+    assert [r[2]["volume"] for r in rig.readings] == [before, after, 4_294_965, 4_294_990, 4_295_100]
+    assert all(r[2]["volume"] > wrap_l for r in rig.readings[3:])
+    assert rig.windows.unwrap_water("pit-7", 0, keep=False) == 1 << 32  # where the count stands: one wrap in
+
+
+def test_a_restart_far_past_the_first_count_still_unwraps(rig: Rig) -> None:
+    """Six million litres in steps of a million (one wrap on the air), then a restart: the file kept the count
+    close enough (per quarter wrap) that the next advert is not mistaken for 1.7 million litres."""
+    for counter, litres in enumerate(range(100, 6_000_101, 1_000_000), start=1):
+        assert rig.receiver.receive(METER_ADDRESS, meter_advert(counter, litres)) == "accepted"
+    assert rig.readings[-1][2]["volume"] == 6_000_100
+    rig.windows.close()
+    rig.open()
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(10, 6_000_110)) == "accepted"
+    assert rig.readings[-1][2]["volume"] == 6_000_110
+
+
+def test_the_first_water_count_heard_is_taken_as_it_is(rig: Rig) -> None:
+    """A node first heard after its count wrapped on the air reads low: nothing tells the gateway otherwise."""
+    assert rig.receiver.receive(METER_ADDRESS, meter_advert(3, 7)) == "accepted"
+    assert rig.readings[-1][2]["volume"] == 7

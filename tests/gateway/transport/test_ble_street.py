@@ -24,8 +24,7 @@ from gateway.service.config import Config, parse_config
 from gateway.service.daemon import Gateway
 from protocols import senml
 from protocols.roles import env, meter
-from tools.sim.bleak_bumble import scanner_backend
-from tools.sim.bleak_bumble_client import client_backend
+from tools.sim.bleak_bumble import client_backend, scanner_backend
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet

@@ -1,10 +1,10 @@
-"""A bleak client backend on the virtual radio: ``BleakClient(address, backend=client_backend(radio))``.
+"""The client half of :mod:`gateway.transport.ble_bumble`: ``BleakClient(address, backend=client_backend(source))``.
 
 Connect, service discovery, write (with or without response), read,
-notifications and the disconnect callback, over a Bumble device of a
-:class:`~tools.sim.radio.VirtualRadio` (the gateway's, shared with the scanner
-backend of :mod:`tools.sim.bleak_bumble`), so the gateway's ordinary bleak
-client code talks GATT to virtual nodes. Descriptors are not discovered.
+notifications and the disconnect callback, over the Bumble device a
+:data:`~gateway.transport.ble_bumble.DeviceSource` gives (shared with the
+scanner backend), so the gateway's ordinary bleak client code talks GATT
+through a Bumble host. Descriptors are not discovered.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from bleak.uuids import normalize_uuid_str
 from bumble.device import Connection, Peer
 from bumble.hci import Address
 
-from tools.sim.bleak_bumble import GATEWAY_ADDRESS
-from tools.sim.radio import VirtualRadio
+from gateway.transport.ble_bumble import DeviceSource
 
 __all__ = ["client_backend"]
 
@@ -40,11 +39,11 @@ def _uuid(value: Any) -> str:
     return normalize_uuid_str(text if len(text) == 4 else str(uuid.UUID(text)))
 
 
-def client_backend(radio: VirtualRadio, address: str = GATEWAY_ADDRESS) -> type[BaseBleakClient]:
-    """A bleak client backend class that connects from the device at ``address`` on ``radio``."""
+def client_backend(source: DeviceSource) -> type[BaseBleakClient]:
+    """A bleak client backend class that connects from the device ``source`` gives."""
 
     class BleakClientBumble(BaseBleakClient):
-        """bleak's client on a Bumble device of the virtual radio."""
+        """bleak's client on a Bumble device."""
 
         def __init__(self, address_or_ble_device: BLEDevice | str, **kwargs: Any) -> None:
             super().__init__(address_or_ble_device, disconnected_callback=kwargs.get("disconnected_callback"),
@@ -65,7 +64,7 @@ def client_backend(radio: VirtualRadio, address: str = GATEWAY_ADDRESS) -> type[
             return self._connection is not None
 
         async def connect(self, pair: bool, **kwargs: Any) -> None:
-            device = radio.devices.get(address.upper()) or await radio.device(address, "gateway")
+            device = await source()
             connection = await device.connect(Address(self.address, Address.RANDOM_DEVICE_ADDRESS),
                                               timeout=self._timeout)
             self._connection = connection
@@ -94,10 +93,10 @@ def client_backend(radio: VirtualRadio, address: str = GATEWAY_ADDRESS) -> type[
                 await self._connection.disconnect()
 
         async def pair(self, *args: Any, **kwargs: Any) -> None:
-            raise BleakError("the virtual radio does not pair (streetedge relies on no bonding)")
+            raise BleakError("no pairing on a Bumble host (streetedge relies on no bonding)")
 
         async def unpair(self) -> None:
-            raise BleakError("the virtual radio does not pair")
+            raise BleakError("no pairing on a Bumble host")
 
         def _need(self) -> Peer:
             if self._peer is None:
@@ -108,13 +107,13 @@ def client_backend(radio: VirtualRadio, address: str = GATEWAY_ADDRESS) -> type[
             return bytearray(await self._need().read_value(characteristic.obj))
 
         async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
-            raise BleakError("descriptors are not discovered on the virtual radio")
+            raise BleakError("descriptors are not discovered on a Bumble host")
 
         async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any, response: bool) -> None:
             await self._need().write_value(characteristic.obj, bytes(data), with_response=response)
 
         async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
-            raise BleakError("descriptors are not discovered on the virtual radio")
+            raise BleakError("descriptors are not discovered on a Bumble host")
 
         async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback,
                                **kwargs: Any) -> None:
