@@ -98,7 +98,7 @@ _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
 _SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
-_CONFIG = "firmware.roles.lamp_config"
+_CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
 # The node releases protocols.roles.lamp and .common once the bank has packed the rows: this module keeps

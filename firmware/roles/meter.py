@@ -88,7 +88,7 @@ _BATTERY_SAMPLES = const(3)
 _BATTERY_HYSTERESIS_MV = const(100)
 _U16_MAX = const(0xFFFF)
 _U32_MAX = const(0xFFFFFFFF)
-_RECORD = ">IIHIH"  # generation, forward l, forward ml, reverse l, reverse ml; then a CRC-16
+_RECORD = const(">IIHIH")  # generation, forward l, forward ml, reverse l, reverse ml; then a CRC-16
 _RECORD_SIZE = const(18)
 _SLOTS = ("meter0", "meter1")
 
