@@ -52,9 +52,6 @@ What the firmware gets (the same surface as ``boards/esp32_lamp``):
   in a process of their own, :mod:`boards.sim.sensor_host`, off the node's
   heap as real chips are), their state in ``world.json`` under ``"water"`` /
   ``"weather"``;
-- the lamp's parts (``relay``, ``dimmer``, ``read_meter``, ``read_temperature``):
-  :mod:`boards.sim.lamp_parts`, built the first time the firmware asks, in the
-  node's process (only a lamp image carries them);
 - ``persist_read(key)``, ``persist_write(key, data)``: the key-value flash
   (NVS on the ESP32; files ``nvs-<key>.bin`` here; ``sim.json``
   ``"flash": "readonly"`` makes writes fail), :class:`boards.sim.flash.FlashStore`.
@@ -167,7 +164,7 @@ class SimWatchdog:
 
 
 class Board:
-    """The virtual node controller: pty UART, clock, watchdog, flash, and its role's parts built on first use."""
+    """The virtual lamp-post controller: pty UART, relay, dimmer, meter, thermometer."""
 
     name = "sim"
 
@@ -177,15 +174,17 @@ class Board:
         self._uart = cfg.get("uart")
         self.baud = cfg.get("baud", 19200)
         self._cfg = cfg
-        self._built = {}  # parts built on first use: "lamp", "meter", "env", "flash"
+        self._built = {}  # parts built on first use: "meter", "env", "flash"
+        self._lamp = None  # the lamp's physics, built when the firmware first drives or measures it
         self._fault = cfg.get("fault")
         self.meter_fault = self._fault == "meter"
         self._mains = True
         cause = cfg.get("reset_cause")
         self._cause = _BOOT_WATCHDOG if cause == "watchdog" else _BOOT_OTHER if cause == "other" else _BOOT_POWER_ON
         self.lon = cfg.get("lon", 0)
+        self._last_ms = time.ticks_ms()
         # The virtual clock: virtual ms = _v0 + (real ms since _r0) * _speed.
-        self._r0 = time.ticks_ms()
+        self._r0 = self._last_ms
         self._v0 = 0
         self._speed = 1
         self._epoch0 = time.time()  # virtual wall time at virtual ms 0
@@ -194,12 +193,37 @@ class Board:
         self._wear = 0.0
         self._read_control()
 
+    @property
+    def lamp(self):
+        """The lamp's physics (:class:`~boards.sim.lamp_physics.LampPhysics`): only a lamp node builds it."""
+        lamp = self._lamp
+        if lamp is None:
+            from .lamp_physics import LampPhysics
+
+            cfg = self._cfg
+            prev = _load_json("world.json") or {}
+            lamp = self._lamp = LampPhysics(
+                seed=cfg.get("seed", 0),
+                ambient_c=cfg.get("ambient_c", 20.0),
+                temperature_c=prev.get("temperature_c"),
+                energy_wh=prev.get("energy_wh", 0.0),
+            )
+            lamp.mains = self._mains
+            lamp.wear = self._wear
+            self._apply_fault(self._fault)
+        return lamp
+
     def _apply_fault(self, fault):
         self._fault = fault
         self.meter_fault = fault == "meter"
-        lamp = self._built.get("lamp")
-        if lamp is not None:
-            lamp.fault(fault)
+        lamp = self._lamp
+        if lamp is None:
+            return
+        lamp.failed = fault == "driver"
+        lamp.stuck = fault == "dimmer"
+        lamp.welded = fault == "relay"
+        if lamp.welded:
+            lamp.set_relay(True)
 
     def _virtual_ms(self):
         return self._v0 + time.ticks_diff(time.ticks_ms(), self._r0) * self._speed
@@ -244,18 +268,43 @@ class Board:
                 self._epoch0 += ahead  # the world's time moves back; the ticks cannot
         self.lux = ctl.get("lux")
         self._mains = ctl.get("mains", True) is not False
+        if self._lamp is not None:
+            self._lamp.mains = self._mains
         if "fault" in ctl:
             self._apply_fault(ctl["fault"])
         self._wear = ctl.get("wear", 0.0) or 0.0
-        lamp = self._built.get("lamp")
+        if self._lamp is not None:
+            self._lamp.wear = self._wear
+
+    def _advance(self):
+        now = time.ticks_ms()
+        lamp = self._lamp
         if lamp is not None:
-            lamp.supply(self._mains, self._wear)
+            lamp.step(time.ticks_diff(now, self._last_ms) / 1000.0)
+        self._last_ms = now
 
     def open_rs485(self, baud):
         """The RS-485 port at ``baud`` (on the pty the rate only matters to the bus's pacing)."""
         if not self._uart:
             raise OSError("sim.json names no uart")
         return SimPort(self._uart, baud, self._cfg.get("silence_us", 0))
+
+    def relay(self, on):
+        """Close (True) or open (False) the lamp's supply relay."""
+        self._advance()
+        self.lamp.set_relay(on)
+
+    def dimmer(self, percent):
+        """Set the driver's dim level, 0..100 %."""
+        self._advance()
+        self.lamp.set_level(percent)
+
+    def read_meter(self):
+        """``(voltage_V, current_A, power_W)`` from the metering chip."""
+        if self.meter_fault:
+            raise OSError("metering chip does not answer")
+        self._advance()
+        return self.lamp.measure()
 
     def read_lux(self):
         """Illuminance at the photocell, lux: ``control.json`` ``lux``, else the daylight model."""
@@ -266,6 +315,11 @@ class Board:
         if day <= 0:
             return 1.0
         return 1.0 + 19999.0 * min(day, 1.0)
+
+    def read_temperature(self):
+        """Driver temperature in degrees Celsius."""
+        self._advance()
+        return self.lamp.thermometer()
 
     def watchdog(self, timeout_ms):
         """Start the watchdog (see :class:`SimWatchdog`)."""
@@ -305,14 +359,6 @@ class Board:
         parts = self._built
         part = parts.get(kind)
         if part is None:
-            if kind == "lamp":
-                from .lamp_parts import LampParts
-
-                part = LampParts(self, self._cfg, _load_json("world.json") or {})
-                part.supply(self._mains, self._wear)
-                part.fault(self._fault)
-                parts[kind] = part
-                return getattr(part, name)
             cfg = _load_json("sim.json") or {}
             if kind == "meter":
                 from .sensor_link import MeterLink  # the parts run in a process of their own
@@ -334,7 +380,7 @@ class Board:
 
     def tasks(self):
         """Coroutines the board needs running alongside the firmware."""
-        return (self._world(),) + tuple(part.run() for part in self._parts() if hasattr(part, "run"))
+        return (self._world(),) + tuple(part.run() for part in self._parts())
 
     def reset(self):
         """After a fatal error: the unix port exits non-zero (an ESP32 would reboot)."""
@@ -343,17 +389,23 @@ class Board:
     async def _world(self):
         while True:
             self._read_control()
+            self._advance()
             self.write_world()
             await asyncio.sleep_ms(_WORLD_PERIOD_MS)
 
     def write_world(self):
         """Write the physical state to ./world.json atomically."""
         state = {"ts": time.time(), "epoch": self.epoch(), "lux": self.read_lux()}
+        lamp = self._lamp
+        if lamp is not None:
+            state["light"] = lamp.light
+            state["power_w"] = lamp.power_w()
+            state["relay"] = lamp.relay
+            state["level"] = lamp.level
+            state["temperature_c"] = lamp.temperature_c
+            state["energy_wh"] = lamp.energy_wh
         for part in self._parts():
-            if part.name is None:
-                state.update(part.snapshot())
-            else:
-                state[part.name] = part.snapshot()
+            state[part.name] = part.snapshot()
         with open("world.json.tmp", "w") as f:
             json.dump(state, f)
         os.rename("world.json.tmp", "world.json")
@@ -361,7 +413,6 @@ class Board:
 
 # Board members that a part provides (see the module docstring): name -> part.
 _PART_OF = {
-    "relay": "lamp", "dimmer": "lamp", "read_meter": "lamp", "read_temperature": "lamp",
     "has_direction": "meter", "pulse_input": "meter", "tamper": "meter", "battery_mv": "meter",
     "i2c": "env", "sensor_uart": "env", "sound_uv": "env",
     "persist_read": "flash", "persist_write": "flash",
