@@ -22,6 +22,9 @@ For each role, one run on this machine:
     written every few seconds;
   - env: BME280 every 1 s, SDS011 every 2 s, noise every sample, a setting
     written every few seconds;
+  - ``ble-meter``, ``ble-env``: that role as above with its BLE beacon
+    (an advert every 300 ms) and GATT service on the virtual radio
+    (:mod:`tools.bench.node_radio`); the table counts the adverts the radio saw;
 
   a node that cannot boot or serve there is tried again with 16K more until
   it does (up to 256K), and the table says which heap the figures were taken
@@ -45,6 +48,7 @@ docs/performance.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -61,6 +65,7 @@ from protocols.regmap import INPUT
 from protocols.roles import load
 from protocols.roles.lamp import CALENDAR_START, CALENDAR_WORDS, PROGRAM_START
 from tools.bench import record
+from tools.bench.node_radio import RadioThread, base_role, is_ble, wire
 from tools.image import build_image
 from tools.sim.street import StreetError, VirtualStreet
 
@@ -159,9 +164,11 @@ def _write(client: ModbusSerialClient, writes: list[tuple[int, list[int]]]) -> i
 def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE) -> dict[str, Any]:
     """Run one node of ``role`` with all its features under a polling master; heap, turnaround, round trips.
 
-    Raises StreetError if the node does not boot at ``heapsize``.
+    ``role``: a node role, or ``ble-<role>`` for that role with its BLE beacon and GATT service on the
+    virtual radio (:mod:`tools.bench.node_radio`). Raises StreetError if the node does not boot at ``heapsize``.
     """
-    street = VirtualStreet(work / f"street-{role}-{heapsize}", nodes=1, role=role, heapsize=heapsize)
+    bench_role, role = role, base_role(role)
+    street = VirtualStreet(work / f"street-{bench_role}-{heapsize}", nodes=1, role=role, heapsize=heapsize)
     node = street.node(1)
     node.flash.mkdir(parents=True, exist_ok=True)
     control = dict(_CONTROL.get(role, {}))
@@ -174,7 +181,10 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
     errors = 0
     writes = 0
     refused = 0
-    with street:
+    radio = RadioThread() if is_ble(bench_role) else None
+    with radio or contextlib.nullcontext(None) as address, street:
+        if address is not None:
+            wire(node.flash, street.hardware.setdefault(1, {}), address)
         street.start()
         client = ModbusSerialClient(street.master_device, baudrate=street.baud, timeout=1.0, retries=0)
         assert client.connect()
@@ -220,7 +230,8 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
         alive = node.alive()
     rtts.sort()
     return {
-        "role": role,
+        "role": bench_role,
+        "adverts": radio.adverts if radio is not None else None,
         "heapsize": heapsize,
         "alive": alive,
         "heap_peak": d.get("heap_peak"),
@@ -276,7 +287,8 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
         "ESP32: the heap figures leave it out) up by 16K until it serves every feature of its role "
         "(see tools/bench/node.py: the lamp's programs, calendar, "
         "override, photocell and gateway control with its program evaluated every second; the meter counting "
-        "2 l/s; the environment node's three sensors; settings written every "
+        "2 l/s; the environment node's three sensors; for `ble-` roles, that role with its BLE beacon and GATT "
+        "service on the virtual radio; settings written every "
         f"{WRITE_EVERY:g} s), a pymodbus master reading the role's input table back to back for {seconds:g} s "
         f"after {WARMUP:g} s of warm-up; {time.strftime('%Y-%m-%d')}, 2 shared cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end (other work on the machine).",
@@ -286,8 +298,8 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
         "| with garbage (KB) "
         "| writes (refused) | evaluations short of RAM | read turnaround worst (µs), over 5 ms "
         "| worst answer, writes included (µs) "
-        "| round trip p50 / p99 / worst (ms) | reads (errors) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round trip p50 / p99 / worst (ms) | reads (errors) | adverts (BLE roles) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -299,7 +311,7 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
             f"| {r.get('read_max_us')}, {r.get('late_reads')} of {r.get('answered')} "
             f"| {r['turnaround_max_us']} "
             f"| {_ms(r['rtt_p50_ms'])} / {_ms(r['rtt_p99_ms'])} / {_ms(r['rtt_max_ms'])} "
-            f"| {r['requests']} ({r['errors']}) |"
+            f"| {r['requests']} ({r['errors']}) | {r.get('adverts') if r.get('adverts') is not None else '-'} |"
         )
     return "\n".join(lines)
 
@@ -310,7 +322,7 @@ def run_node_bench(roles: list[str], seconds: float = 120.0, write_docs: bool = 
     with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
         work = Path(tmp)
         for role in roles:
-            sizes = image_sizes(role, work)
+            sizes = image_sizes(base_role(role), work)
             figures: dict[str, Any] = {}
             for heap in HEAPS:
                 try:
