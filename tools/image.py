@@ -16,6 +16,9 @@ Layout of an image (the flash root of a node):
   the role's ``firmware/roles/<role>.py``, never another role's modules
   (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
   carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- every compiled module carries as its source name (tracebacks) the path it
+  runs from, under the code slot's mount point (``/rom/firmware/node.mpy``):
+  the same string as its ``__file__``, so a node interns one name for both;
 - ``firmware/imageinfo.py`` (compiled), generated: ``BOARD`` and ``ROLE``, so the
   firmware knows which role it carries (safe mode runs that one);
 - ``manifest.json``: ``{"board", "role", "march", "compiled", "source_hash",
