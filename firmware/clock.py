@@ -30,7 +30,7 @@ except ImportError:  # CPython
         return x
 
 
-DEFAULT_MAX_AGE_S = const(604800)  # a week
+_DEFAULT_MAX_AGE_S = const(604800)  # a week
 
 
 class Clock:
@@ -45,7 +45,7 @@ class Clock:
         self._up_frac = 0
         self._age_s = -1  # seconds since the last set; -1 never
         self._age_frac = 0
-        self.max_age_s = DEFAULT_MAX_AGE_S
+        self.max_age_s = _DEFAULT_MAX_AGE_S
         self.sets = 0
 
     def update(self):

@@ -20,10 +20,10 @@ except ImportError:  # CPython
         return x
 
 
-DEFAULT_UNIT = const(247)
-DEFAULT_BAUD = const(19200)
+_DEFAULT_UNIT = const(247)
+_DEFAULT_BAUD = const(19200)
 DEFAULT_ROLE = roles.DEFAULT  # safe mode runs the image's own role (lamp from the source tree)
-DEFAULT_SAMPLE_MS = const(1000)
+_DEFAULT_SAMPLE_MS = const(1000)
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _MIN_SAMPLE_MS = const(100)
 _MAX_SAMPLE_MS = const(60000)
@@ -34,10 +34,10 @@ class Config:
 
     def __init__(
         self,
-        unit=DEFAULT_UNIT,
+        unit=_DEFAULT_UNIT,
         role=DEFAULT_ROLE,
-        baud=DEFAULT_BAUD,
-        sample_ms=DEFAULT_SAMPLE_MS,
+        baud=_DEFAULT_BAUD,
+        sample_ms=_DEFAULT_SAMPLE_MS,
         safe_mode=False,
         problem=None,
     ):
@@ -64,8 +64,8 @@ def load(path="config.json"):
     return Config(
         raw["unit"],
         raw["role"],
-        raw.get("baud", DEFAULT_BAUD),
-        raw.get("sample_ms", DEFAULT_SAMPLE_MS),
+        raw.get("baud", _DEFAULT_BAUD),
+        raw.get("sample_ms", _DEFAULT_SAMPLE_MS),
     )
 
 
@@ -101,10 +101,10 @@ def check(raw):
         return "role must be one of %s, got %r" % (", ".join(roles.NAMES), role)
     if not roles.available(role):
         return "role %r is not in this image (built for %s)" % (role, roles.BUILT)
-    baud = raw.get("baud", DEFAULT_BAUD)
+    baud = raw.get("baud", _DEFAULT_BAUD)
     if baud not in BAUD_RATES or not _is_int(baud):
         return "baud must be one of %s, got %r" % (BAUD_RATES, baud)
-    sample_ms = raw.get("sample_ms", DEFAULT_SAMPLE_MS)
+    sample_ms = raw.get("sample_ms", _DEFAULT_SAMPLE_MS)
     if not _is_int(sample_ms) or not _MIN_SAMPLE_MS <= sample_ms <= _MAX_SAMPLE_MS:
         return "sample_ms must be an integer %d..%d, got %r" % (
             _MIN_SAMPLE_MS,

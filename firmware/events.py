@@ -50,11 +50,11 @@ except ImportError:  # CPython
         return x
 
 
-CAPACITY = const(96)
+_CAPACITY = const(96)
 SEQ_BLOCK = const(32)
-FLUSH_MS = const(30000)
+_FLUSH_MS = const(30000)
 RECORD = const(14)
-_HEADER = ">4sHHIII"
+_HEADER = const(">4sHHIII")
 _HEADER_SIZE = const(20)
 _MAGIC = b"SEL1"
 _CLOCK_MIN = 1577836800  # as protocols.roles.common.CLOCK_MIN
@@ -67,7 +67,7 @@ _S32_MAX = 0x7FFFFFFF
 class EventLog:
     """Events of one node; ``clock`` gives the time (``epoch()`` or None, ``uptime_s()``)."""
 
-    def __init__(self, path="events.bin", clock=None, capacity=CAPACITY, block=SEQ_BLOCK, flush_ms=FLUSH_MS):
+    def __init__(self, path="events.bin", clock=None, capacity=_CAPACITY, block=SEQ_BLOCK, flush_ms=_FLUSH_MS):
         self.path = path
         self.clock = clock
         self.capacity = capacity

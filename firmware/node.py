@@ -85,11 +85,11 @@ _FC_WRITE = const(16)
 _EX_DEVICE_FAILURE = const(4)
 _CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
 _DEFAULT_MAX_AGE_MIN = const(10080)
-_TABLES = ("protocols.roles.common", "protocols.roles.kinds")
+_TABLES = const(("protocols.roles.common", "protocols.roles.kinds"))
 # Re-exported for firmware.node_admin, which must not import the (released) common table.
 __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
            "EV_UNIT_CHANGED", "Node", "run"]
-_COMMON = ("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command")
+_COMMON = const(("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command"))
 
 
 class Node:

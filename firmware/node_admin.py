@@ -24,9 +24,17 @@ from firmware.node import (  # the node's copies: the common table itself may ha
 from firmware.storage import atomic_write
 from protocols.errors import ModbusException
 
-_FC_WRITE = 16
-_EX_ILLEGAL_VALUE = 3
-_EX_DEVICE_FAILURE = 4
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_FC_WRITE = const(16)
+_EX_ILLEGAL_VALUE = const(3)
+_EX_DEVICE_FAILURE = const(4)
 
 
 def prefs(node, names):

@@ -11,7 +11,7 @@ with a value outside its register's bounds is ignored as a whole and the
 defaults apply (``from_flash`` False).
 
 A master's write is already checked against the bounds by the register bank;
-the record is saved ``SAVE_DELAY_MS`` after the last write of a burst, so a
+the record is saved ``_SAVE_DELAY_MS`` after the last write of a burst, so a
 gateway writing several registers one by one costs one flash write.
 """
 
@@ -31,7 +31,7 @@ except ImportError:  # CPython
 if False:  # type checkers only: the board this image is built for (tools/check_esp32.py)
     import board
 
-SAVE_DELAY_MS = const(2000)
+_SAVE_DELAY_MS = const(2000)
 _RETRY_MS = const(10000)
 
 
@@ -92,7 +92,7 @@ class Settings:
 
     def changed(self, now_ms):
         """A master wrote some of these settings: save them once writes pause."""
-        self._due = time.ticks_add(now_ms, SAVE_DELAY_MS)
+        self._due = time.ticks_add(now_ms, _SAVE_DELAY_MS)
 
     def tick(self, now_ms):
         """Save if due; call once per sample."""

@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
     b = bench.add_parser("node", help="node firmware per role at 128K, every feature: heap peak, images, latency")
     b.add_argument("--seconds", type=float, default=120, help="polling window per role")
-    b.add_argument("--roles", default="lamp,meter,env,meter-ble,env-ble", help="comma-separated roles")
+    b.add_argument("--roles", default="lamp,meter,env,meter-ble,env-ble",
+                   help="comma-separated roles (meter-ble, env-ble: with BLE)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_node)
     b = bench.add_parser("load", help="Modbus TCP load: throughput and CPU vs floor, overload plateau, memory")

@@ -16,6 +16,9 @@ Layout of an image (the flash root of a node):
   the role's ``firmware/roles/<role>.py``, never another role's modules
   (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
   carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- every compiled module carries as its source name (tracebacks) the path it
+  runs from, under the code slot's mount point (``/rom/firmware/node.mpy``):
+  the same string as its ``__file__``, so a node interns one name for both;
 - ``firmware/imageinfo.py`` (compiled), generated: ``BOARD`` and ``ROLE``, so the
   firmware knows which role it carries (safe mode runs that one);
 - ``manifest.json``: ``{"board", "role", "march", "compiled", "source_hash",
@@ -56,6 +59,8 @@ REPO = Path(__file__).resolve().parents[1]
 _PACKAGES = ("protocols", "firmware")
 _ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
 ROM_FILE = "rom.img"
+ROM_MOUNT = "/rom"
+"""Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -251,7 +256,7 @@ def build_image(
     tool = mpy_cross_path() if compile else ""
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
-    h.update(json.dumps([board, role, compile, march, version, "romfs"]).encode())
+    h.update(json.dumps([board, role, compile, march, version, "romfs", ROM_MOUNT]).encode())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update(info_py)
@@ -334,8 +339,17 @@ def summary(manifest: dict[str, Any], out: Path | str) -> str:
             f"{manifest['total_bytes']} bytes ({manifest['total_bytes'] / 1024:.1f} KB: {parts}) in {out}{rom_line}")
 
 
+def source_name(rel: str) -> str:
+    """The file name a compiled module carries (tracebacks): the path it is imported from, under ``ROM_MOUNT``.
+
+    A module's ``__file__`` is interned at import; a source name equal to it is the same qstr,
+    where any other name would cost the node one more entry in its qstr pool (RAM) per module.
+    """
+    return f"{ROM_MOUNT}/{Path(rel).with_suffix('.mpy').as_posix()}"
+
+
 def _compile(tool: str, src: Path, rel: str, dest: Path, march: str | None) -> None:
-    cmd = [tool, "-o", str(dest), "-s", rel]
+    cmd = [tool, "-o", str(dest), "-s", source_name(rel)]
     if march:
         cmd.append(f"-march={march}")
     cmd.append(str(src))

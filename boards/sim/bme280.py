@@ -14,7 +14,7 @@ into raw ADC values by INVERTING the datasheet's double-precision
 compensation (section 8.1, an implementation independent of the driver's
 integer one) by bisection, quantised as the chip does (16 bits at
 oversampling x1, one more bit per doubling), and appear in the data
-registers ``CONVERSION_MS`` later; until then ``status.measuring`` is set.
+registers ``_CONVERSION_MS`` later; until then ``status.measuring`` is set.
 As on the chip, a ``ctrl_hum`` write takes effect only with the next
 ``ctrl_meas`` write, and a channel with oversampling 0 reads 0x80000 / 0x8000.
 
@@ -34,7 +34,7 @@ except ImportError:  # CPython
 
 
 ENODEV = const(19)
-CONVERSION_MS = const(10)
+_CONVERSION_MS = const(10)
 # dig_T1..T3, dig_P1..P9: the worked example of the Bosch BMP280/BME280 datasheets.
 DATASHEET_TP = (27504, 26435, -1000, 36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000)
 # dig_H1..H6 as read from a production BME280.
@@ -144,7 +144,7 @@ class SimBME280:
     def _convert(self):
         self.conversions += 1
         self.regs[0xF3] |= 0x08  # measuring
-        self._ready_at = time.ticks_add(time.ticks_ms(), CONVERSION_MS)
+        self._ready_at = time.ticks_add(time.ticks_ms(), _CONVERSION_MS)
 
     def _finish(self):
         if self._ready_at is None or self.fault == "stuck":

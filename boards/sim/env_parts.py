@@ -28,7 +28,7 @@ except ImportError:  # CPython
 
 
 _ENV_STEP_MS = const(500)
-BME280_ADDRESS = const(0x76)
+_BME280_ADDRESS = const(0x76)
 
 
 class EnvParts:
@@ -40,7 +40,7 @@ class EnvParts:
         self.weather = WeatherPhysics(cfg.get("seed", 0))
         self.weather.configure(cfg.get("weather") or {})
         self.bme280 = SimBME280(self._climate, fault=cfg.get("bme280"))
-        self.bus = SimI2C({BME280_ADDRESS: self.bme280})
+        self.bus = SimI2C({_BME280_ADDRESS: self.bme280})
         self.uart = SimSDS011(self._dust, fault=cfg.get("sds011"), seed=cfg.get("seed", 0))
         self.sound_fault = cfg.get("sound")
         self._control = Control()

@@ -32,7 +32,7 @@ except ImportError:  # CPython
 
 REPLY_MS = const(20)
 _REPORT_MS = const(1000)
-DEVICE_ID = const(0x60A1)
+_DEVICE_ID = const(0x60A1)
 
 
 class SimSDS011:
@@ -146,8 +146,8 @@ class SimSDS011:
         f[0] = 0xAA
         f[1] = kind
         f[2:6] = bytes(data)
-        f[6] = DEVICE_ID & 0xFF
-        f[7] = DEVICE_ID >> 8
+        f[6] = _DEVICE_ID & 0xFF
+        f[7] = _DEVICE_ID >> 8
         f[8] = sum(f[2:8]) & 0xFF
         f[9] = 0xAB
         return f

@@ -26,9 +26,17 @@ import struct
 import sys
 import time
 
-_SOCKET = "sensors.sock"
-_WAIT_S = 60  # for the host to start on a loaded machine
-_STEP_MS = 20  # the meter's wheel, as the in-process parts moved it
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_SOCKET = const("sensors.sock")
+_WAIT_S = const(60)  # for the host to start on a loaded machine
+_STEP_MS = const(20)  # the meter's wheel, as the in-process parts moved it
 
 
 def address(path):

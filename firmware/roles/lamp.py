@@ -12,7 +12,7 @@ changes or an input changed.
 
 Measured each sample: voltage, current, power (metering chip), power factor,
 driver temperature, lux (photocell, if the board has one). ``level_actual``
-models the driver's fade (full scale in ``FADE_MS``), 0 with the relay open,
+models the driver's fade (full scale in ``_FADE_MS``), 0 with the relay open,
 without mains or while the lamp draws nothing it should.
 
 Counters (``firmware.storage``, published as saved so they never go back): energy (Wh), burning
@@ -88,7 +88,7 @@ except ImportError:  # CPython
         return x
 
 
-FADE_MS = const(500)  # the driver's fade, full scale
+_FADE_MS = const(500)  # the driver's fade, full scale
 _MIN_ON_DW = const(10)  # 1 W in 0.1 W
 _TEMP_MIN_DC = const(-400)
 _TEMP_MAX_DC = const(1250)
@@ -98,7 +98,7 @@ _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
 _SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
-_CONFIG = "firmware.roles.lamp_config"
+_CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
 # The node releases protocols.roles.lamp and .common once the bank has packed the rows: this module keeps
@@ -422,7 +422,7 @@ class Role:
         if not relay or not supply or dark_lamp:
             self._actual = 0.0
         else:
-            step = dt * 100.0 / FADE_MS
+            step = dt * 100.0 / _FADE_MS
             a = self._actual
             self._actual = min(target, a + step) if a < target else max(target, a - step)
 

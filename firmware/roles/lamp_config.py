@@ -21,6 +21,14 @@ from firmware.roles import lamp as L  # the role's copies of the table's numbers
 from firmware.storage import atomic_write
 from protocols.errors import ModbusException
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 # Persisted one-word (or s32) settings and their factory values.
 SETTINGS = (
     ("mode", 0),
@@ -36,9 +44,9 @@ SETTINGS = (
 # A stored program that fails the checks at boot: counted as stored, reads empty in the window, and the plan of
 # a night it is chosen for fails (the safe level). Saved as it is, it fails again at the next boot.
 INVALID = ((),)
-_FC_WRITE = 16
-_EX_ILLEGAL_VALUE = 3
-_EX_DEVICE_FAILURE = 4
+_FC_WRITE = const(16)
+_EX_ILLEGAL_VALUE = const(3)
+_EX_DEVICE_FAILURE = const(4)
 
 
 def load(role):

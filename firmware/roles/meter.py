@@ -14,8 +14,8 @@ turns into millilitres with the pulse volume in force, and the totals are saved
 torn write loses only itself) when any of these holds:
 
 - ``SAVE_PULSES`` turns are waiting;
-- the flow paused: no turn for ``IDLE_SAVE_MS``;
-- the oldest waiting turn is ``SAVE_MS`` old.
+- the flow paused: no turn for ``_IDLE_SAVE_MS``;
+- the oldest waiting turn is ``_SAVE_MS`` old.
 
 The ``volume`` and ``reverse_volume`` registers publish the *saved* whole
 litres, so they never go backwards, not even across a power cut. What a power
@@ -27,7 +27,7 @@ power went (the magnet was on the reed: it had not been counted yet and will
 not be, the next boot arms on the next open). With 1 l pulses, a 1 s sample
 and a household meter's largest flow (Q4 = 4 m3/h: 1.1 turns/s) that is at
 most 9 + 2 + 1 = 12 l. Flash writes: at most one per ``SAVE_PULSES`` turns,
-plus one per pause in the flow, plus one per ``SAVE_MS`` of slow flow.
+plus one per pause in the flow, plus one per ``_SAVE_MS`` of slow flow.
 
 Alarms (status bits of ``protocols.roles.meter``), each raised and cleared
 by its condition; every change is logged as ``EV_ALARM_ON``/``EV_ALARM_OFF``
@@ -78,8 +78,8 @@ if False:  # type checkers only: the board this image is built for (tools/check_
     import board
 
 SAVE_PULSES = const(10)
-IDLE_SAVE_MS = const(3000)
-SAVE_MS = const(60000)
+_IDLE_SAVE_MS = const(3000)
+_SAVE_MS = const(60000)
 _RETRY_MS = const(10000)
 _RATE_SPAN_MS = const(1000)  # shortest time over which a flow rate is taken
 _STOPPED_PERIODS = const(3)
@@ -88,7 +88,7 @@ _BATTERY_SAMPLES = const(3)
 _BATTERY_HYSTERESIS_MV = const(100)
 _U16_MAX = const(0xFFFF)
 _U32_MAX = const(0xFFFFFFFF)
-_RECORD = ">IIHIH"  # generation, forward l, forward ml, reverse l, reverse ml; then a CRC-16
+_RECORD = const(">IIHIH")  # generation, forward l, forward ml, reverse l, reverse ml; then a CRC-16
 _RECORD_SIZE = const(18)
 _SLOTS = ("meter0", "meter1")
 
@@ -301,11 +301,11 @@ class Role(SettingsRole):
             return
         if self._retry_at is not None and time.ticks_diff(now_ms, self._retry_at) < 0:
             return
-        idle = self._last_turn_ms is None or time.ticks_diff(now_ms, self._last_turn_ms) >= IDLE_SAVE_MS
+        idle = self._last_turn_ms is None or time.ticks_diff(now_ms, self._last_turn_ms) >= _IDLE_SAVE_MS
         if (
             self._pending >= SAVE_PULSES
             or idle
-            or time.ticks_diff(now_ms, self._pending_since) >= SAVE_MS
+            or time.ticks_diff(now_ms, self._pending_since) >= _SAVE_MS
         ):
             self.save(now_ms)
 

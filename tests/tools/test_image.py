@@ -81,3 +81,30 @@ def test_the_image_imports_on_the_unix_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "sim"
+
+
+def test_rom_modules_carry_the_path_they_run_from(tmp_path: Path) -> None:
+    """A module run from the ROMFS image names its ROM path in tracebacks: one interned name, not two."""
+    out = tmp_path / "img"
+    build_image("sim", "meter", out)
+    probe = (
+        "import os, sys, vfs\n"
+        "buf = bytearray(os.stat('img/rom.img')[6])\n"
+        "open('img/rom.img', 'rb').readinto(buf)\n"
+        "vfs.mount(vfs.VfsRom(buf), '/rom')\n"
+        "sys.path.insert(0, '/rom')\n"
+        "from protocols.modbus import crc\n"
+        "print(crc.__file__)\n"
+        "try:\n"
+        "    crc.crc16(None)\n"
+        "except TypeError as exc:\n"
+        "    sys.print_exception(exc)\n"
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "micropython"), "-X", "heapsize=256K", "-c", probe],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "/rom/protocols/modbus/crc.mpy"
+    assert any(line.strip().startswith('File "/rom/protocols/modbus/crc.mpy", line') for line in lines[1:]), lines

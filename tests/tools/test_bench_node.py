@@ -1,0 +1,20 @@
+"""``streetedge bench node`` in small: a BLE role's node serves its bus with its beacon and GATT service on the air."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.bench.node import measure_role, serves
+
+
+@pytest.mark.slow
+def test_a_ble_meter_serves_its_bus_and_advertises(tmp_path: Path) -> None:
+    """The meter with its beacon and GATT service: every write taken, reads answered, the gateway's sealed
+    GATT reads answered, and its heap figures left by the node (the image's buffer counted apart)."""
+    figures = measure_role("meter-ble", 8.0, tmp_path, "192K")
+    assert serves(figures), figures
+    assert figures["role"] == "meter-ble"
+    assert figures["gatt_answered"] > 0, figures
+    assert figures["rom_heap"] and figures["heap_peak"] and figures["heap_peak"] >= figures["heap_live"] > 0
