@@ -80,3 +80,21 @@ def test_cmd_builds_the_parameters_of_each_action_from_its_flags(tmp_path: Path,
             assert proc.returncode == 1 and '"status": "timeout"' in proc.stdout, proc.stderr
             command = cbor2.loads(cose.decode_sign1(watch.wait_for(lambda m: True, after=mark).payload).payload)
             assert (command["action"], command["params"]) == (flags[0], params)
+
+
+def test_cmd_update_states_package_canary_and_stop_or_sends_nothing(tmp_path: Path) -> None:
+    """Each of the three update options is required; a package file is named by its image's hash."""
+    assert streetedge("keys", "new", "ops", "--dir", str(tmp_path)).returncode == 0
+    base = ["cmd", "update", "--target", "all", "--key", str(tmp_path / "ops.key"), "--site", "s", "--gateway", "g",
+            "--broker", "mqtt://127.0.0.1:1"]
+    for missing, words in (("--package", "update needs --package FILE|SHA256"),
+                           ("--canary", "update needs --canary NODES|none"),
+                           ("--stop-on-failure", "update needs --stop-on-failure yes|no")):
+        given = {"--package": "ab" * 32, "--canary": "none", "--stop-on-failure": "yes"}
+        del given[missing]
+        proc = streetedge(*base, *[x for kv in given.items() for x in kv])
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    (tmp_path / "junk.update").write_bytes(b"not a package")
+    proc = streetedge(*base, "--package", str(tmp_path / "junk.update"), "--canary", "none", "--stop-on-failure",
+                      "no")
+    assert proc.returncode == 2 and "not an update package" in proc.stderr and "nothing sent" in proc.stderr
