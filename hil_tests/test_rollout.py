@@ -15,6 +15,7 @@ or more, the gateway must not run on that line otherwise), plus
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -109,7 +110,7 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
         for node in street.nodes.values():
             node.flash.mkdir(parents=True)
             (node.flash / "node.key").write_bytes(KEY)
-    with street if street is not None else _nothing():
+    with street if street is not None else contextlib.nullcontext():
         if street is not None:
             manifest = street.start()
             new, foreign = _packages(work / "packages", KEY, "lamp", variant_image(street, work, "v2"),
@@ -121,7 +122,7 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
         config.write_text(config.read_text() + "\n" + operators.toml(work)
                           + f'\n[delivery]\nbatch_interval = 0.5\n\n[update]\npackages = "{work / "packages"}"\n')
         daemon = Daemon(config, work / "gateway.log")
-        with PowerUp(street) if street is not None else _nothing(), \
+        with PowerUp(street) if street is not None else contextlib.nullcontext(), \
                 MqttWatch(broker.host, broker.port, ROOT + "/#") as watch:
             daemon.start()
             try:
@@ -132,14 +133,6 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
                 assert daemon.alive(), f"the gateway died:\n{daemon.log_tail()}"
             finally:
                 daemon.stop()
-
-
-class _nothing:  # noqa: N801 - a stand-in context manager, used like one
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_an_unknown_package_a_bad_signature_and_missing_parameters_are_refused(
