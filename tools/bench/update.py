@@ -15,8 +15,8 @@ the transfer (first BEGIN until the last chunk is taken), the whole update
 (until every node confirmed its new image), and the line-rate limit for the
 image's bytes alone (bytes x 11 bits / baud): what no transfer can beat.
 
-The line also carries ``BYSTANDERS`` nodes that are not updated, polled as the
-gateway polls them (every register, once a second, :mod:`tools.bench.update_polls`)
+The line also carries ``BYSTANDERS`` nodes that are not updated, polled by the
+gateway's own poller (once a second, :mod:`tools.bench.update_polls`)
 for ``BASELINE_S`` seconds before the update and all through it: their poll
 delay and interval, before and during, show what the update costs the polls.
 """
@@ -114,10 +114,11 @@ def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> 
             bus = ModbusBus(BusConfig(name="bus0", device=street.master_device, baud=baud, parity="N",
                                       timeout=1.0, retries=1))
             watch = PollWatch(bus, list(range(nodes + 1, nodes + bystanders + 1)), POLL_INTERVAL)
-            polling = asyncio.create_task(watch.run())
+            stop = asyncio.Event()
+            polling = asyncio.create_task(watch.run(stop))
             try:
                 await asyncio.sleep(BASELINE_S if bystanders else 0.0)
-                watch.phase = "during"
+                watch.start_update()
                 start = time.monotonic()
                 results: dict[int, Any]
                 if nodes == 1:
@@ -130,7 +131,7 @@ def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> 
                     results = await deliver_bus(bus, updated, package, progress=progress)
                 return sum(isinstance(r, dict) for r in results.values()), start, watch
             finally:
-                watch.stop()
+                stop.set()
                 await polling
                 bus.close()
 
@@ -141,7 +142,7 @@ def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> 
     transfer = (sent_at[0] if sent_at else done) - start
     return {"baud": baud, "nodes": nodes, "confirmed": confirmed, "image": len(package.image),
             "transfer_s": transfer, "total_s": done - start, "limit_s": limit, "ratio": transfer / limit,
-            "bystanders": bystanders, "polls": {k: v.summary() for k, v in watch.phases.items()}}
+            "bystanders": bystanders, "polls": {k: v.summary(POLL_INTERVAL) for k, v in watch.phases.items()}}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -162,9 +163,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"| {r['confirmed']} of {r['nodes']} |")
     lines += [
         "",
-        f"Polls of the line's {rows[0]['bystanders'] if rows else BYSTANDERS} other nodes (not updated; every "
-        f"register, due every {POLL_INTERVAL:.0f} s, the polls' priority; delay = answer received minus due time, "
-        f"interval = between two good polls of a node), {BASELINE_S:.0f} s before the update and all through it:",
+        f"Polls of the line's {rows[0]['bystanders'] if rows else BYSTANDERS} other nodes (not updated), by the "
+        f"gateway's poller (its poll plans and priority), each due every {POLL_INTERVAL:.0f} s; interval = between "
+        f"two good polls of a node, delay = interval - {POLL_INTERVAL:.0f} s; {BASELINE_S:.0f} s before the update "
+        "and all through it:",
         "",
         "| bit/s | nodes updated | phase | polls | failed | delay p50 (ms) | delay p95 (ms) | delay max (ms) "
         "| interval p50 (s) | interval p95 (s) | interval max (s) |",
