@@ -28,7 +28,8 @@ What each action writes and reads back is planned by :mod:`gateway.commands.acti
 the plans are carried out bus by bus, the buses at the same time, by
 :mod:`gateway.commands.executor` (broadcast where a target covers a whole bus with the
 same words, node by node elsewhere, then the confirming reads). Commands use
-the bus with urgent priority, so they overtake queued polls.
+the bus with urgent priority, so they overtake queued polls; an ``update`` is a
+roll-out (:mod:`gateway.commands.update_action`) whose chunks wait behind polls.
 """
 
 from __future__ import annotations
