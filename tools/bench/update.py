@@ -129,6 +129,9 @@ def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> 
                         results = {1: exc}
                 else:
                     results = await deliver_bus(bus, updated, package, progress=progress)
+                    for unit, result in results.items():
+                        if isinstance(result, UpdateError):  # say why, so that a failed node can be looked into
+                            print(f"{baud} bit/s, unit {unit} of {nodes}: {result}", flush=True)
                 return sum(isinstance(r, dict) for r in results.values()), start, watch
             finally:
                 stop.set()
