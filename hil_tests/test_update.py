@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +24,7 @@ from gateway.service.config import BusConfig
 from gateway.transport.modbus_rtu import ModbusBus
 from gateway.update.deliver import UpdateRefused, UpdateRolledBack, deliver, node_status
 from gateway.update.package import UpdatePackage, make_package
-from tools.image import mpy_cross_path
-from tools.romfs import build_romfs
+from hil_tests.update_kit import PowerUp, variant_image
 from tools.sim.street import VirtualStreet
 
 KEY = b"hil update key"
@@ -58,28 +54,6 @@ class UpdateBench:
         return make_package(image, key=key or self.key, role=self.role, board="bench", health_s=2)
 
 
-def _power_up(street: VirtualStreet, stop: threading.Event) -> None:
-    while not stop.wait(0.05):
-        for unit, node in street.nodes.items():
-            if not node.alive():
-                street.start_node(unit, wait=False)
-
-
-def _images(street: VirtualStreet, work: Path) -> tuple[bytes, bytes]:
-    images = []
-    for tag in ("new", "broken"):
-        folder = work / f"image-{tag}"
-        shutil.copytree(street.image, folder)
-        (folder / "version.txt").write_text(tag)
-        if tag == "broken":
-            src = work / "node.py"
-            src.write_text("raise RuntimeError('this image cannot boot')\n")
-            subprocess.run([mpy_cross_path(), "-o", str(folder / "firmware" / "node.mpy"), "-s",
-                            "firmware/node.py", str(src)], check=True)
-        images.append(build_romfs(folder))
-    return images[0], images[1]
-
-
 @pytest.fixture(scope="module")
 def update_bench(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpdateBench]:
     path = request.config.getoption("--bench")
@@ -97,17 +71,11 @@ def update_bench(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     for node in street.nodes.values():
         node.flash.mkdir(parents=True)
         (node.flash / "node.key").write_bytes(KEY)
-    stop = threading.Event()
     with street:
         street.start()
-        new, broken = _images(street, work)
-        keeper = threading.Thread(target=_power_up, args=(street, stop), daemon=True)
-        keeper.start()
-        try:
+        new, broken = variant_image(street, work, "new"), variant_image(street, work, "broken", broken=True)
+        with PowerUp(street):
             yield UpdateBench(street.master_device, 115200, "N", [1, 2], KEY, "lamp", new, broken)
-        finally:
-            stop.set()
-            keeper.join()
 
 
 def test_provisioned_nodes_run_from_their_code_slot(update_bench: UpdateBench) -> None:

@@ -10,13 +10,14 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from tools.exit_codes import CliError, Exit
 
 ACTIONS = ("dim", "switch", "override", "clear_override", "set_schedule", "set_config", "set_unit", "time_sync",
-           "reboot", "rebirth", "refresh")
+           "reboot", "rebirth", "refresh", "update")
 KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A key id the gateway configuration accepts (``[[key]] id``): letters, digits, '_' and '-'."""
 
@@ -78,6 +79,10 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         params["unit"] = args.unit
     elif args.action == "reboot" and args.within is not None:
         params["within"] = args.within
+    elif args.action == "update":
+        from tools.update_command import update_params
+
+        params = update_params(args, params)
     return params
 
 
@@ -118,14 +123,14 @@ def _cmd(args: argparse.Namespace) -> int:
     params = _params(args)
     signer = _signer(args)
     wait = args.timeout
-    if wait is None:  # a reboot's result comes once the node is back (or ``within`` is over)
+    if wait is None:  # a reboot's result comes once the node is back (or ``within`` is over); an update's later
         within = params.get("within", 120) if args.action == "reboot" else None
-        wait = float(within) + 30 if isinstance(within, int | float) else 10.0
+        wait = float(within) + 30 if isinstance(within, int | float) else 3600.0 if args.action == "update" else 10.0
     try:
         result = asyncio.run(send_command(
             broker=args.broker, site=args.site, gateway=args.gateway, signer=signer, target=args.target,
             action=args.action, params=params, wait=wait, protocol=args.protocol,
-            command_id=args.id, lifetime=args.lifetime,
+            command_id=args.id, lifetime=args.lifetime, progress=_show_progress,
         ))
     except ValueError as exc:  # the broker URL
         raise CliError(f"--broker: {exc}; nothing sent") from None
@@ -134,6 +139,12 @@ def _cmd(args: argparse.Namespace) -> int:
                        Exit.UNAVAILABLE) from None
     print(json.dumps(result, indent=2, default=str))
     return Exit.OK if result.get("status") == "done" else Exit.FAILED
+
+
+def _show_progress(step: dict[str, Any]) -> None:
+    """One line per step of a running command (an update's roll-out), on stderr: stdout keeps the result."""
+    print(f"{step.get('phase', ''):<9} {step.get('node') or '':<12} {step.get('done', 0)}/{step.get('total', 0)} "
+          f"{step.get('detail') or ''}".rstrip(), file=sys.stderr, flush=True)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -200,6 +211,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="override: minutes 1..1440 (required)")
     p.add_argument("--unit", type=int, default=None, help="for set_unit: the node's new Modbus unit")
     p.add_argument("--within", type=int, default=None, help="for reboot: seconds to wait for the node's return")
+    p.add_argument("--package", default=None,
+                   help="update: the package file, or the SHA-256 of its image (required)")
+    p.add_argument("--canary", default=None,
+                   help="update: comma-separated node ids / group:NAME updated first, or 'none' (required)")
+    p.add_argument("--stop-on-failure", choices=["yes", "no"], default=None,
+                   help="update: stop at the first failed node after the canaries (required)")
     p.add_argument("--params", default=None,
                    help='parameters as JSON, e.g. \'{"level": 40}\', or @FILE with the JSON (set_schedule)')
     p.add_argument("--id", default=None, help="command id (default: random)")
@@ -209,7 +226,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--site", required=True, help="the gateway's site id")
     p.add_argument("--gateway", required=True, help="the gateway's id")
     p.add_argument("--timeout", type=float, default=None,
-                   help="seconds to wait for the result (default 10; for reboot, its within + 30)")
+                   help="seconds to wait for the result (default 10; reboot: its within + 30; update: 3600)")
     p.set_defaults(func=_cmd)
 
     p = sub.add_parser("audit", help="the command audit log")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,11 +87,12 @@ def mqtt_version(protocol: str) -> aiomqtt.ProtocolVersion:
 
 async def publish_and_wait(
     *, broker: str, site: str, gateway: str, payload: bytes, command_id: str | None,
-    wait: float = 10.0, protocol: str = "5",
+    wait: float = 10.0, protocol: str = "5", progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Publish one envelope (QoS 1) and return the result carrying ``command_id``, or a timeout map.
 
-    ``command_id`` None takes the first result with a null id (a payload too broken to show one).
+    ``command_id`` None takes the first result with a null id (a payload too broken to show one). Interim
+    maps of a running command (``status`` ``"running"``: an update's progress) go to ``progress``.
     """
     url = urlsplit(broker)
     if url.scheme != "mqtt" or not url.hostname:
@@ -104,7 +106,10 @@ async def publish_and_wait(
                 async for message in client.messages:
                     result = cbor2.loads(message.payload)
                     if isinstance(result, dict) and result.get("id") == command_id:
-                        return result
+                        if result.get("status") != "running":
+                            return result
+                        if progress is not None:
+                            progress(result)
         except TimeoutError:
             pass
     return {"id": command_id, "status": "timeout", "detail": f"no result within {wait} s"}
@@ -123,10 +128,14 @@ async def send_command(
     protocol: str = "5",
     command_id: str | None = None,
     lifetime: float = LIFETIME,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Build, sign and publish one command; return its result map, or ``{"status": "timeout"}``."""
+    """Build, sign and publish one command; return its result map, or ``{"status": "timeout"}``.
+
+    ``progress`` gets the interim maps of a long command (an update's steps) as they arrive.
+    """
     command = build_command(target, action, params, command_id, lifetime=lifetime)
     return await publish_and_wait(
         broker=broker, site=site, gateway=gateway, payload=signer.sign(command),
-        command_id=command["id"], wait=wait, protocol=protocol,
+        command_id=command["id"], wait=wait, protocol=protocol, progress=progress,
     )

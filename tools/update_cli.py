@@ -42,7 +42,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     Path(args.out).write_bytes(package.to_bytes())
     print(f"update package {args.out}: {args.role} image of {len(package.image)} bytes, "
-          f"sha256 {package.digest.hex()[:16]}, health time {package.health_s} s")
+          f"sha256 {package.digest.hex()}, health time {package.health_s} s")
     return 0
 
 

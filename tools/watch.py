@@ -180,7 +180,13 @@ class Street:
                     self.alarms[-1] += f": {record.get('vs')}"
             return f"event {words[1]}: {events} event(s)"
         if part == "result":
+            if self.results and body.get("id") == self.results[-1].get("id") and self.results[-1].get("status") \
+                    == "running":
+                self.results.pop()  # an update's steps replace each other until its result comes
             self.results.append(body)
+            if body.get("status") == "running":  # an update's step: phase, node, progress
+                return (f"result {body.get('id')}: running {body.get('phase')} {body.get('node') or ''} "
+                        f"{body.get('done')}/{body.get('total')} {body.get('detail') or ''}").rstrip()
             return f"result {body.get('id')}: {body.get('status')} {body.get('reason') or ''}".rstrip()
         if part == "delivery":
             self.delivery = body
@@ -242,7 +248,7 @@ def render(street: Street, target: Target, connected: bool) -> Group:
         results.add_column(col, no_wrap=True)
     results.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=60)
     for r in street.results:
-        colour = {"done": "green", "rejected": "yellow"}.get(str(r.get("status")), "red")
+        colour = {"done": "green", "rejected": "yellow", "running": "cyan"}.get(str(r.get("status")), "red")
         results.add_row(str(r.get("id")), f"[{colour}]{r.get('status')}", str(r.get("reason") or ""),
                         str(r.get("detail") or ""))
     d = street.delivery

@@ -34,6 +34,9 @@ envelope (see :mod:`gateway.commands.envelope`)::
     ``rebirth``         none
     ``refresh``         none: read every register of the node now (settings and identity
                         included) and at its next poll, which publishes them
+    ``update``          ``{"package": sha256 hex, "canary": [node | group:name, ...],
+                        "stop_on_failure": bool}``: roll an update package out
+                        (:mod:`gateway.commands.update_action`)
     ==================  ===============================================================
 
 :func:`parse_command` is pure: it checks the shape of a command, never whether
@@ -51,6 +54,7 @@ from typing import Any, Literal, TypeGuard
 
 from gateway.commands import lamp_schedule
 from gateway.commands.strict_cbor import CborError, loads_strict
+from gateway.commands.update_params import check_params as check_update
 from gateway.contracts import load_role
 from gateway.errors import GatewayError
 
@@ -69,6 +73,7 @@ UNKNOWN_ACTION = "unknown_action"
 BAD_PARAMETERS = "bad_parameters"
 UNKNOWN_TARGET = "unknown_target"
 OFFLINE_TARGET = "offline_target"
+UNKNOWN_PACKAGE = "unknown_package"
 
 REASONS: dict[str, str] = {
     NOT_SIGNED: "the payload is not a COSE_Sign1 envelope (an unsigned command, or another CBOR item)",
@@ -83,6 +88,7 @@ REASONS: dict[str, str] = {
     BAD_PARAMETERS: "parameters missing, out of range, not meant for the action, or the node cannot do it",
     UNKNOWN_TARGET: "no such node, group or bus",
     OFFLINE_TARGET: "every targeted node is offline, so nothing could confirm the command",
+    UNKNOWN_PACKAGE: "update: no usable package with that image hash in the gateway's package directory",
 }
 """Every reason a command is rejected (nothing executed), with its meaning; the documented list."""
 
@@ -161,11 +167,13 @@ _SPECS: dict[str, dict[str, _Int | _Bool]] = {
     "rebirth": {},
     "refresh": {},
     "write": {},
+    "update": {},
 }
 _CUSTOM: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "set_schedule": lamp_schedule.check_params,
     "set_config": _check_settings,
     "write": _check_writes,
+    "update": check_update,
 }
 ACTIONS: tuple[str, ...] = tuple(_SPECS)
 """The actions the gateway knows."""
@@ -226,6 +234,8 @@ class Command:
             return self.action.replace("_", " ") + " " + ", ".join(f"{k}={v}" for k, v in p.items())
         if self.action == "set_unit":
             return f"set unit {p['unit']}"
+        if self.action == "update":
+            return f"update to {p['package'][:12]}"
         return self.action.replace("_", " ")
 
 

@@ -28,7 +28,8 @@ What each action writes and reads back is planned by :mod:`gateway.commands.acti
 the plans are carried out bus by bus, the buses at the same time, by
 :mod:`gateway.commands.executor` (broadcast where a target covers a whole bus with the
 same words, node by node elsewhere, then the confirming reads). Commands use
-the bus with urgent priority, so they overtake queued polls.
+the bus with urgent priority, so they overtake queued polls; an ``update`` is a
+roll-out (:mod:`gateway.commands.update_action`) whose chunks wait behind polls.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from gateway.commands.parse import (
 from gateway.commands.replay import ReplayStore
 from gateway.commands.targets import command_targets, resolve_target
 from gateway.commands.timing import Timing, durable
+from gateway.commands.update_action import RolloutPlan, UpdateAction
 from gateway.contracts import load_role
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
@@ -127,6 +129,7 @@ class CommandRouter:
         self._inbox: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(BACKLOG)
         self._dropped = 0
         self._nodes = command_targets(config, ble=ble_bus is not None)
+        self.updates = UpdateAction(config, buses, publish_result, clock)  # progress goes on the result topic
         if not config.key:
             log.warning("no [[key]] configured: every command will be refused")
 
@@ -142,7 +145,7 @@ class CommandRouter:
             for name in ("replay_db", "audit_log")
             if getattr(self.config.commands, name) != getattr(config.commands, name)
         ]
-        self.config = config
+        self.config = self.updates.config = config
         self._nodes = command_targets(config, ble=self.ble_bus is not None)
         self.keys = KeyRing(config)
         return notes
@@ -277,6 +280,9 @@ class CommandRouter:
                     command_id=command.id,
                 )
             return plans
+        if command.action == "update":
+            plans.rollout = self.updates.plan(command, nodes, self.resolve)
+            return plans
         problem = target_problem(command)
         if problem:
             raise CommandRejected(BAD_PARAMETERS, problem, command_id=command.id)
@@ -292,6 +298,10 @@ class CommandRouter:
             ids = [n.id for n in plans.targets]
             await self.rebirth(ids)
             return self._result(command.id, DONE, f"rebirth requested for {len(ids)} node(s)", confirmed=ids)
+        if plans.rollout is not None:
+            done, missed, detail = await self.updates.run(command, plans.rollout)
+            return self._result(command.id, FAILED if missed else DONE, detail, reason=UNCONFIRMED if missed else None,
+                                confirmed=done, unconfirmed=missed)
         by_bus: dict[str, list[NodePlan]] = {}
         for plan in plans.nodes:
             by_bus.setdefault(plan.node.bus, []).append(plan)
@@ -347,16 +357,8 @@ class CommandRouter:
             log.error("audit log not writable (%s)", err)
         return self._publish(result)
 
-    def _result(
-        self,
-        command_id: str | None,
-        status: str,
-        detail: str,
-        *,
-        reason: str | None = None,
-        confirmed: list[str] | None = None,
-        unconfirmed: list[str] | None = None,
-    ) -> dict[str, Any]:
+    def _result(self, command_id: str | None, status: str, detail: str, *, reason: str | None = None,
+                confirmed: list[str] | None = None, unconfirmed: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"id": command_id, "status": status}
         if reason is not None:
             result["reason"] = reason
@@ -378,13 +380,14 @@ class CommandRouter:
 class _Plans:
     """An admitted command's execution plan: the signing key, envelope digest, targets and node plans."""
 
-    __slots__ = ("digest", "key_id", "nodes", "targets")
+    __slots__ = ("digest", "key_id", "nodes", "rollout", "targets")
 
     def __init__(self, key_id: str, digest: bytes, targets: list[NodeConfig]) -> None:
         self.key_id = key_id
         self.digest = digest
         self.targets = targets
         self.nodes: list[NodePlan] = []
+        self.rollout: RolloutPlan | None = None
 
 
 def _store(exc: BaseException) -> str:

@@ -48,6 +48,7 @@ from gateway.service.config_ble import BleConfig, check_ble
 from gateway.service.config_check import NAME_PATTERN, ProblemError, check, suggest
 from gateway.service.config_commands import CommandsConfig, KeyConfig, check_commands
 from gateway.service.config_dashboard import DashboardConfig, check_dashboard
+from gateway.service.config_update import UpdateConfig
 from gateway.service.config_uplink import DeliveryConfig, TlsConfig, check_broker, parse_url, url_list
 
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=64)]
@@ -206,6 +207,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     """BLE nodes heard through their adverts (``gateway.service.config_ble``)."""
     analytics: AnalyticsConfig = msgspec.field(default_factory=AnalyticsConfig)
     """Detectors per node class and their thresholds (``gateway.analytics.settings``)."""
+    update: UpdateConfig = msgspec.field(default_factory=UpdateConfig)
+    """Update packages for the ``update`` command (``gateway.service.config_update``)."""
 
     def bus_named(self, name: str) -> BusConfig:
         """The ``[[bus]]`` called ``name`` (KeyError if there is none)."""

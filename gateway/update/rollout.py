@@ -7,7 +7,9 @@ per bus (a line carries one transfer; polls keep their turn between chunks),
 all buses at once. The first node that fails stops the roll-out: transfers
 in progress on other buses are cancelled (their nodes keep their old image,
 or resume from where they stood at the next roll-out), nodes not yet started
-are left alone.
+are left alone. With ``stop_on_failure=False`` a failure among the rest is
+recorded and the others go on; a failing canary always stops the roll-out
+(that is what canaries are for).
 
 Progress goes to ``report(event)`` (the daemon publishes it upstream, the
 command line prints it), one dict per step::
@@ -42,17 +44,19 @@ class Target:
 
 @dataclass
 class Outcome:
-    """What a roll-out did: the nodes confirmed, the one that failed (and why), those left alone."""
+    """What a roll-out did: the nodes confirmed, the first that failed (and why), every failure, those left alone."""
 
     confirmed: list[str] = field(default_factory=list)
     failed: str | None = None
     reason: str = ""
     skipped: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    """Every node that failed, with why (more than one only with ``stop_on_failure=False``)."""
 
     @property
     def ok(self) -> bool:
         """Every node runs the new image."""
-        return self.failed is None and not self.skipped
+        return not self.failures and not self.skipped
 
 
 class _Stop(Exception):  # noqa: N818 - internal signal, never escapes
@@ -62,6 +66,7 @@ class _Stop(Exception):  # noqa: N818 - internal signal, never escapes
 async def roll_out(
     command_id: str, package: UpdatePackage, targets: Sequence[Target], buses: Mapping[str, FileRecordBus], *,
     canaries: int = 1, report: Report | None = None, every: int = 8192, back_within: float = 120.0,
+    stop_on_failure: bool = True,
 ) -> Outcome:
     """Update ``targets`` with ``package`` as the module docstring says; never raises for a node's failure."""
     say = report or (lambda event: None)
@@ -74,7 +79,7 @@ async def roll_out(
     def event(phase: str, node: str | None = None, done: int = 0, total: int = 0, detail: str = "") -> None:
         say({"command": command_id, "node": node, "phase": phase, "done": done, "total": total, "detail": detail})
 
-    async def one(target: Target) -> None:
+    async def one(target: Target, canary: bool) -> None:
         last = [-every]
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -86,17 +91,23 @@ async def roll_out(
             await deliver(buses[target.bus], target.unit, package, progress=progress, back_within=back_within)
         except UpdateError as exc:
             pending.remove(target)
-            outcome.failed, outcome.reason = target.node, str(exc)
+            if outcome.failed is None:
+                outcome.failed, outcome.reason = target.node, str(exc)
+            outcome.failures[target.node] = str(exc)
             event("failed", target.node, detail=str(exc))
-            raise _Stop from exc
+            if canary or stop_on_failure:
+                raise _Stop from exc
+            return
         pending.remove(target)  # a transfer cancelled on another line's failure stays pending: not updated
         outcome.confirmed.append(target.node)
 
     first, rest = list(targets[:canaries]), list(targets[canaries:])
+    stopped = False
     try:
-        event("canary", detail=", ".join(t.node for t in first))
+        if first:
+            event("canary", detail=", ".join(t.node for t in first))
         for target in first:
-            await one(target)
+            await one(target, canary=True)
         if rest:
             event("rest", detail=f"{len(rest)} node(s)")
             lines: dict[str, list[Target]] = {}
@@ -105,15 +116,18 @@ async def roll_out(
 
             async def line(nodes: list[Target]) -> None:
                 for target in nodes:
-                    await one(target)
+                    await one(target, canary=False)
 
             async with asyncio.TaskGroup() as group:
                 for nodes in lines.values():
                     group.create_task(line(nodes))
     except* _Stop:
+        stopped = True
         outcome.skipped = [t.node for t in pending]
         left = ", ".join(outcome.skipped) or "none"
         event("stopped", outcome.failed, detail=f"{outcome.reason}; not updated: {left}")
-    if outcome.failed is None:
-        event("done", done=len(outcome.confirmed), total=len(targets))
+    if not stopped:
+        failed = f"; failed: {', '.join(outcome.failures)}" if outcome.failures else ""
+        event("done", done=len(outcome.confirmed), total=len(targets),
+              detail=f"{len(outcome.confirmed)} confirmed{failed}")
     return outcome

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.commands.audit import AuditLog
 from gateway.service.config_commands import public_key_bytes
+from gateway.update.package import make_package
+from tools.exit_codes import CliError
 from tools.keys import load_private_key, public_text
+from tools.update_command import update_params
 
 
 def streetedge(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,3 +85,30 @@ def test_cmd_builds_the_parameters_of_each_action_from_its_flags(tmp_path: Path,
             assert proc.returncode == 1 and '"status": "timeout"' in proc.stdout, proc.stderr
             command = cbor2.loads(cose.decode_sign1(watch.wait_for(lambda m: True, after=mark).payload).payload)
             assert (command["action"], command["params"]) == (flags[0], params)
+
+
+
+def test_cmd_update_states_package_canary_and_stop_or_sends_nothing(tmp_path: Path) -> None:
+    """Each of the three update options is required; a package file is named by its image's hash."""
+    package = make_package(b"image bytes", key=b"k", role="lamp", board="sim")
+    (tmp_path / "lamp.update").write_bytes(package.to_bytes())
+    (tmp_path / "junk.update").write_bytes(b"not a package")
+    given = {"package": str(tmp_path / "lamp.update"), "canary": "lamp-1,group:c", "stop_on_failure": "no"}
+    assert update_params(argparse.Namespace(**given), {}) == {
+        "package": package.digest.hex(), "canary": ["lamp-1", "group:c"], "stop_on_failure": False}
+    assert update_params(argparse.Namespace(**{**given, "package": "AB" * 32, "canary": "none"}), {})[
+        "canary"] == []
+    for missing, words in (("package", "update needs --package FILE|SHA256"),
+                           ("canary", "update needs --canary NODES|none"),
+                           ("stop_on_failure", "update needs --stop-on-failure yes|no")):
+        with pytest.raises(CliError, match="nothing sent") as exc:
+            update_params(argparse.Namespace(**{**given, missing: None}), {})
+        assert words in str(exc.value)
+    with pytest.raises(CliError, match="not an update package"):
+        update_params(argparse.Namespace(**{**given, "package": str(tmp_path / "junk.update")}), {})
+    # the command line says it in one line and exits 2, before any broker is reached
+    assert streetedge("keys", "new", "ops", "--dir", str(tmp_path)).returncode == 0
+    proc = streetedge("cmd", "update", "--target", "all", "--key", str(tmp_path / "ops.key"), "--site", "s",
+                      "--gateway", "g", "--broker", "mqtt://127.0.0.1:1", "--package", "ab" * 32,
+                      "--stop-on-failure", "yes")
+    assert proc.returncode == 2 and "update needs --canary NODES|none; nothing sent" in proc.stderr, proc.stderr

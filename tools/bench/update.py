@@ -14,6 +14,11 @@ bytes), signed for the bench's key; each node's health time is 2 s. Reported:
 the transfer (first BEGIN until the last chunk is taken), the whole update
 (until every node confirmed its new image), and the line-rate limit for the
 image's bytes alone (bytes x 11 bits / baud): what no transfer can beat.
+
+The line also carries ``BYSTANDERS`` nodes that are not updated, polled by the
+gateway's own poller (once a second, :mod:`tools.bench.update_polls`)
+for ``BASELINE_S`` seconds before the update and all through it: their poll
+delay and interval, before and during, show what the update costs the polls.
 """
 
 from __future__ import annotations
@@ -33,12 +38,18 @@ from gateway.transport.modbus_rtu import ModbusBus
 from gateway.update.deliver import UpdateError, deliver, deliver_bus
 from gateway.update.package import UpdatePackage, make_package
 from tools.bench import record
+from tools.bench.update_polls import PollWatch
 from tools.romfs import build_romfs
 from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.street import VirtualStreet
 
 KEY = b"streetedge bench key"
 HEALTH_S = 2
+BYSTANDERS = 3
+"""Nodes on the line that are not updated, only polled."""
+POLL_INTERVAL = 1.0
+BASELINE_S = 10.0
+"""Seconds the bystanders are polled before the update starts."""
 JITTER = {"silence_us": 250000}
 """The nodes' frame gap on the paced virtual line: its bus process, on a busy shared machine, lets gaps of
 more than t3.5 open inside a 252-byte frame, which a node would take for the frame's end (a UART fed by a
@@ -77,12 +88,15 @@ def _package(street: VirtualStreet, work: Path) -> UpdatePackage:
     return make_package(build_romfs(folder), key=KEY, role="lamp", board="sim", health_s=HEALTH_S)
 
 
-def measure(baud: int, nodes: int, work: Path) -> dict[str, Any]:
-    """Update ``nodes`` lamps (one: unicast; more: broadcast) on a paced line at ``baud``; the figures."""
-    street = VirtualStreet(work / f"street-{baud}-{nodes}", nodes=nodes, baud=baud, paced=True)
-    for node in street.nodes.values():
-        node.flash.mkdir(parents=True, exist_ok=True)
-        (node.flash / "node.key").write_bytes(KEY)
+def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> dict[str, Any]:
+    """Update ``nodes`` lamps (one: unicast; more: broadcast) on a paced line at ``baud``, polling
+    ``bystanders`` more; the figures."""
+    street = VirtualStreet(work / f"street-{baud}-{nodes}", nodes=nodes + bystanders, baud=baud, paced=True)
+    updated = list(range(1, nodes + 1))
+    for unit in updated:  # the bystanders hold no key: they could take no update
+        flash = street.nodes[unit].flash
+        flash.mkdir(parents=True, exist_ok=True)
+        (flash / "node.key").write_bytes(KEY)
     with street:
         street.start(timeout=300)
         for unit in street.nodes:
@@ -96,10 +110,15 @@ def measure(baud: int, nodes: int, work: Path) -> dict[str, Any]:
             if phase == "sending" and done >= total and not sent_at:
                 sent_at.append(time.monotonic())
 
-        async def run() -> tuple[int, float]:
+        async def run() -> tuple[int, float, PollWatch]:
             bus = ModbusBus(BusConfig(name="bus0", device=street.master_device, baud=baud, parity="N",
                                       timeout=1.0, retries=1))
+            watch = PollWatch(bus, list(range(nodes + 1, nodes + bystanders + 1)), POLL_INTERVAL)
+            stop = asyncio.Event()
+            polling = asyncio.create_task(watch.run(stop))
             try:
+                await asyncio.sleep(BASELINE_S if bystanders else 0.0)
+                watch.start_update()
                 start = time.monotonic()
                 results: dict[int, Any]
                 if nodes == 1:
@@ -109,18 +128,24 @@ def measure(baud: int, nodes: int, work: Path) -> dict[str, Any]:
                         print(f"{baud} bit/s, one node: {exc}", flush=True)
                         results = {1: exc}
                 else:
-                    results = await deliver_bus(bus, sorted(street.nodes), package, progress=progress)
-                return sum(isinstance(r, dict) for r in results.values()), start
+                    results = await deliver_bus(bus, updated, package, progress=progress)
+                    for unit, result in results.items():
+                        if isinstance(result, UpdateError):  # say why, so that a failed node can be looked into
+                            print(f"{baud} bit/s, unit {unit} of {nodes}: {result}", flush=True)
+                return sum(isinstance(r, dict) for r in results.values()), start, watch
             finally:
+                stop.set()
+                await polling
                 bus.close()
 
         with _PowerUp(street):
-            confirmed, start = asyncio.run(run())
+            confirmed, start, watch = asyncio.run(run())
             done = time.monotonic()
     limit = len(package.image) * BITS_PER_CHAR / baud
     transfer = (sent_at[0] if sent_at else done) - start
     return {"baud": baud, "nodes": nodes, "confirmed": confirmed, "image": len(package.image),
-            "transfer_s": transfer, "total_s": done - start, "limit_s": limit, "ratio": transfer / limit}
+            "transfer_s": transfer, "total_s": done - start, "limit_s": limit, "ratio": transfer / limit,
+            "bystanders": bystanders, "polls": {k: v.summary(POLL_INTERVAL) for k, v in watch.phases.items()}}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -139,6 +164,22 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['baud']} | {r['nodes']} | {how} | {r['image']} | {r['limit_s']:.1f} "
                      f"| {r['transfer_s']:.1f} | {r['ratio']:.2f}x | {r['total_s']:.1f} "
                      f"| {r['confirmed']} of {r['nodes']} |")
+    lines += [
+        "",
+        f"Polls of the line's {rows[0]['bystanders'] if rows else BYSTANDERS} other nodes (not updated), by the "
+        f"gateway's poller (its poll plans and priority), each due every {POLL_INTERVAL:.0f} s; interval = between "
+        f"two good polls of a node, delay = interval - {POLL_INTERVAL:.0f} s; {BASELINE_S:.0f} s before the update "
+        "and all through it:",
+        "",
+        "| bit/s | nodes updated | phase | polls | failed | delay p50 (ms) | delay p95 (ms) | delay max (ms) "
+        "| interval p50 (s) | interval p95 (s) | interval max (s) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for phase, p in r["polls"].items():
+            lines.append(f"| {r['baud']} | {r['nodes']} | {phase} | {p['polls']:.0f} | {p['failed']:.0f} "
+                         f"| {p['delay_p50'] * 1000:.0f} | {p['delay_p95'] * 1000:.0f} | {p['delay_max'] * 1000:.0f} "
+                         f"| {p['interval_p50']:.2f} | {p['interval_p95']:.2f} | {p['interval_max']:.2f} |")
     return "\n".join(lines)
 
 

@@ -137,8 +137,8 @@ def test_oversized_payload_is_refused_before_decoding() -> None:
 
 
 def test_reasons_are_documented_and_distinct() -> None:
-    """The documented list: twelve distinct codes, each with a meaning; actions known."""
-    assert len(REASONS) == 12
+    """The documented list: thirteen distinct codes, each with a meaning; actions known."""
+    assert len(REASONS) == 13
     assert all(REASONS.values())
     assert set(ACTIONS) >= {"dim", "switch", "time_sync", "rebirth"}
 

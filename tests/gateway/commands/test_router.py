@@ -173,6 +173,8 @@ def refusal_payloads() -> dict[str, tuple[str | None, bytes]]:
         "unknown_action": ("r-act", cmd("r-act", "lamp-1", "blink")),
         "bad_parameters": ("r-par", cmd("r-par", "lamp-1", level=101)),
         "unknown_target": ("r-tgt", cmd("r-tgt", "lamp-9", level=5)),
+        "unknown_package": ("r-pkg", cmd("r-pkg", "lamp-1", "update", package="ab" * 32, canary=[],
+                                         stop_on_failure=True)),
     }
 
 
