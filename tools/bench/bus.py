@@ -96,9 +96,10 @@ async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_
     async def poll(node: NodeConfig, *, priority: int = 10) -> bool:
         memory = poller.memory.get(node.id)
         classes = memory.due() if memory is not None else EVERYTHING
+        mirrored = memory is not None and memory.mirrors
         ok = await original(node, priority=priority)
         if ok and counting:
-            plan = plan_for(regmap, classes, poller.cost)  # the requests the poller sent
+            plan = plan_for(regmap, classes, poller.cost, use_mirrors=mirrored)  # the requests the poller sent
             tally.readings += len(plan.registers)
             tally.polls += 1
             tally.wire += cost.seconds(plan.requests)
@@ -199,7 +200,8 @@ def _report(f: BusFigures) -> str:
     cost = LineCost(baud, bits=BITS_PER_CHAR)
     regmap = load_role("lamp")
     rate, limit = f.rate, f.limit
-    measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND))
+    measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND),
+                       use_mirrors=True)
     whole = [(t, start, count) for t in (HOLDING, INPUT) for start, count in regmap.blocks(t)]
     interval = elapsed * nodes / tally.polls if tally.polls else float("inf")
     n_measure = sum(1 for c in poll_classes(regmap).values() if c == MEASURE)
