@@ -101,9 +101,8 @@ class RegisterBank:
                 hold = max(hold, start + count)
             else:
                 inp = max(inp, start + count)
-        # (input address, holding address): input words that read a holding register (the role's MIRRORS)
-        self._mirrors = tuple((at, self._pos[name] & 0xFFFF) for name, at in mirrors)
-        for at, _ in self._mirrors:
+        self._mirrors = mirrors  # (name, input address): input words that read a holding register
+        for _, at in mirrors:
             inp = max(inp, at + 1)
         self.holding = array("H", bytes(2 * hold))
         self.input = array("H", bytes(2 * inp))
@@ -186,10 +185,9 @@ class RegisterBank:
             )
         for i in range(count):
             values_out[i] = table[address + i]
-        if function == _FC_READ_INPUT:
-            for at, held in self._mirrors:
-                if address <= at < address + count:
-                    values_out[at - address] = self.holding[held]
+        for name, at in self._mirrors if table is self.input else ():
+            if address <= at < address + count:
+                values_out[at - address] = self.holding[self._pos[name] & 0xFFFF]
 
     def check_write(self, address, values, count):
         """Raise ModbusException unless writing ``values[:count]`` at ``address`` is allowed (as the map's)."""
