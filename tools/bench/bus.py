@@ -223,7 +223,8 @@ def _report(f: BusFigures) -> str:
         f"| failed polls (timeouts, retries exhausted) | {failures} |",
         "",
         f"A routine poll asks for the {n_measure} measurements ({measure.words} words) in "
-        f"{len(measure.requests)} requests ({sum(c for _, _, c in measure.requests)} words with the gaps read "
+        f"{len(measure.requests)} request{'s' * (len(measure.requests) > 1)} "
+        f"({sum(c for _, _, c in measure.requests)} words with the gaps read "
         f"along, which carry {len(measure.registers) - n_measure} more registers whole: identity and counters, "
         f"decoded too): {cost.seconds(measure.requests) * 1000:.1f} ms of wire time, so a bus of {nodes} lamps "
         f"could poll every {nodes * cost.seconds(measure.requests):.2f} s at the line rate. Computed for "
