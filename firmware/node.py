@@ -124,9 +124,10 @@ class Node:
         rows = getattr(role_module, "registers", None)
         rows = rows() if rows is not None else getattr(role_module, "REGISTERS", None)
         if rows is not None:
-            self.bank = RegisterBank(rows, blocks=blocks, role=self.config.role, role_id=role_module.ROLE_ID)
+            self.bank = RegisterBank(rows, blocks=blocks, role=self.config.role, role_id=role_module.ROLE_ID,
+                                     mirrors=getattr(role_module, "MIRRORS", ()))
         else:
-            self.bank = RegisterBank(role_module.MAP, blocks=blocks)
+            self.bank = RegisterBank(role_module.MAP, blocks=blocks, mirrors=getattr(role_module, "MIRRORS", ()))
         rows = None
         self._release_tables = getattr(role_module, "RELEASE_TABLES", False)
         self._release()  # before the role builds its parts: the boot's peak

@@ -16,6 +16,9 @@ check is the map's (``RegisterMap.check_write``: whole writable holding
 registers, raw values within bounds; tests hold the two to the same answers).
 ``map`` is the role's ``RegisterMap`` (``protocols.roles.load``, on first use).
 
+``mirrors``: ``(name, input address)`` pairs (a role's ``MIRRORS``): a read
+of that input word answers the holding register ``name`` as it is now.
+
 Blocks are runs of raw words after the table that are not registers (the
 event window, a lamp's program table): ``add_block(start, count, bounds,
 hook)`` for holding words, ``blocks=((table, start, count), ...)`` to size
@@ -67,7 +70,7 @@ class RegisterBank:
 
     files = None  # the node's Modbus file records (functions 20/21: updates), set by the node
 
-    def __init__(self, source, on_write=None, blocks=(), role="", role_id=0):
+    def __init__(self, source, on_write=None, blocks=(), role="", role_id=0, mirrors=()):
         if isinstance(source, tuple):
             rows = source
             self._regmap = None
@@ -98,6 +101,9 @@ class RegisterBank:
                 hold = max(hold, start + count)
             else:
                 inp = max(inp, start + count)
+        self._mirrors = mirrors  # (name, input address): input words that read a holding register
+        for _, at in mirrors:
+            inp = max(inp, at + 1)
         self.holding = array("H", bytes(2 * hold))
         self.input = array("H", bytes(2 * inp))
         self.on_write = on_write
@@ -179,6 +185,9 @@ class RegisterBank:
             )
         for i in range(count):
             values_out[i] = table[address + i]
+        for name, at in self._mirrors if table is self.input else ():
+            if address <= at < address + count:
+                values_out[at - address] = self.holding[self._pos[name] & 0xFFFF]
 
     def check_write(self, address, values, count):
         """Raise ModbusException unless writing ``values[:count]`` at ``address`` is allowed (as the map's)."""

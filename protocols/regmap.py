@@ -191,10 +191,18 @@ class Register:
 
 
 class RegisterMap:
-    """The validated register table of one role: lookups, read blocks, decoding and write checks."""
+    """The validated register table of one role: lookups, read blocks, decoding and write checks.
+
+    ``mirrors``: ``(name, input address)`` pairs, one-word holding registers
+    whose value the node also answers at that input address (not registers of
+    their own: a read there is the holding word), so that a serial poll gets a
+    role's measurements in one request; ``mirrors_since``: the first firmware
+    version (the node's ``firmware`` register) that answers them.
+    """
 
     def __init__(
-        self, role: str, rows: "Iterable[tuple[object, ...]]", role_id: int = 0, max_read: int = 125
+        self, role: str, rows: "Iterable[tuple[object, ...]]", role_id: int = 0, max_read: int = 125,
+        mirrors: "Iterable[tuple[str, int]]" = (), mirrors_since: int = 0,
     ) -> None:
         self.role = role
         self.role_id = role_id
@@ -210,6 +218,11 @@ class RegisterMap:
         for row in rows:
             self._add(row)
         self._blocks = {t: self._contiguous(t) for t in TABLES}
+        # name -> input address that answers the same word: a serial poll reads measurements in one request
+        self.mirrors: "dict[str, int]" = {}
+        self.mirrors_since = mirrors_since
+        for name, address in mirrors:
+            self._mirror(name, address)
 
     def _fail(self, name: str, field: str, problem: str) -> None:
         raise RegisterMapError("role %s, register %s, field %s: %s" % (self.role, name, field, problem))
@@ -262,6 +275,16 @@ class RegisterMap:
         self.registers.append(reg)
         end = reg.address + reg.width
         self._size[reg.table] = max(self._size[reg.table], end)
+
+    def _mirror(self, name: str, address: int) -> None:
+        reg = self._by_name.get(name)
+        if reg is None or reg.table != HOLDING or reg.width != 1:
+            self._fail(name, "mirror", "only a one-word holding register of the map can be mirrored")
+        elif not isinstance(address, int) or not 0 <= address <= 0xFFFF:
+            self._fail(name, "mirror", "input address must be 0..65535, got %r" % (address,))
+        elif self._owner(INPUT, address) is not None or address in self.mirrors.values():
+            self._fail(name, "mirror", "input %d is taken" % address)
+        self.mirrors[name] = address
 
     def _owner(self, table: int, address: int) -> "Register | None":
         starts = self._starts[table]

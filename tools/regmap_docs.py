@@ -93,6 +93,13 @@ def _tables(rmap: Any) -> list[str]:
             )
         blocks = ", ".join(f"{start}+{count}" for start, count in rmap.blocks(table))
         lines += ["", f"The gateway reads this table as: {blocks} (start+count per request).", ""]
+        mirrors = getattr(rmap, "mirrors", {})
+        if table == regmap.INPUT and mirrors:
+            since = rmap.mirrors_since
+            said = ", ".join(f"input {at} answers `{name}` (holding {rmap[name].address})"
+                             for name, at in mirrors.items())
+            lines += [f"Mirrors, since firmware {since >> 8}.{since & 0xFF}: {said}, the same word, so that a "
+                      "serial poll reads the measurements in one request; they are not registers of their own.", ""]
     return lines
 
 

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from gateway.contracts import (
     BIT_TABLES,
+    INPUT,
     POLL_COUNTER,
     POLL_IDENTITY,
     POLL_MEASURE,
@@ -138,7 +140,34 @@ def poll_classes(regmap: RegisterMap) -> dict[str, int]:
     return {reg.name: declared.get(reg.name, MEASURE) for reg in regmap.registers}
 
 
-def plan_requests(registers: Iterable[Register], cost: LineCost, max_words: int = MAX_READ) -> list[Request]:
+class Span(Protocol):
+    """Where the words of a value sit: a register of the map, or the input word that mirrors one."""
+
+    @property
+    def table(self) -> int: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+
+
+class _Place(NamedTuple):
+    """A register's words as a plan reads them: its own place, or its mirror in the input table."""
+
+    table: int
+    address: int
+    width: int
+    slot: int  # index in the map's registers
+    reg: Register
+
+
+def mirrors(regmap: RegisterMap) -> dict[str, int]:
+    """The map's mirrors, name -> input address (``protocols.regmap.RegisterMap.mirrors``; none for a profile)."""
+    found: dict[str, int] | None = getattr(regmap, "mirrors", None)
+    return found or {}
+
+
+def plan_requests(registers: Iterable[Span], cost: LineCost, max_words: int = MAX_READ) -> list[Request]:
     """The read requests that cover ``registers``: table by table, by address, gaps bridged when cheaper.
 
     ``max_words`` bounds a register read; a bit read (coils, discrete inputs)
@@ -176,42 +205,58 @@ class PollPlan:
         registers: the registers read, in map order: those of ``classes`` and any other
             that a request carries whole (inside a bridged gap).
         words: register words the registers of ``classes`` need (without bridged gaps).
+
+    On a serial line (``cost.baud`` set) and with ``use_mirrors``, a due
+    register that the map mirrors in the input table (``regmap.mirrors``: a
+    lamp's ``dim_level`` and ``relay``) is read at its mirror, so that a lamp's
+    measurements are one run of input words: one request.
     """
 
-    def __init__(self, regmap: RegisterMap, classes: frozenset[int], cost: LineCost) -> None:
+    def __init__(self, regmap: RegisterMap, classes: frozenset[int], cost: LineCost, *,
+                 use_mirrors: bool = False) -> None:
         by_name = poll_classes(regmap)
         self.regmap = regmap
         self.classes = classes
-        due = [reg for reg in regmap.registers if by_name[reg.name] in classes]
+        places = [_Place(r.table, r.address, r.width, i, r) for i, r in enumerate(regmap.registers)]
+        # On a serial line a due register with a mirror is read there: the node's measurements in one run.
+        # (On TCP a second request is nearly free, and simulators there serve the map alone.)
+        mirrored = mirrors(regmap) if use_mirrors and cost.baud is not None else {}
+        at = {reg.name: i for i, reg in enumerate(regmap.registers)}
+        extra = {name: _Place(INPUT, address, 1, at[name], regmap.registers[at[name]])
+                 for name, address in mirrored.items()}
+        due = [extra.get(p.reg.name, p) for p in places if by_name[p.reg.name] in classes]
         self.requests = plan_requests(due, cost)
-        self.words = sum(reg.width for reg in due)
-        index = {id(reg): i for i, reg in enumerate(regmap.registers)}
+        self.words = sum(p.width for p in due)
         self._decoders: list[tuple[struct.Struct, struct.Struct, list[int], list[tuple[int, Register]] | None]] = []
         taken: set[int] = set()
         for table, start, count in self.requests:
             # Every whole register the request carries is decoded, due or not: words read along in a
             # bridged gap cost nothing more to keep (a lamp's firmware and counters sit in its measurements).
             inside = sorted(
-                (r for r in regmap.registers if r.table == table and start <= r.address
-                 and r.address + r.width <= start + count and id(r) not in taken),
-                key=lambda r: r.address,
+                (p for p in [*places, *extra.values()] if p.table == table and start <= p.address
+                 and p.address + p.width <= start + count and p.slot not in taken),
+                key=lambda p: p.address,
             )
             fmt = [">"]
-            at = start
-            for reg in inside:
-                if reg.address > at:
-                    fmt.append(f"{2 * (reg.address - at)}x")
-                fmt.append(_CODES[reg.type])
-                at = reg.address + reg.width
-                taken.add(id(reg))
-            if at < start + count:
-                fmt.append(f"{2 * (start + count - at)}x")
+            word = start
+            kept: list[_Place] = []
+            for place in inside:
+                if place.slot in taken:  # a register and its mirror in one request: once is enough
+                    continue
+                if place.address > word:
+                    fmt.append(f"{2 * (place.address - word)}x")
+                fmt.append(_CODES[place.reg.type])
+                word = place.address + place.width
+                taken.add(place.slot)
+                kept.append(place)
+            if word < start + count:
+                fmt.append(f"{2 * (start + count - word)}x")
             # A device with its low word first decodes register by register (the struct is high word first).
-            swapped = [(r.address - start, r) for r in inside] if any(
-                getattr(r, "order", 0) and r.width == 2 for r in inside) else None
+            swapped = [(p.address - start, p.reg) for p in kept] if any(
+                getattr(p.reg, "order", 0) and p.width == 2 for p in kept) else None
             self._decoders.append((struct.Struct(f">{count}H"), struct.Struct("".join(fmt)),
-                                   [index[id(r)] for r in inside], swapped))
-        self.registers = [reg for reg in regmap.registers if id(reg) in taken]
+                                   [p.slot for p in kept], swapped))
+        self.registers = [reg for i, reg in enumerate(regmap.registers) if i in taken]
 
     def decode(self, answers: Sequence[Sequence[int]]) -> list[tuple[int, Number]]:
         """Words of each request, in request order -> ``(index in the map, raw)`` of every register read."""
@@ -232,15 +277,15 @@ class PollPlan:
         return out
 
 
-_plans: dict[tuple[str, int, frozenset[int], int | None, float], PollPlan] = {}
+_plans: dict[tuple[str, int, frozenset[int], int | None, float, bool], PollPlan] = {}
 
 
-def plan_for(regmap: RegisterMap, classes: frozenset[int], cost: LineCost) -> PollPlan:
-    """The (cached) plan reading ``classes`` of ``regmap`` on a line of ``cost``."""
-    key = (regmap.role, id(regmap), classes, cost.baud, cost.turnaround)
+def plan_for(regmap: RegisterMap, classes: frozenset[int], cost: LineCost, *, use_mirrors: bool = False) -> PollPlan:
+    """The (cached) plan reading ``classes`` of ``regmap`` on a line of ``cost`` (mirrors: see :class:`PollPlan`)."""
+    key = (regmap.role, id(regmap), classes, cost.baud, cost.turnaround, use_mirrors)
     plan = _plans.get(key)
     if plan is None or plan.regmap is not regmap:
-        plan = _plans[key] = PollPlan(regmap, classes, cost)
+        plan = _plans[key] = PollPlan(regmap, classes, cost, use_mirrors=use_mirrors)
     return plan
 
 
@@ -261,12 +306,16 @@ class NodePolls:
         """Register values read from the node (not repeated from memory) since the start."""
         self.settings_reads = 0
         """Polls that read the settings."""
+        self.mirrors = False
+        """Whether polls read the map's mirrors: once the node's ``firmware`` is known to answer them."""
         self.commands = 0
         """The bus's count of commands to this node when the poller last looked (see ``Bus.commands_to``)."""
         self._want: set[int] = set(EVERYTHING)
         names = [reg.name for reg in regmap.registers]
         self._settings_at = names.index(SETTINGS_TRIGGER) if SETTINGS_TRIGGER in names else -1
         self._uptime_at = names.index(REBOOT_TRIGGER) if REBOOT_TRIGGER in names else -1
+        self._firmware_at = names.index("firmware") if mirrors(regmap) and "firmware" in names else -1
+        self._mirrors_since: int = getattr(regmap, "mirrors_since", 0)
 
     def request(self, classes: Iterable[int] = EVERYTHING) -> None:
         """Read ``classes`` (all by default) at the next poll, whatever their rhythm."""
@@ -290,6 +339,9 @@ class NodePolls:
             raws[index] = raw
         self.polls += 1
         self.fresh += len(read)
+        if self._firmware_at >= 0:
+            firmware = raws[self._firmware_at]
+            self.mirrors = firmware is not None and firmware >= self._mirrors_since
         self._want -= plan.classes
         if SETTING in plan.classes:
             self.settings_reads += 1

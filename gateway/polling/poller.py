@@ -189,7 +189,7 @@ class BusPoller:
                 if commands != memory.commands:  # a command went to the node: settings, clock, counters may move
                     memory.commands = commands
                     memory.request(EVERYTHING)
-                plan = poll_plan_for(regmap, memory.due(), self.cost)
+                plan = poll_plan_for(regmap, memory.due(), self.cost, use_mirrors=memory.mirrors)
                 answers = await self.bus.read_requests(
                     node.unit, plan.requests, priority=priority, response_timeout=node.timeout, retries=node.retries
                 )

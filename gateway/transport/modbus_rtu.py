@@ -7,7 +7,8 @@ the register map's business (``protocols/regmap.py``): the bus reads the blocks
 the map asks for and hands back raw words.
 
 Access is serialised by a :class:`~gateway.transport.priority_lock.PriorityLock`, so an
-operator command (``URGENT``) overtakes polls that are waiting for the line.
+operator command (``URGENT``) overtakes polls that are waiting for the line, and
+a poll that holds the line but is still waiting out t3.5 gives way to it.
 Retries are ours, not pymodbus's: the line is released during the backoff
 between two attempts, so other nodes keep being served, and each node may have
 its own response timeout.
@@ -36,28 +37,12 @@ from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
 from gateway.transport.serial_device import device_problem
+from gateway.transport.serial_timing import FINE_WAIT, TURNAROUND, char_bits, silence
 
-__all__ = ["Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout"]
+__all__ = ["TURNAROUND", "Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout", "silence"]
 
 log = logging.getLogger(__name__)
 
-TURNAROUND = 0.1
-"""Seconds of silence after a broadcast before the next request (Modbus serial line spec: 100-200 ms)."""
-FAST_SILENCE = 0.00175
-"""The inter-frame silence t3.5 above 19200 bit/s, fixed by the Modbus serial line spec (section 2.5.1.1)."""
-
-
-def char_bits(parity: str, stopbits: int) -> int:
-    """Bits of one character on the line: start, 8 data, parity if any, stop bits."""
-    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
-
-
-def silence(baud: int, bits: int = 11) -> float:
-    """The inter-frame silence t3.5 in seconds: 3.5 characters, or 1.75 ms above 19200 bit/s."""
-    return FAST_SILENCE if baud > 19200 else 3.5 * bits / baud
-
-FINE_WAIT = 0.001
-"""The last part of a silence waited out with a blocking sleep (sub-millisecond exact; the loop is held that long)."""
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
@@ -325,18 +310,24 @@ class ModbusBus(Bus):
 
     async def _ready(self) -> AsyncModbusSerialClient:
         """The connected client, opening the device if needed; honours t3.5 and the broadcast turnaround."""
-        client = self._client
-        if client is None or not client.connected:
-            client = await self._open()
-        pause = self._quiet_until - time.monotonic()
-        if pause > FINE_WAIT:
-            # The event loop's timers are whole milliseconds (epoll): wake a little early ...
-            await asyncio.sleep(pause - FINE_WAIT)
+        while True:
+            client = self._client
+            if client is None or not client.connected:
+                client = await self._open()
             pause = self._quiet_until - time.monotonic()
-        if pause > 0:
-            # ... and wait out the rest exactly: a t3.5 of 1.75 ms would otherwise grow to 2.5 ms.
-            time.sleep(min(pause, FINE_WAIT))  # noqa: ASYNC251 - under 1 ms, on purpose (see FINE_WAIT)
-        return client
+            if pause > FINE_WAIT:
+                # The event loop's timers are whole milliseconds (epoll): wake a little early ...
+                await asyncio.sleep(pause - FINE_WAIT)
+                pause = self._quiet_until - time.monotonic()
+            if pause > 0:
+                # ... and wait out the rest exactly: a t3.5 of 1.75 ms would otherwise grow to 2.5 ms.
+                time.sleep(min(pause, FINE_WAIT))  # noqa: ASYNC251 - under 1 ms, on purpose (see FINE_WAIT)
+            if not self._lock.better_waiting():
+                return client
+            # Nothing sent yet: a command that came during the silence goes first (its read-back after its write).
+            mine = self._timeout
+            await self._lock.give_way()
+            self._set_timeout(mine)
 
     async def _open(self) -> AsyncModbusSerialClient:
         now = time.monotonic()

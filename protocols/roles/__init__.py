@@ -28,7 +28,9 @@ def lazy_map(namespace, role):
             from protocols.regmap import RegisterMap
 
             gc.collect()  # the map's many small objects land in one tidy heap, not in the gaps
-            rmap = namespace["MAP"] = RegisterMap(role, namespace["REGISTERS"], namespace["ROLE_ID"])
+            rmap = namespace["MAP"] = RegisterMap(role, namespace["REGISTERS"], namespace["ROLE_ID"],
+                                                 mirrors=namespace.get("MIRRORS", ()),
+                                                 mirrors_since=namespace.get("MIRRORS_SINCE", 0))
             return rmap
         raise AttributeError(name)
 

@@ -25,6 +25,11 @@ Without a set clock (or with invalid settings) the program's level is
 ``safe_level`` (default 100 %), switched off only when the photocell sees
 daylight: a lamp that powers up alone lights the street at night.
 
+Input 27 and 28 (``MIRRORS``) answer ``dim_level`` and ``relay`` again, the
+same words as holding 0 and 1: the registers a routine poll needs then lie in
+one run of the input table (0..28), one request on a serial line. Since
+firmware 1.1 (``MIRRORS_SINCE``); 1.0 reads 0 there.
+
 Programs and calendar are blocks of holding registers after the map (the
 gateway's routine poll does not read them; the meaning is in
 ``firmware/schedule.py``):
@@ -115,7 +120,7 @@ except ImportError:  # CPython
 
 
 ROLE_ID = const(1)
-FIRMWARE_VERSION = const(0x0100)  # 1.0, major in the high byte
+FIRMWARE_VERSION = const(0x0101)  # 1.1, major in the high byte
 
 # Bits of the `status` register.
 STATUS_LAMP_ON = const(0x0001)  # the relay is closed and the lamp draws power
@@ -240,6 +245,10 @@ SETTINGS = "mode autonomy_after safe_level override_level latitude longitude pho
     "rated_power"
 IDENTITY = "role firmware"
 MEASURES = "uptime"  # inside the lamp's own measurement block: free to read, and it tells a reboot at once
+# Input words that answer the holding registers the program moves (measurements: the routine poll reads them),
+# right after the measurements: a serial poll of a lamp is one request. Not registers: same value, same name.
+MIRRORS = (("dim_level", 27), ("relay", 28))
+MIRRORS_SINCE = const(0x0101)  # lamps of firmware 1.0 read 0 there: the gateway asks only 1.1 and later
 
 REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
 del _ROWS
@@ -249,4 +258,4 @@ if sys.implementation.name == "micropython":
 else:
     from protocols.regmap import RegisterMap
 
-    MAP = RegisterMap("lamp", REGISTERS, ROLE_ID)
+    MAP = RegisterMap("lamp", REGISTERS, ROLE_ID, mirrors=MIRRORS, mirrors_since=MIRRORS_SINCE)

@@ -39,3 +39,29 @@ def test_packed_check_equals_the_register_map(role: str) -> None:
                 assert _answer(bank.check_write, address, words) == _answer(regmap.check_write, address, words)
                 compared += 1
     assert compared > 1000
+
+
+def test_the_lamp_bank_answers_its_mirrors_with_the_holding_words_as_they_are_now() -> None:
+    """Input 27 and 28 read dim_level and relay, whoever moved them (a master's write, the firmware's own set)."""
+    from protocols.roles import lamp as spec
+
+    regmap = load("lamp")
+    bank = RegisterBank(spec.REGISTERS, role="lamp", role_id=spec.ROLE_ID, mirrors=spec.MIRRORS)
+    bank.set("power", 415)
+    bank.set("lux", 12)
+    bank.write(regmap["dim_level"].address, [35, 1], 2)  # a master's write of dim_level and relay
+    words = [0] * 29
+    bank.read(4, 0, 29, words)
+    assert words[27:29] == [35, 1]
+    assert words[regmap["power"].address] == 415 and words[regmap["lux"].address] == 12
+    bank.set("dim_level", 80)  # the program moves the lamp
+    bank.set("relay", 0)
+    part = [0] * 2
+    bank.read(4, 28, 1, part)  # a read that starts at a mirror
+    assert part[0] == 0
+    bank.read(4, 26, 2, part)
+    assert part[1] == 80
+    without = RegisterBank(spec.REGISTERS, role="lamp", role_id=spec.ROLE_ID)  # firmware 1.0 read 0 there
+    without.set("dim_level", 80)
+    without.read(4, 27, 1, part)
+    assert part[0] == 0

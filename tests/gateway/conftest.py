@@ -67,6 +67,9 @@ class SimLamp:
             if reg.table == INPUT and reg.name in self.values:  # the rest read as 0
                 for i, w in enumerate(reg.words(reg.to_raw(self.values[reg.name]))):
                     words[reg.address + i] = w
+        if self.values["firmware"] >= LAMP.mirrors_since:  # as the lamp firmware since 1.1 (protocols/roles/lamp.py)
+            for name, at in LAMP.mirrors.items():
+                words[at] = self.holding[LAMP[name].address]
         return words
 
     async def action(

@@ -139,3 +139,31 @@ def test_role_table_codes_are_the_register_map_codes():
 
     for name in ("HOLDING", "INPUT", "U16", "S16", "U32", "S32", "BOOL", "F32", "RO", "RW"):
         assert getattr(kinds, name) == getattr(regmap, name), name
+
+
+def test_mirrors_name_a_one_word_holding_register_and_a_free_input_word():
+    rows = (
+        ("level", HOLDING, 0, U16, 0, None, RW, 0, 100, ""),
+        ("where", HOLDING, 1, S32, 0, None, RW, -5, 5, ""),
+        ("power", INPUT, 0, U16, 0, None, RO, 0, 1, ""),
+        ("seq", INPUT, 1, U32, 0, None, RO, 0, 1, ""),
+    )
+    m = RegisterMap("test", rows, mirrors=(("level", 3),), mirrors_since=0x0101)
+    assert m.mirrors == {"level": 3} and m.mirrors_since == 0x0101
+    assert m.size(INPUT) == 3 and m.blocks(INPUT) == ((0, 3),)  # a mirror is not a register of the table
+    cases = (
+        ((("power", 5),), "only a one-word holding register"),
+        ((("where", 5),), "only a one-word holding register"),
+        ((("nothing", 5),), "only a one-word holding register"),
+        ((("level", 2),), "input 2 is taken"),  # the second word of seq
+        ((("level", 5), ("level", 5)), "input 5 is taken"),
+        ((("level", 70000),), "must be 0..65535"),
+    )
+    for mirrors, expected in cases:
+        exc = raises(RegisterMapError, RegisterMap, "test", rows, 0, 125, mirrors)
+        assert "role test" in str(exc) and "field mirror" in str(exc), str(exc)
+        assert expected in str(exc), str(exc)
+    lamp = load("lamp")
+    assert lamp.mirrors == {"dim_level": 27, "relay": 28}
+    for name in lamp.mirrors:
+        assert lamp[name].table == HOLDING

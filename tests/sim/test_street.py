@@ -13,6 +13,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException as PymodbusError
 
+from protocols.roles.lamp import FIRMWARE_VERSION as LAMP_FIRMWARE
 from tools.sim.street import VirtualStreet
 
 
@@ -105,7 +106,7 @@ def test_noise_is_caught_by_crc_never_delivered_as_data(tmp_path: Path) -> None:
     good = [r for r in results if not isinstance(r, Exception) and not r.isError()]
     assert len(good) > len(results) // 2
     assert len(good) < len(results)
-    assert all(r.registers[11] == 1 and r.registers[12] == 0x0100 for r in good)
+    assert all(r.registers[11] == 1 and r.registers[12] == LAMP_FIRMWARE for r in good)
     assert stats["corrupted"] > 0
 
 

@@ -31,7 +31,10 @@ lamp reads everything, its birth):
   read both tables whole, and the interval it would allow.
 
 The machine's load average is printed before and after: the host, the bus and
-the gateway share two CPUs with whatever else runs.
+the gateway share two CPUs with whatever else runs. Run as root, the three run
+at nice -10 (:data:`SIM_NICE`) while measuring: a line, its lamps and a
+cabinet's gateway each have CPUs of their own, not shared with unrelated work
+on the machine, whose scheduling would otherwise be most of what is measured.
 """
 
 from __future__ import annotations
@@ -96,9 +99,10 @@ async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_
     async def poll(node: NodeConfig, *, priority: int = 10) -> bool:
         memory = poller.memory.get(node.id)
         classes = memory.due() if memory is not None else EVERYTHING
+        mirrored = memory is not None and memory.mirrors
         ok = await original(node, priority=priority)
         if ok and counting:
-            plan = plan_for(regmap, classes, poller.cost)  # the requests the poller sent
+            plan = plan_for(regmap, classes, poller.cost, use_mirrors=mirrored)  # the requests the poller sent
             tally.readings += len(plan.registers)
             tally.polls += 1
             tally.wire += cost.seconds(plan.requests)
@@ -139,6 +143,7 @@ class BusFigures:
     counters: dict[str, object]
     host: dict[str, Any]
     idle: dict[str, float]
+    nice: int = 0
 
     @property
     def rate(self) -> float:
@@ -156,8 +161,8 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) ->
     load_before = os.getloadavg()
     ram = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=ram if ram.is_dir() else None) as flash:
-        street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True,
-                              nice=SIM_NICE if os.geteuid() == 0 else 0)
+        nice = SIM_NICE if os.geteuid() == 0 else 0
+        street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True, nice=nice)
         trace = Path(flash) / "bus.trace.jsonl"
         street.bus_args = ["--trace", str(trace)]
         with street:
@@ -170,16 +175,21 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) ->
             stats: dict[str, NodeStats] = {}
             poller = BusPoller(bus, config.nodes_on("bus0"), stats, lambda *_: None)
             cost = LineCost(baud, bits=BITS_PER_CHAR)
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            if nice:  # the poller too: a cabinet's gateway does not share its CPU with unrelated work
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
             try:
                 tally, window, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
             finally:
                 bus.close()
+                if nice:
+                    os.setpriority(os.PRIO_PROCESS, 0, own)
             time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
             counters = street.bus_stats()
             host = street.host_stats()
         idle = idle_time(trace, baud, window, window + elapsed)
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle)
+                      idle, nice)
 
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
@@ -199,7 +209,8 @@ def _report(f: BusFigures) -> str:
     cost = LineCost(baud, bits=BITS_PER_CHAR)
     regmap = load_role("lamp")
     rate, limit = f.rate, f.limit
-    measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND))
+    measure = plan_for(regmap, frozenset({MEASURE}), LineCost(baud, bits=BITS_PER_CHAR, turnaround=NODE_TURNAROUND),
+                       use_mirrors=True)
     whole = [(t, start, count) for t in (HOLDING, INPUT) for start, count in regmap.blocks(t)]
     interval = elapsed * nodes / tally.polls if tally.polls else float("inf")
     n_measure = sum(1 for c in poll_classes(regmap).values() if c == MEASURE)
@@ -208,7 +219,8 @@ def _report(f: BusFigures) -> str:
         f"{nodes} lamps (real firmware, one lamp host) on a paced virtual bus at {baud} bit/s "
         f"({BITS_PER_CHAR}-bit characters), the gateway's poller polling flat out for {elapsed:.0f} s after "
         f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
-        f"{load_after[0]:.1f} after (2 cores).",
+        f"{load_after[0]:.1f} after (2 cores)"
+        + (f"; the poller, the bus and the lamp host at nice {f.nice}." if f.nice else "."),
         "",
         "| figure | value |",
         "|---|---|",
@@ -221,7 +233,8 @@ def _report(f: BusFigures) -> str:
         f"| failed polls (timeouts, retries exhausted) | {failures} |",
         "",
         f"A routine poll asks for the {n_measure} measurements ({measure.words} words) in "
-        f"{len(measure.requests)} requests ({sum(c for _, _, c in measure.requests)} words with the gaps read "
+        f"{len(measure.requests)} request{'s' * (len(measure.requests) > 1)} "
+        f"({sum(c for _, _, c in measure.requests)} words with the gaps read "
         f"along, which carry {len(measure.registers) - n_measure} more registers whole: identity and counters, "
         f"decoded too): {cost.seconds(measure.requests) * 1000:.1f} ms of wire time, so a bus of {nodes} lamps "
         f"could poll every {nodes * cost.seconds(measure.requests):.2f} s at the line rate. Computed for "

@@ -18,6 +18,7 @@ from gateway.polling.poll_plan import (
     NodePolls,
     PollPlan,
     PollPlanError,
+    mirrors,
     plan_requests,
     poll_classes,
 )
@@ -99,17 +100,25 @@ def test_measurement_plan_reads_far_fewer_words_than_the_whole_table() -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("baud", [None, 9600, 19200, 115200])
-def test_plan_decodes_like_the_register_map(role: str, baud: int | None) -> None:
-    """Random words through every class plan give what RegisterMap.decode gives for the same words."""
+@pytest.mark.parametrize("use_mirrors", [False, True])
+def test_plan_decodes_like_the_register_map(role: str, baud: int | None, use_mirrors: bool) -> None:
+    """Random words through every class plan give what RegisterMap.decode gives for the same words.
+
+    A mirror's word decodes as the register it mirrors (where no request carries the register itself).
+    """
     regmap = load_role(role)
-    rng = random.Random(f"{role}{baud}")
+    rng = random.Random(f"{role}{baud}{use_mirrors}")
     for classes in (EVERYTHING, frozenset({MEASURE}), frozenset({MEASURE, COUNTER}), frozenset({SETTING})):
-        plan = PollPlan(regmap, classes, LineCost(baud))
+        plan = PollPlan(regmap, classes, LineCost(baud), use_mirrors=use_mirrors)
         # Words for register tables, 0/1 for bit tables (coils, discrete inputs: a device profile may have them).
         answers = [[rng.randrange(2 if t in BIT_TABLES else 0x10000) for _ in range(count)]
                    for t, _, count in plan.requests]
         expected = {reg.name: raw for (t, start, _), words in zip(plan.requests, answers, strict=True)
                     for reg, raw in regmap.decode(t, start, words)}
+        for (t, start, count), words in zip(plan.requests, answers, strict=True):
+            for name, at in mirrors(regmap).items():
+                if use_mirrors and baud and t == INPUT and start <= at < start + count and name not in expected:
+                    expected[name] = regmap[name].from_words(words, at - start)
         got = {regmap.registers[i].name: raw for i, raw in plan.decode(answers)}
         assert got.keys() == {r.name for r in plan.registers} == expected.keys()
         for name, raw in got.items():
@@ -129,7 +138,7 @@ def test_short_answer_is_refused() -> None:
 
 
 def _poll(memory: NodePolls, words: dict[int, list[int]], cost: LineCost) -> tuple[frozenset[int], dict[str, object]]:
-    plan = PollPlan(LAMP, memory.due(), cost)
+    plan = PollPlan(LAMP, memory.due(), cost, use_mirrors=memory.mirrors)
     answers = [words[t][s:s + c] for t, s, c in plan.requests]
     readings = memory.absorb(plan, plan.decode(answers))
     return plan.classes, {reg.name: raw for reg, raw in readings}
@@ -189,3 +198,26 @@ def test_request_reads_everything_at_the_next_poll() -> None:
     assert memory.due() != EVERYTHING
     memory.request()
     assert memory.due() == EVERYTHING
+
+
+def test_a_lamp_routine_serial_poll_is_one_request_once_its_firmware_answers_the_mirrors() -> None:
+    """dim_level and relay are read at their input mirrors (27, 28): one run 0..28 with the measurements."""
+    assert mirrors(LAMP) == {"dim_level": 27, "relay": 28}
+    cost = LineCost(115200)
+    assert PollPlan(LAMP, frozenset({MEASURE}), cost, use_mirrors=True).requests == [(INPUT, 0, 29)]
+    assert len(PollPlan(LAMP, frozenset({MEASURE}), cost).requests) == 2  # firmware 1.0: in place
+    assert len(PollPlan(LAMP, frozenset({MEASURE}), LineCost(None), use_mirrors=True).requests) == 2  # TCP
+
+    for firmware, answered in ((0x0100, False), (0x0101, True), (0x0200, True)):
+        memory = NodePolls(LAMP)
+        assert not memory.mirrors  # nothing known before the first poll
+        words = {HOLDING: [0] * 300, INPUT: [0] * 300}
+        words[INPUT][LAMP["firmware"].address] = firmware
+        words[HOLDING][LAMP["dim_level"].address] = 40
+        words[INPUT][27] = 40  # what a 1.1 lamp answers there
+        _poll(memory, words, cost)
+        assert memory.mirrors is answered, hex(firmware)
+        plan = PollPlan(LAMP, memory.due(), cost, use_mirrors=memory.mirrors)
+        assert [t for t, _, _ in plan.requests] == ([INPUT] if answered else [HOLDING, INPUT])
+        _, values = _poll(memory, words, cost)
+        assert values["dim_level"] == 40

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -170,3 +171,40 @@ def test_priority_lock_serves_urgent_waiters_first() -> None:
 
     asyncio.run(main())
     assert order == ["cmd", "poll-a", "poll-b"]
+
+
+def test_a_poll_still_waiting_out_the_silence_gives_the_line_to_a_command(pty_pair, sim) -> None:
+    """The poll holds the line but has sent nothing: the command that came meanwhile goes first."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, power=12.5)
+    done: list[str] = []
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end)
+            await bus.read_requests(1, [(INPUT, 0, 4)])  # opened, and its timing known
+            bus._quiet_until = time.monotonic() + 1.0  # as after a broadcast: the poll will wait with the line
+
+            async def poll() -> None:
+                words = await bus.read_requests(1, [(INPUT, LAMP["power"].address, 1)], response_timeout=0.5)
+                done.append(f"poll {words[0][0]}")
+
+            async def command() -> None:
+                await bus.write(1, LAMP["dim_level"].address, [33])
+                done.append("command")
+
+            polling = asyncio.create_task(poll())
+            while not bus._lock.locked():
+                assert not polling.done()
+                await asyncio.sleep(0)
+            commanding = asyncio.create_task(command())
+            while not bus._lock.better_waiting():
+                assert not polling.done(), "the poll went out before the command was queued"
+                await asyncio.sleep(0.01)
+            await asyncio.gather(polling, commanding)
+            assert bus._timeout == 0.5  # the poll's own response timeout, back after the command's
+            bus.close()
+
+    asyncio.run(main())
+    assert done == ["command", "poll 125"]
+    assert lamp.writes == [(0, [33])]
