@@ -156,6 +156,10 @@ class Counter:
         self._stop.set()
         self._thread.join(30)
 
+    def counting(self) -> bool:
+        """The consumer still runs (a message it cannot decode ends its thread, with a traceback)."""
+        return self._thread.is_alive()
+
     def unique(self) -> int:
         return sum(len(set(v)) for v in self.seen.values())
 
@@ -225,6 +229,7 @@ async def assert_nothing_lost(counter: Counter, f: Fleet) -> None:
     """Every poll a gateway recorded reaches the consumer (one distinct seq each), once it has caught up."""
     with contextlib.suppress(AssertionError):
         await until(lambda: not lost(counter, f), within=90, what="every recorded poll counted")
+    assert counter.counting(), "the counting consumer's thread died (see its traceback above)"
     assert not lost(counter, f), f"recorded polls missing: {lost(counter, f)}"
 
 
