@@ -4,10 +4,9 @@
 leaves the outbox only when the broker acknowledged (QoS 1) the message that carried it. Delivery
 is at least once: ``(node, seq)`` lets a consumer drop a copy sent again.
 
-Sessions. For each broker connection (:class:`~gateway.mqtt.uplink.Uplink`) the
-delivery layer counts a new session in the outbox, builds the gateway birth
-(node table, schemas), a node birth per node and the delivery counters, and
-marks the outbox's last id: what was stored before is the *backlog*, replayed
+Sessions. For each broker connection (:class:`~gateway.mqtt.uplink.Uplink`) the delivery layer counts a
+new session in the outbox, builds the gateway birth (node table, schemas), a node birth per node and the
+delivery counters, and marks the outbox's last id: what was stored before is the *backlog*, replayed
 oldest first at ``drain_rate`` polls per second and flagged historical (the
 compact header's flag; the SenML profile's MQTT 5 user property
 ``historical``). Polls stored during the session form the *live* lane: published
@@ -80,7 +79,7 @@ class Delivery:
         self._tempdir: str | None = None
         self._work = asyncio.Event()  # the writer has something to do
         self._kick = asyncio.Event()  # the composer may have something to do
-        self._lock = asyncio.Lock()  # one writer at a time: held puts and the session boundary agree
+        self._lock = asyncio.Lock()  # one writer at a time: held puts, takes and the session boundary agree
         self._send: Callable[[Outgoing], None] | None = None
         self._composer: asyncio.Task[None] | None = None
         self._dropped_by_kind = {Kind.READING: 0, Kind.EVENT: 0}  # as last read from the outbox
@@ -160,8 +159,8 @@ class Delivery:
     def waiting(self) -> int:
         """Polls held in memory: recorded and not yet stored, or stored and waiting for their live message.
 
-        The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor
-        a lagging broker makes the live lane spill into the backlog (or memory grow)."""
+        The gateway's back-pressure: the pollers hold back while this is high, so neither a slow disk nor a lagging
+        broker makes the live lane spill into the backlog (or memory grow)."""
         return self.machine.waiting
 
     # -- from the pollers --------------------------------------------------------------------------------------
@@ -272,9 +271,8 @@ class Delivery:
     def flush(self) -> None:
         """Compose every live poll now, whatever the batch interval (the gateway is stopping).
 
-        The delivery counters go out once more, at once: drops since the last ``<root>/delivery`` (held
-        back by its pause) must be reported before the uplink closes.
-        """
+        The delivery counters go out once more, at once: drops since the last ``<root>/delivery`` (held back by
+        its pause) must be reported before the uplink closes."""
         for action in self.machine.handle(m.Flush(time.monotonic())):
             if isinstance(action, m.ReportStatus):
                 self._emit(self._status_message())
@@ -332,8 +330,10 @@ class Delivery:
         """One action of the composer; those that need the disk are awaited here."""
         if isinstance(action, m.Take):
             assert self._outbox is not None
-            entries = await self._outbox.take(action.limit, max_id=action.max_id)
-            for then in self.machine.handle(m.Taken(tuple(entries), action.session)):
+            async with self._lock:  # after the writer's releases: an empty take ends the session's backlog
+                entries = await self._outbox.take(action.limit, max_id=action.max_id)
+                actions = self.machine.handle(m.Taken(tuple(entries), action.session))
+            for then in actions:
                 await self._carry_out_async(then)
             self._wake_writer()
         elif isinstance(action, m.ReportStatus):

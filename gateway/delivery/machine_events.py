@@ -99,7 +99,10 @@ class Unreadable:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """A :class:`Take` came back with these backlog entries (handed out, in flight)."""
+    """A :class:`Take` came back with these backlog entries (handed out, in flight).
+
+    Empty, it ends the session's backlog: the take must not have run before a :class:`Release` handed out earlier
+    (the driver takes only while no write is under way)."""
 
     entries: tuple[Entry, ...]
     session: int

@@ -6,9 +6,9 @@ units ``1..units`` of one role (the lamp by default), laid out by the role's
 register map in ``protocols/roles``: holding registers start at their minimum
 (or 0) and can be written (function 16, checked by the map's own write rule);
 input registers hold plausible constants, and ``seq`` and ``uptime`` grow by one
-on every input read, as a node's do. Unknown units answer exception 11 (gateway
-target failed to respond), like a TCP-to-RTU gateway; a unit marked silent
-answers nothing.
+on every input read that includes them (one per poll: a new sample, as a node's
+do). Unknown units answer exception 11 (gateway target failed to respond), like a
+TCP-to-RTU gateway; a unit marked silent answers nothing.
 
 Answers are built with one ``struct`` call per request, so that a handful of
 simulator processes can keep a gateway busy on two cores (a pymodbus server
@@ -97,9 +97,12 @@ class SimNode:
             raise ModbusException(table, _EX_ILLEGAL_ADDRESS)
         if table == INPUT:
             self.reads += 1
+            # A new sample for each read that shows the counter: a gateway's poll that also reads the counters
+            # block (a second request) is still one sample, one seq, as on a node.
             for reg in self._counting:
-                raw = (int(reg.from_words(words, reg.address)) + 1) & 0xFFFFFFFF
-                words[reg.address : reg.address + reg.width] = reg.words(raw)
+                if address <= reg.address < address + count:
+                    raw = (int(reg.from_words(words, reg.address)) + 1) & 0xFFFFFFFF
+                    words[reg.address : reg.address + reg.width] = reg.words(raw)
         return words[address : address + count]
 
     def write(self, address: int, values: list[int]) -> None:
