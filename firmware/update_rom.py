@@ -24,6 +24,7 @@ checked at COMMIT covers the whole image, so a torn partition is never
 switched to.
 """
 
+import gc
 import hashlib
 import os
 
@@ -57,6 +58,7 @@ def partitions():
 
 def stage_for(node, slot):
     """The stage of code slot ``slot`` on ``node``."""
+    gc.collect()  # the first update of a BLE node's tight heap: room for the partitions' driver
     rom_ioctl = partitions()
     if rom_ioctl is not None:
         return RomStage(rom_ioctl(2, slot))

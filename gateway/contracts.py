@@ -382,10 +382,10 @@ class BleGattFrames(Protocol):
 _gatt: Any = importlib.import_module("protocols.ble_gatt")
 BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID  # UUID of a BLE node's command characteristic (written)
 BLE_GATT_RESULT: str = _gatt.RESULT_UUID  # UUID of a BLE node's result characteristic (notified)
-BLE_GATT_OP_WRITE: int = _gatt.OP_WRITE
-BLE_GATT_OP_READ: int = _gatt.OP_READ
-BLE_GATT_OP_ACK_ALARM: int = _gatt.OP_ACK_ALARM
-"""GATT ops: write holding registers (:func:`ble_gatt_write_body`), read them, acknowledge the alarm."""
+BLE_GATT_OP_WRITE, BLE_GATT_OP_READ, BLE_GATT_OP_ACK_ALARM, BLE_GATT_OP_FILE_WRITE, BLE_GATT_OP_FILE_READ = (
+    int(_gatt.OP_WRITE), int(_gatt.OP_READ), int(_gatt.OP_ACK_ALARM), int(_gatt.OP_FILE_WRITE), int(_gatt.OP_FILE_READ))
+"""GATT ops: holding registers written (:func:`ble_gatt_write_body`), read, alarm acknowledged; file records."""
+BLE_GATT_FILE_BODY: tuple[Any, Any, int] = (_gatt.file_write_body, _gatt.file_read_body, _gatt.FILE_PART)  # updates
 
 
 def ble_gatt_write_body(address: int, words: list[int]) -> bytes:

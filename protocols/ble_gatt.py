@@ -15,7 +15,14 @@ node accepted before (the node keeps the highest); a result carries the
 counter of the command it answers. Ops: :data:`OP_WRITE` (holding
 registers: address (2, little-endian), then 16-bit words, as a Modbus write
 of several registers), :data:`OP_ACK_ALARM` (stop repeating the alarm
-adverts), :data:`OP_READ` (address (2), count (1)). Result status: 0 done,
+adverts), :data:`OP_READ` (address (2), count (1)), and the node's file
+records, the same as Modbus functions 20/21 carry (updates:
+:mod:`protocols.update`): :data:`OP_FILE_WRITE` (file (1), record (2), part
+(1), data: a record of up to 240 bytes does not fit one frame, so it goes in
+two parts of at most :data:`FILE_PART` bytes, part 0 then the last, part 1; a
+record that fits goes as part 1 alone) and :data:`OP_FILE_READ` (file (1),
+record (2), count (1): that many words, little-endian, in the result's
+body). Result status: 0 done,
 else the Modbus exception code the node's register bank gives (2: address,
 3: value, 4: device failure), or :data:`STATUS_REPLAY` / :data:`STATUS_BAD_OP`.
 
@@ -37,7 +44,10 @@ VERSION = const(1)
 OP_WRITE = const(1)
 OP_ACK_ALARM = const(2)
 OP_READ = const(3)
-OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ)
+OP_FILE_WRITE = const(4)
+OP_FILE_READ = const(5)
+OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ, OP_FILE_WRITE, OP_FILE_READ)
+FILE_PART = const(120)  # bytes of a file record in one frame: half a 240-byte update chunk
 STATUS_OK = const(0)
 STATUS_REPLAY = const(0x80)
 STATUS_BAD_OP = const(0x81)
@@ -129,8 +139,24 @@ def write_body(address, words):
     return bytes(out)
 
 
+def file_write_body(file, record, part, data):
+    """The body of an :data:`OP_FILE_WRITE`: part ``part`` (0: more follows, 1: the last) of a file record."""
+    if part not in (0, 1) or not data or len(data) > FILE_PART or (part == 0 and len(data) != FILE_PART):
+        raise DecodeError("a GATT file record part carries 1..%d bytes (part 0: %d), not %d in part %d"
+                          % (FILE_PART, FILE_PART, len(data), part))
+    return bytes((file, record & 0xFF, record >> 8, part)) + bytes(data)
+
+
+def file_read_body(file, record, count):
+    """The body of an :data:`OP_FILE_READ`: ``count`` words of a file record."""
+    if not 1 <= count <= 100:
+        raise DecodeError("a GATT file read asks 1 to 100 words, not %d" % count)
+    return bytes((file, record & 0xFF, record >> 8, count))
+
+
 def parse_body(op, body):
-    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack.
+    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack,
+    (file, record, part, data) for a file record part, (file, record, count) for a file read.
 
     DecodeError naming the problem for an unknown op or a body of the wrong shape.
     """
@@ -146,6 +172,15 @@ def parse_body(op, body):
         if n != 3 or not 1 <= body[2] <= 100:
             raise DecodeError("GATT read body: address (2) and a count 1..100 expected")
         return body[0] | body[1] << 8, body[2]
+    if op == OP_FILE_WRITE:
+        if n < 5 or n > 4 + FILE_PART or body[3] > 1 or (body[3] == 0 and n != 4 + FILE_PART):
+            raise DecodeError("GATT file write body of %d bytes: file, record, part and 1..%d bytes expected"
+                              % (n, FILE_PART))
+        return body[0], body[1] | body[2] << 8, body[3], body[4:]
+    if op == OP_FILE_READ:
+        if n != 4 or not 1 <= body[3] <= 100:
+            raise DecodeError("GATT file read body: file (1), record (2) and a count 1..100 expected")
+        return body[0], body[1] | body[2] << 8, body[3]
     if op == OP_ACK_ALARM:
         if n:
             raise DecodeError("GATT alarm acknowledgement carries no body (%d bytes)" % n)

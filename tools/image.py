@@ -5,8 +5,8 @@ Layout of an image (the flash root of a node):
 - ``main.py``: ``firmware/main.py``, kept as source (MicroPython runs
   ``main.py`` as a script after boot), and ``update_boot.py``
   (``firmware/update_boot.py``, source), which picks the node's code slot and
-  mounts its ROMFS image at ``/rom``; for the virtual board also ``sim_rom.py``
-  (``boards/sim/rom_partitions.py``, source), its two ROM partitions, which a chip's
+  mounts its ROMFS image at ``/rom``; for the virtual board also ``sim_rom.mpy``
+  (``boards/sim/rom_partitions.py``, compiled), its two ROM partitions, which a chip's
   ``vfs.rom_ioctl`` gives;
 - ``board/``: ``boards/<board>/``, compiled, imported by ``main.py`` as ``board``;
   modules that ``boards/<board>/board.json`` lists under another role's
@@ -59,7 +59,7 @@ _PACKAGES = ("protocols", "firmware")
 _ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
 ROM_FILE = "rom.img"
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
-"""The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.py`` on a virtual node's flash root."""
+"""The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 

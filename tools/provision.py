@@ -14,7 +14,7 @@ For a board that already runs MicroPython (``streetedge flash`` puts it there)::
    runs its code in place from it): on a board whose MicroPython has two ROM
    partitions (``vfs.rom_ioctl``) into partition 0 with mpremote's own
    ``romfs deploy``, checked there by hash; on the virtual board into its
-   partition 0 (``rom/part0.bin``, with ``sim_rom.py``, the partitions' driver);
+   partition 0 (``rom/part0.bin``, with ``sim_rom.mpy``, the partitions' driver);
    elsewhere into the file ``rom/slot0.img``;
    ``config.json`` (unit, role, baud) and ``identity.json`` (node id, board,
    role, image and ROMFS hashes, when, by whom), and the node key if one is
@@ -163,8 +163,8 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
     # The board gets the flash-root files and the ROMFS image in code slot 0, made active (firmware/update_boot.py).
     state = json.dumps({"active": 0, "trial": False, "tries": 0}).encode()
     sources = {"main.py": image / "main.py", "update_boot.py": image / "update_boot.py"}
-    if (image / "sim_rom.py").is_file():  # the virtual board: its ROM partitions are files of its flash
-        sources |= {"sim_rom.py": image / "sim_rom.py", "rom/part0.bin": image / rom["file"]}
+    if (image / "sim_rom.mpy").is_file():  # the virtual board: its ROM partitions are files of its flash
+        sources |= {"sim_rom.mpy": image / "sim_rom.mpy", "rom/part0.bin": image / rom["file"]}
     expected = {path: _sha256(src.read_bytes()) for path, src in sources.items()}
     identity = {"node": request.node_id, "board": request.board, "role": request.role,
                 "image": manifest["source_hash"], "rom": rom["sha256"],

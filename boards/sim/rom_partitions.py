@@ -1,6 +1,6 @@
 # The virtual board's ROM partitions: what vfs.rom_ioctl gives on an ESP32, for the unix port that lacks it.
 #
-# Installed on a virtual node's flash root as sim_rom.py (tools/image.py): the boot stub and the updater
+# Installed on a virtual node's flash root as sim_rom.mpy (tools/image.py): the boot stub and the updater
 # import it only where vfs has no rom_ioctl. Partition n (SIZE bytes) is the file rom/part<n>.bin; the
 # bytes past the file's end are erased flash (0xFF), so a blank partition is a missing file.
 # rom_ioctl(1) is the number of partitions, rom_ioctl(2, n) the partition object, as on the ESP32 port

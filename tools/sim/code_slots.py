@@ -1,6 +1,6 @@
 """A virtual board's code slots, seen from the host: what ``firmware/update_boot.py`` reads.
 
-A node whose image carries ``sim_rom.py`` (every image of the virtual board)
+A node whose image carries ``sim_rom.mpy`` (every image of the virtual board)
 keeps its slots in two ROM partitions, ``rom/part0.bin`` and ``rom/part1.bin``
 (``boards/sim/rom_partitions.py``: the bytes past a file's end are erased flash);
 an older node in ``rom/slot0.img`` and ``rom/slot1.img``. ``rom/state.json``
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 STATE = "rom/state.json"
-SIM_ROM = "sim_rom.py"
+SIM_ROM = "sim_rom.mpy"
 ROMFS_MAGIC = b"\xd2\xcd\x31"
 
 

@@ -136,7 +136,7 @@ def install_code(image: Path, flash: Path) -> int:
     """
     from tools.sim.code_slots import active_slot_bytes, install_first_slot
 
-    for name in ("main.py", "update_boot.py", "sim_rom.py"):
+    for name in ("main.py", "update_boot.py", "sim_rom.mpy"):
         if (image / name).is_file():
             shutil.copyfile(image / name, flash / name)
     install_first_slot(flash, (image / "rom.img").read_bytes())
