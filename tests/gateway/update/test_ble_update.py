@@ -24,6 +24,7 @@ from gateway.update.ble_deliver import deliver_ble
 from gateway.update.deliver import UpdateRefused
 from gateway.update.package import UpdatePackage, make_package
 from tests.gateway.update.update_kit import KEY, Supervisor, running_image, variant
+from tools.cli import main as cli_main
 from tools.sim.bleak_bumble_client import client_backend
 from tools.sim.code_slots import read_state
 from tools.sim.radio import VirtualRadio
@@ -106,3 +107,23 @@ def test_an_image_goes_over_gatt_resumes_after_a_cut_and_bad_ones_are_refused(tm
     assert seen["running"] == seen["new"] != seen["old"]
     assert seen["status"]["active"] == 1 and not seen["status"]["trial"]
     assert seen["state"] == {"active": 1, "trial": False, "tries": 0, "rolled_back": 0}
+
+
+def test_update_send_to_ble_nodes_refuses_what_cannot_be_rolled_out(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``update send --ble-config --nodes``: a node not in the configuration, or a mix with a bus: one line each."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'site = "s"\ngateway = "g"\n[ble]\ncounters = "{tmp_path / "ble.sqlite"}"\n'
+                      f'[[ble.node]]\nid = "pit-41"\naddress = "{ADDRESS}"\nkey = "{BLE_KEY}"\nrole = "meter"\n')
+    package = tmp_path / "meter.update"
+    package.write_bytes(_package(b"\xd2\xcd\x31\x00").to_bytes())
+    base = ["update", "send", "--package", str(package)]
+    for extra, says in ((["--ble-config", str(config), "--nodes", "pit-41,pit-9"],
+                         "--nodes 'pit-41,pit-9': pit-9 not among the [[ble.node]]"),
+                        (["--ble-config", str(config), "--nodes", "pit-41", "--bus", "/dev/null"],
+                         "a BLE roll-out takes --ble-config and --nodes (and no --bus nor --units)"),
+                        (["--units", "1"], "a roll-out on a line takes --bus and --units")):
+        assert cli_main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ble.sqlite").exists()  # refused before anything was opened
