@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
+from typing import NoReturn
 
 from bleak import BleakClient
 from bleak.exc import BleakError
@@ -66,11 +67,20 @@ class GattSession:
                     got, status, answer = self._frames.open_result(await self._results.get())
                     if got == counter:
                         return int(status), bytes(answer)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task is being cancelled: not the node's doing
+            # the connection went away under a request, whose future the stack cancelled (a node's reset)
+            await self._failed(exc)
         except (TimeoutError, BleakError, AuthenticationError, DecodeError) as exc:
-            self.sender.failures += 1
-            await self.release()
-            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise GattError(self.node.id, 1, problem) from exc
+            await self._failed(exc)
+
+    async def _failed(self, exc: BaseException) -> NoReturn:
+        self.sender.failures += 1
+        await self.release()
+        problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise GattError(self.node.id, 1, problem) from exc
 
     async def _connect(self) -> BleakClient:
         if self._client is not None:
