@@ -75,7 +75,7 @@ class Updater:
         self.result = 0
         self.header = None  # (size, health_s, sha256, mac) of the update in progress
         self.received = 0
-        self._staged = None  # the staging record, as in rom/staging.json
+        self._staged = {}  # the staging record, as in rom/staging.json
         self._slots = self._read(_STATE)
         self._stage = None
         self.reset_pending = None  # board.reset once a COMMIT switched the slot: due after its answer
@@ -216,7 +216,7 @@ class Updater:
         except OSError:
             pass
         self.header = None
-        self._staged = None
+        self._staged = {}
         self.received = 0
         self.state = IDLE
 

@@ -55,9 +55,10 @@ def partitions():
         from vfs import rom_ioctl
     except ImportError:  # the unix port: the virtual board's ROM partitions, if it has them
         try:
-            from sim_rom import rom_ioctl
+            import sim_rom
         except ImportError:
             return None
+        rom_ioctl = sim_rom.rom_ioctl
     if rom_ioctl(1) < 2 or not hasattr(rom_ioctl(2, 1), "ioctl"):
         return None  # one partition (the stock ESP32 layout), or no block protocol: slots in files
     return rom_ioctl
