@@ -12,7 +12,12 @@ commands do:
   write (the same range checks, the role acts on the new setting); a refusal
   answers the Modbus exception code;
 - read holding registers;
-- acknowledge the alarm: the beacon stops repeating its alarm adverts.
+- acknowledge the alarm: the beacon stops repeating its alarm adverts;
+- write and read the node's file records (``bank.files``), as Modbus
+  functions 21 and 20 do: an update over the air goes through the very code
+  of an update over the bus (:mod:`firmware.update`); a 240-byte chunk comes
+  in two parts (``ble_gatt.FILE_PART``), kept until the second arrives. After
+  the answer to the COMMIT that switched the code slot, the node resets.
 
 A forged or malformed frame gets no answer (a result sealed for the sender
 would tell a forger nothing it could use, and costs air time); a replayed
@@ -51,6 +56,15 @@ _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connect
 _KEY = "gattctr"
 
 
+def _little_endian(words):
+    """16-bit words as bytes, low byte first (a result's body)."""
+    out = bytearray(2 * len(words))
+    for i in range(len(words)):
+        out[2 * i] = words[i] & 0xFF
+        out[2 * i + 1] = words[i] >> 8
+    return out
+
+
 class GattService:
     """Serves ``protocols.ble_gatt`` commands on ``ble`` for the node's ``bank`` and ``beacon``.
 
@@ -79,6 +93,7 @@ class GattService:
         self.dropped = 0  # commands that found the queue full
         self.connections = 0
         self._pending = []
+        self._part = None  # (file, record, bytes): the first part of a file record, until its second
         # ThreadSafeFlag: set from an IRQ on the ESP32 (CPython, where tests also run this, has Event)
         self._flag = asyncio.ThreadSafeFlag() if hasattr(asyncio, "ThreadSafeFlag") else asyncio.Event()
         self.task = None
@@ -111,6 +126,11 @@ class GattService:
             await self._flag.wait()
             self._flag.clear()
             self.serve_pending()
+            files = self.bank.files
+            reset = files.pending_reset() if files is not None else None
+            if reset is not None:
+                await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
+                reset()
 
     def serve_pending(self):
         """Answer the commands written so far, in order."""
@@ -146,11 +166,7 @@ class GattService:
                 start, count = what
                 words = [0] * count
                 self.bank.read(_FC_READ_HOLDING, start, count, words)
-                out = bytearray(2 * count)
-                for i in range(count):
-                    out[2 * i] = words[i] & 0xFF
-                    out[2 * i + 1] = words[i] >> 8
-                answer = out
+                answer = _little_endian(words)
             elif op == ble_gatt.OP_RADIO and self.beacon is not None:
                 if what and ble_gatt.radio_problem(*what):
                     raise ModbusException(_FC_WRITE_MULTIPLE, _ILLEGAL_VALUE)
@@ -159,13 +175,43 @@ class GattService:
                 answer = ble_gatt.radio_body(*self.beacon.radio_settings())
             elif op == ble_gatt.OP_RADIO:
                 raise ModbusException(_FC_WRITE_MULTIPLE, _DEVICE_FAILURE)
+            elif op == ble_gatt.OP_FILE_WRITE:
+                self._file_write(what)
+            elif op == ble_gatt.OP_FILE_READ:
+                answer = self._file_read(what)
             elif self.beacon is not None:
                 self.beacon.acked = True
         except ModbusException as exc:
             status = exc.code
         except ProtocolError:
             status = ble_gatt.STATUS_BAD_OP
+        except (OSError, MemoryError):
+            status = _DEVICE_FAILURE  # the node could not do it now (flash, heap): the service goes on
         self._answer(conn, counter, status, answer)
+
+    def _files(self, fc):
+        files = self.bank.files
+        if files is None:
+            raise ModbusException(fc, 1)  # no file records on this node: an illegal function, as over Modbus
+        return files
+
+    def _file_write(self, what):
+        file, record, part, data = what
+        files = self._files(21)
+        if part == 0:
+            self._part = (file, record, bytes(data))
+            return
+        first = self._part
+        self._part = None
+        if first is not None and first[0] == file and first[1] == record:
+            data = first[2] + bytes(data)
+        files.write_record(file, record, data)
+
+    def _file_read(self, what):
+        file, record, count = what
+        words = [0] * count
+        self._files(20).read_record(file, record, count, words)
+        return _little_endian(words)
 
     def _answer(self, conn, counter, status, body):
         frame = self.frames.result(counter, status, body)

@@ -7,10 +7,11 @@ reads the progress with function 20 (the records: :mod:`protocols.update`);
 expected is taken as a repeat (its answer was lost) and not written again,
 one after it is refused (exception 2): the status says where to resume.
 
-The image goes into the inactive code slot (``rom/slot<1-active>.img``,
-:mod:`update_boot`), never into the one running; what was received survives
-a power cut (``rom/staging.json`` names the update, the slot file holds its
-bytes), so a BEGIN of the same update resumes. COMMIT checks the SHA-256 of
+The image goes into the inactive code slot (a ROM partition where the node
+has two, else ``rom/slot<1-active>.img``: :mod:`firmware.update_rom`), never
+into the one running; what was received survives a power cut
+(``rom/staging.json`` names the update, the slot holds its bytes), so a
+BEGIN of the same update resumes. COMMIT checks the SHA-256 of
 the slot's bytes and the MAC the node's provisioned key (``node.key``) gives
 (``protocols.update.mac``: HMAC-SHA256 over the role, size, health time and hash), then
 writes the slot state (one atomic rename: the old image or the new one, never
@@ -20,7 +21,6 @@ by ``health_s * 4`` seconds it rolls itself back and resets (and
 ``update_boot`` rolls back a trial that cannot even boot).
 """
 
-import hashlib
 import json
 import os
 import time
@@ -75,7 +75,10 @@ class Updater:
         self.result = 0
         self.header = None  # (size, health_s, sha256, mac) of the update in progress
         self.received = 0
+        self._staged = {}  # the staging record, as in rom/staging.json
         self._slots = self._read(_STATE)
+        self._stage = None
+        self.reset_pending = None  # board.reset once a COMMIT switched the slot: due after its answer
         self._resume()
 
     # -- slots -------------------------------------------------------------
@@ -93,8 +96,13 @@ class Updater:
             json.dump(data, f)
         os.rename(full + ".tmp", full)
 
-    def _staging_path(self):
-        return self.node.flash_path("rom/slot%d.img" % (1 - self._slots["active"]))
+    def stage(self):
+        """Where the update goes: the inactive slot (:func:`firmware.update_rom.stage_for`)."""
+        if self._stage is None:
+            from firmware.update_rom import stage_for
+
+            self._stage = stage_for(self.node, 1 - self._slots["active"])
+        return self._stage
 
     def _resume(self):
         staged = self._read(_STAGING)
@@ -102,15 +110,12 @@ class Updater:
             return
         self.header = (staged["size"], staged["health_s"], bytes.fromhex(staged["sha256"]),
                        bytes.fromhex(staged["mac"]))
-        try:
-            have = os.stat(self._staging_path())[6]
-        except OSError:
-            have = -1
-        if have < 0 or have > self.header[0] or (have % CHUNK and have != self.header[0]):
-            # A chunk torn by a power cut (or a slot that is not ours): its bytes cannot be cut off, so the
-            # update starts again at its next BEGIN.
+        have = self.stage().resume(staged)
+        if have < 0:
+            # a slot torn by a power cut in a way that cannot be resumed: the update starts again at its BEGIN
             self._drop()
             return
+        self._staged = staged
         self.received = have
         self.state = RECEIVING
 
@@ -170,10 +175,11 @@ class Updater:
                 self._refuse(BAD_HEADER)
             if header == self.header and self.state == RECEIVING:
                 return  # the same update again: resume where it stands
-            self._write_json(_STAGING, {"size": size, "health_s": health_s, "sha256": header[2].hex(),
-                                        "mac": header[3].hex()})
-            with open(self._staging_path(), "wb"):
-                pass
+            if not self.stage().begin(size):
+                self._refuse(BAD_HEADER)  # larger than the code slot
+            self._staged = {"size": size, "health_s": health_s, "sha256": header[2].hex(),
+                            "mac": header[3].hex(), "have": 0}
+            self._write_json(_STAGING, self._staged)
             self.header = header
             self.received = 0
             self.state = RECEIVING
@@ -195,9 +201,14 @@ class Updater:
             return  # a repeat: its answer was lost
         if offset > self.received or len(data) != min(CHUNK, size - offset):
             raise ModbusException(_FC_WRITE_FILE, _EX_ADDRESS if offset != self.received else _EX_VALUE)
-        with open(self._staging_path(), "ab") as f:
-            f.write(data)
+        stage = self.stage()
+        have = stage.write(offset, data)
         self.received = offset + len(data)
+        if self.received == size:
+            have = stage.complete(size)
+        if have is not None:
+            self._staged["have"] = have  # whole blocks: a power cut from now on resumes after them
+            self._write_json(_STAGING, self._staged)
 
     def _drop(self):
         try:
@@ -205,6 +216,7 @@ class Updater:
         except OSError:
             pass
         self.header = None
+        self._staged = {}
         self.received = 0
         self.state = IDLE
 
@@ -213,15 +225,7 @@ class Updater:
         if self.state != RECEIVING or header is None or self.received != header[0]:
             raise self._refusal(INCOMPLETE, _EX_FAILURE)
         size, health_s, digest, tag = header
-        h = hashlib.sha256()
-        buf = bytearray(256)
-        with open(self._staging_path(), "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(memoryview(buf)[:n])
-        if h.digest() != digest:
+        if self.stage().digest(size) != digest:
             self._drop()
             self._refuse(BAD_HASH)
         try:
@@ -238,11 +242,19 @@ class Updater:
                        "health_s": health_s, "rolled_back": self._slots.get("rolled_back", 0)}
         self._drop()  # first: a staging record left beside the new slot would name the old one
         self._write_json(_STATE, self._slots)  # the switch: one rename
+        self._stage = None  # the slot staged into is now the active one
         self.result = OK
         self.node.boot.rebooting()  # a planned reset, not a crash
-        self.node.slave.after_answer = self.node.board.reset
+        self.node.slave.after_answer = self.node.board.reset  # over Modbus: once the answer is sent
+        self.reset_pending = self.node.board.reset  # over GATT (firmware.ble_gatt_service)
 
     # -- the trial of a new image ---------------------------------------------
+
+    def _answers(self):
+        # what the node answered the gateway: Modbus requests, and sealed GATT commands on a BLE node
+        n = self.node.slave.requests
+        gatt = getattr(getattr(self.node.role, "beacon", None), "gatt", None)
+        return n + gatt.accepted if gatt is not None else n
 
     async def run(self):
         """While this image is on trial: confirm it once healthy, or roll it back when its time is up."""
@@ -253,12 +265,11 @@ class Updater:
             return
         health_ms = slots.get("health_s", 30) * 1000
         started = time.ticks_ms()
-        slave = self.node.slave
-        first = slave.requests
+        first = self._answers()
         while True:
             await asyncio.sleep_ms(250)
             ran = time.ticks_diff(time.ticks_ms(), started)
-            if ran >= health_ms and slave.requests > first:
+            if ran >= health_ms and self._answers() > first:
                 slots = {"active": slots["active"], "trial": False, "tries": 0,
                          "rolled_back": slots.get("rolled_back", 0)}
                 self._write_json(_STATE, slots)

@@ -2,8 +2,9 @@
 # and roll back a new image that did not prove itself. It lives outside the images it chooses between,
 # so a bad image can never keep the node from booting the one before it.
 #
-# Slots 0 and 1: rom/slot0.img and rom/slot1.img (files, read into a buffer: the virtual board), or ROM
-# partitions 0 and 1 where the port has vfs.rom_ioctl (memory-mapped flash: nothing in the heap).
+# Slots 0 and 1: ROM partitions 0 and 1 where the port has vfs.rom_ioctl with two partitions (an ESP32:
+# memory-mapped flash, nothing in the heap; the virtual board: sim_rom on the flash root, read into a
+# buffer), else the files rom/slot0.img and rom/slot1.img (read into a buffer).
 # rom/state.json: {"active": 0|1, "trial": bool, "tries": n, "previous": 0|1, "rolled_back": n}.
 # "trial": the active slot was just switched to (firmware/update.py) and has not yet reported healthy;
 # every boot of a trial is counted here, before its code runs, so a trial that crashes or hangs at boot
@@ -44,6 +45,37 @@ def write_state(state):
     os.rename(tmp, _STATE)
 
 
+def partitions():
+    """``rom_ioctl`` where the node keeps its code slots in ROM partitions 0 and 1, else None (files).
+
+    A chip's ``vfs.rom_ioctl`` gives partition objects with the block protocol (the ESP32's
+    ``esp32.Partition``); the unix port has none, so the virtual board carries ``sim_rom``, its stand-in.
+    """
+    try:
+        from vfs import rom_ioctl
+    except ImportError:  # the unix port: the virtual board's ROM partitions, if it has them
+        try:
+            import sim_rom
+        except ImportError:
+            return None
+        rom_ioctl = sim_rom.rom_ioctl
+    if rom_ioctl(1) < 2 or not hasattr(rom_ioctl(2, 1), "ioctl"):
+        return None  # one partition (the stock ESP32 layout), or no block protocol: slots in files
+    return rom_ioctl
+
+
+def image_bytes(header):
+    """Bytes of the ROMFS image that starts with ``header`` (its first 8 bytes or more); 0 if none starts there."""
+    if header[:3] != b"\xd2\xcd\x31":
+        return 0
+    size = 0
+    for i in range(3, len(header)):
+        size = (size << 7) | (header[i] & 0x7F)
+        if not header[i] & 0x80:
+            return i + 1 + size
+    return 0
+
+
 def choose(state):
     """The slot to boot now; counts a trial's boots and rolls a failed trial back (state written)."""
     if state.get("trial"):
@@ -57,6 +89,28 @@ def choose(state):
     return state["active"]
 
 
+def _mapped(dev):
+    try:
+        memoryview(dev)  # a chip's partition is mapped flash: mounted in place
+    except TypeError:
+        return False
+    return True
+
+
+def _read_image(dev, slot):
+    # The image in partition ``dev`` as a buffer in the heap, and the heap bytes it takes.
+    head = bytearray(8)
+    dev.readblocks(0, head, 0)
+    size = image_bytes(head)
+    if not size:
+        raise OSError("code slot %d holds no ROMFS image" % slot)
+    gc.collect()
+    before = gc.mem_alloc()
+    buf = bytearray(size)
+    dev.readblocks(0, buf, 0)
+    return buf, gc.mem_alloc() - before
+
+
 def mount(boot=True):
     """Mount the active slot's image at /rom, first on the import path; the heap bytes its buffer takes.
 
@@ -67,14 +121,16 @@ def mount(boot=True):
     if state is None:
         return 0
     slot = choose(state) if boot else state["active"]
-    rom_ioctl = getattr(vfs, "rom_ioctl", None)
+    rom_ioctl = partitions()
+    used = 0
     if rom_ioctl is not None:
         try:
-            vfs.umount("/rom")  # the port mounts partition 0 at boot
+            vfs.umount("/rom")  # a chip mounts partition 0 at boot
         except OSError:
             pass
         buf = rom_ioctl(2, slot)
-        used = 0
+        if not _mapped(buf):  # the virtual board's partition: read into the heap
+            buf, used = _read_image(buf, slot)
     else:
         path = slot_path(slot)
         gc.collect()
@@ -83,6 +139,7 @@ def mount(boot=True):
         with open(path, "rb") as f:
             f.readinto(buf)
         used = gc.mem_alloc() - before  # the buffer: flash on a chip, so not the node's RAM
+    sys.modules.pop("sim_rom", None)  # a chip's rom_ioctl is in its firmware, not in the heap
     vfs.mount(vfs.VfsRom(buf), "/rom")  # type: ignore[attr-defined]  # MicroPython 1.25+; the stubs lack it
     sys.path.insert(0, "/rom")
     return used

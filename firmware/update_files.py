@@ -24,3 +24,7 @@ class UpdateFiles:
 
     def write_record(self, file, record, data):
         self.updater().write_record(file, record, data)
+
+    def pending_reset(self):
+        """The reset a COMMIT that switched the code slot waits for (after its answer), or None."""
+        return self._updater.reset_pending if self._updater is not None else None

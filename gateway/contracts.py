@@ -381,12 +381,13 @@ class BleGattFrames(Protocol):
 
 
 _gatt: Any = importlib.import_module("protocols.ble_gatt")
-BLE_GATT_COMMAND: str = _gatt.COMMAND_UUID  # UUID of a BLE node's command characteristic (written)
-BLE_GATT_RESULT: str = _gatt.RESULT_UUID  # UUID of a BLE node's result characteristic (notified)
+BLE_GATT_COMMAND, BLE_GATT_RESULT = str(_gatt.COMMAND_UUID), str(_gatt.RESULT_UUID)  # written / notified (UUIDs)
 BLE_GATT_OP_WRITE, BLE_GATT_OP_READ, BLE_GATT_OP_ACK_ALARM, BLE_GATT_OP_RADIO = (  # write holding registers
     int(_gatt.OP_WRITE), int(_gatt.OP_READ), int(_gatt.OP_ACK_ALARM), int(_gatt.OP_RADIO))  # read, ack, radio
+BLE_GATT_OP_FILE_WRITE, BLE_GATT_OP_FILE_READ = int(_gatt.OP_FILE_WRITE), int(_gatt.OP_FILE_READ)  # updates
 ble_gatt_radio_body: Callable[[int, int, int], bytes] = _gatt.radio_body  # (interval_ms, tx_power_dbm, sleep)
 ble_gatt_parse_radio: Callable[[bytes], tuple[int, int, int]] = _gatt.parse_radio  # a radio result's body
+BLE_GATT_FILE_BODY: tuple[Any, Any, int] = (_gatt.file_write_body, _gatt.file_read_body, _gatt.FILE_PART)  # updates
 
 
 def ble_gatt_write_body(address: int, words: list[int]) -> bytes:

@@ -17,7 +17,14 @@ registers: address (2, little-endian), then 16-bit words, as a Modbus write
 of several registers), :data:`OP_ACK_ALARM` (stop repeating the alarm
 adverts), :data:`OP_READ` (address (2), count (1)), :data:`OP_RADIO` (the
 radio settings: empty to read them, :func:`radio_body` to set them; the
-result carries them as they are now). Result status: 0 done,
+result carries them as they are now), and the node's file
+records, the same as Modbus functions 20/21 carry (updates:
+:mod:`protocols.update`): :data:`OP_FILE_WRITE` (file (1), record (2), part
+(1), data: a record of up to 240 bytes does not fit one frame, so it goes in
+two parts of at most :data:`FILE_PART` bytes, part 0 then the last, part 1; a
+record that fits goes as part 1 alone) and :data:`OP_FILE_READ` (file (1),
+record (2), count (1): that many words, little-endian, in the result's
+body). Result status: 0 done,
 else the Modbus exception code the node's register bank gives (2: address,
 3: value, 4: device failure), or :data:`STATUS_REPLAY` / :data:`STATUS_BAD_OP`.
 
@@ -40,7 +47,10 @@ OP_WRITE = const(1)
 OP_ACK_ALARM = const(2)
 OP_READ = const(3)
 OP_RADIO = const(4)
-OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ, OP_RADIO)
+OP_FILE_WRITE = const(5)
+OP_FILE_READ = const(6)
+OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ, OP_RADIO, OP_FILE_WRITE, OP_FILE_READ)
+FILE_PART = const(120)  # bytes of a file record in one frame: half a 240-byte update chunk
 TX_POWERS = (-12, -9, -6, -3, 0, 3, 6, 9)
 """TX power levels (dBm) a node may be set to: the ESP32 controller's BLE levels."""
 INTERVAL_MIN_MS = const(20)
@@ -166,9 +176,25 @@ def parse_radio(body):
     return body[0] | body[1] << 8, tx, body[3]
 
 
+def file_write_body(file, record, part, data):
+    """The body of an :data:`OP_FILE_WRITE`: part ``part`` (0: more follows, 1: the last) of a file record."""
+    if part not in (0, 1) or not data or len(data) > FILE_PART or (part == 0 and len(data) != FILE_PART):
+        raise DecodeError("a GATT file record part carries 1..%d bytes (part 0: %d), not %d in part %d"
+                          % (FILE_PART, FILE_PART, len(data), part))
+    return bytes((file, record & 0xFF, record >> 8, part)) + bytes(data)
+
+
+def file_read_body(file, record, count):
+    """The body of an :data:`OP_FILE_READ`: ``count`` words of a file record."""
+    if not 1 <= count <= 100:
+        raise DecodeError("a GATT file read asks 1 to 100 words, not %d" % count)
+    return bytes((file, record & 0xFF, record >> 8, count))
+
+
 def parse_body(op, body):
     """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack or
-    a radio read, (interval_ms, tx_power_dbm, sleep) for radio settings.
+    a radio read, (interval_ms, tx_power_dbm, sleep) for radio settings, (file, record, part, data) for a
+    file record part, (file, record, count) for a file read.
 
     DecodeError naming the problem for an unknown op or a body of the wrong shape.
     """
@@ -186,6 +212,15 @@ def parse_body(op, body):
         return body[0] | body[1] << 8, body[2]
     if op == OP_RADIO:
         return parse_radio(body) if n else ()
+    if op == OP_FILE_WRITE:
+        if n < 5 or n > 4 + FILE_PART or body[3] > 1 or (body[3] == 0 and n != 4 + FILE_PART):
+            raise DecodeError("GATT file write body of %d bytes: file, record, part and 1..%d bytes expected"
+                              % (n, FILE_PART))
+        return body[0], body[1] | body[2] << 8, body[3], body[4:]
+    if op == OP_FILE_READ:
+        if n != 4 or not 1 <= body[3] <= 100:
+            raise DecodeError("GATT file read body: file (1), record (2) and a count 1..100 expected")
+        return body[0], body[1] | body[2] << 8, body[3]
     if op == OP_ACK_ALARM:
         if n:
             raise DecodeError("GATT alarm acknowledgement carries no body (%d bytes)" % n)

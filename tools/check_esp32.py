@@ -52,7 +52,9 @@ from tools.image import REPO, boards, image_sources, imageinfo_text, roles_of
 _FILTERED = re.compile(r"All conditional function variants must have identical signatures")
 _RELAXED = ("firmware.*", "protocols.*")
 _RELAXED_CODES = "union-attr, operator, var-annotated, assignment, no-redef, type-var"
-_FALLBACKS = ("zlib", "cryptography.*")  # CPython modules imported only where the MicroPython one is missing
+_FALLBACKS = ("zlib", "cryptography.*", "sim_rom")
+"""Modules imported only where the MicroPython one is missing: CPython's, and the virtual board's stand-in for
+``vfs.rom_ioctl`` (its ROM partitions)."""
 
 
 def stubs_dir() -> Path:

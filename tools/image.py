@@ -5,7 +5,9 @@ Layout of an image (the flash root of a node):
 - ``main.py``: ``firmware/main.py``, kept as source (MicroPython runs
   ``main.py`` as a script after boot), and ``update_boot.py``
   (``firmware/update_boot.py``, source), which picks the node's code slot and
-  mounts its ROMFS image at ``/rom``;
+  mounts its ROMFS image at ``/rom``; for the virtual board also ``sim_rom.mpy``
+  (``boards/sim/rom_partitions.py``, compiled), its two ROM partitions, which a chip's
+  ``vfs.rom_ioctl`` gives;
 - ``board/``: ``boards/<board>/``, compiled, imported by ``main.py`` as ``board``;
   modules that ``boards/<board>/board.json`` lists under another role's
   ``role_modules`` are left out;
@@ -61,6 +63,8 @@ _ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
 ROM_FILE = "rom.img"
 ROM_MOUNT = "/rom"
 """Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
+SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
+"""The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -218,11 +222,14 @@ def image_sources(board: str, role: str, typing: bool = False) -> list[tuple[Pat
     foreign = {m for r, mods in role_modules.items() if r != role for m in mods} - set(role_modules.get(role, ()))
     excluded = {f"{pkg}.{r}" for pkg in _ROLE_PACKAGES for r in others} | {f"board.{m}" for m in foreign}
     board_files = [p for p in sorted(board_dir.rglob("*.py"))
-                   if "__pycache__" not in p.parts and _module_name(p, roots) not in excluded]
+                   if "__pycache__" not in p.parts and _module_name(p, roots) not in excluded
+                   and p.name != SIM_ROM.name]
     start = [REPO / "firmware" / "main.py", REPO / "firmware" / "roles" / f"{role}.py", *board_files]
     files = _closure(start, roots, excluded, typing)
     out: list[tuple[Path, str]] = [(REPO / "firmware" / "main.py", "main.py"),
                                    (REPO / "firmware" / "update_boot.py", "update_boot.py")]
+    if board_dir == SIM_ROM.parent:  # the virtual board's ROM partitions, on its flash root (update_boot)
+        out.append((SIM_ROM, "sim_rom.py"))
     for src in sorted(files):
         if src == REPO / "firmware" / "main.py":
             continue

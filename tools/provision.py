@@ -10,8 +10,12 @@ For a board that already runs MicroPython (``streetedge flash`` puts it there)::
    node is interrupted with Ctrl-C first): removes ``main.py`` first, so a
    board whose provisioning is interrupted boots to the REPL and can be
    provisioned again; copies the boot stub ``update_boot.py``, the image's
-   ROMFS image into code slot 0 (``rom/slot0.img``, made active in
-   ``rom/state.json``: the node runs its code in place from it),
+   ROMFS image into code slot 0, made active in ``rom/state.json`` (the node
+   runs its code in place from it): on a board whose MicroPython has two ROM
+   partitions (``vfs.rom_ioctl``) into partition 0 with mpremote's own
+   ``romfs deploy``, checked there by hash; on the virtual board into its
+   partition 0 (``rom/part0.bin``, with ``sim_rom.mpy``, the partitions' driver);
+   elsewhere into the file ``rom/slot0.img``;
    ``config.json`` (unit, role, baud) and ``identity.json`` (node id, board,
    role, image and ROMFS hashes, when, by whom), and the node key if one is
    given (updates over the bus are checked with it);
@@ -63,6 +67,22 @@ except OSError:
     pass
 """
 """An update half received before this provisioning is not resumed into the slot provisioning rewrites."""
+ROM_PARTITIONS = "import vfs\nprint(vfs.rom_ioctl(1) if hasattr(vfs, 'rom_ioctl') else 0)\n"
+"""How many ROM partitions the board's MicroPython has (0: none, as the unix port)."""
+PARTITION_HASH = """import hashlib, binascii, vfs
+dev = vfs.rom_ioctl(2, %d)
+n = %d
+h = hashlib.sha256()
+b = bytearray(512)
+at = 0
+while at < n:
+    k = min(512, n - at)
+    dev.readblocks(at // 4096, memoryview(b)[:k], at %% 4096)
+    h.update(memoryview(b)[:k])
+    at += k
+print(binascii.hexlify(h.digest()).decode())
+"""
+"""SHA-256 of the first n bytes of a ROM partition, read on the board (esp32.Partition's block protocol)."""
 HASHES = """import hashlib, binascii, json
 out = {}
 for p in %r:
@@ -142,8 +162,9 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
     rom = manifest["rom"]
     # The board gets the flash-root files and the ROMFS image in code slot 0, made active (firmware/update_boot.py).
     state = json.dumps({"active": 0, "trial": False, "tries": 0}).encode()
-    sources = {"main.py": image / "main.py", "update_boot.py": image / "update_boot.py",
-               "rom/slot0.img": image / rom["file"]}
+    sources = {"main.py": image / "main.py", "update_boot.py": image / "update_boot.py"}
+    if (image / "sim_rom.mpy").is_file():  # the virtual board: its ROM partitions are files of its flash
+        sources |= {"sim_rom.mpy": image / "sim_rom.mpy", "rom/part0.bin": image / rom["file"]}
     expected = {path: _sha256(src.read_bytes()) for path, src in sources.items()}
     identity = {"node": request.node_id, "board": request.board, "role": request.role,
                 "image": manifest["source_hash"], "rom": rom["sha256"],
@@ -163,6 +184,8 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
         say(f"copying the {request.role} image (ROMFS, {rom['bytes']} bytes) to {request.port}")
         _mpremote(request.port, ["exec", "import os\ntry:\n    os.remove('main.py')\nexcept OSError:\n    pass\n"],
                   timeout=connect_timeout)
+        if "rom/part0.bin" not in sources:
+            _deploy_rom(request.port, image / rom["file"], sources, expected, say)
         # Relative paths only: on the virtual board the flash is a folder of the host, and a path from "/"
         # would leave it. Folders are made first (mpremote's cp does not), each file copied on its own.
         files = sorted(p for p in expected if p != "main.py")
@@ -221,6 +244,25 @@ def _mpremote(port: str, args: list[str], *, timeout: float = 300.0) -> str:
         reason = lines[-1] if lines else f"mpremote exited with {done.returncode}"
         raise ProvisionError(f"{port}: cannot work with MicroPython there: {reason}", NO_BOARD)
     return done.stdout
+
+
+def _deploy_rom(port: str, rom_image: Path, sources: dict[str, Path], expected: dict[str, str], say: Any) -> None:
+    """Put the ROMFS image in ROM partition 0 where the board has two (else add the slot file to ``sources``)."""
+    try:
+        partitions = int(_mpremote(port, ["exec", ROM_PARTITIONS]).strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        partitions = 0
+    if partitions < 2:  # no ROM partitions for two code slots: the slot is a file
+        sources["rom/slot0.img"] = rom_image
+        expected["rom/slot0.img"] = _sha256(rom_image.read_bytes())
+        return
+    say(f"deploying the ROMFS image to ROM partition 0 of {partitions} (mpremote romfs deploy)")
+    _mpremote(port, ["romfs", "deploy", "--partition", "0", str(rom_image)])
+    data = rom_image.read_bytes()
+    found = _mpremote(port, ["exec", PARTITION_HASH % (0, len(data))]).strip().splitlines()[-1:]
+    if found != [_sha256(data)]:
+        raise ProvisionError("ROM partition 0 does not hold the image after deploying it; run provision again",
+                             MISMATCH)
 
 
 def _verify(port: str, expected: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mpremote.romfs import VfsRomWriter
 
-FLASH_ROOT_FILES = frozenset({"main.py", "update_boot.py", "manifest.json", "rom.img"})
+FLASH_ROOT_FILES = frozenset({"main.py", "update_boot.py", "sim_rom.mpy", "manifest.json", "rom.img"})
 """Files of an image folder that live on the node's flash root, not in its ROMFS image."""
 
 

@@ -56,17 +56,26 @@ def _cmd_send(args: argparse.Namespace) -> int:
         package = load_package(Path(args.package))
     except PackageError as exc:
         raise CliError(str(exc)) from None
+
+    def show(event: dict[str, Any]) -> None:
+        print(json.dumps(event) if args.json else
+              f"{event['phase']:<9} {event['node'] or '':<10} {event['done']}/{event['total']} {event['detail']}",
+              flush=True)
+
+    if args.ble_config or args.nodes:  # BLE nodes, over GATT
+        from tools.update_ble_cli import send_ble
+
+        if not (args.ble_config and args.nodes) or args.bus or args.units:
+            raise CliError("a BLE roll-out takes --ble-config and --nodes (and no --bus nor --units)")
+        return send_ble(args, package, show)
+    if not (args.bus and args.units):
+        raise CliError("a roll-out on a line takes --bus and --units (BLE nodes: --ble-config and --nodes)")
     try:
         units = [int(u) for u in args.units.split(",")]
     except ValueError:
         raise CliError(f"--units {args.units!r}: Modbus units separated by commas, e.g. 1,2,3") from None
     if not units or not all(1 <= u <= 247 for u in units):
         raise CliError(f"--units {args.units!r}: units are 1..247")
-
-    def show(event: dict[str, Any]) -> None:
-        print(json.dumps(event) if args.json else
-              f"{event['phase']:<9} {event['node'] or '':<10} {event['done']}/{event['total']} {event['detail']}",
-              flush=True)
 
     async def run() -> Any:
         bus = ModbusBus(BusConfig(name="bus0", device=args.bus, baud=args.baud, parity=args.parity,
@@ -104,12 +113,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     u.add_argument("--workdir", default="build/update", help="where the image is built")
     u.add_argument("--out", required=True, help="the package file to write")
     u.set_defaults(func=_cmd_pack)
-    u = update.add_parser("send", help="roll a package out to nodes of one RS-485 line, canaries first")
-    u.add_argument("--bus", required=True, help="the line's serial device")
+    u = update.add_parser("send", help="roll a package out to nodes of one RS-485 line or BLE nodes, canaries first")
+    u.add_argument("--bus", help="the line's serial device")
     u.add_argument("--baud", type=int, default=19200, help="the line's bit rate (default 19200)")
     u.add_argument("--parity", default="E", choices=["N", "E", "O"], help="the line's parity (default E, 8E1)")
     u.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for each answer")
-    u.add_argument("--units", required=True, help="the nodes' Modbus units, in roll-out order, e.g. 3,1,2")
+    u.add_argument("--units", help="the nodes' Modbus units, in roll-out order, e.g. 3,1,2")
+    u.add_argument("--ble-config", help="BLE nodes instead: the gateway configuration with their [[ble.node]]")
+    u.add_argument("--nodes", help="the BLE nodes' ids, in roll-out order, e.g. pit-3,pit-1")
     u.add_argument("--canaries", type=int, default=1, help="nodes updated (and confirmed) before the rest")
     u.add_argument("--package", required=True, help="the update package (streetedge update pack)")
     u.add_argument("--id", default="manual", help="a name for this roll-out in the progress lines")

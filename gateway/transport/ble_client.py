@@ -73,6 +73,10 @@ class GattSender:
         """Attempts that failed (timeout, a connection lost, a refused or forged result)."""
         self._budget = asyncio.Semaphore(budget)
 
+    def connection_slot(self) -> asyncio.Semaphore:
+        """The connection budget, for a session of many commands on one connection (``ble_session``)."""
+        return self._budget
+
     async def send(self, node: BleNodeConfig, op: int, body: bytes = b"") -> tuple[int, bytes]:
         """Send one command; the node's (status, body). GattError when every attempt failed."""
         frames = ble_gatt_frames(node.key_bytes, node.normal_address)

@@ -65,3 +65,32 @@ def test_the_nonce_never_meets_an_advert_nonce():
     gateway, _ = _pair()
     nonce = gateway._nonce_for(b"GC", 5)
     assert bytes(nonce[6:8]) == b"GC" and bytes(nonce[6:8]) != b"\xd2\xfc"
+
+
+def test_file_record_parts_and_reads_fit_one_sealed_frame():
+    gateway, node = _pair()
+    chunk = bytes(range(240))
+    first = ble_gatt.file_write_body(1, 300, 0, chunk[:ble_gatt.FILE_PART])
+    last = ble_gatt.file_write_body(1, 300, 1, chunk[ble_gatt.FILE_PART:])
+    for part, body in ((0, first), (1, last)):
+        frame = gateway.command(9, ble_gatt.OP_FILE_WRITE, body)
+        assert len(frame) <= ble_gatt.MAX_FRAME
+        counter, op, opened = node.open_command(frame)
+        assert counter == 9
+        assert ble_gatt.parse_body(op, opened) == (1, 300, part, chunk[120 * part:120 * part + 120])
+    small = ble_gatt.file_write_body(2, 0, 1, b"\x00\x01")  # a control record fits one part
+    assert ble_gatt.parse_body(ble_gatt.OP_FILE_WRITE, small) == (2, 0, 1, b"\x00\x01")
+    read = ble_gatt.file_read_body(2, 0, 12)
+    assert ble_gatt.parse_body(ble_gatt.OP_FILE_READ, read) == (2, 0, 12)
+
+
+def test_bad_file_record_bodies_are_refused_with_a_reason():
+    raises(DecodeError, ble_gatt.file_write_body, 1, 0, 0, bytes(100))  # a first part is a whole half
+    raises(DecodeError, ble_gatt.file_write_body, 1, 0, 1, bytes(121))
+    raises(DecodeError, ble_gatt.file_write_body, 1, 0, 2, bytes(4))
+    raises(DecodeError, ble_gatt.file_write_body, 1, 0, 1, b"")
+    raises(DecodeError, ble_gatt.file_read_body, 2, 0, 0)
+    raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_WRITE, b"\x01\x00\x00")
+    raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_WRITE, b"\x01\x00\x00\x00" + bytes(119))
+    raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_WRITE, b"\x01\x00\x00\x03\x00")
+    raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_READ, b"\x02\x00\x00\x65")

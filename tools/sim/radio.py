@@ -45,6 +45,8 @@ PATH_LOSS = 50.0
 SENSITIVITY = -90.0
 """dBm: the weakest advert a receiver hears (a typical BLE receiver's sensitivity at 1 Mbit/s is -90 to -97)."""
 
+_SUPERVISION_TIMEOUT = 0x08  # HCI reason: the connection timed out
+
 
 class RadioLink(LocalLink):
     """Bumble's ``LocalLink`` with advert loss, nodes out of range and dropped connections."""
@@ -148,10 +150,15 @@ class VirtualRadio:
         return device
 
     async def remove(self, address: str) -> None:
-        """Power a device off and take it off the radio."""
-        device = self.devices.pop(address.upper())
+        """Power a device off and take it off the radio; its peers see their connections to it time out."""
+        key = address.upper()
+        device = self.devices.pop(key)
         await device.power_off()
-        self.link.remove_controller(self._controllers.pop(address.upper()))
+        self.link.remove_controller(self._controllers.pop(key))
+        for controller in list(self.link.controllers):  # as a node that lost power: no goodbye
+            for peer, connection in list(controller.le_connections.items()):
+                if _name(peer) == key:
+                    controller.on_le_disconnected(connection, _SUPERVISION_TIMEOUT)
 
 
 def _deliver(receiver: Controller, packet: Any, rssi: int) -> None:

@@ -8,10 +8,11 @@
     micropython -X heapsize=<128K + the image's ROMFS bytes> main.py
 
 in the node's own flash folder ``<workdir>/node-<unit>`` (working directory),
-where the street puts, as provisioning does, ``main.py`` and
-``update_boot.py`` and the role's ROMFS image in code slot 0
-(``rom/slot0.img``, ``rom/state.json``; a node keeps its slots across
-restarts, so an update it received stays). ``update_boot`` mounts the
+where the street puts, as provisioning does, ``main.py``,
+``update_boot.py``, ``sim_rom.mpy`` (the board's ROM partitions) and the
+role's ROMFS image in code slot 0 (ROM partition 0, ``rom/part0.bin``, made
+active in ``rom/state.json``; a node keeps its slots across restarts, so an
+update it received stays). ``update_boot`` mounts the
 active slot at ``/rom`` (a buffer in the heap, where an ESP32 maps flash:
 hence the heap raised by exactly the image's size, and the node counts its
 RAM without the buffer). ``rom=False`` runs the image's files instead
@@ -136,8 +137,9 @@ def install_code(image: Path, flash: Path) -> int:
     """
     from tools.sim.code_slots import active_slot_bytes, install_first_slot
 
-    for name in ("main.py", "update_boot.py"):
-        shutil.copyfile(image / name, flash / name)
+    for name in ("main.py", "update_boot.py", "sim_rom.mpy"):
+        if (image / name).is_file():
+            shutil.copyfile(image / name, flash / name)
     install_first_slot(flash, (image / "rom.img").read_bytes())
     return active_slot_bytes(flash)
 

@@ -18,7 +18,7 @@ from gateway.update.deliver import UpdateRefused, UpdateRolledBack, deliver, nod
 from gateway.update.package import UpdatePackage, make_package
 from protocols.update import BAD_HASH, BAD_MAC, RESULTS
 from tests.gateway.update.update_kit import KEY, Supervisor, bus_for, keyed_street, package, running_image, variant
-from tools.sim.code_slots import read_state
+from tools.sim.code_slots import has_partitions, read_state
 from tools.sim.street import VirtualStreet
 
 
@@ -99,6 +99,10 @@ def test_an_image_is_delivered_switched_to_and_confirmed(lamp: Lamp) -> None:
     assert phases[-1] == "confirmed" and "switching" in phases
     assert read_state(lamp.street.node(1).flash) == {"active": 1 - before["active"], "trial": False, "tries": 0,
                                                        "rolled_back": before.get("rolled_back", 0)}
+    # staged in the virtual board's other ROM partition (NOR flash, as an ESP32's), not in a file
+    flash = lamp.street.node(1).flash
+    assert has_partitions(flash) and not list((flash / "rom").glob("slot*.img"))
+    assert (flash / "rom" / f"part{1 - before['active']}.bin").read_bytes().startswith(new)
 
 
 def test_an_image_that_cannot_boot_is_rolled_back(lamp: Lamp) -> None:

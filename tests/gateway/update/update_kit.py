@@ -15,7 +15,7 @@ from gateway.transport.modbus_rtu import ModbusBus
 from gateway.update.package import UpdatePackage, make_package
 from tools.image import mpy_cross_path
 from tools.romfs import build_romfs
-from tools.sim.code_slots import read_state, slot_path
+from tools.sim.code_slots import read_state, slot_image
 from tools.sim.street import VirtualStreet
 
 KEY = b"streetedge test node key 0001"
@@ -91,4 +91,4 @@ def running_image(street: VirtualStreet, unit: int = 1) -> str:
     flash = street.node(unit).flash
     state = read_state(flash)
     assert state is not None
-    return hashlib.sha256(slot_path(flash, int(state["active"])).read_bytes()).hexdigest()
+    return hashlib.sha256(slot_image(flash, int(state["active"]))).hexdigest()
