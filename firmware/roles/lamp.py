@@ -55,6 +55,7 @@ from protocols.roles.lamp import (
     EV_LEVEL,
     EV_PROGRAMS,
     FIRMWARE_VERSION,
+    MIRRORS,
     OVER_TEMPERATURE_DC,
     OVER_VOLTAGE_DV,
     POINTS,
@@ -105,9 +106,10 @@ _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 # copies of the numbers above (not the modules), and nothing else here holds on to them.
 RELEASE_TABLES = True
 
-# Re-exported for firmware.roles.lamp_config and lamp_level, which must not import the (released) table.
+# Re-exported for firmware.roles.lamp_config and lamp_level, which must not import the (released) table,
+# and for the node's bank (MIRRORS: the input words that answer dim_level and relay).
 __all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_LEVEL", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION",
-           "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
+           "MIRRORS", "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
            "SOURCE_GATEWAY", "Role", "registers", "safe_state"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from lamp_kit import HEAPSIZE, Lamp, epoch
 from street_kit import Master, control, prepare, wait_for, world
 
+from protocols.regmap import INPUT
 from protocols.roles import common
 from protocols.roles import lamp as spec
 from tools.sim.street import VirtualStreet
@@ -56,6 +57,17 @@ def sync(street: VirtualStreet, lamp: Lamp, at: int, speed: float = 1) -> None:
     w = wait_for(lambda: (w := world(street, lamp.unit)) and abs(w["epoch"] - at) < 3600 * speed + 60 and w,
                  10, "the virtual clock")
     assert not lamp.write(clock=int(w["epoch"])).isError()
+
+
+def test_the_input_mirrors_answer_dim_level_and_relay_as_written(street: VirtualStreet, master: Master) -> None:
+    """Firmware 1.1: input 27-28 read what holding dim_level and relay hold, so a poll of input 0-28 alone is
+    enough (the gateway's one-request lamp poll)."""
+    lamp = Lamp(master, UNITS[-1])
+    assert lamp.get("firmware") >= spec.MIRRORS_SINCE
+    at = dict(spec.MIRRORS)
+    for level, on in ((37, 1), (0, 0), (100, 1)):
+        assert not lamp.write(relay=on, dim_level=level).isError()
+        assert lamp.read(INPUT, at["dim_level"], 2) == [level, on] == [lamp.get("dim_level"), lamp.get("relay")]
 
 
 def test_time_sync_sets_the_clock_and_unsynced_follows_its_age(street: VirtualStreet, master: Master) -> None:
