@@ -34,7 +34,7 @@ from hil_tests.update_kit import PowerUp, variant_image
 from tools.broker import LocalBroker
 from tools.mqtt_watch import MqttWatch, Polls
 from tools.operator import Signer, build_command
-from tools.sim.code_slots import read_state, slot_path
+from tools.sim.code_slots import read_state, slot_image
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
 
@@ -73,7 +73,7 @@ class Rollout:
         flash = self.street.node(int(node.rsplit("-", 1)[1])).flash
         state = read_state(flash)
         assert state is not None
-        return hashlib.sha256(slot_path(flash, int(state["active"])).read_bytes()).hexdigest()
+        return hashlib.sha256(slot_image(flash, int(state["active"]))).hexdigest()
 
 
 def _body(payload: bytes) -> dict[str, Any]:
