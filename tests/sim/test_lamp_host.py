@@ -171,3 +171,23 @@ def test_manifest_names_the_host_and_stop_ends_it(tmp_path: Path) -> None:
         config = json.loads((tmp_path / "node-21" / "config.json").read_text())
         assert config["unit"] == 21 and config["sample_ms"] == street.sample_ms
     assert host.poll() is not None
+
+
+def test_lamps_split_over_hosts_each_answer_on_their_own_drop(tmp_path: Path) -> None:
+    """``hosts=2``: two host processes on two drops share the lamps; every lamp answers; stop ends both."""
+    street = HostedStreet(tmp_path, nodes=3, first_unit=30, hosts=2)
+    with street:
+        manifest = street.start(timeout=120)
+        procs = street.host_procs
+        assert len(procs) == 2 and len(street.ports["drops"]) == 2
+        assert [n["pid"] for n in manifest["nodes"]] == [procs[0].pid, procs[1].pid, procs[1].pid]
+        master = _Master(street.master_device)
+        try:
+            for unit in (30, 31, 32):
+                answer = master.ask(_read(unit, 4, 11, 2))  # role, firmware
+                assert answer[:3] == bytes([unit, 4, 4]), (unit, answer)
+        finally:
+            master.close()
+    assert all(p.poll() is not None for p in procs)
+    with pytest.raises(StreetError):
+        HostedStreet(tmp_path / "none", nodes=2, hosts=3)

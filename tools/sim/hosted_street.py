@@ -17,6 +17,13 @@ per lamp, never does. Sampling puts nothing on the bus and a write acts at
 once (``on_write``), so the commands' timing does not depend on it; measured
 values are up to ``sample_ms`` old. The nodes start staggered over one sample period.
 
+``hosts`` splits the lamps over that many host processes, each on its own drop
+(units in order, as even as they go): one interpreter's event loop serves its
+lamps one task at a time, so a request that arrives while the host runs another
+lamp's sampler waits for it; fewer lamps per host, fewer such waits (a real bus
+has a CPU per lamp). The first host logs to ``host.log`` and counts to
+``host.stats.json``, the others to ``host-<i>.log`` and ``host-<i>.stats.json``.
+
 ``nice`` (e.g. -10; negative needs root) sets the scheduling priority of the
 bus and the host once started: they stand for a line and lamps that each have
 their own hardware, so on a machine shared with other work they should not be
@@ -61,19 +68,28 @@ class HostedStreet(VirtualStreet):
         seed: int = 0,
         sample_ms: int = 5000,
         nice: int = 0,
+        hosts: int = 1,
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
+        if not 1 <= hosts <= max(1, nodes):
+            raise StreetError(f"{hosts} lamp hosts for {nodes} lamps: 1 to {max(1, nodes)}")
         self.sample_ms = sample_ms
         self.nice = nice
+        self.hosts = hosts
         self.host_log = self.workdir / "host.log"
         self.host: subprocess.Popen[bytes] | None = None
-        self._host_log: IO[bytes] | None = None
-        self._host_offset = 0
+        """The first lamp host (all of them: :attr:`host_procs`)."""
+        self.host_procs: list[subprocess.Popen[bytes]] = []
+        self._host_logs: list[IO[bytes]] = []
+        self._host_offsets: list[int] = []  # each host log's size when its host started: "ready" after that
 
     def drop_count(self) -> int:
-        """One drop: the host's."""
-        return 1
+        """One drop per host."""
+        return self.hosts
+
+    def _host_file(self, i: int, suffix: str) -> Path:
+        return self.workdir / (f"host{suffix}" if i == 0 else f"host-{i}{suffix}")
 
     def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Build the lamp image, start the bus and the host, wait until every lamp listens; the manifest."""
@@ -81,9 +97,9 @@ class HostedStreet(VirtualStreet):
         try:
             self.image_manifest = self.image_manifests["lamp"] = build_image("sim", "lamp", self.image)
             self._start_bus(timeout)
-            self._start_host(timeout)
+            self._start_hosts(timeout)
             if self.nice:
-                for proc in (self._bus, self.host):
+                for proc in (self._bus, *self.host_procs):
                     if proc is not None:
                         os.setpriority(os.PRIO_PROCESS, proc.pid, self.nice)
         except BaseException:
@@ -93,60 +109,75 @@ class HostedStreet(VirtualStreet):
         (self.workdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
 
-    def _start_host(self, timeout: float) -> None:
+    def _start_hosts(self, timeout: float) -> None:
+        nodes = list(self.nodes.values())
+        for i in range(self.hosts):
+            group = nodes[i * len(nodes) // self.hosts:(i + 1) * len(nodes) // self.hosts]
+            self._start_host(i, group, self.ports["drops"][i])
+        self.wait_ready(timeout)
+
+    def _start_host(self, i: int, group: list[NodeProcess], drop: str) -> None:
         lamps = []
-        for node in self.nodes.values():
+        for node in group:
             node.flash.mkdir(parents=True, exist_ok=True)
             config = node.flash / "config.json"
             if not config.exists():
                 config.write_text(json.dumps({"unit": node.unit, "role": node.role, "baud": self.baud,
                                               "sample_ms": self.sample_ms}))
-            wiring = {"uart": self.ports["drops"][0], "baud": self.baud, "seed": self.seed * 1000 + node.unit}
+            wiring = {"uart": drop, "baud": self.baud, "seed": self.seed * 1000 + node.unit}
             (node.flash / "sim.json").write_text(json.dumps(wiring))
             lamps.append({"unit": node.unit, "flash": str(node.flash)})
-        host_cfg = self.workdir / "host.json"
-        host_cfg.write_text(json.dumps({"uart": self.ports["drops"][0], "baud": self.baud, "lamps": lamps,
-                                        "stats": str(self.workdir / "host.stats.json")}))
-        self._host_log = self.host_log.open("ab")
-        self._host_offset = self.host_log.stat().st_size
+        host_cfg = self._host_file(i, ".json")
+        host_cfg.write_text(json.dumps({"uart": drop, "baud": self.baud, "lamps": lamps,
+                                        "stats": str(self._host_file(i, ".stats.json"))}))
+        log = self._host_file(i, ".log").open("ab")
+        self._host_logs.append(log)
+        self._host_offsets.append(log.tell())
         env = dict(os.environ)
         env["MICROPYPATH"] = f"{self.image}:.frozen:{HOST_DIR}"
-        self.host = subprocess.Popen(
+        proc = subprocess.Popen(
             [micropython_path(), "-X", f"heapsize={self.heapsize}", "-c",
              f"import lamp_host as h; h.main({str(host_cfg)!r})"],
             cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=self._host_log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT,
         )
-        self._procs.append(self.host)
-        for node in self.nodes.values():
-            node.proc = self.host  # the manifest's pid, alive(): the host's
-        self.wait_ready(timeout)
+        self._procs.append(proc)
+        self.host_procs.append(proc)
+        if self.host is None:
+            self.host = proc
+        for node in group:
+            node.proc = proc  # the manifest's pid, alive(): its host's
 
     def wait_ready(self, timeout: float = 30.0, units: list[int] | None = None) -> None:
-        """Wait until the host says every lamp listens; raise if it died."""
+        """Wait until every host says its lamps listen; raise if one died."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self.host_log.open("rb") as f:
-                f.seek(self._host_offset)
-                if HOST_READY in f.read():
-                    return
-            if self.host is None or self.host.poll() is not None:
-                raise StreetError(f"the lamp host exited before it was ready:\n{self.host_log_tail()}")
-            if time.monotonic() > deadline:
-                raise StreetError(f"the lamp host was not ready after {timeout} s:\n{self.host_log_tail()}")
-            time.sleep(0.05)
+        pending = set(range(len(self.host_procs)))
+        while pending:
+            for i in sorted(pending):
+                with self._host_file(i, ".log").open("rb") as f:
+                    f.seek(self._host_offsets[i])
+                    ready = HOST_READY in f.read()
+                if ready:
+                    pending.discard(i)
+                elif self.host_procs[i].poll() is not None:
+                    raise StreetError(f"lamp host {i} exited before it was ready:\n{self.host_log_tail(i)}")
+            if pending and time.monotonic() > deadline:
+                raise StreetError(f"the lamp host was not ready after {timeout} s:\n"
+                                  f"{self.host_log_tail(min(pending))}")
+            if pending:
+                time.sleep(0.05)
 
-    def host_log_tail(self, lines: int = 20) -> str:
-        """The last lines of host.log (for error messages)."""
+    def host_log_tail(self, i: int = 0, lines: int = 20) -> str:
+        """The last lines of host ``i``'s log (for error messages)."""
         try:
-            return "\n".join(self.host_log.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self._host_file(i, ".log").read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
-    def host_stats(self) -> dict[str, Any]:
-        """The host's counters (written every 2 s; see ``tools/sim/micropython/lamp_host.py``), or {}."""
+    def host_stats(self, i: int = 0) -> dict[str, Any]:
+        """Host ``i``'s counters (written every 2 s; see ``tools/sim/micropython/lamp_host.py``), or {}."""
         try:
-            stats: dict[str, Any] = json.loads((self.workdir / "host.stats.json").read_text())
+            stats: dict[str, Any] = json.loads(self._host_file(i, ".stats.json").read_text())
         except (OSError, ValueError):
             return {}
         return stats
@@ -155,11 +186,14 @@ class HostedStreet(VirtualStreet):
         """Stop the host, then the bus."""
         for node in self.nodes.values():
             node.proc = None
-        self._stop_proc(self.host, 15)
+        for proc in self.host_procs:
+            self._stop_proc(proc, 15)
+        self.host_procs = []
         self.host = None
-        if self._host_log is not None:
-            self._host_log.close()
-            self._host_log = None
+        for log in self._host_logs:
+            log.close()
+        self._host_logs = []
+        self._host_offsets = []
         super().stop()
 
     def start_node(self, unit: int, *, wait: bool = True, timeout: float = 30.0,
