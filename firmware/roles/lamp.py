@@ -106,8 +106,7 @@ _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 # copies of the numbers above (not the modules), and nothing else here holds on to them.
 RELEASE_TABLES = True
 
-# Re-exported for firmware.roles.lamp_config and lamp_level, which must not import the (released) table,
-# and for the node's bank (MIRRORS: the input words that answer dim_level and relay).
+# Re-exported for lamp_config, lamp_level and the node's bank (MIRRORS), which must not import the released table.
 __all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_LEVEL", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION",
            "MIRRORS", "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
            "SOURCE_GATEWAY", "Role", "registers", "safe_state"]
@@ -263,14 +262,6 @@ class Role:
             _config().program_write(self, address, count)
         finally:
             self._done()
-        self._publish_programs()
-
-    def _publish_programs(self):
-        mask = 0
-        for pid in range(PROGRAMS):
-            if self.programs[pid]:
-                mask |= 1 << pid
-        self.bank.set("programs", mask)
 
     def _calendar_write(self, address, count):
         self._plan = None
@@ -445,7 +436,6 @@ class Role:
         bank.set("level_source", self.source)
         bank.set("lux", _clamp(int(lux + 0.5), 0, _U16_MAX) if lux is not None else 0)
         bank.set("silence", min(silence // 1000, _U16_MAX))
-        self._publish_programs()
 
 
 def _clamp(x, lo, hi):

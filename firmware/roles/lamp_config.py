@@ -92,6 +92,7 @@ def load(role):
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
             role.calendar_words = list(words)
         programs = None
+    _publish_programs(role)
     show_program(role, 0)
 
 
@@ -175,10 +176,20 @@ def program_write(role, address, count):
             role.programs[pid] = old
             raise
         role.log(L.EV_PROGRAMS, pid if pts else pid + 256)
+        _publish_programs(role)
         show_program(role, pid)
         role.stale = True
     elif address <= start < end:
         show_program(role, pid)
+
+
+def _publish_programs(role):
+    # The `programs` register: one bit per stored program. It moves only here, at a load or a program write.
+    mask = 0
+    for pid in range(L.PROGRAMS):
+        if role.programs[pid]:
+            mask |= 1 << pid
+    role.bank.set("programs", mask)
 
 
 def build_calendar(h, check=True):
