@@ -151,7 +151,6 @@ def test_a_program_damaged_in_flash_gives_the_safe_level_on_its_nights(tmp_path:
         "calendar": [0, 1, 0b0011000, 0, 0] + [0] * 28,
     }))
     role = _role(tmp_path, configure=False)
-    role._publish_programs()
     assert role.bank.get("programs") == 0b11
     assert role.bank.holding[spec.PROGRAM_START + 1] == 0  # the window shows no points for it
     sources = set()
