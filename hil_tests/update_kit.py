@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 from tools.image import mpy_cross_path
 from tools.romfs import build_romfs
+from tools.sim.power_up import PowerUp
 from tools.sim.street import VirtualStreet
 
-
-class PowerUp:
-    """Starts every node of ``street`` again whenever its process ends, as a chip boots again after a reset."""
-
-    def __init__(self, street: VirtualStreet) -> None:
-        self.street = street
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            for unit, node in self.street.nodes.items():
-                if not node.alive():
-                    self.street.start_node(unit, wait=False)
-
-    def __enter__(self) -> PowerUp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+__all__ = ["PowerUp", "variant_image"]
 
 
 def variant_image(street: VirtualStreet, work: Path, tag: str, *, broken: bool = False) -> bytes:

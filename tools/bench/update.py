@@ -28,7 +28,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from tools.bench import record
 from tools.bench.update_polls import PollWatch
 from tools.romfs import build_romfs
 from tools.sim.bus import BITS_PER_CHAR
+from tools.sim.power_up import PowerUp
 from tools.sim.street import VirtualStreet
 
 KEY = b"streetedge bench key"
@@ -55,29 +55,6 @@ JITTER = {"silence_us": 250000}
 more than t3.5 open inside a 252-byte frame, which a node would take for the frame's end (a UART fed by a
 master that sends a frame in one go has none). 250 ms keeps whole frames (loads of 8-12 on 2 cores were seen); the
 CRC still finds the boundaries."""
-
-
-class _PowerUp:
-    """Starts every node of the street again whenever it resets (a chip boots again by itself)."""
-
-    def __init__(self, street: VirtualStreet) -> None:
-        self.street = street
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            for unit, node in self.street.nodes.items():
-                if not node.alive():
-                    self.street.start_node(unit, wait=False, hardware=JITTER)
-
-    def __enter__(self) -> _PowerUp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _package(street: VirtualStreet, work: Path) -> UpdatePackage:
@@ -138,7 +115,7 @@ def measure(baud: int, nodes: int, work: Path, bystanders: int = BYSTANDERS) -> 
                 await polling
                 bus.close()
 
-        with _PowerUp(street):
+        with PowerUp(street, hardware=JITTER):
             confirmed, start, watch = asyncio.run(run())
             done = time.monotonic()
     limit = len(package.image) * BITS_PER_CHAR / baud
