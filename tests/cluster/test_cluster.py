@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import pika.exceptions
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import until
 
 from gateway.delivery import compact
 from gateway.service.config import Config, parse_config
@@ -49,14 +50,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]
     # In pytest's temporary directory (kept for the last runs): the nodes' logs explain a failure.
     with RabbitCluster(3, tmp_path_factory.mktemp("cluster")) as c:
         yield c
-
-
-async def until(check: Callable[[], Any], within: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"{what} not reached in {within} s"
-        await asyncio.sleep(0.05)
-    return value
 
 
 def gateway_config(index: int, urls: list[str], lamp_port: int, outbox: Path, extra: str = "") -> Config:

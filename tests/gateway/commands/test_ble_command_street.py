@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import cbor2
 import paho.mqtt.publish as paho_publish
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from street_kit import Master, control, prepare
+from waiting import until
 
 from gateway.service.config import parse_config
 from gateway.service.daemon import Gateway
@@ -36,14 +36,6 @@ OPERATOR = Signer(Ed25519PrivateKey.generate(), "ops")
 KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 ADDRESS = "D0:5E:00:00:00:41"
 HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
-
-
-async def until(check: Callable[[], Any], within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-    return value
 
 
 @contextlib.asynccontextmanager

@@ -8,27 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import msgspec
+from waiting import until
 
 from gateway.delivery import compact
 from gateway.service.daemon import Gateway
 from protocols import senml
 from tools.broker import LocalBroker, free_port
-
-
-async def until(check: Callable[[], Any], within: float = 30.0) -> Any:
-    """Poll ``check()`` until truthy (without blocking the loop); fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return value
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,6 @@ def test_event_names_come_from_the_common_and_the_role_tables() -> None:
     names = event_names("lamp")
     assert names[common.EV_BOOT] == "boot"
     assert names[33] == "level"  # protocols.roles.lamp.EV_LEVEL
-
-
-async def until(check: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return value
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from waiting import until
+
 from gateway.contracts import load_role
 from gateway.polling.poller import BusPoller, Readings
 from gateway.service.config import NodeConfig
@@ -28,13 +30,6 @@ def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 
         ModbusBus(config.bus[0]), config.nodes_on("bus0"), stats, on_readings, offline_interval=0.05
     )
     return poller, stats, got
-
-
-async def until(predicate: Any, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def test_poll_reports_decoded_readings(pty_pair, sim) -> None:

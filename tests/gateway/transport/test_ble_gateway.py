@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import cbor2
+from waiting import until
 
 from gateway.service.config import Config, parse_config
 from gateway.service.daemon import Gateway
@@ -25,15 +25,6 @@ from tools.sim.radio import VirtualRadio
 
 KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 ADDRESS = "D0:5E:00:00:00:07"
-
-
-async def until(check: Callable[[], Any], within: float = 30.0) -> Any:
-    """Poll ``check()`` until truthy, without blocking the loop; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return value
 
 
 @contextlib.asynccontextmanager

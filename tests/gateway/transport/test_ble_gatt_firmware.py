@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from street_kit import Master, control, prepare
+from waiting import until
 
 from gateway.service.config_ble import BleNodeConfig
 from gateway.transport.ble_client import GattError, GattSender
@@ -35,14 +34,6 @@ NODE = BleNodeConfig(id="pit-31", address=ADDRESS, key=KEY, role="meter", interv
 HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
 BURST_FLOW = next(r.address for r in meter.MAP.registers if r.name == "burst_flow")
 BATTERY_LOW = next(r.address for r in meter.MAP.registers if r.name == "battery_low")
-
-
-async def until(check: Callable[[], Any], within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-    return value
 
 
 def ble_diag(street: VirtualStreet) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from street_kit import prepare
+from waiting import until
 
 from gateway.service.config_ble import BleNodeConfig
 from gateway.transport.ble_client import GattSender
@@ -34,14 +34,6 @@ from tools.sim.street import VirtualStreet
 KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 ADDRESS = "D0:5E:00:00:00:32"
 NODE = BleNodeConfig(id="pit-32", address=ADDRESS, key=KEY, role="meter", interval=0.3)
-
-
-async def until(check: Callable[[], Any], within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-    return value
 
 
 def ble_diag(street: VirtualStreet) -> dict[str, Any]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import cbor2
 from street_kit import Master, control, prepare, world
+from waiting import until
 
 from gateway.service.config import Config, parse_config
 from gateway.service.daemon import Gateway
@@ -37,14 +37,6 @@ WEATHER = {"temperature_c": 21.37, "humidity": 48.25, "pressure_pa": 99876.5, "p
            "noise_db": 61.5}
 INTERVAL_MS = 300
 HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
-
-
-async def until(check: Callable[[], Any], within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-    return value
 
 
 @contextlib.asynccontextmanager
