@@ -109,27 +109,32 @@ class ModbusBus(Bus):
         """Words of each ``(table, start, count)`` read of a poll plan, in order.
 
         Each request holds the line for its own transaction only, so an urgent
-        command waits for one transaction at most, never for a whole poll. A
-        request that times out is retried (``retries``, with backoff, the line
-        free in between); NodeTimeout, NodeError or BusUnavailable otherwise.
+        command waits for one transaction at most, never for a whole poll; the
+        poll keeps the line against worse priorities (update chunks) from one
+        request to the next, so none slips in between. A request that times out
+        is retried (``retries``, with backoff, the line free for all in between);
+        NodeTimeout, NodeError or BusUnavailable otherwise.
         """
         wait = self.config.timeout if response_timeout is None else response_timeout
         tries = self.config.retries if retries is None else retries
         out: list[Sequence[int]] = []
-        for table, start, count in requests:
-            attempt = 0
-            while True:
-                try:
-                    async with self._lock.hold(priority):
-                        self._set_timeout(wait)
-                        out.append(await self._read_block(unit, table, start, count))
-                    break
-                except NodeTimeout:
-                    if attempt >= tries:
-                        raise
-                    self.stats.retries += 1
-                    await asyncio.sleep(self.config.backoff * 2**attempt)
-                    attempt += 1
+        with contextlib.ExitStack() as kept:
+            kept.enter_context(self._lock.keep(priority))
+            for table, start, count in requests:
+                attempt = 0
+                while True:
+                    try:
+                        async with self._lock.hold(priority):
+                            self._set_timeout(wait)
+                            out.append(await self._read_block(unit, table, start, count))
+                        break
+                    except NodeTimeout:
+                        kept.close()  # a node that does not answer keeps nobody waiting through its retries
+                        if attempt >= tries:
+                            raise
+                        self.stats.retries += 1
+                        await asyncio.sleep(self.config.backoff * 2**attempt)
+                        attempt += 1
         return out
 
     async def read_table(

@@ -8,6 +8,11 @@ A holder that has not started its transaction yet (a poll waiting out the
 line's inter-frame silence) can :meth:`PriorityLock.give_way` to a better
 waiter that came meanwhile: a command's next transaction (its read-back after
 its write) then goes before the poll that took the line in between.
+
+A sequence of transactions that belong together (a poll's requests) can
+:meth:`PriorityLock.keep` the line at its priority: between them the lock
+goes to no waiter with a worse priority (an update chunk), so the sequence is
+not stretched by one; waiters as good or better (polls, commands) still go.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 URGENT = 0
 """Priority of operator commands."""
@@ -31,6 +36,7 @@ class PriorityLock:
         self._locked = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._kept: list[int] = []  # priorities of the sequences keeping the line (see keep)
         self.holder = ROUTINE
         """The priority of the current holder."""
 
@@ -40,7 +46,8 @@ class PriorityLock:
 
     async def acquire(self, priority: int = ROUTINE) -> None:
         """Wait for the lock; ties are served first come, first served."""
-        if not self._locked and not self._waiters:
+        if not self._locked and not self._barred(priority):
+            # Free with no one eligible waiting (release hands over to eligible waiters directly).
             self._locked = True
             self.holder = priority
             return
@@ -77,16 +84,45 @@ class PriorityLock:
             raise asyncio.CancelledError
 
     def release(self) -> None:
-        """Hand the lock to the best waiter, or free it."""
+        """Hand the lock to the best waiter not barred by a :meth:`keep`, or free it."""
         if not self._locked:
             raise RuntimeError("release of an unlocked PriorityLock")
+        self._hand_over()
+
+    def _hand_over(self) -> None:
         while self._waiters:
-            priority, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():  # skip waiters that gave up (cancelled)
-                fut.set_result(None)  # ownership moves to that waiter; stays locked
-                self.holder = priority
-                return
+            priority, _, fut = self._waiters[0]
+            if fut.done():  # skip waiters that gave up (cancelled)
+                heapq.heappop(self._waiters)
+                continue
+            if self._barred(priority):
+                break  # the best waiter is barred, and so is everyone behind it
+            heapq.heappop(self._waiters)
+            fut.set_result(None)  # ownership moves to that waiter; stays locked
+            self._locked = True
+            self.holder = priority
+            return
         self._locked = False
+
+    def _barred(self, priority: int) -> bool:
+        """Whether a waiter of ``priority`` must wait for a sequence that keeps the line."""
+        return bool(self._kept) and priority > min(self._kept)
+
+    @contextmanager
+    def keep(self, priority: int = ROUTINE) -> Iterator[None]:
+        """``with lock.keep(priority):`` between the block's transactions, waiters worse than ``priority`` wait.
+
+        The block still takes the lock for each transaction (``hold``); in the gaps the lock
+        stays free for waiters as good as ``priority`` or better, not for the others, which
+        are served once the block ends.
+        """
+        self._kept.append(priority)
+        try:
+            yield
+        finally:
+            self._kept.remove(priority)
+            if not self._locked:
+                self._hand_over()
 
     @asynccontextmanager
     async def hold(self, priority: int = ROUTINE) -> AsyncIterator[None]:

@@ -172,6 +172,28 @@ def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus) -> None:
     assert bus.read(2, len(sent)) == sent
 
 
+def test_paced_frame_arrives_whole_at_the_end_of_its_line_time(start_bus: StartBus) -> None:
+    """A frame written in one go reaches a receiver without inner gaps, as from a UART: not byte by byte.
+
+    At 9600 bit/s a character takes 1.15 ms: delivered as its slots end, 240 bytes would come in
+    dozens of reads here (one every 2 ms); held until the transmission ends, they come in one write.
+    """
+    bus = start_bus(2, "--paced", "--baud", "9600")
+    sent = bytes(range(240))
+    t0 = time.monotonic()
+    os.write(bus.fds[0], sent)
+    reads: list[tuple[float, bytes]] = []
+    deadline = t0 + 10.0
+    while sum(len(r) for _, r in reads) < len(sent) and time.monotonic() < deadline:
+        try:
+            reads.append((time.monotonic(), os.read(bus.fds[1], 65536)))
+        except BlockingIOError:
+            time.sleep(0.002)
+    assert b"".join(r for _, r in reads) == sent
+    assert reads[0][0] - t0 >= len(sent) * 11 / 9600  # nothing before the frame's last character
+    assert len(reads) <= 3, [len(r) for _, r in reads]  # one write; a pty may split it, not per character
+
+
 def test_paced_overlapping_senders_collide(start_bus: StartBus) -> None:
     """Two nodes transmitting at once corrupt each other: the master sees collision bytes."""
     bus = start_bus(2, "--paced", "--baud", "9600")

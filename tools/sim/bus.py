@@ -15,9 +15,13 @@ What it models, and what it does not:
   character slot, so N bytes take at least N*11/baud s. When two drops transmit
   in the same slot (two nodes answering at once, a master that does not wait),
   the receivers get the bitwise AND of the colliding bytes, which rarely makes
-  a valid frame; such slots are counted as ``collisions``. The bus's own
-  scheduling jitter (it is a process on a shared machine) can add gaps between
-  characters that a real UART would not make.
+  a valid frame; such slots are counted as ``collisions``. What the line
+  carries from the moment it gets busy until it is idle again (one frame, as a
+  UART sends a frame written in one go) reaches the receivers in one write at
+  the end of its last character slot: the bus process's own scheduling delays
+  (it is a process on a shared machine) cannot open gaps inside a frame, which
+  a receiver would take for the frame's end. A transmission longer than
+  ``FRAME_MAX`` (no Modbus RTU frame is) goes out in pieces of that size.
 - Unpaced (the default): every chunk a drop writes is delivered at once, as
   fast as the kernel moves it; cheap enough for a whole street of nodes.
 - ``--noise P``: each byte, with probability P, has one random bit flipped.
@@ -57,6 +61,8 @@ from typing import Any
 
 BITS_PER_CHAR = 11
 _READ_SIZE = 65536
+FRAME_MAX = 256
+"""Bytes of one Modbus RTU frame at most: a transmission is held for its receivers up to this size."""
 _FINE = 0.002  # below this, wait for a character slot with a precise sleep instead of the selector
 
 
@@ -114,6 +120,8 @@ class Bus:
         self.lost = 0  # bytes lost on the line (drop)
         self.collisions = 0  # character slots in which two drops transmitted
         self._slot_start: float | None = None  # start of the current character slot (paced)
+        self._carried: list[tuple[str, list[Drop], bytes]] = []  # (sender, receivers, bytes) of this transmission
+        self._carried_bytes = 0
         self._running = False
         self.trace: list[tuple[float, str, str, int]] | None = None  # see --trace
         self._sel = selectors.DefaultSelector()
@@ -222,7 +230,7 @@ class Bus:
             n = min(slots, len(sender.pending))
             chunk = bytes(sender.pending[:n])
             del sender.pending[:n]
-            self._deliver(sender, self._line_faults(chunk))
+            self._carry(sender.name, [d for d in self.all if d is not sender], self._line_faults(chunk))
         else:
             n = 0
             while n < slots and active:
@@ -232,7 +240,8 @@ class Bus:
         if any(d.pending for d in self.all):
             self._slot_start += n * self.char_time
         else:
-            self._slot_start = None  # the line goes idle
+            self._slot_start = None  # the line goes idle: the transmission has ended
+            self._hand_over()
 
     def _collide_one_slot(self, active: list[Drop]) -> None:
         value = 0xFF
@@ -241,14 +250,31 @@ class Bus:
             del d.pending[:1]
         if len(active) > 1:
             self.collisions += 1
-        data = self._line_faults(bytes((value,)))
+        self._carry("+".join(d.name for d in active), [d for d in self.all if d not in active],
+                    self._line_faults(bytes((value,))))
+
+    def _carry(self, sender: str, receivers: list[Drop], data: bytes) -> None:
+        """``data`` has crossed the line: held for ``receivers`` until the transmission ends (or fills a frame)."""
         if not data:
             return
-        if self.trace is not None:
-            self.trace.append((time.monotonic(), "out", "+".join(d.name for d in active), len(data)))
-        for d in self.all:
-            if d not in active:
+        last = self._carried[-1] if self._carried else None
+        if last is not None and last[0] == sender:
+            self._carried[-1] = (sender, receivers, last[2] + data)
+        else:
+            self._carried.append((sender, receivers, data))
+        self._carried_bytes += len(data)
+        if self._carried_bytes >= FRAME_MAX:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Write what the line carried to its receivers, each sender's bytes in one write."""
+        for sender, receivers, data in self._carried:
+            if self.trace is not None:
+                self.trace.append((time.monotonic(), "out", sender, len(data)))
+            for d in receivers:
                 self._write(d, data)
+        self._carried.clear()
+        self._carried_bytes = 0
 
     def _line_faults(self, data: bytes) -> bytes:
         if not self.noise and not self.drop:

@@ -91,3 +91,53 @@ def test_cancelled_while_giving_way_the_lock_still_comes_back_before_the_cancell
 
     asyncio.run(main())
     assert events == ["poll holds", "command holds"]
+
+
+def test_a_kept_line_bars_worse_waiters_between_the_keepers_transactions_but_not_better_ones() -> None:
+    """A poll keeping the line at ROUTINE: an update chunk (worse) waits out the whole poll, a command does not."""
+    update = ROUTINE + 10
+    order: list[str] = []
+
+    async def worker(lock: PriorityLock, name: str, priority: int) -> None:
+        async with lock.hold(priority):
+            order.append(name)
+
+    async def main() -> None:
+        lock = PriorityLock()
+        with lock.keep(ROUTINE):
+            async with lock.hold(ROUTINE):
+                chunk = asyncio.create_task(worker(lock, "chunk", update))
+                await asyncio.sleep(0)
+                order.append("poll request 1")
+            await asyncio.sleep(0)  # the gap between two requests: the chunk must not get the line
+            assert not lock.locked() and not chunk.done()
+            async with lock.hold(ROUTINE):
+                command = asyncio.create_task(worker(lock, "command", URGENT))
+                await asyncio.sleep(0)
+                order.append("poll request 2")
+            await command  # a command is not barred: it goes at once
+            async with lock.hold(ROUTINE):
+                order.append("poll request 3")
+            assert not chunk.done()
+        await chunk  # the poll is over: the chunk gets the line
+        assert not lock.locked()
+
+    asyncio.run(main())
+    assert order == ["poll request 1", "poll request 2", "command", "poll request 3", "chunk"]
+
+
+def test_a_worse_acquirer_waits_for_a_kept_line_even_when_the_lock_is_free() -> None:
+    async def main() -> None:
+        lock = PriorityLock()
+        with lock.keep(ROUTINE):
+            late = asyncio.create_task(lock.acquire(ROUTINE + 10))
+            await asyncio.sleep(0)
+            assert not late.done() and not lock.locked()
+            await lock.acquire(ROUTINE)  # an equal takes the free line at once
+            lock.release()
+            assert not late.done()
+        await late
+        assert lock.locked() and lock.holder == ROUTINE + 10
+        lock.release()
+
+    asyncio.run(main())
