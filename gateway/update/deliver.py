@@ -37,6 +37,12 @@ UPDATE_PRIORITY = 20
 """Bus priority of update chunks: after the polls (10) and commands (0)."""
 
 
+FINISHED_TOGETHER = 4
+"""Nodes of a line committed and confirmed at once after a broadcast. A node on trial rolls back unless
+it is addressed within 4x its health time; a node resetting into its image leaves each status read of it
+unanswered for the bus's whole timeout, so with many at once the line cannot reach every node in time."""
+
+
 class UpdateError(GatewayError):
     """An update of a node did not complete."""
 
@@ -135,6 +141,7 @@ async def deliver(
 async def deliver_bus(
     bus: FileRecordBus, units: list[int], package: UpdatePackage, *, progress: Progress | None = None,
     priority: int = UPDATE_PRIORITY, attempts: int = 5, back_within: float = 120.0, passes: int = 3,
+    together: int = FINISHED_TOGETHER,
 ) -> dict[int, dict[str, Any] | UpdateError]:
     """Update every unit of ``units`` on one line at once; per unit its final status or its UpdateError.
 
@@ -142,7 +149,7 @@ async def deliver_bus(
     each chunk in one frame, none answers) from the chunk the furthest-behind node needs; a node that
     missed a chunk ignores the rest, so while a quarter of the nodes or more still lack bytes another
     pass goes out (at most ``passes``), and :func:`deliver` then finishes each node on its own (what it
-    lacks, the commit, its confirmation), all nodes' steps interleaved on the line.
+    lacks, the commit, its confirmation), ``together`` nodes at a time, their steps interleaved on the line.
     """
     say = progress or (lambda phase, done, total: None)
     results: dict[int, dict[str, Any] | UpdateError] = {}
@@ -179,12 +186,15 @@ async def deliver_bus(
         if len(starts) * 4 < len(units):
             break  # a few stragglers: cheaper to finish them one by one
 
+    finishing = asyncio.Semaphore(together)
+
     async def finish(unit: int) -> None:
-        try:
-            results[unit] = await deliver(bus, unit, package, priority=priority, attempts=attempts,
-                                          back_within=back_within)
-        except UpdateError as exc:
-            results[unit] = exc
+        async with finishing:
+            try:
+                results[unit] = await deliver(bus, unit, package, priority=priority, attempts=attempts,
+                                              back_within=back_within)
+            except UpdateError as exc:
+                results[unit] = exc
 
     await asyncio.gather(*(finish(unit) for unit in units))
     say("confirmed", sum(isinstance(r, dict) for r in results.values()), len(units))
