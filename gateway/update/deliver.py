@@ -13,7 +13,8 @@ Steps (the records: :mod:`protocols.update`):
 4. COMMIT: the node checks hash and MAC, switches slots and resets; a refusal
    raises :class:`UpdateRefused` with the node's reason;
 5. wait for the node: it must come back on the new slot and confirm it (it
-   has answered and run for its health time); a node that rolled back raises
+   has answered and run for its health time, so its status is first read
+   one health time after the commit); a node that rolled back raises
    :class:`UpdateRolledBack`.
 
 Every failure is a :class:`UpdateError` that says what happened, and leaves
@@ -135,6 +136,9 @@ async def deliver(
     except BusError:
         pass  # the answer may be lost as the node resets: its status tells
     say("switching", size, size)
+    # The node cannot confirm before it has run its health time: asking earlier finds it resetting, and
+    # each unanswered read holds the line for the whole answer timeout (polls and other nodes wait).
+    await asyncio.sleep(min(package.health_s, back_within / 4))
     return await _await_confirmation(bus, unit, slot, rolled, priority, back_within, say, size)
 
 
