@@ -4,9 +4,11 @@ The gateway's master (:class:`ModbusBus`) broadcasts update chunks (function 21 
 0, at the update's priority, with the spec's turnaround after each) without a break
 while a poll of two requests reads a hosted firmware lamp, several times. The bus's
 trace timestamps every frame: the two requests of a poll are told apart by their
-answers (2 words, then 10), and no chunk may go between them. Without the poll
-keeping the line, the chunk that waits during the first request gets the line at
-its end, every time.
+answers (2 words, then 10), and no chunk may go between them. The chunk that
+waits during the first request is barred from the line between the two requests
+(``PriorityLock.keep``); a chunk that got it anyway would still give way while it
+waits out t3.5 (``PriorityLock.give_way``) if the poll's next request is already
+waiting. With neither, it goes between the requests every time (checked by hand).
 """
 
 from __future__ import annotations
