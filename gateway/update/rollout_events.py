@@ -70,7 +70,10 @@ class RolloutStep(NamedTuple):
     @classmethod
     def from_payload(cls, seq: int, payload: bytes) -> RolloutStep:
         """The step an outbox payload holds (ValueError if it is not one)."""
-        data = cbor2.loads(payload)
+        try:
+            data = cbor2.loads(payload)
+        except cbor2.CBORDecodeError:
+            data = None
         if not isinstance(data, dict) or data.get("k") != UPDATE or data.get("s") not in STEPS:
             raise ValueError(f"not a roll-out step: {payload[:16].hex()}")
         return cls(seq, float(data["t"]), str(data["c"]), str(data["p"]), data["s"], str(data["d"]))

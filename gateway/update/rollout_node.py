@@ -53,10 +53,11 @@ async def update_node(bus: FileRecordBus, target: Target, package: UpdatePackage
 
     try:
         if state.state in _IN_PROGRESS and slot is not None and rolled is not None:
-            status = await _status(bus, target.unit)
-            if status["rolled_back"] > rolled:
+            # A committing node is only watched: it may be resetting into the new image right now.
+            status = None if state.state == "committing" else await _status(bus, target.unit)
+            if status is not None and status["rolled_back"] > rolled:
                 raise UpdateRolledBack(f"unit {target.unit} ran the new image but rolled back to its old one")
-            if state.state == "committing" or status["active"] != slot:
+            if status is None or status["active"] != slot:
                 if state.state != "committing":
                     step(NodeState("committing", slot, rolled, "switched while the gateway was away"))
                 await await_confirmation(bus, target.unit, slot, rolled, back_within=back_within,
