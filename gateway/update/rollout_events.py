@@ -6,7 +6,7 @@ the same durable path as the node's event log and analytics flags, in either
 data profile: a SenML pack whose first record is ``update`` with the step as
 its string value::
 
-    [{"bn": "urn:dev:site:s:node:lamp-2:", "n": "update", "t": 1767225600.5, "vs": "committed"},
+    [{"bn": "urn:dev:streetedge:s:lamp-2:", "n": "update", "t": 1767225600.5, "vs": "committed"},
      {"n": "update_seq", "t": 1767225600.5, "v": 281474976710715},
      {"n": "update_command", "t": 1767225600.5, "vs": "c-9"},
      {"n": "update_package", "t": 1767225600.5, "vs": "<image sha256, hex>"},
