@@ -222,23 +222,31 @@ class UpdateAction:
 
         digest = plan.package.digest.hex()
         journal = RolloutJournal(self.store, number, cid, digest, self._record, self._writer, self.clock)
+        unknown = sorted({t.bus for t in plan.targets} - set(self.buses))
         try:
-            async with self._one_at_a_time:
-                outcome = await roll_out(
-                    cid, plan.package, plan.targets, self.buses, canaries=plan.canaries, report=report,
-                    back_within=self.config.update.confirm_within, stop_on_failure=plan.stop_on_failure,
-                    journal=journal, states=states, cancel=live.cancel,
-                )
-        except ValueError as exc:  # a bus the configuration no longer has (a resumed roll-out after a reload)
-            outcome = Outcome(skipped=[t.node for t in plan.targets], failed=None, reason=str(exc))
-        except BaseException:
+            if unknown:  # a resumed roll-out whose bus a changed configuration no longer has
+                outcome = Outcome(skipped=[t.node for t in plan.targets],
+                                  reason=f"no bus named {unknown[0]!r} in the configuration")
+            else:
+                async with self._one_at_a_time:
+                    outcome = await roll_out(
+                        cid, plan.package, plan.targets, self.buses, canaries=plan.canaries, report=report,
+                        back_within=self.config.update.confirm_within, stop_on_failure=plan.stop_on_failure,
+                        journal=journal, states=states, cancel=live.cancel,
+                    )
+            ran = self._sentence(plan, outcome)
+            await self._call(self.store.end, cid, CANCELLED if outcome.cancelled else FINISHED, ran.detail,
+                             self.clock())
+        except asyncio.CancelledError:  # the gateway stops: the roll-out stays running in the store
             live.ended.cancel()
-            del self._live[cid]
             raise
-        ran = self._sentence(plan, outcome)
-        await self._call(self.store.end, cid, CANCELLED if outcome.cancelled else FINISHED, ran.detail, self.clock())
-        live.ended.set_result(ran.detail)
-        del self._live[cid]
+        except Exception as exc:
+            live.ended.set_result(f"the roll-out failed: {exc}")
+            raise
+        else:
+            live.ended.set_result(ran.detail)
+        finally:
+            del self._live[cid]
         return ran
 
     def _sentence(self, plan: RolloutPlan, outcome: Outcome) -> Ran:

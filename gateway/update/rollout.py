@@ -149,6 +149,9 @@ async def roll_out(
     first, rest = list(targets[:canaries]), list(targets[canaries:])
 
     async def body() -> None:
+        if cancel is not None and cancel.is_set():  # cancelled while it waited for another roll-out
+            outcome.cancelled = True
+            raise _Stop
         for i, target in enumerate(targets):  # what a resumed roll-out finds already ended
             state = known.get(target.node, NodeState())
             if state.state == "confirmed":

@@ -151,8 +151,12 @@ class RolloutStore:
 
     def begin(self, command_id: str, package: str, targets: list[Target], canaries: int, stop_on_failure: bool,
               now: float) -> int:
-        """Store a new running roll-out, every node ``pending``; its number (which node events use)."""
+        """Store a new running roll-out, every node ``pending``; its number (which node events use).
+
+        An ended roll-out of the same command id (kept longer than the replay store keeps ids) gives way.
+        """
         with self._lock, self._db:
+            self._db.execute("DELETE FROM rollout WHERE id = ? AND state != ?", (command_id, RUNNING))
             cursor = self._db.execute(
                 "INSERT INTO rollout (id, package, canaries, stop_on_failure, state, started) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

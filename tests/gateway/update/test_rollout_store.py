@@ -56,6 +56,20 @@ def test_ended_roll_outs_are_purged_after_a_month_running_ones_never(tmp_path: P
     store.close()
 
 
+def test_an_ended_roll_out_gives_way_to_a_new_command_with_its_id(tmp_path: Path) -> None:
+    """The replay store forgets ids a day after expiry, the roll-out store keeps a month: a reused id starts afresh."""
+    store = _store(tmp_path / "r.sqlite")
+    first = store.begin("c-1", PACKAGE, TARGETS, 0, True, 0.0)
+    store.node(first, "lamp-1", NodeState("confirmed", 0, 0))
+    store.end("c-1", "finished", "", 1.0)
+    second = store.begin("c-1", PACKAGE, TARGETS[:2], 1, True, 2.0)
+    [again] = store.running()
+    assert second != first and again.number == second and set(again.nodes.values()) == {NodeState("pending")}
+    store.close()
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM node").fetchone()[0] == 2  # the old rows went with their roll-out
+
+
 def test_a_state_no_roll_out_has_is_refused(tmp_path: Path) -> None:
     store = _store(tmp_path / "r.sqlite")
     number = store.begin("c-1", PACKAGE, TARGETS, 0, True, 0.0)
