@@ -306,3 +306,18 @@ def test_an_operator_cancels_a_running_roll_out(rollout: Rollout, operators: Ope
     assert [step for _, step, _ in rollout.steps(first, "up-cancel", mark)] == ["started"]
     if rollout.street is not None:
         assert rollout.running(first) == before
+
+
+def test_a_finished_or_cancelled_roll_out_is_not_resumed(rollout: Rollout, operators: Operators) -> None:
+    """Stopped and started again, the gateway takes up neither the finished nor the cancelled roll-out."""
+    rollout.daemon.stop()
+    mark = rollout.watch.mark()
+    rollout.daemon.start()
+    Polls(rollout.watch, ROOT).wait(rollout.nodes[2], within=60, after=mark)  # connected: commands are heard
+    for cid in ("up-kill", "up-cancel"):  # a roll-out the gateway runs would be cancelled; none is
+        result, _ = rollout.send(operators.ops, "group:street", {"rollout": cid}, f"cancel-{cid}", within=60,
+                                 action="cancel_update")
+        assert (result["status"], result["reason"]) == ("rejected", "bad_parameters"), result
+        assert f"no roll-out {cid!r} is running" in result["detail"]
+    assert not [m for m in rollout.watch.snapshot()[mark:] if m.topic == f"{ROOT}/result"
+                and _body(m.payload).get("id") in ("up-kill", "up-cancel")]
