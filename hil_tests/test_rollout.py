@@ -157,7 +157,8 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
                                     protocol=broker.protocol, site=SITE, gateway=GATEWAY, interval=0.5,
                                     groups={"street": ids[:2], "half": ids[:1]})
         config.write_text(config.read_text() + "\n" + operators.toml(work)
-                          + f'\n[delivery]\nbatch_interval = 0.5\n\n[update]\npackages = "{work / "packages"}"\n')
+                          + f'\n[delivery]\nbatch_interval = 0.5\noutbox = "{work / "outbox.db"}"\n'  # outlives a kill
+                          f'\n[update]\npackages = "{work / "packages"}"\n')
         daemon = Daemon(config, work / "gateway.log")
         with PowerUp(street) if street is not None else contextlib.nullcontext(), \
                 MqttWatch(broker.host, broker.port, ROOT + "/#") as watch:

@@ -190,7 +190,9 @@ class UpdateAction:
 
     async def cancel(self, rollout: str, by: str) -> str:
         """Stop roll-out ``rollout`` (durably first) and wait until it has; a sentence saying what it left."""
-        live = self._live[rollout]
+        live = self._live.get(rollout)
+        if live is None:  # it ended between the cancel's planning and now
+            return f"roll-out {rollout} had already ended: nothing cancelled"
         await self._call(self.store.end, rollout, CANCELLED, f"cancelled by {by}", self.clock())
         live.cancel.set()
         return await asyncio.shield(live.ended)

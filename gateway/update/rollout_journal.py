@@ -73,5 +73,5 @@ class RolloutJournal:
                                                                package=self.package, detail=state.detail)])
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self.writer, self.store.node, self.number, target.node, state)
-        except (OSError, sqlite3.Error, GatewayError, KeyError) as exc:
+        except (OSError, sqlite3.Error, GatewayError, KeyError, RuntimeError) as exc:  # Runtime: writer shut down
             log.error("roll-out %s: %s %s not recorded (%s)", self.command, target.node, state.state, exc)
