@@ -7,7 +7,7 @@ data profile: a SenML pack whose first record is ``update`` with the step as
 its string value::
 
     [{"bn": "urn:dev:streetedge:s:lamp-2:", "n": "update", "t": 1767225600.5, "vs": "committed"},
-     {"n": "update_seq", "t": 1767225600.5, "v": 281474976710715},
+     {"n": "update_seq", "t": 1767225600.5, "v": 281474976710714},
      {"n": "update_command", "t": 1767225600.5, "vs": "c-9"},
      {"n": "update_package", "t": 1767225600.5, "vs": "<image sha256, hex>"},
      {"n": "update_detail", "t": 1767225600.5, "vs": "..."}]     # failed, rolled_back: why
