@@ -253,10 +253,12 @@ class UpdateAction:
 
     def _sentence(self, plan: RolloutPlan, outcome: Outcome) -> Ran:
         what = f"update to {plan.package.digest.hex()[:12]} ({plan.package.role}, {len(plan.package.image)} bytes)"
-        missed = list(outcome.failures) + outcome.skipped
+        missed = list(outcome.failures) + outcome.switching + outcome.skipped
         if outcome.ok:
             return Ran(outcome.confirmed, [], f"{what} confirmed on {len(outcome.confirmed)} node(s)", None)
         left = f"; not updated: {', '.join(outcome.skipped)}" if outcome.skipped else ""
+        if outcome.switching:
+            left = f"; committed, confirming on their own: {', '.join(outcome.switching)}{left}"
         if outcome.cancelled:
             return Ran(outcome.confirmed, missed, f"{what} cancelled; confirmed: "
                        f"{', '.join(outcome.confirmed) or 'none'}{left}", CANCELLED_REASON)

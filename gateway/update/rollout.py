@@ -87,15 +87,34 @@ class Outcome:
     """Every node that failed, with why (more than one only with ``stop_on_failure=False``)."""
     cancelled: bool = False
     """Stopped by ``cancel`` (an operator's command), not by a failure."""
+    switching: list[str] = field(default_factory=list)
+    """Nodes whose commit went out before the roll-out stopped: they confirm, or roll back, on their own."""
 
     @property
     def ok(self) -> bool:
         """Every node runs the new image."""
-        return not self.failures and not self.skipped
+        return not self.failures and not self.skipped and not self.switching
 
 
 class _Stop(Exception):  # noqa: N818 - internal signal, never escapes
     pass
+
+
+class _Watched:
+    """A journal that also remembers each node's last state (to tell, at a stop, who was committing)."""
+
+    def __init__(self, inner: Journal | None, states: Mapping[str, NodeState]) -> None:
+        self.inner = inner
+        self.last = {node: state.state for node, state in states.items()}
+
+    def note(self, target: Target, state: NodeState) -> None:
+        self.last[target.node] = state.state
+        if self.inner is not None:
+            self.inner.note(target, state)
+
+    async def flush(self) -> None:
+        if self.inner is not None:
+            await self.inner.flush()
 
 
 async def roll_out(
@@ -113,6 +132,7 @@ async def roll_out(
         raise ValueError(f"no bus named {unknown[0]!r}")
     outcome = Outcome()
     known = dict(states or {})
+    watched = _Watched(journal, known)
     pending = [t for t in targets if known.get(t.node, NodeState()).state not in ENDED]
 
     def event(phase: str, node: str | None = None, done: int = 0, total: int = 0, detail: str = "") -> None:
@@ -136,7 +156,7 @@ async def roll_out(
                 event(phase, target.node, done, total)
 
         try:
-            await update_node(buses[target.bus], target, package, known.get(target.node, NodeState()), journal,
+            await update_node(buses[target.bus], target, package, known.get(target.node, NodeState()), watched,
                               progress=progress, back_within=back_within)
         except UpdateError as exc:
             pending.remove(target)
@@ -190,15 +210,15 @@ async def roll_out(
                 watcher.cancel()
     except* _Stop:
         stopped = True
-        outcome.skipped = [t.node for t in pending]
-        if journal is not None:
-            for target in pending:
-                journal.note(target, NodeState("skipped", detail="the roll-out stopped before this node"))
+        outcome.switching = [t.node for t in pending if watched.last.get(t.node) == "committing"]
+        outcome.skipped = [t.node for t in pending if t.node not in outcome.switching]
+        for target in pending:  # a committing node keeps its state: it finishes on its own
+            if target.node not in outcome.switching:
+                watched.note(target, NodeState("skipped", detail="the roll-out stopped before this node"))
         left = ", ".join(outcome.skipped) or "none"
         why = "cancelled" if outcome.cancelled and outcome.failed is None else outcome.reason
         event("stopped", None if outcome.cancelled else outcome.failed, detail=f"{why}; not updated: {left}")
-    if journal is not None:
-        await journal.flush()
+    await watched.flush()
     if not stopped:
         failures = f"; failed: {', '.join(outcome.failures)}" if outcome.failures else ""
         event("done", done=len(outcome.confirmed), total=len(targets),

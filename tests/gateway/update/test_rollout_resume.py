@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.update.deliver import FileRecordBus, deliver, node_status
+from gateway.update.deliver import FileRecordBus
 from gateway.update.package import UpdatePackage
 from gateway.update.rollout import NodeState, Outcome, Target, roll_out
 from gateway.update.rollout_events import ROLLOUT_SEQ_BASE, RolloutStep
@@ -57,10 +57,15 @@ class Bench:
         self.events += steps
 
     async def roll(self, bus: FileRecordBus, cid: str, new: UpdatePackage, number: int,
-                   states: dict[str, NodeState]) -> Outcome:
+                   states: dict[str, NodeState], cancel: asyncio.Event | None = None) -> Outcome:
+        def report(event: dict[str, Any]) -> None:
+            if cancel is not None and event["phase"] == "switching":
+                cancel.set()  # the operator's cancel lands just as the node got its commit
+
         with concurrent.futures.ThreadPoolExecutor(1) as writer:
             journal = RolloutJournal(self.store, number, cid, new.digest.hex(), self.record, writer, lambda: 1.0)
-            return await roll_out(cid, new, [LAMP], {"bus0": bus}, canaries=1, journal=journal, states=states)
+            return await roll_out(cid, new, [LAMP], {"bus0": bus}, canaries=1, journal=journal, states=states,
+                                  report=report, cancel=cancel)
 
 
 @pytest.fixture(scope="module")
@@ -73,34 +78,31 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
 
 
 def test_a_node_that_was_committing_is_watched_not_sent_again(bench: Bench) -> None:
-    """The gateway stopped right after the commit: resumed, it waits for the node's confirmation, writes nothing."""
+    """Stopped just after the commit, the node keeps its ``committing`` state; resumed from the store, the
+    roll-out waits for the node's confirmation and writes no chunk."""
     new = package(variant(bench.street, bench.work, tag="v2"))
     number = bench.store.begin("c-1", new.digest.hex(), [LAMP], 1, True, 0.0)
 
-    async def run() -> tuple[Outcome, int]:
+    async def run() -> tuple[Outcome, Outcome, int]:
         bus = bus_for(bench.street)
         try:
-            before = await node_status(bus, 1)
-            committed = asyncio.Event()
-            cut = asyncio.create_task(deliver(bus, 1, new, progress=lambda phase, done, total: (
-                committed.set() if phase == "switching" else None)))
-            await committed.wait()
-            cut.cancel()  # the gateway dies here: the node got its commit and switches by itself
-            await asyncio.gather(cut, return_exceptions=True)
-            state = NodeState("committing", before["active"], before["rolled_back"])
-            bench.store.node(number, LAMP.node, state)
+            stopped = await bench.roll(bus, "c-1", new, number, {}, cancel=asyncio.Event())
+            stored = bench.store.get("c-1")
+            assert stored is not None
             spy = Spy(bus)
-            return await bench.roll(spy, "c-1", new, number, {LAMP.node: state}), spy.chunks
+            return stopped, await bench.roll(spy, "c-1", new, number, stored.nodes), spy.chunks
         finally:
             bus.close()
 
-    outcome, chunks = asyncio.run(run())
-    assert outcome.confirmed == [LAMP.node] and outcome.ok
+    stopped, resumed, chunks = asyncio.run(run())
+    assert stopped.cancelled and stopped.switching == [LAMP.node] and stopped.skipped == [] and not stopped.ok
+    assert resumed.confirmed == [LAMP.node] and resumed.ok
     assert chunks == 0  # checked, not sent again
     assert running_image(bench.street) == hashlib.sha256(new.image).hexdigest()
     stored = bench.store.get("c-1")
     assert stored is not None and stored.nodes[LAMP.node].state == "confirmed"
-    assert [(e.step, e.seq) for e in bench.events] == [("confirmed", ROLLOUT_SEQ_BASE + number * 8 + 3)]
+    assert [e.step for e in bench.events] == ["started", "transferred", "committed", "confirmed"]
+    assert bench.events[-1].seq == ROLLOUT_SEQ_BASE + number * 8 + 3
 
 
 @pytest.mark.slow  # ~5 s: three failed trial boots; the step's encoding is checked in test_rollout_events.py
