@@ -4,13 +4,16 @@ A gateway of its own (``streetedge run``) on a line of three lamps provisioned
 with a key, Mosquitto, and an independent paho observer. The operator sends
 ``update`` commands naming a package by its image hash; the gateway finds it in
 its ``[update] packages`` directory, updates the canary, then the rest, and
-publishes each step on the result topic before the result. Lamp 3 is never
-updated: its polls go on meanwhile.
+publishes each step on the result topic before the result, and each node's
+steps as its events on ``event/<node>``. Lamp 3 is never updated: its polls go
+on meanwhile. A gateway killed (SIGKILL) in the middle of a roll-out goes on
+with it when it starts again; an operator's ``cancel_update`` stops one.
 
 On a real bench (``--bench FILE``) the file names the line and its nodes (three
 or more, the gateway must not run on that line otherwise), plus
 ``"update_key"`` (the nodes' key file) and ``"update_images"``:
-``{"new": ROMFS file, "other": another ROMFS file}`` built for its boards.
+``{"new": ROMFS file, "other": another ROMFS file, "next": a third, "last": a fourth}``
+built for its boards (each of them differs from the others).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.update.package import make_package
 from hil_tests.conftest import Daemon, Operators
 from hil_tests.update_kit import PowerUp, variant_image
+from protocols.update import CHUNK
 from tools.broker import LocalBroker
+from tools.decode import decode_message
 from tools.mqtt_watch import MqttWatch, Polls
 from tools.operator import Signer, build_command
 from tools.sim.code_slots import read_state, slot_image
@@ -54,18 +59,36 @@ class Rollout:
     """Image hash of a package signed with the nodes' key."""
     foreign: str
     """Image hash of a package signed with another key: every node refuses it."""
+    later: list[str]
+    """Image hashes of two more packages signed with the nodes' key (for the restart and the cancel)."""
     street: VirtualStreet | None
 
     def send(self, signer: Signer, target: str, params: dict[str, Any], cid: str,
-             within: float = 300.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Send an update command; its result and the progress maps that came before it."""
+             within: float = 300.0, action: str = "update") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Send a command; its result and the progress maps that came before it."""
         mark = self.watch.mark()
-        self.watch.publish(f"{ROOT}/cmd", signer.sign(build_command(target, "update", params, cid, lifetime=600)))
+        self.watch.publish(f"{ROOT}/cmd", signer.sign(build_command(target, action, params, cid, lifetime=600)))
+        return self.result(cid, mark, within)
+
+    def result(self, cid: str, mark: int, within: float = 300.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The result of command ``cid`` after ``mark``, and the progress maps before it."""
         found = self.watch.wait_for(lambda m: m.topic == f"{ROOT}/result" and _body(m.payload).get("id") == cid
                                     and _body(m.payload).get("status") != "running", within=within, after=mark)
         steps = [_body(m.payload) for m in self.watch.snapshot()[mark:]
                  if m.topic == f"{ROOT}/result" and _body(m.payload).get("id") == cid]
         return _body(found.payload), [s for s in steps if s["status"] == "running"]
+
+    def steps(self, node: str, cid: str, after: int = 0) -> list[tuple[int, str, str]]:
+        """The roll-out steps of ``cid`` that ``node`` published as its events: (seq, step, detail), by seq."""
+        seen = {step[0]: step for m in self.watch.snapshot()[after:] if m.topic == f"{ROOT}/event/{node}"
+                for step in _steps(m.payload, m.topic, cid)}
+        return [seen[k] for k in sorted(seen)]  # a step sent again after a restart has the same seq
+
+    def wait_steps(self, node: str, cid: str, last: str, after: int = 0) -> list[tuple[int, str, str]]:
+        """:meth:`steps` once ``last`` is among them (events may trail the command's result)."""
+        self.watch.wait_for(lambda m: m.topic == f"{ROOT}/event/{node}" and any(
+            s[1] == last for s in _steps(m.payload, m.topic, cid)), within=30, after=after)
+        return self.steps(node, cid, after)
 
     def running(self, node: str) -> str:
         """SHA-256 of the image in a virtual node's active slot."""
@@ -76,19 +99,33 @@ class Rollout:
         return hashlib.sha256(slot_image(flash, int(state["active"]))).hexdigest()
 
 
+def _steps(payload: bytes, topic: str, cid: str) -> list[tuple[int, str, str]]:
+    """The roll-out steps of command ``cid`` in one event message: (seq, step, detail)."""
+    packs: list[dict[str, Any]] = []
+    for record in decode_message(payload, topic=topic):
+        name = str(record["n"]).rsplit(":", 1)[-1]
+        if name == "update":
+            packs.append({})
+        if name.startswith("update") and packs:
+            packs[-1][name] = record.get("vs", record.get("v"))
+    return [(int(p["update_seq"]), str(p["update"]), str(p.get("update_detail", ""))) for p in packs
+            if p.get("update_command") == cid]
+
+
 def _body(payload: bytes) -> dict[str, Any]:
     body = cbor2.loads(payload)
     return body if isinstance(body, dict) else {}
 
 
-def _packages(folder: Path, key: bytes, role: str, new: bytes, other: bytes) -> tuple[str, str]:
+def _packages(folder: Path, key: bytes, role: str, images: dict[str, bytes]) -> tuple[str, str, list[str]]:
     folder.mkdir(parents=True)
-    good = make_package(new, key=key, role=role, board="bench", health_s=2)
-    foreign = make_package(other, key=b"not the nodes' key", role=role, board="bench", health_s=2)
-    (folder / "new.update").write_bytes(good.to_bytes())
-    (folder / "foreign.update").write_bytes(foreign.to_bytes())
+    good = make_package(images["new"], key=key, role=role, board="bench", health_s=2)
+    foreign = make_package(images["other"], key=b"not the nodes' key", role=role, board="bench", health_s=2)
+    later = [make_package(images[k], key=key, role=role, board="bench", health_s=2) for k in ("next", "last")]
+    for name, package in (("new", good), ("foreign", foreign), ("next", later[0]), ("last", later[1])):
+        (folder / f"{name}.update").write_bytes(package.to_bytes())
     (folder / "notes.txt").write_text("not a package: the gateway passes it by\n")
-    return good.digest.hex(), foreign.digest.hex()
+    return good.digest.hex(), foreign.digest.hex(), [p.digest.hex() for p in later]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +140,7 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
         manifest = {"buses": spec["buses"][:1], "nodes": [n for n in spec["nodes"] if n["bus"] == line][:3]}
         key = Path(spec["update_key"]).read_bytes()
         images = {k: Path(v).read_bytes() for k, v in spec["update_images"].items()}
-        new, foreign = _packages(work / "packages", key, manifest["nodes"][0]["role"], images["new"],
-                                 images["other"])
+        new, foreign, later = _packages(work / "packages", key, manifest["nodes"][0]["role"], images)
     else:
         street = VirtualStreet(work / "street", nodes=3, baud=115200)
         for node in street.nodes.values():
@@ -113,14 +149,16 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
     with street if street is not None else contextlib.nullcontext():
         if street is not None:
             manifest = street.start()
-            new, foreign = _packages(work / "packages", KEY, "lamp", variant_image(street, work, "v2"),
-                                     variant_image(street, work, "v3"))
+            images = {name: variant_image(street, work, tag) for name, tag in
+                      (("new", "v2"), ("other", "v3"), ("next", "v4"), ("last", "v5"))}
+            new, foreign, later = _packages(work / "packages", KEY, "lamp", images)
         ids = [n["id"] for n in manifest["nodes"]]
         config = write_gateway_toml(work / "gateway.toml", manifest, broker_url=broker.url,
                                     protocol=broker.protocol, site=SITE, gateway=GATEWAY, interval=0.5,
                                     groups={"street": ids[:2], "half": ids[:1]})
         config.write_text(config.read_text() + "\n" + operators.toml(work)
-                          + f'\n[delivery]\nbatch_interval = 0.5\n\n[update]\npackages = "{work / "packages"}"\n')
+                          + f'\n[delivery]\nbatch_interval = 0.5\noutbox = "{work / "outbox.db"}"\n'  # outlives a kill
+                          f'\n[update]\npackages = "{work / "packages"}"\n')
         daemon = Daemon(config, work / "gateway.log")
         with PowerUp(street) if street is not None else contextlib.nullcontext(), \
                 MqttWatch(broker.host, broker.port, ROOT + "/#") as watch:
@@ -129,7 +167,7 @@ def rollout(request: pytest.FixtureRequest, broker: LocalBroker, operators: Oper
                 polls = Polls(watch, ROOT)
                 for node in ids:  # every node polled and published before the first command
                     polls.wait(node, within=60)
-                yield Rollout(daemon, watch, ids, new, foreign, street)
+                yield Rollout(daemon, watch, ids, new, foreign, later, street)
                 assert daemon.alive(), f"the gateway died:\n{daemon.log_tail()}"
             finally:
                 daemon.stop()
@@ -178,6 +216,10 @@ def test_a_roll_out_lands_on_the_canary_then_the_rest_while_polls_go_on(
     during = {min(r["t"] for r in p.values()) for m in rollout.watch.snapshot()[mark:]
               for p in polls.of(m, bystander)}
     assert len([t for t in during if started <= t <= ended]) >= 2, sorted(during)
+    for node in (canary, other):  # each node's steps as its own events, in order
+        assert [step for _, step, _ in rollout.wait_steps(node, "up-1", "confirmed", mark)] == \
+            ["started", "transferred", "committed", "confirmed"]
+    assert rollout.steps(bystander, "up-1", mark) == []
     if rollout.street is not None:
         assert rollout.running(canary) == rollout.running(other) == rollout.new
         assert rollout.running(bystander) != rollout.new
@@ -196,5 +238,87 @@ def test_a_failing_canary_stops_the_roll_out(rollout: Rollout, operators: Operat
     phases = [(s["phase"], s["node"]) for s in steps]
     assert phases[-2:] == [("failed", canary), ("stopped", canary)], phases
     assert not any(node == other for _, node in phases)
+    events = rollout.wait_steps(canary, "up-2", "failed")
+    assert [step for _, step, _ in events] == ["started", "transferred", "failed"]  # refused at the commit
+    assert "MAC" in events[-1][2]
+    assert rollout.steps(other, "up-2") == []
     if rollout.street is not None:
         assert rollout.running(other) == before
+
+
+def test_a_roll_out_goes_on_after_the_gateway_is_killed(rollout: Rollout, operators: Operators) -> None:
+    """SIGKILL while the second node takes its image: started again, the gateway resumes the roll-out under
+    the same id; the canary is not touched again, the second node's transfer goes on where it stood."""
+    canary, other = rollout.nodes[1], rollout.nodes[0]
+    mark = rollout.watch.mark()
+    rollout.watch.publish(f"{ROOT}/cmd", operators.ops.sign(build_command(
+        "group:street", "update", {"package": rollout.later[0], "canary": [canary], "stop_on_failure": True},
+        "up-kill", lifetime=600)))
+    rollout.watch.wait_for(lambda m: m.topic == f"{ROOT}/result" and _body(m.payload).get("id") == "up-kill"
+                           and _body(m.payload).get("phase") == "sending" and _body(m.payload).get("node") == other
+                           and _body(m.payload).get("done", 0) > 8 * CHUNK, within=300, after=mark)
+    assert rollout.daemon.proc is not None
+    rollout.daemon.proc.kill()  # no goodbye: what the gateway knows is what it stored
+    rollout.daemon.proc.wait()
+    rollout.daemon.start()
+    restart = rollout.watch.mark()
+    result, steps = rollout.result("up-kill", restart)
+    assert result["status"] == "done", f"{result}\n{rollout.daemon.log_tail()}"
+    assert result["confirmed"] == [canary, other] and result["unconfirmed"] == []
+    resumed = [(s["phase"], s["node"]) for s in steps]
+    assert ("sending", canary) not in resumed and ("confirmed", other) in resumed, resumed
+    first = next(s for s in steps if s["phase"] == "sending" and s["node"] == other)
+    assert first["done"] > 8 * CHUNK, first  # the node kept what it had received: not from byte 0
+    for node in (canary, other):  # each step once by seq, however often it was published
+        assert [step for _, step, _ in rollout.wait_steps(node, "up-kill", "confirmed", mark)] == \
+            ["started", "transferred", "committed", "confirmed"]
+    if rollout.street is not None:
+        assert rollout.running(canary) == rollout.running(other) == rollout.later[0]
+
+
+def test_an_operator_cancels_a_running_roll_out(rollout: Rollout, operators: Operators) -> None:
+    """``cancel_update`` stops the roll-out: its result says cancelled, the nodes keep the image they ran."""
+    first, second = rollout.nodes[0], rollout.nodes[1]
+    before = rollout.running(first) if rollout.street is not None else None
+    result, _ = rollout.send(operators.ops, "group:street", {"rollout": "up-none"}, "cancel-0", within=30,
+                             action="cancel_update")
+    assert (result["status"], result["reason"]) == ("rejected", "bad_parameters"), result
+    assert "no roll-out 'up-none' is running" in result["detail"]
+    mark = rollout.watch.mark()
+    rollout.watch.publish(f"{ROOT}/cmd", operators.ops.sign(build_command(
+        "group:street", "update", {"package": rollout.later[1], "canary": [], "stop_on_failure": True},
+        "up-cancel", lifetime=600)))
+    rollout.watch.wait_for(lambda m: m.topic == f"{ROOT}/result" and _body(m.payload).get("id") == "up-cancel"
+                           and _body(m.payload).get("phase") == "sending", within=60, after=mark)
+    result, _ = rollout.send(operators.maint, rollout.nodes[0], {"rollout": "up-cancel"}, "cancel-1", within=30,
+                             action="cancel_update")
+    assert (result["status"], result["reason"]) == ("rejected", "out_of_scope"), result
+    result, _ = rollout.send(operators.ops, first, {"rollout": "up-cancel"}, "cancel-2", within=30,
+                             action="cancel_update")
+    assert (result["status"], result["reason"]) == ("rejected", "bad_parameters"), result
+    assert f"also updates {second}" in result["detail"]
+    result, _ = rollout.send(operators.ops, "group:street", {"rollout": "up-cancel"}, "cancel-3", within=60,
+                             action="cancel_update")
+    assert result["status"] == "done" and "cancelled; confirmed: none" in result["detail"], result
+    assert f"not updated: {first}, {second}" in result["detail"]
+    ended, steps = rollout.result("up-cancel", mark, within=30)
+    assert (ended["status"], ended["reason"]) == ("failed", "cancelled"), ended
+    assert ended["unconfirmed"] == [first, second] and steps[-1]["phase"] == "stopped"
+    assert [step for _, step, _ in rollout.steps(first, "up-cancel", mark)] == ["started"]
+    if rollout.street is not None:
+        assert rollout.running(first) == before
+
+
+def test_a_finished_or_cancelled_roll_out_is_not_resumed(rollout: Rollout, operators: Operators) -> None:
+    """Stopped and started again, the gateway takes up neither the finished nor the cancelled roll-out."""
+    rollout.daemon.stop()
+    mark = rollout.watch.mark()
+    rollout.daemon.start()
+    Polls(rollout.watch, ROOT).wait(rollout.nodes[2], within=60, after=mark)  # connected: commands are heard
+    for cid in ("up-kill", "up-cancel"):  # a roll-out the gateway runs would be cancelled; none is
+        result, _ = rollout.send(operators.ops, "group:street", {"rollout": cid}, f"cancel-{cid}", within=60,
+                                 action="cancel_update")
+        assert (result["status"], result["reason"]) == ("rejected", "bad_parameters"), result
+        assert f"no roll-out {cid!r} is running" in result["detail"]
+    assert not [m for m in rollout.watch.snapshot()[mark:] if m.topic == f"{ROOT}/result"
+                and _body(m.payload).get("id") in ("up-kill", "up-cancel")]

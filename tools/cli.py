@@ -65,6 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.delivery.outbox import OutboxError
     from gateway.service.config import ConfigError
     from gateway.service.runner import StartError, run_service
+    from gateway.update.rollout_store import RolloutStoreError
 
     try:
         run_service(Path(args.config), log_format=args.log_format)
@@ -75,6 +76,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OutboxError as exc:  # what the state-file check could not foresee (a full disk, a broken file)
         raise CliError(f"delivery.outbox: {exc}; a damaged file can be moved aside (what it holds stays in it) "
                        "for the gateway to start a new one", Exit.UNAVAILABLE) from None
+    except RolloutStoreError as exc:  # the roll-outs beside commands.replay_db
+        raise CliError(f"roll-out store {exc}; a damaged file can be moved aside (its roll-outs are then not "
+                       "resumed) for the gateway to start a new one", Exit.UNAVAILABLE) from None
     return Exit.OK
 
 

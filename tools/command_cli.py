@@ -17,7 +17,7 @@ from typing import Any
 from tools.exit_codes import CliError, Exit
 
 ACTIONS = ("dim", "switch", "override", "clear_override", "set_schedule", "set_config", "set_unit", "time_sync",
-           "reboot", "rebirth", "refresh", "update")
+           "reboot", "rebirth", "refresh", "update", "cancel_update")
 KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A key id the gateway configuration accepts (``[[key]] id``): letters, digits, '_' and '-'."""
 
@@ -83,6 +83,11 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         from tools.update_command import update_params
 
         params = update_params(args, params)
+    elif args.action == "cancel_update":
+        if args.rollout is not None:
+            params["rollout"] = args.rollout
+        elif "rollout" not in params:
+            raise CliError("cancel_update needs --rollout ID (the update command's id); nothing sent")
     return params
 
 
@@ -217,6 +222,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="update: comma-separated node ids / group:NAME updated first, or 'none' (required)")
     p.add_argument("--stop-on-failure", choices=["yes", "no"], default=None,
                    help="update: stop at the first failed node after the canaries (required)")
+    p.add_argument("--rollout", default=None,
+                   help="cancel_update: the id of the update command whose roll-out to stop (required)")
     p.add_argument("--params", default=None,
                    help='parameters as JSON, e.g. \'{"level": 40}\', or @FILE with the JSON (set_schedule)')
     p.add_argument("--id", default=None, help="command id (default: random)")

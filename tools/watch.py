@@ -173,10 +173,12 @@ class Street:
                     self.alarms.append(f"{_clock(record.get('t'))} {words[1]} {record.get('vs')}")
                 elif name == "event_value" and events:
                     self.alarms[-1] += f" ({_value(record)})"
-                elif name in ("flag", "report"):  # an analytics record (gateway.analytics): its rule, its detail
+                elif name in ("flag", "report", "update"):  # analytics (rule, detail); a roll-out step (step, why)
                     events += 1
                     self.alarms.append(f"{_clock(record.get('t'))} {words[1]} {name} {record.get('vs')}")
-                elif name in ("flag_detail", "report_detail") and events:
+                elif name == "update_command" and events:
+                    self.alarms[-1] += f" ({record.get('vs')})"
+                elif name in ("flag_detail", "report_detail", "update_detail") and events:
                     self.alarms[-1] += f": {record.get('vs')}"
             return f"event {words[1]}: {events} event(s)"
         if part == "result":

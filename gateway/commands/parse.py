@@ -37,6 +37,8 @@ envelope (see :mod:`gateway.commands.envelope`)::
     ``update``          ``{"package": sha256 hex, "canary": [node | group:name, ...],
                         "stop_on_failure": bool}``: roll an update package out
                         (:mod:`gateway.commands.update_action`)
+    ``cancel_update``   ``{"rollout": id}``: stop the running roll-out of update command ``id``;
+                        the target must name every node of that roll-out
     ==================  ===============================================================
 
 :func:`parse_command` is pure: it checks the shape of a command, never whether
@@ -54,6 +56,7 @@ from typing import Any, Literal, TypeGuard
 
 from gateway.commands import lamp_schedule
 from gateway.commands.strict_cbor import CborError, loads_strict
+from gateway.commands.update_params import check_cancel_params
 from gateway.commands.update_params import check_params as check_update
 from gateway.contracts import load_role
 from gateway.errors import GatewayError
@@ -168,12 +171,14 @@ _SPECS: dict[str, dict[str, _Int | _Bool]] = {
     "refresh": {},
     "write": {},
     "update": {},
+    "cancel_update": {},
 }
 _CUSTOM: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "set_schedule": lamp_schedule.check_params,
     "set_config": _check_settings,
     "write": _check_writes,
     "update": check_update,
+    "cancel_update": check_cancel_params,
 }
 ACTIONS: tuple[str, ...] = tuple(_SPECS)
 """The actions the gateway knows."""
@@ -236,6 +241,8 @@ class Command:
             return f"set unit {p['unit']}"
         if self.action == "update":
             return f"update to {p['package'][:12]}"
+        if self.action == "cancel_update":
+            return f"cancel roll-out {p['rollout']}"
         return self.action.replace("_", " ")
 
 

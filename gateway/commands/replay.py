@@ -17,7 +17,8 @@ clock that is stepped backwards); older ones are purged at start and then at
 most every :data:`PURGE_EVERY` seconds by :meth:`claim`, so that a gateway that
 runs for years keeps about a day of ids, not all of them. A command that was
 running when the gateway stopped is marked failed/``interrupted`` at the next
-start: its effect on the nodes is unknown, and it is not run again.
+start: its effect on the nodes is unknown, and it is not run again (except a
+roll-out, which the gateway resumes: its id stays running, ``resuming``).
 
 Durability: WAL with ``synchronous=FULL``, so a claimed id survives a power
 cut, not only a crash. The writes (and their fsync, 2 ms typical here, tens
@@ -75,9 +76,10 @@ class ReplayStore:
     """Executed command ids in the SQLite file at ``path`` (``""`` keeps them in memory only).
 
     Raises sqlite3.DatabaseError (with a clear message) if ``path`` is not such a store.
+    ``resuming``: ids of commands the gateway goes on executing (they are not marked interrupted).
     """
 
-    def __init__(self, path: str | Path, *, now: float) -> None:
+    def __init__(self, path: str | Path, *, now: float, resuming: frozenset[str] | set[str] = frozenset()) -> None:
         self.path = str(path) if path else ":memory:"
         # The writer connection is used by the writer thread only (after this constructor).
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -96,6 +98,8 @@ class ReplayStore:
         }
         with self._db:
             for (cid,) in self._db.execute("SELECT id FROM seen WHERE result IS NULL").fetchall():
+                if cid in resuming:
+                    continue
                 self._db.execute(
                     "UPDATE seen SET result = ? WHERE id = ?", (cbor2.dumps({"id": cid, **interrupted}), cid)
                 )

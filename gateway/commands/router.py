@@ -24,12 +24,10 @@ written, the result and the ``executed`` entry before the result is published
 An executed command's result also carries ``ms``, where its time went
 (:class:`~gateway.commands.timing.Timing`).
 
-What each action writes and reads back is planned by :mod:`gateway.commands.actions`;
-the plans are carried out bus by bus, the buses at the same time, by
-:mod:`gateway.commands.executor` (broadcast where a target covers a whole bus with the
-same words, node by node elsewhere, then the confirming reads). Commands use
-the bus with urgent priority, so they overtake queued polls; an ``update`` is a
-roll-out (:mod:`gateway.commands.update_action`) whose chunks wait behind polls.
+What each action writes and reads back is planned by :mod:`gateway.commands.actions` and
+carried out by :mod:`gateway.commands.fan_out`, with urgent priority on the bus (commands
+overtake queued polls); an ``update`` is a roll-out (:mod:`gateway.commands.update_action`,
+resumed after a restart) whose chunks wait behind polls.
 """
 
 from __future__ import annotations
@@ -45,10 +43,11 @@ from typing import Any
 
 import cbor2
 
-from gateway.commands.actions import AFTERWARDS, Context, plan_node, target_problem
+from gateway.commands.actions import Context, plan_node, target_problem
 from gateway.commands.audit import AuditLog
 from gateway.commands.envelope import Opened, open_envelope
-from gateway.commands.executor import BusExecutor, CommandBus
+from gateway.commands.executor import CommandBus
+from gateway.commands.fan_out import carry_out
 from gateway.commands.keys import KeyRing
 from gateway.commands.node_plan import NodePlan
 from gateway.commands.parse import (
@@ -64,11 +63,12 @@ from gateway.commands.parse import (
 from gateway.commands.replay import ReplayStore
 from gateway.commands.targets import command_targets, resolve_target
 from gateway.commands.timing import Timing, durable
-from gateway.commands.update_action import RolloutPlan, UpdateAction
+from gateway.commands.update_action import NodeEvents, RolloutPlan, UpdateAction
 from gateway.contracts import load_role
 from gateway.service.config import Config, NodeConfig
 from gateway.service.stats import GatewayStats
 from gateway.transport.ble_bus import BLE_BUS
+from gateway.update.rollout_store import StoredRollout
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,10 @@ class CommandRouter:
         rebirth: republishes birth certificates (the ``rebirth`` action); None
             refuses that action.
         ble_bus: the BLE nodes' bus (:class:`~gateway.transport.ble_bus.GattBus`); None: they are no targets.
+        node_events: stores roll-out steps as node events (:class:`~gateway.commands.update_action.UpdateAction`).
         clock: wall clock for freshness checks and timestamps.
+
+    Roll-outs the gateway was running when it stopped are resumed by :meth:`run`.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class CommandRouter:
         publish_audit: Callable[[bytes], None] | None = None,
         rebirth: Rebirth | None = None,
         ble_bus: CommandBus | None = None,
+        node_events: NodeEvents | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -124,12 +128,14 @@ class CommandRouter:
         self.rebirth = rebirth
         self.clock = clock
         self.keys = KeyRing(config)
-        self.replay = ReplayStore(config.commands.replay_db, now=clock())
+        # Progress goes on the result topic; roll-outs to resume keep their ids running in the replay store.
+        self.updates = UpdateAction(config, buses, publish_result, clock, node_events)
+        self.replay = ReplayStore(config.commands.replay_db, now=clock(),
+                                  resuming={r.id for r in self.updates.resumable})
         self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)
         self._inbox: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(BACKLOG)
         self._dropped = 0
         self._nodes = command_targets(config, ble=ble_bus is not None)
-        self.updates = UpdateAction(config, buses, publish_result, clock)  # progress goes on the result topic
         if not config.key:
             log.warning("no [[key]] configured: every command will be refused")
 
@@ -151,9 +157,10 @@ class CommandRouter:
         return notes
 
     def close(self) -> None:
-        """Flush the audit log and close the replay store."""
+        """Flush the audit log and close the replay and roll-out stores."""
         self.audit.close()
         self.replay.close()
+        self.updates.close()
 
     def submit(self, payload: bytes) -> None:
         """Accept a command payload for handling by :meth:`run`; never raises, never blocks."""
@@ -164,9 +171,12 @@ class CommandRouter:
             log.warning("command backlog full (%d): payload dropped", BACKLOG)
 
     async def run(self) -> None:
-        """Handle submitted payloads until cancelled, up to CONCURRENT at a time."""
+        """Resume the stored roll-outs, then handle submitted payloads until cancelled, up to CONCURRENT at a time."""
         slots = asyncio.Semaphore(CONCURRENT)
         async with asyncio.TaskGroup() as group:
+            for stored in self.updates.resumable:  # in their order: they take the roll-out lock first
+                group.create_task(self._resume(stored))
+            self.updates.resumable = []
             while True:
                 payload, received = await self._inbox.get()
                 if self._dropped:
@@ -199,7 +209,8 @@ class CommandRouter:
             return self._publish(opened)
         command, plans, claimed = opened
         timing.lap("verify")
-        try:
+
+        async def execute() -> dict[str, Any]:
             # The claim and the accepted entry are both durable before any node is touched; their two
             # fsyncs (replay store, audit log) run in their own threads at the same time.
             accepted = self.audit.append(
@@ -209,23 +220,40 @@ class CommandRouter:
             )
             await durable(claimed, accepted)
             timing.lap("durable")
-            result = await self._execute(command, plans, timing)
+            return await self._execute(command, plans, timing)
+
+        return await self._conclude(command.id, execute(), timing)
+
+    async def _resume(self, stored: StoredRollout) -> None:
+        """Go on with a roll-out cut short by a gateway stop: same id, same result topic, then its one result."""
+        self.audit.append("resumed", id=stored.id, action="update", detail=f"{len(stored.targets)} node(s)")
+        log.info("command %s: resuming its roll-out", stored.id)
+
+        async def execute() -> dict[str, Any]:
+            return self._result(stored.id, **(await self.updates.resume(stored)).fields())
+
+        await self._conclude(stored.id, execute(), Timing(None))
+
+    async def _conclude(self, command_id: str, work: Awaitable[dict[str, Any]], timing: Timing) -> dict[str, Any]:
+        """Execute (``work``), record the result (replay store, audit log), then publish it."""
+        try:
+            result = await work
         except (OSError, sqlite3.Error) as exc:
             where = _store(exc)
-            log.error("command %s: %s not writable (%s): not executed", command.id, where, exc)
-            result = self._result(command.id, FAILED, f"{where} not writable ({exc}); not executed", reason=INTERNAL)
+            log.error("command %s: %s not writable (%s): not executed", command_id, where, exc)
+            result = self._result(command_id, FAILED, f"{where} not writable ({exc}); not executed", reason=INTERNAL)
         except Exception as exc:  # a bug must cost one command, never the gateway
-            log.exception("command %s: internal error", command.id)
-            result = self._result(command.id, FAILED, f"internal error: {exc}", reason=INTERNAL)
-        finished = self.replay.finish(command.id, dict(result))  # a retry is answered without this run's ms
+            log.exception("command %s: internal error", command_id)
+            result = self._result(command_id, FAILED, f"internal error: {exc}", reason=INTERNAL)
+        finished = self.replay.finish(command_id, dict(result))  # a retry is answered without this run's ms
         executed = self.audit.append(
-            "executed", id=command.id, status=result["status"], reason=result.get("reason"),
+            "executed", id=command_id, status=result["status"], reason=result.get("reason"),
             detail=result["detail"], confirmed=result["confirmed"], unconfirmed=result["unconfirmed"],
         )
         try:
             await durable(finished, executed)  # both before the result is published
         except (OSError, sqlite3.Error) as exc:
-            log.error("command %s: %s not writable (%s)", command.id, _store(exc), exc)
+            log.error("command %s: %s not writable (%s)", command_id, _store(exc), exc)
         timing.lap("record")
         result["ms"] = timing.breakdown()
         return self._publish(result)
@@ -265,7 +293,7 @@ class CommandRouter:
             return seen.result
         plans = self._plan(opened, nodes, now)
         offline = [n.id for n in nodes if self._online(n.id) is False]
-        if len(offline) == len(nodes):
+        if len(offline) == len(nodes) and plans.cancel is None:  # a cancel writes to no node
             raise CommandRejected(OFFLINE_TARGET, f"offline: {', '.join(offline)}", command_id=cid)
         claimed = self.replay.claim(cid, opened.digest, opened.key.id, command.exp, now)
         return command, plans, claimed
@@ -283,6 +311,9 @@ class CommandRouter:
         if command.action == "update":
             plans.rollout = self.updates.plan(command, nodes, self.resolve)
             return plans
+        if command.action == "cancel_update":
+            plans.cancel = self.updates.plan_cancel(command, nodes)
+            return plans
         problem = target_problem(command)
         if problem:
             raise CommandRejected(BAD_PARAMETERS, problem, command_id=command.id)
@@ -299,44 +330,16 @@ class CommandRouter:
             await self.rebirth(ids)
             return self._result(command.id, DONE, f"rebirth requested for {len(ids)} node(s)", confirmed=ids)
         if plans.rollout is not None:
-            done, missed, detail = await self.updates.run(command, plans.rollout)
-            return self._result(command.id, FAILED if missed else DONE, detail, reason=UNCONFIRMED if missed else None,
-                                confirmed=done, unconfirmed=missed)
-        by_bus: dict[str, list[NodePlan]] = {}
-        for plan in plans.nodes:
-            by_bus.setdefault(plan.node.bus, []).append(plan)
-        executors = [
-            (BusExecutor(self.ble_bus if name == BLE_BUS and self.ble_bus else self.buses[name], name,
-                         {n.id for n in self.config.nodes_on(name)}, self.stats, self.clock), bus_plans)
-            for name, bus_plans in by_bus.items()
-        ]
-        outcomes = await asyncio.gather(*(executor.run(bus_plans) for executor, bus_plans in executors))
-        if timing is not None:  # buses work at the same time: the slowest one is the command's
-            timing.add("bus", max((e.write_s for e, _ in executors), default=0.0))
-            timing.add("readback", max((e.confirm_s for e, _ in executors), default=0.0))
-        problems: dict[str, str] = {}
-        notes: list[str] = []
-        for bus_problems, note in outcomes:
-            problems.update(bus_problems)
-            if note:
-                notes.append(note)
-        nodes = plans.targets
-        confirmed = [n.id for n in nodes if n.id not in problems]
-        unconfirmed = [n.id for n in nodes if n.id in problems]
-        what = command.describe()
-        if not unconfirmed:
-            detail = f"{what} confirmed on {len(confirmed)} node(s)"
-            if notes:
-                detail += f" ({'; '.join(notes)})"
-            if command.action in AFTERWARDS:
-                detail += f"; {AFTERWARDS[command.action]}"
-            return self._result(command.id, DONE, detail, confirmed=confirmed)
-        detail = f"{what} not confirmed on {len(unconfirmed)} of {len(nodes)} node(s): " + "; ".join(
-            f"{node_id}: {problems[node_id]}" for node_id in unconfirmed[:20]
-        )
-        return self._result(
-            command.id, FAILED, detail, reason=UNCONFIRMED, confirmed=confirmed, unconfirmed=unconfirmed
-        )
+            return self._result(command.id, **(await self.updates.run(command, plans.rollout)).fields())
+        if plans.cancel is not None:
+            return self._result(command.id, DONE, await self.updates.cancel(plans.cancel, command.id),
+                                confirmed=[n.id for n in plans.targets])
+        def bus(name: str) -> CommandBus:
+            return self.ble_bus if name == BLE_BUS and self.ble_bus else self.buses[name]
+
+        return self._result(command.id, **await carry_out(
+            command, plans.nodes, plans.targets, bus, lambda name: {n.id for n in self.config.nodes_on(name)},
+            self.stats, self.clock, timing))
 
     def resolve(self, target: Target) -> list[NodeConfig]:
         """The configured nodes a target names, in configuration order; CommandRejected if none."""
@@ -380,7 +383,7 @@ class CommandRouter:
 class _Plans:
     """An admitted command's execution plan: the signing key, envelope digest, targets and node plans."""
 
-    __slots__ = ("digest", "key_id", "nodes", "rollout", "targets")
+    __slots__ = ("cancel", "digest", "key_id", "nodes", "rollout", "targets")
 
     def __init__(self, key_id: str, digest: bytes, targets: list[NodeConfig]) -> None:
         self.key_id = key_id
@@ -388,6 +391,8 @@ class _Plans:
         self.targets = targets
         self.nodes: list[NodePlan] = []
         self.rollout: RolloutPlan | None = None
+        self.cancel: str | None = None
+        """The id of the roll-out a ``cancel_update`` stops."""
 
 
 def _store(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""The ``update`` action: a signed roll-out of an update package to nodes, canaries first.
+"""The ``update`` action: a signed roll-out of an update package to nodes, canaries first; and its cancellation.
 
 Its parameters (all required: a command never leaves one to a default)::
 
@@ -20,30 +20,55 @@ with ``status`` ``"running"`` (the final result follows, as for every command)::
      "done": 16384, "total": 75776, "detail": "", "ts": 1767225600.5}
 
 ``phase`` is one of ``canary``, ``rest``, ``sending``, ``switching``,
-``confirmed``, ``failed``, ``stopped``, ``done`` (:mod:`gateway.update.rollout`).
+``confirmed``, ``failed``, ``stopped``, ``done`` (:mod:`gateway.update.rollout`);
+each node's steps also go out as its events (:mod:`gateway.update.rollout_events`).
+
+The plan and every node's state are kept in the roll-out store
+(:mod:`gateway.update.rollout_store`) before any node is written to: a
+roll-out cut short by a gateway stop or crash is resumed at the next start,
+under the same command id, where each node stood (:meth:`UpdateAction.resume`).
+
+``cancel_update`` (``{"rollout": "<the update's id>"}``) stops a running
+roll-out: durably first (it is not resumed after a restart), then transfers
+in progress end (their nodes keep their old image), nodes not started are
+left alone, and a node already committing finishes on its own. The roll-out's
+result is ``failed`` with reason ``cancelled``; the cancel's own result lists
+what the roll-out confirmed and what it left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import cbor2
 
 from gateway.commands.parse import BAD_PARAMETERS, UNKNOWN_PACKAGE, Command, CommandRejected, Target, parse_target
 from gateway.service.config import Config, NodeConfig
 from gateway.update.package import PackageError, UpdatePackage
+from gateway.update.rollout import NodeState, Outcome, roll_out
 from gateway.update.rollout import Target as RolloutTarget
-from gateway.update.rollout import roll_out
+from gateway.update.rollout_events import RolloutStep
+from gateway.update.rollout_journal import RolloutJournal
+from gateway.update.rollout_store import CANCELLED, FINISHED, RolloutStore, StoredRollout, rollouts_path
 from gateway.update.store import PackageStore, UnknownPackage
 
-__all__ = ["RUNNING", "RolloutPlan", "UpdateAction"]
+__all__ = ["CANCELLED_REASON", "RUNNING", "NodeEvents", "Ran", "RolloutPlan", "UpdateAction"]
+
+log = logging.getLogger(__name__)
 
 RUNNING = "running"
 """``status`` of the interim progress maps an update publishes on the result topic."""
+CANCELLED_REASON = "cancelled"
+"""Reason of the failed result of a roll-out stopped by ``cancel_update``."""
+
+NodeEvents = Callable[[NodeConfig, Sequence[RolloutStep], None], Awaitable[None]]
+"""Stores a node's events durably (:meth:`gateway.delivery.driver.Delivery.record_events`)."""
 
 
 @dataclass(frozen=True)
@@ -56,23 +81,61 @@ class RolloutPlan:
     stop_on_failure: bool
 
 
+@dataclass
+class _Live:
+    """A roll-out in this process: the flag that cancels it and what it came to."""
+
+    nodes: frozenset[str]
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Ran(NamedTuple):
+    """A roll-out's end: nodes confirmed, nodes not updated, a sentence, the reason of a failure (None: done)."""
+
+    confirmed: list[str]
+    missed: list[str]
+    detail: str
+    reason: str | None
+
+    def fields(self) -> dict[str, Any]:
+        """The command result's fields (``status`` and on)."""
+        return {"status": "failed" if self.reason else "done", "detail": self.detail, "reason": self.reason,
+                "confirmed": self.confirmed, "unconfirmed": self.missed}
+
+
 class UpdateAction:
-    """Plans and runs ``update`` commands on the gateway's buses.
+    """Plans, runs, resumes and cancels ``update`` commands on the gateway's buses.
 
     Args:
-        config: the gateway configuration (``[update]`` and the nodes).
+        config: the gateway configuration (``[update]``, ``[commands] replay_db`` and the nodes).
         buses: the bus adapters by name (the router's, updated in place on reload).
         publish: sends one CBOR map upstream on the result topic; must not block.
-        clock: wall clock for the progress maps' ``ts``.
+        clock: wall clock for the progress maps' ``ts`` and the node events.
+        node_events: stores the nodes' roll-out steps as their events (None: the steps go on the result
+            topic only).
+
+    Raises RolloutStoreError when the roll-out store beside ``replay_db`` is no such store.
     """
 
     def __init__(self, config: Config, buses: Mapping[str, Any], publish: Callable[[bytes], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, node_events: NodeEvents | None = None) -> None:
         self.config = config
         self.buses = buses
         self.publish = publish
         self.clock = clock
+        self.node_events = node_events
         self._one_at_a_time = asyncio.Lock()
+        self.store = RolloutStore(rollouts_path(config.commands.replay_db), now=clock())
+        self.resumable: list[StoredRollout] = self.store.running()
+        """The roll-outs the gateway was running when it stopped (resumed by the router at start)."""
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollout-writer")
+        self._live: dict[str, _Live] = {}
+
+    def close(self) -> None:
+        """Finish the queued writes and close the roll-out store."""
+        self._writer.shutdown(wait=True)
+        self.store.close()
 
     def plan(self, command: Command, nodes: list[NodeConfig],
              resolve: Callable[[Target], list[NodeConfig]]) -> RolloutPlan:
@@ -112,22 +175,105 @@ class UpdateAction:
         return RolloutPlan(package, [RolloutTarget(n.id, n.bus, n.unit) for n in order], len(canaries),
                            params["stop_on_failure"])
 
-    async def run(self, command: Command, plan: RolloutPlan) -> tuple[list[str], list[str], str]:
-        """Carry out ``plan``: the nodes confirmed, those not updated, and a sentence for the result."""
+    def plan_cancel(self, command: Command, nodes: list[NodeConfig]) -> str:
+        """The roll-out ``cancel_update`` stops; CommandRejected when none such runs or the target misses a node."""
+        rollout = command.params["rollout"]
+        live = self._live.get(rollout)
+        if live is None or live.ended.done():
+            raise CommandRejected(BAD_PARAMETERS, f"no roll-out {rollout!r} is running on this gateway",
+                                  command_id=command.id)
+        outside = sorted(live.nodes - {n.id for n in nodes})
+        if outside:
+            raise CommandRejected(BAD_PARAMETERS, f"roll-out {rollout!r} also updates {', '.join(outside[:5])}: the "
+                                                  "target must name every node of it", command_id=command.id)
+        return str(rollout)
+
+    async def cancel(self, rollout: str, by: str) -> str:
+        """Stop roll-out ``rollout`` (durably first) and wait until it has; a sentence saying what it left."""
+        live = self._live.get(rollout)
+        if live is None:  # it ended between the cancel's planning and now
+            return f"roll-out {rollout} had already ended: nothing cancelled"
+        await self._call(self.store.end, rollout, CANCELLED, f"cancelled by {by}", self.clock())
+        live.cancel.set()
+        return await asyncio.shield(live.ended)
+
+    async def run(self, command: Command, plan: RolloutPlan) -> Ran:
+        """Carry out ``plan``, stored first so that a gateway stop does not end it; see :data:`Ran`."""
+        number = await self._call(self.store.begin, command.id, plan.package.digest.hex(), plan.targets,
+                                  plan.canaries, plan.stop_on_failure, self.clock())
+        return await self._roll(command.id, number, plan, {})
+
+    async def resume(self, stored: StoredRollout) -> Ran:
+        """Go on with a roll-out the gateway was running when it stopped, where each node stood."""
+        try:
+            package = PackageStore(self.config.update.packages).find(stored.package)
+        except PackageError as exc:
+            detail = f"roll-out not resumed: its package is gone or unusable ({exc})"
+            await self._call(self.store.end, stored.id, FINISHED, detail, self.clock())
+            left = [t.node for t in stored.targets if stored.nodes[t.node].state != "confirmed"]
+            return Ran([t.node for t in stored.targets if t.node not in left], left, detail, "unconfirmed")
+        plan = RolloutPlan(package, stored.targets, stored.canaries, stored.stop_on_failure)
+        return await self._roll(stored.id, stored.number, plan, stored.nodes)
+
+    async def _roll(self, cid: str, number: int, plan: RolloutPlan, states: Mapping[str, NodeState]) -> Ran:
+        live = self._live[cid] = _Live(frozenset(t.node for t in plan.targets))
+
         def report(event: dict[str, Any]) -> None:
             fields = {k: v for k, v in event.items() if k != "command"}
-            self.publish(cbor2.dumps({"id": command.id, "status": RUNNING, **fields, "ts": self.clock()}))
+            self.publish(cbor2.dumps({"id": cid, "status": RUNNING, **fields, "ts": self.clock()}))
 
-        async with self._one_at_a_time:
-            outcome = await roll_out(
-                command.id, plan.package, plan.targets, self.buses, canaries=plan.canaries, report=report,
-                back_within=self.config.update.confirm_within, stop_on_failure=plan.stop_on_failure,
-            )
+        digest = plan.package.digest.hex()
+        journal = RolloutJournal(self.store, number, cid, digest, self._record, self._writer, self.clock)
+        unknown = sorted({t.bus for t in plan.targets} - set(self.buses))
+        try:
+            if unknown:  # a resumed roll-out whose bus a changed configuration no longer has
+                outcome = Outcome(skipped=[t.node for t in plan.targets],
+                                  reason=f"no bus named {unknown[0]!r} in the configuration")
+            else:
+                async with self._one_at_a_time:
+                    outcome = await roll_out(
+                        cid, plan.package, plan.targets, self.buses, canaries=plan.canaries, report=report,
+                        back_within=self.config.update.confirm_within, stop_on_failure=plan.stop_on_failure,
+                        journal=journal, states=states, cancel=live.cancel,
+                    )
+            ran = self._sentence(plan, outcome)
+            await self._call(self.store.end, cid, CANCELLED if outcome.cancelled else FINISHED, ran.detail,
+                             self.clock())
+        except asyncio.CancelledError:  # the gateway stops: the roll-out stays running in the store
+            live.ended.cancel()
+            raise
+        except Exception as exc:
+            live.ended.set_result(f"the roll-out failed: {exc}")
+            raise
+        else:
+            live.ended.set_result(ran.detail)
+        finally:
+            del self._live[cid]
+        return ran
+
+    def _sentence(self, plan: RolloutPlan, outcome: Outcome) -> Ran:
         what = f"update to {plan.package.digest.hex()[:12]} ({plan.package.role}, {len(plan.package.image)} bytes)"
-        missed = list(outcome.failures) + outcome.skipped
+        missed = list(outcome.failures) + outcome.switching + outcome.skipped
         if outcome.ok:
-            return outcome.confirmed, [], f"{what} confirmed on {len(outcome.confirmed)} node(s)"
-        why = "; ".join(f"{node}: {reason}" for node, reason in list(outcome.failures.items())[:10])
+            return Ran(outcome.confirmed, [], f"{what} confirmed on {len(outcome.confirmed)} node(s)", None)
         left = f"; not updated: {', '.join(outcome.skipped)}" if outcome.skipped else ""
+        if outcome.switching:
+            left = f"; committed, confirming on their own: {', '.join(outcome.switching)}{left}"
+        if outcome.cancelled:
+            return Ran(outcome.confirmed, missed, f"{what} cancelled; confirmed: "
+                       f"{', '.join(outcome.confirmed) or 'none'}{left}", CANCELLED_REASON)
+        if not outcome.failures:
+            return Ran(outcome.confirmed, missed, f"{what} not carried out: {outcome.reason}{left}", "unconfirmed")
+        why = "; ".join(f"{node}: {reason}" for node, reason in list(outcome.failures.items())[:10])
         stop = " (stopped)" if outcome.skipped or plan.stop_on_failure else ""
-        return outcome.confirmed, missed, f"{what} failed on {len(outcome.failures)} node(s){stop}: {why}{left}"
+        return Ran(outcome.confirmed, missed, f"{what} failed on {len(outcome.failures)} node(s){stop}: {why}{left}",
+                   "unconfirmed")
+
+    async def _record(self, node_id: str, steps: Sequence[RolloutStep]) -> None:
+        node = next((n for n in self.config.node if n.id == node_id), None)
+        if self.node_events is None or node is None:
+            return  # no outbox (tests), or a node a reload removed: its steps stay on the result topic
+        await self.node_events(node, steps, None)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)

@@ -1,8 +1,9 @@
-"""The ``update`` command's parameters, checked for shape (:mod:`gateway.commands.update_action` plans it).
+"""The parameters of ``update`` and ``cancel_update``, checked for shape (:mod:`gateway.commands.update_action`).
 
-All three are required: a command never leaves one to a default::
+All are required: a command never leaves one to a default::
 
-    {"package": "<64 hex digits>", "canary": ["lamp-1", "group:c"], "stop_on_failure": true}
+    update:         {"package": "<64 hex digits>", "canary": ["lamp-1", "group:c"], "stop_on_failure": true}
+    cancel_update:  {"rollout": "<the id of the update command>"}
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 from gateway.update.store import DIGEST
 
-__all__ = ["check_params"]
+__all__ = ["check_cancel_params", "check_params"]
 
 _PARAMS = ("package", "canary", "stop_on_failure")
 _MAX_CANARY = 32
+_ID_MAX = 64  # as a command id (gateway.commands.parse)
 
 _HINTS = {
     "package": "the SHA-256 of the image, as `streetedge update pack` prints it",
@@ -41,3 +43,16 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("'stop_on_failure' must be true or false")
     return {"package": package, "canary": list(canary), "stop_on_failure": stop}
 
+
+
+def check_cancel_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cancel_update`` parameters: ``{"rollout": "<the update command's id>"}``, required."""
+    extra = sorted(set(params) - {"rollout"})
+    if extra:
+        raise ValueError(f"cancel_update takes 'rollout' only; unexpected {extra[0][:40]!r}")
+    if "rollout" not in params:
+        raise ValueError("cancel_update needs 'rollout' (nothing is assumed: the id of the update command to stop)")
+    rollout = params["rollout"]
+    if not isinstance(rollout, str) or not 1 <= len(rollout) <= _ID_MAX:
+        raise ValueError(f"'rollout' must be the update command's id, 1..{_ID_MAX} characters")
+    return {"rollout": rollout}

@@ -27,6 +27,7 @@ from gateway.delivery.senml_records import base_name, decode_poll, encode_pack
 from gateway.mqtt.topics import Topics
 from gateway.mqtt.uplink import Outgoing
 from gateway.polling.event_catchup import Event, event_names
+from gateway.update import rollout_events
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ class Messages:
         """One SenML message of events per node: per event its name, seq, code and value at its time.
 
         Analytics flags travel with the node's events: ``flag`` (or ``report``) with the rule, then its seq,
-        baseline, observed value, detail and evidence (:func:`gateway.analytics.flags.senml_records`).
+        baseline, observed value, detail and evidence (:func:`gateway.analytics.flags.senml_records`); so do the
+        steps of a node's update (:mod:`gateway.update.rollout_events`).
         """
         by_node: dict[str, list[Entry]] = {}
         for entry in entries:
@@ -163,6 +165,10 @@ class Messages:
             names = event_names(self.node_roles.get(node_id, "lamp"))
             pack: list[dict[str, Any]] = []
             for entry in group:
+                if rollout_events.is_rollout_seq(entry.seq):  # a step of the node's update (gateway.update)
+                    step = rollout_events.RolloutStep.from_payload(entry.seq, entry.payload)
+                    pack += rollout_events.senml_records(step)
+                    continue
                 if is_flag_seq(entry.seq):  # an analytics flag about the node (gateway.analytics)
                     pack += senml_records(Flag.from_payload(node_id, entry.payload), entry.seq)
                     continue

@@ -19,7 +19,8 @@ topic                        direction  payload (CBOR)
                                         (:mod:`gateway.delivery.compact`)
 ``<root>/delivery``          up         outbox counters (stored, dropped, backlog),
                                         retained
-``<root>/event/<node id>``   up         a node's events (from its event log), SenML
+``<root>/event/<node id>``   up         a node's events (from its event log, analytics
+                                        flags, the steps of its update), SenML
 ``<root>/node/<id>/state``   up         ``{"online": bool, "ts": epoch, "error": str}``,
                                         retained; published when a node answers for
                                         the first time, goes offline (its death

@@ -171,6 +171,7 @@ class Gateway:
             publish_audit=lambda payload: uplink.publish(audit_topic(self.topics.root), payload),
             rebirth=delivery.rebirth,
             ble_bus=ble_bus,
+            node_events=delivery.record_events,  # roll-out steps go out as the nodes' events
             clock=self.clock,
         )
         self.uplink = uplink

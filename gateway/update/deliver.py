@@ -205,6 +205,18 @@ async def deliver_bus(
     return results
 
 
+async def await_confirmation(bus: FileRecordBus, unit: int, old_slot: int, rolled: int, *,
+                             priority: int = UPDATE_PRIORITY, back_within: float = 120.0,
+                             progress: Progress | None = None, size: int = 0) -> dict[str, Any]:
+    """Wait until node ``unit``, committed while on ``old_slot`` with ``rolled`` rollbacks, confirms its new slot.
+
+    Only reads the node's status: a roll-out resumed after a gateway restart checks a node that was
+    committing with it, and never sends it anything. Raises UpdateRolledBack, UpdateRefused or UpdateError.
+    """
+    return await _await_confirmation(bus, unit, old_slot, rolled, priority, back_within,
+                                     progress or (lambda phase, done, total: None), size)
+
+
 async def _await_confirmation(bus: FileRecordBus, unit: int, old_slot: int, rolled: int, priority: int,
                               back_within: float, say: Progress, size: int) -> dict[str, Any]:
     deadline = time.monotonic() + back_within

@@ -169,6 +169,18 @@ def test_run_with_a_damaged_outbox_file_says_so_and_leaves_it_alone(tmp_path: Pa
     assert tree(tmp_path) == before
 
 
+def test_run_with_a_damaged_roll_out_store_says_so_and_leaves_it_alone(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    rollouts = tmp_path / "state" / "commands-rollouts.sqlite"  # beside commands.replay_db
+    rollouts.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 16)  # a torn header
+    config = _config(tmp_path, outbox=tmp_path / "state" / "outbox.db", audit=tmp_path / "state" / "audit.jsonl")
+    before = rollouts.read_bytes()
+    proc = streetedge("run", "-c", str(config), cwd=tmp_path)
+    one_line_error(proc, Exit.UNAVAILABLE, f"roll-out store {rollouts}: not a roll-out store, or damaged",
+                   "moved aside")
+    assert rollouts.read_bytes() == before
+
+
 def test_keys_new_refuses_a_name_the_configuration_would_reject(tmp_path: Path) -> None:
     proc = streetedge("keys", "new", "bad name", "--dir", str(tmp_path / "keys"))
     one_line_error(proc, Exit.USAGE, "key name 'bad name'", "letters, digits, '_' and '-'", "nothing written")

@@ -76,6 +76,7 @@ def test_cmd_builds_the_parameters_of_each_action_from_its_flags(tmp_path: Path,
         (["reboot", "--within", "30"], {"within": 30}),
         (["set_schedule", "--params", f"@{tmp_path / 'night.json'}"], schedule),
         (["set_config", "--params", '{"mode": 1}'], {"mode": 1}),
+        (["cancel_update", "--rollout", "up-7"], {"rollout": "up-7"}),
     ]
     with MqttWatch(mosquitto.host, mosquitto.port, "streetedge/v1/s/g/cmd") as watch:
         for flags, params in cases:
@@ -112,3 +113,6 @@ def test_cmd_update_states_package_canary_and_stop_or_sends_nothing(tmp_path: Pa
                       "--gateway", "g", "--broker", "mqtt://127.0.0.1:1", "--package", "ab" * 32,
                       "--stop-on-failure", "yes")
     assert proc.returncode == 2 and "update needs --canary NODES|none; nothing sent" in proc.stderr, proc.stderr
+    proc = streetedge("cmd", "cancel_update", "--target", "all", "--key", str(tmp_path / "ops.key"), "--site", "s",
+                      "--gateway", "g", "--broker", "mqtt://127.0.0.1:1")
+    assert proc.returncode == 2 and "cancel_update needs --rollout ID" in proc.stderr, proc.stderr

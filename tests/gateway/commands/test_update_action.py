@@ -13,7 +13,7 @@ import pytest
 from gateway.commands.parse import BAD_PARAMETERS, UNKNOWN_PACKAGE, CommandRejected, check_command, parse_target
 from gateway.commands.targets import command_targets, resolve_target
 from gateway.commands.update_action import UpdateAction
-from gateway.commands.update_params import check_params
+from gateway.commands.update_params import check_cancel_params, check_params
 from gateway.service.config import Config, parse_config
 from gateway.transport.bus import open_bus
 from gateway.update.package import PackageError, make_package
@@ -45,6 +45,20 @@ def test_parameters_are_all_required_and_checked(params: dict[str, object], word
     with pytest.raises(ValueError) as exc:
         check_params(params)
     assert words in str(exc.value)
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({}, "cancel_update needs 'rollout' (nothing is assumed: the id of the update command to stop)"),
+    ({"rollout": ""}, "'rollout' must be the update command's id, 1..64 characters"),
+    ({"rollout": 9}, "'rollout' must be the update command's id"),
+    ({"rollout": "c-9", "force": True}, "cancel_update takes 'rollout' only; unexpected 'force'"),
+])
+def test_a_cancel_names_its_roll_out(params: dict[str, object], words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        check_cancel_params(params)
+    assert words in str(exc.value)
+    command = check_command(build_command("group:street", "cancel_update", {"rollout": "c-9"}, "x-1", now=1.8e9))
+    assert command.params == {"rollout": "c-9"} and command.describe() == "cancel roll-out c-9"
 
 
 def test_a_whole_command_carries_them_unchanged() -> None:

@@ -196,16 +196,18 @@ def test_profile_devices_are_polled_published_and_commanded(
                 result = cbor2.loads((await results.wait(lambda m: True, within=60)).payload)
                 assert (result["id"], result["status"], result["confirmed"]) == ("w-1", "done", ["relays"]), result
                 assert relays.value("relay_1") is True and relays.value("relay_2") is True
-                got = await latest("relays", lambda v: v["input_1"][0] is True)
-                assert got["relay_1"] == (True, None) and got["relay_2"] == (True, None)
+                # A poll's requests are separate transactions and a command goes first between them: a poll
+                # the write cut in two may show the coils before it and the inputs after. Wait for one wholly after.
+                got = await latest("relays", lambda v: v["input_1"][0] is True and v["relay_1"][0] is True)
+                assert got["relay_2"] == (True, None)
 
                 # The user profile's coil and scaled register in one command.
                 results.publish(gateway.topics.cmd, command("w-2", "water", {"valve": True, "flow_limit": 12.5}))
                 result = cbor2.loads((await results.wait(lambda m: True, within=60)).payload)
                 assert (result["id"], result["status"]) == ("w-2", "done"), result
                 assert water.value("valve") is True and water.value("flow_limit") == 12.5
-                got = await latest("water", lambda v: v["valve"][0] is True)
-                assert got["flow_limit"] == (12.5, "l/s")
+                got = await latest("water", lambda v: v["valve"][0] is True and v["flow_limit"][0] == 12.5)
+                assert got["flow_limit"] == (12.5, "l/s") and got["leak"] == (False, None)
 
                 # Outside the profile: refused before anything is written.
                 writes = len(water.writes) + len(relays.writes)
