@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.service.config import BusConfig
+from gateway.transport.modbus_rtu import ModbusBus
+from gateway.transport.priority_lock import ROUTINE
 from gateway.update.deliver import UpdateRefused, UpdateRolledBack, deliver, node_status
 from gateway.update.package import UpdatePackage, make_package
-from protocols.update import BAD_HASH, BAD_MAC, RESULTS
+from protocols.update import BAD_HASH, BAD_MAC, FILE_CONTROL, OP_COMMIT, RESULTS
 from tests.gateway.update.update_kit import KEY, Supervisor, bus_for, keyed_street, package, running_image, variant
 from tools.sim.code_slots import has_partitions, read_state
 from tools.sim.street import VirtualStreet
@@ -30,6 +34,19 @@ class _Corrupted(UpdatePackage):
         good = bytearray(self.image)
         good[len(good) // 2] ^= 0x01
         return hashlib.sha256(good).digest()
+
+
+class _Logged(ModbusBus):
+    """The gateway's bus, noting each file-record call: (when, file, first two bytes written, words read)."""
+
+    def __init__(self, config: BusConfig) -> None:
+        super().__init__(config)
+        self.log: list[tuple[float, int, bytes, int]] = []
+
+    async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
+                          priority: int = ROUTINE) -> bytes:
+        self.log.append((time.monotonic(), file, bytes(data[:2]), count))
+        return await super().file_record(unit, file, record, data=data, count=count, priority=priority)
 
 
 class Lamp:
@@ -93,8 +110,18 @@ def test_an_image_is_delivered_switched_to_and_confirmed(lamp: Lamp) -> None:
     assert before is not None
     new = variant(lamp.street, lamp.work, tag="v2")
     phases: list[str] = []
-    status = lamp.call(lambda bus: deliver(bus, 1, package(new), progress=lambda p, d, t: phases.append(p)))
+    signed = package(new)
+    bus = _Logged(bus_for(lamp.street).config)
+    try:
+        status = asyncio.run(deliver(bus, 1, signed, progress=lambda p, d, t: phases.append(p)))
+    finally:
+        bus.close()
     assert status["active"] == 1 - before["active"] and not status["trial"]
+    # The node cannot confirm within its health time: its status is not asked for before (a resetting
+    # node's unanswered read would hold the line for the whole answer timeout).
+    commit = next(t for t, file, head, _ in bus.log if file == FILE_CONTROL and head == bytes((0, OP_COMMIT)))
+    first_read = next(t for t, file, _, count in bus.log if t > commit and count)
+    assert first_read - commit >= signed.health_s
     assert running_image(lamp.street) == hashlib.sha256(new).hexdigest() != old
     assert phases[-1] == "confirmed" and "switching" in phases
     assert read_state(lamp.street.node(1).flash) == {"active": 1 - before["active"], "trial": False, "tries": 0,
