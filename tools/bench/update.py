@@ -13,7 +13,8 @@ The image is the lamp's ROMFS image with a marker file (the same code, other
 bytes), signed for the bench's key; each node's health time is 2 s. Reported:
 the transfer (first BEGIN until the last chunk is taken), the whole update
 (until every node confirmed its new image), and the line-rate limit for the
-image's bytes alone (bytes x 11 bits / baud): what no transfer can beat.
+image's bytes alone (bytes x 11 bits / baud): what no transfer can beat. Each
+node that did not confirm is listed under the table with the delivery's reason.
 
 The line also carries ``BYSTANDERS`` nodes that are not updated, polled by the
 gateway's own poller (once a second, :mod:`tools.bench.update_polls`)
