@@ -96,7 +96,7 @@ class SensorLink(_Link):
 
     name = "weather"
 
-    def __init__(self):
+    def __init__(self, board=None, cfg=None):
         _Link.__init__(self, "env")
 
     # -- what the board gives the firmware -------------------------------------------------------
@@ -148,7 +148,7 @@ class MeterLink(_Link):
 
     name = "water"
 
-    def __init__(self):
+    def __init__(self, board=None, cfg=None):
         _Link.__init__(self, "meter")
         self.has_direction = self._call(100)[0] == 1  # reed B, a quarter turn after A: backflow is seen
         self._counter = None
