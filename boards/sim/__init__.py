@@ -97,8 +97,8 @@ _MIN_SILENCE_US = const(10000)
 _PART_OF = const(
     " relay:lamp_parts.LampParts dimmer:lamp_parts.LampParts read_meter:lamp_parts.LampParts"
     " read_temperature:lamp_parts.LampParts"
-    " has_direction:sensor_link.MeterLink pulse_input:sensor_link.MeterLink tamper:sensor_link.MeterLink"
-    " battery_mv:sensor_link.MeterLink"
+    " has_direction:meter_link.MeterLink pulse_input:meter_link.MeterLink tamper:meter_link.MeterLink"
+    " battery_mv:meter_link.MeterLink"
     " i2c:sensor_link.SensorLink sensor_uart:sensor_link.SensorLink sound_uv:sensor_link.SensorLink"
     " persist_read:flash.store persist_write:flash.store"
     " ble:bluetooth.Radio ble_tx_power:bluetooth.Radio ble_sleep:bluetooth.Radio ble_uuid:bluetooth.Radio "

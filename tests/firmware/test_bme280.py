@@ -17,7 +17,7 @@ import mp_env  # noqa: F401  (time.ticks_* on CPython, frozen asyncio on MicroPy
 
 from boards.sim.bme280 import DATASHEET_TP, TYPICAL_H, SimBME280, SimI2C
 from boards.sim.rng import Rng
-from firmware.drivers import bme280 as drv
+from firmware import bme280 as drv
 
 TEMP_TOL = 0.005 + 0.01  # measured worst over 3000 random points: 0.0074
 PRESS_TOL = 2.62 + 0.5  # measured worst: 1.86 Pa

@@ -37,7 +37,7 @@ from tools.sim.street import micropython_path
 # boot record...), the role, the board; then what a role imports for a rare task, released after it.
 _BOOT = ("asyncio", "firmware.node", "firmware.config")
 _RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config", "firmware.schedule"),
-         "meter": ("board.sensor_link",), "env": ("board.sensor_link",)}
+         "meter": ("board.sensor_link", "board.meter_link"), "env": ("board.sensor_link",)}
 
 _PROBE = """\
 import gc, sys, micropython

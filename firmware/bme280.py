@@ -19,6 +19,8 @@ arithmetic like Python's, so the results are the same bit for bit. The one
 division is done truncating toward zero as C does.
 """
 
+import struct
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -110,15 +112,12 @@ class BME280:
         return True
 
     def _unpack(self):
-        a = self._a
-        b = self._b
-        # H4 and H5 are 12-bit values sharing 0xE5; their high bytes are signed (Bosch API).
-        self.trim = (
-            _u16(a, 0), _s16(a, 2), _s16(a, 4),
-            _u16(a, 6), _s16(a, 8), _s16(a, 10), _s16(a, 12), _s16(a, 14), _s16(a, 16), _s16(a, 18), _s16(a, 20),
-            _s16(a, 22),
-            a[25], _s16(b, 0), b[2], (_s8(b[3]) << 4) | (b[4] & 0x0F), (_s8(b[5]) << 4) | (b[4] >> 4), _s8(b[6]),
-        )
+        # dig_T1..T3, dig_P1..P9 (little-endian, T1 and P1 unsigned), a pad byte, dig_H1 from 0x88..0xA1; then
+        # dig_H2, dig_H3 and the bytes 0xE4..0xE7 from 0xE1: H4 and H5 are 12-bit values sharing 0xE5, their
+        # high bytes signed (Bosch API).
+        h2, h3, h4_hi, shared, h5_hi, h6 = struct.unpack("<hBbBbb", self._b)
+        self.trim = struct.unpack("<HhhHhhhhhhhhxB", self._a) + (
+            h2, h3, (h4_hi << 4) | (shared & 0x0F), (h5_hi << 4) | (shared >> 4), h6)
 
     def start(self):
         """Start one forced-mode conversion; True if the chip took the command."""
@@ -207,19 +206,6 @@ class BME280:
         v = max(v, 0)
         v = min(v, 419430400)
         return v >> 12
-
-
-def _u16(buf, i):
-    return buf[i] | (buf[i + 1] << 8)
-
-
-def _s16(buf, i):
-    v = buf[i] | (buf[i + 1] << 8)
-    return v - 0x10000 if v & 0x8000 else v
-
-
-def _s8(v):
-    return v - 0x100 if v & 0x80 else v
 
 
 def _div_trunc(a, b):
