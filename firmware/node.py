@@ -81,6 +81,7 @@ except ImportError:  # CPython
 _DIAG_FIRST_MS = const(2000)
 _DIAG_PERIOD_MS = const(10000)
 _WATCHDOG_MS = const(10000)
+_WATCH_TASKS_MS = const(1000)
 _FC_WRITE = const(16)
 _EX_DEVICE_FAILURE = const(4)
 _CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
@@ -203,7 +204,16 @@ class Node:
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
         print("streetedge node ready unit=%d role=%s" % (cfg.unit, cfg.role))
-        await asyncio.gather(*running)
+        # As asyncio.gather (whose module, asyncio.funcs, would take heap for this alone): until every task
+        # has ended (a board's part may have nothing to run), a task's error raised here, checked every second.
+        while running:
+            for task in running:
+                if task.done():
+                    running.remove(task)
+                    await task  # raises the task's error
+                    break
+            else:
+                await asyncio.sleep_ms(_WATCH_TASKS_MS)
 
     async def _sampler(self):
         period = self.config.sample_ms

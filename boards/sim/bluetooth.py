@@ -174,3 +174,33 @@ class BLE:
             n = self._sock.write(data)  # non-blocking: None while loopback's buffer is full
             if n:
                 data = data[n:]
+
+
+class Radio:
+    """The board's radio members, built the first time the firmware asks for one (a node without BLE never does)."""
+
+    def __init__(self, board, cfg):
+        self._cfg = cfg
+
+    def ble(self):
+        """The radio on the radio host of ``sim.json`` ``"radio"``, None if unwired.
+
+        ``sim.json`` ``"ble_address"`` is the node's static random address.
+        """
+        cfg = self._cfg
+        if not cfg.get("radio"):
+            return None
+        return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
+
+    def ble_tx_power(self, ble, dbm):
+        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True."""
+        ble.set_tx_power(dbm)
+        return True
+
+    async def ble_sleep(self, ms):
+        """Sleep between adverts: here the process waits (no current to save); the ESP32 boards light-sleep."""
+        await asyncio.sleep_ms(ms)
+
+    def ble_uuid(self, text):
+        """A GATT UUID for ``gatts_register_services`` (:class:`UUID`)."""
+        return UUID(text)

@@ -87,3 +87,8 @@ class Control:
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+
+def store(board, cfg):
+    """The board's key-value flash: ``sim.json`` ``"flash": "readonly"`` makes its writes fail."""
+    return FlashStore(board.flash_dir, cfg.get("flash") == "readonly")

@@ -12,19 +12,15 @@ raises ``OSError`` on every call.
   non-blocking UART (``write``, ``readinto``, ``read``, as ``machine.UART``
   with ``timeout=0``) in one object. A device that does not answer raises
   ``OSError`` as on the chip (ENODEV for an absent BME280).
-- :class:`MeterLink` gives a water meter's ``pulse_input(counter)``,
-  ``has_direction``, ``tamper()`` and ``battery_mv()``; every 20 ms it takes
-  the reed edges of the wheel's move to now from the host and hands them to
-  the counter with their times, as the reed interrupts would.
+- :class:`boards.sim.meter_link.MeterLink` (a module of its own, in meter images
+  only) gives a water meter's members over the same link.
 """
 
-import asyncio
 import json
 import os
 import socket
 import struct
 import sys
-import time
 
 try:
     from micropython import const
@@ -36,7 +32,6 @@ except ImportError:  # CPython
 
 _SOCKET = const("sensors.sock")
 _WAIT_S = const(60)  # for the host to start on a loaded machine
-_STEP_MS = const(20)  # the meter's wheel, as the in-process parts moved it
 
 
 def address(path):
@@ -96,7 +91,7 @@ class SensorLink(_Link):
 
     name = "weather"
 
-    def __init__(self):
+    def __init__(self, board=None, cfg=None):
         _Link.__init__(self, "env")
 
     # -- what the board gives the firmware -------------------------------------------------------
@@ -141,40 +136,3 @@ class SensorLink(_Link):
     def read(self, n=255):
         """Up to ``n`` bytes the sensor sent, or None."""
         return self._call(114, bytes((min(n, 255),))) or None
-
-
-class MeterLink(_Link):
-    """Reeds A (and B), the Hall tamper sensor and the battery of a water meter, served by the sensor host."""
-
-    name = "water"
-
-    def __init__(self):
-        _Link.__init__(self, "meter")
-        self.has_direction = self._call(100)[0] == 1  # reed B, a quarter turn after A: backflow is seen
-        self._counter = None
-
-    def pulse_input(self, counter):
-        """Feed the reeds' edges to ``counter`` (``firmware.pulses.PulseCounter``) from now on."""
-        a = self._call(97)[0]
-        counter.start(time.ticks_ms(), a)
-        self._counter = counter
-
-    def tamper(self):
-        """The Hall sensor sees a strong magnet."""
-        return self._call(116)[0] == 1
-
-    def battery_mv(self):
-        """Battery voltage, mV."""
-        return int(self._call(98))
-
-    async def run(self):
-        """The reed edges of the wheel's moves, every 20 ms, with their times."""
-        while True:
-            counter = self._counter
-            if counter is not None:
-                data = self._call(101)
-                now = time.ticks_ms()
-                for i in range(0, len(data), 6):
-                    back, a, b = struct.unpack_from(">IBB", data, i)
-                    counter.edge(time.ticks_add(now, -back), a, b)
-            await asyncio.sleep_ms(_STEP_MS)

@@ -55,12 +55,12 @@ class SettingsRole:
 
     def start_radio(self, role):
         """Advertise over BLE (:mod:`firmware.ble_beacon`) if the board has a radio and the flash ``ble.json``."""
-        if getattr(self.board, "ble", None) is None:
-            return
         try:
             os.stat(self.board.flash_dir + "/ble.json")
         except OSError:
             return  # no BLE here: the beacon's code (about 16 KB on the unix port) stays out of the heap
+        if getattr(self.board, "ble", None) is None:  # asked only now: a board may build its radio part for it
+            return
         from firmware import ble_beacon
 
         self.beacon = ble_beacon.start(self.board, self.bank, role)

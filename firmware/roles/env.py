@@ -29,10 +29,10 @@ once the node's event log is wired in (``self.events``).
 
 import time
 
-from firmware.drivers.bme280 import BME280
-from firmware.drivers.sds011 import SDS011
+from firmware.bme280 import BME280
 from firmware.roles.base import SettingsRole, clamp
 from firmware.roles.base import registers as _registers
+from firmware.sds011 import SDS011
 from protocols.roles.env import (
     DEFAULTS,
     FIRMWARE_VERSION,
@@ -64,6 +64,11 @@ _NOISE_MIN_UV = const(500000)
 _NOISE_MAX_UV = const(2700000)
 _UV_PER_DECIBEL_TENTH = const(2000)
 _U16_MAX = const(0xFFFF)
+_DUE = const(0)  # indexes of the sensors' timing lists (Role._climate, Role._pm)
+_WAIT = const(1)
+_SEEN = const(2)
+_MISSES = const(3)
+_UNANSWERED = const(4)
 
 # The node releases protocols.roles.env (and .common) once the bank has packed the rows: this module
 # keeps copies of the numbers it uses, not the modules.
@@ -85,13 +90,12 @@ class Role(SettingsRole):
         self.climate = BME280(board.i2c())
         self.dust = SDS011(board.sensor_uart())
         self._faults = 0
-        self._climate_due = None  # ticks of the next conversion start
-        self._climate_wait = -1  # samples waited for a conversion; -1: none running
-        self._pm_due = None  # ticks of the next query
-        self._pm_wait = -1  # samples waited for an answer; -1: no query out
-        self._pm_seen = 0  # parser.measurements when the query went out
-        self._pm_misses = 0
-        self._pm_unanswered = 0
+        # Each sensor's timing in one list (indexes _DUE, _WAIT, ...): fewer attribute names in the node's RAM.
+        # _DUE: ticks of the next conversion start / query; _WAIT: samples waited for a conversion / an
+        # answer, -1 when none is running; the dust sensor's _SEEN: parser.measurements when the query went
+        # out, _MISSES: queries unanswered in a row, _UNANSWERED: in all.
+        self._climate = [None, -1]
+        self._pm = [None, -1, 0, 0, 0]
         self._pm_asleep = False
         self._pm_woken = False
 
@@ -103,16 +107,16 @@ class Role(SettingsRole):
             self._faults |= STATUS_CLIMATE_FAULT
         self.dust.set_query_mode()
         self.dust.wake()  # it may have been left asleep by a previous boot
-        self._climate_due = now
-        self._pm_due = now
+        self._climate[_DUE] = now
+        self._pm[_DUE] = now
         self.start_radio("env")
 
     def settings_written(self, names, now_ms):
         """New periods: start over with them."""
         if "climate_period" in names:
-            self._climate_due = now_ms
+            self._climate[_DUE] = now_ms
         if "pm_period" in names:
-            self._pm_due = now_ms
+            self._pm[_DUE] = now_ms
             if self._pm_asleep:
                 self._wake()
 
@@ -123,7 +127,7 @@ class Role(SettingsRole):
         self._sample_noise()
         bank = self.bank
         bank.set("climate_errors", min(self.climate.errors, _U16_MAX))
-        bank.set("pm_errors", min(self.dust.parser.bad_frames + self._pm_unanswered, _U16_MAX))
+        bank.set("pm_errors", min(self.dust.parser.bad_frames + self._pm[_UNANSWERED], _U16_MAX))
         status = self._faults
         if self._pm_asleep:
             status |= STATUS_PM_SLEEPING
@@ -133,9 +137,9 @@ class Role(SettingsRole):
 
     def _sample_climate(self, now):
         sensor = self.climate
-        if self._climate_wait >= 0:
+        if self._climate[_WAIT] >= 0:
             if sensor.ready():
-                self._climate_wait = -1
+                self._climate[_WAIT] = -1
                 values = sensor.read()
                 if values is None:
                     self._faults |= STATUS_CLIMATE_FAULT
@@ -143,16 +147,16 @@ class Role(SettingsRole):
                     self._publish_climate(values)
                     self._faults &= ~STATUS_CLIMATE_FAULT
             else:
-                self._climate_wait += 1
-                if self._climate_wait >= _CLIMATE_WAIT_SAMPLES or sensor.fault:
+                self._climate[_WAIT] += 1
+                if self._climate[_WAIT] >= _CLIMATE_WAIT_SAMPLES or sensor.fault:
                     if not sensor.fault:
                         sensor.not_ready()
-                    self._climate_wait = -1
+                    self._climate[_WAIT] = -1
                     self._faults |= STATUS_CLIMATE_FAULT
-        if self._climate_wait < 0 and time.ticks_diff(now, self._climate_due) >= 0:
-            self._climate_due = time.ticks_add(now, self.bank.get("climate_period") * 1000)
+        if self._climate[_WAIT] < 0 and time.ticks_diff(now, self._climate[_DUE]) >= 0:
+            self._climate[_DUE] = time.ticks_add(now, self.bank.get("climate_period") * 1000)
             if sensor.start():
-                self._climate_wait = 0
+                self._climate[_WAIT] = 0
             else:
                 self._faults |= STATUS_CLIMATE_FAULT
 
@@ -177,10 +181,10 @@ class Role(SettingsRole):
         sleepy = period_ms >= _PM_SLEEP_FROM_S * 1000
         dust.poll()
         parser = dust.parser
-        if self._pm_wait >= 0:
-            if parser.measurements != self._pm_seen:
-                self._pm_wait = -1
-                self._pm_misses = 0
+        if self._pm[_WAIT] >= 0:
+            if parser.measurements != self._pm[_SEEN]:
+                self._pm[_WAIT] = -1
+                self._pm[_MISSES] = 0
                 self._faults &= ~STATUS_PM_FAULT
                 bank = self.bank
                 pm25 = parser.pm25
@@ -193,26 +197,26 @@ class Role(SettingsRole):
                     self._pm_asleep = True
                     self._pm_woken = False
             else:
-                self._pm_wait += 1
-                if self._pm_wait >= _PM_WAIT_SAMPLES:
-                    self._pm_wait = -1
-                    self._pm_unanswered += 1
-                    self._pm_misses += 1
-                    if self._pm_misses >= _PM_MISSES:
+                self._pm[_WAIT] += 1
+                if self._pm[_WAIT] >= _PM_WAIT_SAMPLES:
+                    self._pm[_WAIT] = -1
+                    self._pm[_UNANSWERED] += 1
+                    self._pm[_MISSES] += 1
+                    if self._pm[_MISSES] >= _PM_MISSES:
                         self._faults |= STATUS_PM_FAULT
                     self._pm_woken = False  # it may be asleep: wake it before the next query
-        if self._pm_wait >= 0:
+        if self._pm[_WAIT] >= 0:
             return
-        until = time.ticks_diff(self._pm_due, now)
+        until = time.ticks_diff(self._pm[_DUE], now)
         if sleepy and not self._pm_woken and until <= _PM_WARMUP_MS:
             self._wake()
         if until <= 0:
             if not sleepy and not self._pm_woken:
                 self._wake()
-            self._pm_due = time.ticks_add(now, period_ms)
-            self._pm_seen = parser.measurements
+            self._pm[_DUE] = time.ticks_add(now, period_ms)
+            self._pm[_SEEN] = parser.measurements
             if dust.query():
-                self._pm_wait = 0
+                self._pm[_WAIT] = 0
 
     # -- noise -----------------------------------------------------------------
 

@@ -47,7 +47,7 @@ def test_the_image_type_checks_against_the_esp32_stubs(board: str, tmp_path: Pat
                      id="board-lacks-what-the-role-calls"),
         pytest.param("esp32_env", "boards/esp32_env/__init__.py", "freq=_I2C_HZ)", "frequency=_I2C_HZ)",
                      "frequency", id="misspelled-I2C-keyword"),
-        pytest.param("esp32_env", "firmware/drivers/bme280.py",
+        pytest.param("esp32_env", "firmware/bme280.py",
                      "self.i2c.readfrom_mem_into(self.address, reg, buf)",
                      "self.i2c.readfrom_mem_into(self.address, reg)", "readfrom_mem_into",
                      id="driver-misuses-I2C"),

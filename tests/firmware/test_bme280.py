@@ -17,7 +17,7 @@ import mp_env  # noqa: F401  (time.ticks_* on CPython, frozen asyncio on MicroPy
 
 from boards.sim.bme280 import DATASHEET_TP, TYPICAL_H, SimBME280, SimI2C
 from boards.sim.rng import Rng
-from firmware.drivers import bme280 as drv
+from firmware import bme280 as drv
 
 TEMP_TOL = 0.005 + 0.01  # measured worst over 3000 random points: 0.0074
 PRESS_TOL = 2.62 + 0.5  # measured worst: 1.86 Pa
@@ -42,8 +42,7 @@ def _measure(sensor):
 
 def test_datasheet_worked_example():
     s = drv.BME280(None)
-    s.t1, s.t2, s.t3 = DATASHEET_TP[:3]
-    s.p1, s.p2, s.p3, s.p4, s.p5, s.p6, s.p7, s.p8, s.p9 = DATASHEET_TP[3:]
+    s.trim = tuple(DATASHEET_TP) + (0,) * 6  # dig_T1..T3, dig_P1..P9; no humidity here
     assert s.compensate_t(519888) == 2508  # 25.08 degC
     assert s.t_fine == 128422
     p = s.compensate_p(415148)
@@ -54,17 +53,16 @@ def test_begin_reads_chip_id_and_trimming_parameters():
     _, _, sensor = _part()
     assert sensor.begin()
     assert sensor.chip_id == 0x60
-    assert (sensor.t1, sensor.t2, sensor.t3) == DATASHEET_TP[:3]
-    assert (sensor.p1, sensor.p2, sensor.p3, sensor.p4, sensor.p5, sensor.p6, sensor.p7, sensor.p8,
-            sensor.p9) == DATASHEET_TP[3:]
-    assert (sensor.h1, sensor.h2, sensor.h3, sensor.h4, sensor.h5, sensor.h6) == TYPICAL_H
+    assert tuple(sensor.trim[:3]) == tuple(DATASHEET_TP[:3])
+    assert tuple(sensor.trim[3:12]) == tuple(DATASHEET_TP[3:])
+    assert tuple(sensor.trim[12:]) == tuple(TYPICAL_H)
 
 
 def test_negative_h4_h5_h6_unpack_with_their_sign():
     h = (100, -120, 7, -5, -300, -20)
     _, _, sensor = _part(h=h)
     assert sensor.begin()
-    assert (sensor.h1, sensor.h2, sensor.h3, sensor.h4, sensor.h5, sensor.h6) == h
+    assert tuple(sensor.trim[12:]) == h
 
 
 def _check(sensor, state, temp, hum, press):

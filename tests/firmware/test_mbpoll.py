@@ -9,7 +9,9 @@ import subprocess
 import time
 import tty
 
-from protocols.modbus import FC_READ_INPUT, build_read, crc16
+from protocols.modbus.crc import crc16
+from protocols.modbus.master import build_read
+from protocols.modbus.pdu import FC_READ_INPUT
 from protocols.roles import lamp as spec
 from tools.sim.street import VirtualStreet
 

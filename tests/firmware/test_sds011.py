@@ -6,7 +6,7 @@ import time
 import mp_env  # noqa: F401  (time.ticks_* on CPython, frozen asyncio on MicroPython)
 
 from boards.sim.sds011 import REPLY_MS, SimSDS011
-from firmware.drivers import sds011 as drv
+from firmware import sds011 as drv
 
 # Examples of the Laser Dust Sensor Control Protocol V1.3.
 QUERY = bytes.fromhex("AA B4 04 00 00 00 00 00 00 00 00 00 00 00 00 FF FF 02 AB".replace(" ", ""))

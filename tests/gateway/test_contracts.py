@@ -15,7 +15,7 @@ FACES = [
     (contracts.LampContract, "protocols.roles.lamp", contracts.lamp),
     (contracts.ProgramRules, "protocols.programs", contracts.programs),
     (contracts.SenmlLabels, "protocols.senml", contracts.senml),
-    (contracts.ModbusRequests, "protocols.modbus", contracts.modbus),
+    (contracts.ModbusRequests, "protocols.modbus.master", contracts.modbus),
     (contracts.ModbusBits, "protocols.modbus.bits", contracts.bits),
     (contracts.BthomeCodec, "protocols.bthome_read", contracts.bthome),
     (contracts.BleAdvertTables, "protocols.ble_adverts", contracts.ble_adverts),
@@ -64,7 +64,7 @@ def test_role_constants_are_the_modules_integers():
 
 
 def test_modbus_pdus_are_the_rtu_frames_without_unit_and_crc():
-    from protocols.modbus import build_read, build_write_multiple
+    from protocols.modbus.master import build_read, build_write_multiple
 
     assert contracts.modbus.read_pdu(4, 0x10, 2) == build_read(9, 4, 0x10, 2)[1:-2]
     assert contracts.modbus.write_multiple_pdu(1, [0x000A, 0x0102]) == build_write_multiple(0x11, 1, [10, 258])[1:-2]

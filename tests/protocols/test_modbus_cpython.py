@@ -8,17 +8,10 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu import register_message as rm
 
 from protocols.errors import ModbusException
-from protocols.modbus import (
-    EX_ILLEGAL_ADDRESS,
-    SlaveFramer,
-    build_read,
-    build_write_multiple,
-    build_write_single,
-    crc16,
-    read_pdu,
-    respond,
-    write_multiple_pdu,
-)
+from protocols.modbus.crc import crc16
+from protocols.modbus.master import build_read, build_write_multiple, build_write_single, read_pdu, write_multiple_pdu
+from protocols.modbus.pdu import EX_ILLEGAL_ADDRESS
+from protocols.modbus.slave import SlaveFramer, respond
 from tools.fuzz import modbus as fuzz
 
 _CLIENT = FramerRTU(DecodePDU(False))  # builds requests, decodes responses

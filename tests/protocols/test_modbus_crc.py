@@ -1,6 +1,5 @@
 # common-subset
-from protocols.modbus import crc16
-from protocols.modbus.crc import _HI, _LO, crc_ok, put_crc
+from protocols.modbus.crc import _HI, _LO, crc16, crc_ok, put_crc
 
 # (frame without CRC, CRC bytes as sent: low byte first). The first two are
 # the examples of the Modbus over Serial Line guide; the rest were checked

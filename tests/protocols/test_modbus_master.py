@@ -2,24 +2,25 @@
 from expect import raises
 
 from protocols.errors import ModbusException
-from protocols.modbus import (
+from protocols.modbus.crc import crc16
+from protocols.modbus.master import (
+    build_read,
+    build_write_multiple,
+    build_write_single,
+    read_pdu,
+    rtu_frame,
+    write_multiple_pdu,
+    write_single_pdu,
+)
+from protocols.modbus.pdu import (
     EX_ILLEGAL_ADDRESS,
     EX_ILLEGAL_VALUE,
     FC_READ_HOLDING,
     FC_READ_INPUT,
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
-    SlaveFramer,
-    build_read,
-    build_write_multiple,
-    build_write_single,
-    crc16,
-    read_pdu,
-    respond,
-    rtu_frame,
-    write_multiple_pdu,
-    write_single_pdu,
 )
+from protocols.modbus.slave import SlaveFramer, respond
 
 
 def _frame(hexbody):

@@ -4,7 +4,8 @@ import gc
 from expect import raises
 
 from protocols.errors import ModbusException
-from protocols.modbus import (
+from protocols.modbus.crc import crc16
+from protocols.modbus.pdu import (
     EX_DEVICE_FAILURE,
     EX_ILLEGAL_ADDRESS,
     EX_ILLEGAL_FUNCTION,
@@ -14,10 +15,8 @@ from protocols.modbus import (
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
     Request,
-    SlaveFramer,
-    crc16,
-    respond,
 )
+from protocols.modbus.slave import SlaveFramer, respond
 
 
 def _frame(hexbody):

@@ -4,7 +4,8 @@
 from expect import raises
 
 from protocols.errors import ModbusException
-from protocols.modbus import SlaveFramer, crc16, respond
+from protocols.modbus.crc import crc16
+from protocols.modbus.slave import SlaveFramer, respond
 from protocols.update import (
     BEGIN_WORDS,
     FILE_CONTROL,

@@ -13,7 +13,8 @@ from pymodbus.pdu.file_message import (
     WriteFileRecordResponse,
 )
 
-from protocols.modbus import SlaveFramer, crc16, respond
+from protocols.modbus.crc import crc16
+from protocols.modbus.slave import SlaveFramer, respond
 from protocols.update import hmac_sha256, mac
 
 

@@ -15,9 +15,9 @@ PAIRS = [(b, r) for b in boards() for r in roles_of(b)]
 LIMIT = 100 * 1024
 # What a role's image must not carry: the other roles' code, and the gateway-side codecs.
 FOREIGN = {
-    "lamp": ("firmware/roles/meter", "firmware/roles/env", "firmware/pulses", "firmware/drivers/",
+    "lamp": ("firmware/roles/meter", "firmware/roles/env", "firmware/pulses", "firmware/bme280", "firmware/sds011",
              "protocols/roles/meter", "protocols/roles/env"),
-    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/drivers/",
+    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/bme280", "firmware/sds011",
               "protocols/roles/lamp", "protocols/roles/env"),
     "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/pulses",
             "protocols/roles/lamp", "protocols/roles/meter"),

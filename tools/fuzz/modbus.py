@@ -31,8 +31,10 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu import register_message as rm
 
 from protocols.errors import ModbusException
-from protocols.modbus import Request, SlaveFramer, crc16, respond
+from protocols.modbus.crc import crc16
+from protocols.modbus.pdu import Request
 from protocols.modbus.rtu import request_length
+from protocols.modbus.slave import SlaveFramer, respond
 
 UNIT = 17
 _CLIENT = FramerRTU(DecodePDU(False))  # builds requests

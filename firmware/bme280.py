@@ -19,6 +19,8 @@ arithmetic like Python's, so the results are the same bit for bit. The one
 division is done truncating toward zero as C does.
 """
 
+import struct
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -72,10 +74,9 @@ class BME280:
         self._data = bytearray(8)
         self._one = bytearray(1)
         self.t_fine = 0
-        # trimming parameters (dig_T1 ...), filled by begin()
-        self.t1 = self.t2 = self.t3 = 0
-        self.p1 = self.p2 = self.p3 = self.p4 = self.p5 = self.p6 = self.p7 = self.p8 = self.p9 = 0
-        self.h1 = self.h2 = self.h3 = self.h4 = self.h5 = self.h6 = 0
+        # The trimming parameters dig_T1..T3, dig_P1..P9, dig_H1..H6 in that order, filled by begin(): one
+        # tuple, not 18 attributes (a node would hold 18 more names and a larger attribute table).
+        self.trim = (0,) * 18
 
     def _fail(self, fault):
         self.fault = fault
@@ -111,27 +112,12 @@ class BME280:
         return True
 
     def _unpack(self):
-        a = self._a
-        b = self._b
-        self.t1 = _u16(a, 0)
-        self.t2 = _s16(a, 2)
-        self.t3 = _s16(a, 4)
-        self.p1 = _u16(a, 6)
-        self.p2 = _s16(a, 8)
-        self.p3 = _s16(a, 10)
-        self.p4 = _s16(a, 12)
-        self.p5 = _s16(a, 14)
-        self.p6 = _s16(a, 16)
-        self.p7 = _s16(a, 18)
-        self.p8 = _s16(a, 20)
-        self.p9 = _s16(a, 22)
-        self.h1 = a[25]
-        self.h2 = _s16(b, 0)
-        self.h3 = b[2]
-        # H4 and H5 are 12-bit values sharing 0xE5; their high bytes are signed (Bosch API).
-        self.h4 = (_s8(b[3]) << 4) | (b[4] & 0x0F)
-        self.h5 = (_s8(b[5]) << 4) | (b[4] >> 4)
-        self.h6 = _s8(b[6])
+        # dig_T1..T3, dig_P1..P9 (little-endian, T1 and P1 unsigned), a pad byte, dig_H1 from 0x88..0xA1; then
+        # dig_H2, dig_H3 and the bytes 0xE4..0xE7 from 0xE1: H4 and H5 are 12-bit values sharing 0xE5, their
+        # high bytes signed (Bosch API).
+        h2, h3, h4_hi, shared, h5_hi, h6 = struct.unpack("<hBbBbb", self._b)
+        self.trim = struct.unpack("<HhhHhhhhhhhhxB", self._a) + (
+            h2, h3, (h4_hi << 4) | (shared & 0x0F), (h5_hi << 4) | (shared >> 4), h6)
 
     def start(self):
         """Start one forced-mode conversion; True if the chip took the command."""
@@ -183,53 +169,43 @@ class BME280:
 
     def compensate_t(self, adc_t):
         """Temperature in 0.01 degC from the raw 20-bit value; sets ``t_fine`` for P and H."""
-        t1 = self.t1
-        var1 = (((adc_t >> 3) - (t1 << 1)) * self.t2) >> 11
+        trim = self.trim
+        t1 = trim[0]
+        var1 = (((adc_t >> 3) - (t1 << 1)) * trim[1]) >> 11
         x = (adc_t >> 4) - t1
-        var2 = (((x * x) >> 12) * self.t3) >> 14
+        var2 = (((x * x) >> 12) * trim[2]) >> 14
         self.t_fine = var1 + var2
         return (self.t_fine * 5 + 128) >> 8
 
     def compensate_p(self, adc_p):
         """Pressure in Pa as Q24.8 (value / 256 = Pa) from the raw 20-bit value (64-bit formula)."""
+        trim = self.trim  # dig_P1 at 3
         var1 = self.t_fine - 128000
-        var2 = var1 * var1 * self.p6
-        var2 = var2 + ((var1 * self.p5) << 17)
-        var2 = var2 + (self.p4 << 35)
-        var1 = ((var1 * var1 * self.p3) >> 8) + ((var1 * self.p2) << 12)
-        var1 = (((1 << 47) + var1) * self.p1) >> 33
+        var2 = var1 * var1 * trim[8]
+        var2 = var2 + ((var1 * trim[7]) << 17)
+        var2 = var2 + (trim[6] << 35)
+        var1 = ((var1 * var1 * trim[5]) >> 8) + ((var1 * trim[4]) << 12)
+        var1 = (((1 << 47) + var1) * trim[3]) >> 33
         if var1 == 0:
             return 0  # the datasheet's guard against a division by zero
         p = 1048576 - adc_p
         p = _div_trunc(((p << 31) - var2) * 3125, var1)
-        var1 = (self.p9 * (p >> 13) * (p >> 13)) >> 25
-        var2 = (self.p8 * p) >> 19
-        return ((p + var1 + var2) >> 8) + (self.p7 << 4)
+        var1 = (trim[11] * (p >> 13) * (p >> 13)) >> 25
+        var2 = (trim[10] * p) >> 19
+        return ((p + var1 + var2) >> 8) + (trim[9] << 4)
 
     def compensate_h(self, adc_h):
         """Relative humidity in %RH as Q22.10 (value / 1024 = %RH) from the raw 16-bit value."""
+        h1, h2, h3, h4, h5, h6 = self.trim[12:]
         v = self.t_fine - 76800
         v = (
-            ((((adc_h << 14) - (self.h4 << 20) - (self.h5 * v)) + 16384) >> 15)
-            * (((((((v * self.h6) >> 10) * (((v * self.h3) >> 11) + 32768)) >> 10) + 2097152) * self.h2 + 8192) >> 14)
+            ((((adc_h << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15)
+            * (((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2 + 8192) >> 14)
         )
-        v = v - (((((v >> 15) * (v >> 15)) >> 7) * self.h1) >> 4)
+        v = v - (((((v >> 15) * (v >> 15)) >> 7) * h1) >> 4)
         v = max(v, 0)
         v = min(v, 419430400)
         return v >> 12
-
-
-def _u16(buf, i):
-    return buf[i] | (buf[i + 1] << 8)
-
-
-def _s16(buf, i):
-    v = buf[i] | (buf[i + 1] << 8)
-    return v - 0x10000 if v & 0x8000 else v
-
-
-def _s8(v):
-    return v - 0x100 if v & 0x80 else v
 
 
 def _div_trunc(a, b):

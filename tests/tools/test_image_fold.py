@@ -1,0 +1,82 @@
+"""Constants folded at image build (tools.image_fold): fewer globals on the node, same behaviour."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tools.image import mpy_cross_path
+from tools.image_fold import fold_constants
+
+_CODES = '''\
+from micropython import const
+
+READ = const(4)
+WRITE = const(READ + 12)
+LIMIT = 125
+NAMED = const(7)  # reached by name below: stays a global
+TEXT = const("abc")
+'''
+_USER = '''\
+from pkg.codes import READ, WRITE, LIMIT, TEXT
+from pkg import codes as C
+
+
+def answer(function, count, module):
+    if function == READ and count <= LIMIT:
+        return WRITE + C.NAMED + getattr(module, "NAMED")
+    return TEXT
+'''
+_SOURCES = {"pkg/__init__.py": "", "pkg/codes.py": _CODES, "pkg/user.py": _USER}
+
+
+def test_imported_integers_are_inlined_and_their_import_dropped() -> None:
+    out = fold_constants(_SOURCES)["pkg/user.py"]
+    assert "from pkg.codes import TEXT" in out.splitlines()[0]  # a string is not inlined: it stays imported
+    assert "if function == 4 and count <= 125:" in out
+    assert "return 16 + 7 + getattr(module, \"NAMED\")" in out  # C.NAMED folded; the string lookup untouched
+    assert out.count("\n") == _USER.count("\n")  # line numbers unchanged (tracebacks)
+
+
+def test_constants_nobody_reaches_leave_the_globals() -> None:
+    out = fold_constants(_SOURCES)["pkg/codes.py"]
+    assert "_READ = const(4)" in out and "_WRITE = const(_READ + 12)" in out
+    assert "_LIMIT = const(125)" in out  # a plain integer becomes a constant
+    assert "\nNAMED = const(7)" in out  # getattr(module, "NAMED"): kept
+    assert "\nTEXT = const(\"abc\")" in out  # still imported by pkg.user
+
+
+def test_a_rebound_name_is_not_folded() -> None:
+    user = "from pkg.codes import READ\n\n\ndef f(READ=1):\n    return READ\n"
+    out = fold_constants({"pkg/__init__.py": "", "pkg/codes.py": _CODES, "pkg/user.py": user})
+    assert out["pkg/user.py"] == user
+    assert "\nREAD = const(4)" in out["pkg/codes.py"]
+
+
+def test_all_is_dropped_and_reexports_follow_the_chain() -> None:
+    middle = "from pkg.codes import READ\n__all__ = ['READ']\n"
+    last = "from pkg.middle import READ\nx = READ\n"
+    out = fold_constants({"pkg/__init__.py": "", "pkg/codes.py": _CODES, "pkg/middle.py": middle,
+                          "pkg/last.py": last})
+    assert out["pkg/middle.py"] == "pass\npass\n"
+    assert out["pkg/last.py"] == "pass\nx = 4\n"
+
+
+def test_folded_modules_run_the_same_on_micropython(tmp_path: Path) -> None:
+    """Compiled by mpy-cross and run by the unix port: same answers, the folded names gone from the globals."""
+    for rel, text in fold_constants(_SOURCES).items():
+        src = tmp_path / rel
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
+        src.unlink()
+    probe = ("import sys; sys.path.insert(0, '.')\n"
+             "from pkg import codes, user\n"
+             "print(user.answer(4, 10, codes), user.answer(3, 10, codes))\n"
+             "print(sorted(k for k in codes.__dict__ if k.isupper()))\n"
+             "print(sorted(k for k in user.__dict__ if k.isupper()))\n")
+    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["30 abc", "['NAMED', 'TEXT']", "['C', 'TEXT']"]
