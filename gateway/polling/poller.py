@@ -13,7 +13,10 @@ start, when the node says its settings changed, after a reboot, or on
 an operator's ``refresh`` command), merged into the fewest requests the line carries
 cheapest (pipelined on TCP; on a serial line each request holds the line for
 its own transaction, so a command waits one transaction at most), and hands
-``(node, time, readings)`` to a callback, which turns them into SenML. The
+``(node, time, readings)`` to a callback, which turns them into SenML (on a
+serial line once the next request is on the wire, see ``ModbusBus.after_send``:
+the node's answer then takes a frame's time, while the line's silences do not
+wait for it). The
 readings hold every register of the map: those not read this time carry the
 value last read.
 
@@ -210,7 +213,7 @@ class BusPoller:
         if now - self._values_at.get(node.id, -VALUES_EVERY) >= VALUES_EVERY:
             # Converting every register costs about as much as the poll itself: do it for people, not per poll.
             self._values_at[node.id] = now
-            state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
+            self._hand_on(lambda: state.values.update({reg.name: reg.value(raw) for reg, raw in readings}))
         state.last_poll = now
         state.polls += 1
         state.readings += len(read)  # values read from the node; those repeated from memory are not counted
@@ -226,8 +229,17 @@ class BusPoller:
             state.online = True
             if self.on_state is not None:
                 self.on_state(node, state)
-        self.on_readings(node, now, readings)
+        self._hand_on(lambda: self.on_readings(node, now, readings))
         return True
+
+    def _hand_on(self, work: Callable[[], None]) -> None:
+        """Run a poll's follow-up work; on a serial line once the next request is on the wire (the node then
+        takes a frame's time to answer), so that it does not lengthen the silence between two transactions."""
+        after_send = getattr(self.bus, "after_send", None)
+        if after_send is None:
+            work()
+        else:
+            after_send(work)
 
     def _failed(self, node: NodeConfig, state: NodeStats, exc: BusError) -> None:
         state.failures += 1

@@ -32,6 +32,15 @@ def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 
     return poller, stats, got
 
 
+async def poll_reported(poller: BusPoller, node: NodeConfig, got: list[tuple[str, float, Readings]]) -> Readings:
+    """Poll once; the readings it reported (a serial bus hands them on once its next frame is on the wire,
+    or soon after when none follows)."""
+    before = len(got)
+    assert await poller.poll(node)
+    await until(lambda: len(got) > before, what="the poll's readings")
+    return got[-1][2]
+
+
 def test_poll_reports_decoded_readings(pty_pair, sim) -> None:
     """A good poll reports every register with its raw value and updates the node's state."""
     gw_end, node_end = pty_pair
@@ -132,24 +141,23 @@ def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> N
             poller, _stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
             node = poller.nodes[0]
             lamp.holding[rated] = 60
-            assert await poller.poll(node)
+            await poll_reported(poller, node, got)
             lamp.holding[rated] = 75  # changed behind the gateway's back (the node would count it)
             lamp.values["power"] = 12.5
-            assert await poller.poll(node)
-            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            readings = await poll_reported(poller, node, got)
+            values = {reg.name: reg.value(raw) for reg, raw in readings}
             assert values["power"] == 12.5 and values["rated_power"] == 60  # measured, not re-read
-            assert len(got[-1][2]) == len(LAMP.registers)  # every register still reported
+            assert len(readings) == len(LAMP.registers)  # every register still reported
             await poller.bus.write(1, LAMP["dim_level"].address, [40])  # a command (urgent)
-            assert await poller.poll(node)
-            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
+            values = {reg.name: reg.value(raw) for reg, raw in await poll_reported(poller, node, got)}
             assert values["rated_power"] == 75 and values["dim_level"] == 40
             assert poller.memory[node.id].settings_reads == 2
             lamp.holding[rated] = 90
-            assert await poller.poll(node)
-            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 75
+            readings = await poll_reported(poller, node, got)
+            assert {reg.name: reg.value(raw) for reg, raw in readings}["rated_power"] == 75
             poller.bus.request_full_poll(1)  # an operator's refresh: no write, everything read again
-            assert await poller.poll(node)
-            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 90
+            readings = await poll_reported(poller, node, got)
+            assert {reg.name: reg.value(raw) for reg, raw in readings}["rated_power"] == 90
             assert poller.memory[node.id].settings_reads == 3
             poller.bus.close()
 
@@ -207,7 +215,7 @@ def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair,
             assert swallowed.is_set()
             assert done == {task}, "the poller kept polling after it was cancelled"
             assert task.cancelled()
+            poller.bus.close()  # hands on what waited for the next frame
             assert len(got) == 1  # the poll in flight still reported its readings
-            poller.bus.close()
 
     asyncio.run(main())
