@@ -28,7 +28,7 @@ has a CPU per lamp). The first host logs to ``host.log`` and counts to
 bus and the host once started: they stand for a line and lamps that each have
 their own hardware, so on a machine shared with other work they should not be
 the ones kept waiting for a CPU. ``realtime`` goes further: the bus and the
-hosts run under ``SCHED_FIFO`` (priority :data:`RT_PRIORITY`), so a byte's
+hosts run under ``SCHED_FIFO`` (:data:`RT_PRIORITY_BUS`, :data:`RT_PRIORITY`), so a byte's
 delivery and a lamp's answer are not queued behind ordinary processes (on a
 real line each lamp has its own CPU and the wire has no scheduler). Neither
 process spins: both sleep between character slots or in their event loop,
@@ -58,7 +58,10 @@ HOST_DIR = Path(__file__).resolve().parent / "micropython"
 """Where the lamp host (``lamp_host.py``, MicroPython code) lives; put on the host's MICROPYPATH."""
 HOST_READY = b"streetedge lamp host ready"
 RT_PRIORITY = 10
-"""``SCHED_FIFO`` priority of the bus and the lamp hosts with ``realtime`` (1-99; low: kernel threads stay above)."""
+"""``SCHED_FIFO`` priority of the lamp hosts with ``realtime`` (1-99; low: kernel threads stay above)."""
+RT_PRIORITY_BUS = 20
+"""``SCHED_FIFO`` priority of the bus process with ``realtime``: above the hosts, as a wire waits for nobody (at
+equal priority a host's sampler would hold a byte's delivery until it yields, when both share a CPU)."""
 
 
 class HostedStreet(VirtualStreet):
@@ -112,7 +115,7 @@ class HostedStreet(VirtualStreet):
             self.image_manifest = self.image_manifests["lamp"] = build_image("sim", "lamp", self.image)
             self._start_bus(timeout)
             self._start_hosts(timeout)
-            self._schedule([p.pid for p in (self._bus, *self.host_procs) if p is not None])
+            self._schedule(self._bus.pid if self._bus is not None else None, [p.pid for p in self.host_procs])
         except BaseException:
             self.stop()
             raise
@@ -120,8 +123,9 @@ class HostedStreet(VirtualStreet):
         (self.workdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
 
-    def _schedule(self, pids: list[int]) -> None:
+    def _schedule(self, bus: int | None, hosts: list[int]) -> None:
         """Give the bus and the hosts their priority: ``nice``, then ``SCHED_FIFO`` if asked and allowed."""
+        pids = ([bus] if bus is not None else []) + hosts
         if self.nice:
             for pid in pids:
                 os.setpriority(os.PRIO_PROCESS, pid, self.nice)
@@ -129,14 +133,15 @@ class HostedStreet(VirtualStreet):
             return
         try:
             for pid in pids:
-                os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+                priority = RT_PRIORITY_BUS if pid == bus else RT_PRIORITY
+                os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
         except OSError as exc:  # not root, or a container without CAP_SYS_NICE
             for pid in pids:
                 with contextlib.suppress(OSError):
                     os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
             self.scheduling += f" (real-time scheduling refused: {exc.strerror})"
             return
-        self.scheduling = f"SCHED_FIFO priority {RT_PRIORITY} (real time)"
+        self.scheduling = f"SCHED_FIFO (real time; bus priority {RT_PRIORITY_BUS}, lamp hosts {RT_PRIORITY})"
 
     def _start_hosts(self, timeout: float) -> None:
         nodes = list(self.nodes.values())
