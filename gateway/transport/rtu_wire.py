@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import termios
 import time
@@ -39,6 +40,19 @@ from gateway.transport.serial_timing import FINE_WAIT
 
 HANDOFF_IDLE = 0.005
 """Seconds beyond t3.5 after which work left for "after the next frame" runs anyway: no frame is coming."""
+TIMER_SLACK_NS = 1
+"""The thread's timer slack while a serial line is open (Linux ``PR_SET_TIMERSLACK``; the default, 50 µs, let
+the last part of a silence overrun by 0.1 ms at the median where 1 ns gives 0.05 ms, measured here)."""
+_PR_SET_TIMERSLACK = 29
+
+
+def precise_sleeps() -> bool:
+    """Ask Linux to wake this thread's sleeps on time (:data:`TIMER_SLACK_NS`); False where that is not possible."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # not Linux, or no prctl
+        return False
 
 
 class WireClock:
@@ -99,6 +113,7 @@ class WireClock:
 
         transport.write = write_now
         self.timed = True
+        precise_sleeps()
 
     def frame_done(self, asked: float) -> None:
         """A transaction that started at ``asked`` ended: the next frame waits t3.5 after its last bytes."""
