@@ -143,10 +143,24 @@ class ModbusBus(Bus):
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
     ) -> tuple[int, list[int]]:
-        """Read one register table of a node (a command's read-back): ``(start, words)``."""
-        async with self._lock.hold(priority):
-            self._set_timeout(self.config.timeout)
-            return await self._read_table(unit, regmap, table)
+        """Read one register table of a node (a command's read-back): ``(start, words)``.
+
+        An unanswered read is retried like a poll's (``retries``, backoff, the line
+        free in between): one answer lost to a collision or a node's stall must not
+        leave a command unconfirmed while the node holds the commanded value.
+        """
+        attempt = 0
+        while True:
+            try:
+                async with self._lock.hold(priority):
+                    self._set_timeout(self.config.timeout)
+                    return await self._read_table(unit, regmap, table)
+            except NodeTimeout:
+                if attempt >= self.config.retries:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(self.config.backoff * 2**attempt)
+                attempt += 1
 
     async def write(
         self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT

@@ -19,7 +19,8 @@ LAMP = load_role("lamp")
 
 
 def bus_on(device: str, **kw: Any) -> ModbusBus:
-    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, retries=1, **kw))
+    kw.setdefault("retries", 1)
+    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, **kw))
 
 
 def test_read_node_one_request_per_table_decodes_through_the_map(pty_pair, sim) -> None:
@@ -234,5 +235,32 @@ def test_work_after_send_runs_once_the_next_frame_is_written_before_its_answer(p
             bus.after_send(lambda: ran.append("closed"))
             bus.close()  # closing the line hands it on at once
             assert ran == ["idle", "closed"]
+
+    asyncio.run(main())
+
+
+def test_a_read_back_without_answer_is_retried_with_the_line_free(pty_pair, sim) -> None:
+    """A command's read-back (read_table) tries again after an unanswered attempt, as a poll does."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, dim_level=35)
+    lamp.silent = True  # its first answer is lost
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end, backoff=1.0, retries=2)
+            reading = asyncio.create_task(bus.read_table(1, LAMP, HOLDING))
+            await until(lambda: bus.stats.timeouts >= 1, within=20, what="the first attempt's timeout")
+            assert not reading.done()
+            lamp.silent = False
+            start, words = await reading
+            assert start == 0 and words[LAMP["dim_level"].address] == 35
+            assert bus.stats.retries >= 1
+            bus.close()
+            lamp.silent = True
+            quick = bus_on(gw_end, backoff=0.0, retries=1)
+            with pytest.raises(NodeTimeout):  # never answered: given up after the retries
+                await quick.read_table(1, LAMP, HOLDING)
+            assert quick.stats.timeouts == 2
+            quick.close()
 
     asyncio.run(main())
