@@ -172,6 +172,28 @@ def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus) -> None:
     assert bus.read(2, len(sent)) == sent
 
 
+def test_paced_with_a_fifo_hands_on_chunks_and_the_last_character_on_time(
+    start_bus: StartBus, tmp_path: Path
+) -> None:
+    """``--fifo``: the receivers get a frame in chunks, each spanning at least the FIFO's time on the line,
+    and its last character no sooner than the line time after its first (the timing the silences count from)."""
+    trace = tmp_path / "trace.jsonl"
+    fifo = 0.02
+    bus = start_bus(2, "--paced", "--baud", "9600", "--fifo", str(fifo), "--trace", str(trace))
+    sent = bytes(range(240))
+    os.write(bus.fds[0], sent)
+    assert bus.read(1, len(sent)) == sent
+    assert bus.read(2, len(sent)) == sent
+    bus.stop()
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    first_in = min(t for t, kind, who, _ in events if kind == "in" and who == "master")
+    out = [(t, n) for t, kind, who, n in events if kind == "out" and who == "master"]
+    line_time = len(sent) * 11 / 9600
+    assert sum(n for _, n in out) == len(sent)
+    assert len(out) <= line_time / fifo + 1  # chunks, not one delivery per character (240 without)
+    assert out[-1][0] - first_in >= line_time
+
+
 def test_paced_overlapping_senders_collide(start_bus: StartBus) -> None:
     """Two nodes transmitting at once corrupt each other: the master sees collision bytes."""
     bus = start_bus(2, "--paced", "--baud", "9600")

@@ -59,7 +59,7 @@ from gateway.service.stats import NodeStats
 from gateway.transport.modbus_rtu import ModbusBus, silence
 from tools.bench import record
 from tools.bench.commands import host_line
-from tools.sim.bus import BITS_PER_CHAR
+from tools.sim.bus import BITS_PER_CHAR, RX_FIFO
 from tools.sim.hosted_street import HostedStreet
 
 SIM_NICE = -10
@@ -173,7 +173,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0) ->
         street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True, nice=nice, hosts=hosts,
                               realtime=True)
         trace = Path(flash) / "bus.trace.jsonl"
-        street.bus_args = ["--trace", str(trace)]
+        street.bus_args = ["--trace", str(trace)] + (["--fifo", str(RX_FIFO)] if RX_FIFO else [])
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(120.0, nodes * 2.0))
@@ -230,7 +230,8 @@ def _report(f: BusFigures) -> str:
     old_interval = nodes * cost.seconds(whole)
     lines = [
         f"{nodes} lamps (real firmware, {_hosts(len(f.host))}) on a paced virtual bus at {baud} bit/s "
-        f"({BITS_PER_CHAR}-bit characters), the gateway's poller polling flat out for {elapsed:.0f} s after "
+        f"({BITS_PER_CHAR}-bit characters; its receivers hand characters on within {RX_FIFO * 1000:g} ms, "
+        f"a frame's last one at its slot's end), the gateway's poller polling flat out for {elapsed:.0f} s after "
         f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after (2 cores)"
         + (f"; the poller at nice {f.nice}" if f.nice else "")

@@ -56,7 +56,7 @@ from tools.bench.commands_wire import split_bus_stage
 from tools.broker import LocalBroker
 from tools.keys import trust
 from tools.operator import Signer, build_command
-from tools.sim.bus import BITS_PER_CHAR  # the virtual bus paces 11-bit characters, as 8E1 on a real line
+from tools.sim.bus import BITS_PER_CHAR, RX_FIFO  # the virtual bus paces 11-bit characters, as 8E1 on a real line
 from tools.sim.hosted_street import HostedStreet
 from tools.sim.street import VirtualStreet
 from tools.street_config import write_gateway_toml
@@ -228,6 +228,8 @@ def run_commands_bench(
             street = VirtualStreet(work / "street", nodes=nodes, baud=baud, paced=paced, heapsize=heapsize or "128K")
         trace = Path(flash) / "bus.trace.jsonl"
         street.bus_args = ["--trace", str(trace)]  # splits the one-lamp commands' bus stage (commands_wire)
+        if host_lamps:
+            street.bus_args += ["--fifo", str(RX_FIFO)]
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(60.0, nodes * 2.0))
