@@ -101,11 +101,11 @@ async def _measure(poller: BusPoller, seconds: float, cost: LineCost) -> tuple[_
     regmap = load_role("lamp")
     original = poller.poll
 
-    async def poll(node: NodeConfig, *, priority: int = 10) -> bool:
+    async def poll(node: NodeConfig, *, priority: int = 10, hand_on_later: bool = False) -> bool:
         memory = poller.memory.get(node.id)
         classes = memory.due() if memory is not None else EVERYTHING
         mirrored = memory is not None and memory.mirrors
-        ok = await original(node, priority=priority)
+        ok = await original(node, priority=priority, hand_on_later=hand_on_later)
         if ok and counting:
             plan = plan_for(regmap, classes, poller.cost, use_mirrors=mirrored)  # the requests the poller sent
             tally.readings += len(plan.registers)

@@ -32,15 +32,6 @@ def make_poller(sim: Any, device: str, units: dict[str, int], interval: float = 
     return poller, stats, got
 
 
-async def poll_reported(poller: BusPoller, node: NodeConfig, got: list[tuple[str, float, Readings]]) -> Readings:
-    """Poll once; the readings it reported (a serial bus hands them on once its next frame is on the wire,
-    or soon after when none follows)."""
-    before = len(got)
-    assert await poller.poll(node)
-    await until(lambda: len(got) > before, what="the poll's readings")
-    return got[-1][2]
-
-
 def test_poll_reports_decoded_readings(pty_pair, sim) -> None:
     """A good poll reports every register with its raw value and updates the node's state."""
     gw_end, node_end = pty_pair
@@ -141,23 +132,24 @@ def test_settings_are_read_at_start_and_after_a_command_only(pty_pair, sim) -> N
             poller, _stats, got = make_poller(sim, gw_end, {"lamp-1": 1})
             node = poller.nodes[0]
             lamp.holding[rated] = 60
-            await poll_reported(poller, node, got)
+            assert await poller.poll(node)
             lamp.holding[rated] = 75  # changed behind the gateway's back (the node would count it)
             lamp.values["power"] = 12.5
-            readings = await poll_reported(poller, node, got)
-            values = {reg.name: reg.value(raw) for reg, raw in readings}
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
             assert values["power"] == 12.5 and values["rated_power"] == 60  # measured, not re-read
-            assert len(readings) == len(LAMP.registers)  # every register still reported
+            assert len(got[-1][2]) == len(LAMP.registers)  # every register still reported
             await poller.bus.write(1, LAMP["dim_level"].address, [40])  # a command (urgent)
-            values = {reg.name: reg.value(raw) for reg, raw in await poll_reported(poller, node, got)}
+            assert await poller.poll(node)
+            values = {reg.name: reg.value(raw) for reg, raw in got[-1][2]}
             assert values["rated_power"] == 75 and values["dim_level"] == 40
             assert poller.memory[node.id].settings_reads == 2
             lamp.holding[rated] = 90
-            readings = await poll_reported(poller, node, got)
-            assert {reg.name: reg.value(raw) for reg, raw in readings}["rated_power"] == 75
+            assert await poller.poll(node)
+            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 75
             poller.bus.request_full_poll(1)  # an operator's refresh: no write, everything read again
-            readings = await poll_reported(poller, node, got)
-            assert {reg.name: reg.value(raw) for reg, raw in readings}["rated_power"] == 90
+            assert await poller.poll(node)
+            assert {reg.name: reg.value(raw) for reg, raw in got[-1][2]}["rated_power"] == 90
             assert poller.memory[node.id].settings_reads == 3
             poller.bus.close()
 
@@ -215,7 +207,35 @@ def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair,
             assert swallowed.is_set()
             assert done == {task}, "the poller kept polling after it was cancelled"
             assert task.cancelled()
-            poller.bus.close()  # hands on what waited for the next frame
+            poller.bus.close()  # the workers hand readings on after the next frame, at the latest at close
             assert len(got) == 1  # the poll in flight still reported its readings
+
+    asyncio.run(main())
+
+
+def test_polling_flat_out_hands_readings_on_while_the_next_request_is_on_the_line(pty_pair, sim) -> None:
+    """The workers report a poll's readings once the next request holds the line (not in the silence before
+    it); none is lost, the last one is handed on when the line closes."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2), sim.lamp(3)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            poller, stats, got = make_poller(sim, gw_end, {"lamp-1": 1, "lamp-2": 2, "lamp-3": 3}, interval=0.01)
+            line_busy: list[bool] = []
+            record = poller.on_readings
+
+            def on_readings(node: NodeConfig, when: float, readings: Readings) -> None:
+                line_busy.append(poller.bus._lock.locked())  # type: ignore[attr-defined]
+                record(node, when, readings)
+
+            poller.on_readings = on_readings
+            task = asyncio.create_task(poller.run())
+            await until(lambda: len(got) >= 10, what="ten polls reported")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            poller.bus.close()
+            assert len(got) == sum(s.polls for s in stats.values())  # every good poll, once
+            assert any(line_busy)  # handed on while a request held the line
 
     asyncio.run(main())
