@@ -13,7 +13,10 @@ start, when the node says its settings changed, after a reboot, or on
 an operator's ``refresh`` command), merged into the fewest requests the line carries
 cheapest (pipelined on TCP; on a serial line each request holds the line for
 its own transaction, so a command waits one transaction at most), and hands
-``(node, time, readings)`` to a callback, which turns them into SenML. The
+``(node, time, readings)`` to a callback, which turns them into SenML (on a
+serial line once the next request is on the wire, see ``ModbusBus.after_send``:
+the node's answer then takes a frame's time, while the line's silences do not
+wait for it). The
 readings hold every register of the map: those not read this time carry the
 value last read.
 
@@ -162,7 +165,7 @@ class BusPoller:
             if missed:
                 self._skipped(node, missed, BACKPRESSURE if held else OVERRUN)
             try:
-                await self.poll(node)
+                await self.poll(node, hand_on_later=True)  # the next poll follows at once
             finally:
                 schedule.done(key, self._interval(node))
                 wakeup.set()
@@ -176,8 +179,14 @@ class BusPoller:
         self.stats[node.id].skipped += missed
         self.totals.polls_skipped[reason] += missed
 
-    async def poll(self, node: NodeConfig, *, priority: int = ROUTINE) -> bool:
-        """Poll one node once (the registers due), update its state, report readings; True on success."""
+    async def poll(self, node: NodeConfig, *, priority: int = ROUTINE, hand_on_later: bool = False) -> bool:
+        """Poll one node once (the registers due), update its state, report readings; True on success.
+
+        ``hand_on_later`` (the poller's own workers, which poll again at once):
+        on a serial line the readings are reported once the next request is on
+        the wire, or soon after if none follows (``ModbusBus.after_send``); else
+        before this returns.
+        """
         state = self.stats[node.id]
         regmap = load_role(node.role)
         memory = self.memory.get(node.id)
@@ -210,7 +219,8 @@ class BusPoller:
         if now - self._values_at.get(node.id, -VALUES_EVERY) >= VALUES_EVERY:
             # Converting every register costs about as much as the poll itself: do it for people, not per poll.
             self._values_at[node.id] = now
-            state.values.update({reg.name: reg.value(raw) for reg, raw in readings})
+            self._hand_on(lambda: state.values.update({reg.name: reg.value(raw) for reg, raw in readings}),
+                          later=hand_on_later)
         state.last_poll = now
         state.polls += 1
         state.readings += len(read)  # values read from the node; those repeated from memory are not counted
@@ -226,8 +236,18 @@ class BusPoller:
             state.online = True
             if self.on_state is not None:
                 self.on_state(node, state)
-        self.on_readings(node, now, readings)
+        self._hand_on(lambda: self.on_readings(node, now, readings), later=hand_on_later)
         return True
+
+    def _hand_on(self, work: Callable[[], None], *, later: bool) -> None:
+        """Run a poll's follow-up work; ``later``, on a serial line, once the next request is on the wire (the
+        node then takes a frame's time to answer), so that it does not lengthen the silence between two
+        transactions."""
+        after_send = getattr(self.bus, "after_send", None) if later else None
+        if after_send is None:
+            work()
+        else:
+            after_send(work)
 
     def _failed(self, node: NodeConfig, state: NodeStats, exc: BusError) -> None:
         state.failures += 1

@@ -20,11 +20,10 @@ and are re-exported here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import termios
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -36,8 +35,9 @@ from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
+from gateway.transport.rtu_wire import WireClock, drained
 from gateway.transport.serial_device import device_problem
-from gateway.transport.serial_timing import FINE_WAIT, TURNAROUND, char_bits, silence
+from gateway.transport.serial_timing import TURNAROUND, char_bits, silence
 
 __all__ = ["TURNAROUND", "Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout", "silence"]
 
@@ -60,15 +60,23 @@ class ModbusBus(Bus):
         self.stats = stats or BusStats(config.name)
         self._lock = PriorityLock()
         self._client: AsyncModbusSerialClient | None = None
-        self._quiet_until = 0.0
         self._next_open = 0.0
         self._timeout = config.timeout
-        self._heard = 0.0  # when bytes last arrived from the line (monotonic)
         self.silence = silence(config.baud, char_bits(config.parity, config.stopbits))
         """t3.5: the line stays quiet this long after every frame before the master sends again."""
+        self.wire = WireClock(self.silence)
+        """When the line may carry the next frame, and the work that waits for it (:mod:`.rtu_wire`)."""
 
     def __repr__(self) -> str:
         return f"<ModbusBus {self.name} {self.config.device}>"
+
+    def after_send(self, work: Callable[[], None]) -> None:
+        """Run ``work`` once the next frame is on the wire, while the node answers (soon if no frame follows).
+
+        A poller hands a poll's readings on this way: their handling then does
+        not sit in the silence between an answer and the next request.
+        """
+        self.wire.after_send(work)
 
     async def read_node(
         self, unit: int, regmap: RegisterMap, *, priority: int = ROUTINE,
@@ -140,10 +148,24 @@ class ModbusBus(Bus):
     async def read_table(
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
     ) -> tuple[int, list[int]]:
-        """Read one register table of a node (a command's read-back): ``(start, words)``."""
-        async with self._lock.hold(priority):
-            self._set_timeout(self.config.timeout)
-            return await self._read_table(unit, regmap, table)
+        """Read one register table of a node (a command's read-back): ``(start, words)``.
+
+        An unanswered read is retried like a poll's (``retries``, backoff, the line
+        free in between): one answer lost to a collision or a node's stall must not
+        leave a command unconfirmed while the node holds the commanded value.
+        """
+        attempt = 0
+        while True:
+            try:
+                async with self._lock.hold(priority):
+                    self._set_timeout(self.config.timeout)
+                    return await self._read_table(unit, regmap, table)
+            except NodeTimeout:
+                if attempt >= self.config.retries:
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(self.config.backoff * 2**attempt)
+                attempt += 1
 
     async def write(
         self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT
@@ -189,11 +211,11 @@ class ModbusBus(Bus):
                 raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
             self.stats.requests += 1
             self.stats.broadcasts += 1
-            await _drained(client)
+            await drained(client)
             # Drained: the frame is on the wire (a UART) or read by the other end (a pty, which then still
             # takes the characters' time on a paced line). The turnaround counts from the frame's end.
             on_wire = (9 + 2 * len(values)) * char_bits(self.config.parity, self.config.stopbits) / self.config.baud
-            self._quiet_until = time.monotonic() + on_wire + TURNAROUND
+            self.wire.quiet_until = time.monotonic() + on_wire + TURNAROUND
 
     async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
                           priority: int = ROUTINE) -> bytes:
@@ -215,29 +237,11 @@ class ModbusBus(Bus):
                 await client.write_file_record(records, device_id=0, no_response_expected=True)
             except PymodbusError as exc:
                 raise BusUnavailable(f"bus {self.name}: broadcast failed: {exc}") from exc
-            await _drained(client)  # as broadcast(): the turnaround counts from the frame's end
+            await drained(client)  # as broadcast(): the turnaround counts from the frame's end
             bits = char_bits(self.config.parity, self.config.stopbits)
-            self._quiet_until = time.monotonic() + (12 + len(data)) * bits / self.config.baud + TURNAROUND
+            self.wire.quiet_until = time.monotonic() + (12 + len(data)) * bits / self.config.baud + TURNAROUND
             self.stats.broadcasts += 1
             return b""
-
-    def _stamp_arrivals(self, client: AsyncModbusSerialClient) -> None:
-        """Note when bytes arrive, so t3.5 counts from an answer's end rather than from when it was handled.
-
-        pymodbus hands received bytes to its protocol object (``client.ctx``)'s
-        ``data_received``; wrapped on that instance, it stamps the time first.
-        Without it (another pymodbus layout) t3.5 counts from the handling, later.
-        """
-        protocol = getattr(client, "ctx", None)
-        receive = getattr(protocol, "data_received", None)
-        if protocol is None or receive is None:
-            return
-
-        def stamped(data: bytes) -> None:
-            self._heard = time.monotonic()
-            receive(data)
-
-        protocol.data_received = stamped
 
     def _set_timeout(self, seconds: float) -> None:
         """The response timeout of the next transaction (we hold the line, so nobody else's is running)."""
@@ -246,7 +250,8 @@ class ModbusBus(Bus):
             self._client.ctx.comm_params.timeout_connect = seconds
 
     def close(self) -> None:
-        """Close the serial device; the next transaction reopens it."""
+        """Close the serial device; the next transaction reopens it. Work left for the next frame runs now."""
+        self.wire.flush()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -293,8 +298,7 @@ class ModbusBus(Bus):
             finally:
                 # Whatever came back (or nothing), the next frame waits out t3.5 after this one: from the
                 # answer's last bytes when they were seen arriving, else from now.
-                heard = self._heard if self._heard > asked else time.monotonic()
-                self._quiet_until = max(self._quiet_until, heard + self.silence)
+                self.wire.frame_done(asked)
         except ModbusIOException as exc:
             self.stats.timeouts += 1
             raise NodeTimeout(f"{where}: no answer to {what}") from exc
@@ -319,14 +323,8 @@ class ModbusBus(Bus):
             client = self._client
             if client is None or not client.connected:
                 client = await self._open()
-            pause = self._quiet_until - time.monotonic()
-            if pause > FINE_WAIT:
-                # The event loop's timers are whole milliseconds (epoll): wake a little early ...
-                await asyncio.sleep(pause - FINE_WAIT)
-                pause = self._quiet_until - time.monotonic()
-            if pause > 0:
-                # ... and wait out the rest exactly: a t3.5 of 1.75 ms would otherwise grow to 2.5 ms.
-                time.sleep(min(pause, FINE_WAIT))  # noqa: ASYNC251 - under 1 ms, on purpose (see FINE_WAIT)
+            # Asleep for most of the silence; its last part is waited out when the frame is written.
+            await self.wire.wait_quiet()
             if not self._lock.better_waiting():
                 return client
             # Nothing sent yet: a command that came during the silence goes first (its read-back after its write).
@@ -367,27 +365,9 @@ class ModbusBus(Bus):
             reason = device_problem(cfg.device, try_open=True) or "the serial driver refused it"
             raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}: {reason}")
         log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
-        self._stamp_arrivals(client)
+        self.wire.attach(client)
         self._client = client
         self.stats.connected = True
         self._next_open = 0.0
         return client
 
-
-async def _drained(client: AsyncModbusSerialClient) -> None:
-    """Wait until what pymodbus wrote has left the serial device (``tcdrain``); at once if that cannot be known.
-
-    pymodbus queues a frame and writes it when the device is writable; its
-    serial transport keeps the queue in ``intern_write_buffer`` and the pyserial
-    port in ``sync_serial`` (looked up defensively: neither is public API).
-    """
-    transport = getattr(client.ctx, "transport", None)
-    port = getattr(transport, "sync_serial", None)
-    if port is None:
-        return
-    for _ in range(100):  # the writer callback runs within a loop iteration or two
-        if not getattr(transport, "intern_write_buffer", None):
-            break
-        await asyncio.sleep(0)
-    with contextlib.suppress(OSError, termios.error, ValueError):
-        await asyncio.to_thread(termios.tcdrain, port.fileno())

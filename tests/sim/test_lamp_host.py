@@ -174,11 +174,22 @@ def test_manifest_names_the_host_and_stop_ends_it(tmp_path: Path) -> None:
 
 
 def test_lamps_split_over_hosts_each_answer_on_their_own_drop(tmp_path: Path) -> None:
-    """``hosts=2``: two host processes on two drops share the lamps; every lamp answers; stop ends both."""
-    street = HostedStreet(tmp_path, nodes=3, first_unit=30, hosts=2)
+    """``hosts=2``: two host processes on two drops share the lamps; every lamp answers; stop ends both.
+
+    With ``realtime`` the bus and both hosts run under SCHED_FIFO where the kernel allows it, and the
+    street says which it got; they answer all the same."""
+    street = HostedStreet(tmp_path, nodes=3, first_unit=30, hosts=2, realtime=True)
     with street:
         manifest = street.start(timeout=120)
         procs = street.host_procs
+        bus = int(street.ports["pid"])
+        policies = {os.sched_getscheduler(p.pid) for p in procs} | {os.sched_getscheduler(bus)}
+        allowed = os.geteuid() == 0  # root here; an unprivileged run must get the fallback, named
+        assert policies == ({os.SCHED_FIFO} if allowed else {os.SCHED_OTHER}), policies
+        assert ("SCHED_FIFO" in street.scheduling) == allowed
+        assert ("refused" in street.scheduling) != allowed
+        if allowed:  # the wire above the lamps: a host's work never holds a byte's delivery
+            assert os.sched_getparam(bus).sched_priority > os.sched_getparam(procs[0].pid).sched_priority
         assert len(procs) == 2 and len(street.ports["drops"]) == 2
         assert [n["pid"] for n in manifest["nodes"]] == [procs[0].pid, procs[1].pid, procs[1].pid]
         master = _Master(street.master_device)

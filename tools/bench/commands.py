@@ -8,7 +8,10 @@ line rate with ``--paced``), and the gateway daemon as its own process
 (``streetedge run``, as systemd runs it). The operator side keeps one MQTT
 connection, signs each command (Ed25519, COSE_Sign1), publishes it and times
 the arrival of its result: signature check, audit fsyncs, Modbus write or
-broadcast, and the read-back of every lamp are all inside the figure.
+broadcast, and the read-back of every lamp are all inside the figure. A
+one-lamp command's bus stage is split, from the bus's timestamped traffic,
+into the write's transaction on the line and the rest (waiting for the line,
+the gateway's handling): :mod:`tools.bench.commands_wire`.
 
 The whole-bus figure is compared with the line-rate limit of the same work
 (:func:`line_limit`): one broadcast write of one register, the turnaround the
@@ -20,9 +23,11 @@ and with the floor of the characters alone (:func:`wire_floor`).
 every lamp the real firmware, all in one MicroPython process on one drop of the
 bus), the only way a paced 247-lamp bus fits a small machine; the host's
 measured turnaround and broadcast execution time are printed with the figures.
-Run as root, the bus and the host get nice -10 (:data:`SIM_NICE`): they stand
-for a line and lamps with their own hardware, while the gateway, the broker and
-the operator side compete for the shared CPUs as before.
+Run as root, the bus and the host get nice -10 (:data:`SIM_NICE`) and real-time
+scheduling (``SCHED_FIFO``, :class:`~tools.sim.hosted_street.HostedStreet`; the
+text says when the kernel refused it): they stand for a line and lamps with
+their own hardware, while the gateway, the broker and the operator side
+compete for the shared CPUs as ordinary processes.
 Every run also prints the load average and the bus's overflow and collision
 counters: a run with either is not a clean figure (run it again).
 """
@@ -47,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.mqtt.topics import Topics
 from gateway.transport.modbus_rtu import TURNAROUND
 from tools.bench import record
+from tools.bench.commands_wire import split_bus_stage
 from tools.broker import LocalBroker
 from tools.keys import trust
 from tools.operator import Signer, build_command
@@ -68,6 +74,8 @@ STAGES = (
     ("verify", "verification (envelope, signature, scope, replay lookup, plan)"),
     ("durable", "audit `accepted` + replay claim on disk"),
     ("bus", "bus: the write (waiting for the line included)"),
+    ("line", "- of which waiting for the line and the gateway's handling (bus trace)"),
+    ("wire", "- of which the write's transaction on the line, request to answer (bus trace)"),
     ("readback", "read-back"),
     ("record", "audit `executed` + result on disk"),
     ("total", "gateway total (arrival to result published)"),
@@ -137,6 +145,7 @@ async def _measure(
             command = build_command(target, "dim", params)
             payload = signer.sign(command)
             start = time.perf_counter()
+            at = time.monotonic()  # the bus trace's clock
             await client.publish(topics.cmd, payload, qos=1)
             async with asyncio.timeout(600):
                 async for msg in client.messages:
@@ -151,7 +160,8 @@ async def _measure(
                         if isinstance(ms, dict) and target != "bus:bus0":
                             # The rest of the round trip: the broker both ways, the operator's and the
                             # gateway's MQTT clients, the command queue.
-                            stages.append({**ms, "mqtt": took * 1000 - float(ms.get("total", 0))})
+                            stages.append({**ms, "mqtt": took * 1000 - float(ms.get("total", 0)),
+                                           "at": at, "until": time.monotonic()})
                         return took
             raise TimeoutError("no result")
 
@@ -212,9 +222,12 @@ def run_commands_bench(
         street: VirtualStreet
         if host_lamps:
             street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=paced,
-                                  heapsize=heapsize or "16M", nice=SIM_NICE if os.geteuid() == 0 else 0)
+                                  heapsize=heapsize or "16M", nice=SIM_NICE if os.geteuid() == 0 else 0,
+                                  realtime=True)
         else:
             street = VirtualStreet(work / "street", nodes=nodes, baud=baud, paced=paced, heapsize=heapsize or "128K")
+        trace = Path(flash) / "bus.trace.jsonl"
+        street.bus_args = ["--trace", str(trace)]  # splits the one-lamp commands' bus stage (commands_wire)
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(60.0, nodes * 2.0))
@@ -240,12 +253,14 @@ def run_commands_bench(
             time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
             counters = street.bus_stats()
             host = street.host_stats() if isinstance(street, HostedStreet) else {}
+        if trace.exists():
+            split_bus_stage(trace, stages)
     load_after = os.getloadavg()
     limit = line_limit(nodes, baud)
     where = "one process and one drop each"
     if isinstance(street, HostedStreet):
         where = "in one lamp host process on one drop"
-        where += f", bus and host at nice {street.nice}" if street.nice else ""
+        where += f", bus and host (the simulated line and lamps) at {street.scheduling}"
     lines = [
         f"{nodes} lamps ({where}) on one bus at {baud} bit/s "
         f"({'paced at the line rate' if paced else 'unpaced ptys'}), "

@@ -27,7 +27,14 @@ has a CPU per lamp). The first host logs to ``host.log`` and counts to
 ``nice`` (e.g. -10; negative needs root) sets the scheduling priority of the
 bus and the host once started: they stand for a line and lamps that each have
 their own hardware, so on a machine shared with other work they should not be
-the ones kept waiting for a CPU.
+the ones kept waiting for a CPU. ``realtime`` goes further: the bus and the
+hosts run under ``SCHED_FIFO`` (:data:`RT_PRIORITY_BUS`, :data:`RT_PRIORITY`), so a byte's
+delivery and a lamp's answer are not queued behind ordinary processes (on a
+real line each lamp has its own CPU and the wire has no scheduler). Neither
+process spins: both sleep between character slots or in their event loop,
+and the kernel keeps 5 % of each second for ordinary processes
+(``sched_rt_runtime_us``). Where the kernel refuses (not root, no
+``CAP_SYS_NICE``), they keep ``nice`` and :attr:`HostedStreet.scheduling` says so.
 
 Every node's ``pid`` in the manifest is the host's. Single nodes cannot be
 restarted or killed (:meth:`start_node`, :meth:`kill_node` raise): the host is
@@ -36,6 +43,7 @@ for benches of a whole bus, the per-process street for everything else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -49,6 +57,11 @@ from tools.sim.street import NodeProcess, StreetError, VirtualStreet, micropytho
 HOST_DIR = Path(__file__).resolve().parent / "micropython"
 """Where the lamp host (``lamp_host.py``, MicroPython code) lives; put on the host's MICROPYPATH."""
 HOST_READY = b"streetedge lamp host ready"
+RT_PRIORITY = 10
+"""``SCHED_FIFO`` priority of the lamp hosts with ``realtime`` (1-99; low: kernel threads stay above)."""
+RT_PRIORITY_BUS = 20
+"""``SCHED_FIFO`` priority of the bus process with ``realtime``: above the hosts, as a wire waits for nobody (at
+equal priority a host's sampler would hold a byte's delivery until it yields, when both share a CPU)."""
 
 
 class HostedStreet(VirtualStreet):
@@ -69,6 +82,7 @@ class HostedStreet(VirtualStreet):
         sample_ms: int = 5000,
         nice: int = 0,
         hosts: int = 1,
+        realtime: bool = False,
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
@@ -77,6 +91,9 @@ class HostedStreet(VirtualStreet):
         self.sample_ms = sample_ms
         self.nice = nice
         self.hosts = hosts
+        self.realtime = realtime
+        self.scheduling = f"nice {nice}" if nice else "ordinary scheduling"
+        """How the bus and the hosts were scheduled, for a bench's text (set by :meth:`start`)."""
         self.host_log = self.workdir / "host.log"
         self.host: subprocess.Popen[bytes] | None = None
         """The first lamp host (all of them: :attr:`host_procs`)."""
@@ -98,16 +115,33 @@ class HostedStreet(VirtualStreet):
             self.image_manifest = self.image_manifests["lamp"] = build_image("sim", "lamp", self.image)
             self._start_bus(timeout)
             self._start_hosts(timeout)
-            if self.nice:
-                for proc in (self._bus, *self.host_procs):
-                    if proc is not None:
-                        os.setpriority(os.PRIO_PROCESS, proc.pid, self.nice)
+            self._schedule(self._bus.pid if self._bus is not None else None, [p.pid for p in self.host_procs])
         except BaseException:
             self.stop()
             raise
         manifest = self.manifest()
         (self.workdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
+
+    def _schedule(self, bus: int | None, hosts: list[int]) -> None:
+        """Give the bus and the hosts their priority: ``nice``, then ``SCHED_FIFO`` if asked and allowed."""
+        pids = ([bus] if bus is not None else []) + hosts
+        if self.nice:
+            for pid in pids:
+                os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+        if not self.realtime:
+            return
+        try:
+            for pid in pids:
+                priority = RT_PRIORITY_BUS if pid == bus else RT_PRIORITY
+                os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
+        except OSError as exc:  # not root, or a container without CAP_SYS_NICE
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+            self.scheduling += f" (real-time scheduling refused: {exc.strerror})"
+            return
+        self.scheduling = f"SCHED_FIFO (real time; bus priority {RT_PRIORITY_BUS}, lamp hosts {RT_PRIORITY})"
 
     def _start_hosts(self, timeout: float) -> None:
         nodes = list(self.nodes.values())

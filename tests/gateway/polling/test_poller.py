@@ -207,7 +207,35 @@ def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller(pty_pair,
             assert swallowed.is_set()
             assert done == {task}, "the poller kept polling after it was cancelled"
             assert task.cancelled()
+            poller.bus.close()  # the workers hand readings on after the next frame, at the latest at close
             assert len(got) == 1  # the poll in flight still reported its readings
+
+    asyncio.run(main())
+
+
+def test_polling_flat_out_hands_readings_on_while_the_next_request_is_on_the_line(pty_pair, sim) -> None:
+    """The workers report a poll's readings once the next request holds the line (not in the silence before
+    it); none is lost, the last one is handed on when the line closes."""
+    gw_end, node_end = pty_pair
+    lamps = [sim.lamp(1), sim.lamp(2), sim.lamp(3)]
+
+    async def main() -> None:
+        async with sim.serve(node_end, lamps):
+            poller, stats, got = make_poller(sim, gw_end, {"lamp-1": 1, "lamp-2": 2, "lamp-3": 3}, interval=0.01)
+            line_busy: list[bool] = []
+            record = poller.on_readings
+
+            def on_readings(node: NodeConfig, when: float, readings: Readings) -> None:
+                line_busy.append(poller.bus._lock.locked())  # type: ignore[attr-defined]
+                record(node, when, readings)
+
+            poller.on_readings = on_readings
+            task = asyncio.create_task(poller.run())
+            await until(lambda: len(got) >= 10, what="ten polls reported")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             poller.bus.close()
+            assert len(got) == sum(s.polls for s in stats.values())  # every good poll, once
+            assert any(line_busy)  # handed on while a request held the line
 
     asyncio.run(main())

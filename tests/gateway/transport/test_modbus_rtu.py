@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from waiting import until
 
 from gateway.contracts import HOLDING, INPUT, load_role
 from gateway.polling.poller import decode
@@ -18,7 +19,8 @@ LAMP = load_role("lamp")
 
 
 def bus_on(device: str, **kw: Any) -> ModbusBus:
-    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, retries=1, **kw))
+    kw.setdefault("retries", 1)
+    return ModbusBus(BusConfig(name="bus0", device=device, parity="N", timeout=0.3, **kw))
 
 
 def test_read_node_one_request_per_table_decodes_through_the_map(pty_pair, sim) -> None:
@@ -183,7 +185,7 @@ def test_a_poll_still_waiting_out_the_silence_gives_the_line_to_a_command(pty_pa
         async with sim.serve(node_end, [lamp]):
             bus = bus_on(gw_end)
             await bus.read_requests(1, [(INPUT, 0, 4)])  # opened, and its timing known
-            bus._quiet_until = time.monotonic() + 1.0  # as after a broadcast: the poll will wait with the line
+            bus.wire.quiet_until = time.monotonic() + 1.0  # as after a broadcast: the poll will wait with the line
 
             async def poll() -> None:
                 words = await bus.read_requests(1, [(INPUT, LAMP["power"].address, 1)], response_timeout=0.5)
@@ -208,3 +210,57 @@ def test_a_poll_still_waiting_out_the_silence_gives_the_line_to_a_command(pty_pa
     asyncio.run(main())
     assert done == ["command", "poll 125"]
     assert lamp.writes == [(0, [33])]
+
+
+def test_work_after_send_runs_once_the_next_frame_is_written_before_its_answer(pty_pair, sim) -> None:
+    """A poll's follow-up work waits for the next frame, runs while the node answers, and is never lost."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end)
+            await bus.read_requests(1, [(HOLDING, 0, 2)])  # opens the line
+            answered_when_run: list[int] = []
+            bus.after_send(lambda: answered_when_run.append(bus.stats.requests))
+            assert answered_when_run == []  # not at once: it waits for the next frame
+            before = bus.stats.requests
+            await bus.write(1, LAMP["dim_level"].address, [55])
+            assert answered_when_run == [before]  # it ran before the write's answer was handled
+            assert bus.stats.requests == before + 1
+
+            ran: list[str] = []
+            bus.after_send(lambda: ran.append("idle"))  # no frame follows: it runs anyway
+            await until(lambda: ran, within=20, what="the work left for a frame that never came")
+            bus.after_send(lambda: ran.append("closed"))
+            bus.close()  # closing the line hands it on at once
+            assert ran == ["idle", "closed"]
+
+    asyncio.run(main())
+
+
+def test_a_read_back_without_answer_is_retried_with_the_line_free(pty_pair, sim) -> None:
+    """A command's read-back (read_table) tries again after an unanswered attempt, as a poll does."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1, dim_level=35)
+    lamp.silent = True  # its first answer is lost
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end, backoff=1.0, retries=2)
+            reading = asyncio.create_task(bus.read_table(1, LAMP, HOLDING))
+            await until(lambda: bus.stats.timeouts >= 1, within=20, what="the first attempt's timeout")
+            assert not reading.done()
+            lamp.silent = False
+            start, words = await reading
+            assert start == 0 and words[LAMP["dim_level"].address] == 35
+            assert bus.stats.retries >= 1
+            bus.close()
+            lamp.silent = True
+            quick = bus_on(gw_end, backoff=0.0, retries=1)
+            with pytest.raises(NodeTimeout):  # never answered: given up after the retries
+                await quick.read_table(1, LAMP, HOLDING)
+            assert quick.stats.timeouts == 2
+            quick.close()
+
+    asyncio.run(main())

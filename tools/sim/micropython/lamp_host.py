@@ -22,7 +22,9 @@ the same silence rule) and frames them ONCE with the real slave
 framer (:class:`HostFramer`, a ``protocols.modbus.slave.SlaveFramer`` whose unit
 is the set of hosted units), as every node on a real line frames the same byte
 stream alike. A request for a hosted unit is
-handed, as its bytes, to that lamp's port; a broadcast to every lamp's port.
+handed, as its bytes, to that lamp's port; a broadcast to every lamp's port,
+one lamp at a time, and to a lamp addressed meanwhile before its request
+(``_feed_broadcasts`` says why).
 Each lamp's own ``ModbusSlave`` reads it from there, frames it (one frame: cheap),
 keeps the spec's t3.5 after the request,
 runs it against its bank and writes its answer, which the host puts on the bus.
@@ -240,6 +242,8 @@ class LampHost:
         self.broadcast_us = []
         self._bc_pending = 0
         self._bc_start = 0
+        self._bc_queue = []  # [frame, arrived, units not given it yet] per broadcast, oldest first
+        self._bc_wake = asyncio.Event()
         self.gc_n = 0
         self.gc_max_us = 0
         self.gc_total_us = 0
@@ -298,22 +302,49 @@ class LampHost:
         reader = ModbusSlave(self.port, min(self.lamps), None, self.cfg.get("baud", 19200))
         reader.framer = self.framer = HostFramer(list(self.lamps), self)
         self._chores = asyncio.create_task(self._housekeeping())
+        self._feeder = asyncio.create_task(self._feed_broadcasts())
         print("streetedge lamp host ready lamps=%d" % len(self.nodes))
         await reader.run()
 
     def dispatch(self, unit, frame, arrived):
-        """Hand a request to its lamp, a broadcast (unit 0) to every lamp."""
+        """Hand a request to its lamp, a broadcast (unit 0) to every lamp (through the feeder, see below)."""
         self.frames += 1
         if unit == 0:
             self.broadcasts += 1
-            inboxes = self.lamps.values()
             if self._bc_pending == 0:
                 self._bc_start = arrived
             self._bc_pending += len(self.lamps)
-            for inbox in inboxes:
-                inbox.put(frame, arrived, True)
-        else:
-            self.lamps[unit].put(frame, arrived, False)
+            self._bc_queue.append([frame, arrived, sorted(self.lamps)])
+            self._bc_wake.set()
+            return
+        inbox = self.lamps[unit]
+        for bc in self._bc_queue:  # broadcasts this lamp has not been given yet go first, in order
+            if unit in bc[2]:
+                bc[2].remove(unit)
+                inbox.put(bc[0], bc[1], True)
+        inbox.put(frame, arrived, False)
+
+    async def _feed_broadcasts(self):
+        """Give each broadcast to the lamps one at a time, the reader free to serve requests in between.
+
+        Handed to every lamp at once, a broadcast would queue N lamps' executions
+        ahead of any request that comes meanwhile (the read-back of the lamp
+        that executed it first, 0.1 s later, waited up to 0.7 s behind the other
+        246 in a stall). On a real bus each lamp executes it on its own CPU;
+        here a lamp that is addressed gets its broadcasts first (``dispatch``).
+        """
+        queue = self._bc_queue
+        while True:
+            if not queue:
+                self._bc_wake.clear()
+                await self._bc_wake.wait()
+                continue
+            frame, arrived, units = queue[0]
+            if units:
+                self.lamps[units.pop(0)].put(frame, arrived, True)
+                await asyncio.sleep_ms(0)  # that lamp runs next; a request read meanwhile is dispatched
+            else:
+                queue.pop(0)
 
     async def _housekeeping(self):
         next_stats = time.ticks_add(time.ticks_ms(), _STATS_MS)
