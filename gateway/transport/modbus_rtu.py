@@ -20,6 +20,7 @@ and are re-exported here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import termios
 import time

@@ -235,7 +235,8 @@ def _report(f: BusFigures) -> str:
     lines = [
         f"{nodes} lamps (real firmware, {_hosts(len(f.host))}) on a paced virtual bus at {baud} bit/s "
         f"({BITS_PER_CHAR}-bit characters; a frame reaches its receivers whole at the end of its last "
-        f"character's slot, as a UART's idle interrupt hands it on), the gateway's poller polling flat out for {elapsed:.0f} s after "
+        f"character's slot, as a UART's idle interrupt hands it on), the gateway's poller polling flat out for "
+        f"{elapsed:.0f} s after "
         f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after (2 cores)"
         + (f"; the poller at nice {f.nice}" if f.nice else "")
