@@ -231,8 +231,15 @@ class ModbusBus(Bus):
                 return bytes(found[0].record_data) if found else b""
             records = [FileRecord(file_number=file, record_number=record, record_data=data)]
             if unit:
-                await self._call(unit, f"write file {file} record {record}",
-                                 client.write_file_record(records, device_id=unit))
+                pdu = await self._call(unit, f"write file {file} record {record}",
+                                       client.write_file_record(records, device_id=unit))
+                # The answer is the request's echo (spec 6.15): one that is not (a late answer to an earlier
+                # write, taken for this one's) must not count as this record stored.
+                echo = [(r.file_number, r.record_number, bytes(r.record_data)) for r in getattr(pdu, "records", [])]
+                if echo != [(file, record, bytes(data))]:
+                    self.stats.errors += 1
+                    raise NodeError(f"unit {unit} on {self.name}: the answer to write file {file} record {record} "
+                                    "does not echo it")
                 return b""
             try:
                 await client.write_file_record(records, device_id=0, no_response_expected=True)

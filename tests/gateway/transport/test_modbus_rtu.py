@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 import pytest
+import serial
 from waiting import until
 
 from gateway.contracts import HOLDING, INPUT, load_role
@@ -14,6 +16,7 @@ from gateway.polling.poller import decode
 from gateway.service.config import BusConfig
 from gateway.transport.modbus_rtu import BusUnavailable, ModbusBus, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
+from protocols.modbus.crc import put_crc
 
 LAMP = load_role("lamp")
 
@@ -264,3 +267,40 @@ def test_a_read_back_without_answer_is_retried_with_the_line_free(pty_pair, sim)
             quick.close()
 
     asyncio.run(main())
+
+
+def test_a_file_record_write_answered_with_another_records_echo_is_not_taken_as_stored(pty_pair) -> None:
+    """A write's answer is its echo (function 21): the echo of another record (a late answer to an earlier
+    write) raises NodeError, where counting it as stored would make an update skip a chunk."""
+    gw_end, node_end = pty_pair
+    port = serial.Serial(node_end, timeout=10)
+    answered: list[bytes] = []
+
+    def node() -> None:
+        # unit, 21, byte count, then the sub-request (file, record, length, data); the CRC last
+        head = port.read(3)
+        frame = head + port.read(head[2] + 2)
+        answer = bytearray(frame[:-2])
+        answer[6] ^= 0x01  # the record number's low byte: the echo of the neighbouring record
+        answer += b"\0\0"
+        put_crc(answer, len(answer) - 2)
+        answered.append(bytes(answer))
+        port.write(answer)
+
+    thread = threading.Thread(target=node, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        bus = bus_on(gw_end, retries=0)
+        try:
+            with pytest.raises(NodeError, match="does not echo it"):
+                await bus.file_record(1, 3, 4, data=b"image chunk 0004")
+        finally:
+            bus.close()
+
+    try:
+        asyncio.run(main())
+        thread.join(5)
+        assert answered, "the node never saw the write"
+    finally:
+        port.close()
