@@ -18,7 +18,8 @@ LIMIT = 100 * 1024
 FOREIGN = {
     "lamp": ("firmware/roles/meter", "firmware/roles/env", "firmware/pulses", "firmware/bme280", "firmware/sds011",
              "protocols/roles/meter", "protocols/roles/env", "firmware/schedule"),
-    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/bme280", "firmware/sds011",
+    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/bme280",
+              "firmware/sds011",
               "protocols/roles/lamp", "protocols/roles/env"),
     "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/pulses",
             "protocols/roles/lamp", "protocols/roles/meter"),
