@@ -3,7 +3,7 @@
 Imported at the first evaluation (a role in gateway control drives the level the gateway wrote
 and evaluates only on a change of control); kept, as the role's own code is. Decides as
 ``firmware.schedule.level_at`` does (``tests/firmware/test_lamp_plan.py``), from the night's plan
-(:mod:`firmware.night`), built by :mod:`firmware.schedule` only when a night begins or a setting
+(:mod:`firmware.night`), built by :mod:`firmware.night_plan` only when a night begins or a setting
 it depends on changes.
 """
 
