@@ -1,12 +1,12 @@
 """A night's switch points, and the level they set at a given time: the lamp's per-minute evaluation.
 
-:func:`firmware.schedule.plan` lays out, for the night in force at a time,
+:func:`firmware.night_plan.plan` lays out, for the night in force at a time,
 every switch point that can decide the level during that night (the
 calendar's programs of the night before, that night and the night after,
 placed with the sun times): a *plan* ``(night, points, tz_offset)``.
 :func:`level` reads the level at any time of that night from the plan
-alone, so the lamp imports the schedule (calendar, programs, almanac: about
-20 KB of RAM on the unix port) only when a new night begins or a setting
+alone, so the lamp imports the plan's code (calendar, programs, almanac:
+``firmware.night_plan``) only when a new night begins or a setting
 changes, and each minute costs a few comparisons. ``schedule.program_level``
 reads its levels through this same function: one rule, two callers.
 

@@ -15,6 +15,10 @@ modules, :func:`fold_constants` rewrites their sources:
   value where it is used, and the import of that name is dropped (an import
   left with no names becomes ``pass``, so the module is not loaded for it);
   a name the importer also assigns or takes as a parameter is left alone;
+- a number or a tuple of literals assigned once at the top level without
+  ``const()`` (a small int, a float, a tuple of those and strings: the
+  compiler folds those too, one object per distinct value) is wrapped in
+  ``const()``;
 - a public constant (any ``const()`` value) that no module of the image still
   imports or reaches as an attribute (``module.X``) or by its name as a
   string (``getattr(module, "X")``) is renamed ``_X``: the compiler then
@@ -70,16 +74,24 @@ def _own_constants(tree: ast.Module) -> dict[str, Any]:
     return found
 
 
-def _plain_integers(tree: ast.Module) -> dict[str, ast.expr]:
-    """Top-level ``NAME = <int literal>`` without ``const()`` (a small int on every port): name -> the literal."""
+def _constant_literal(value: Any) -> bool:
+    """True for what ``const()`` takes and folds: a small int, a float, a string, or a tuple of those."""
+    if type(value) is tuple:
+        return all(_constant_literal(v) for v in value)
+    return type(value) in (float, str, bytes) or (type(value) is int and -_SMALL_INT <= value < _SMALL_INT)
+
+
+def _plain_literals(tree: ast.Module) -> dict[str, ast.expr]:
+    """Top-level ``NAME = <literal>`` without ``const()``, a number or a tuple (see _constant_literal): name ->
+    literal. A plain string stays as it is: the compiler already keeps its characters in the image."""
     found: dict[str, ast.expr] = {}
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             try:
                 value = ast.literal_eval(stmt.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
-            if type(value) is int and -_SMALL_INT <= value < _SMALL_INT:
+            if type(value) is not str and type(value) is not bytes and _constant_literal(value):
                 found[stmt.targets[0].id] = stmt.value
     return found
 
@@ -137,8 +149,8 @@ def fold_constants(sources: dict[str, str]) -> dict[str, str]:
     trees = {rel: ast.parse(text, rel) for rel, text in sources.items()}
     names = {rel: _module_name(rel) for rel in sources}
     bound = {rel: _bound(tree) for rel, tree in trees.items()}
-    # A plain integer global assigned once is a constant too: wrapped in const() it leaves the globals.
-    plain = {rel: {n: v for n, v in _plain_integers(tree).items() if bound[rel].get(n) == 1}
+    # A plain number or tuple global assigned once is a constant too: wrapped in const() it leaves the globals.
+    plain = {rel: {n: v for n, v in _plain_literals(tree).items() if bound[rel].get(n) == 1}
              for rel, tree in trees.items()}
     consts = {names[rel]: _own_constants(tree) for rel, tree in trees.items()}
     for rel in trees:

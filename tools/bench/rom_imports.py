@@ -1,6 +1,7 @@
 """What a role's code costs in RAM on the unix port: heap and interned names, module by module.
 
     python -m tools.bench.rom_imports --role lamp [--files] [--heapsize 512K]
+    python -m tools.bench.rom_imports --role meter-ble   # the meter with its BLE part's modules
 
 Builds the role's image for the virtual board (``tools.image``), mounts its
 ROMFS image with ``vfs.VfsRom`` as ``firmware/update_boot.py`` does (or, with
@@ -36,7 +37,7 @@ from tools.sim.street import micropython_path
 # Boot order of a node: the node layer (it imports the Modbus slave, the register bank, the event log, the
 # boot record...), the role, the board; then what a role imports for a rare task, released after it.
 _BOOT = ("asyncio", "firmware.node", "firmware.config")
-_RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config", "firmware.schedule"),
+_RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config", "firmware.night_plan"),
          "meter": ("board.sensor_link", "board.meter_link"), "env": ("board.sensor_link",)}
 
 _PROBE = """\
@@ -64,15 +65,22 @@ for name in {modules!r}:
 _QSTR = re.compile(r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)")
 
 
+# A BLE node (``meter-ble``, ``env-ble``: the role with its adverts and GATT service running) imports these too.
+_BLE = ("protocols.bthome", "protocols.ble_gatt", "protocols.ble_adverts", "firmware.ble_beacon",
+        "firmware.ble_gatt_service", "board.bluetooth")
+
+
 def modules_of(role: str) -> list[str]:
-    """The modules a node of ``role`` imports, in boot order (rare tasks last)."""
-    return [*_BOOT, f"protocols.roles.{role}", f"firmware.roles.{role}", "board", *_RARE.get(role, ())]
+    """The modules a node of ``role`` imports, in boot order (rare tasks, then the BLE part of a ``-ble`` role)."""
+    base = role.removesuffix("-ble")
+    ble = _BLE if role != base else ()
+    return [*_BOOT, f"protocols.roles.{base}", f"firmware.roles.{base}", "board", *_RARE.get(base, ()), *ble]
 
 
 def measure(role: str, work: Path, rom: bool = True, heapsize: str = "512K") -> list[dict[str, Any]]:
     """Per module of a ``role`` node (boot order): ``module``, ``heap`` (bytes it added), ``total``, ``qstrs``,
     ``pools``, ``pool_bytes`` (the pools' RAM) and ``name_bytes`` (the names' characters, ROM or RAM)."""
-    image = build_image("sim", role, work / f"image-{role}")
+    image = build_image("sim", role.removesuffix("-ble"), work / f"image-{role}")
     if rom and "rom" not in image:
         raise RuntimeError("the image has no ROMFS image")
     probe = work / "probe.py"
@@ -106,7 +114,7 @@ def report(role: str, rows: list[dict[str, Any]], rom: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tools.bench.rom_imports``: print the figures of one role."""
     p = argparse.ArgumentParser(prog="python -m tools.bench.rom_imports", description=__doc__.splitlines()[0])
-    p.add_argument("--role", default="lamp")
+    p.add_argument("--role", default="lamp", help="lamp, meter, env, or meter-ble / env-ble (with the BLE part)")
     p.add_argument("--files", action="store_true", help="import the image's files instead of its ROMFS image")
     p.add_argument("--heapsize", default="512K")
     args = p.parse_args(argv)

@@ -1,0 +1,159 @@
+"""The plan of a night: the switch points of the lamp's programs, placed with the sun times.
+
+The part of the schedule (``firmware.schedule``) that a running lamp needs:
+its settings were checked when they were written or loaded, so building a
+night's plan needs neither the rules (``protocols.programs``) nor the
+override, photocell and validation code. The lamp imports only this module
+(and ``firmware.astro``) when a night begins or a setting changes, then
+releases it; ``firmware.schedule`` builds its plans with the same code. How a
+program is read (its night, the equinox order of the points, fixed points
+held between their astronomical neighbours) is in ``firmware.schedule``'s
+docstring.
+"""
+
+from firmware import astro
+from firmware.night import night_of
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# Switch point kinds: protocols.programs' numbers (tests hold them equal).
+FIXED = const(0)
+SUNRISE = const(1)
+SUNSET = const(2)
+
+_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; eight days at most
+_SUN_CACHE_MAX = const(8)
+
+
+def program_for(calendar, day):
+    """Id of the program the calendar chooses for the night starting on ``day`` (days since 1970-01-01)."""
+    pid = calendar["default"]
+    rules = calendar.get("rules", ())
+    if not rules:
+        return pid
+    _, month, mday = astro.civil_from_days(day)
+    bit = 1 << astro.weekday(day)
+    md = month * 100 + mday
+    for rule in rules:
+        if "days" in rule and not rule["days"] & bit:
+            continue
+        if "from" in rule:
+            a = rule["from"][0] * 100 + rule["from"][1]
+            b = rule["to"][0] * 100 + rule["to"][1]
+            if not (a <= md <= b if a <= b else md >= a or md <= b):
+                continue
+        pid = rule["program"]
+    return pid
+
+
+def _event(point, day, lat, lon, tz):
+    """Local minutes after midnight of ``day`` at which astronomical ``point`` falls on that day.
+
+    Sun times are cached per (day, place); polar days are placed at solar midnight or noon.
+    """
+    key = (day, lat, lon)
+    hit = _sun_cache.get(key)
+    if hit is None:
+        rise, set_, state = astro.sun_times_days(day, lat, lon)
+        if state != astro.NORMAL:
+            # Mean solar noon, the same every day, so that one day's sunset and the next day's sunrise tie exactly.
+            noon = 720.0 - 4.0 * lon
+            if state == astro.ALWAYS_UP:
+                rise, set_ = noon - 720.0, noon + 720.0
+            else:
+                rise = set_ = noon
+        if len(_sun_cache) >= _SUN_CACHE_MAX:
+            del _sun_cache[min(_sun_cache)]  # the earliest day: time moves forward, one new day a day
+        hit = _sun_cache[key] = (rise, set_)
+    return hit[1 if point[0] == SUNSET else 0] + tz + point[1]
+
+
+def layout(points, day, lat, lon, tz):
+    """Switch times of a (valid) program for the night starting on ``day``, in order.
+
+    Returns a list of ``(minutes after local midnight of day, level)``,
+    non-decreasing in time: on a tie the later entry wins.
+    """
+    n = len(points)
+    # Order of the points on an equinox day, counted from 12:00 (see firmware.schedule's docstring).
+    noon = 720.0 - 4.0 * lon + tz
+    order = []
+    for i in range(n):
+        kind, off, _ = points[i]
+        nom = off if kind == FIXED else noon + (360.0 if kind == SUNSET else -360.0) + off
+        k = int((nom - 720) // 1440)  # the point's event is on day - k
+        order.append((nom - 1440 * k, i, k))
+    order.sort()
+    pos = []
+    first = last = -1
+    fixed = 0
+    for j in range(n):
+        nom, i, k = order[j]
+        if points[i][0] == FIXED:
+            pos.append(nom)
+            fixed += 1
+        else:
+            pos.append(_event(points[i], day - k, lat, lon, tz) - 1440 * k)
+            last = j
+            if first < 0:
+                first = j
+    if first >= 0 and fixed:
+        # Hold each fixed point between its astronomical neighbours (those of the nights before and after at the ends).
+        _, i, k = order[last]
+        lo = _event(points[i], day - 1 - k, lat, lon, tz) - 1440 * (k + 1)
+        los = [0.0] * n
+        for j in range(n):
+            if points[order[j][1]][0] == FIXED:
+                los[j] = lo
+            else:
+                lo = pos[j]
+        _, i, k = order[first]
+        hi = _event(points[i], day + 1 - k, lat, lon, tz) - 1440 * (k - 1)
+        for j in range(n - 1, -1, -1):
+            if points[order[j][1]][0] == FIXED:
+                pos[j] = min(max(pos[j], los[j]), hi)
+            else:
+                hi = pos[j]
+    out = []
+    prev = None
+    for j in range(n):
+        p = pos[j]
+        if prev is not None and p < prev:
+            p = prev  # two astronomical points crossed (extreme offsets or latitudes): keep the order
+        out.append((p, points[order[j][1]][2]))
+        prev = p
+    return out
+
+
+def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
+    """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
+
+    Every switch point of the programs chosen for the night before, that
+    night and the night after, in minutes after local midnight of ``night``,
+    ordered so that the last point at or before a time sets the level then
+    (:func:`firmware.night.level`; on a tie the later night, then the later
+    point of its program wins). ``check(points, pid)``, if given, runs on
+    each chosen program first (it raises ValueError on an invalid one);
+    without it a chosen program that is not stored raises ValueError.
+    """
+    night = night_of(now, tz_offset_minutes)[0]
+    found = []
+    for d in (night - 1, night, night + 1):
+        pid = program_for(calendar, d)
+        points = programs[pid]
+        if check is not None:
+            check(points, pid)
+        elif not points:
+            raise ValueError("program %d is not stored" % pid)
+        j = 0
+        for at, lv in layout(points, d, lat, lon, tz_offset_minutes):
+            found.append((at + 1440 * (d - night), d, j, lv))
+            j += 1
+    found.sort()
+    return night, [(p[0], p[3]) for p in found], tz_offset_minutes
