@@ -35,17 +35,13 @@ the gateway share two CPUs with whatever else runs. Run as root, the three run
 at nice -10 (:data:`SIM_NICE`) while measuring, and the bus and the lamp hosts,
 which stand for the hardware (a wire without a scheduler, a CPU per lamp), run
 under real-time scheduling (``SCHED_FIFO``, see :class:`HostedStreet`; the
-report says when the kernel refused it). The gateway's poller runs real-time
-too (:data:`POLLER_RT_PRIORITY`, above the lamp hosts, below the wire): in a
-cabinet the gateway has its CPU to itself, where here four hosts standing for
-247 lamps' own CPUs would otherwise take it from the poller for the 2 ms of
-each lamp's sample. What the poller's own code costs is still what is measured.
+report says when the kernel refused it). The gateway stays an ordinary process
+at nice -10, as a cabinet's daemon would: what it costs is what is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -67,8 +63,6 @@ from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.hosted_street import HostedStreet
 
 SIM_NICE = -10
-POLLER_RT_PRIORITY = 15
-"""``SCHED_FIFO`` priority of the poller's thread while measuring: above the lamp hosts (10), below the bus (20)."""
 LAMPS_PER_HOST = 62
 """Lamps per lamp host: one event loop serving 247 lamps keeps requests waiting behind other lamps' samplers
 (a real line has a CPU per lamp), which the line's figure would count against the gateway."""
@@ -157,8 +151,6 @@ class BusFigures:
     nice: int = 0
     scheduling: str = "ordinary scheduling"
     """How the bus and the lamp hosts were scheduled (:attr:`HostedStreet.scheduling`)."""
-    poller: str = "ordinary scheduling"
-    """How the poller was scheduled."""
 
     @property
     def rate(self) -> float:
@@ -197,23 +189,12 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
             poller = BusPoller(bus, config.nodes_on("bus0"), stats, lambda *_: None)
             cost = LineCost(baud, bits=BITS_PER_CHAR)
             own = os.getpriority(os.PRIO_PROCESS, 0)
-            scheduled = "ordinary scheduling"
             if nice:  # the poller too: a cabinet's gateway does not share its CPU with unrelated work
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
-                scheduled = f"nice {nice}"
-            if realtime:
-                try:
-                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(POLLER_RT_PRIORITY))
-                    scheduled = f"SCHED_FIFO priority {POLLER_RT_PRIORITY}"
-                except OSError as exc:
-                    scheduled += f" (real-time scheduling refused: {exc.strerror})"
             try:
                 tally, window, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
             finally:
                 bus.close()
-                if realtime:
-                    with contextlib.suppress(OSError):
-                        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 if nice:
                     os.setpriority(os.PRIO_PROCESS, 0, own)
             time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
@@ -221,7 +202,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
             host = [street.host_stats(i) for i in range(hosts)]
         idle = idle_time(trace, baud, window, window + elapsed)
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle, nice, street.scheduling, scheduled)
+                      idle, nice, street.scheduling)
 
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
@@ -258,7 +239,7 @@ def _report(f: BusFigures) -> str:
         f"{elapsed:.0f} s after "
         f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after (2 cores)"
-        + f"; the poller at {f.poller}"
+        + (f"; the poller at nice {f.nice}" if f.nice else "")
         + f"; the bus and the lamp hosts (the simulated line and lamps) at {f.scheduling}.",
         "",
         "| figure | value |",
