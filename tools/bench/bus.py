@@ -151,6 +151,8 @@ class BusFigures:
     nice: int = 0
     scheduling: str = "ordinary scheduling"
     """How the bus and the lamp hosts were scheduled (:attr:`HostedStreet.scheduling`)."""
+    steal: float | None = None
+    """Share of the CPUs' time a hypervisor gave to other machines during the run (``/proc/stat``), if known."""
 
     @property
     def rate(self) -> float:
@@ -170,6 +172,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
     a test sharing the machine with other tests leaves it off.
     """
     load_before = os.getloadavg()
+    cpu_before = _cpu_times()
     ram = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=ram if ram.is_dir() else None) as flash:
         nice = SIM_NICE if os.geteuid() == 0 else 0
@@ -201,8 +204,22 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
             counters = street.bus_stats()
             host = [street.host_stats(i) for i in range(hosts)]
         idle = idle_time(trace, baud, window, window + elapsed)
+    cpu_after = _cpu_times()
+    steal = None
+    if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
+        steal = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle, nice, street.scheduling)
+                      idle, nice, street.scheduling, steal)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat``: on a virtual machine a quiet load average can
+    hide a host that gives the CPUs to other machines, which a timing bench must report."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
@@ -239,6 +256,7 @@ def _report(f: BusFigures) -> str:
         f"{elapsed:.0f} s after "
         f"every lamp's first poll; street started in {started:.0f} s; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after (2 cores)"
+        + (f"; {f.steal:.0%} of the CPU time stolen by the hypervisor" if f.steal is not None else "")
         + (f"; the poller at nice {f.nice}" if f.nice else "")
         + f"; the bus and the lamp hosts (the simulated line and lamps) at {f.scheduling}.",
         "",
