@@ -60,3 +60,11 @@ def test_photocell_override_and_place():
     assert "override: until 'soon'" in _msg(pg.validate_override, [100, "soon"])
     pg.validate_place(52.37, 4.9, 60)
     assert "UTC offset 30.5" in _msg(pg.validate_place, 0, 0, 30.5)
+
+
+def test_the_night_plan_numbers_switch_point_kinds_as_the_programs_do() -> None:
+    """firmware.night_plan keeps its own copy of the kinds (a lamp need not hold protocols.programs' names
+    while it lays out a night): the copy must not drift."""
+    from firmware import night_plan
+
+    assert (night_plan.FIXED, night_plan.SUNRISE, night_plan.SUNSET) == (pg.FIXED, pg.SUNRISE, pg.SUNSET)
