@@ -122,12 +122,12 @@ class Connection:
             self.paho.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         if tls is not None:
             self.paho.tls_set_context(tls)
-        self.paho.on_socket_open = self._socket_opened  # before connect(): set TCP_NODELAY first
-        self.paho.on_connect = self._connected
-        self.paho.on_disconnect = self._disconnected
-        self.paho.on_publish = self._published
-        self.paho.on_subscribe = self._subscribed
-        self.paho.on_message = self._received
+        self.paho.socket_open_callback()(self._socket_opened)  # before connect(): set TCP_NODELAY first
+        self.paho.connect_callback()(self._connected)
+        self.paho.disconnect_callback()(self._disconnected)
+        self.paho.publish_callback()(self._published)
+        self.paho.subscribe_callback()(self._subscribed)
+        self.paho.message_callback()(self._received)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connack: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
@@ -138,8 +138,7 @@ class Connection:
         self._misc: asyncio.Task[None] | None = None
         # Between the worker thread that connects and a cancelled connect(): who drops the socket.
         self._open_lock = threading.Lock()
-        self._opened = False
-        self._abandoned = False
+        self._opened = self._abandoned = False
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -264,8 +263,7 @@ class Connection:
                 self._drop_unattached()
 
     def _drop_unattached(self) -> None:
-        """Drop a socket the event loop never took (possibly from the worker thread): no callback of ours runs."""
-        self.paho.on_disconnect = None
+        """Drop a socket the event loop never took (possibly from the worker thread): ``_disconnected`` ignores it."""
         sock = self.paho.socket()
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
@@ -277,9 +275,9 @@ class Connection:
         sock = self.paho.socket()
         if sock is None:
             raise MqttError("the connection closed during CONNECT")
-        self.paho.on_socket_close = self._socket_closed
-        self.paho.on_socket_register_write = self._want_write
-        self.paho.on_socket_unregister_write = self._written
+        self.paho.socket_close_callback()(self._socket_closed)
+        self.paho.socket_register_write_callback()(self._want_write)
+        self.paho.socket_unregister_write_callback()(self._written)
         loop.add_reader(sock, self._readable)
         if self.paho.want_write():
             loop.add_writer(sock, self._writable)
@@ -342,6 +340,8 @@ class Connection:
             self._connack.set_result(None)
 
     def _disconnected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _p: Any) -> None:
+        if self._abandoned:  # a cancelled connect()'s socket, dropped by _drop_unattached: nobody is waiting
+            return
         if self._error is None and not self._closing:
             self._error = MqttError(f"connection lost: {reason}")
         self._mark_closed(self._error or MqttError("connection closed"))
