@@ -65,20 +65,13 @@ def test_all_is_dropped_and_reexports_follow_the_chain() -> None:
 
 def test_folded_modules_run_the_same_on_micropython(tmp_path: Path) -> None:
     """Compiled by mpy-cross and run by the unix port: same answers, the folded names gone from the globals."""
-    for rel, text in fold_constants(_SOURCES).items():
-        src = tmp_path / rel
-        src.parent.mkdir(parents=True, exist_ok=True)
-        src.write_text(text)
-        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
-        src.unlink()
+    compiled = fold_constants(_SOURCES)
     probe = ("import sys; sys.path.insert(0, '.')\n"
              "from pkg import codes, user\n"
              "print(user.answer(4, 10, codes), user.answer(3, 10, codes))\n"
              "print(sorted(k for k in codes.__dict__ if k.isupper()))\n"
              "print(sorted(k for k in user.__dict__ if k.isupper()))\n")
-    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=tmp_path,
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run_compiled(compiled, probe, tmp_path)
     assert result.stdout.splitlines() == ["30 abc", "['NAMED', 'TEXT']", "['C', 'TEXT']"]
 
 
@@ -99,17 +92,23 @@ def test_plain_floats_and_tuples_become_constants_and_leave_the_globals(tmp_path
     assert "\n_BIG = (1, 1 << 40)" in out["pkg/phys.py"]  # not a literal (an expression): left alone
     assert "\nLIVE = [1]" in out["pkg/phys.py"]  # a list may change: never a constant
     assert out["pkg/other.py"] == _FLOATS["pkg/other.py"]
-    for rel, text in out.items():
-        src = tmp_path / rel
-        src.parent.mkdir(parents=True, exist_ok=True)
-        src.write_text(text)
-        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
-        src.unlink()
     probe = ("import sys; sys.path.insert(0, '.')\n"
              "from pkg import phys, other\n"
              "print(phys.f(4.0), other.g())\n"
              "print(sorted(k for k in phys.__dict__ if k.isupper()))\n")
-    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=tmp_path,
+    result = _run_compiled(out, probe, tmp_path)
+    assert result.stdout.splitlines() == ["10.0 3.0", "['LIVE', 'SHARED', 'WORDS', '_BIG']"]
+
+
+def _run_compiled(sources: dict[str, str], probe: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """Compile ``sources`` with mpy-cross (only the .mpy files left) and run ``probe`` on the unix port."""
+    for rel, text in sources.items():
+        src = work / rel
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
+        src.unlink()
+    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=work,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines() == ["10.0 3.0", "['LIVE', 'SHARED', 'WORDS', '_BIG']"]
+    return result
