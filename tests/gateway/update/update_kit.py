@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +11,8 @@ from pathlib import Path
 from gateway.service.config import BusConfig
 from gateway.transport.modbus_rtu import ModbusBus
 from gateway.update.package import UpdatePackage, make_package
-from tools.image import mpy_cross_path
-from tools.romfs import build_romfs
 from tools.sim.code_slots import read_state, slot_image
+from tools.sim.image_variant import variant_image
 from tools.sim.street import VirtualStreet
 
 KEY = b"streetedge test node key 0001"
@@ -69,16 +66,7 @@ def bus_for(street: VirtualStreet) -> ModbusBus:
 
 def variant(street: VirtualStreet, work: Path, *, tag: str = "v2", broken: bool = False) -> bytes:
     """A new ROMFS image of the street's lamp image: the same code with a marker file, or one that cannot boot."""
-    folder = work / f"image-{tag}"
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(street.image, folder)
-    (folder / "version.txt").write_text(tag)
-    if broken:
-        src = work / "node.py"
-        src.write_text("raise RuntimeError('this image cannot boot')\n")
-        subprocess.run([mpy_cross_path(), "-o", str(folder / "firmware" / "node.mpy"), "-s", "firmware/node.py",
-                        str(src)], check=True)
-    return build_romfs(folder)
+    return variant_image(street, work, tag, broken=broken)
 
 
 def package(image: bytes, *, key: bytes = KEY, health_s: int = 2) -> UpdatePackage:
