@@ -27,7 +27,7 @@ from gateway.dashboard.history import History
 
 LIFETIME = 60
 """Seconds a page's command stays valid after it is signed."""
-PAGE_ACTIONS = ("dim", "switch", "override", "reboot")
+PAGE_ACTIONS = ("dim", "switch", "override", "reboot", "cancel_update")
 """Actions the page offers (the router accepts the full list from upstream)."""
 
 

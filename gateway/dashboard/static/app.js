@@ -218,6 +218,8 @@ async function send(event) {
   if (action === "dim" || action === "override") params.level = Number($("#level").value);
   if (action === "override") params.minutes = Number($("#minutes").value);
   if (action === "switch") params.on = $("#on").checked;
+  // An empty id is not sent: the router names the missing parameter rather than guessing a roll-out.
+  if (action === "cancel_update" && $("#rollout").value.trim()) params.rollout = $("#rollout").value.trim();
   const result = $("#result");
   result.className = "";
   result.textContent = `${action} ${$("#target").value}: sent, waiting for the nodes' read-back…`;

@@ -32,7 +32,8 @@ PASSWORD = "correct horse battery"
 HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 
 
-def dashboard_toml(tmp: Path, *, key_targets: str = '["all"]', extra: str = "") -> str:
+def dashboard_toml(tmp: Path, *, key_targets: str = '["all"]', key_actions: str = '["dim", "switch"]',
+                   extra: str = "") -> str:
     """Three lamps on one bus, the page's key trusted for ``key_targets``, one user (ana)."""
     key = Ed25519PrivateKey.generate()
     key_file = tmp / "page.key"
@@ -53,7 +54,7 @@ audit_log = "{tmp / "audit.jsonl"}"
 [[key]]
 id = "page"
 public = "{public_text(key)}"
-actions = ["dim", "switch"]
+actions = {key_actions}
 targets = {key_targets}
 [dashboard]
 enabled = true

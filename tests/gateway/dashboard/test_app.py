@@ -56,7 +56,7 @@ def test_a_good_login_replaces_the_session_and_shows_the_street(make_config: Cal
             assert state["user"] == "ana" and state["csrf"]
             assert [n["id"] for n in state["nodes"]] == ["lamp-1", "lamp-2", "lamp-3"]
             assert state["units"]["lamp"]["power"] == "W"
-            assert state["actions"] == ["dim", "switch", "override", "reboot"]
+            assert state["actions"] == ["dim", "switch", "override", "reboot", "cancel_update"]
             assert state["groups"] == ["north"]
             page = await client.get("/")
             assert page.status == 200 and "/static/app.js" in await page.text()
@@ -118,6 +118,27 @@ def test_a_command_goes_through_the_router_signed_and_audited_with_its_user(
     assert (asked["id"], asked["user"], asked["target"], asked["action"]) == (command_id, "ana", "group:north", "dim")
     refused = next(e for e in entries if e["event"] == "refused")
     assert refused["id"] == command_id and refused["reason"] == "offline_target", "verified, then refused"
+
+
+def test_the_page_cancels_only_a_named_running_roll_out(make_config: Callable[..., Config], kit: Any) -> None:
+    config = make_config(key_actions='["dim", "switch", "cancel_update"]')
+
+    async def scenario() -> None:
+        async with kit.served(config) as (client, _):
+            await kit.log_in(client)
+            csrf = (await (await client.get("/api/state")).json())["csrf"]
+
+            async def cancel(params: dict[str, object]) -> dict[str, Any]:
+                answer = await client.post("/api/command", json={"target": "all", "action": "cancel_update",
+                                                                 "params": params}, headers={"X-CSRF-Token": csrf})
+                return dict(await answer.json())
+
+            missing = await cancel({})  # the page sends no id when its field is empty
+            assert missing["status"] == "rejected" and missing["reason"] == "bad_parameters", missing
+            assert "needs 'rollout'" in missing["detail"], missing
+            unknown = await cancel({"rollout": "upd-7"})
+            assert unknown["status"] == "rejected" and "no roll-out 'upd-7' is running" in unknown["detail"], unknown
+    run(scenario())
 
 
 def test_the_keys_scope_bounds_what_the_page_may_do(make_config: Callable[..., Config], kit: Any) -> None:
