@@ -396,4 +396,4 @@ class _Plans:
 
 
 def _store(exc: BaseException) -> str:
-    return "replay store" if isinstance(exc, sqlite3.Error) else "audit log"
+    return str(getattr(exc, "store", "replay store" if isinstance(exc, sqlite3.Error) else "audit log"))

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,14 @@ from gateway.update.rollout import NodeState, Outcome, roll_out
 from gateway.update.rollout import Target as RolloutTarget
 from gateway.update.rollout_events import RolloutStep
 from gateway.update.rollout_journal import RolloutJournal
-from gateway.update.rollout_store import CANCELLED, FINISHED, RolloutStore, StoredRollout, rollouts_path
+from gateway.update.rollout_store import (
+    CANCELLED,
+    FINISHED,
+    RolloutStore,
+    RolloutStoreWriteError,
+    StoredRollout,
+    rollouts_path,
+)
 from gateway.update.store import PackageStore, UnknownPackage
 
 __all__ = ["CANCELLED_REASON", "RUNNING", "NodeEvents", "Ran", "RolloutPlan", "UpdateAction"]
@@ -237,8 +245,13 @@ class UpdateAction:
                         journal=journal, states=states, cancel=live.cancel,
                     )
             ran = self._sentence(plan, outcome)
-            await self._call(self.store.end, cid, CANCELLED if outcome.cancelled else FINISHED, ran.detail,
-                             self.clock())
+            try:
+                await self._call(self.store.end, cid, CANCELLED if outcome.cancelled else FINISHED, ran.detail,
+                                 self.clock())
+            except RolloutStoreWriteError as exc:  # what the nodes did stands; only its end is not stored
+                log.error("roll-out %s: its end not recorded (%s)", cid, exc)
+                ran = ran._replace(detail=f"{ran.detail}; its end is not recorded ({exc}): the next start takes "
+                                          "it up again")
         except asyncio.CancelledError:  # the gateway stops: the roll-out stays running in the store
             live.ended.cancel()
             raise
@@ -276,4 +289,7 @@ class UpdateAction:
         await self.node_events(node, steps, None)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        except sqlite3.Error as exc:  # named as the roll-out store's, not the replay store's
+            raise RolloutStoreWriteError(f"{self.store.path}: {exc}") from exc

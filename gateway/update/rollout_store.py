@@ -38,7 +38,7 @@ from gateway.update.rollout import NodeState, Target
 from gateway.update.store import DIGEST
 
 __all__ = ["CANCELLED", "FINISHED", "KEEP", "NODE_STATES", "RUNNING", "RolloutStore", "RolloutStoreError",
-           "StoredRollout",
+           "RolloutStoreWriteError", "StoredRollout",
            "rollouts_path"]
 
 RUNNING, FINISHED, CANCELLED = "running", "finished", "cancelled"
@@ -91,6 +91,12 @@ class RolloutStoreError(GatewayError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class RolloutStoreWriteError(sqlite3.OperationalError):
+    """A write to the roll-out store failed; ``store`` names it for the command's result."""
+
+    store = "roll-out store"
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,21 @@ command through the daemon, in ``hil_tests/test_rollout.py``.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.commands.parse import BAD_PARAMETERS, UNKNOWN_PACKAGE, CommandRejected, check_command, parse_target
+from gateway.commands.router import _store as store_name
 from gateway.commands.targets import command_targets, resolve_target
 from gateway.commands.update_action import UpdateAction
 from gateway.commands.update_params import check_cancel_params, check_params
 from gateway.service.config import Config, parse_config
 from gateway.transport.bus import open_bus
 from gateway.update.package import PackageError, make_package
+from gateway.update.rollout_store import RolloutStoreWriteError
 from gateway.update.store import PackageStore, UnknownPackage
 from tools.operator import build_command
 
@@ -181,3 +185,22 @@ def test_a_canary_that_names_no_node_is_an_unknown_target(tmp_path: Path) -> Non
     with pytest.raises(CommandRejected) as exc:
         _plan(tmp_path, "lamp-1", canary=["lamp-7"])
     assert exc.value.reason == "unknown_target" and parse_target("lamp-7").name in exc.value.detail
+
+
+def test_a_roll_out_store_that_cannot_be_written_is_named_and_nothing_is_sent(tmp_path: Path) -> None:
+    """The router words a failed write by the store's name: here the roll-out store's, not the replay store's."""
+    lamp, _ = _store(tmp_path / "packages")
+    config = msgspec.structs.replace(_config(tmp_path / "packages"), commands=msgspec.structs.replace(
+        _config(tmp_path / "packages").commands, replay_db=str(tmp_path / "commands.sqlite")))
+    sent: list[bytes] = []
+    action = UpdateAction(config, {b.name: open_bus(b) for b in config.bus}, sent.append)
+    action.store._db.execute("PRAGMA query_only = ON")  # SQLite's own refusal, as from a read-only disk
+    command = check_command(build_command("lamp-1", "update", good(package=lamp, canary=[]), "u-1", now=1.8e9))
+    nodes = resolve_target(config, command_targets(config, ble=False), command.target)
+    plan = action.plan(command, nodes, lambda t: [])
+
+    with pytest.raises(RolloutStoreWriteError) as exc:
+        asyncio.run(action.run(command, plan))
+    action.close()
+    assert str(tmp_path / "commands-rollouts.sqlite") in str(exc.value) and "readonly" in str(exc.value)
+    assert store_name(exc.value) == "roll-out store" and sent == [], "named, and not a byte sent"
