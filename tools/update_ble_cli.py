@@ -4,7 +4,8 @@ The nodes are the gateway configuration's ``[[ble.node]]`` entries (address and 
 counters are kept in its ``[ble] counters`` file, as the daemon keeps them, so a command of the daemon
 and one of this roll-out never share a counter. Each node is its own line of the roll-out
 (:mod:`gateway.update.rollout`): canaries first, stop at the first failure. The delivery is
-:func:`gateway.update.ble_deliver` over the adapter's BlueZ (bleak's default backend).
+:func:`gateway.update.ble_deliver` on the configuration's ``[ble] adapter``, as the daemon's: BlueZ's (the
+default, or ``hci1``), or a Bumble host (``bumble:tcp-client:127.0.0.1:PORT``: the virtual street's radio).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def ble_targets(config_path: str, nodes: str) -> tuple[Any, list[Any]]:
 
 def send_ble(args: argparse.Namespace, package: Any, show: Any) -> int:
     """Roll ``package`` out to the BLE nodes ``args.nodes`` of ``args.ble_config``; the exit status."""
+    from gateway.transport.ble_adapter import BleRadio
     from gateway.transport.ble_client import GattSender
     from gateway.transport.ble_session import GattSession
     from gateway.transport.ble_window import ReplayWindows
@@ -47,8 +49,10 @@ def send_ble(args: argparse.Namespace, package: Any, show: Any) -> int:
     config, nodes = ble_targets(args.ble_config, args.nodes)
 
     async def run() -> Any:
+        radio = BleRadio(config.ble.adapter)  # the adapter the daemon uses: BlueZ's, or a Bumble host's
         windows = ReplayWindows(config.ble.counters)
-        sender = GattSender(windows, attempt_timeout=args.timeout if args.timeout > 2 else 10.0)
+        sender = GattSender(windows, backend=radio.client, client_args=radio.args,
+                            attempt_timeout=args.timeout if args.timeout > 2 else 10.0)
         sessions = {n.id: GattSession(sender, n) for n in nodes}
         try:
             return await roll_out(args.id, package, [Target(n.id, n.id, 0) for n in nodes],
@@ -58,6 +62,7 @@ def send_ble(args: argparse.Namespace, package: Any, show: Any) -> int:
             for session in sessions.values():
                 await session.release()
             windows.close()
+            await radio.close()
 
     outcome = asyncio.run(run())
     return 0 if outcome.ok else int(Exit.FAILED)

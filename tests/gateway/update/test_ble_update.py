@@ -29,6 +29,7 @@ from tools.cli import main as cli_main
 from tools.sim.bleak_bumble import client_backend
 from tools.sim.code_slots import read_state
 from tools.sim.radio import VirtualRadio
+from tools.sim.radio_hci import HciPort, adapter_setting
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
 
@@ -180,3 +181,37 @@ def test_update_send_to_ble_nodes_refuses_what_cannot_be_rolled_out(tmp_path: Pa
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "ble.sqlite").exists()  # refused before anything was opened
+
+
+def test_update_send_reaches_ble_nodes_through_the_configurations_adapter(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``update send --ble-config`` uses the configuration's ``[ble] adapter`` as the daemon does: here the
+    virtual radio's HCI port (a Bumble host in the command's process). The meter takes the chunks and refuses
+    the image signed with another key at COMMIT, which the command reports and exits on."""
+    meter = _Meter(tmp_path)
+    package = tmp_path / "meter.update"
+    small = b"\xd2\xcd\x31" + bytes(range(256)) * 2 + b"\x00"
+    package.write_bytes(_package(small, key=b"another key").to_bytes())
+    seen: dict[str, Any] = {}
+
+    async def steps() -> None:
+        hci = HciPort(meter.radio)
+        config = tmp_path / "gateway.toml"
+        config.write_text(f'site = "s"\ngateway = "g"\n[ble]\nadapter = "{adapter_setting(await hci.start())}"\n'
+                          f'counters = "{tmp_path / "cli-ble.sqlite"}"\n[[ble.node]]\nid = "pit-41"\n'
+                          f'address = "{ADDRESS}"\nkey = "{BLE_KEY}"\nrole = "meter"\n')
+        try:
+            seen["code"] = await asyncio.to_thread(cli_main, [
+                "update", "send", "--package", str(package), "--ble-config", str(config), "--nodes", "pit-41",
+                "--canaries", "0", "--id", "u-ble", "--json"])
+        finally:
+            await hci.stop()
+        seen["same"] = read_state(meter.flash)
+
+    meter.run(steps)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert seen["code"] == 1, events
+    assert any(e["phase"] == "sending" and e["node"] == "pit-41" and e["done"] > 0 for e in events), events
+    failed = next(e for e in events if e["phase"] == "failed")
+    assert failed["node"] == "pit-41" and "refused the image: bad MAC" in failed["detail"], failed
+    assert seen["same"] == {"active": 0, "trial": False, "tries": 0}, "the old image kept"
