@@ -129,7 +129,7 @@ class CommandRouter:
         self.clock = clock
         self.keys = KeyRing(config)
         # Progress goes on the result topic; roll-outs to resume keep their ids running in the replay store.
-        self.updates = UpdateAction(config, buses, publish_result, clock, node_events)
+        self.updates = UpdateAction(config, buses, publish_result, clock, node_events, getattr(ble_bus, "sender", None))
         self.replay = ReplayStore(config.commands.replay_db, now=clock(),
                                   resuming={r.id for r in self.updates.resumable})
         self.audit = AuditLog(config.commands.audit_log, publish=publish_audit, clock=clock)

@@ -9,11 +9,13 @@ Its parameters (all required: a command never leaves one to a default)::
 The command's ``target`` names every node to update; the canaries must be
 among them. Planning (before anything is written) refuses an unknown package
 (``unknown_package``), a node of another role than the package's, a node
-whose bus cannot carry file records (BLE, Modbus TCP) or a canary outside
+whose bus cannot carry file records (Modbus TCP) or a canary outside
 the target (``bad_parameters``). Execution is :func:`gateway.update.rollout.roll_out`
 on the gateway's own buses, at the update priority (behind polls and other
-commands, so polling goes on); roll-outs run one at a time, a second waits
-for the first. Each step is published on the result topic as an interim map
+commands, so polling goes on); BLE nodes are one more line of it, each node
+over its own GATT session in turn (:class:`gateway.update.ble_deliver.GattLine`,
+within the GATT client's connection budget); roll-outs run one at a time, a
+second waits for the first. Each step is published on the result topic as an interim map
 with ``status`` ``"running"`` (the final result follows, as for every command)::
 
     {"id": "c-9", "status": "running", "phase": "sending", "node": "lamp-2",
@@ -51,6 +53,9 @@ import cbor2
 
 from gateway.commands.parse import BAD_PARAMETERS, UNKNOWN_PACKAGE, Command, CommandRejected, Target, parse_target
 from gateway.service.config import Config, NodeConfig
+from gateway.transport.ble_bus import BLE_BUS, command_nodes
+from gateway.transport.ble_client import GattSender
+from gateway.update.ble_deliver import GattLine
 from gateway.update.package import PackageError, UpdatePackage
 from gateway.update.rollout import NodeState, Outcome, roll_out
 from gateway.update.rollout import Target as RolloutTarget
@@ -127,9 +132,11 @@ class UpdateAction:
     """
 
     def __init__(self, config: Config, buses: Mapping[str, Any], publish: Callable[[bytes], None],
-                 clock: Callable[[], float] = time.time, node_events: NodeEvents | None = None) -> None:
+                 clock: Callable[[], float] = time.time, node_events: NodeEvents | None = None,
+                 ble_sender: GattSender | None = None) -> None:
         self.config = config
         self.buses = buses
+        self.ble_sender = ble_sender
         self.publish = publish
         self.clock = clock
         self.node_events = node_events
@@ -162,9 +169,11 @@ class UpdateAction:
         for node in nodes:
             if node.role != package.role:
                 raise refuse(BAD_PARAMETERS, f"{node.id} is a {node.role}; the package is a {package.role} image")
+            if node.bus == BLE_BUS and self.ble_sender is not None:
+                continue  # over GATT, one node at a time (gateway.update.ble_deliver.GattLine)
             if not hasattr(self.buses.get(node.bus), "file_record"):
                 raise refuse(BAD_PARAMETERS, f"{node.id}: bus {node.bus} carries no file records (updates go "
-                                             "over Modbus RTU lines only)")
+                                             "over Modbus RTU lines and BLE GATT)")
         ids = {n.id for n in nodes}
         canaries: list[NodeConfig] = []
         for text in params["canary"]:
@@ -232,15 +241,14 @@ class UpdateAction:
 
         digest = plan.package.digest.hex()
         journal = RolloutJournal(self.store, number, cid, digest, self._record, self._writer, self.clock)
-        unknown = sorted({t.bus for t in plan.targets} - set(self.buses))
+        buses, ble_line, unknown = self._lines(plan.targets)
         try:
-            if unknown:  # a resumed roll-out whose bus a changed configuration no longer has
-                outcome = Outcome(skipped=[t.node for t in plan.targets],
-                                  reason=f"no bus named {unknown[0]!r} in the configuration")
+            if unknown:  # a resumed roll-out whose bus or BLE node a changed configuration no longer has
+                outcome = Outcome(skipped=[t.node for t in plan.targets], reason=f"{unknown} in the configuration")
             else:
                 async with self._one_at_a_time:
                     outcome = await roll_out(
-                        cid, plan.package, plan.targets, self.buses, canaries=plan.canaries, report=report,
+                        cid, plan.package, plan.targets, buses, canaries=plan.canaries, report=report,
                         back_within=self.config.update.confirm_within, stop_on_failure=plan.stop_on_failure,
                         journal=journal, states=states, cancel=live.cancel,
                     )
@@ -262,7 +270,26 @@ class UpdateAction:
             live.ended.set_result(ran.detail)
         finally:
             del self._live[cid]
+            if ble_line is not None:
+                await ble_line.close()
         return ran
+
+    def _lines(self, targets: Sequence[RolloutTarget]) -> tuple[dict[str, Any], GattLine | None, str]:
+        """The buses a roll-out of ``targets`` runs on (its BLE nodes as one :class:`GattLine`), and what the
+        configuration lacks ("" when nothing)."""
+        buses = dict(self.buses)
+        ble = [t for t in targets if t.bus == BLE_BUS]
+        unknown = sorted({t.bus for t in targets if t.bus != BLE_BUS} - set(buses))
+        if unknown:
+            return buses, None, f"no bus named {unknown[0]!r}"
+        if not ble:
+            return buses, None, ""
+        known = {n.id: n for n in self.config.ble.node}
+        gone = [t.node for t in ble if t.node not in known]
+        if self.ble_sender is None or gone:
+            return buses, None, f"no BLE node {gone[0]!r}" if gone else "no BLE radio"
+        line = buses[BLE_BUS] = GattLine(self.ble_sender, {t.unit: known[t.node] for t in ble})
+        return buses, line, ""
 
     def _sentence(self, plan: RolloutPlan, outcome: Outcome) -> Ran:
         what = f"update to {plan.package.digest.hex()[:12]} ({plan.package.role}, {len(plan.package.image)} bytes)"
@@ -283,7 +310,7 @@ class UpdateAction:
                    "unconfirmed")
 
     async def _record(self, node_id: str, steps: Sequence[RolloutStep]) -> None:
-        node = next((n for n in self.config.node if n.id == node_id), None)
+        node = next((n for n in [*self.config.node, *command_nodes(self.config.ble)] if n.id == node_id), None)
         if self.node_events is None or node is None:
             return  # no outbox (tests), or a node a reload removed: its steps stay on the result topic
         await self.node_events(node, steps, None)

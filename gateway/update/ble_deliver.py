@@ -29,7 +29,7 @@ from gateway.transport.bus import NodeError, NodeTimeout
 from gateway.update.deliver import UPDATE_PRIORITY, Progress, UpdateError, UpdateRefused, deliver
 from gateway.update.package import UpdatePackage
 
-__all__ = ["GattFileRecords", "deliver_ble"]
+__all__ = ["GattFileRecords", "GattLine", "deliver_ble"]
 
 _WRITE_BODY, _READ_BODY, FILE_PART = BLE_GATT_FILE_BODY
 _STATUS_MODBUS_MAX = 0x7F  # above: the GATT service's own statuses (replay, bad op), not a Modbus exception code
@@ -81,6 +81,40 @@ class GattFileRecords:
             code = status if status <= _STATUS_MODBUS_MAX else None  # None: deliver() tries again
             raise NodeError(f"BLE node {self.session.node.id} answered status {status}", code)
         return answer
+
+
+class GattLine:
+    """A roll-out's BLE nodes as one line of :func:`gateway.update.rollout.roll_out`: file records by unit.
+
+    Each node's records go over its own :class:`GattSession` (made when first used); the roll-out takes
+    one node of a line at a time, which is what one radio and the sender's connection budget allow.
+    :meth:`close` gives every connection back.
+
+    Args:
+        sender: the gateway's GATT client.
+        nodes: the BLE node of each unit the roll-out names.
+    """
+
+    def __init__(self, sender: GattSender, nodes: dict[int, BleNodeConfig]) -> None:
+        self.sender = sender
+        self.nodes = nodes
+        self._records: dict[int, GattFileRecords] = {}
+
+    async def file_record(self, unit: int, file: int, record: int, *, data: bytes = b"", count: int = 0,
+                          priority: int = UPDATE_PRIORITY) -> bytes:
+        """One file record of the node of ``unit`` (see :meth:`GattFileRecords.file_record`)."""
+        records = self._records.get(unit)
+        if records is None:
+            node = self.nodes.get(unit)
+            if node is None:
+                raise NodeError(f"no BLE node with unit {unit} in this roll-out", None)
+            records = self._records[unit] = GattFileRecords(GattSession(self.sender, node))
+        return await records.file_record(unit, file, record, data=data, count=count, priority=priority)
+
+    async def close(self) -> None:
+        """Give back every node's connection."""
+        for records in self._records.values():
+            await records.session.release()
 
 
 async def deliver_ble(

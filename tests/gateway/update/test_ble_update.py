@@ -15,10 +15,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from street_kit import prepare
 
+from gateway.commands.parse import CommandRejected, check_command
+from gateway.commands.router import CommandRouter
+from gateway.commands.update_action import UpdateAction
+from gateway.service.config import parse_config
 from gateway.service.config_ble import BleNodeConfig
+from gateway.service.stats import GatewayStats
+from gateway.transport.ble_bus import GattBus, command_nodes
 from gateway.transport.ble_client import GattSender
 from gateway.transport.ble_window import ReplayWindows
 from gateway.update.ble_deliver import deliver_ble
@@ -26,6 +34,8 @@ from gateway.update.deliver import UpdateRefused
 from gateway.update.package import UpdatePackage, make_package
 from tests.gateway.update.update_kit import KEY, Supervisor, running_image, variant
 from tools.cli import main as cli_main
+from tools.keys import key_entry, public_text
+from tools.operator import Signer, build_command
 from tools.sim.bleak_bumble import client_backend
 from tools.sim.code_slots import read_state
 from tools.sim.radio import VirtualRadio
@@ -36,6 +46,7 @@ from tools.sim.street import VirtualStreet
 BLE_KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 ADDRESS = "D0:5E:00:00:00:41"
 NODE = BleNodeConfig(id="pit-41", address=ADDRESS, key=BLE_KEY, role="meter", interval=0.3)
+OPS = Signer(Ed25519PrivateKey.generate(), "ops")
 HEAP = "128K"  # the ESP32 budget; the street adds the ROMFS image's size (flash on a chip)
 
 
@@ -215,3 +226,72 @@ def test_update_send_reaches_ble_nodes_through_the_configurations_adapter(
     failed = next(e for e in events if e["phase"] == "failed")
     assert failed["node"] == "pit-41" and "refused the image: bad MAC" in failed["detail"], failed
     assert seen["same"] == {"active": 0, "trial": False, "tries": 0}, "the old image kept"
+
+
+def _router_config(tmp_path: Path, packages: Path) -> str:
+    return f"""site = "s"
+gateway = "g"
+[commands]
+replay_db = "{tmp_path / 'replay.sqlite'}"
+audit_log = "{tmp_path / 'audit.jsonl'}"
+{key_entry("ops", public_text(OPS.key), ["update"], ["*"])}
+[update]
+packages = "{packages}"
+[ble]
+counters = "{tmp_path / 'ble.sqlite'}"
+[[ble.node]]
+id = "pit-41"
+address = "{ADDRESS}"
+key = "{BLE_KEY}"
+role = "meter"
+"""
+
+
+def test_a_signed_update_command_rolls_out_to_a_ble_node_over_gatt(tmp_path: Path) -> None:
+    """The operator's signed ``update`` names a BLE node: the router plans it (a BLE node is a line of the
+    roll-out), the node takes the chunks over GATT and refuses the image signed with another key at COMMIT;
+    the result names the node and the refusal, the progress went out on the result topic, the store ended it."""
+    meter = _Meter(tmp_path)
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    small = b"\xd2\xcd\x31" + bytes(range(256)) * 2 + b"\x00"
+    package = _package(small, key=b"another key")
+    (packages / "meter.update").write_bytes(package.to_bytes())
+    config = parse_config(_router_config(tmp_path, packages))
+    published: list[dict[str, Any]] = []
+    seen: dict[str, Any] = {}
+
+    async def steps() -> None:
+        router = CommandRouter(config, {}, GatewayStats(), lambda p: published.append(cbor2.loads(p)),
+                               ble_bus=GattBus(config.ble, meter.sender))
+        try:
+            params = {"package": package.digest.hex(), "canary": [], "stop_on_failure": True}
+            seen["result"] = await router.handle(OPS.sign(build_command("pit-41", "update", params, "u-ble")))
+            seen["stored"] = router.updates.store.get("u-ble")
+        finally:
+            router.close()
+        seen["state"] = read_state(meter.flash)
+
+    meter.run(steps)
+    result = seen["result"]
+    assert (result["status"], result["unconfirmed"]) == ("failed", ["pit-41"]), result
+    assert "refused the image: bad MAC" in result["detail"], result
+    phases = [(p.get("phase"), p.get("node")) for p in published if p.get("status") == "running"]
+    assert ("sending", "pit-41") in phases and ("failed", "pit-41") in phases, phases
+    assert seen["stored"].state == "finished" and seen["stored"].nodes["pit-41"].state == "failed"
+    assert seen["state"] == {"active": 0, "trial": False, "tries": 0}, "the old image kept"
+
+
+def test_without_a_ble_radio_the_update_command_refuses_ble_nodes(tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    package = _package(b"\xd2\xcd\x31\x00")
+    (packages / "meter.update").write_bytes(package.to_bytes())
+    config = parse_config(_router_config(tmp_path, packages))
+    action = UpdateAction(config, {}, lambda p: None)  # a router without a GATT bus has no BLE targets
+    command = check_command(build_command("pit-41", "update", {"package": package.digest.hex(), "canary": [],
+                                                               "stop_on_failure": True}, "u-1"))
+    (node,) = command_nodes(config.ble)
+    with pytest.raises(CommandRejected, match="pit-41: bus ble:gatt carries no file records"):
+        action.plan(command, [node], lambda t: [])
+    action.close()
