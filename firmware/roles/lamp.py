@@ -98,7 +98,7 @@ _DEBOUNCE = const(2)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SCHEDULE = ("firmware.night_plan", "firmware.astro", "protocols.programs")
+_SCHEDULE = ("firmware.night_plan", "firmware.almanac", "protocols.program_rules")
 _CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 

@@ -7,7 +7,7 @@ none of it is needed between a boot and the next settings write.
 "calendar": [33 words]}``, written whole and atomically
 (:func:`firmware.storage.atomic_write`); a value that is missing or out of
 bounds at boot is replaced by its default. Programs and calendar are checked
-(``protocols.programs``, the rules the gateway checks too) when a master
+(``protocols.program_rules``, the rules the gateway checks too) when a master
 writes them and when they are loaded at boot: the lamp's plan of a night then
 needs no checks (``firmware.night_plan.plan``). One that is damaged in flash
 still counts as stored, and the nights it is chosen for get the safe level, as
@@ -67,7 +67,7 @@ def load(role):
                 lo, hi = bank.bounds(name)
                 if isinstance(v, int) and lo <= v <= hi:
                     bank.set(name, v)
-        from protocols import programs
+        from protocols import program_rules
 
         progs = data.get("programs")
         if isinstance(progs, list) and len(progs) == L.PROGRAMS:
@@ -76,7 +76,7 @@ def load(role):
                 if pts and isinstance(pts, list):
                     pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
                     try:
-                        programs.validate_program(pts, pid)
+                        program_rules.validate_program(pts, pid)
                     except ValueError:
                         pts = INVALID  # damaged in flash: the safe level on the nights it is chosen for
                     role.programs[pid] = pts
@@ -91,7 +91,7 @@ def load(role):
             except ValueError:
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
             role.calendar_words = list(words)
-        programs = None
+        program_rules = None
     _publish_programs(role)
     show_program(role, 0)
 
@@ -161,10 +161,10 @@ def program_write(role, address, count):
                 a = start + 2 + 3 * k
                 off = h[a + 1]
                 pts.append((h[a], off - 0x10000 if off & 0x8000 else off, h[a + 2]))
-            from protocols import programs
+            from protocols import program_rules
 
             try:
-                programs.validate_programs([pts])
+                program_rules.validate_program(pts, pid)
             except ValueError as exc:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
             pts = tuple(pts)
@@ -211,9 +211,9 @@ def build_calendar(h, check=True):
         rules.append(rule)
     cal = {"default": h[L.CALENDAR_START], "rules": rules}
     if check:
-        from protocols import programs
+        from protocols import program_rules
 
-        programs.validate_calendar(cal, L.PROGRAMS)
+        program_rules.validate_calendar(cal, L.PROGRAMS)
     return cal
 
 

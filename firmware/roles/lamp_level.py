@@ -9,8 +9,7 @@ it depends on changes.
 
 import gc
 
-from firmware.night import level as night_level
-from firmware.night import night_of
+from firmware import night
 from firmware.roles import lamp as L  # the role's copies of the table's numbers (the table may be released)
 
 try:
@@ -27,8 +26,6 @@ _SAFE_INVALID = const(4)  # firmware.schedule.INVALID
 _PROGRAM = const(0)  # firmware.schedule.PROGRAM
 _OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
 _PHOTOCELL = const(2)  # firmware.schedule.PHOTOCELL
-_VALID_FROM = 1577836800  # firmware.schedule.VALID_FROM (not small ints on the ESP32: no const)
-_VALID_UNTIL = 4102444800  # firmware.schedule.VALID_UNTIL
 
 
 def photocell(bank):
@@ -70,7 +67,10 @@ def evaluate(role):
             level = role.target if role.target >= 0 else 100
             source = role.source
         else:
-            level = night_level(plan, now) if plan[1] is not None and _VALID_FROM <= now < _VALID_UNTIL else None
+            # The clock's valid years (firmware.schedule.VALID_FROM, VALID_UNTIL) in place: not small ints on
+            # the ESP32, so no const(), and named globals would each take a name in RAM.
+            valid = plan[1] is not None and 1577836800 <= now < 4102444800
+            level = night.level(plan, now) if valid else None
             dark = role._dark
             lux = role._lux
             if lux is not None and photo is not None:  # firmware.schedule.photocell_override
@@ -99,8 +99,8 @@ def _plan_for(role, now, tz, photo):
     a change of the time zone; otherwise the one kept.
     """
     plan = role._plan
-    night = night_of(now, tz)[0]
-    if plan is not None and plan[0] == night and plan[2] == tz:
+    night_no = night.night_of(now, tz)[0]
+    if plan is not None and plan[0] == night_no and plan[2] == tz:
         return plan
     bank = role.bank
     gc.collect()  # the schedule and its work land in one tidy heap
@@ -117,7 +117,7 @@ def _plan_for(role, now, tz, photo):
         role.memory_errors += 1
         return None
     except Exception:  # invalid settings (a damaged program chosen tonight): the safe level all night
-        plan = (night, None, tz)
+        plan = (night_no, None, tz)
     finally:
         night_plan = None
         role._done()
