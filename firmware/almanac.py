@@ -26,7 +26,9 @@ about 1,300, where a 32-bit float still resolves 0.0001 degree.
 
 Every float conversion goes through ``float(...)``: the CPython tests replace
 that name (and the ``math`` functions) to replay this module in emulated 32-bit
-arithmetic.
+arithmetic. Whole-number constants are written as integers (``% 360``, ``2 *``):
+the result is the same float, and a float literal is an object in the node's
+heap while the module is loaded, where a small integer is none.
 """
 
 from math import acos, asin, cos, sin, tan
@@ -79,35 +81,35 @@ def sun_position(n, f):
     """
     g = f - 0.5  # J2000.0 is 2000-01-01 12:00
     fn = float(n)
-    t = (fn + g) / 36525.0  # Julian centuries: only slow terms use it
+    t = (fn + g) / 36525  # Julian centuries: only slow terms use it
     whole = float(n % 360)
     # 36000.76983 and 35999.05029 degrees a century, written as one turn a day minus a small rate.
-    l0 = (280.46646 + whole - 0.0143526398 * fn + 0.98564736 * g + 0.0003032 * t * t) % 360.0
-    m = (357.52911 + whole - 0.0143997183 * fn + 0.98560028 * g - 0.0001537 * t * t) % 360.0
+    l0 = (280.46646 + whole - 0.0143526398 * fn + 0.98564736 * g + 0.0003032 * t * t) % 360
+    m = (357.52911 + whole - 0.0143997183 * fn + 0.98560028 * g - 0.0001537 * t * t) % 360
     mr = m * _RAD
     sm = sin(mr)
     c = (
         sm * (1.914602 - t * (0.004817 + 0.000014 * t))
-        + sin(2.0 * mr) * (0.019993 - 0.000101 * t)
-        + sin(3.0 * mr) * 0.000289
+        + sin(2 * mr) * (0.019993 - 0.000101 * t)
+        + sin(3 * mr) * 0.000289
     )
-    om = ((125.04 - 0.0529537577 * (fn + g)) % 360.0) * _RAD
+    om = ((125.04 - 0.0529537577 * (fn + g)) % 360) * _RAD
     lam = (l0 + c - 0.00569 - 0.00478 * sin(om)) * _RAD
     sec = 21.448 - t * (46.815 + t * (0.00059 - t * 0.001813))
-    eps = (23.0 + (26.0 + sec / 60.0) / 60.0 + 0.00256 * cos(om)) * _RAD
+    eps = (23 + (26 + sec / 60) / 60 + 0.00256 * cos(om)) * _RAD
     dec = asin(sin(eps) * sin(lam))
     e = 0.016708634 - t * (0.000042037 + 0.0000001267 * t)
-    y = tan(eps / 2.0)
+    y = tan(eps / 2)
     y *= y
-    l2 = 2.0 * l0 * _RAD
+    l2 = 2 * l0 * _RAD
     eot = (
         y * sin(l2)
-        - 2.0 * e * sm
-        + 4.0 * e * y * sm * cos(l2)
-        - 0.5 * y * y * sin(2.0 * l2)
-        - 1.25 * e * e * sin(2.0 * mr)
+        - 2 * e * sm
+        + 4 * e * y * sm * cos(l2)
+        - 0.5 * y * y * sin(2 * l2)
+        - 1.25 * e * e * sin(2 * mr)
     )
-    return dec, 4.0 * _DEG * eot
+    return dec, 4 * _DEG * eot
 
 
 def sun_times_days(days, lat, lon, depression=SUNRISE_DEPRESSION):
@@ -118,25 +120,25 @@ def sun_times_days(days, lat, lon, depression=SUNRISE_DEPRESSION):
     lat *= _RAD
     h0 = -float(depression) * _RAD
     n = days - J2000_DAY
-    noon = 720.0 - 4.0 * lon
-    dec, eot = sun_position(n, noon / 1440.0)
+    noon = 720 - 4 * lon
+    dec, eot = sun_position(n, noon / 1440)
     # Cosine of the hour angle at which the sun's centre is at altitude h0.
     c = (sin(h0) - sin(lat) * sin(dec)) / (cos(lat) * cos(dec))
-    if c >= 1.0:
+    if c >= 1:
         return None, None, ALWAYS_DOWN
-    if c <= -1.0:
+    if c <= -1:
         return None, None, ALWAYS_UP
     # The sun at noon gives estimates within minutes; two corrections at each event's own time settle them.
     noon -= eot
-    ha = 4.0 * _DEG * acos(c)
+    ha = 4 * _DEG * acos(c)
     out = []
     for sign in (-1, 1):  # sunrise, sunset
         t = noon + sign * ha
         for _ in range(2):
-            dec, eot = sun_position(n, t / 1440.0)
+            dec, eot = sun_position(n, t / 1440)
             c = (sin(h0) - sin(lat) * sin(dec)) / (cos(lat) * cos(dec))
             # Near the polar limits one end of the day may just graze: hold it at noon or midnight.
-            c = 1.0 if c > 1.0 else -1.0 if c < -1.0 else c
-            t = 720.0 - 4.0 * lon - eot + sign * 4.0 * _DEG * acos(c)
+            c = 1 if c > 1 else -1 if c < -1 else c
+            t = 720 - 4 * lon - eot + sign * 4 * _DEG * acos(c)
         out.append(t)
     return out[0], out[1], NORMAL

@@ -11,6 +11,8 @@ held between their astronomical neighbours) is in ``firmware.schedule``'s
 docstring.
 """
 
+from array import array
+
 from firmware import almanac
 from firmware.night import night_of
 
@@ -132,11 +134,12 @@ def layout(points, day, lat, lon, tz):
 
 
 def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
-    """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
+    """The plan of the night in force at ``now``: ``(night, (times, levels), tz_offset_minutes)``.
 
     Every switch point of the programs chosen for the night before, that
-    night and the night after, in minutes after local midnight of ``night``,
-    ordered so that the last point at or before a time sets the level then
+    night and the night after: its time in minutes after local midnight of
+    ``night`` in ``times`` (an ``array("d")``), its level in ``levels``
+    (``bytes``), ordered so that the last point at or before a time sets the level then
     (:func:`firmware.night.level`; on a tie the later night, then the later
     point of its program wins). ``check(points, pid)``, if given, runs on
     each chosen program first (it raises ValueError on an invalid one);
@@ -156,4 +159,4 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
             found.append((at + 1440 * (d - night), d, j, lv))
             j += 1
     found.sort()
-    return night, [(p[0], p[3]) for p in found], tz_offset_minutes
+    return night, (array("d", [p[0] for p in found]), bytes([p[3] for p in found])), tz_offset_minutes

@@ -33,6 +33,8 @@ on CPython as well as on MicroPython.
   drops the light for ``off`` seconds after every ``on`` seconds lit.
 
 Noise comes from a tiny seeded LCG, the same sequence on both interpreters.
+Whole numbers in the arithmetic are integers (``/ 3600``): the same float
+results, and no float object of their own in the node's heap.
 
 Parts and physics are one module, the noise a method, the fault checks one: a
 running lamp interns every name of the modules it imports (about 640 make the
@@ -99,14 +101,14 @@ class LampPhysics:
 
     def set_level(self, percent):
         """Set the driver's dim level, 0..100 %."""
-        self.level = min(100, max(0, percent)) / 100.0
+        self.level = min(100, max(0, percent)) / 100
 
     def step(self, dt):
         """Advance the model by ``dt`` seconds."""
         if dt <= 0:
             return
         if self.wear_per_day:
-            self.wear += self.wear_per_day * dt / 86400.0
+            self.wear += self.wear_per_day * dt / 86400
         if self.cycle_s is not None and self.relay and self.mains:
             self._cycle_t += dt
         target = (1.0 if self.stuck else self.level) if self._fed() else 0.0
@@ -117,19 +119,19 @@ class LampPhysics:
         elif self.light > target:
             self.light = max(target, self.light - dt / RAMP_S)
         p = self.power_w()
-        self.energy_wh += p * dt / 3600.0
+        self.energy_wh += p * dt / 3600
         goal = self.ambient_c + RISE_K * p / _FULL_W
-        self.temperature_c += (goal - self.temperature_c) * (1.0 - exp(-dt / TAU_S))
+        self.temperature_c += (goal - self.temperature_c) * (1 - exp(-dt / TAU_S))
 
     def power_w(self):
         """True active power drawn now, in watts."""
         if not self._fed():
             return 0.0
-        return (STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)) * (1.0 + self.wear)
+        return (STANDBY_W + RATED_W * self.light / (0.85 + 0.07 * self.light)) * (1 + self.wear)
 
     def power_factor(self):
         """Power factor at the present load."""
-        return (0.5 + 0.45 * self.light) * (1.0 - self.wear / 2.0)
+        return (0.5 + 0.45 * self.light) * (1 - self.wear / 2)
 
     def measure(self):
         """What a metering chip reads now: ``(voltage_V, current_A, power_W)`` with noise."""
@@ -138,7 +140,7 @@ class LampPhysics:
         v = MAINS_V + self._uniform(-1.5, 1.5)
         p = self.power_w()
         if p > 0.0:
-            p *= 1.0 + self._uniform(-0.003, 0.003)
+            p *= 1 + self._uniform(-0.003, 0.003)
         i = p / (v * self.power_factor()) if p > 0.0 else 0.0
         return v, i, p
 
@@ -182,7 +184,7 @@ class LampParts:
 
     def _advance(self):
         now = time.ticks_ms()
-        self.physics.step(time.ticks_diff(now, self._last_ms) / 1000.0)
+        self.physics.step(time.ticks_diff(now, self._last_ms) / 1000)
         self._last_ms = now
 
     def relay(self, on):
