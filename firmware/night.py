@@ -3,7 +3,9 @@
 :func:`firmware.night_plan.plan` lays out, for the night in force at a time,
 every switch point that can decide the level during that night (the
 calendar's programs of the night before, that night and the night after,
-placed with the sun times): a *plan* ``(night, points, tz_offset)``.
+placed with the sun times): a *plan* ``(night, (times, levels), tz_offset)``,
+the points' times an ``array("d")`` and their levels ``bytes`` (a lamp keeps
+its plan all night: two buffers, not a tuple and a float object per point).
 :func:`level` reads the level at any time of that night from the plan
 alone, so the lamp imports the plan's code (calendar, programs, almanac:
 ``firmware.night_plan``) only when a new night begins or a setting
@@ -33,9 +35,10 @@ def level(plan, now):
     n, t = night_of(now, tz)
     if n != night:
         return None
+    times, levels = points
     found = None
-    for at, lv in points:
-        if at > t:
+    for i in range(len(times)):
+        if times[i] > t:
             break
-        found = lv
+        found = levels[i]
     return found

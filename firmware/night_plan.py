@@ -4,14 +4,16 @@ The part of the schedule (``firmware.schedule``) that a running lamp needs:
 its settings were checked when they were written or loaded, so building a
 night's plan needs neither the rules (``protocols.programs``) nor the
 override, photocell and validation code. The lamp imports only this module
-(and ``firmware.astro``) when a night begins or a setting changes, then
+(and ``firmware.almanac``, the sun's part of ``firmware.astro``) when a night begins or a setting changes, then
 releases it; ``firmware.schedule`` builds its plans with the same code. How a
 program is read (its night, the equinox order of the points, fixed points
 held between their astronomical neighbours) is in ``firmware.schedule``'s
 docstring.
 """
 
-from firmware import astro
+from array import array
+
+from firmware import almanac
 from firmware.night import night_of
 
 try:
@@ -37,8 +39,8 @@ def program_for(calendar, day):
     rules = calendar.get("rules", ())
     if not rules:
         return pid
-    _, month, mday = astro.civil_from_days(day)
-    bit = 1 << astro.weekday(day)
+    _, month, mday = almanac.civil_from_days(day)
+    bit = 1 << almanac.weekday(day)
     md = month * 100 + mday
     for rule in rules:
         if "days" in rule and not rule["days"] & bit:
@@ -60,11 +62,11 @@ def _event(point, day, lat, lon, tz):
     key = (day, lat, lon)
     hit = _sun_cache.get(key)
     if hit is None:
-        rise, set_, state = astro.sun_times_days(day, lat, lon)
-        if state != astro.NORMAL:
+        rise, set_, state = almanac.sun_times_days(day, lat, lon)
+        if state != almanac.NORMAL:
             # Mean solar noon, the same every day, so that one day's sunset and the next day's sunrise tie exactly.
             noon = 720.0 - 4.0 * lon
-            if state == astro.ALWAYS_UP:
+            if state == almanac.ALWAYS_UP:
                 rise, set_ = noon - 720.0, noon + 720.0
             else:
                 rise = set_ = noon
@@ -132,11 +134,12 @@ def layout(points, day, lat, lon, tz):
 
 
 def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
-    """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
+    """The plan of the night in force at ``now``: ``(night, (times, levels), tz_offset_minutes)``.
 
     Every switch point of the programs chosen for the night before, that
-    night and the night after, in minutes after local midnight of ``night``,
-    ordered so that the last point at or before a time sets the level then
+    night and the night after: its time in minutes after local midnight of
+    ``night`` in ``times`` (an ``array("d")``), its level in ``levels``
+    (``bytes``), ordered so that the last point at or before a time sets the level then
     (:func:`firmware.night.level`; on a tie the later night, then the later
     point of its program wins). ``check(points, pid)``, if given, runs on
     each chosen program first (it raises ValueError on an invalid one);
@@ -156,4 +159,4 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
             found.append((at + 1440 * (d - night), d, j, lv))
             j += 1
     found.sort()
-    return night, [(p[0], p[3]) for p in found], tz_offset_minutes
+    return night, (array("d", [p[0] for p in found]), bytes([p[3] for p in found])), tz_offset_minutes

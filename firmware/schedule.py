@@ -168,7 +168,7 @@ def switch_times(day, tz_offset_minutes, lat, lon, calendar, programs, check=Tru
 
 
 def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=True):
-    """The plan of the night in force at ``now``: ``(night, [(minutes, level), ...], tz_offset_minutes)``.
+    """The plan of the night in force at ``now``: ``(night, (times, levels), tz_offset_minutes)``.
 
     :func:`firmware.night_plan.plan` (what the lamp runs), with the chosen
     programs checked by the rules unless ``check`` is False (calendar, place

@@ -1,8 +1,10 @@
 """The lamp's programs, calendar, photocell and override settings: what makes them valid.
 
-One rule set for both ends: the node checks a master's write with it
-(``firmware.schedule``, ``firmware.roles.lamp_config``) and the gateway checks
-an operator's command with it before anything is written (``bad_parameters``).
+One rule set for both ends: the gateway checks an operator's command with it
+before anything is written (``bad_parameters``), and the node checks a
+master's write with its programs' and calendar's part,
+:mod:`protocols.program_rules` (``firmware.roles.lamp_config``; this module
+adds the photocell's, override's and place's rules, and takes those from there).
 Pure functions on plain JSON values; each raises ValueError naming the program,
 point, rule or field at fault. The meaning of the settings is in
 ``firmware/schedule.py``; their register encoding in ``protocols/roles/lamp.py``.
@@ -19,73 +21,32 @@ point, rule or field at fault. The meaning of the settings is in
 - an *override* is ``[level, until]`` (epoch seconds).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
+# The rules the node checks too (protocols.program_rules): part of this module's API.
+from protocols.program_rules import (
+    EVERY_DAY,
+    FIXED,
+    MAX_ASTRO_OFFSET,
+    MAX_POINTS,
+    MAX_PROGRAMS,
+    MAX_RULES,
+    SUNRISE,
+    SUNSET,
+    is_int,
+    month_day,
+    validate_calendar,
+    validate_program,
+)
 
-    def const(x):
-        return x
+__all__ = ["EVERY_DAY", "FIXED", "MAX_ASTRO_OFFSET", "MAX_POINTS", "MAX_PROGRAMS", "MAX_RULES", "SUNRISE", "SUNSET",
+           "calendar_programs", "is_int", "is_num", "month_day", "validate_calendar", "validate_override",
+           "validate_photo", "validate_place", "validate_program", "validate_programs"]
 
-
-# Switch point kinds.
-FIXED = const(0)
-SUNRISE = const(1)
-SUNSET = const(2)
-
-MAX_PROGRAMS = const(16)
-MAX_POINTS = const(16)
-MAX_RULES = const(32)
-MAX_ASTRO_OFFSET = const(360)
-EVERY_DAY = const(127)  # weekday mask of all seven days (bit 0 Monday)
-
-_KINDS = ("FIXED", "SUNRISE", "SUNSET")
-_RULE_KEYS = ("program", "days", "from", "to")
 _PHOTO_KEYS = ("on", "off", "level")
-_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 29 February recurs: a calendar date
-
-
-def is_int(x):
-    """True for an integer that is not a bool."""
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def is_num(x):
     """True for an integer or float that is not a bool."""
     return (isinstance(x, int) or isinstance(x, float)) and not isinstance(x, bool)
-
-
-def _point_error(pid, j, what):
-    return ValueError("program %d point %d: %s" % (pid, j, what))
-
-
-def validate_program(points, pid):
-    """Raise ValueError naming program ``pid`` and the point if ``points`` is not a valid program."""
-    if not isinstance(points, (list, tuple)) or not 1 <= len(points) <= MAX_POINTS:
-        raise ValueError("program %d: expected a list of 1..%d switch points" % (pid, MAX_POINTS))
-    seen = []  # type: list[object]
-    for j in range(len(points)):
-        pt = points[j]
-        if not isinstance(pt, (list, tuple)) or len(pt) != 3:
-            raise _point_error(pid, j, "expected [kind, offset, level], got %r" % (pt,))
-        kind, off, level = pt
-        if not is_int(kind) or not 0 <= kind <= 2:
-            raise _point_error(pid, j, "kind %r is not FIXED (0), SUNRISE (1) or SUNSET (2)" % (kind,))
-        if not is_int(off):
-            raise _point_error(pid, j, "offset %r is not a whole number of minutes" % (off,))
-        if kind == FIXED:
-            if not 0 <= off < 1440:
-                raise _point_error(pid, j, "FIXED time %d is not in 0..1439 minutes after midnight" % off)
-        elif not -MAX_ASTRO_OFFSET <= off <= MAX_ASTRO_OFFSET:
-            raise _point_error(
-                pid, j, "offset %d from %s is not in -%d..%d minutes" % (off, _KINDS[kind], MAX_ASTRO_OFFSET,
-                                                                        MAX_ASTRO_OFFSET)
-            )
-        if not is_int(level) or not 0 <= level <= 100:
-            raise _point_error(pid, j, "level %r is not a whole per cent in 0..100" % (level,))
-        key = kind * 10000 + off
-        if key in seen:
-            raise _point_error(pid, j, "same time as point %d" % seen.index(key))
-        seen.append(key)
 
 
 def validate_programs(programs):
@@ -94,60 +55,6 @@ def validate_programs(programs):
         raise ValueError("programs: expected a list of 1..%d programs" % MAX_PROGRAMS)
     for pid in range(len(programs)):
         validate_program(programs[pid], pid)
-
-
-def month_day(md, where):
-    """``[month, day]`` -> month * 100 + day; ValueError (prefixed by ``where``) for anything else."""
-    if not isinstance(md, (list, tuple)) or len(md) != 2 or not is_int(md[0]) or not is_int(md[1]):
-        raise ValueError(where + "expected [month, day], got %r" % (md,))
-    m, d = md
-    if not 1 <= m <= 12 or not 1 <= d <= _MONTH_DAYS[m - 1]:
-        raise ValueError(where + "no such date: month %d day %d" % (m, d))
-    return m * 100 + d
-
-
-def _check_pid(pid, n_programs, where):
-    if not is_int(pid) or not 0 <= pid < n_programs:
-        raise ValueError(where + "program %r is not one of 0..%d" % (pid, n_programs - 1))
-
-
-def validate_calendar(calendar, n_programs, max_rules=MAX_RULES):
-    """Raise ValueError (naming the rule and the field) unless ``calendar`` is valid.
-
-    ``n_programs``: program ids run 0..n_programs - 1; ``max_rules``: the most
-    rules the holder of the calendar keeps (the lamp's registers hold 8).
-    """
-    if not isinstance(calendar, dict):
-        raise ValueError("calendar: expected {\"default\": id, \"rules\": [...]}, got %r" % (calendar,))
-    for key in calendar:
-        if key not in ("default", "rules"):
-            raise ValueError("calendar: unknown key %r" % (key,))
-    if "default" not in calendar:
-        raise ValueError("calendar: no default program")
-    _check_pid(calendar["default"], n_programs, "calendar default: ")
-    rules = calendar.get("rules", ())
-    if not isinstance(rules, (list, tuple)) or len(rules) > max_rules:
-        raise ValueError("calendar rules: expected a list of at most %d rules" % max_rules)
-    for r in range(len(rules)):
-        rule = rules[r]
-        where = "calendar rule %d: " % r
-        if not isinstance(rule, dict):
-            raise ValueError(where + "expected a dict, got %r" % (rule,))
-        for key in rule:
-            if key not in _RULE_KEYS:
-                raise ValueError(where + "unknown key %r" % (key,))
-        if "program" not in rule:
-            raise ValueError(where + "no program")
-        _check_pid(rule["program"], n_programs, where)
-        if "days" not in rule and "from" not in rule:
-            raise ValueError(where + "selects nothing: give days and/or from, to")
-        if "days" in rule and (not is_int(rule["days"]) or not 1 <= rule["days"] <= EVERY_DAY):
-            raise ValueError(where + "days %r is not a weekday mask in 1..127 (bit 0 Monday)" % (rule["days"],))
-        if ("from" in rule) != ("to" in rule):
-            raise ValueError(where + "from and to go together")
-        if "from" in rule:
-            month_day(rule["from"], where + "from: ")
-            month_day(rule["to"], where + "to: ")
 
 
 def calendar_programs(calendar):

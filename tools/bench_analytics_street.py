@@ -1,6 +1,6 @@
 """A simulated street for ``streetedge bench analytics``: a month of lamps, meters and sensors in seconds.
 
-The physics are the virtual board's (:mod:`boards.sim.lamp_physics`,
+The physics are the virtual board's (:mod:`boards.sim.lamp_parts`,
 :mod:`boards.sim.water`, :mod:`boards.sim.weather`) with faults from a seeded
 :class:`boards.sim.faults.FaultPlan`; what a node would put in its registers
 (counters, rounding to the register's step) is made here, turned into raw
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from boards.sim.faults import Fault, FaultPlan
-from boards.sim.lamp_physics import LampPhysics
+from boards.sim.lamp_parts import LampPhysics
 from boards.sim.water import WaterPhysics
 from boards.sim.weather import WeatherPhysics
 from gateway.analytics import Analytics, AnalyticsConfig, Flag

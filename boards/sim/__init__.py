@@ -27,7 +27,7 @@ second) steers the virtual world while the node runs:
 - ``"mains"``: false cuts the supply upstream of the meter (0 V);
   ``"fault"``: as in ``sim.json``, from now on (null: repaired);
   ``"wear"``: a degrading driver, drawing ``1 + wear`` times the power for
-  the same light (:class:`~boards.sim.lamp_physics.LampPhysics`; 0 repaired).
+  the same light (:class:`~boards.sim.lamp_parts.LampPhysics`; 0 repaired).
 
 What the firmware gets (the same surface as ``boards/esp32_lamp``):
 

@@ -95,10 +95,17 @@ _TEMP_MIN_DC = const(-400)
 _TEMP_MAX_DC = const(1250)
 _U16_MAX = const(0xFFFF)
 _DEBOUNCE = const(2)
+# Slots of Role._was: the modelled light (%), the clock's minute (-1 unsynced), lit ms not yet counted in burn_s,
+# lit and mains present at the last sample.
+_ACTUAL = const(0)
+_MINUTE = const(1)
+_BURN_MS = const(2)
+_LIT = const(3)
+_SUPPLY = const(4)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SCHEDULE = ("firmware.night_plan", "firmware.astro", "protocols.programs")
+_SCHEDULE = ("firmware.night_plan", "firmware.almanac", "protocols.program_rules")
 _CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
@@ -171,20 +178,18 @@ class Role:
         self.status = 0
         self.memory_errors = 0  # evaluations skipped for want of RAM (diagnostics)
         self._last_ms = None
-        self._actual = 0.0
+        # sample()'s own state between samples, in one list (_ACTUAL ..): each attribute of the role would be a
+        # name the node keeps interned for good, a slot of a list is none.
+        self._was = [0.0, -1, 0, False, True]
         self._steady = 0  # samples since the target last changed
         self._counts = {}  # debounce counters per status bit
         self._dark = None  # photocell state: True dark, False light, None unknown
         self._lux = None
         self._ov_end = None  # clock ms when the override ends
-        self._minute = -1
-        self._burn_ms = 0
-        self._lit = False
-        self._supply = True
         from protocols.roles.lamp import block_bounds  # used here only: the bank copies the bounds
 
-        bank.add_block(PROGRAM_START, PROGRAM_WORDS, block_bounds, self._program_write)
-        bank.add_block(CALENDAR_START, CALENDAR_WORDS, block_bounds, self._calendar_write)
+        bank.add_block(PROGRAM_START, PROGRAM_WORDS, block_bounds, self._block_write)
+        bank.add_block(CALENDAR_START, CALENDAR_WORDS, block_bounds, self._block_write)
 
     def log(self, code, value):
         """Record an event, if the node gave this role an event log."""
@@ -256,17 +261,13 @@ class Role:
         else:
             self._evaluate()
 
-    def _program_write(self, address, count):
+    def _block_write(self, address, count):
+        # A master wrote the program window or the calendar (one method for both: one name fewer in RAM).
         self._plan = None
+        config = _config()
         try:
-            _config().program_write(self, address, count)
-        finally:
-            self._done()
-
-    def _calendar_write(self, address, count):
-        self._plan = None
-        try:
-            _config().calendar_write(self, address, count)
+            write = config.program_write if address < CALENDAR_START else config.calendar_write
+            write(self, address, count)
         finally:
             self._done()
 
@@ -293,14 +294,15 @@ class Role:
 
     # --- sampling ------------------------------------------------------------------------------
 
-    def _debounce(self, bit, condition, samples=_DEBOUNCE):
+    def _debounce(self, bit, bad):
+        # ``bad``: the alarm's condition in this sample; two in a row raise it, two without clear it.
         c = self._counts.get(bit, 0)
-        if condition:
-            c = c + 1 if c < samples else samples
+        if bad:
+            c = c + 1 if c < _DEBOUNCE else _DEBOUNCE
         else:
             c = c - 1 if c > 0 else 0
         self._counts[bit] = c
-        return c > 0 if self.status & bit else c >= samples
+        return c > 0 if self.status & bit else c >= _DEBOUNCE
 
     def sample(self, now_ms):
         """Read the meter, thermometer and photocell; follow the program if it rules; publish everything."""
@@ -338,8 +340,9 @@ class Role:
         clock = self.clock
         synced = clock is not None and clock.synced()
         minute = clock.epoch() // 60 if synced else -1
-        if minute != self._minute:
-            self._minute = minute
+        was = self._was
+        if minute != was[_MINUTE]:
+            was[_MINUTE] = minute
             self.stale = True
         if self.control != _GATEWAY and self.stale:
             self._evaluate()
@@ -347,11 +350,11 @@ class Role:
         bank.set("override_minutes", (end - self._clock_ms() + 59999) // 60000 if end is not None else 0)
 
         # Measurements.
-        power_dw = _clamp(int(power * 10 + 0.5), 0, _U16_MAX)
-        v_dv = _clamp(int(voltage * 10 + 0.5), 0, _U16_MAX)
-        temp_dc = _clamp(int(temp * 10 + (0.5 if temp >= 0 else -0.5)), _TEMP_MIN_DC, _TEMP_MAX_DC)
+        power_dw = min(max(int(power * 10 + 0.5), 0), _U16_MAX)
+        v_dv = min(max(int(voltage * 10 + 0.5), 0), _U16_MAX)
+        temp_dc = min(max(int(temp * 10 + (0.5 if temp >= 0 else -0.5)), _TEMP_MIN_DC), _TEMP_MAX_DC)
         va = voltage * current
-        pf = _clamp(int(power / va * 1000 + 0.5), 0, 1000) if va > 0.0 else 0
+        pf = min(max(int(power / va * 1000 + 0.5), 0), 1000) if va > 0.0 else 0
         relay = bank.get("relay") == 1
         target = self.target
         rated_dw = bank.get("rated_power") * 10
@@ -363,17 +366,17 @@ class Role:
         if dt > 0:
             store.add_energy(power_dw, dt)
             if lit:
-                ms = self._burn_ms + dt
+                ms = was[_BURN_MS] + dt
                 store.add("burn_s", ms // 1000)
-                self._burn_ms = ms % 1000
-        if lit and not self._lit:
+                was[_BURN_MS] = ms % 1000
+        if lit and not was[_LIT]:
             store.add("switch_ons", 1)
             store.note_change()
-        self._lit = lit
-        if not supply and self._supply:
+        was[_LIT] = lit
+        if not supply and was[_SUPPLY]:
             store.add("supply_losses", 1)
             store.note_change()
-        self._supply = supply
+        was[_SUPPLY] = supply
         store.tick(now_ms)
 
         # Alarms.
@@ -413,20 +416,20 @@ class Role:
 
         # The modelled light: the driver fades toward the target; dark without power.
         if not relay or not supply or dark_lamp:
-            self._actual = 0.0
+            was[_ACTUAL] = 0.0
         else:
             step = dt * 100.0 / _FADE_MS
-            a = self._actual
-            self._actual = min(target, a + step) if a < target else max(target, a - step)
+            a = was[_ACTUAL]
+            was[_ACTUAL] = min(target, a + step) if a < target else max(target, a - step)
 
         bank.set("seq", store.next_seq())
         bank.set("power", power_dw)
         bank.set("voltage", v_dv)
-        bank.set("current", _clamp(int(current * 1000 + 0.5), 0, _U16_MAX))
+        bank.set("current", min(max(int(current * 1000 + 0.5), 0), _U16_MAX))
         bank.set("energy", store.energy_wh)
         bank.set("temperature", temp_dc)
         bank.set("status", status)
-        bank.set("level_actual", int(self._actual + 0.5))
+        bank.set("level_actual", int(was[_ACTUAL] + 0.5))
         bank.set("level_target", target)
         bank.set("power_factor", pf)
         bank.set("burn_time", store.saved("burn_s"))
@@ -434,9 +437,5 @@ class Role:
         bank.set("supply_losses", store.saved("supply_losses"))
         bank.set("control", self.control)
         bank.set("level_source", self.source)
-        bank.set("lux", _clamp(int(lux + 0.5), 0, _U16_MAX) if lux is not None else 0)
+        bank.set("lux", min(max(int(lux + 0.5), 0), _U16_MAX) if lux is not None else 0)
         bank.set("silence", min(silence // 1000, _U16_MAX))
-
-
-def _clamp(x, lo, hi):
-    return lo if x < lo else hi if x > hi else x

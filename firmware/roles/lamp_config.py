@@ -7,7 +7,7 @@ none of it is needed between a boot and the next settings write.
 "calendar": [33 words]}``, written whole and atomically
 (:func:`firmware.storage.atomic_write`); a value that is missing or out of
 bounds at boot is replaced by its default. Programs and calendar are checked
-(``protocols.programs``, the rules the gateway checks too) when a master
+(``protocols.program_rules``, the rules the gateway checks too) when a master
 writes them and when they are loaded at boot: the lamp's plan of a night then
 needs no checks (``firmware.night_plan.plan``). One that is damaged in flash
 still counts as stored, and the nights it is chosen for get the safe level, as
@@ -17,7 +17,7 @@ safe level every night until a valid one is written.
 
 import json
 
-from firmware.roles import lamp as L  # the role's copies of the table's numbers (the table may be released)
+from firmware.roles import lamp  # the role's copies of the table's numbers (the table may be released)
 from firmware.storage import atomic_write
 from protocols.errors import ModbusException
 
@@ -67,31 +67,31 @@ def load(role):
                 lo, hi = bank.bounds(name)
                 if isinstance(v, int) and lo <= v <= hi:
                     bank.set(name, v)
-        from protocols import programs
+        from protocols import program_rules
 
         progs = data.get("programs")
-        if isinstance(progs, list) and len(progs) == L.PROGRAMS:
-            for pid in range(L.PROGRAMS):
+        if isinstance(progs, list) and len(progs) == lamp.PROGRAMS:
+            for pid in range(lamp.PROGRAMS):
                 pts = progs[pid]
                 if pts and isinstance(pts, list):
                     pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
                     try:
-                        programs.validate_program(pts, pid)
+                        program_rules.validate_program(pts, pid)
                     except ValueError:
                         pts = INVALID  # damaged in flash: the safe level on the nights it is chosen for
                     role.programs[pid] = pts
         words = data.get("calendar")
-        if isinstance(words, list) and len(words) == L.CALENDAR_WORDS:
+        if isinstance(words, list) and len(words) == lamp.CALENDAR_WORDS:
             h = bank.holding
-            for k in range(L.CALENDAR_WORDS):
+            for k in range(lamp.CALENDAR_WORDS):
                 w = words[k]
-                h[L.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
+                h[lamp.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
             try:
                 role.calendar = build_calendar(h)
             except ValueError:
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
             role.calendar_words = list(words)
-        programs = None
+        program_rules = None
     _publish_programs(role)
     show_program(role, 0)
 
@@ -115,12 +115,12 @@ def save(role):
 def show_program(role, pid):
     """Put program ``pid`` into the program window (unused points read 0)."""
     h = role.bank.holding
-    start = L.PROGRAM_START
+    start = lamp.PROGRAM_START
     pts = role.programs[pid]
     n = len(pts) if pts and pts is not INVALID else 0
     h[start] = pid
     h[start + 1] = n
-    for k in range(L.POINTS):
+    for k in range(lamp.POINTS):
         a = start + 2 + 3 * k
         if k < n:
             kind, off, level = pts[k]
@@ -131,28 +131,17 @@ def show_program(role, pid):
             h[a] = h[a + 1] = h[a + 2] = 0
 
 
-def _used(role, pid):
-    cal = role.calendar
-    if cal is None:
-        return False
-    if cal["default"] == pid:
-        return True
-    for rule in cal["rules"]:
-        if rule["program"] == pid:
-            return True
-    return False
-
-
 def program_write(role, address, count):
     """A master wrote the program window: store, delete or show a program (see ``protocols.roles.lamp``)."""
     h = role.bank.holding
-    start = L.PROGRAM_START
+    start = lamp.PROGRAM_START
     end = address + count
     pid = h[start]
     if address <= start + 1 < end:
         n = h[start + 1]
         if n == 0:
-            if _used(role, pid):
+            cal = role.calendar
+            if cal is not None and pid in [cal["default"]] + [rule["program"] for rule in cal["rules"]]:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "the calendar uses program %d" % pid)
             pts = None
         else:
@@ -161,10 +150,10 @@ def program_write(role, address, count):
                 a = start + 2 + 3 * k
                 off = h[a + 1]
                 pts.append((h[a], off - 0x10000 if off & 0x8000 else off, h[a + 2]))
-            from protocols import programs
+            from protocols import program_rules
 
             try:
-                programs.validate_programs([pts])
+                program_rules.validate_program(pts, pid)
             except ValueError as exc:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
             pts = tuple(pts)
@@ -175,7 +164,7 @@ def program_write(role, address, count):
         except ModbusException:
             role.programs[pid] = old
             raise
-        role.log(L.EV_PROGRAMS, pid if pts else pid + 256)
+        role.log(lamp.EV_PROGRAMS, pid if pts else pid + 256)
         _publish_programs(role)
         show_program(role, pid)
         role.stale = True
@@ -186,7 +175,7 @@ def program_write(role, address, count):
 def _publish_programs(role):
     # The `programs` register: one bit per stored program. It moves only here, at a load or a program write.
     mask = 0
-    for pid in range(L.PROGRAMS):
+    for pid in range(lamp.PROGRAMS):
         if role.programs[pid]:
             mask |= 1 << pid
     role.bank.set("programs", mask)
@@ -195,8 +184,8 @@ def _publish_programs(role):
 def build_calendar(h, check=True):
     """The calendar in the holding words ``h`` as firmware.schedule wants it; ValueError if invalid (``check``)."""
     rules = []
-    for k in range(L.RULES):
-        a = L.CALENDAR_START + 1 + 4 * k
+    for k in range(lamp.RULES):
+        a = lamp.CALENDAR_START + 1 + 4 * k
         pid, days, first, last = h[a], h[a + 1], h[a + 2], h[a + 3]
         if days == 0 and first == 0:
             if last and check:
@@ -209,11 +198,11 @@ def build_calendar(h, check=True):
             rule["from"] = [first // 100, first % 100]
             rule["to"] = [last // 100, last % 100]
         rules.append(rule)
-    cal = {"default": h[L.CALENDAR_START], "rules": rules}
+    cal = {"default": h[lamp.CALENDAR_START], "rules": rules}
     if check:
-        from protocols import programs
+        from protocols import program_rules
 
-        programs.validate_calendar(cal, L.PROGRAMS)
+        program_rules.validate_calendar(cal, lamp.PROGRAMS)
     return cal
 
 
@@ -229,11 +218,11 @@ def calendar_write(role, address, count):
             raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
     old = (role.calendar, role.calendar_words)
     role.calendar = cal
-    role.calendar_words = [h[L.CALENDAR_START + k] for k in range(L.CALENDAR_WORDS)]
+    role.calendar_words = [h[lamp.CALENDAR_START + k] for k in range(lamp.CALENDAR_WORDS)]
     try:
         save(role)
     except ModbusException:
         role.calendar, role.calendar_words = old
         raise
-    role.log(L.EV_SETTINGS, address)
+    role.log(lamp.EV_SETTINGS, address)
     role.stale = True

@@ -9,9 +9,8 @@ it depends on changes.
 
 import gc
 
-from firmware.night import level as night_level
-from firmware.night import night_of
-from firmware.roles import lamp as L  # the role's copies of the table's numbers (the table may be released)
+from firmware import night
+from firmware.roles import lamp  # the role's copies of the table's numbers (the table may be released)
 
 try:
     from micropython import const
@@ -27,8 +26,6 @@ _SAFE_INVALID = const(4)  # firmware.schedule.INVALID
 _PROGRAM = const(0)  # firmware.schedule.PROGRAM
 _OVERRIDE = const(1)  # firmware.schedule.OVERRIDE
 _PHOTOCELL = const(2)  # firmware.schedule.PHOTOCELL
-_VALID_FROM = 1577836800  # firmware.schedule.VALID_FROM (not small ints on the ESP32: no const)
-_VALID_UNTIL = 4102444800  # firmware.schedule.VALID_UNTIL
 
 
 def photocell(bank):
@@ -45,9 +42,9 @@ def evaluate(role):
     if role.control == _GATEWAY:
         dim = bank.get("dim_level")
         relay = bank.get("relay") == 1
-        role.source = L.SOURCE_GATEWAY
+        role.source = lamp.SOURCE_GATEWAY
         _drive(role, dim if relay else 0, dim, relay)
-        bank.set("level_source", L.SOURCE_GATEWAY)
+        bank.set("level_source", lamp.SOURCE_GATEWAY)
         return
     end = role._ov_end
     clock = role.clock
@@ -61,16 +58,17 @@ def evaluate(role):
     else:
         # firmware.schedule.level_at without an override, from the night's plan (firmware.night).
         now = clock.epoch()
-        node = role.node
-        tz = node.tz_offset if node is not None else 0
         photo = photocell(role.bank)
-        plan = _plan_for(role, now, tz, photo)
+        plan = _plan_for(role, now)
         if plan is None:
             # No room for the schedule now: keep the level in force, try again next minute.
             level = role.target if role.target >= 0 else 100
             source = role.source
         else:
-            level = night_level(plan, now) if plan[1] is not None and _VALID_FROM <= now < _VALID_UNTIL else None
+            # The clock's valid years (firmware.schedule.VALID_FROM, VALID_UNTIL) in place: not small ints on
+            # the ESP32, so no const(), and named globals would each take a name in RAM.
+            valid = plan[1] is not None and 1577836800 <= now < 4102444800
+            level = night.level(plan, now) if valid else None
             dark = role._dark
             lux = role._lux
             if lux is not None and photo is not None:  # firmware.schedule.photocell_override
@@ -91,16 +89,18 @@ def evaluate(role):
     _drive(role, level, level, level > 0)
     bank.set("level_source", source)
 
-def _plan_for(role, now, tz, photo):
+def _plan_for(role, now):
     """The plan of the night in force at ``now`` (``plan[1]`` None: invalid settings); None if out of RAM.
 
     Built by ``firmware.night_plan`` (imported for it, then released) when a
     night begins, after a write of a setting the plan depends on, or after
     a change of the time zone; otherwise the one kept.
     """
+    node = role.node
+    tz = node.tz_offset if node is not None else 0
     plan = role._plan
-    night = night_of(now, tz)[0]
-    if plan is not None and plan[0] == night and plan[2] == tz:
+    night_no = night.night_of(now, tz)[0]
+    if plan is not None and plan[0] == night_no and plan[2] == tz:
         return plan
     bank = role.bank
     gc.collect()  # the schedule and its work land in one tidy heap
@@ -109,7 +109,8 @@ def _plan_for(role, now, tz, photo):
 
         # Place and time zone are within their registers' bounds, programs and calendar were checked
         # when written or loaded (firmware.roles.lamp_config): level_at's checks, but for the photocell.
-        if photo is not None and not photo["on"] < photo["off"]:
+        off = bank.get("photo_off")
+        if off and not bank.get("photo_on") < off:
             raise ValueError("photocell: on must be below off")
         plan = night_plan.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, role.calendar,
                                role.programs)
@@ -117,21 +118,21 @@ def _plan_for(role, now, tz, photo):
         role.memory_errors += 1
         return None
     except Exception:  # invalid settings (a damaged program chosen tonight): the safe level all night
-        plan = (night, None, tz)
+        plan = (night_no, None, tz)
     finally:
         night_plan = None
         role._done()
     role._plan = plan
     return plan
 
-def _drive(role, target, dim, relay):
+def _drive(role, target, level, relay):
     bank = role.bank
-    bank.set("dim_level", dim)
+    bank.set("dim_level", level)
     bank.set("relay", 1 if relay else 0)
     role.board.relay(relay)
-    role.board.dimmer(dim)
+    role.board.dimmer(level)
     if target != role.target:
         role.target = target
         role._steady = 0
         bank.set("level_target", target)
-        role.log(L.EV_LEVEL, target)
+        role.log(lamp.EV_LEVEL, target)

@@ -150,7 +150,7 @@ STATUS_FLAGS = (
     (STATUS_CLOCK_UNSYNCED, "clock_unsynced"),
 )
 # Status bits that are alarms: each raise and clear is an event (EV_ALARM_ON / EV_ALARM_OFF).
-ALARMS = (
+ALARMS = const(
     STATUS_LAMP_FAILURE | STATUS_OVER_TEMPERATURE | STATUS_STORAGE_ERROR | STATUS_DIMMING_FAILURE
     | STATUS_RELAY_FAILURE | STATUS_ON_WHEN_OFF | STATUS_OVER_VOLTAGE | STATUS_UNDER_VOLTAGE
     | STATUS_SUPPLY_LOSS
@@ -200,8 +200,9 @@ def block_bounds(address):
     return None
 
 
-# name, table, address, type, scale, unit, access, minimum, maximum, doc ("": in the module docstring)
-_ROWS = (
+# name, table, address, type, scale, unit, access, minimum, maximum, doc ("": in the module docstring); the rows
+# are written in place (no name of their own: a name is RAM on the node for good).
+REGISTERS = with_docs((
     ("dim_level", HOLDING, 0, U16, 0, "%", RW, 0, 100, ""),
     ("relay", HOLDING, 1, BOOL, 0, None, RW, 0, 1, ""),
     ("mode", HOLDING, 2, U16, 0, None, RW, 0, 1, ""),
@@ -236,7 +237,7 @@ _ROWS = (
     ("lux", INPUT, 24, U16, 0, "lx", RO, 0, 0xFFFF, ""),
     ("silence", INPUT, 25, U16, 0, "s", RO, 0, 0xFFFF, ""),
     ("programs", INPUT, 26, U16, 0, None, RO, 0, 0xFFFF, ""),
-)
+), globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
 
 # Poll classes (protocols.roles.kinds; the common rows' are in protocols.roles.common): the rest are measurements.
 # `programs` changes by block writes, which do not move settings_changes: a counter, re-read every few polls.
@@ -250,8 +251,6 @@ MEASURES = "uptime"  # inside the lamp's own measurement block: free to read, an
 MIRRORS = (("dim_level", 27), ("relay", 28))
 MIRRORS_SINCE = const(0x0101)  # lamps of firmware 1.0 read 0 there: the gateway asks only 1.1 and later
 
-REGISTERS = with_docs(_ROWS, globals().get("__doc__")) + common.rows("role", "firmware", "uptime")
-del _ROWS
 
 if sys.implementation.name == "micropython":
     __getattr__ = lazy_map(globals(), "lamp")  # on the node: no RegisterMap unless someone asks for MAP

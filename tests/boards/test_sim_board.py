@@ -41,7 +41,7 @@ def test_a_node_that_never_drives_a_lamp_has_no_lamp_in_its_world(tmp_path: Path
         "b = s.Board()\n"
         "b.write_world()\n"
         "w = json.load(open('world.json'))\n"
-        "print('light' in w, 'lux' in w, 'lamp_physics' in ''.join(sys.modules))\n"
+        "print('light' in w, 'lux' in w, 'lamp_parts' in ''.join(sys.modules))\n"
         "b.relay(False)\n"  # a welded relay stays closed: the fault of sim.json applies to the lamp built now
         "b.dimmer(100)\n"
         "b.write_world()\n"

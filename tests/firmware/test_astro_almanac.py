@@ -27,7 +27,7 @@ from types import ModuleType
 from astral import Observer, refraction_at_zenith
 from astral.sun import dawn, dusk, elevation, midnight, noon, sunrise, sunset
 
-from firmware import astro
+from firmware import almanac, astro
 
 UTC = dt.UTC
 YEARS = (2000, 2024, 2025, 2063, 2100)  # J2000, leap, common, mid-century, the end (not leap)
@@ -224,9 +224,9 @@ for _name in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv"
 
 
 def _astro32() -> ModuleType:
-    """A second copy of firmware/astro.py whose floats and math functions are 32-bit."""
-    path = Path(astro.__file__)
-    spec = importlib.util.spec_from_file_location("astro32", path)
+    """A second copy of firmware/almanac.py (astro's sun) whose floats and math functions are 32-bit."""
+    path = Path(almanac.__file__)
+    spec = importlib.util.spec_from_file_location("almanac32", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -234,7 +234,7 @@ def _astro32() -> ModuleType:
     for name in ("sin", "cos", "tan", "asin", "acos"):
         fn = getattr(math, name)
         setattr(mod, name, lambda x, fn=fn: F32(fn(_r32(x))))
-    for name in ("_RAD", "_DEG", "_MAX_LAT", "SUNRISE_DEPRESSION", "CIVIL_DEPRESSION"):
+    for name in ("_RAD", "_DEG", "_MAX_LAT", "SUNRISE_DEPRESSION"):
         setattr(mod, name, F32(getattr(mod, name)))
     return mod
 
@@ -245,7 +245,7 @@ def test_f32_emulation_rounds_like_single_precision() -> None:
     assert F32(0.1) != 0.1
     assert abs(float(F32(36525.0) + F32(0.3)) - 36525.3) > 1e-4  # a day count in one float: ~6 seconds off
     a32 = _astro32()
-    dec, _ = a32._sun(9000, F32(0.25))
+    dec, _ = a32.sun_position(9000, F32(0.25))
     assert isinstance(dec, F32)
 
 

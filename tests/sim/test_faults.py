@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from boards.sim.faults import KINDS, FaultPlan
-from boards.sim.lamp_physics import LampPhysics
+from boards.sim.lamp_parts import LampPhysics
 from boards.sim.water import WaterPhysics
 from boards.sim.weather import WeatherPhysics
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boards.sim.lamp_physics import LampPhysics
+from boards.sim.lamp_parts import LampPhysics
 
 
 def lit(level: int, seconds: float = 2.0) -> LampPhysics:

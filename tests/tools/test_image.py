@@ -21,7 +21,7 @@ def test_image_layout_and_manifest(tmp_path: Path) -> None:
     paths = {f["path"] for f in manifest["files"]}
     assert "main.py" in paths
     assert {"firmware/node.mpy", "firmware/roles/lamp.mpy", "board/__init__.mpy",
-            "board/lamp_physics.mpy", "protocols/modbus/slave.mpy", "protocols/roles/lamp.mpy"} <= paths
+            "board/lamp_parts.mpy", "protocols/modbus/slave.mpy", "protocols/roles/lamp.mpy"} <= paths
     assert not any(p.endswith(".py") and p not in {"main.py", "update_boot.py"} for p in paths)
     # the virtual board's ROM partitions' driver: on the flash root (update_boot needs it to mount), not in ROM
     assert "sim_rom.mpy" in paths and "board/rom_partitions.mpy" not in paths

@@ -17,11 +17,13 @@ LIMIT = 100 * 1024
 # night's plan with firmware.night_plan and carries not the whole schedule (override, photocell, level_at).
 FOREIGN = {
     "lamp": ("firmware/roles/meter", "firmware/roles/env", "firmware/pulses", "firmware/bme280", "firmware/sds011",
-             "protocols/roles/meter", "protocols/roles/env", "firmware/schedule"),
-    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/bme280",
+             "protocols/roles/meter", "protocols/roles/env", "firmware/schedule", "firmware/astro"),
+    "meter": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/almanac",
+              "firmware/bme280",
               "firmware/sds011",
               "protocols/roles/lamp", "protocols/roles/env"),
-    "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/pulses",
+    "env": ("firmware/roles/lamp", "firmware/schedule", "firmware/night_plan", "firmware/astro", "firmware/almanac",
+            "firmware/pulses",
             "protocols/roles/lamp", "protocols/roles/meter"),
 }
 EVERYWHERE = ("protocols/cbor", "protocols/senml")

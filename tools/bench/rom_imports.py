@@ -37,7 +37,8 @@ from tools.sim.street import micropython_path
 # Boot order of a node: the node layer (it imports the Modbus slave, the register bank, the event log, the
 # boot record...), the role, the board; then what a role imports for a rare task, released after it.
 _BOOT = ("asyncio", "firmware.node", "firmware.config")
-_RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config", "firmware.night_plan"),
+_RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config",
+                  "protocols.program_rules", "firmware.night_plan"),
          "meter": ("board.sensor_link", "board.meter_link"), "env": ("board.sensor_link",)}
 
 _PROBE = """\

@@ -6,7 +6,7 @@ import math
 
 import msgspec
 
-from boards.sim.lamp_physics import LampPhysics
+from boards.sim.lamp_parts import LampPhysics
 from gateway.analytics import Analytics, AnalyticsConfig, Flag
 from gateway.analytics.lamp import daylight
 
