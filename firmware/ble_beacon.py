@@ -81,7 +81,8 @@ def start(board, bank, role):
     if settings.get("gatt", True) and getattr(board, "ble_uuid", None) is not None:
         from firmware.ble_gatt_service import GattService
 
-        service = GattService(ble, board, bank, beacon, settings["key"], beacon.sealer_address)
+        # One AES-CCM (key schedule and buffers) for adverts and frames: their nonces never meet.
+        service = GattService(ble, board, bank, beacon, beacon.sealer.ccm, beacon.sealer_address)
         service.task = asyncio.create_task(service.run())
         beacon.gatt = service
     return beacon

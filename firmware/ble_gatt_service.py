@@ -69,7 +69,8 @@ class GattService:
     """Serves ``protocols.ble_gatt`` commands on ``ble`` for the node's ``bank`` and ``beacon``.
 
     ``board`` gives the UUIDs (``ble_uuid``) and the persistent store;
-    ``key`` and ``address`` (6 bytes) seal the frames.
+    ``key`` (16 bytes, or the beacon's ``AesCcm`` to share) and ``address``
+    (6 bytes) seal the frames.
     """
 
     def __init__(self, ble, board, bank, beacon, key, address):

@@ -31,7 +31,7 @@ else the Modbus exception code the node's register bank gives (2: address,
 Sans-IO: bytes in, values out; the radio is the caller's.
 """
 
-from protocols.ccm import AesCcm
+from protocols.ccm import shared
 from protocols.errors import DecodeError
 
 try:
@@ -70,12 +70,16 @@ RESULT_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0002"
 
 
 class Sealed:
-    """The frames of one node (its key and address), both directions."""
+    """The frames of one node (its key and address), both directions.
+
+    ``key``: the 16-byte key, or the node's :class:`~protocols.ccm.AesCcm` (4-byte tag) to share with its
+    adverts (``bthome.Sealer.ccm``).
+    """
 
     def __init__(self, key, address):
         if len(address) != 6:
             raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
-        self._ccm = AesCcm(key, _TAG)
+        self._ccm = shared(key, _TAG)
         self._nonce = bytearray(13)
         self._nonce[0:6] = address
 
