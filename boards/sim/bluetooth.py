@@ -10,7 +10,7 @@ address does it on the virtual radio. One JSON object per line, node to host::
     {"op": "adv", "us": null}                      (stop advertising)
     {"op": "gatts", "services": [[uuid, [[uuid, flags, handle], ...]], ...]}
     {"op": "notify", "conn": 1, "handle": 2, "data": "<hex>"}
-    {"op": "txpower", "dbm": -6}                   (set_tx_power: the virtual radio's own)
+    {"op": "txpower", "dbm": -6}                   (the board's ble_tx_power: the virtual radio's own)
 
 and host to node, the radio's events as MicroPython delivers them to the
 ``irq()`` handler (event numbers as in MicroPython's ``bluetooth`` docs)::
@@ -22,32 +22,17 @@ and host to node, the radio's events as MicroPython delivers them to the
 What the firmware uses: ``active()``, ``config("mac")``, ``irq()``,
 ``gap_advertise()``, ``gatts_register_services()``, ``gatts_read()``,
 ``gatts_write()``, ``gatts_notify()``. Handles are numbered here, as the
-ESP32's stack numbers them on its side. A call that cannot reach the host
-raises OSError, as a radio that failed would. Events are read by an asyncio
-task (started with the radio), so the handler runs on the node's event loop,
-as a scheduled IRQ does on the ESP32.
+ESP32's stack numbers them on its side; a UUID is its text (``ble_uuid``;
+``bluetooth.UUID`` on the ESP32), which the radio host gives to Bumble. A
+call that cannot reach the host raises OSError, as a radio that failed
+would. Events are read by an asyncio task (started with the radio), so the
+handler runs on the node's event loop, as a scheduled IRQ does on the ESP32.
 """
 
 import asyncio
 import binascii
 import json
 import socket
-
-
-class UUID:
-    """A GATT UUID (``bluetooth.UUID``): here only its text, which the radio host gives to Bumble."""
-
-    def __init__(self, text):
-        self.text = str(text)
-
-    def __eq__(self, other):
-        return isinstance(other, UUID) and other.text == self.text
-
-    def __hash__(self):
-        return hash(self.text)
-
-    def __str__(self):
-        return self.text
 
 
 class BLE:
@@ -98,11 +83,6 @@ class BLE:
         if name == "mtu":
             return self._mtu
         raise ValueError("unknown config param " + str(name))
-
-    def set_tx_power(self, dbm):
-        """The virtual radio's own (MicroPython's ``BLE`` has none; the board calls it): adverts from now on
-        leave at ``dbm``, which the radio turns into their RSSI and range."""
-        self._send({"op": "txpower", "dbm": int(dbm)})
 
     def irq(self, handler):
         """Register the event handler: ``handler(event, data)`` as MicroPython calls it."""
@@ -177,24 +157,26 @@ class BLE:
 
 
 class Radio:
-    """The board's radio members, built the first time the firmware asks for one (a node without BLE never does)."""
+    """The board's radio members, built the first time the firmware asks for one (a node without BLE never does).
+
+    ``cfg`` is ``sim.json``: ``"radio"`` (the radio host, unwired without it) and ``"ble_address"`` (the node's
+    static random address; from ``"seed"`` without it). Only those are kept, not the whole file's dictionary.
+    """
 
     def __init__(self, board, cfg):
-        self._cfg = cfg
+        self._host = cfg.get("radio")
+        self._address = cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF)
 
     def ble(self):
-        """The radio on the radio host of ``sim.json`` ``"radio"``, None if unwired.
-
-        ``sim.json`` ``"ble_address"`` is the node's static random address.
-        """
-        cfg = self._cfg
-        if not cfg.get("radio"):
-            return None
-        return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
+        """The radio on the radio host of ``sim.json`` ``"radio"``, None if unwired."""
+        return BLE(self._host, self._address) if self._host else None
 
     def ble_tx_power(self, ble, dbm):
-        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True."""
-        ble.set_tx_power(dbm)
+        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True.
+
+        (MicroPython's ``BLE`` has no call for it; the virtual radio host takes it as a message of its own.)
+        """
+        ble._send({"op": "txpower", "dbm": int(dbm)})
         return True
 
     async def ble_sleep(self, ms):
@@ -202,5 +184,5 @@ class Radio:
         await asyncio.sleep_ms(ms)
 
     def ble_uuid(self, text):
-        """A GATT UUID for ``gatts_register_services`` (:class:`UUID`)."""
-        return UUID(text)
+        """A GATT UUID for ``gatts_register_services``: its text, all the radio host needs."""
+        return text
