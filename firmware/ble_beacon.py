@@ -79,11 +79,12 @@ def start(board, bank, role):
     beacon = Beacon(ble, bank, board, role, settings)
     beacon.task = asyncio.create_task(beacon.run())
     if settings.get("gatt", True) and getattr(board, "ble_uuid", None) is not None:
+        from micropython import schedule
+
         from firmware.ble_gatt_service import GattService
 
         # One AES-CCM (key schedule and buffers) for adverts and frames: their nonces never meet.
-        service = GattService(ble, board, bank, beacon, beacon.sealer.ccm, beacon.sealer_address)
-        service.task = asyncio.create_task(service.run())
+        service = GattService(ble, board, bank, beacon, beacon.sealer.ccm, beacon.sealer_address, schedule)
         beacon.gatt = service
     return beacon
 

@@ -24,8 +24,13 @@ would tell a forger nothing it could use, and costs air time); a replayed
 counter is answered ``STATUS_REPLAY``. Both are counted (:meth:`diagnostics`).
 No BLE bonding is relied on.
 
-The IRQ handler only keeps the written frame (a short fixed queue) and sets a
-flag; the task does the work, as aioble does.
+The IRQ handler only keeps the written frame (a short fixed queue) and hands
+the work to the main thread with ``micropython.schedule`` (the ``schedule``
+given at start): :meth:`serve_pending` runs there, between two bytecodes of
+whatever runs, as MicroPython's docs advise for work an IRQ triggers. No task
+waits on a flag for it, so a node does not load asyncio's event module (about
+1.2 KB on the 64-bit unix port) nor keep a task for it; only the reset after
+an update's COMMIT is a task, created when one is due.
 """
 
 import asyncio
@@ -56,6 +61,11 @@ _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connect
 _KEY = "gattctr"
 
 
+async def _reset_soon(reset):
+    await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
+    reset()
+
+
 def _little_endian(words):
     """16-bit words as bytes, low byte first (a result's body)."""
     out = bytearray(2 * len(words))
@@ -70,10 +80,12 @@ class GattService:
 
     ``board`` gives the UUIDs (``ble_uuid``) and the persistent store;
     ``key`` (16 bytes, or the beacon's ``AesCcm`` to share) and ``address``
-    (6 bytes) seal the frames.
+    (6 bytes) seal the frames. ``schedule`` (``micropython.schedule`` on a
+    node) runs :meth:`serve_pending` after a write; without it the caller
+    calls :meth:`serve_pending` itself (tests).
     """
 
-    def __init__(self, ble, board, bank, beacon, key, address):
+    def __init__(self, ble, board, bank, beacon, key, address, schedule=None):
         self.ble = ble
         self.store = board
         self.bank = bank
@@ -95,9 +107,10 @@ class GattService:
         self.connections = 0
         self._pending = []
         self._part = None  # (file, record, bytes): the first part of a file record, until its second
-        # ThreadSafeFlag: set from an IRQ on the ESP32 (CPython, where tests also run this, has Event)
-        self._flag = asyncio.ThreadSafeFlag() if hasattr(asyncio, "ThreadSafeFlag") else asyncio.Event()
-        self.task = None
+        self._schedule = schedule
+        self._serve = self._scheduled  # one bound method, made here: an IRQ handler must not allocate it
+        self._due = False  # a serve_pending is scheduled and has not started yet
+        self.resetting = None  # the task that resets the node after an update's COMMIT, once one is due
         ble.irq(self._irq)
 
     def _restore(self):
@@ -117,27 +130,26 @@ class GattService:
                 self.dropped += 1
                 return
             self._pending.append((conn, bytes(self.ble.gatts_read(handle))))
-            self._flag.set()
+            if self._schedule is not None and not self._due:
+                self._due = True
+                self._schedule(self._serve, None)
         elif event == _IRQ_CENTRAL_CONNECT:
             self.connections += 1
 
-    async def run(self):
-        """Answer the commands written, one at a time."""
-        while True:
-            await self._flag.wait()
-            self._flag.clear()
-            self.serve_pending()
-            files = self.bank.files
-            reset = files.pending_reset() if files is not None else None
-            if reset is not None:
-                await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
-                reset()
+    def _scheduled(self, _):
+        # Cleared before the queue is read: a write that lands while it is served schedules another pass.
+        self._due = False
+        self.serve_pending()
 
     def serve_pending(self):
-        """Answer the commands written so far, in order."""
+        """Answer the commands written so far, in order; after a COMMIT that switched the code slot, reset."""
         while self._pending:
             conn, frame = self._pending.pop(0)
             self.handle(conn, frame)
+        files = self.bank.files
+        reset = files.pending_reset() if files is not None else None
+        if reset is not None and self.resetting is None:
+            self.resetting = asyncio.create_task(_reset_soon(reset))
 
     def handle(self, conn, frame):
         """Open, check, apply and answer one command frame written on connection ``conn``."""
