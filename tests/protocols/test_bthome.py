@@ -114,6 +114,19 @@ def test_advert_structure_round_trip():
     raises(DecodeError, bthome.advert, bytes(25))
 
 
+def test_role_tables_name_their_registers_and_bthome_objects():
+    """The tables (text in the module) give these rows, alarms and roles, with BTHome's named object ids."""
+    assert ble_adverts.role("meter")[0] == (("battery", bthome.VOLTAGE, 1, 1), ("volume", bthome.WATER, 1000, 1))
+    problem = meter.STATUS_BURST | meter.STATUS_BACKFLOW
+    assert ble_adverts.role("meter")[2] == ((meter.STATUS_LEAK, bthome.MOISTURE), (problem, bthome.PROBLEM),
+                                            (meter.STATUS_TAMPER, bthome.TAMPER))
+    env_rows = (("temperature", bthome.TEMPERATURE, 1, 1), ("humidity", bthome.HUMIDITY_8, 1, 100),
+                ("pressure", bthome.PRESSURE, 1, 10), ("pm25", bthome.PM25, 1, 10), ("pm10", bthome.PM10, 1, 10))
+    assert ble_adverts.role("env") == (env_rows, (), ((env.FAULTS, bthome.PROBLEM),))
+    assert [(r[0], r[1]) for r in ble_adverts.ROLES] == [("meter", meter.ROLE_ID), ("env", env.ROLE_ID)]
+    assert ble_adverts.ROLES[0][2:] == ble_adverts.role("meter")
+
+
 def test_role_alarm_bits_match_the_role_maps():
     _rows, in_reading, alarms = ble_adverts.role("meter")
     assert in_reading == alarms
