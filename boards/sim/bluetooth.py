@@ -27,12 +27,26 @@ ESP32's stack numbers them on its side; a UUID is its text (``ble_uuid``;
 call that cannot reach the host raises OSError, as a radio that failed
 would. Events are read by an asyncio task (started with the radio), so the
 handler runs on the node's event loop, as a scheduled IRQ does on the ESP32.
+
+What a chip keeps out of MicroPython's heap is measured here and written to
+``./radio_heap.json`` when the radio is switched on (``streetedge bench
+node`` reports the node's heap with and without it): ``module``, this
+module's objects (its classes and functions: the ``bluetooth`` module is C
+in an ESP32's firmware, in flash) and ``link``, the connection to the radio
+host (socket, reader, the event task: the BLE controller and host stack of
+an ESP32 keep their memory in ESP-IDF's heap, not MicroPython's). The BLE
+object itself and the attribute values (``gatts_write``) stay counted as the
+node's: MicroPython keeps those in its heap on a chip too.
 """
 
 import asyncio
 import binascii
+import gc
 import json
 import socket
+
+gc.collect()
+_HEAP_BEFORE = gc.mem_alloc()  # this module's objects are counted from here (see the end of the module)
 
 
 class BLE:
@@ -54,13 +68,18 @@ class BLE:
         if flag is None:
             return self._sock is not None
         if flag and self._sock is None:
+            gc.collect()
+            before = gc.mem_alloc()
             name, port = self._host.rsplit(":", 1)
             sock = socket.socket()
             sock.connect(socket.getaddrinfo(name, int(port))[0][-1])
             sock.setblocking(False)  # events are read by the pump task; writes are small (see _send)
             self._sock = sock
             self._send({"op": "hello", "addr": self._address})
-            self._pump = asyncio.create_task(self._events())
+            self._pump = asyncio.create_task(self._events(asyncio.StreamReader(sock)))
+            gc.collect()
+            with open("radio_heap.json", "w") as f:
+                json.dump({"module": _MODULE_HEAP, "link": gc.mem_alloc() - before}, f)
         elif not flag and self._sock is not None:
             if self._pump is not None:
                 self._pump.cancel()
@@ -129,8 +148,7 @@ class BLE:
         self._send({"op": "notify", "conn": conn_handle, "handle": value_handle,
                     "data": binascii.hexlify(data).decode()})
 
-    async def _events(self):
-        reader = asyncio.StreamReader(self._sock)
+    async def _events(self, reader):
         while True:
             line = await reader.readline()
             if not line:
@@ -186,3 +204,7 @@ class Radio:
     def ble_uuid(self, text):
         """A GATT UUID for ``gatts_register_services``: its text, all the radio host needs."""
         return text
+
+
+gc.collect()
+_MODULE_HEAP = gc.mem_alloc() - _HEAP_BEFORE
