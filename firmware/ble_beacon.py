@@ -8,7 +8,7 @@ has a radio (``board.ble()``) and the flash holds ``ble.json``::
      "tx_power_dbm": 0, "sleep": false}
 
 The radio settings (``interval_ms``, ``tx_power_dbm``, ``sleep``) are checked by
-``protocols.ble_gatt.radio_problem`` (a file with a bad one boots with the
+``protocols.ble_gatt_server.radio_problem`` (a file with a bad one boots with the
 defaults and says why in ``diag.json``) and can be set over GATT
 (``OP_RADIO``), which rewrites this file. The TX power goes to the board
 (``ble_tx_power``: the virtual radio honours it as RSSI and range; MicroPython
@@ -40,7 +40,8 @@ import json
 import os
 import time
 
-from protocols import ble_adverts, ble_gatt, bthome
+from protocols import ble_adverts, bthome
+from protocols.ble_gatt_server import radio_problem
 
 try:
     from micropython import const
@@ -106,7 +107,7 @@ class Beacon:
         self.interval_ms = int(settings.get("interval_ms", 10000))
         self.tx_power = int(settings.get("tx_power_dbm", 0))
         self.sleep = 1 if settings.get("sleep", False) else 0
-        self.settings_error = ble_gatt.radio_problem(self.interval_ms, self.tx_power, self.sleep)
+        self.settings_error = radio_problem(self.interval_ms, self.tx_power, self.sleep)
         if self.settings_error:  # a bad file still boots, with the defaults, and says why (diag.json)
             self.interval_ms, self.tx_power, self.sleep = 10000, 0, 0
         self.path = getattr(store, "flash_dir", ".") + "/ble.json"
