@@ -164,3 +164,15 @@ def test_env_reading_and_alarm_adverts_round_trip():
     assert got == {"temperature": -4000, "humidity": 10000, "pressure": 1100000, "pm25": 9990, "pm10": 9990}
     assert status == 0  # the reading advert has no room for the fault flag ...
     assert alarm_status == env.FAULTS  # ... the alarm advert carries it
+
+
+def test_objects_sealed_in_place_give_the_same_service_data():
+    """A node packs its objects into the service-data buffer itself and seals them there (one buffer)."""
+    objects = b"\x02\xca\x09\x2e\x37\x0c\xf0\x0c"
+    sealer = bthome.Sealer(KEY, ADDRESS)
+    apart = sealer.seal(objects, 77, True)
+    buf = bytearray(1 + len(objects) + 8)
+    buf[1 : 1 + len(objects)] = objects
+    n = sealer.seal_into(memoryview(buf)[1 : 1 + len(objects)], 77, buf, True)
+    assert bytes(buf[:n]) == apart and n == len(buf)
+    assert bthome_read.Opener(KEY, ADDRESS).open(apart)[2] == objects
