@@ -134,7 +134,10 @@ class GattService:
             self._pending.append((conn, bytes(self.ble.gatts_read(handle))))
             if self._schedule is not None and not self._due:
                 self._due = True
-                self._schedule(self._serve, None)
+                try:
+                    self._schedule(self._serve, None)
+                except RuntimeError:  # the scheduler's queue is full: the next write schedules the pass
+                    self._due = False
         elif event == _IRQ_CENTRAL_CONNECT:
             self.connections += 1
 

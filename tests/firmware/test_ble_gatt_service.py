@@ -197,3 +197,24 @@ def test_a_write_schedules_one_pass_that_answers_every_command_queued():
     pass_, arg = due.pop()
     pass_(arg)
     assert [c for c, _, _ in _answers(radio)] == [1, 2, 3]
+
+
+def test_a_full_scheduler_queue_leaves_the_command_for_the_next_pass():
+    """``micropython.schedule`` raises RuntimeError when its queue is full: the frame stays queued and the next
+    write schedules a pass that answers both."""
+    due = []
+    refused = []
+
+    def schedule(pass_, arg):
+        if not refused:
+            refused.append(pass_)
+            raise RuntimeError("schedule queue full")
+        due.append((pass_, arg))
+
+    radio, _, _, _ = _node(schedule=schedule)
+    radio.write(GATEWAY.command(1, ble_gatt.OP_ACK_ALARM))
+    assert due == [] and radio.notified == []
+    radio.write(GATEWAY.command(2, ble_gatt.OP_ACK_ALARM))
+    pass_, arg = due.pop()
+    pass_(arg)
+    assert [c for c, _, _ in _answers(radio)] == [1, 2]
