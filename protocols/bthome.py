@@ -129,9 +129,8 @@ class Sealer:
 
     def __init__(self, key, address):
         self.ccm = shared(key, MIC)
-        self._address = address_bytes(address)
-        self._nonce = bytearray(13)
-        self._nonce[0:6] = self._address
+        self._nonce = bytearray(13)  # address, UUID, information byte, counter
+        self._nonce[0:6] = address_bytes(address)
         self._nonce[6] = SERVICE_UUID & 0xFF
         self._nonce[7] = SERVICE_UUID >> 8
 
