@@ -8,7 +8,7 @@ has a radio (``board.ble()``) and the flash holds ``ble.json``::
      "tx_power_dbm": 0, "sleep": false}
 
 The radio settings (``interval_ms``, ``tx_power_dbm``, ``sleep``) are checked by
-``protocols.ble_gatt.radio_problem`` (a file with a bad one boots with the
+``protocols.ble_gatt_server.radio_problem`` (a file with a bad one boots with the
 defaults and says why in ``diag.json``) and can be set over GATT
 (``OP_RADIO``), which rewrites this file. The TX power goes to the board
 (``ble_tx_power``: the virtual radio honours it as RSSI and range; MicroPython
@@ -40,7 +40,8 @@ import json
 import os
 import time
 
-from protocols import ble_adverts, ble_gatt, bthome
+from protocols import ble_adverts, bthome
+from protocols.ble_gatt_server import radio_problem
 
 try:
     from micropython import const
@@ -79,10 +80,13 @@ def start(board, bank, role):
     beacon = Beacon(ble, bank, board, role, settings)
     beacon.task = asyncio.create_task(beacon.run())
     if settings.get("gatt", True) and getattr(board, "ble_uuid", None) is not None:
+        from micropython import schedule
+
         from firmware.ble_gatt_service import GattService
 
-        service = GattService(ble, board, bank, beacon, settings["key"], beacon.sealer_address)
-        service.task = asyncio.create_task(service.run())
+        # One AES-CCM (key schedule and buffers) for adverts and frames: their nonces never meet.
+        address = bytes(ble.config("mac")[1])
+        service = GattService(ble, board, bank, beacon, beacon.sealer.ccm, address, schedule)
         beacon.gatt = service
     return beacon
 
@@ -98,28 +102,22 @@ class Beacon:
         self.bank = bank
         self.store = store
         self.rows, self.in_reading, self.alarms = ble_adverts.role(role)
-        self.alarm_bits = 0
-        for bits, _ in self.alarms:
-            self.alarm_bits |= bits
         self.interval_ms = int(settings.get("interval_ms", 10000))
         self.tx_power = int(settings.get("tx_power_dbm", 0))
         self.sleep = 1 if settings.get("sleep", False) else 0
-        self.settings_error = ble_gatt.radio_problem(self.interval_ms, self.tx_power, self.sleep)
+        self.settings_error = radio_problem(self.interval_ms, self.tx_power, self.sleep)
         if self.settings_error:  # a bad file still boots, with the defaults, and says why (diag.json)
             self.interval_ms, self.tx_power, self.sleep = 10000, 0, 0
-        self.path = getattr(store, "flash_dir", ".") + "/ble.json"
         self.slept_ms = 0
-        self.burst_ms = int(settings.get("burst_ms", 200))
-        self.repeat_ms = int(settings.get("alarm_repeat_ms", 2000))
-        self.timeout_ms = int(settings.get("alarm_timeout_ms", 60000))
+        # burst, repeat, timeout (ms): read by run() only
+        self.alarm_ms = (int(settings.get("burst_ms", 200)), int(settings.get("alarm_repeat_ms", 2000)),
+                         int(settings.get("alarm_timeout_ms", 60000)))
         ble.active(True)
-        address = bytes(ble.config("mac")[1])
         self.tx_applied = self._apply_tx_power()
-        self.sealer = bthome.Sealer(settings["key"], address)
-        self.sealer_address = address
+        self.sealer = bthome.Sealer(settings["key"], bytes(ble.config("mac")[1]))
         self.gatt = None  # the GATT service (firmware.ble_gatt_service), started beside the beacon
-        self._objects = bytearray(ble_adverts.MAX_OBJECTS)
-        self._service = bytearray(ble_adverts.MAX_OBJECTS + 9)
+        # The service data: information byte, objects (packed here, then sealed in place), counter, tag.
+        self._service = bytearray(1 + ble_adverts.MAX_OBJECTS + 8)
         self._values = [0] * len(self.rows)
         self.counter = self._restore()
         self.sent = 0
@@ -137,12 +135,13 @@ class Beacon:
 
     def set_radio(self, interval_ms, tx_power_dbm, sleep):
         """Take new radio settings (checked by the caller): written to ``ble.json`` first, then applied."""
-        with open(self.path) as f:
+        path = getattr(self.store, "flash_dir", ".") + "/ble.json"
+        with open(path) as f:
             cfg = json.load(f)
         cfg["interval_ms"], cfg["tx_power_dbm"], cfg["sleep"] = interval_ms, tx_power_dbm, bool(sleep)
-        with open(self.path + ".tmp", "w") as f:
+        with open(path + ".tmp", "w") as f:
             json.dump(cfg, f)
-        os.rename(self.path + ".tmp", self.path)  # the old file or the new one, whatever a power cut hits
+        os.rename(path + ".tmp", path)  # the old file or the new one, whatever a power cut hits
         self.interval_ms, self.tx_power, self.sleep = interval_ms, tx_power_dbm, 1 if sleep else 0
         self.settings_error = None
         self.tx_applied = self._apply_tx_power()
@@ -165,9 +164,13 @@ class Beacon:
         self.counter = counter + 1
         return counter
 
+    def _objects(self):
+        return memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS]
+
     def _advertise(self, n, trigger, interval_us):
-        length = self.sealer.seal_into(memoryview(self._objects)[:n], self._next_counter(), self._service, trigger)
-        adv = bthome.advert(memoryview(self._service)[:length])
+        service = memoryview(self._service)
+        length = self.sealer.seal_into(service[1 : 1 + n], self._next_counter(), self._service, trigger)
+        adv = bthome.advert(service[:length])
         self.ble.gap_advertise(interval_us, adv)
         self.sent += 1
 
@@ -178,12 +181,12 @@ class Beacon:
         rows = self.rows
         for i in range(len(rows)):
             values[i] = bank.get(rows[i][0])
-        n = ble_adverts.pack_reading(self._objects, rows, self.in_reading, values, bank.get("status"))
+        n = ble_adverts.pack_reading(self._objects(), rows, self.in_reading, values, bank.get("status"))
         self._advertise(n, False, min(self.interval_ms, _ADV_MAX_MS) * 1000)
 
     def alarm(self, status):
         """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
-        n = ble_adverts.pack_alarms(self._objects, 0, self.alarms, status)
+        n = ble_adverts.pack_alarms(self._objects(), 0, self.alarms, status)
         self._advertise(n, True, _BURST_US)
         self.alarms_sent += 1
 
@@ -200,7 +203,11 @@ class Beacon:
 
     async def run(self):
         """Readings every interval, alarm bursts on a change of the alarm bits, repeated until acked or timed out."""
-        last_alarms = self.bank.get("status") & self.alarm_bits
+        alarm_bits = 0
+        for bits, _ in self.alarms:
+            alarm_bits |= bits
+        burst_ms, repeat_ms, timeout_ms = self.alarm_ms
+        last_alarms = self.bank.get("status") & alarm_bits
         raised_ms = None
         next_repeat = 0
         self.reading()
@@ -212,10 +219,10 @@ class Beacon:
                 self.slept_ms += step
                 await sleeper(step)
             else:
-                await asyncio.sleep_ms(min(self.repeat_ms, self.interval_ms, 100))
+                await asyncio.sleep_ms(min(repeat_ms, self.interval_ms, 100))
             now = time.ticks_ms()
             status = self.bank.get("status")
-            alarms = status & self.alarm_bits
+            alarms = status & alarm_bits
             burst = False
             if alarms != last_alarms:
                 last_alarms = alarms
@@ -223,14 +230,14 @@ class Beacon:
                 self.acked = False
                 burst = True
             elif raised_ms is not None and not self.acked and time.ticks_diff(now, next_repeat) >= 0:
-                if time.ticks_diff(now, raised_ms) >= self.timeout_ms:
+                if time.ticks_diff(now, raised_ms) >= timeout_ms:
                     raised_ms = None
                 else:
                     burst = True
             if burst:
                 self.alarm(status)
-                next_repeat = time.ticks_add(now, self.repeat_ms)
-                await asyncio.sleep_ms(self.burst_ms)
+                next_repeat = time.ticks_add(now, repeat_ms)
+                await asyncio.sleep_ms(burst_ms)
                 self.reading()
                 due = time.ticks_add(time.ticks_ms(), self.interval_ms)
             elif time.ticks_diff(now, due) >= 0:

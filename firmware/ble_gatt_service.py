@@ -1,7 +1,8 @@
 """The node's GATT service: the gateway's sealed commands in, sealed results out as notifications.
 
 Started with the beacon (:mod:`firmware.ble_beacon`), so a node without
-``ble.json`` never loads it. One service (``protocols.ble_gatt``): a command
+``ble.json`` never loads it. One service (``protocols.ble_gatt``; a node
+imports its half, ``protocols.ble_gatt_server``): a command
 characteristic the gateway writes and a result characteristic it subscribes
 to. Each command is opened with the node's key; its counter must be above
 every counter the node took before (kept in the board's persistent store
@@ -16,7 +17,7 @@ commands do:
 - write and read the node's file records (``bank.files``), as Modbus
   functions 21 and 20 do: an update over the air goes through the very code
   of an update over the bus (:mod:`firmware.update`); a 240-byte chunk comes
-  in two parts (``ble_gatt.FILE_PART``), kept until the second arrives. After
+  in two parts (``ble_gatt_server.FILE_PART``), kept until the second arrives. After
   the answer to the COMMIT that switched the code slot, the node resets.
 
 A forged or malformed frame gets no answer (a result sealed for the sender
@@ -24,13 +25,18 @@ would tell a forger nothing it could use, and costs air time); a replayed
 counter is answered ``STATUS_REPLAY``. Both are counted (:meth:`diagnostics`).
 No BLE bonding is relied on.
 
-The IRQ handler only keeps the written frame (a short fixed queue) and sets a
-flag; the task does the work, as aioble does.
+The IRQ handler only keeps the written frame (a short fixed queue) and hands
+the work to the main thread with ``micropython.schedule`` (the ``schedule``
+given at start): :meth:`serve_pending` runs there, between two bytecodes of
+whatever runs, as MicroPython's docs advise for work an IRQ triggers. No task
+waits on a flag for it, so a node does not load asyncio's event module (about
+1.2 KB on the 64-bit unix port) nor keep a task for it; only the reset after
+an update's COMMIT is a task, created when one is due.
 """
 
 import asyncio
 
-from protocols import ble_gatt
+from protocols import ble_gatt_server
 from protocols.errors import AuthenticationError, ModbusException, ProtocolError
 
 try:
@@ -51,9 +57,14 @@ _FC_READ_HOLDING = const(3)
 _FC_WRITE_MULTIPLE = const(16)
 _ILLEGAL_VALUE = const(3)
 _DEVICE_FAILURE = const(4)
-_MTU = const(247)  # ble_gatt.MAX_FRAME plus the ATT header
+_MTU = const(247)  # ble_gatt_server.MAX_FRAME plus the ATT header
 _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connection
 _KEY = "gattctr"
+
+
+async def _reset_soon(reset):
+    await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
+    reset()
 
 
 def _little_endian(words):
@@ -69,19 +80,23 @@ class GattService:
     """Serves ``protocols.ble_gatt`` commands on ``ble`` for the node's ``bank`` and ``beacon``.
 
     ``board`` gives the UUIDs (``ble_uuid``) and the persistent store;
-    ``key`` and ``address`` (6 bytes) seal the frames.
+    ``key`` (16 bytes, or the beacon's ``AesCcm`` to share) and ``address``
+    (6 bytes) seal the frames. ``schedule`` (``micropython.schedule`` on a
+    node) runs :meth:`serve_pending` after a write; without it the caller
+    calls :meth:`serve_pending` itself (tests).
     """
 
-    def __init__(self, ble, board, bank, beacon, key, address):
+    def __init__(self, ble, board, bank, beacon, key, address, schedule=None):
         self.ble = ble
         self.store = board
         self.bank = bank
         self.beacon = beacon
-        self.frames = ble_gatt.Sealed(key, address)
+        self.frames = ble_gatt_server.Sealed(key, address)
         uuid = board.ble_uuid
+        gatt = ble_gatt_server
         service = (
-            uuid(ble_gatt.SERVICE_UUID),
-            ((uuid(ble_gatt.COMMAND_UUID), _FLAG_WRITE), (uuid(ble_gatt.RESULT_UUID), _FLAG_READ | _FLAG_NOTIFY)),
+            uuid(gatt.SERVICE_UUID),
+            ((uuid(gatt.COMMAND_UUID), _FLAG_WRITE), (uuid(gatt.RESULT_UUID), _FLAG_READ | _FLAG_NOTIFY)),
         )
         ((self._command, self._result),) = ble.gatts_register_services((service,))
         ble.config(mtu=_MTU)  # a result of 100 registers needs 210 bytes; the central asks for the exchange
@@ -94,9 +109,10 @@ class GattService:
         self.connections = 0
         self._pending = []
         self._part = None  # (file, record, bytes): the first part of a file record, until its second
-        # ThreadSafeFlag: set from an IRQ on the ESP32 (CPython, where tests also run this, has Event)
-        self._flag = asyncio.ThreadSafeFlag() if hasattr(asyncio, "ThreadSafeFlag") else asyncio.Event()
-        self.task = None
+        self._schedule = schedule
+        self._serve = self._scheduled  # one bound method, made here: an IRQ handler must not allocate it
+        self._due = False  # a serve_pending is scheduled and has not started yet
+        self.resetting = None  # the task that resets the node after an update's COMMIT, once one is due
         ble.irq(self._irq)
 
     def _restore(self):
@@ -116,27 +132,29 @@ class GattService:
                 self.dropped += 1
                 return
             self._pending.append((conn, bytes(self.ble.gatts_read(handle))))
-            self._flag.set()
+            if self._schedule is not None and not self._due:
+                self._due = True
+                try:
+                    self._schedule(self._serve, None)
+                except RuntimeError:  # the scheduler's queue is full: the next write schedules the pass
+                    self._due = False
         elif event == _IRQ_CENTRAL_CONNECT:
             self.connections += 1
 
-    async def run(self):
-        """Answer the commands written, one at a time."""
-        while True:
-            await self._flag.wait()
-            self._flag.clear()
-            self.serve_pending()
-            files = self.bank.files
-            reset = files.pending_reset() if files is not None else None
-            if reset is not None:
-                await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
-                reset()
+    def _scheduled(self, _):
+        # Cleared before the queue is read: a write that lands while it is served schedules another pass.
+        self._due = False
+        self.serve_pending()
 
     def serve_pending(self):
-        """Answer the commands written so far, in order."""
+        """Answer the commands written so far, in order; after a COMMIT that switched the code slot, reset."""
         while self._pending:
             conn, frame = self._pending.pop(0)
             self.handle(conn, frame)
+        files = self.bank.files
+        reset = files.pending_reset() if files is not None else None
+        if reset is not None and self.resetting is None:
+            self.resetting = asyncio.create_task(_reset_soon(reset))
 
     def handle(self, conn, frame):
         """Open, check, apply and answer one command frame written on connection ``conn``."""
@@ -150,41 +168,41 @@ class GattService:
             return
         if counter <= self.highest:
             self.replayed += 1
-            self._answer(conn, counter, ble_gatt.STATUS_REPLAY, b"")
+            self._answer(conn, counter, ble_gatt_server.STATUS_REPLAY, b"")
             return
         self.highest = counter
         self.store.persist_write(_KEY, counter.to_bytes(4, "little"))  # before it acts: never taken twice
         self.accepted += 1
-        status = ble_gatt.STATUS_OK
+        status = ble_gatt_server.STATUS_OK
         answer = b""
         try:
-            what = ble_gatt.parse_body(op, body)
-            if op == ble_gatt.OP_WRITE:
+            what = ble_gatt_server.parse_body(op, body)
+            if op == ble_gatt_server.OP_WRITE:
                 start, words = what
                 self.bank.write(start, words, len(words))
-            elif op == ble_gatt.OP_READ:
+            elif op == ble_gatt_server.OP_READ:
                 start, count = what
                 words = [0] * count
                 self.bank.read(_FC_READ_HOLDING, start, count, words)
                 answer = _little_endian(words)
-            elif op == ble_gatt.OP_RADIO and self.beacon is not None:
-                if what and ble_gatt.radio_problem(*what):
+            elif op == ble_gatt_server.OP_RADIO and self.beacon is not None:
+                if what and ble_gatt_server.radio_problem(*what):
                     raise ModbusException(_FC_WRITE_MULTIPLE, _ILLEGAL_VALUE)
                 if what:
                     self.beacon.set_radio(*what)
-                answer = ble_gatt.radio_body(*self.beacon.radio_settings())
-            elif op == ble_gatt.OP_RADIO:
+                answer = ble_gatt_server.radio_body(*self.beacon.radio_settings())
+            elif op == ble_gatt_server.OP_RADIO:
                 raise ModbusException(_FC_WRITE_MULTIPLE, _DEVICE_FAILURE)
-            elif op == ble_gatt.OP_FILE_WRITE:
+            elif op == ble_gatt_server.OP_FILE_WRITE:
                 self._file_write(what)
-            elif op == ble_gatt.OP_FILE_READ:
+            elif op == ble_gatt_server.OP_FILE_READ:
                 answer = self._file_read(what)
             elif self.beacon is not None:
                 self.beacon.acked = True
         except ModbusException as exc:
             status = exc.code
         except ProtocolError:
-            status = ble_gatt.STATUS_BAD_OP
+            status = ble_gatt_server.STATUS_BAD_OP
         except (OSError, MemoryError):
             status = _DEVICE_FAILURE  # the node could not do it now (flash, heap): the service goes on
         self._answer(conn, counter, status, answer)

@@ -35,48 +35,51 @@ except ImportError:  # CPython
         return x
 
 
-# Status bits of protocols.roles.meter and .env (restated as plain numbers so
-# that a node imports one role's constants only; tests check they agree).
-_METER_LEAK = const(0x0002)
-_METER_BURST = const(0x0004)
-_METER_BACKFLOW = const(0x0008)
-_METER_TAMPER = const(0x0010)
-_ENV_FAULTS = const(0x0007)  # climate, particulate and noise sensor faults
-
-# register name, BTHome object id, mul, div
-METER_ROWS = (
-    ("battery", bthome.VOLTAGE, 1, 1),
-    ("volume", bthome.WATER, 1000, 1),
-)
-# status bits, BTHome binary object id (set when any of the bits is)
-METER_ALARMS = (
-    (_METER_LEAK, bthome.MOISTURE),
-    (_METER_BURST | _METER_BACKFLOW, bthome.PROBLEM),
-    (_METER_TAMPER, bthome.TAMPER),
-)
-ENV_ROWS = (
-    ("temperature", bthome.TEMPERATURE, 1, 1),
-    ("humidity", bthome.HUMIDITY_8, 1, 100),
-    ("pressure", bthome.PRESSURE, 1, 10),
-    ("pm25", bthome.PM25, 1, 10),
-    ("pm10", bthome.PM10, 1, 10),
-)
-ENV_ALARMS = ((_ENV_FAULTS, bthome.PROBLEM),)
-
-# role name, role id (as in protocols.roles), rows, alarms in the reading advert, alarms
-ROLES = (
-    ("meter", 2, METER_ROWS, METER_ALARMS, METER_ALARMS),
-    ("env", 3, ENV_ROWS, (), ENV_ALARMS),  # no room left in its reading advert: alarms go in alarm adverts
+# The tables, one line per role: its name and role id (as in protocols.roles), its reading rows
+# ("register:object:mul:div"), "|", its alarms ("status bits:object", "+" when the flag also goes in the
+# reading advert). Object ids (as in protocols.bthome) and status bits (protocols.roles.<role>) are
+# hexadecimal, mul and div decimal; tests hold the ids and bits equal to the named constants. Text, parsed by
+# role() for the role asked: a node holds its own role's tuples only, where tuples written out here would
+# all be objects in its RAM.
+_TABLES = const(
+    "meter 2 battery:0c:1:1 volume:4f:1000:1 | 0002:20+ 000c:26+ 0010:2b+\n"
+    # the environment node's reading advert has no room left: its alarm goes in alarm adverts only
+    "env 3 temperature:02:1:1 humidity:2e:1:100 pressure:04:1:10 pm25:0d:1:10 pm10:0e:1:10 | 0007:26\n"
 )
 MAX_OBJECTS = const(15)
 
 
 def role(name):
-    """(rows, alarms in the reading advert, alarms) of a BLE role; KeyError naming the roles that advertise."""
-    for row in ROLES:
-        if row[0] == name:
-            return row[2], row[3], row[4]
-    raise KeyError("role %r does not advertise over BLE (roles: %s)" % (name, ", ".join(r[0] for r in ROLES)))
+    """(rows, alarms in the reading advert, alarms) of a BLE role; KeyError naming the roles that advertise.
+
+    A row is ``(register name, BTHome object id, mul, div)``, an alarm ``(status bits, BTHome object id)``.
+    """
+    for line in _TABLES.split("\n"):
+        words = line.split()
+        if words and words[0] == name:
+            cut = words.index("|")
+            rows = tuple((w[0], int(w[1], 16), int(w[2]), int(w[3])) for w in (x.split(":") for x in words[2:cut]))
+            alarms = []
+            in_reading = []
+            for word in words[cut + 1 :]:
+                bits, object_id = word.rstrip("+").split(":")
+                alarms.append((int(bits, 16), int(object_id, 16)))
+                if word.endswith("+"):
+                    in_reading.append(alarms[-1])
+            return rows, tuple(in_reading), tuple(alarms)
+    raise KeyError("role %r does not advertise over BLE (roles: %s)" % (name, ", ".join(r[0] for r in _roles())))
+
+
+def _roles():
+    lines = [line.split() for line in _TABLES.split("\n") if line]
+    return tuple((words[0], int(words[1])) + role(words[0]) for words in lines)
+
+
+def __getattr__(name):
+    # ROLES on demand (the gateway's, the tools'): a node never builds every role's tables.
+    if name == "ROLES":
+        return _roles()
+    raise AttributeError(name)
 
 
 def pack_reading(buf, rows, alarms, values, status):

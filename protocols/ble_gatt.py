@@ -28,107 +28,61 @@ body). Result status: 0 done,
 else the Modbus exception code the node's register bank gives (2: address,
 3: value, 4: device failure), or :data:`STATUS_REPLAY` / :data:`STATUS_BAD_OP`.
 
+The node's half (opening commands, sealing results, reading bodies) is
+:mod:`protocols.ble_gatt_server`, which a node imports alone; this module
+gives all of it (the names below are the same objects) plus the central's
+half, for the gateway and the tools.
+
 Sans-IO: bytes in, values out; the radio is the caller's.
 """
 
-from protocols.ccm import AesCcm
+from protocols import ble_gatt_server as _server
+from protocols.ble_gatt_server import (
+    COMMAND_UUID,
+    FILE_PART,
+    INTERVAL_MAX_MS,
+    INTERVAL_MIN_MS,
+    MAX_FRAME,
+    OP_ACK_ALARM,
+    OP_FILE_READ,
+    OP_FILE_WRITE,
+    OP_RADIO,
+    OP_READ,
+    OP_WRITE,
+    RESULT_UUID,
+    SERVICE_UUID,
+    STATUS_BAD_OP,
+    STATUS_OK,
+    STATUS_REPLAY,
+    TX_POWERS,
+    VERSION,
+    parse_body,
+    parse_radio,
+    radio_body,
+    radio_problem,
+)
 from protocols.errors import DecodeError
 
-try:
-    from micropython import const
-except ImportError:  # CPython
+__all__ = [
+    "COMMAND_UUID", "FILE_PART", "INTERVAL_MAX_MS", "INTERVAL_MIN_MS", "MAX_FRAME", "OPS", "OP_ACK_ALARM",
+    "OP_FILE_READ", "OP_FILE_WRITE", "OP_RADIO", "OP_READ", "OP_WRITE", "RESULT_UUID", "SERVICE_UUID",
+    "STATUS_BAD_OP", "STATUS_OK", "STATUS_REPLAY", "TX_POWERS", "VERSION", "Sealed", "file_read_body",
+    "file_write_body", "parse_body", "parse_radio", "radio_body", "radio_problem", "write_body",
+]
 
-    def const(x):
-        return x
-
-
-VERSION = const(1)
-OP_WRITE = const(1)
-OP_ACK_ALARM = const(2)
-OP_READ = const(3)
-OP_RADIO = const(4)
-OP_FILE_WRITE = const(5)
-OP_FILE_READ = const(6)
 OPS = (OP_WRITE, OP_ACK_ALARM, OP_READ, OP_RADIO, OP_FILE_WRITE, OP_FILE_READ)
-FILE_PART = const(120)  # bytes of a file record in one frame: half a 240-byte update chunk
-TX_POWERS = (-12, -9, -6, -3, 0, 3, 6, 9)
-"""TX power levels (dBm) a node may be set to: the ESP32 controller's BLE levels."""
-INTERVAL_MIN_MS = const(20)
-INTERVAL_MAX_MS = const(60000)  # a reading a minute (the radio repeats it at most every 10.24 s meanwhile)
-STATUS_OK = const(0)
-STATUS_REPLAY = const(0x80)
-STATUS_BAD_OP = const(0x81)
-_COMMAND = b"GC"
-_RESULT = b"GR"
-_TAG = const(4)
-_HEADER = const(5)
-MAX_FRAME = const(244)  # one write within the largest ATT MTU (247) less its 3-byte header
-# 128-bit UUIDs of the service and its two characteristics (random, streetedge's own)
-SERVICE_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0000"
-COMMAND_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0001"
-RESULT_UUID = "5e7ee0d9-6b1a-4c2b-9f27-3a1d0b7c0002"
 
 
-class Sealed:
-    """The frames of one node (its key and address), both directions."""
-
-    def __init__(self, key, address):
-        if len(address) != 6:
-            raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
-        self._ccm = AesCcm(key, _TAG)
-        self._nonce = bytearray(13)
-        self._nonce[0:6] = address
-
-    def _nonce_for(self, kind, counter):
-        nonce = self._nonce
-        nonce[6:8] = kind
-        nonce[8] = VERSION
-        for i in range(4):
-            nonce[9 + i] = (counter >> (8 * i)) & 0xFF
-        return nonce
-
-    def _seal(self, kind, counter, first, body):
-        if counter < 0 or counter >> 32:
-            raise DecodeError("GATT counter %d does not fit 32 bits" % counter)
-        plain = bytearray(1 + len(body))
-        plain[0] = first
-        plain[1:] = body
-        if _HEADER + len(plain) + _TAG > MAX_FRAME:
-            raise DecodeError("GATT frame of %d bytes: %d at most" % (_HEADER + len(plain) + _TAG, MAX_FRAME))
-        out = bytearray(_HEADER + len(plain) + _TAG)
-        out[0] = VERSION
-        for i in range(4):
-            out[1 + i] = (counter >> (8 * i)) & 0xFF
-        self._ccm.seal_into(self._nonce_for(kind, counter), plain, memoryview(out)[_HEADER:])
-        return bytes(out)
-
-    def _open(self, kind, frame):
-        n = len(frame)
-        if n < _HEADER + 1 + _TAG:
-            raise DecodeError("GATT frame of %d bytes: %d at least" % (n, _HEADER + 1 + _TAG))
-        if n > MAX_FRAME:
-            raise DecodeError("GATT frame of %d bytes: %d at most" % (n, MAX_FRAME))
-        if frame[0] != VERSION:
-            raise DecodeError("GATT frame version %d: %d expected" % (frame[0], VERSION))
-        counter = frame[1] | frame[2] << 8 | frame[3] << 16 | frame[4] << 24
-        plain = self._ccm.decrypt(self._nonce_for(kind, counter), memoryview(frame)[_HEADER:])
-        return counter, plain[0], plain[1:]
+class Sealed(_server.Sealed):
+    """The frames of one node (its key and address), both directions: the central's side added."""
 
     def command(self, counter, op, body=b""):
         """A command frame (the gateway's side)."""
-        return self._seal(_COMMAND, counter, op, body)
-
-    def open_command(self, frame):
-        """(counter, op, body) of a command frame; AuthenticationError if forged, DecodeError if malformed."""
-        return self._open(_COMMAND, frame)
-
-    def result(self, counter, status, body=b""):
-        """A result frame answering the command with ``counter`` (the node's side)."""
-        return self._seal(_RESULT, counter, status, body)
+        return self._seal(_server.NONCE_COMMAND, counter, op, body)
 
     def open_result(self, frame):
         """(counter, status, body) of a result frame; AuthenticationError if forged, DecodeError if malformed."""
-        return self._open(_RESULT, frame)
+        return self._open(_server.NONCE_RESULT, frame)
 
 
 def write_body(address, words):
@@ -146,36 +100,6 @@ def write_body(address, words):
     return bytes(out)
 
 
-def radio_body(interval_ms, tx_power_dbm, sleep):
-    """The 4 bytes of radio settings: advert interval (ms, 2), TX power (dBm, signed, 1), sleep (1).
-
-    The body of an :data:`OP_RADIO` that sets them, and of its result. DecodeError naming a value out of range.
-    """
-    problem = radio_problem(interval_ms, tx_power_dbm, sleep)
-    if problem:
-        raise DecodeError(problem)
-    return bytes((interval_ms & 0xFF, interval_ms >> 8, tx_power_dbm & 0xFF, 1 if sleep else 0))
-
-
-def radio_problem(interval_ms, tx_power_dbm, sleep):
-    """Why these radio settings cannot be taken (a sentence), or None."""
-    if not INTERVAL_MIN_MS <= interval_ms <= INTERVAL_MAX_MS:
-        return "interval_ms %d outside %d..%d" % (interval_ms, INTERVAL_MIN_MS, INTERVAL_MAX_MS)
-    if tx_power_dbm not in TX_POWERS:
-        return "tx_power_dbm %d is not one of %s" % (tx_power_dbm, TX_POWERS)
-    if sleep not in (0, 1, False, True):
-        return "sleep must be 0 or 1, not %r" % (sleep,)
-    return None
-
-
-def parse_radio(body):
-    """(interval_ms, tx_power_dbm, sleep) of 4 bytes of radio settings (not range-checked)."""
-    if len(body) != 4:
-        raise DecodeError("radio settings of %d bytes: 4 expected" % len(body))
-    tx = body[2] - 256 if body[2] > 127 else body[2]
-    return body[0] | body[1] << 8, tx, body[3]
-
-
 def file_write_body(file, record, part, data):
     """The body of an :data:`OP_FILE_WRITE`: part ``part`` (0: more follows, 1: the last) of a file record."""
     if part not in (0, 1) or not data or len(data) > FILE_PART or (part == 0 and len(data) != FILE_PART):
@@ -189,40 +113,3 @@ def file_read_body(file, record, count):
     if not 1 <= count <= 100:
         raise DecodeError("a GATT file read asks 1 to 100 words, not %d" % count)
     return bytes((file, record & 0xFF, record >> 8, count))
-
-
-def parse_body(op, body):
-    """What a command asks for: (address, words) for a write, (address, count) for a read, () for an ack or
-    a radio read, (interval_ms, tx_power_dbm, sleep) for radio settings, (file, record, part, data) for a
-    file record part, (file, record, count) for a file read.
-
-    DecodeError naming the problem for an unknown op or a body of the wrong shape.
-    """
-    n = len(body)
-    if op == OP_WRITE:
-        if n < 4 or n % 2:
-            raise DecodeError("GATT write body of %d bytes: address and 1..100 words expected" % n)
-        words = [body[i] | body[i + 1] << 8 for i in range(2, n, 2)]
-        if len(words) > 100:
-            raise DecodeError("a GATT write carries 1 to 100 registers, not %d" % len(words))
-        return body[0] | body[1] << 8, words
-    if op == OP_READ:
-        if n != 3 or not 1 <= body[2] <= 100:
-            raise DecodeError("GATT read body: address (2) and a count 1..100 expected")
-        return body[0] | body[1] << 8, body[2]
-    if op == OP_RADIO:
-        return parse_radio(body) if n else ()
-    if op == OP_FILE_WRITE:
-        if n < 5 or n > 4 + FILE_PART or body[3] > 1 or (body[3] == 0 and n != 4 + FILE_PART):
-            raise DecodeError("GATT file write body of %d bytes: file, record, part and 1..%d bytes expected"
-                              % (n, FILE_PART))
-        return body[0], body[1] | body[2] << 8, body[3], body[4:]
-    if op == OP_FILE_READ:
-        if n != 4 or not 1 <= body[3] <= 100:
-            raise DecodeError("GATT file read body: file (1), record (2) and a count 1..100 expected")
-        return body[0], body[1] | body[2] << 8, body[3]
-    if op == OP_ACK_ALARM:
-        if n:
-            raise DecodeError("GATT alarm acknowledgement carries no body (%d bytes)" % n)
-        return ()
-    raise DecodeError("unknown GATT op %d" % op)

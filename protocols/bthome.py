@@ -21,7 +21,7 @@ The streetedge alarms map onto BTHome binary sensors: leak is ``moisture``
 alarm is marked trigger-based (bit 2), as BTHome prescribes for events.
 """
 
-from protocols.ccm import AesCcm
+from protocols.ccm import shared
 from protocols.errors import DecodeError
 
 try:
@@ -122,14 +122,15 @@ class Sealer:
     """Encrypts a node's object bytes into BTHome v2 service data (the node side; one per key and address).
 
     The caller owns the counter: it must never repeat for a key (the nodes
-    persist it), and the receiver refuses a counter it has seen.
+    persist it), and the receiver refuses a counter it has seen. ``key`` is
+    the 16-byte key, or an :class:`~protocols.ccm.AesCcm` with a 4-byte tag
+    to share (:attr:`ccm`: a node's GATT frames use the same key).
     """
 
     def __init__(self, key, address):
-        self._ccm = AesCcm(key, MIC)
-        self._address = address_bytes(address)
-        self._nonce = bytearray(13)
-        self._nonce[0:6] = self._address
+        self.ccm = shared(key, MIC)
+        self._nonce = bytearray(13)  # address, UUID, information byte, counter
+        self._nonce[0:6] = address_bytes(address)
         self._nonce[6] = SERVICE_UUID & 0xFF
         self._nonce[7] = SERVICE_UUID >> 8
 
@@ -145,7 +146,7 @@ class Sealer:
         n = len(objects)
         out[0] = info
         body = memoryview(out)
-        self._ccm.seal_into(nonce_buf, objects, body[1 : 1 + n + MIC], b"")
+        self.ccm.seal_into(nonce_buf, objects, body[1 : 1 + n + MIC], b"")
         # The tag follows the counter on the air: move it behind.
         for i in range(MIC):
             out[1 + n + COUNTER + i] = out[1 + n + i]

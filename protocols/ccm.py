@@ -11,7 +11,10 @@ bytes, tags of 4 to 16 bytes (even), associated data shorter than 65,280
 bytes. The work buffers are allocated once per key:
 :meth:`AesCcm.seal_into` and :meth:`AesCcm.open_into` write into a buffer of
 the caller's and allocate nothing of their own on MicroPython beyond the
-per-block slices the ECB call needs.
+per-block slices the ECB call needs. One instance can serve several formats
+under the same key (a node's BTHome adverts and its GATT frames share one:
+their nonces never meet), which keeps one key schedule and one buffer set in
+a node's RAM.
 """
 
 from protocols.errors import AuthenticationError, ProtocolError
@@ -20,12 +23,7 @@ try:
     import cryptolib
 
     def _block_cipher(key):
-        aes = cryptolib.aes(key, 1)  # mode 1: ECB
-
-        def encrypt(src, dst):
-            aes.encrypt(src, dst)
-
-        return encrypt
+        return cryptolib.aes(key, 1).encrypt  # mode 1: ECB; encrypt(src, dst), one bound method
 
 except ImportError:  # CPython
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -54,8 +52,7 @@ class AesCcm:
         self._encrypt = _block_cipher(bytes(key))
         self._mac = bytearray(_BLOCK)  # the running CBC-MAC
         self._work = bytearray(_BLOCK)  # the block being fed / the counter block
-        self._stream = bytearray(_BLOCK)  # E(counter block)
-        self._tag = bytearray(_BLOCK)
+        self._stream = bytearray(_BLOCK)  # E(counter block); the first associated-data block while it is fed
 
     def encrypt(self, nonce, plaintext, aad=b""):
         """Ciphertext followed by the tag, as new bytes."""
@@ -78,8 +75,6 @@ class AesCcm:
             raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n + self.tag_length))
         self._cbc_mac(nonce, plaintext, aad)
         self._ctr(nonce, plaintext, out)
-        self._counter(nonce, 0)
-        self._encrypt(self._work, self._stream)
         t = self.tag_length
         for i in range(t):
             out[n + i] = self._mac[i] ^ self._stream[i]
@@ -97,10 +92,8 @@ class AesCcm:
             raise AuthenticationError("sealed data of %d bytes is shorter than the tag" % len(sealed))
         if len(out) < n:
             raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n))
-        body = memoryview(sealed)[:n]
-        self._ctr(nonce, body, out)
-        plain = memoryview(out)[:n]
-        self._cbc_mac(nonce, plain, aad)
+        self._ctr(nonce, memoryview(sealed)[:n], out)
+        self._cbc_mac(nonce, memoryview(out)[:n], aad)
         self._counter(nonce, 0)
         self._encrypt(self._work, self._stream)
         diff = 0
@@ -112,12 +105,10 @@ class AesCcm:
             raise AuthenticationError("CCM tag mismatch")
         return n
 
-    def _check_nonce(self, nonce):
-        if len(nonce) < 7 or len(nonce) > 13:
-            raise ProtocolError("CCM nonce of %d bytes: 7 to 13 expected" % len(nonce))
-
     def _counter(self, nonce, index):
         """Counter block A_index in self._work: flags (L - 1), nonce, index on L bytes."""
+        if len(nonce) < 7 or len(nonce) > 13:
+            raise ProtocolError("CCM nonce of %d bytes: 7 to 13 expected" % len(nonce))
         work = self._work
         q = 15 - len(nonce)
         work[0] = q - 1
@@ -126,8 +117,7 @@ class AesCcm:
             work[15 - i] = (index >> (8 * i)) & 0xFF
 
     def _ctr(self, nonce, src, dst):
-        """dst = src XOR the key stream from counter 1 on."""
-        self._check_nonce(nonce)
+        """dst = src XOR the key stream from counter 1 on; then E(A_0), the tag's mask, in self._stream."""
         n = len(src)
         if n >> (8 * (15 - len(nonce))):
             raise ProtocolError("message of %d bytes too long for a %d-byte nonce" % (n, len(nonce)))
@@ -141,32 +131,22 @@ class AesCcm:
             for i in range(pos, end):
                 dst[i] = src[i] ^ self._stream[i - pos]
             pos = end
-
-    def _absorb(self, data, start, end):
-        """Fold data[start:end] (at most one block, zero-padded) into the CBC-MAC."""
-        mac = self._mac
-        for i in range(start, end):
-            mac[i - start] ^= data[i]
-        self._encrypt(mac, self._work)
-        mac[:] = self._work
+        self._counter(nonce, 0)
+        self._encrypt(self._work, self._stream)
 
     def _cbc_mac(self, nonce, message, aad):
         """The CBC-MAC T of RFC 3610 section 2.2 in self._mac."""
-        self._check_nonce(nonce)
-        q = 15 - len(nonce)
-        n = len(message)
+        self._counter(nonce, len(message))  # B_0 has the counter block's layout, its flags apart
         a = len(aad)
         if a >= 0xFF00:
             raise ProtocolError("associated data of %d bytes: under 65280 supported" % a)
         b0 = self._work
-        b0[0] = (0x40 if a else 0) | (((self.tag_length - 2) // 2) << 3) | (q - 1)
-        b0[1 : 1 + len(nonce)] = nonce
-        for i in range(q):
-            b0[15 - i] = (n >> (8 * i)) & 0xFF
-        self._encrypt(b0, self._mac)
+        b0[0] = (0x40 if a else 0) | (((self.tag_length - 2) // 2) << 3) | (14 - len(nonce))
+        mac = self._mac
+        self._encrypt(b0, mac)
         if a:
             # The first associated-data block starts with its 2-byte length.
-            head = self._tag
+            head = self._stream
             for i in range(_BLOCK):
                 head[i] = 0
             head[0] = a >> 8
@@ -174,14 +154,28 @@ class AesCcm:
             first = min(a, _BLOCK - 2)
             for i in range(first):
                 head[2 + i] = aad[i]
-            self._absorb(head, 0, _BLOCK)
-            pos = first
-            while pos < a:
-                end = min(pos + _BLOCK, a)
-                self._absorb(aad, pos, end)
-                pos = end
-        pos = 0
-        while pos < n:
-            end = min(pos + _BLOCK, n)
-            self._absorb(message, pos, end)
-            pos = end
+            self._feed(head, 0, _BLOCK)
+            self._feed(aad, first, a)
+        self._feed(message, 0, len(message))
+
+    def _feed(self, data, pos, end):
+        """Fold data[pos:end] into the CBC-MAC, block by block (the last zero-padded)."""
+        mac = self._mac
+        work = self._work
+        while pos < end:
+            stop = min(pos + _BLOCK, end)
+            for i in range(pos, stop):
+                mac[i - pos] ^= data[i]
+            self._encrypt(mac, work)
+            mac[:] = work
+            pos = stop
+
+
+def shared(key, tag_length):
+    """``key`` itself when it is an :class:`AesCcm` with ``tag_length`` (one instance shared by several
+    formats under one key), else a new :class:`AesCcm` for the key bytes."""
+    if isinstance(key, AesCcm):
+        if key.tag_length != tag_length:
+            raise ProtocolError("a shared AES-CCM with a %d-byte tag: %d expected" % (key.tag_length, tag_length))
+        return key
+    return AesCcm(key, tag_length)

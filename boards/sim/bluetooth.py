@@ -10,7 +10,7 @@ address does it on the virtual radio. One JSON object per line, node to host::
     {"op": "adv", "us": null}                      (stop advertising)
     {"op": "gatts", "services": [[uuid, [[uuid, flags, handle], ...]], ...]}
     {"op": "notify", "conn": 1, "handle": 2, "data": "<hex>"}
-    {"op": "txpower", "dbm": -6}                   (set_tx_power: the virtual radio's own)
+    {"op": "txpower", "dbm": -6}                   (the board's ble_tx_power: the virtual radio's own)
 
 and host to node, the radio's events as MicroPython delivers them to the
 ``irq()`` handler (event numbers as in MicroPython's ``bluetooth`` docs)::
@@ -22,32 +22,31 @@ and host to node, the radio's events as MicroPython delivers them to the
 What the firmware uses: ``active()``, ``config("mac")``, ``irq()``,
 ``gap_advertise()``, ``gatts_register_services()``, ``gatts_read()``,
 ``gatts_write()``, ``gatts_notify()``. Handles are numbered here, as the
-ESP32's stack numbers them on its side. A call that cannot reach the host
-raises OSError, as a radio that failed would. Events are read by an asyncio
-task (started with the radio), so the handler runs on the node's event loop,
-as a scheduled IRQ does on the ESP32.
+ESP32's stack numbers them on its side; a UUID is its text (``ble_uuid``;
+``bluetooth.UUID`` on the ESP32), which the radio host gives to Bumble. A
+call that cannot reach the host raises OSError, as a radio that failed
+would. Events are read by an asyncio task (started with the radio), so the
+handler runs on the node's event loop, as a scheduled IRQ does on the ESP32.
+
+What a chip keeps out of MicroPython's heap is measured here and written to
+``./radio_heap.json`` when the radio is switched on (``streetedge bench
+node`` reports the node's heap with and without it): ``module``, this
+module's objects (its classes and functions: the ``bluetooth`` module is C
+in an ESP32's firmware, in flash) and ``link``, the connection to the radio
+host (socket, reader, the event task: the BLE controller and host stack of
+an ESP32 keep their memory in ESP-IDF's heap, not MicroPython's). The BLE
+object itself and the attribute values (``gatts_write``) stay counted as the
+node's: MicroPython keeps those in its heap on a chip too.
 """
 
 import asyncio
 import binascii
+import gc
 import json
 import socket
 
-
-class UUID:
-    """A GATT UUID (``bluetooth.UUID``): here only its text, which the radio host gives to Bumble."""
-
-    def __init__(self, text):
-        self.text = str(text)
-
-    def __eq__(self, other):
-        return isinstance(other, UUID) and other.text == self.text
-
-    def __hash__(self):
-        return hash(self.text)
-
-    def __str__(self):
-        return self.text
+gc.collect()
+_HEAP_BEFORE = gc.mem_alloc()  # this module's objects are counted from here (see the end of the module)
 
 
 class BLE:
@@ -69,13 +68,18 @@ class BLE:
         if flag is None:
             return self._sock is not None
         if flag and self._sock is None:
+            gc.collect()
+            before = gc.mem_alloc()
             name, port = self._host.rsplit(":", 1)
             sock = socket.socket()
             sock.connect(socket.getaddrinfo(name, int(port))[0][-1])
             sock.setblocking(False)  # events are read by the pump task; writes are small (see _send)
             self._sock = sock
             self._send({"op": "hello", "addr": self._address})
-            self._pump = asyncio.create_task(self._events())
+            self._pump = asyncio.create_task(self._events(asyncio.StreamReader(sock)))
+            gc.collect()
+            with open("radio_heap.json", "w") as f:
+                json.dump({"module": _MODULE_HEAP, "link": gc.mem_alloc() - before}, f)
         elif not flag and self._sock is not None:
             if self._pump is not None:
                 self._pump.cancel()
@@ -98,11 +102,6 @@ class BLE:
         if name == "mtu":
             return self._mtu
         raise ValueError("unknown config param " + str(name))
-
-    def set_tx_power(self, dbm):
-        """The virtual radio's own (MicroPython's ``BLE`` has none; the board calls it): adverts from now on
-        leave at ``dbm``, which the radio turns into their RSSI and range."""
-        self._send({"op": "txpower", "dbm": int(dbm)})
 
     def irq(self, handler):
         """Register the event handler: ``handler(event, data)`` as MicroPython calls it."""
@@ -149,8 +148,7 @@ class BLE:
         self._send({"op": "notify", "conn": conn_handle, "handle": value_handle,
                     "data": binascii.hexlify(data).decode()})
 
-    async def _events(self):
-        reader = asyncio.StreamReader(self._sock)
+    async def _events(self, reader):
         while True:
             line = await reader.readline()
             if not line:
@@ -177,24 +175,26 @@ class BLE:
 
 
 class Radio:
-    """The board's radio members, built the first time the firmware asks for one (a node without BLE never does)."""
+    """The board's radio members, built the first time the firmware asks for one (a node without BLE never does).
+
+    ``cfg`` is ``sim.json``: ``"radio"`` (the radio host, unwired without it) and ``"ble_address"`` (the node's
+    static random address; from ``"seed"`` without it). Only those are kept, not the whole file's dictionary.
+    """
 
     def __init__(self, board, cfg):
-        self._cfg = cfg
+        self._host = cfg.get("radio")
+        self._address = cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF)
 
     def ble(self):
-        """The radio on the radio host of ``sim.json`` ``"radio"``, None if unwired.
-
-        ``sim.json`` ``"ble_address"`` is the node's static random address.
-        """
-        cfg = self._cfg
-        if not cfg.get("radio"):
-            return None
-        return BLE(cfg["radio"], cfg.get("ble_address") or "D0:00:00:00:00:%02X" % (cfg.get("seed", 0) & 0xFF))
+        """The radio on the radio host of ``sim.json`` ``"radio"``, None if unwired."""
+        return BLE(self._host, self._address) if self._host else None
 
     def ble_tx_power(self, ble, dbm):
-        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True."""
-        ble.set_tx_power(dbm)
+        """Set the radio's TX power: the virtual radio makes it the RSSI and range of the node's adverts. True.
+
+        (MicroPython's ``BLE`` has no call for it; the virtual radio host takes it as a message of its own.)
+        """
+        ble._send({"op": "txpower", "dbm": int(dbm)})
         return True
 
     async def ble_sleep(self, ms):
@@ -202,5 +202,9 @@ class Radio:
         await asyncio.sleep_ms(ms)
 
     def ble_uuid(self, text):
-        """A GATT UUID for ``gatts_register_services`` (:class:`UUID`)."""
-        return UUID(text)
+        """A GATT UUID for ``gatts_register_services``: its text, all the radio host needs."""
+        return text
+
+
+gc.collect()
+_MODULE_HEAP = gc.mem_alloc() - _HEAP_BEFORE

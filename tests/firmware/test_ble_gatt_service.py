@@ -77,12 +77,12 @@ class Beacon:
     acked = False
 
 
-def _node(board=None, hook=None):
+def _node(board=None, hook=None, schedule=None):
     radio = Radio()
     bank = RegisterBank(ROWS, hook)
     bank.set("threshold", 100)
     beacon = Beacon()
-    service = GattService(radio, board or Board(), bank, beacon, KEY, ADDRESS)
+    service = GattService(radio, board or Board(), bank, beacon, KEY, ADDRESS, schedule)
     return radio, bank, beacon, service
 
 
@@ -179,3 +179,42 @@ def test_writes_elsewhere_are_ignored_and_a_full_queue_drops_and_counts():
     assert [c for c, _, _ in _answers(radio)] == [1, 2, 3, 4] and service.dropped == 2
     d = service.diagnostics()
     assert (d["gatt_accepted"], d["gatt_dropped"], d["gatt_counter"]) == (4, 2, 4)
+
+
+def test_a_write_schedules_one_pass_that_answers_every_command_queued():
+    """The IRQ handler hands the work on through ``schedule`` (micropython.schedule on a node): one pass per
+    batch of writes, none while one is due; the pass answers in order and a later write schedules anew."""
+    due = []
+    radio, _, _, _ = _node(schedule=lambda pass_, arg: due.append((pass_, arg)))
+    radio.write(GATEWAY.command(1, ble_gatt.OP_ACK_ALARM))
+    radio.write(GATEWAY.command(2, ble_gatt.OP_READ, b"\x00\x00\x01"))
+    assert len(due) == 1 and radio.notified == []  # nothing done inside the handler
+    pass_, arg = due.pop()
+    pass_(arg)
+    assert [(c, s) for c, s, _ in _answers(radio)] == [(1, 0), (2, 0)]
+    radio.write(GATEWAY.command(3, ble_gatt.OP_ACK_ALARM))
+    assert len(due) == 1
+    pass_, arg = due.pop()
+    pass_(arg)
+    assert [c for c, _, _ in _answers(radio)] == [1, 2, 3]
+
+
+def test_a_full_scheduler_queue_leaves_the_command_for_the_next_pass():
+    """``micropython.schedule`` raises RuntimeError when its queue is full: the frame stays queued and the next
+    write schedules a pass that answers both."""
+    due = []
+    refused = []
+
+    def schedule(pass_, arg):
+        if not refused:
+            refused.append(pass_)
+            raise RuntimeError("schedule queue full")
+        due.append((pass_, arg))
+
+    radio, _, _, _ = _node(schedule=schedule)
+    radio.write(GATEWAY.command(1, ble_gatt.OP_ACK_ALARM))
+    assert due == [] and radio.notified == []
+    radio.write(GATEWAY.command(2, ble_gatt.OP_ACK_ALARM))
+    pass_, arg = due.pop()
+    pass_(arg)
+    assert [c for c, _, _ in _answers(radio)] == [1, 2]

@@ -2,8 +2,9 @@
 """protocols.ble_gatt on both interpreters: command and result frames, their refusals, the op bodies."""
 from expect import raises
 
-from protocols import ble_gatt
-from protocols.errors import AuthenticationError, DecodeError
+from protocols import ble_gatt, bthome, bthome_read
+from protocols.ccm import AesCcm
+from protocols.errors import AuthenticationError, DecodeError, ProtocolError
 
 KEY = bytes(range(16))
 ADDRESS = bytes([0xD0, 0x5E, 0, 0, 0, 7])
@@ -94,3 +95,17 @@ def test_bad_file_record_bodies_are_refused_with_a_reason():
     raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_WRITE, b"\x01\x00\x00\x00" + bytes(119))
     raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_WRITE, b"\x01\x00\x00\x03\x00")
     raises(DecodeError, ble_gatt.parse_body, ble_gatt.OP_FILE_READ, b"\x02\x00\x00\x65")
+
+
+def test_frames_and_adverts_can_share_one_ccm():
+    """A node seals adverts and GATT frames with one AES-CCM (one key schedule in its RAM); the gateway's own
+    instances open both, and a shared instance with another tag length is refused."""
+    sealer = bthome.Sealer(KEY, ADDRESS)
+    advert = sealer.seal(b"\x02\xca\x09", 7)
+    node = ble_gatt.Sealed(sealer.ccm, ADDRESS)
+    gateway = ble_gatt.Sealed(KEY, ADDRESS)
+    assert gateway.open_result(node.result(9, ble_gatt.STATUS_OK, b"\x01\x02")) == (9, 0, b"\x01\x02")
+    assert node.open_command(gateway.command(10, ble_gatt.OP_ACK_ALARM)) == (10, ble_gatt.OP_ACK_ALARM, b"")
+    assert sealer.seal(b"\x02\xca\x09", 7) == advert  # the frames between left the advert's sealing as it was
+    assert bthome_read.Opener(KEY, ADDRESS).open(advert)[2] == b"\x02\xca\x09"
+    raises(ProtocolError, ble_gatt.Sealed, AesCcm(KEY, 8), ADDRESS)

@@ -114,6 +114,19 @@ def test_advert_structure_round_trip():
     raises(DecodeError, bthome.advert, bytes(25))
 
 
+def test_role_tables_name_their_registers_and_bthome_objects():
+    """The tables (text in the module) give these rows, alarms and roles, with BTHome's named object ids."""
+    assert ble_adverts.role("meter")[0] == (("battery", bthome.VOLTAGE, 1, 1), ("volume", bthome.WATER, 1000, 1))
+    problem = meter.STATUS_BURST | meter.STATUS_BACKFLOW
+    assert ble_adverts.role("meter")[2] == ((meter.STATUS_LEAK, bthome.MOISTURE), (problem, bthome.PROBLEM),
+                                            (meter.STATUS_TAMPER, bthome.TAMPER))
+    env_rows = (("temperature", bthome.TEMPERATURE, 1, 1), ("humidity", bthome.HUMIDITY_8, 1, 100),
+                ("pressure", bthome.PRESSURE, 1, 10), ("pm25", bthome.PM25, 1, 10), ("pm10", bthome.PM10, 1, 10))
+    assert ble_adverts.role("env") == (env_rows, (), ((env.FAULTS, bthome.PROBLEM),))
+    assert [(r[0], r[1]) for r in ble_adverts.ROLES] == [("meter", meter.ROLE_ID), ("env", env.ROLE_ID)]
+    assert ble_adverts.ROLES[0][2:] == ble_adverts.role("meter")
+
+
 def test_role_alarm_bits_match_the_role_maps():
     _rows, in_reading, alarms = ble_adverts.role("meter")
     assert in_reading == alarms
@@ -151,3 +164,15 @@ def test_env_reading_and_alarm_adverts_round_trip():
     assert got == {"temperature": -4000, "humidity": 10000, "pressure": 1100000, "pm25": 9990, "pm10": 9990}
     assert status == 0  # the reading advert has no room for the fault flag ...
     assert alarm_status == env.FAULTS  # ... the alarm advert carries it
+
+
+def test_objects_sealed_in_place_give_the_same_service_data():
+    """A node packs its objects into the service-data buffer itself and seals them there (one buffer)."""
+    objects = b"\x02\xca\x09\x2e\x37\x0c\xf0\x0c"
+    sealer = bthome.Sealer(KEY, ADDRESS)
+    apart = sealer.seal(objects, 77, True)
+    buf = bytearray(1 + len(objects) + 8)
+    buf[1 : 1 + len(objects)] = objects
+    n = sealer.seal_into(memoryview(buf)[1 : 1 + len(objects)], 77, buf, True)
+    assert bytes(buf[:n]) == apart and n == len(buf)
+    assert bthome_read.Opener(KEY, ADDRESS).open(apart)[2] == objects

@@ -229,7 +229,8 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
         alive = node.alive()
     rtts.sort()
     gatt = {} if not isinstance(radio, RadioThread) else {
-        "gatt_answered": radio.gatt_answered, "gatt_failed": radio.gatt_failed, "ble": d.get("ble")}
+        "gatt_answered": radio.gatt_answered, "gatt_failed": radio.gatt_failed, "ble": d.get("ble"),
+        "radio_heap": _radio_heap(node.flash)}
     return {
         **gatt,
         "role": role if not gatt else f"{role}-ble",
@@ -254,6 +255,16 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
         "rtt_max_ms": 1000 * rtts[-1] if rtts else None,
         "registers": count,
     }
+
+
+def _radio_heap(flash: Path) -> int | None:
+    """Bytes of the virtual radio's module and link to the radio host (``boards/sim/bluetooth.py``: C and the
+    BLE stack's own heap on an ESP32), as the node measured them; None if it did not."""
+    try:
+        data = json.loads((flash / "radio_heap.json").read_text())
+        return int(data["module"]) + int(data["link"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _world(flash: Path) -> dict[str, Any]:
@@ -313,6 +324,13 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
             f"| {_ms(r['rtt_p50_ms'])} / {_ms(r['rtt_p99_ms'])} / {_ms(r['rtt_max_ms'])} "
             f"| {r['requests']} ({r['errors']}) |"
         )
+    radio = [r for r in rows if isinstance(r.get("radio_heap"), int) and isinstance(r.get("heap_peak"), int)]
+    if radio:
+        lines += ["", "Of a BLE role's heap, the virtual radio's own (`boards/sim/bluetooth.py`: its module, C in an "
+                  "ESP32's firmware, and its link to the radio host, where an ESP32's BLE stack uses ESP-IDF's heap; "
+                  "the BLE object and its attribute values stay counted): "
+                  + "; ".join(f"{r['role']} {_kb(r['radio_heap'])} KB, peak without it "
+                              f"{_kb(r['heap_peak'] - r['radio_heap'])} KB" for r in radio) + "."]
     return "\n".join(lines)
 
 
