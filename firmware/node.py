@@ -44,7 +44,6 @@ from firmware.lazy import release
 from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
-from firmware.update_files import UpdateFiles
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -144,6 +143,7 @@ class Node:
             self._release()  # again, if the role looked something up in its table
         self.bank.on_write = self.on_write
         self.slave = None
+        self._updater = None
         self.heap_peak = 0
         self.heap_live = 0
         self.heap_gc_peak = 0
@@ -195,11 +195,10 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        files = UpdateFiles(self)
-        self.bank.files = files  # Modbus file records (functions 20/21): updates over the bus
+        self.bank.files = self  # Modbus file records (functions 20/21): updates over the bus
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
         if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
-            tasks.append(files.updater().run())  # a new image on trial: confirm it or roll it back
+            tasks.append(self.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
@@ -382,6 +381,29 @@ class Node:
             self.events.log(EV_CLOCK_SET, 0)
         elif correction >= _CLOCK_STEP_S or correction <= -_CLOCK_STEP_S:
             self.events.log(EV_CLOCK_SET, correction)
+
+    # --- the node's Modbus file records (functions 20 and 21): the door to an update over the bus --------
+    # Answered through firmware.update, imported at the first record: a node never updated does not carry it.
+
+    def updater(self):
+        """The node's :class:`firmware.update.Updater` (made, and its module imported, at the first use)."""
+        if self._updater is None:
+            from firmware.update import Updater
+
+            self._updater = Updater(self)
+        return self._updater
+
+    def read_record(self, file, record, count, values):
+        """Function 20: ``count`` words of record ``record`` of file ``file`` into ``values``."""
+        self.updater().read_record(file, record, count, values)
+
+    def write_record(self, file, record, data):
+        """Function 21: the words ``data`` to record ``record`` of file ``file``."""
+        self.updater().write_record(file, record, data)
+
+    def pending_reset(self):
+        """The reset a COMMIT that switched the code slot waits for (after its answer), or None."""
+        return self._updater.reset_pending if self._updater is not None else None
 
     def save(self):
         """Write counters and events to flash now."""
