@@ -21,8 +21,9 @@ Layout of an image (the flash root of a node):
 - compiled modules have their named constants folded first
   (``tools.image_fold``: fewer globals and names in the node's RAM), the
   top-level functions and classes nothing in the image uses left out
-  (``tools.image_unused``), then the private names shortened to a series
-  every module shares (``tools.image_names``: fewer interned names);
+  (``tools.image_unused``), then the private names and the parameters
+  shortened to series every module shares (``tools.image_names``,
+  ``tools.image_params``: fewer interned names);
 - every compiled module carries as its source name (tracebacks) the path it
   runs from, under the code slot's mount point (``/rom/firmware/node.mpy``):
   the same string as its ``__file__``, so a node interns one name for both;
@@ -62,6 +63,7 @@ from typing import Any
 
 from tools.image_fold import fold_constants
 from tools.image_names import shorten_names
+from tools.image_params import shorten_parameters
 from tools.image_unused import drop_unused
 from tools.romfs import FLASH_ROOT_FILES, build_romfs, digest
 
@@ -74,7 +76,7 @@ ROM_MOUNT = "/rom"
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
 """The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
 # Part of what an image is built from: the build steps that rewrite its sources.
-_FOLD_SOURCES = tuple(Path(__file__).with_name(f"image_{step}.py") for step in ("fold", "unused", "names"))
+_FOLD_SOURCES = tuple(Path(__file__).with_name(f"image_{step}.py") for step in ("fold", "unused", "names", "params"))
 # Programs that import an image's modules on the unix port (many nodes in one process): their names count.
 _IMAGE_USERS = Path(__file__).parent / "sim" / "micropython"
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
@@ -292,7 +294,7 @@ def build_image(
     staging.mkdir(parents=True)
     try:
         # Compiled modules are built from their sources rewritten: constants folded, unused definitions out,
-        # private names shortened (tools.image_fold, image_unused, image_names).
+        # private names and parameters shortened (tools.image_fold, image_unused, image_names, image_params).
         folded = _rewritten({rel: src.read_text() for src, rel in sources}) if compile else {}
         for src, rel in sources:
             dest = staging / rel
@@ -341,10 +343,19 @@ def build_image(
     return manifest
 
 
+_REWRITTEN: dict[str, dict[str, str]] = {}  # recent results: a test session builds the same sources often
+
+
 def _rewritten(sources: dict[str, str]) -> dict[str, str]:
     """The build steps that rewrite the compiled modules' sources (see the module doc), in order."""
     users = {f"<users>/{p.name}": p.read_text() for p in sorted(_IMAGE_USERS.glob("*.py"))}
-    return shorten_names(drop_unused(fold_constants(sources), users)[0], users)[0]
+    key = hashlib.sha256(json.dumps([sorted(sources.items()), sorted(users.items())]).encode()).hexdigest()
+    if key not in _REWRITTEN:
+        if len(_REWRITTEN) >= 8:
+            del _REWRITTEN[next(iter(_REWRITTEN))]
+        steps = drop_unused(fold_constants(sources), users)[0]
+        _REWRITTEN[key] = shorten_parameters(shorten_names(steps, users)[0], users)[0]
+    return dict(_REWRITTEN[key])
 
 
 def imageinfo_text(board: str, role: str) -> str:
