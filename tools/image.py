@@ -18,6 +18,8 @@ Layout of an image (the flash root of a node):
   the role's ``firmware/roles/<role>.py``, never another role's modules
   (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
   carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- a package's ``__init__.py`` with nothing to run (a docstring) is left out:
+  MicroPython imports the folder as a namespace package;
 - compiled modules have their named constants folded first
   (``tools.image_fold``: fewer globals and names in the node's RAM), the
   top-level functions and classes nothing in the image uses left out
@@ -299,6 +301,8 @@ def build_image(
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if compile and rel.endswith("/__init__.py") and _empty(folded[rel]):
+                continue  # the folder imports as a namespace package: no module file, its path never interned
             if compile and rel not in FLASH_ROOT_FILES:
                 dest.write_text(folded[rel])
                 _compile(tool, dest, rel, dest.with_suffix(".mpy"), march)
@@ -341,6 +345,12 @@ def build_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _empty(text: str) -> bool:
+    """True for a module with nothing to run: no statements but a docstring or ``pass``."""
+    return all(isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+               for stmt in ast.parse(text).body)
 
 
 _REWRITTEN: dict[str, dict[str, str]] = {}  # recent results: a test session builds the same sources often
