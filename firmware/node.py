@@ -90,6 +90,14 @@ _TABLES = const(("protocols.roles.common", "protocols.roles.kinds"))
 __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
            "EV_UNIT_CHANGED", "Node", "run"]
 _COMMON = const(("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command"))
+_DIAG = (
+    '{"heap_peak": %d, "heap_live": %d, "heap_gc_peak": %d, "heap_free": %d, "rom_heap": %d, "frames_ok": %d, '
+    '"frames_other": %d, "crc_errors": %d, "bytes_dropped": %d, "answered": %d, "turnaround_us": %d, '
+    '"turnaround_max_us": %d, "read_max_us": %d, "late_reads": %d, "saves": %d, "event_saves": %d, "events": %d, '
+    '"requests": %d, "uptime": %d, "safe_mode": %s, "crash_loop": %s, "boot_reason": %d, '
+    '"evaluations_short_of_ram": %d%s}'
+)
+_DIAG_BLE = ', "ble": %s'
 
 
 class Node:
@@ -249,38 +257,21 @@ class Node:
         """Write ./diag.json (atomically)."""
         slave = self.slave
         framer = slave.framer
-        d = {
-            "heap_peak": self.heap_peak,
-            "heap_live": self.heap_live,
-            "heap_gc_peak": self.heap_gc_peak,
-            "heap_free": gc.mem_free(),
-            "rom_heap": self._rom_heap,
-            "frames_ok": framer.frames_ok,
-            "frames_other": framer.frames_other,
-            "crc_errors": framer.crc_errors,
-            "bytes_dropped": framer.bytes_dropped,
-            "answered": slave.answered,
-            "turnaround_us": slave.turnaround_us,
-            "turnaround_max_us": slave.turnaround_max_us,
-            "read_max_us": slave.read_max_us,
-            "late_reads": slave.late_reads,
-            "saves": self.store.saves,
-            "event_saves": self.events.saves,
-            "events": self.events.count,
-            "requests": slave.requests,
-            "uptime": time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
-            "safe_mode": self.config.safe_mode,
-            "crash_loop": self.crash_loop,
-            "boot_reason": self.boot.reason,
-            "evaluations_short_of_ram": getattr(self.role, "memory_errors", 0),
-        }
         beacon = getattr(self.role, "beacon", None)
-        if beacon is not None:
-            d["ble"] = beacon.diagnostics()
+        short_of_ram = getattr(self.role, "memory_errors", 0)
+        # One format string, not a dictionary: its keys would be names the node interns (RAM) for this alone.
+        text = _DIAG % (
+            self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap,
+            framer.frames_ok, framer.frames_other, framer.crc_errors, framer.bytes_dropped,
+            slave.answered, slave.turnaround_us, slave.turnaround_max_us, slave.read_max_us, slave.late_reads,
+            self.store.saves, self.events.saves, self.events.count, slave.requests,
+            time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
+            json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
+            short_of_ram, "" if beacon is None else _DIAG_BLE % json.dumps(beacon.diagnostics()))
         tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump(d, f)
+                f.write(text)
             os.rename(tmp, self.flash_path("diag.json"))
         except OSError:
             pass  # diagnostics are best effort
