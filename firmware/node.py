@@ -44,7 +44,6 @@ from firmware.lazy import release
 from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
-from firmware.update_files import UpdateFiles
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -91,6 +90,14 @@ _TABLES = const(("protocols.roles.common", "protocols.roles.kinds"))
 __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
            "EV_UNIT_CHANGED", "Node", "run"]
 _COMMON = const(("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command"))
+_DIAG = (
+    '{"heap_peak": %d, "heap_live": %d, "heap_gc_peak": %d, "heap_free": %d, "rom_heap": %d, "frames_ok": %d, '
+    '"frames_other": %d, "crc_errors": %d, "bytes_dropped": %d, "answered": %d, "turnaround_us": %d, '
+    '"turnaround_max_us": %d, "read_max_us": %d, "late_reads": %d, "saves": %d, "event_saves": %d, "events": %d, '
+    '"requests": %d, "uptime": %d, "safe_mode": %s, "crash_loop": %s, "boot_reason": %d, '
+    '"evaluations_short_of_ram": %d%s}'
+)
+_DIAG_BLE = ', "ble": %s'
 
 
 class Node:
@@ -144,6 +151,7 @@ class Node:
             self._release()  # again, if the role looked something up in its table
         self.bank.on_write = self.on_write
         self.slave = None
+        self._updater = None
         self.heap_peak = 0
         self.heap_live = 0
         self.heap_gc_peak = 0
@@ -195,11 +203,10 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        files = UpdateFiles(self)
-        self.bank.files = files  # Modbus file records (functions 20/21): updates over the bus
+        self.bank.files = self  # Modbus file records (functions 20/21): updates over the bus
         tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
         if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
-            tasks.append(files.updater().run())  # a new image on trial: confirm it or roll it back
+            tasks.append(self.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
@@ -250,38 +257,21 @@ class Node:
         """Write ./diag.json (atomically)."""
         slave = self.slave
         framer = slave.framer
-        d = {
-            "heap_peak": self.heap_peak,
-            "heap_live": self.heap_live,
-            "heap_gc_peak": self.heap_gc_peak,
-            "heap_free": gc.mem_free(),
-            "rom_heap": self._rom_heap,
-            "frames_ok": framer.frames_ok,
-            "frames_other": framer.frames_other,
-            "crc_errors": framer.crc_errors,
-            "bytes_dropped": framer.bytes_dropped,
-            "answered": slave.answered,
-            "turnaround_us": slave.turnaround_us,
-            "turnaround_max_us": slave.turnaround_max_us,
-            "read_max_us": slave.read_max_us,
-            "late_reads": slave.late_reads,
-            "saves": self.store.saves,
-            "event_saves": self.events.saves,
-            "events": self.events.count,
-            "requests": slave.requests,
-            "uptime": time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
-            "safe_mode": self.config.safe_mode,
-            "crash_loop": self.crash_loop,
-            "boot_reason": self.boot.reason,
-            "evaluations_short_of_ram": getattr(self.role, "memory_errors", 0),
-        }
         beacon = getattr(self.role, "beacon", None)
-        if beacon is not None:
-            d["ble"] = beacon.diagnostics()
+        short_of_ram = getattr(self.role, "memory_errors", 0)
+        # One format string, not a dictionary: its keys would be names the node interns (RAM) for this alone.
+        text = _DIAG % (
+            self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap,
+            framer.frames_ok, framer.frames_other, framer.crc_errors, framer.bytes_dropped,
+            slave.answered, slave.turnaround_us, slave.turnaround_max_us, slave.read_max_us, slave.late_reads,
+            self.store.saves, self.events.saves, self.events.count, slave.requests,
+            time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
+            json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
+            short_of_ram, "" if beacon is None else _DIAG_BLE % json.dumps(beacon.diagnostics()))
         tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump(d, f)
+                f.write(text)
             os.rename(tmp, self.flash_path("diag.json"))
         except OSError:
             pass  # diagnostics are best effort
@@ -382,6 +372,29 @@ class Node:
             self.events.log(EV_CLOCK_SET, 0)
         elif correction >= _CLOCK_STEP_S or correction <= -_CLOCK_STEP_S:
             self.events.log(EV_CLOCK_SET, correction)
+
+    # --- the node's Modbus file records (functions 20 and 21): the door to an update over the bus --------
+    # Answered through firmware.update, imported at the first record: a node never updated does not carry it.
+
+    def updater(self):
+        """The node's :class:`firmware.update.Updater` (made, and its module imported, at the first use)."""
+        if self._updater is None:
+            from firmware.update import Updater
+
+            self._updater = Updater(self)
+        return self._updater
+
+    def read_record(self, file, record, count, values):
+        """Function 20: ``count`` words of record ``record`` of file ``file`` into ``values``."""
+        self.updater().read_record(file, record, count, values)
+
+    def write_record(self, file, record, data):
+        """Function 21: the words ``data`` to record ``record`` of file ``file``."""
+        self.updater().write_record(file, record, data)
+
+    def pending_reset(self):
+        """The reset a COMMIT that switched the code slot waits for (after its answer), or None."""
+        return self._updater.reset_pending if self._updater is not None else None
 
     def save(self):
         """Write counters and events to flash now."""

@@ -83,7 +83,7 @@ class RegisterBank:
         self.role = role
         self.role_id = role_id
         self._pos = {}  # name -> address | type << 16 | (table is holding) << 20
-        self._rw = {}  # holding address -> its row: writable registers (rows: name, _, _, type, ..., min, max)
+        self._rw = {}  # holding address -> (name, type, minimum, maximum): writable registers
         hold = 0
         inp = 0
         for row in rows:
@@ -91,8 +91,8 @@ class RegisterBank:
             end = address + (2 if rtype == _U32 or rtype == _S32 else 1)
             if table == _HOLDING:
                 hold = max(hold, end)
-                if row[6] == _RW:
-                    self._rw[address] = row
+                if row[6] == _RW:  # what a write needs of the row: the whole row would keep 10 slots
+                    self._rw[address] = (name, rtype, row[7], row[8])
             else:
                 inp = max(inp, end)
             self._pos[name] = address | rtype << 16 | (table == _HOLDING) << 20
@@ -151,7 +151,7 @@ class RegisterBank:
     def bounds(self, name):
         """``(minimum, maximum)`` raw values a master may write to register ``name`` (None if read-only)."""
         w = self._rw.get(self._place(name) & 0xFFFF)
-        return (w[7], w[8]) if w is not None and w[0] == name else None
+        return (w[2], w[3]) if w is not None and w[0] == name else None
 
     def set(self, name, raw):
         """Publish the raw value of register ``name`` (no bounds check: the firmware clamps)."""
@@ -196,16 +196,16 @@ class RegisterBank:
         rw = self._rw
         while a < end:
             w = rw.get(a)
-            t = w[3] if w is not None else 0
+            t = w[1] if w is not None else 0
             width = 2 if t == _U32 or t == _S32 else 1
             if w is None or a + width > end:
                 raise ModbusException(
                     _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
                 )
             raw = _decode(values, a - address, t)
-            if not w[7] <= raw <= w[8]:
+            if not w[2] <= raw <= w[3]:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (w[0], raw, w[7], w[8])
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (w[0], raw, w[2], w[3])
                 )
             a += width
 

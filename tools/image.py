@@ -18,8 +18,14 @@ Layout of an image (the flash root of a node):
   the role's ``firmware/roles/<role>.py``, never another role's modules
   (``firmware/roles/<other>``, ``protocols/roles/<other>``), so a meter image
   carries no lamp schedule or astronomical clock, and no gateway-side codec;
+- a package's ``__init__.py`` with nothing to run (a docstring) is left out:
+  MicroPython imports the folder as a namespace package;
 - compiled modules have their named constants folded first
-  (``tools.image_fold``: fewer globals and names in the node's RAM);
+  (``tools.image_fold``: fewer globals and names in the node's RAM), the
+  top-level functions and classes nothing in the image uses left out
+  (``tools.image_unused``), then the private names and the parameters
+  shortened to series every module shares (``tools.image_names``,
+  ``tools.image_params``: fewer interned names);
 - every compiled module carries as its source name (tracebacks) the path it
   runs from, under the code slot's mount point (``/rom/firmware/node.mpy``):
   the same string as its ``__file__``, so a node interns one name for both;
@@ -58,6 +64,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.image_fold import fold_constants
+from tools.image_names import shorten_names
+from tools.image_params import shorten_parameters
+from tools.image_unused import drop_unused
 from tools.romfs import FLASH_ROOT_FILES, build_romfs, digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +77,10 @@ ROM_MOUNT = "/rom"
 """Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
 """The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
-_FOLD_SOURCE = Path(__file__).with_name("image_fold.py")  # part of what an image is built from
+# Part of what an image is built from: the build steps that rewrite its sources.
+_FOLD_SOURCES = tuple(Path(__file__).with_name(f"image_{step}.py") for step in ("fold", "unused", "names", "params"))
+# Programs that import an image's modules on the unix port (many nodes in one process): their names count.
+_IMAGE_USERS = Path(__file__).parent / "sim" / "micropython"
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -268,7 +280,8 @@ def build_image(
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
     h.update(json.dumps([board, role, compile, march, version, "romfs", ROM_MOUNT]).encode())
-    h.update(_FOLD_SOURCE.read_bytes())
+    for step in (*_FOLD_SOURCES, *sorted(_IMAGE_USERS.glob("*.py"))):
+        h.update(step.read_bytes())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update(info_py)
@@ -282,11 +295,14 @@ def build_image(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        # Compiled modules are built from their sources with the named constants folded (tools.image_fold).
-        folded = fold_constants({rel: src.read_text() for src, rel in sources}) if compile else {}
+        # Compiled modules are built from their sources rewritten: constants folded, unused definitions out,
+        # private names and parameters shortened (tools.image_fold, image_unused, image_names, image_params).
+        folded = _rewritten({rel: src.read_text() for src, rel in sources}) if compile else {}
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if compile and rel.endswith("/__init__.py") and _empty(folded[rel]):
+                continue  # the folder imports as a namespace package: no module file, its path never interned
             if compile and rel not in FLASH_ROOT_FILES:
                 dest.write_text(folded[rel])
                 _compile(tool, dest, rel, dest.with_suffix(".mpy"), march)
@@ -329,6 +345,27 @@ def build_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _empty(text: str) -> bool:
+    """True for a module with nothing to run: no statements but a docstring or ``pass``."""
+    return all(isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+               for stmt in ast.parse(text).body)
+
+
+_REWRITTEN: dict[str, dict[str, str]] = {}  # recent results: a test session builds the same sources often
+
+
+def _rewritten(sources: dict[str, str]) -> dict[str, str]:
+    """The build steps that rewrite the compiled modules' sources (see the module doc), in order."""
+    users = {f"<users>/{p.name}": p.read_text() for p in sorted(_IMAGE_USERS.glob("*.py"))}
+    key = hashlib.sha256(json.dumps([sorted(sources.items()), sorted(users.items())]).encode()).hexdigest()
+    if key not in _REWRITTEN:
+        if len(_REWRITTEN) >= 8:
+            del _REWRITTEN[next(iter(_REWRITTEN))]
+        steps = drop_unused(fold_constants(sources), users)[0]
+        _REWRITTEN[key] = shorten_parameters(shorten_names(steps, users)[0], users)[0]
+    return dict(_REWRITTEN[key])
 
 
 def imageinfo_text(board: str, role: str) -> str:

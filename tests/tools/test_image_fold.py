@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tools.image import mpy_cross_path
+from tests.tools.mpy_kit import run_compiled
 from tools.image_fold import fold_constants
 
 _CODES = '''\
@@ -71,7 +69,7 @@ def test_folded_modules_run_the_same_on_micropython(tmp_path: Path) -> None:
              "print(user.answer(4, 10, codes), user.answer(3, 10, codes))\n"
              "print(sorted(k for k in codes.__dict__ if k.isupper()))\n"
              "print(sorted(k for k in user.__dict__ if k.isupper()))\n")
-    result = _run_compiled(compiled, probe, tmp_path)
+    result = run_compiled(compiled, probe, tmp_path)
     assert result.stdout.splitlines() == ["30 abc", "['NAMED', 'TEXT']", "['C', 'TEXT']"]
 
 
@@ -96,19 +94,6 @@ def test_plain_floats_and_tuples_become_constants_and_leave_the_globals(tmp_path
              "from pkg import phys, other\n"
              "print(phys.f(4.0), other.g())\n"
              "print(sorted(k for k in phys.__dict__ if k.isupper()))\n")
-    result = _run_compiled(out, probe, tmp_path)
+    result = run_compiled(out, probe, tmp_path)
     assert result.stdout.splitlines() == ["10.0 3.0", "['LIVE', 'SHARED', 'WORDS', '_BIG']"]
 
-
-def _run_compiled(sources: dict[str, str], probe: str, work: Path) -> subprocess.CompletedProcess[str]:
-    """Compile ``sources`` with mpy-cross (only the .mpy files left) and run ``probe`` on the unix port."""
-    for rel, text in sources.items():
-        src = work / rel
-        src.parent.mkdir(parents=True, exist_ok=True)
-        src.write_text(text)
-        subprocess.run([mpy_cross_path(), "-o", str(src.with_suffix(".mpy")), str(src)], check=True)
-        src.unlink()
-    result = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-c", probe], cwd=work,
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
