@@ -93,8 +93,9 @@ class RolloutStoreError(GatewayError):
         self.problem = problem
 
 
-class RolloutStoreWriteError(sqlite3.OperationalError):
-    """A write to the roll-out store failed; ``store`` names it for the command's result."""
+class RolloutStoreWriteError(GatewayError, sqlite3.OperationalError):
+    """A write to the roll-out store failed; ``store`` names it for the command's result (an SQLite error
+    still, so the router's handling of a store that cannot be written applies)."""
 
     store = "roll-out store"
 
