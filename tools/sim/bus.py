@@ -1,9 +1,10 @@
-"""A virtual RS-485 bus: one process, one pseudo-terminal per drop, every byte to every other drop.
+"""A virtual RS-485 bus: one process, a pseudo-terminal or socket per drop, every byte to every other drop.
 
 Run it as ``python -m tools.sim.bus --drops 8 --ports ports.json``. It opens one
-pty for the Modbus master and one per node drop, writes their device paths to
-the ``--ports`` file (``{"master": ..., "drops": [...], "baud": ..., "paced": ...,
-"pid": ...}``, written atomically) and serves until SIGTERM or SIGINT.
+pty for the Modbus master and one per node drop (or a socket, ``--link socket``
+below), writes their addresses to the ``--ports`` file (``{"master": ...,
+"drops": [...], "baud": ..., "paced": ..., "link": ..., "pid": ...}``, written
+atomically) and serves until SIGTERM or SIGINT.
 
 What it models, and what it does not:
 
@@ -42,17 +43,29 @@ The bus keeps the device side of every pty open itself, so a drop whose process
 dies (a node's power cut) never turns into EIO for the others; bytes for a drop
 whose buffer is full are dropped and counted (``overflow``) instead of stalling
 the bus, as a UART with a full FIFO would lose them.
+
+``--link socket`` wires the node drops with AF_UNIX stream sockets instead of
+ptys (the master stays a pty: the gateway opens a serial device). The bus
+listens on one address per drop in Linux's abstract namespace (published in
+the ports file as ``@name``, ``"link": "socket"``; no file to clean up) and
+takes the node that connects as the one wired to the drop. Why: Linux hands a
+pty's bytes on through a kernel worker thread of ordinary priority, which on a
+busy machine waits for a CPU whatever the priority of the processes at either
+end; a socket's write wakes the reader itself. The timing model is the same
+for both links (:class:`SocketDrop`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
 import selectors
 import signal
+import socket
 import sys
 import time
 import tty
@@ -64,30 +77,93 @@ _READ_SIZE = 65536
 FRAME_MAX = 256
 """Bytes of one Modbus RTU frame at most: a transmission is held for its receivers up to this size."""
 _FINE = 0.002  # below this, wait for a character slot with a precise sleep instead of the selector
+LINKS = ("pty", "socket")
+"""How nodes attach to their drops (``--link``): see the module docstring."""
+_BUS_IDS = itertools.count()  # tells apart the socket addresses of several buses in one process
 
 
 class Drop:
-    """One attachment point on the bus: a pty pair, the bus holding both ends."""
+    """One attachment point on the bus: its queue of bytes to put on the line, its counters, its link."""
 
-    __slots__ = ("fd", "name", "overflow", "path", "pending", "rx_bytes", "slave_fd", "tx_bytes")
+    link = ""
+    """How a node is wired to it: ``pty`` or ``socket``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fd: int, path: str) -> None:
         self.name = name
-        self.fd, self.slave_fd = os.openpty()
-        tty.setraw(self.fd)
-        tty.setraw(self.slave_fd)
-        os.set_blocking(self.fd, False)
-        self.path = os.ttyname(self.slave_fd)
+        self.fd = fd  # the bus's end (-1: nothing wired)
+        self.path = path  # what a node opens or connects to
         self.pending = bytearray()  # bytes waiting for their character slot (paced mode)
         self.tx_bytes = 0  # bytes this drop put on the line
         self.rx_bytes = 0  # bytes delivered to this drop
         self.overflow = 0  # bytes lost because this drop's buffer was full
 
     def close(self) -> None:
+        """Release the link."""
+
+
+class PtyDrop(Drop):
+    """A drop wired by a pty pair, the bus holding both ends (a node opens the device path)."""
+
+    link = "pty"
+
+    def __init__(self, name: str) -> None:
+        fd, self.slave_fd = os.openpty()
+        tty.setraw(fd)
+        tty.setraw(self.slave_fd)
+        os.set_blocking(fd, False)
+        super().__init__(name, fd, os.ttyname(self.slave_fd))
+
+    def close(self) -> None:
         """Close both ends of the pty."""
         for fd in (self.fd, self.slave_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class SocketDrop(Drop):
+    """A drop wired by an AF_UNIX stream socket: the bus listens on :attr:`path`, a node connects.
+
+    ``fd`` is the connected node's socket, -1 while none is: bytes for an
+    unwired drop go nowhere, uncounted (nothing listens on that stretch of
+    cable). A node that connects while another is wired replaces it (a board
+    swapped); one that hangs up (EOF) leaves the drop unwired, and the bus
+    goes on. Everything else (pacing, hand-over, collisions, faults, trace,
+    counters) is the bus's and does not depend on the link.
+    """
+
+    link = "socket"
+
+    def __init__(self, name: str, address: str) -> None:
+        super().__init__(name, -1, "@" + address)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind("\0" + address)  # abstract namespace: no file, gone with the process
+        self.listener.listen(1)
+        self.listener.setblocking(False)
+        self.conn: socket.socket | None = None
+
+    def accept(self) -> socket.socket | None:
+        """A node's new connection, if one is waiting (:meth:`wire` it)."""
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        conn.setblocking(False)
+        return conn
+
+    def wire(self, conn: socket.socket) -> None:
+        """Make ``conn`` the node on this drop (after :meth:`hang_up` of the one before)."""
+        self.conn, self.fd = conn, conn.fileno()
+
+    def hang_up(self) -> None:
+        """The node went away: the drop is unwired until the next connection."""
+        if self.conn is not None:
+            self.conn.close()
+        self.conn, self.fd = None, -1
+
+    def close(self) -> None:
+        """Close the connection and stop listening."""
+        self.hang_up()
+        self.listener.close()
 
 
 class Bus:
@@ -102,9 +178,12 @@ class Bus:
         noise: float = 0.0,
         drop: float = 0.0,
         seed: int = 0,
+        link: str = "pty",
     ) -> None:
         if drops < 1:
             raise ValueError("a bus needs at least one node drop")
+        if link not in LINKS:
+            raise ValueError(f"link {link!r}: one of {', '.join(LINKS)}")
         if not 0.0 <= noise <= 1.0 or not 0.0 <= drop <= 1.0:
             raise ValueError("--noise and --drop are probabilities between 0 and 1")
         self.baud = baud
@@ -113,8 +192,13 @@ class Bus:
         self.drop = drop
         self.char_time = BITS_PER_CHAR / baud
         self._rng = random.Random(seed)
-        self.master = Drop("master")
-        self.drops = [Drop(f"drop{i}") for i in range(drops)]
+        self.link = link
+        self.master = PtyDrop("master")  # the gateway opens a serial device, as on the cabinet
+        if link == "socket":
+            prefix = f"streetedge-bus-{os.getpid()}-{next(_BUS_IDS)}"
+            self.drops: list[Drop] = [SocketDrop(f"drop{i}", f"{prefix}-drop{i}") for i in range(drops)]
+        else:
+            self.drops = [PtyDrop(f"drop{i}") for i in range(drops)]
         self.all = [self.master, *self.drops]
         self.corrupted = 0  # bytes with a flipped bit (noise)
         self.lost = 0  # bytes lost on the line (drop)
@@ -126,7 +210,10 @@ class Bus:
         self.trace: list[tuple[float, str, str, int]] | None = None  # see --trace
         self._sel = selectors.DefaultSelector()
         for d in self.all:
-            self._sel.register(d.fd, selectors.EVENT_READ, d)
+            if isinstance(d, SocketDrop):
+                self._sel.register(d.listener, selectors.EVENT_READ, d)
+            else:
+                self._sel.register(d.fd, selectors.EVENT_READ, d)
 
     def ports(self) -> dict[str, Any]:
         """The device paths to give to the master and to each node."""
@@ -135,6 +222,7 @@ class Bus:
             "drops": [d.path for d in self.drops],
             "baud": self.baud,
             "paced": self.paced,
+            "link": self.link,
             "pid": os.getpid(),
         }
 
@@ -185,7 +273,11 @@ class Bus:
                     time.sleep(timeout)
                     timeout = 0.0
             for key, _ in self._sel.select(timeout):
-                self._receive(key.data)
+                d = key.data
+                if isinstance(d, SocketDrop) and key.fileobj is d.listener:
+                    self._wire(d)
+                else:
+                    self._receive(d)
             now = time.monotonic()
             if self.paced:
                 self._pace(now)
@@ -198,14 +290,29 @@ class Bus:
                 if trace_path is not None:
                     self.flush_trace(trace_path)
 
+    def _wire(self, d: SocketDrop) -> None:
+        conn = d.accept()
+        if conn is None:
+            return
+        self._hang_up(d)  # a node wired before gives way to the new one
+        d.wire(conn)
+        self._sel.register(d.fd, selectors.EVENT_READ, d)
+
+    def _hang_up(self, d: SocketDrop) -> None:
+        if d.fd >= 0:
+            self._sel.unregister(d.fd)
+            d.hang_up()
+
     def _receive(self, sender: Drop) -> None:
         try:
             data = os.read(sender.fd, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            return  # EIO cannot happen while the bus holds the slave end; be safe anyway
+            data = b""  # a pty: EIO cannot happen while the bus holds the slave end; a socket: reset by the node
         if not data:
+            if isinstance(sender, SocketDrop):
+                self._hang_up(sender)  # the node's end is closed: the drop is unwired, the line goes on
             return
         sender.tx_bytes += len(data)
         if self.trace is not None:
@@ -303,6 +410,8 @@ class Bus:
 
     @staticmethod
     def _write(d: Drop, data: bytes) -> None:
+        if d.fd < 0:
+            return  # a socket drop nobody is wired to
         try:
             n = os.write(d.fd, data)
         except (BlockingIOError, InterruptedError):
@@ -326,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ports", required=True, help="write the pty paths to this JSON file")
     p.add_argument("--baud", type=int, default=19200)
     p.add_argument("--paced", action="store_true", help="deliver bytes at the line rate")
+    p.add_argument("--link", choices=LINKS, default="pty",
+                   help="how nodes attach to their drops: a pty each, or an AF_UNIX socket the bus listens on "
+                        "(the master is always a pty)")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
     p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
     p.add_argument("--seed", type=int, default=0)
@@ -340,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bus = Bus(
         args.drops, baud=args.baud, paced=args.paced,
-        noise=args.noise, drop=args.drop, seed=args.seed,
+        noise=args.noise, drop=args.drop, seed=args.seed, link=args.link,
     )
 
     def _on_signal(signum: int, frame: object) -> None:
