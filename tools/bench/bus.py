@@ -6,7 +6,8 @@
 A paced virtual bus (bytes at the line rate, 11-bit characters as 8E1; the
 gateway opens its pty as 8N2, the same 11 bits, since a pty takes no parity)
 with ``--nodes`` lamps of the real firmware in lamp hosts of at most
-:data:`LAMPS_PER_HOST` lamps each (:mod:`tools.sim.hosted_street`), and the gateway's own poller
+:data:`LAMPS_PER_HOST` lamps each (:mod:`tools.sim.hosted_street`; each host wired to the
+bus process by a socket, or by a pty with ``--link pty``), and the gateway's own poller
 (:class:`gateway.polling.poller.BusPoller` on :class:`gateway.transport.modbus_rtu.ModbusBus`)
 polling every lamp as fast as the line allows (a poll interval far below what
 the bus can serve, so the line is never idle by choice). No broker: the figure

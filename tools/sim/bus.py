@@ -408,18 +408,34 @@ class Bus:
             if d is not sender:
                 self._write(d, data)
 
+    def _write(self, d: Drop, data: bytes) -> None:
+        if isinstance(d, SocketDrop):
+            if d.fd < 0:
+                self._wire(d)  # a node that connected since the selector last looked gets these bytes too
+            n = self._write_fd(d, data)
+            if n is None:
+                # The node hung up and the selector has not said so yet: a node wired in its place gets them.
+                self._hang_up(d)
+                self._wire(d)
+                n = self._write_fd(d, data)
+            if d.fd < 0:
+                return  # nobody is wired to this drop: the bytes go nowhere, as on a bare stretch of cable
+        else:
+            n = self._write_fd(d, data)
+        d.rx_bytes += n or 0
+        d.overflow += len(data) - (n or 0)
+
     @staticmethod
-    def _write(d: Drop, data: bytes) -> None:
+    def _write_fd(d: Drop, data: bytes) -> int | None:
+        """Bytes written to ``d`` (0: its buffer is full), None if its link is broken or missing."""
         if d.fd < 0:
-            return  # a socket drop nobody is wired to
+            return None
         try:
-            n = os.write(d.fd, data)
+            return os.write(d.fd, data)
         except (BlockingIOError, InterruptedError):
-            n = 0
+            return 0
         except OSError:
-            n = 0
-        d.rx_bytes += n
-        d.overflow += len(data) - n
+            return None
 
 
 def _write_json(path: Path, obj: Any) -> None:
