@@ -80,7 +80,6 @@ BITS_PER_CHAR = 11
 _READ_SIZE = 65536
 FRAME_MAX = 256
 """Bytes of one Modbus RTU frame at most: a transmission is held for its receivers up to this size."""
-_FINE = 0.002  # below this, wait for the end of a transmission with select(2)'s microseconds instead of epoll
 _WAKE_LAG_MAX = 0.0005  # a longer lateness is the machine being busy, not waking: not waited for spinning
 LINKS = ("pty", "socket")
 """How nodes attach to their drops (``--link``): see the module docstring."""
@@ -312,15 +311,14 @@ class Bus:
         if due is None:
             return [key for key, _ in self._sel.select(1.0)]
         timeout = due - time.monotonic()
-        if timeout > _FINE:
-            # epoll counts whole milliseconds, rounded up: wake up to 1 ms early, then wait the rest finely.
-            return [key for key, _ in self._sel.select(timeout - _FINE / 2)]
-        if timeout <= 0.0:
-            return [key for key, _ in self._sel.select(0)]
-        # select(2) takes microseconds: the end of a slot to the microsecond, still woken by any drop. A
-        # process woken from sleep runs some time after its timer (a virtual CPU leaving its idle state takes
-        # ~0.1 ms here): ask to be woken that much early, then watch the drops without sleeping until ``due``.
+        # select(2), not epoll, whose whole milliseconds (rounded up) would hand a frame over up to 1 ms late:
+        # select takes microseconds (the bus's few hundred descriptors at most stay below its limit, 1024).
         fds = [key.fd for key in self._sel.get_map().values()]
+        if timeout <= 0.0:
+            readable, _, _ = select.select(fds, [], [], 0)
+            return [self._sel.get_key(fd) for fd in readable]
+        # A process woken from sleep runs some time after its timer (a virtual CPU leaving its idle state takes
+        # ~0.1 ms here): ask to be woken that much early, then watch the drops without sleeping until ``due``.
         asked = max(0.0, timeout - self._wake_lag)
         readable, _, _ = select.select(fds, [], [], asked)
         if readable:
