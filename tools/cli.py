@@ -210,7 +210,8 @@ def _cmd_bench_delivery(args: argparse.Namespace) -> int:
 def _cmd_bench_bus(args: argparse.Namespace) -> int:
     from tools.bench.bus import run_bus_bench
 
-    code: int = run_bus_bench(nodes=args.nodes, baud=args.baud, seconds=args.seconds, write_docs=args.write_docs)
+    code: int = run_bus_bench(nodes=args.nodes, baud=args.baud, seconds=args.seconds, write_docs=args.write_docs,
+                              link=args.link)
     return code
 
 
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=32, help="lamps on the bus (hosted, real firmware)")
     b.add_argument("--baud", type=int, default=19200, help="bit rate of the paced line")
     b.add_argument("--seconds", type=float, default=60.0, help="how long to poll after every lamp's first poll")
+    b.add_argument("--link", choices=("socket", "pty"), default="socket",
+                   help="how the lamp hosts are wired to the bus process (default socket)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_bus)
     b = bench.add_parser("cluster", help="many simulated gateways against a local broker: what each one costs it")

@@ -1,9 +1,15 @@
-"""The virtual RS-485 bus as a process: delivery, faults, pacing, and a full buffer."""
+"""The virtual RS-485 bus as a process: delivery, faults, pacing, and a full buffer.
+
+Where a behaviour depends on how a node is wired to its drop, the test runs for
+both links (``--link pty`` and ``--link socket``): the bus must not tell them apart.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +20,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def attach(address: str) -> int:
+    """A node's end of a drop: the pty opened raw, or a connection to the bus's socket (``@name``)."""
+    if address.startswith("@"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect("\0" + address[1:])
+        fd = sock.detach()  # a raw fd, closed with os.close like a pty's
+    else:
+        fd = os.open(address, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+    os.set_blocking(fd, False)
+    return fd
 
 
 class BusProcess:
@@ -33,12 +52,7 @@ class BusProcess:
             assert time.monotonic() < deadline, "the bus did not write its ports file"
             time.sleep(0.02)
         self.ports = json.loads(self.ports_path.read_text())
-        self.fds: list[int] = []
-        for path in [self.ports["master"], *self.ports["drops"]]:
-            fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-            tty.setraw(fd)
-            os.set_blocking(fd, False)
-            self.fds.append(fd)
+        self.fds = [attach(path) for path in [self.ports["master"], *self.ports["drops"]]]
 
     def read(self, index: int, n: int, timeout: float = 10.0) -> bytes:
         """Read until ``n`` bytes arrived on drop ``index`` or ``timeout`` passed."""
@@ -94,6 +108,12 @@ def start_bus(tmp_path: Path) -> Iterator[StartBus]:
             bus.stop()
 
 
+@pytest.fixture(params=["pty", "socket"])
+def link(request: pytest.FixtureRequest) -> str:
+    """How the nodes are wired to their drops (``--link``)."""
+    return str(request.param)
+
+
 def test_ports_file_names_every_pty(start_bus: StartBus) -> None:
     """The ports file gives one master and one device path per drop, all distinct."""
     bus = start_bus(3, "--baud", "9600")
@@ -104,11 +124,23 @@ def test_ports_file_names_every_pty(start_bus: StartBus) -> None:
     assert bus.ports["baud"] == 9600
     assert bus.ports["paced"] is False
     assert bus.ports["pid"] == bus.proc.pid
+    assert bus.ports["link"] == "pty"
 
 
-def test_master_bytes_reach_every_drop_but_not_the_master(start_bus: StartBus) -> None:
+def test_socket_link_names_a_socket_per_drop_and_keeps_the_master_a_pty(start_bus: StartBus) -> None:
+    """With --link socket each drop is an abstract-namespace socket address; the gateway's side stays a pty."""
+    bus = start_bus(3, "--link", "socket")
+    drops = bus.ports["drops"]
+    assert len(set(drops)) == 3 and all(d.startswith("@streetedge-bus-") for d in drops)
+    assert bus.ports["master"].startswith("/dev/pts/")
+    assert bus.ports["link"] == "socket"
+    with pytest.raises(ConnectionRefusedError):  # the names are the bus's: nothing else listens on a made-up one
+        attach(drops[0] + "-none")
+
+
+def test_master_bytes_reach_every_drop_but_not_the_master(start_bus: StartBus, link: str) -> None:
     """A request from the master reaches every node drop; the master does not hear itself."""
-    bus = start_bus(3)
+    bus = start_bus(3, "--link", link)
     frame = bytes.fromhex("010400000002 71cb".replace(" ", ""))
     os.write(bus.fds[0], frame)
     for i in (1, 2, 3):
@@ -116,9 +148,9 @@ def test_master_bytes_reach_every_drop_but_not_the_master(start_bus: StartBus) -
     assert bus.quiet(0) == b""
 
 
-def test_node_bytes_reach_master_and_other_nodes(start_bus: StartBus) -> None:
+def test_node_bytes_reach_master_and_other_nodes(start_bus: StartBus, link: str) -> None:
     """A response from one node reaches the master and the other nodes, not the node itself."""
-    bus = start_bus(3)
+    bus = start_bus(3, "--link", link)
     payload = b"\x02\x04\x04\x00\x01\x00\x02"
     os.write(bus.fds[2], payload)
     assert bus.read(0, len(payload)) == payload
@@ -159,9 +191,9 @@ def test_drop_loses_about_the_configured_share(start_bus: StartBus) -> None:
     assert stats["lost"] == len(sent) - len(got)
 
 
-def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus) -> None:
+def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus, link: str) -> None:
     """At 9600 baud, 11 bits per character, 240 bytes cannot arrive in less than 275 ms."""
-    bus = start_bus(2, "--paced", "--baud", "9600")
+    bus = start_bus(2, "--paced", "--baud", "9600", "--link", link)
     sent = bytes(range(240))
     t0 = time.monotonic()
     os.write(bus.fds[0], sent)
@@ -172,13 +204,13 @@ def test_paced_bytes_take_at_least_the_line_time(start_bus: StartBus) -> None:
     assert bus.read(2, len(sent)) == sent
 
 
-def test_paced_frame_arrives_whole_at_the_end_of_its_line_time(start_bus: StartBus) -> None:
+def test_paced_frame_arrives_whole_at_the_end_of_its_line_time(start_bus: StartBus, link: str) -> None:
     """A frame written in one go reaches a receiver without inner gaps, as from a UART: not byte by byte.
 
     At 9600 bit/s a character takes 1.15 ms: delivered as its slots end, 240 bytes would come in
     dozens of reads here (one every 2 ms); held until the transmission ends, they come in one write.
     """
-    bus = start_bus(2, "--paced", "--baud", "9600")
+    bus = start_bus(2, "--paced", "--baud", "9600", "--link", link)
     sent = bytes(range(240))
     t0 = time.monotonic()
     os.write(bus.fds[0], sent)
@@ -192,11 +224,13 @@ def test_paced_frame_arrives_whole_at_the_end_of_its_line_time(start_bus: StartB
     assert b"".join(r for _, r in reads) == sent
     assert reads[0][0] - t0 >= len(sent) * 11 / 9600  # nothing before the frame's last character
     assert len(reads) <= 3, [len(r) for _, r in reads]  # one write; a pty may split it, not per character
+    if link == "socket":
+        assert len(reads) == 1  # a socket hands one write to one read
 
 
-def test_paced_overlapping_senders_collide(start_bus: StartBus) -> None:
+def test_paced_overlapping_senders_collide(start_bus: StartBus, link: str) -> None:
     """Two nodes transmitting at once corrupt each other: the master sees collision bytes."""
-    bus = start_bus(2, "--paced", "--baud", "9600")
+    bus = start_bus(2, "--paced", "--baud", "9600", "--link", link)
     os.write(bus.fds[1], b"\x0f" * 200)  # takes ~230 ms on the line
     os.write(bus.fds[2], b"\xf0" * 200)
     got = bus.read(0, 400, timeout=3.0)
@@ -206,9 +240,9 @@ def test_paced_overlapping_senders_collide(start_bus: StartBus) -> None:
     assert b"\x00" in got  # 0x0f AND 0xf0
 
 
-def test_a_drop_nobody_reads_does_not_stall_the_bus(start_bus: StartBus) -> None:
+def test_a_drop_nobody_reads_does_not_stall_the_bus(start_bus: StartBus, link: str) -> None:
     """A dead node's full buffer loses bytes (counted); the live node still gets everything."""
-    bus = start_bus(2)
+    bus = start_bus(2, "--link", link)
     chunk = bytes(range(256)) * 4
     got = bytearray()
     for _ in range(400):  # 400 KiB: far more than a pty buffers
@@ -228,10 +262,31 @@ def test_a_node_closing_its_pty_does_not_break_the_bus(start_bus: StartBus) -> N
     os.close(bus.fds[1])
     os.write(bus.fds[0], b"hello")
     assert bus.read(2, 5) == b"hello"
-    fd = os.open(bus.ports["drops"][0], os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    os.set_blocking(fd, False)
+    fd = attach(bus.ports["drops"][0])
     bus.fds[1] = fd
     bus.read(1, 5, timeout=0.3)  # the bytes sent while it was away may still be buffered
     os.write(fd, b"back")
     assert bus.read(0, 4) == b"back"
+
+
+def test_a_node_hanging_up_its_socket_leaves_the_drop_unwired_until_it_connects_again(start_bus: StartBus) -> None:
+    """Socket link: a node that hangs up misses what the line carries meanwhile; connected again, it hears it all.
+
+    The master writes right after the node connects: the bus wires a waiting connection before it hands
+    bytes on, so nothing depends on when its selector noticed the node."""
+    bus = start_bus(2, "--link", "socket")
+    os.close(bus.fds[1])
+    os.write(bus.fds[0], b"away")
+    assert bus.read(2, 4) == b"away"
+    bus.fds[1] = attach(bus.ports["drops"][0])
+    os.write(bus.fds[0], b"hello")
+    assert bus.read(1, 5) == b"hello"  # not "awayhello": the drop was unwired
+    assert bus.read(2, 5) == b"hello"
+    os.write(bus.fds[1], b"back")
+    assert bus.read(0, 4) == b"back" and bus.read(2, 4) == b"back"
+    replacement = attach(bus.ports["drops"][0])  # a second board on the same drop takes it over
+    ready, _, _ = select.select([bus.fds[1]], [], [], 10.0)
+    assert ready and os.read(bus.fds[1], 100) == b""  # the bus hung up on the first (EOF) as it wired the second
+    bus.fds.append(replacement)
+    os.write(bus.fds[0], b"swap")
+    assert bus.read(len(bus.fds) - 1, 4) == b"swap"

@@ -60,10 +60,10 @@ def _frames(trace: list[list[object]]) -> list[dict[str, object]]:
     return frames
 
 
-@pytest.mark.parametrize("baud", [115200, 19200])
-def test_gateway_and_nodes_keep_the_spec_silences(tmp_path: Path, baud: int) -> None:
-    trace_path = tmp_path / "trace.jsonl"
-    street = HostedStreet(tmp_path / "street", nodes=2, baud=baud, paced=True, sample_ms=1000)
+def _poll_on_the_paced_bus(workdir: Path, baud: int, link: str) -> list[dict[str, object]]:
+    """Two hosted lamps wired by ``link``: three polls each, a write, a broadcast, a poll each; the frames traced."""
+    trace_path = workdir / "trace.jsonl"
+    street = HostedStreet(workdir / "street", nodes=2, baud=baud, paced=True, sample_ms=1000, link=link)
     street.bus_args = ["--trace", str(trace_path)]
     with street:
         manifest = street.start(timeout=120)
@@ -95,8 +95,10 @@ def test_gateway_and_nodes_keep_the_spec_silences(tmp_path: Path, baud: int) -> 
             bus.close()
 
         asyncio.run(main())
-    trace = [json.loads(line) for line in trace_path.read_text().splitlines()]
-    frames = _frames(trace)
+    return _frames([json.loads(line) for line in trace_path.read_text().splitlines()])
+
+
+def _check_spec_silences(frames: list[dict[str, object]], baud: int) -> None:
     t35 = silence(baud, BITS_PER_CHAR)
     master = [f for f in frames if f["who"] == "master"]
     answers = [f for f in frames if f["who"] != "master"]
@@ -125,3 +127,32 @@ def test_gateway_and_nodes_keep_the_spec_silences(tmp_path: Path, baud: int) -> 
             checked_node += 1
     assert after_broadcast >= 1
     assert checked_master >= 10 and checked_node >= 10
+
+
+def _line_time_kept(frames: list[dict[str, object]], baud: int) -> None:
+    """The bus hands every frame over at the end of its last character's slot, never before (paced)."""
+    for f in frames:
+        took = float(f["end"]) - float(f["start"])  # type: ignore[arg-type]
+        assert took >= int(f["n"]) * BITS_PER_CHAR / baud - 1e-9, f  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("baud", [115200, 19200])
+def test_gateway_and_nodes_keep_the_spec_silences(tmp_path: Path, baud: int) -> None:
+    """On lamp hosts wired by sockets (the default), at both rates."""
+    frames = _poll_on_the_paced_bus(tmp_path, baud, "socket")
+    _check_spec_silences(frames, baud)
+    _line_time_kept(frames, baud)
+
+
+def test_a_socket_drop_carries_the_frames_a_pty_drop_did_with_the_same_timing_rules(tmp_path: Path) -> None:
+    """The same exchange with the hosts wired by a pty and by a socket: the bus's timestamps obey the same rules.
+
+    The same frames (sender and length, in order), each handed over whole no sooner than its characters'
+    time, every request and answer t3.5 or more after the frame before it: the link changes how soon a
+    process hears the bus, not what the bus does (its pacing, hand-over and silences)."""
+    by_link = {link: _poll_on_the_paced_bus(tmp_path / link, 115200, link) for link in ("pty", "socket")}
+    for frames in by_link.values():
+        _check_spec_silences(frames, 115200)
+        _line_time_kept(frames, 115200)
+    shape = {link: [(f["who"], f["n"]) for f in frames] for link, frames in by_link.items()}
+    assert shape["socket"] == shape["pty"]

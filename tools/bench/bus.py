@@ -6,7 +6,8 @@
 A paced virtual bus (bytes at the line rate, 11-bit characters as 8E1; the
 gateway opens its pty as 8N2, the same 11 bits, since a pty takes no parity)
 with ``--nodes`` lamps of the real firmware in lamp hosts of at most
-:data:`LAMPS_PER_HOST` lamps each (:mod:`tools.sim.hosted_street`), and the gateway's own poller
+:data:`LAMPS_PER_HOST` lamps each (:mod:`tools.sim.hosted_street`; each host wired to the
+bus process by a socket, or by a pty with ``--link pty``), and the gateway's own poller
 (:class:`gateway.polling.poller.BusPoller` on :class:`gateway.transport.modbus_rtu.ModbusBus`)
 polling every lamp as fast as the line allows (a poll interval far below what
 the bus can serve, so the line is never idle by choice). No broker: the figure
@@ -153,6 +154,8 @@ class BusFigures:
     """How the bus and the lamp hosts were scheduled (:attr:`HostedStreet.scheduling`)."""
     steal: float | None = None
     """Share of the CPUs' time a hypervisor gave to other machines during the run (``/proc/stat``), if known."""
+    link: str = "pty"
+    """How the lamp hosts were wired to the bus process (:class:`HostedStreet`)."""
 
     @property
     def rate(self) -> float:
@@ -165,11 +168,13 @@ class BusFigures:
         return self.tally.readings / self.tally.wire if self.tally.wire else 0.0
 
 
-def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, realtime: bool = True) -> BusFigures:
+def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, realtime: bool = True,
+                link: str = "socket") -> BusFigures:
     """Start the street, poll flat out for ``seconds`` (after every lamp's first poll), stop; the figures.
 
     ``realtime``: the bus and the lamp hosts under ``SCHED_FIFO`` where allowed (see the module docstring);
-    a test sharing the machine with other tests leaves it off.
+    a test sharing the machine with other tests leaves it off. ``link``: how the lamp hosts are wired to the
+    bus process (:class:`HostedStreet`), a socket or a pty each; the gateway's side is a pty either way.
     """
     load_before = os.getloadavg()
     cpu_before = _cpu_times()
@@ -178,7 +183,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
         nice = SIM_NICE if os.geteuid() == 0 else 0
         hosts = -(-nodes // LAMPS_PER_HOST)
         street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True, nice=nice, hosts=hosts,
-                              realtime=realtime)
+                              realtime=realtime, link=link)
         trace = Path(flash) / "bus.trace.jsonl"
         street.bus_args = ["--trace", str(trace)]
         with street:
@@ -209,7 +214,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
     if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
         steal = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle, nice, street.scheduling, steal)
+                      idle, nice, street.scheduling, steal, link)
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -222,19 +227,24 @@ def _cpu_times() -> tuple[int, int] | None:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
-def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False) -> int:
+def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False,
+                  link: str = "socket") -> int:
     """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code."""
-    figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds)
+    figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds, link=link)
     text = _report(figures)
     print(text)
     if write_docs:
         record(f"bench-bus-{nodes}-{baud}", f"RS-485 bus: {nodes} lamps at {baud} bit/s",
-               f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}", text)
+               f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}"
+               + (f" --link {link}" if link != "socket" else ""), text)
     return 0 if figures.tally.polls else 1
 
 
-def _hosts(n: int) -> str:
-    return "one lamp host" if n == 1 else f"{n} lamp hosts of at most {LAMPS_PER_HOST} lamps, each on its own drop"
+def _hosts(n: int, link: str) -> str:
+    wired = "a socket" if link == "socket" else "a pty"
+    if n == 1:
+        return f"one lamp host, wired to the bus process by {wired}"
+    return f"{n} lamp hosts of at most {LAMPS_PER_HOST} lamps, each on its own drop, wired by {wired}"
 
 
 def _report(f: BusFigures) -> str:
@@ -250,7 +260,7 @@ def _report(f: BusFigures) -> str:
     n_measure = sum(1 for c in poll_classes(regmap).values() if c == MEASURE)
     old_interval = nodes * cost.seconds(whole)
     lines = [
-        f"{nodes} lamps (real firmware, {_hosts(len(f.host))}) on a paced virtual bus at {baud} bit/s "
+        f"{nodes} lamps (real firmware, {_hosts(len(f.host), f.link)}) on a paced virtual bus at {baud} bit/s "
         f"({BITS_PER_CHAR}-bit characters; a frame reaches its receivers whole at the end of its last "
         f"character's slot, as a UART's idle interrupt hands it on), the gateway's poller polling flat out for "
         f"{elapsed:.0f} s after "

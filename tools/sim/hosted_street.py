@@ -36,6 +36,15 @@ and the kernel keeps 5 % of each second for ordinary processes
 (``sched_rt_runtime_us``). Where the kernel refuses (not root, no
 ``CAP_SYS_NICE``), they keep ``nice`` and :attr:`HostedStreet.scheduling` says so.
 
+``link`` says how a host is wired to its drop: ``"socket"`` (the default), an
+AF_UNIX stream socket the bus listens on (``tools.sim.bus --link socket``), or
+``"pty"``, a pseudo-terminal like the per-process street's nodes. The master
+(the gateway's side) is a pty either way. Linux hands a pty's bytes on through
+a kernel worker thread of ordinary priority, one more process to wait for a CPU
+on a busy machine at each hop (bus to host, host to bus) whatever the priority
+of the bus and the hosts; a socket's write wakes the reader directly. The bus
+paces, hands over and traces frames alike on both links.
+
 Every node's ``pid`` in the manifest is the host's. Single nodes cannot be
 restarted or killed (:meth:`start_node`, :meth:`kill_node` raise): the host is
 for benches of a whole bus, the per-process street for everything else.
@@ -52,6 +61,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.image import build_image
+from tools.sim.bus import LINKS
 from tools.sim.street import NodeProcess, StreetError, VirtualStreet, micropython_path
 
 HOST_DIR = Path(__file__).resolve().parent / "micropython"
@@ -83,11 +93,15 @@ class HostedStreet(VirtualStreet):
         nice: int = 0,
         hosts: int = 1,
         realtime: bool = False,
+        link: str = "socket",
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
         if not 1 <= hosts <= max(1, nodes):
             raise StreetError(f"{hosts} lamp hosts for {nodes} lamps: 1 to {max(1, nodes)}")
+        if link not in LINKS:
+            raise StreetError(f"link {link!r}: one of {', '.join(LINKS)}")
+        self.link = link
         self.sample_ms = sample_ms
         self.nice = nice
         self.hosts = hosts
@@ -104,6 +118,14 @@ class HostedStreet(VirtualStreet):
     def drop_count(self) -> int:
         """One drop per host."""
         return self.hosts
+
+    def _start_bus(self, timeout: float) -> None:
+        extra = self.bus_args  # a bench's own options (e.g. --trace), kept as they are
+        self.bus_args = [*extra, "--link", self.link]
+        try:
+            super()._start_bus(timeout)
+        finally:
+            self.bus_args = extra
 
     def _host_file(self, i: int, suffix: str) -> Path:
         return self.workdir / (f"host{suffix}" if i == 0 else f"host-{i}{suffix}")
@@ -162,7 +184,8 @@ class HostedStreet(VirtualStreet):
             (node.flash / "sim.json").write_text(json.dumps(wiring))
             lamps.append({"unit": node.unit, "flash": str(node.flash)})
         host_cfg = self._host_file(i, ".json")
-        host_cfg.write_text(json.dumps({"uart": drop, "baud": self.baud, "lamps": lamps,
+        wired = "socket" if self.link == "socket" else "uart"
+        host_cfg.write_text(json.dumps({wired: drop, "baud": self.baud, "lamps": lamps,
                                         "stats": str(self._host_file(i, ".stats.json"))}))
         log = self._host_file(i, ".log").open("ab")
         self._host_logs.append(log)
