@@ -35,6 +35,9 @@ Layout of an image (the flash root of a node):
   "files": [{"path", "size", "sha256"}], "total_bytes", "packages": {top
   folder: bytes}, "rom": {"file", "bytes", "sha256"}}`` (the manifest itself
   is not counted);
+- ``names.json`` (compiled images): per module, the private names shortened at
+  build and what they stand for (``{"firmware/node.py": {"_a": "_read_json"}}``), to
+  read a node's traceback; beside the image, not in it;
 - ``rom.img``: the ROMFS image of every compiled module (``tools.romfs``): what
   a node runs in place from its code slot (a flash partition on the ESP32,
   a buffer on the virtual board); not listed in ``files``.
@@ -73,6 +76,8 @@ REPO = Path(__file__).resolve().parents[1]
 _PACKAGES = ("protocols", "firmware")
 _ROLE_PACKAGES = ("firmware.roles", "protocols.roles")
 ROM_FILE = "rom.img"
+NAMES_FILE = "names.json"
+"""Beside a compiled image: the private names shortened at build, per module (short name -> source name)."""
 ROM_MOUNT = "/rom"
 """Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
@@ -297,7 +302,7 @@ def build_image(
     try:
         # Compiled modules are built from their sources rewritten: constants folded, unused definitions out,
         # private names and parameters shortened (tools.image_fold, image_unused, image_names, image_params).
-        folded = _rewritten({rel: src.read_text() for src, rel in sources}) if compile else {}
+        folded, short_names = _rewritten({rel: src.read_text() for src, rel in sources}) if compile else ({}, {})
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -340,6 +345,8 @@ def build_image(
             (staging / ROM_FILE).write_bytes(rom)
             manifest["rom"] = {"file": ROM_FILE, "bytes": len(rom), "sha256": digest(rom)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if compile:  # beside the image, not in it: what a traceback's short names stand for
+            (staging / NAMES_FILE).write_text(json.dumps(short_names, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     finally:
@@ -353,19 +360,23 @@ def _empty(text: str) -> bool:
                for stmt in ast.parse(text).body)
 
 
-_REWRITTEN: dict[str, dict[str, str]] = {}  # recent results: a test session builds the same sources often
+_REWRITTEN: dict[str, tuple[dict[str, str], dict[str, dict[str, str]]]] = {}  # a test session rebuilds often
 
 
-def _rewritten(sources: dict[str, str]) -> dict[str, str]:
-    """The build steps that rewrite the compiled modules' sources (see the module doc), in order."""
+def _rewritten(sources: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The build steps that rewrite the compiled modules' sources (see the module doc), in order; and per
+    module the private names shortened (short name -> name in the source), to read a node's tracebacks."""
     users = {f"<users>/{p.name}": p.read_text() for p in sorted(_IMAGE_USERS.glob("*.py"))}
     key = hashlib.sha256(json.dumps([sorted(sources.items()), sorted(users.items())]).encode()).hexdigest()
     if key not in _REWRITTEN:
         if len(_REWRITTEN) >= 8:
             del _REWRITTEN[next(iter(_REWRITTEN))]
         steps = drop_unused(fold_constants(sources), users)[0]
-        _REWRITTEN[key] = shorten_parameters(shorten_names(steps, users)[0], users)[0]
-    return dict(_REWRITTEN[key])
+        short, renames = shorten_names(steps, users)
+        names = {rel: {new: old for old, new in sorted(done.items())} for rel, done in sorted(renames.items()) if done}
+        _REWRITTEN[key] = shorten_parameters(short, users)[0], names
+    rewritten, names = _REWRITTEN[key]
+    return dict(rewritten), names
 
 
 def imageinfo_text(board: str, role: str) -> str:

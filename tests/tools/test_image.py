@@ -34,6 +34,14 @@ def test_image_layout_and_manifest(tmp_path: Path) -> None:
         assert hashlib.sha256(data).hexdigest() == f["sha256"]
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert (out / "main.py").read_bytes() == (REPO / "firmware" / "main.py").read_bytes()
+    # beside the image: what each module's short private names stand for, to read a node's traceback
+    names = json.loads((out / "names.json").read_text())
+    assert "names.json" not in paths and names.get("firmware/node.py"), names.keys()
+    for rel, short in names.items():
+        if rel.startswith(("firmware/", "protocols/")):
+            source = (REPO / rel).read_text()
+            assert all(old.startswith("_") and old in source for old in short.values()), (rel, short)
+            assert len(set(short.values())) == len(short), rel
 
 
 def test_an_unchanged_build_is_reused(tmp_path: Path) -> None:
