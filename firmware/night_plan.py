@@ -29,7 +29,11 @@ FIXED = const(0)
 SUNRISE = const(1)
 SUNSET = const(2)
 
-_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; eight days at most
+# Sun times: day -> (rise, set) UTC minutes at the place in _sun_place; eight days at most. Keyed by the day
+# alone (a small integer, no object) rather than (day, lat, lon): a lamp plans at one place, and a
+# (day, lat, lon) key is a 64-byte tuple per day in its heap while a plan is built.
+_sun_cache = {}
+_sun_place = [None, None]  # latitude, longitude of the cached days
 _SUN_CACHE_MAX = const(8)
 
 
@@ -59,8 +63,11 @@ def _event(point, day, lat, lon, tz):
 
     Sun times are cached per (day, place); polar days are placed at solar midnight or noon.
     """
-    key = (day, lat, lon)
-    hit = _sun_cache.get(key)
+    if _sun_place[0] != lat or _sun_place[1] != lon:
+        _sun_cache.clear()  # another place: no cached day is of use
+        _sun_place[0] = lat
+        _sun_place[1] = lon
+    hit = _sun_cache.get(day)
     if hit is None:
         rise, set_, state = almanac.sun_times_days(day, lat, lon)
         if state != almanac.NORMAL:
@@ -72,7 +79,7 @@ def _event(point, day, lat, lon, tz):
                 rise = set_ = noon
         if len(_sun_cache) >= _SUN_CACHE_MAX:
             del _sun_cache[min(_sun_cache)]  # the earliest day: time moves forward, one new day a day
-        hit = _sun_cache[key] = (rise, set_)
+        hit = _sun_cache[day] = (rise, set_)
     return hit[1 if point[0] == SUNSET else 0] + tz + point[1]
 
 
