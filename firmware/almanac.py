@@ -53,6 +53,17 @@ J2000_DAY = const(10957)  # 2000-01-01 as a day number
 _RAD = 0.017453292519943295
 _DEG = 57.29577951308232
 _MAX_LAT = 89.8  # the hour-angle equation divides by cos(latitude)
+# sun_position()'s decimal coefficients, in the order it unpacks them. Each float literal of a function is a
+# 32-byte object in the heap for as long as its module is loaded (the whole of a night's planning); one string
+# is one object, and its numbers exist as floats only while sun_position runs.
+_TERMS = (
+    "280.46646 0.0143526398 0.98564736 0.0003032 "  # mean longitude
+    "357.52911 0.0143997183 0.98560028 0.0001537 "  # mean anomaly
+    "1.914602 0.004817 0.000014 0.019993 0.000101 0.000289 "  # equation of centre
+    "125.04 0.0529537577 0.00569 0.00478 "  # nutation in longitude
+    "21.448 46.815 0.00059 0.001813 0.00256 "  # obliquity
+    "0.016708634 0.000042037 0.0000001267"  # eccentricity of the orbit
+)
 
 
 def civil_from_days(days):
@@ -79,26 +90,24 @@ def sun_position(n, f):
     ``n`` is an int, ``f`` a float of a few days at most: their sum is never
     formed as one float (see the module docstring).
     """
+    (l_0, l_n, l_g, l_t, m_0, m_n, m_g, m_t, c_1, c_1t, c_1tt, c_2, c_2t, c_3, om_0, om_n, lam_0, lam_om,
+     s_0, s_1, s_2, s_3, eps_om, e_0, e_1, e_2) = [float(x) for x in _TERMS.split()]
     g = f - 0.5  # J2000.0 is 2000-01-01 12:00
     fn = float(n)
     t = (fn + g) / 36525  # Julian centuries: only slow terms use it
     whole = float(n % 360)
     # 36000.76983 and 35999.05029 degrees a century, written as one turn a day minus a small rate.
-    l0 = (280.46646 + whole - 0.0143526398 * fn + 0.98564736 * g + 0.0003032 * t * t) % 360
-    m = (357.52911 + whole - 0.0143997183 * fn + 0.98560028 * g - 0.0001537 * t * t) % 360
+    l0 = (l_0 + whole - l_n * fn + l_g * g + l_t * t * t) % 360
+    m = (m_0 + whole - m_n * fn + m_g * g - m_t * t * t) % 360
     mr = m * _RAD
     sm = sin(mr)
-    c = (
-        sm * (1.914602 - t * (0.004817 + 0.000014 * t))
-        + sin(2 * mr) * (0.019993 - 0.000101 * t)
-        + sin(3 * mr) * 0.000289
-    )
-    om = ((125.04 - 0.0529537577 * (fn + g)) % 360) * _RAD
-    lam = (l0 + c - 0.00569 - 0.00478 * sin(om)) * _RAD
-    sec = 21.448 - t * (46.815 + t * (0.00059 - t * 0.001813))
-    eps = (23 + (26 + sec / 60) / 60 + 0.00256 * cos(om)) * _RAD
+    c = sm * (c_1 - t * (c_1t + c_1tt * t)) + sin(2 * mr) * (c_2 - c_2t * t) + sin(3 * mr) * c_3
+    om = ((om_0 - om_n * (fn + g)) % 360) * _RAD
+    lam = (l0 + c - lam_0 - lam_om * sin(om)) * _RAD
+    sec = s_0 - t * (s_1 + t * (s_2 - t * s_3))
+    eps = (23 + (26 + sec / 60) / 60 + eps_om * cos(om)) * _RAD
     dec = asin(sin(eps) * sin(lam))
-    e = 0.016708634 - t * (0.000042037 + 0.0000001267 * t)
+    e = e_0 - t * (e_1 + e_2 * t)
     y = tan(eps / 2)
     y *= y
     l2 = 2 * l0 * _RAD

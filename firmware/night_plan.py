@@ -29,8 +29,15 @@ FIXED = const(0)
 SUNRISE = const(1)
 SUNSET = const(2)
 
-_sun_cache = {}  # (day, lat, lon) -> (rise, set) UTC minutes; eight days at most
-_SUN_CACHE_MAX = const(8)
+# Sun times at the place in _sun_place, one slot per day modulo eight (a plan's five consecutive days never share
+# one): the day a slot holds, and its rise and set in UTC minutes. Fixed and packed (a list of small integers, an
+# array of doubles: 0.3 KB) where a dictionary of (day, lat, lon) -> (rise, set) took 0.1 KB a day in the heap.
+_SUN_SLOTS = const(8)
+_sun_days = [None] * _SUN_SLOTS
+_sun_times = array("d", [0] * (2 * _SUN_SLOTS))
+_sun_place = [None, None]  # latitude, longitude of the cached days
+# Whole-number constants are integers (720, not 720.0) with a float operand: the same float results, and a float
+# literal is an object in the heap while the module is loaded, where a small integer is none.
 
 
 def program_for(calendar, day):
@@ -57,23 +64,27 @@ def program_for(calendar, day):
 def _event(point, day, lat, lon, tz):
     """Local minutes after midnight of ``day`` at which astronomical ``point`` falls on that day.
 
-    Sun times are cached per (day, place); polar days are placed at solar midnight or noon.
+    Sun times are cached per day at one place; polar days are placed at solar midnight or noon.
     """
-    key = (day, lat, lon)
-    hit = _sun_cache.get(key)
-    if hit is None:
+    if _sun_place[0] != lat or _sun_place[1] != lon:
+        for k in range(_SUN_SLOTS):
+            _sun_days[k] = None  # another place: no cached day is of use
+        _sun_place[0] = lat
+        _sun_place[1] = lon
+    slot = day % _SUN_SLOTS
+    if _sun_days[slot] != day:
         rise, set_, state = almanac.sun_times_days(day, lat, lon)
         if state != almanac.NORMAL:
             # Mean solar noon, the same every day, so that one day's sunset and the next day's sunrise tie exactly.
-            noon = 720.0 - 4.0 * lon
+            noon = 720 - 4 * float(lon)
             if state == almanac.ALWAYS_UP:
-                rise, set_ = noon - 720.0, noon + 720.0
+                rise, set_ = noon - 720, noon + 720
             else:
                 rise = set_ = noon
-        if len(_sun_cache) >= _SUN_CACHE_MAX:
-            del _sun_cache[min(_sun_cache)]  # the earliest day: time moves forward, one new day a day
-        hit = _sun_cache[key] = (rise, set_)
-    return hit[1 if point[0] == SUNSET else 0] + tz + point[1]
+        _sun_days[slot] = day
+        _sun_times[2 * slot] = rise
+        _sun_times[2 * slot + 1] = set_
+    return _sun_times[2 * slot + (1 if point[0] == SUNSET else 0)] + tz + point[1]
 
 
 def layout(points, day, lat, lon, tz):
@@ -84,11 +95,11 @@ def layout(points, day, lat, lon, tz):
     """
     n = len(points)
     # Order of the points on an equinox day, counted from 12:00 (see firmware.schedule's docstring).
-    noon = 720.0 - 4.0 * lon + tz
+    noon = 720 - 4 * float(lon) + tz
     order = []
     for i in range(n):
         kind, off, _ = points[i]
-        nom = off if kind == FIXED else noon + (360.0 if kind == SUNSET else -360.0) + off
+        nom = off if kind == FIXED else noon + (360 if kind == SUNSET else -360) + off
         k = int((nom - 720) // 1440)  # the point's event is on day - k
         order.append((nom - 1440 * k, i, k))
     order.sort()
@@ -109,7 +120,7 @@ def layout(points, day, lat, lon, tz):
         # Hold each fixed point between its astronomical neighbours (those of the nights before and after at the ends).
         _, i, k = order[last]
         lo = _event(points[i], day - 1 - k, lat, lon, tz) - 1440 * (k + 1)
-        los = [0.0] * n
+        los = [0] * n  # each fixed point's entry is set below before it is read
         for j in range(n):
             if points[order[j][1]][0] == FIXED:
                 los[j] = lo

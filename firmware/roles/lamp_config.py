@@ -29,18 +29,10 @@ except ImportError:  # CPython
         return x
 
 
-# Persisted one-word (or s32) settings and their factory values.
-SETTINGS = (
-    ("mode", 0),
-    ("autonomy_after", 300),
-    ("safe_level", 100),
-    ("latitude", 0),
-    ("longitude", 0),
-    ("photo_on", 0),
-    ("photo_off", 0),
-    ("photo_level", 100),
-    ("rated_power", 60),
-)
+# Persisted one-word (or s32) settings and their factory values, in the same order: a string and a tuple of
+# integers are one object each in a node's heap while this module is loaded, where nine (name, value) pairs were ten.
+SETTINGS = "mode autonomy_after safe_level latitude longitude photo_on photo_off photo_level rated_power"
+DEFAULTS = (0, 300, 100, 0, 0, 0, 0, 100, 60)
 # A stored program that fails the checks at boot: counted as stored, reads empty in the window, and the plan of
 # a night it is chosen for fails (the safe level). Saved as it is, it fails again at the next boot.
 INVALID = ((),)
@@ -52,8 +44,9 @@ _EX_DEVICE_FAILURE = const(4)
 def load(role):
     """Publish the stored settings (defaults where missing) and load programs and calendar into ``role``."""
     bank = role.bank
-    for name, raw in SETTINGS:
-        bank.set(name, raw)
+    names = SETTINGS.split()
+    for k in range(len(names)):
+        bank.set(names[k], DEFAULTS[k])
     try:
         with open(role.path) as f:
             data = json.load(f)
@@ -62,7 +55,7 @@ def load(role):
     if isinstance(data, dict):
         values = data.get("set")
         if isinstance(values, dict):
-            for name, _ in SETTINGS:
+            for name in names:
                 v = values.get(name)
                 lo, hi = bank.bounds(name)
                 if isinstance(v, int) and lo <= v <= hi:
@@ -100,7 +93,7 @@ def save(role):
     """Write ``lamp.json``; ModbusException (device failure) if the flash refuses."""
     bank = role.bank
     values = {}
-    for name, _ in SETTINGS:
+    for name in SETTINGS.split():
         values[name] = bank.get(name)
     progs = [[list(p) for p in pts] if pts else None for pts in role.programs]
     text = json.dumps({"set": values, "programs": progs, "calendar": role.calendar_words})

@@ -103,6 +103,7 @@ def _plan_for(role, now):
     if plan is not None and plan[0] == night_no and plan[2] == tz:
         return plan
     bank = role.bank
+    role._plan = plan = None  # last night's plan goes before tonight's is built, not after: a lower peak
     gc.collect()  # the schedule and its work land in one tidy heap
     try:
         from firmware import night_plan

@@ -165,3 +165,17 @@ def test_a_program_damaged_in_flash_gives_the_safe_level_on_its_nights(tmp_path:
         assert (role.target, role.source) == (want, source), hours
         sources.add(source)
     assert S.INVALID in sources
+
+
+def test_cached_sun_times_follow_the_place_and_the_day() -> None:
+    """Sun times kept per day at one place: another place, or a day eight later in the same slot, is computed afresh."""
+    from firmware import almanac, night_plan
+
+    sunset = (night_plan.SUNSET, 0, 100)
+    day = 20100  # 2025-01-13
+    oslo, quito = (59.91, 10.75), (-0.18, -78.47)
+    seen = []
+    for d, (lat, lon) in ((day, oslo), (day, quito), (day, oslo), (day + 8, oslo), (day, oslo)):
+        seen.append(night_plan._event(sunset, d, lat, lon, 0))
+        assert seen[-1] == almanac.sun_times_days(d, lat, lon)[1]
+    assert seen[0] == seen[2] == seen[4] and len({seen[0], seen[1], seen[3]}) == 3
