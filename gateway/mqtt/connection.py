@@ -116,7 +116,7 @@ class Connection:
             protocol=version,
             clean_session=None if protocol == "5" else clean,
         )
-        """The paho client, driven only through its public external-loop API (tests/contracts)."""
+        """The paho client, only through its public external-loop and callback-decorator API (tests/contracts)."""
         self.paho.max_inflight_messages_set(window)
         if will is not None:
             self.paho.will_set(will.topic, will.payload, qos=1, retain=will.retain)

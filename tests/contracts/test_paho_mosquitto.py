@@ -6,6 +6,7 @@ One test per behaviour; each would fail if the dependency stopped doing it.
 from __future__ import annotations
 
 import queue
+import socket
 from collections.abc import Iterator
 
 import paho.mqtt.client as paho
@@ -225,4 +226,17 @@ def test_loop_misc_gives_up_on_a_broker_that_stops_answering(mosquitto, driven, 
     proxy.hold({PINGRESP})
     d.run_until(lambda: d.client.socket() is None, within=60)
     assert d.socket_closed
+    assert d.disconnected is not None and d.disconnected.is_failure
+
+
+def test_a_socket_shut_down_under_paho_ends_in_its_disconnect_callback_once(mosquitto, driven) -> None:
+    """How the uplink drops the socket of a cancelled connect (``_drop_unattached``): shut the socket down,
+    one ``loop_read()``; paho sees the end, closes its socket and calls the disconnect callback (which the
+    uplink then ignores for that connection)."""
+    d = driven()
+    d.connect("127.0.0.1", mosquitto.port)
+    sock = d.client.socket()
+    sock.shutdown(socket.SHUT_RDWR)
+    d.client.loop_read()
+    assert d.client.socket() is None and d.socket_closed
     assert d.disconnected is not None and d.disconnected.is_failure
