@@ -61,7 +61,6 @@ for both links (:class:`SocketDrop`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -69,12 +68,12 @@ import random
 import select
 import selectors
 import signal
-import socket
 import sys
 import time
-import tty
 from pathlib import Path
 from typing import Any
+
+from tools.sim.bus_drops import Drop, PtyDrop, SocketDrop
 
 BITS_PER_CHAR = 11
 _READ_SIZE = 65536
@@ -84,90 +83,6 @@ _WAKE_LAG_MAX = 0.0005  # a longer lateness is the machine being busy, not wakin
 LINKS = ("pty", "socket")
 """How nodes attach to their drops (``--link``): see the module docstring."""
 _BUS_IDS = itertools.count()  # tells apart the socket addresses of several buses in one process
-
-
-class Drop:
-    """One attachment point on the bus: its queue of bytes to put on the line, its counters, its link."""
-
-    link = ""
-    """How a node is wired to it: ``pty`` or ``socket``."""
-
-    def __init__(self, name: str, fd: int, path: str) -> None:
-        self.name = name
-        self.fd = fd  # the bus's end (-1: nothing wired)
-        self.path = path  # what a node opens or connects to
-        self.pending = bytearray()  # bytes waiting for their character slot (paced mode)
-        self.tx_bytes = 0  # bytes this drop put on the line
-        self.rx_bytes = 0  # bytes delivered to this drop
-        self.overflow = 0  # bytes lost because this drop's buffer was full
-
-    def close(self) -> None:
-        """Release the link."""
-
-
-class PtyDrop(Drop):
-    """A drop wired by a pty pair, the bus holding both ends (a node opens the device path)."""
-
-    link = "pty"
-
-    def __init__(self, name: str) -> None:
-        fd, self.slave_fd = os.openpty()
-        tty.setraw(fd)
-        tty.setraw(self.slave_fd)
-        os.set_blocking(fd, False)
-        super().__init__(name, fd, os.ttyname(self.slave_fd))
-
-    def close(self) -> None:
-        """Close both ends of the pty."""
-        for fd in (self.fd, self.slave_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class SocketDrop(Drop):
-    """A drop wired by an AF_UNIX stream socket: the bus listens on :attr:`path`, a node connects.
-
-    ``fd`` is the connected node's socket, -1 while none is: bytes for an
-    unwired drop go nowhere, uncounted (nothing listens on that stretch of
-    cable). A node that connects while another is wired replaces it (a board
-    swapped); one that hangs up (EOF) leaves the drop unwired, and the bus
-    goes on. Everything else (pacing, hand-over, collisions, faults, trace,
-    counters) is the bus's and does not depend on the link.
-    """
-
-    link = "socket"
-
-    def __init__(self, name: str, address: str) -> None:
-        super().__init__(name, -1, "@" + address)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind("\0" + address)  # abstract namespace: no file, gone with the process
-        self.listener.listen(1)
-        self.listener.setblocking(False)
-        self.conn: socket.socket | None = None
-
-    def accept(self) -> socket.socket | None:
-        """A node's new connection, if one is waiting (:meth:`wire` it)."""
-        try:
-            conn, _ = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return None
-        conn.setblocking(False)
-        return conn
-
-    def wire(self, conn: socket.socket) -> None:
-        """Make ``conn`` the node on this drop (after :meth:`hang_up` of the one before)."""
-        self.conn, self.fd = conn, conn.fileno()
-
-    def hang_up(self) -> None:
-        """The node went away: the drop is unwired until the next connection."""
-        if self.conn is not None:
-            self.conn.close()
-        self.conn, self.fd = None, -1
-
-    def close(self) -> None:
-        """Close the connection and stop listening."""
-        self.hang_up()
-        self.listener.close()
 
 
 class Bus:
@@ -451,30 +366,18 @@ class Bus:
         if isinstance(d, SocketDrop):
             if d.fd < 0:
                 self._wire(d)  # a node that connected since the selector last looked gets these bytes too
-            n = self._write_fd(d, data)
+            n = d.write(data)
             if n is None:
                 # The node hung up and the selector has not said so yet: a node wired in its place gets them.
                 self._hang_up(d)
                 self._wire(d)
-                n = self._write_fd(d, data)
+                n = d.write(data)
             if d.fd < 0:
                 return  # nobody is wired to this drop: the bytes go nowhere, as on a bare stretch of cable
         else:
-            n = self._write_fd(d, data)
+            n = d.write(data)
         d.rx_bytes += n or 0
         d.overflow += len(data) - (n or 0)
-
-    @staticmethod
-    def _write_fd(d: Drop, data: bytes) -> int | None:
-        """Bytes written to ``d`` (0: its buffer is full), None if its link is broken or missing."""
-        if d.fd < 0:
-            return None
-        try:
-            return os.write(d.fd, data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError:
-            return None
 
 
 def _write_json(path: Path, obj: Any) -> None:
