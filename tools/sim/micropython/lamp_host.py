@@ -14,7 +14,7 @@ a node runs one firmware; running many in one process is the virtual street's bu
 ``host.json``: ``{"uart": <pty>, "baud": 19200,
 "lamps": [{"unit": 1, "flash": "/abs/node-1"}, ...], "stats": "/abs/host.stats.json"}``,
 or ``"socket": "@name"`` instead of ``"uart"`` for a drop the bus wires with a
-socket (``python -m tools.sim.bus --link socket``: :class:`SocketPort`);
+socket (``python -m tools.sim.bus --link socket``: ``socket_port.SocketPort``);
 each flash folder holds the node's ``config.json`` and ``sim.json`` as the
 virtual street writes them. ``tools.sim.hosted_street`` starts it.
 
@@ -77,15 +77,14 @@ import asyncio
 import gc
 import json
 import os
-import socket
-import struct
 import sys
 import time
 
 from board import Board, SimPort  # the image installs boards/sim as `board`
+from socket_port import SocketPort  # beside this file, on the host's MICROPYPATH
 
 from firmware import node as node_module
-from firmware.modbus_slave import ModbusSlave, silence_us
+from firmware.modbus_slave import ModbusSlave
 from firmware.node import Node
 from protocols.modbus.slave import SlaveFramer
 
@@ -101,45 +100,6 @@ _STATS_MS = const(2000)
 _GC_MS = const(1000)
 _SAMPLES = const(4000)  # turnaround samples kept for the percentiles
 _SLOW_US = const(50000)
-_MIN_SILENCE_US = const(10000)  # the virtual board's frame gap on a pty (boards/sim: SimPort), kept alike here
-
-
-class SocketPort:
-    """The host's drop wired by the bus's AF_UNIX socket: the face of the virtual board's ``SimPort``, no pty.
-
-    ``address``: ``@name`` (Linux's abstract namespace, as the bus publishes it)
-    or a socket file's path. The socket is non-blocking, so that a read returns
-    what has arrived and ``asyncio.StreamReader`` waits in the event loop's
-    poll, as ``SimPort`` does with a raw pty (VMIN = VTIME = 0). The frame gap is
-    ``SimPort``'s, so the host frames the bytes alike on either link. A socket
-    needs no kernel worker thread between the bus's write and this read, which
-    a pty does (on a busy machine that thread waits for a CPU).
-    """
-
-    def __init__(self, address, baud, silence=0):
-        self.baud = baud
-        self.silence_us = silence or max(silence_us(baud), _MIN_SILENCE_US)
-        path = b"\0" + address[1:].encode() if address.startswith("@") else address.encode()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # The unix port takes a raw sockaddr: sockaddr_un is the family (native 16 bits) and the path.
-        self._sock.connect(struct.pack("H", socket.AF_UNIX) + path)
-        self._sock.setblocking(False)
-        self.stream = asyncio.StreamReader(self._sock)
-
-    async def send(self, buf, n):
-        """Transmit ``buf[0:n]``."""
-        mv = memoryview(buf)
-        done = 0
-        while done < n:
-            w = self._sock.write(mv[done:n])
-            if w:
-                done += w
-            else:
-                await asyncio.sleep_ms(1)
-
-    def close(self):
-        """Hang up."""
-        self._sock.close()
 
 
 class _Units:
