@@ -91,6 +91,16 @@ def start(board, bank, role):
     return beacon
 
 
+def persisted(store, key):
+    """The 32-bit number kept under ``key`` in ``store`` (``persist_read``: NVS on the ESP32), 0 if none."""
+    data = None
+    try:
+        data = store.persist_read(key)
+    except (OSError, AttributeError):
+        pass
+    return int.from_bytes(data, "little") if data and len(data) == 4 else 0
+
+
 class Beacon:
     """Advertises the readings of ``bank`` (a role's register bank) through ``ble`` (``bluetooth.BLE``).
 
@@ -113,65 +123,48 @@ class Beacon:
         self.alarm_ms = (int(settings.get("burst_ms", 200)), int(settings.get("alarm_repeat_ms", 2000)),
                          int(settings.get("alarm_timeout_ms", 60000)))
         ble.active(True)
-        self.tx_applied = self._apply_tx_power()
+        self.tx_applied = False
+        self.set_radio(self.interval_ms, self.tx_power, self.sleep, False)
         self.sealer = bthome.Sealer(settings["key"], bytes(ble.config("mac")[1]))
         self.gatt = None  # the GATT service (firmware.ble_gatt_service), started beside the beacon
         # The service data: information byte, objects (packed here, then sealed in place), counter, tag.
         self._service = bytearray(1 + ble_adverts.MAX_OBJECTS + 8)
         self._values = [0] * len(self.rows)
-        self.counter = self._restore()
+        self.counter = self._reserved = persisted(store, _KEY)  # a reset skips the rest of the last block
         self.sent = 0
         self.alarms_sent = 0
         self.acked = False  # set by the GATT service when the gateway acknowledges the alarm
         self.task = None  # the running advertiser (start())
 
-    def _apply_tx_power(self):
-        apply = getattr(self.store, "ble_tx_power", None)
-        return bool(apply(self.ble, self.tx_power)) if apply is not None else False
-
     def radio_settings(self):
         """(interval_ms, tx_power_dbm, sleep) as in force."""
         return self.interval_ms, self.tx_power, self.sleep
 
-    def set_radio(self, interval_ms, tx_power_dbm, sleep):
+    def set_radio(self, interval_ms, tx_power_dbm, sleep, save=True):
         """Take new radio settings (checked by the caller): written to ``ble.json`` first, then applied."""
-        path = getattr(self.store, "flash_dir", ".") + "/ble.json"
-        with open(path) as f:
-            cfg = json.load(f)
-        cfg["interval_ms"], cfg["tx_power_dbm"], cfg["sleep"] = interval_ms, tx_power_dbm, bool(sleep)
-        with open(path + ".tmp", "w") as f:
-            json.dump(cfg, f)
-        os.rename(path + ".tmp", path)  # the old file or the new one, whatever a power cut hits
+        if save:
+            path = getattr(self.store, "flash_dir", ".") + "/ble.json"
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["interval_ms"], cfg["tx_power_dbm"], cfg["sleep"] = interval_ms, tx_power_dbm, bool(sleep)
+            with open(path + ".tmp", "w") as f:
+                json.dump(cfg, f)
+            os.rename(path + ".tmp", path)  # the old file or the new one, whatever a power cut hits
+            self.settings_error = None
         self.interval_ms, self.tx_power, self.sleep = interval_ms, tx_power_dbm, 1 if sleep else 0
-        self.settings_error = None
-        self.tx_applied = self._apply_tx_power()
+        apply = getattr(self.store, "ble_tx_power", None)
+        self.tx_applied = bool(apply(self.ble, tx_power_dbm)) if apply is not None else False
 
-    def _restore(self):
-        data = None
-        try:
-            data = self.store.persist_read(_KEY)
-        except (OSError, AttributeError):
-            pass
-        start = int.from_bytes(data, "little") if data and len(data) == 4 else 0
-        self._reserved = start
-        return start
-
-    def _next_counter(self):
+    def _advertise(self, n, trigger, interval_us):
+        # Objects at service[1 : 1 + n], sealed in place with the next counter (a block reserved first).
         counter = self.counter
         if counter >= self._reserved:
             self._reserved = counter + _BLOCK
             self.store.persist_write(_KEY, self._reserved.to_bytes(4, "little"))
         self.counter = counter + 1
-        return counter
-
-    def _objects(self):
-        return memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS]
-
-    def _advertise(self, n, trigger, interval_us):
         service = memoryview(self._service)
-        length = self.sealer.seal_into(service[1 : 1 + n], self._next_counter(), self._service, trigger)
-        adv = bthome.advert(service[:length])
-        self.ble.gap_advertise(interval_us, adv)
+        length = self.sealer.seal_into(service[1 : 1 + n], counter, self._service, trigger)
+        self.ble.gap_advertise(interval_us, bthome.advert(service[:length]))
         self.sent += 1
 
     def reading(self):
@@ -181,12 +174,14 @@ class Beacon:
         rows = self.rows
         for i in range(len(rows)):
             values[i] = bank.get(rows[i][0])
-        n = ble_adverts.pack_reading(self._objects(), rows, self.in_reading, values, bank.get("status"))
+        objects = memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS]
+        n = ble_adverts.pack_reading(objects, rows, self.in_reading, values, bank.get("status"))
         self._advertise(n, False, min(self.interval_ms, _ADV_MAX_MS) * 1000)
 
     def alarm(self, status):
         """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
-        n = ble_adverts.pack_alarms(self._objects(), 0, self.alarms, status)
+        n = ble_adverts.pack_alarms(memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS], 0, self.alarms,
+                                    status)
         self._advertise(n, True, _BURST_US)
         self.alarms_sent += 1
 

@@ -35,7 +35,9 @@ an update's COMMIT is a task, created when one is due.
 """
 
 import asyncio
+import struct
 
+from firmware.ble_beacon import persisted
 from protocols import ble_gatt_server
 from protocols.errors import AuthenticationError, ModbusException, ProtocolError
 
@@ -48,13 +50,13 @@ except ImportError:  # CPython
 
 
 _IRQ_CENTRAL_CONNECT = const(1)
-_IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _FLAG_READ = const(0x02)
 _FLAG_WRITE = const(0x08)
 _FLAG_NOTIFY = const(0x10)
 _FC_READ_HOLDING = const(3)
 _FC_WRITE_MULTIPLE = const(16)
+_ILLEGAL_FUNCTION = const(1)
 _ILLEGAL_VALUE = const(3)
 _DEVICE_FAILURE = const(4)
 _MTU = const(247)  # ble_gatt_server.MAX_FRAME plus the ATT header
@@ -65,15 +67,6 @@ _KEY = "gattctr"
 async def _reset_soon(reset):
     await asyncio.sleep_ms(300)  # the COMMIT's answer on its way before the reset
     reset()
-
-
-def _little_endian(words):
-    """16-bit words as bytes, low byte first (a result's body)."""
-    out = bytearray(2 * len(words))
-    for i in range(len(words)):
-        out[2 * i] = words[i] & 0xFF
-        out[2 * i + 1] = words[i] >> 8
-    return out
 
 
 class GattService:
@@ -100,7 +93,7 @@ class GattService:
         )
         ((self._command, self._result),) = ble.gatts_register_services((service,))
         ble.config(mtu=_MTU)  # a result of 100 registers needs 210 bytes; the central asks for the exchange
-        self.highest = self._restore()
+        self.highest = persisted(board, _KEY)
         self.accepted = 0
         self.replayed = 0
         self.forged = 0
@@ -110,18 +103,10 @@ class GattService:
         self._pending = []
         self._part = None  # (file, record, bytes): the first part of a file record, until its second
         self._schedule = schedule
-        self._serve = self._scheduled  # one bound method, made here: an IRQ handler must not allocate it
+        self._serve = self.serve_pending  # one bound method, made here: an IRQ handler must not allocate it
         self._due = False  # a serve_pending is scheduled and has not started yet
         self.resetting = None  # the task that resets the node after an update's COMMIT, once one is due
         ble.irq(self._irq)
-
-    def _restore(self):
-        data = None
-        try:
-            data = self.store.persist_read(_KEY)
-        except (OSError, AttributeError):
-            pass
-        return int.from_bytes(data, "little") if data and len(data) == 4 else 0
 
     def _irq(self, event, data):
         if event == _IRQ_GATTS_WRITE:
@@ -141,13 +126,10 @@ class GattService:
         elif event == _IRQ_CENTRAL_CONNECT:
             self.connections += 1
 
-    def _scheduled(self, _):
+    def serve_pending(self, _=None):
+        """Answer the commands written so far, in order; after a COMMIT that switched the code slot, reset."""
         # Cleared before the queue is read: a write that lands while it is served schedules another pass.
         self._due = False
-        self.serve_pending()
-
-    def serve_pending(self):
-        """Answer the commands written so far, in order; after a COMMIT that switched the code slot, reset."""
         while self._pending:
             conn, frame = self._pending.pop(0)
             self.handle(conn, frame)
@@ -166,78 +148,70 @@ class GattService:
         except ProtocolError:
             self.malformed += 1
             return
+        answer = b""
         if counter <= self.highest:
             self.replayed += 1
-            self._answer(conn, counter, ble_gatt_server.STATUS_REPLAY, b"")
-            return
-        self.highest = counter
-        self.store.persist_write(_KEY, counter.to_bytes(4, "little"))  # before it acts: never taken twice
-        self.accepted += 1
-        status = ble_gatt_server.STATUS_OK
-        answer = b""
-        try:
-            what = ble_gatt_server.parse_body(op, body)
-            if op == ble_gatt_server.OP_WRITE:
-                start, words = what
-                self.bank.write(start, words, len(words))
-            elif op == ble_gatt_server.OP_READ:
-                start, count = what
-                words = [0] * count
-                self.bank.read(_FC_READ_HOLDING, start, count, words)
-                answer = _little_endian(words)
-            elif op == ble_gatt_server.OP_RADIO and self.beacon is not None:
-                if what and ble_gatt_server.radio_problem(*what):
-                    raise ModbusException(_FC_WRITE_MULTIPLE, _ILLEGAL_VALUE)
-                if what:
-                    self.beacon.set_radio(*what)
-                answer = ble_gatt_server.radio_body(*self.beacon.radio_settings())
-            elif op == ble_gatt_server.OP_RADIO:
-                raise ModbusException(_FC_WRITE_MULTIPLE, _DEVICE_FAILURE)
-            elif op == ble_gatt_server.OP_FILE_WRITE:
-                self._file_write(what)
-            elif op == ble_gatt_server.OP_FILE_READ:
-                answer = self._file_read(what)
-            elif self.beacon is not None:
-                self.beacon.acked = True
-        except ModbusException as exc:
-            status = exc.code
-        except ProtocolError:
-            status = ble_gatt_server.STATUS_BAD_OP
-        except (OSError, MemoryError):
-            status = _DEVICE_FAILURE  # the node could not do it now (flash, heap): the service goes on
-        self._answer(conn, counter, status, answer)
-
-    def _files(self, fc):
-        files = self.bank.files
-        if files is None:
-            raise ModbusException(fc, 1)  # no file records on this node: an illegal function, as over Modbus
-        return files
-
-    def _file_write(self, what):
-        file, record, part, data = what
-        files = self._files(21)
-        if part == 0:
-            self._part = (file, record, bytes(data))
-            return
-        first = self._part
-        self._part = None
-        if first is not None and first[0] == file and first[1] == record:
-            data = first[2] + bytes(data)
-        files.write_record(file, record, data)
-
-    def _file_read(self, what):
-        file, record, count = what
-        words = [0] * count
-        self._files(20).read_record(file, record, count, words)
-        return _little_endian(words)
-
-    def _answer(self, conn, counter, status, body):
-        frame = self.frames.result(counter, status, body)
+            status = ble_gatt_server.STATUS_REPLAY
+        else:
+            self.highest = counter
+            self.store.persist_write(_KEY, counter.to_bytes(4, "little"))  # before it acts: never taken twice
+            self.accepted += 1
+            status = ble_gatt_server.STATUS_OK
+            try:
+                answer = self._apply(op, ble_gatt_server.parse_body(op, body))
+            except ModbusException as exc:
+                status = exc.code
+            except ProtocolError:
+                status = ble_gatt_server.STATUS_BAD_OP
+            except (OSError, MemoryError):
+                status = _DEVICE_FAILURE  # the node could not do it now (flash, heap): the service goes on
+        frame = self.frames.result(counter, status, answer)
         self.ble.gatts_write(self._result, frame)
         try:
             self.ble.gatts_notify(conn, self._result, frame)
         except OSError:
             pass  # the central left before its answer: it retries with a new counter
+
+    def _apply(self, op, what):
+        # What one accepted command does; its answer's body (16-bit words go out low byte first).
+        files = self.bank.files
+        beacon = self.beacon
+        if op == ble_gatt_server.OP_WRITE:
+            start, words = what
+            self.bank.write(start, words, len(words))
+        elif op == ble_gatt_server.OP_READ or op == ble_gatt_server.OP_FILE_READ:
+            count = what[-1]
+            words = [0] * count
+            if op == ble_gatt_server.OP_READ:
+                self.bank.read(_FC_READ_HOLDING, what[0], count, words)
+            elif files is None:  # no file records on this node: an illegal function, as over Modbus
+                raise ModbusException(20, _ILLEGAL_FUNCTION)
+            else:
+                files.read_record(what[0], what[1], count, words)
+            return struct.pack("<%dH" % count, *words)
+        elif op == ble_gatt_server.OP_RADIO:
+            if beacon is None:
+                raise ModbusException(_FC_WRITE_MULTIPLE, _DEVICE_FAILURE)
+            if what and ble_gatt_server.radio_problem(*what):
+                raise ModbusException(_FC_WRITE_MULTIPLE, _ILLEGAL_VALUE)
+            if what:
+                beacon.set_radio(*what)
+            return ble_gatt_server.radio_body(*beacon.radio_settings())
+        elif op == ble_gatt_server.OP_FILE_WRITE:
+            if files is None:
+                raise ModbusException(21, _ILLEGAL_FUNCTION)
+            file, record, part, data = what
+            first = self._part
+            self._part = None
+            if part == 0:
+                self._part = (file, record, bytes(data))
+            else:
+                if first is not None and first[0] == file and first[1] == record:
+                    data = first[2] + bytes(data)
+                files.write_record(file, record, data)
+        elif beacon is not None:
+            beacon.acked = True
+        return b""
 
     def diagnostics(self):
         """Counters for the node's ``diag.json``."""
