@@ -55,6 +55,10 @@ _BLOCK = const(256)
 _BURST_US = const(20000)
 _ADV_MAX_MS = const(10240)  # the longest legacy advertising interval: a longer reading interval repeats it
 _KEY = "blectr"
+# diag.json's "ble" object from format strings: its keys as a dictionary would be names the node interns (RAM).
+_DIAG = ('{"adverts": %d, "alarm_adverts": %d, "alarm_acked": %s, "interval_ms": %d, "tx_power_dbm": %d, '
+         '"tx_power_applied": %s, "sleep": %d, "slept_ms": %d%s%s}')
+_DIAG_ERROR = ', "settings_error": %s'
 
 
 def load_settings(path):
@@ -111,34 +115,34 @@ class Beacon:
         self.ble = ble
         self.bank = bank
         self.store = store
-        self.rows, self.in_reading, self.alarms = ble_adverts.role(role)
-        self.interval_ms = int(settings.get("interval_ms", 10000))
-        self.tx_power = int(settings.get("tx_power_dbm", 0))
+        self.rows, self._in_reading, self.alarms = ble_adverts.role(role)
+        self._interval_ms = int(settings.get("interval_ms", 10000))
+        self._tx_power = int(settings.get("tx_power_dbm", 0))
         self.sleep = 1 if settings.get("sleep", False) else 0
-        self.settings_error = radio_problem(self.interval_ms, self.tx_power, self.sleep)
-        if self.settings_error:  # a bad file still boots, with the defaults, and says why (diag.json)
-            self.interval_ms, self.tx_power, self.sleep = 10000, 0, 0
-        self.slept_ms = 0
+        self._settings_error = radio_problem(self._interval_ms, self._tx_power, self.sleep)
+        if self._settings_error:  # a bad file still boots, with the defaults, and says why (diag.json)
+            self._interval_ms, self._tx_power, self.sleep = 10000, 0, 0
+        self._slept_ms = 0
         # burst, repeat, timeout (ms): read by run() only
-        self.alarm_ms = (int(settings.get("burst_ms", 200)), int(settings.get("alarm_repeat_ms", 2000)),
+        self._alarm_ms = (int(settings.get("burst_ms", 200)), int(settings.get("alarm_repeat_ms", 2000)),
                          int(settings.get("alarm_timeout_ms", 60000)))
         ble.active(True)
-        self.tx_applied = False
-        self.set_radio(self.interval_ms, self.tx_power, self.sleep, False)
+        self._tx_applied = False
+        self.set_radio(self._interval_ms, self._tx_power, self.sleep, False)
         self.sealer = bthome.Sealer(settings["key"], bytes(ble.config("mac")[1]))
         self.gatt = None  # the GATT service (firmware.ble_gatt_service), started beside the beacon
         # The service data: information byte, objects (packed here, then sealed in place), counter, tag.
         self._service = bytearray(1 + ble_adverts.MAX_OBJECTS + 8)
         self._values = [0] * len(self.rows)
         self.counter = self._reserved = persisted(store, _KEY)  # a reset skips the rest of the last block
-        self.sent = 0
-        self.alarms_sent = 0
+        self._sent = 0
+        self._alarms_sent = 0
         self.acked = False  # set by the GATT service when the gateway acknowledges the alarm
         self.task = None  # the running advertiser (start())
 
     def radio_settings(self):
         """(interval_ms, tx_power_dbm, sleep) as in force."""
-        return self.interval_ms, self.tx_power, self.sleep
+        return self._interval_ms, self._tx_power, self.sleep
 
     def set_radio(self, interval_ms, tx_power_dbm, sleep, save=True):
         """Take new radio settings (checked by the caller): written to ``ble.json`` first, then applied."""
@@ -150,10 +154,10 @@ class Beacon:
             with open(path + ".tmp", "w") as f:
                 json.dump(cfg, f)
             os.rename(path + ".tmp", path)  # the old file or the new one, whatever a power cut hits
-            self.settings_error = None
-        self.interval_ms, self.tx_power, self.sleep = interval_ms, tx_power_dbm, 1 if sleep else 0
+            self._settings_error = None
+        self._interval_ms, self._tx_power, self.sleep = interval_ms, tx_power_dbm, 1 if sleep else 0
         apply = getattr(self.store, "ble_tx_power", None)
-        self.tx_applied = bool(apply(self.ble, tx_power_dbm)) if apply is not None else False
+        self._tx_applied = bool(apply(self.ble, tx_power_dbm)) if apply is not None else False
 
     def _advertise(self, n, trigger, interval_us):
         # Objects at service[1 : 1 + n], sealed in place with the next counter (a block reserved first).
@@ -165,7 +169,7 @@ class Beacon:
         service = memoryview(self._service)
         length = self.sealer.seal_into(service[1 : 1 + n], counter, self._service, trigger)
         self.ble.gap_advertise(interval_us, bthome.advert(service[:length]))
-        self.sent += 1
+        self._sent += 1
 
     def reading(self):
         """Advertise the current readings (once per interval from now on)."""
@@ -175,46 +179,43 @@ class Beacon:
         for i in range(len(rows)):
             values[i] = bank.get(rows[i][0])
         objects = memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS]
-        n = ble_adverts.pack_reading(objects, rows, self.in_reading, values, bank.get("status"))
-        self._advertise(n, False, min(self.interval_ms, _ADV_MAX_MS) * 1000)
+        n = ble_adverts.pack_reading(objects, rows, self._in_reading, values, bank.get("status"))
+        self._advertise(n, False, min(self._interval_ms, _ADV_MAX_MS) * 1000)
 
     def alarm(self, status):
         """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
         n = ble_adverts.pack_alarms(memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS], 0, self.alarms,
                                     status)
         self._advertise(n, True, _BURST_US)
-        self.alarms_sent += 1
+        self._alarms_sent += 1
 
     def diagnostics(self):
-        """Counters for the node's ``diag.json``: adverts sent, and the GATT service's."""
-        d = {"adverts": self.sent, "alarm_adverts": self.alarms_sent, "alarm_acked": self.acked,
-             "interval_ms": self.interval_ms, "tx_power_dbm": self.tx_power, "tx_power_applied": self.tx_applied,
-             "sleep": self.sleep, "slept_ms": self.slept_ms}
-        if self.settings_error:
-            d["settings_error"] = self.settings_error
-        if self.gatt is not None:
-            d.update(self.gatt.diagnostics())
-        return d
+        """The beacon's counters for the node's ``diag.json``, and the GATT service's: JSON object text."""
+        error = self._settings_error
+        return _DIAG % (self._sent, self._alarms_sent, json.dumps(self.acked), self._interval_ms, self._tx_power,
+                        json.dumps(self._tx_applied), self.sleep, self._slept_ms,
+                        _DIAG_ERROR % json.dumps(error) if error else "",
+                        "" if self.gatt is None else self.gatt.diagnostics())
 
     async def run(self):
         """Readings every interval, alarm bursts on a change of the alarm bits, repeated until acked or timed out."""
         alarm_bits = 0
         for bits, _ in self.alarms:
             alarm_bits |= bits
-        burst_ms, repeat_ms, timeout_ms = self.alarm_ms
+        burst_ms, repeat_ms, timeout_ms = self._alarm_ms
         last_alarms = self.bank.get("status") & alarm_bits
         raised_ms = None
         next_repeat = 0
         self.reading()
-        due = time.ticks_add(time.ticks_ms(), self.interval_ms)
+        due = time.ticks_add(time.ticks_ms(), self._interval_ms)
         while True:
             sleeper = getattr(self.store, "ble_sleep", None) if self.sleep and raised_ms is None else None
             if sleeper is not None:  # nothing to repeat: sleep until the next reading advert
                 step = max(20, time.ticks_diff(due, time.ticks_ms()))
-                self.slept_ms += step
+                self._slept_ms += step
                 await sleeper(step)
             else:
-                await asyncio.sleep_ms(min(repeat_ms, self.interval_ms, 100))
+                await asyncio.sleep_ms(min(repeat_ms, self._interval_ms, 100))
             now = time.ticks_ms()
             status = self.bank.get("status")
             alarms = status & alarm_bits
@@ -234,7 +235,7 @@ class Beacon:
                 next_repeat = time.ticks_add(now, repeat_ms)
                 await asyncio.sleep_ms(burst_ms)
                 self.reading()
-                due = time.ticks_add(time.ticks_ms(), self.interval_ms)
+                due = time.ticks_add(time.ticks_ms(), self._interval_ms)
             elif time.ticks_diff(now, due) >= 0:
                 self.reading()
-                due = time.ticks_add(due, self.interval_ms)
+                due = time.ticks_add(due, self._interval_ms)

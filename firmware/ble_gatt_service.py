@@ -62,6 +62,9 @@ _DEVICE_FAILURE = const(4)
 _MTU = const(247)  # ble_gatt_server.MAX_FRAME plus the ATT header
 _QUEUE = const(4)  # commands waiting at once; the gateway sends one per connection
 _KEY = "gattctr"
+# Text, not a dictionary: its keys would be names the node interns (RAM).
+_DIAG = (', "gatt_accepted": %d, "gatt_replayed": %d, "gatt_forged": %d, "gatt_malformed": %d, '
+         '"gatt_dropped": %d, "gatt_connections": %d, "gatt_counter": %d')
 
 
 async def _reset_soon(reset):
@@ -84,7 +87,7 @@ class GattService:
         self.store = board
         self.bank = bank
         self.beacon = beacon
-        self.frames = ble_gatt_server.Sealed(key, address)
+        self._frames = ble_gatt_server.Sealed(key, address)
         uuid = board.ble_uuid
         gatt = ble_gatt_server
         service = (
@@ -94,18 +97,18 @@ class GattService:
         ((self._command, self._result),) = ble.gatts_register_services((service,))
         ble.config(mtu=_MTU)  # a result of 100 registers needs 210 bytes; the central asks for the exchange
         self.highest = persisted(board, _KEY)
-        self.accepted = 0
-        self.replayed = 0
-        self.forged = 0
-        self.malformed = 0
-        self.dropped = 0  # commands that found the queue full
-        self.connections = 0
+        self._accepted = 0
+        self._replayed = 0
+        self._forged = 0
+        self._malformed = 0
+        self._dropped = 0  # commands that found the queue full
+        self._connections = 0
         self._pending = []
         self._part = None  # (file, record, bytes): the first part of a file record, until its second
         self._schedule = schedule
         self._serve = self.serve_pending  # one bound method, made here: an IRQ handler must not allocate it
         self._due = False  # a serve_pending is scheduled and has not started yet
-        self.resetting = None  # the task that resets the node after an update's COMMIT, once one is due
+        self._resetting = None  # the task that resets the node after an update's COMMIT, once one is due
         ble.irq(self._irq)
 
     def _irq(self, event, data):
@@ -114,7 +117,7 @@ class GattService:
             if handle != self._command:
                 return
             if len(self._pending) >= _QUEUE:
-                self.dropped += 1
+                self._dropped += 1
                 return
             self._pending.append((conn, bytes(self.ble.gatts_read(handle))))
             if self._schedule is not None and not self._due:
@@ -124,7 +127,7 @@ class GattService:
                 except RuntimeError:  # the scheduler's queue is full: the next write schedules the pass
                     self._due = False
         elif event == _IRQ_CENTRAL_CONNECT:
-            self.connections += 1
+            self._connections += 1
 
     def serve_pending(self, _=None):
         """Answer the commands written so far, in order; after a COMMIT that switched the code slot, reset."""
@@ -135,27 +138,27 @@ class GattService:
             self.handle(conn, frame)
         files = self.bank.files
         reset = files.pending_reset() if files is not None else None
-        if reset is not None and self.resetting is None:
-            self.resetting = asyncio.create_task(_reset_soon(reset))
+        if reset is not None and self._resetting is None:
+            self._resetting = asyncio.create_task(_reset_soon(reset))
 
     def handle(self, conn, frame):
         """Open, check, apply and answer one command frame written on connection ``conn``."""
         try:
-            counter, op, body = self.frames.open_command(frame)
+            counter, op, body = self._frames.open_command(frame)
         except AuthenticationError:
-            self.forged += 1
+            self._forged += 1
             return
         except ProtocolError:
-            self.malformed += 1
+            self._malformed += 1
             return
         answer = b""
         if counter <= self.highest:
-            self.replayed += 1
+            self._replayed += 1
             status = ble_gatt_server.STATUS_REPLAY
         else:
             self.highest = counter
             self.store.persist_write(_KEY, counter.to_bytes(4, "little"))  # before it acts: never taken twice
-            self.accepted += 1
+            self._accepted += 1
             status = ble_gatt_server.STATUS_OK
             try:
                 answer = self._apply(op, ble_gatt_server.parse_body(op, body))
@@ -165,7 +168,7 @@ class GattService:
                 status = ble_gatt_server.STATUS_BAD_OP
             except (OSError, MemoryError):
                 status = _DEVICE_FAILURE  # the node could not do it now (flash, heap): the service goes on
-        frame = self.frames.result(counter, status, answer)
+        frame = self._frames.result(counter, status, answer)
         self.ble.gatts_write(self._result, frame)
         try:
             self.ble.gatts_notify(conn, self._result, frame)
@@ -214,13 +217,6 @@ class GattService:
         return b""
 
     def diagnostics(self):
-        """Counters for the node's ``diag.json``."""
-        return {
-            "gatt_accepted": self.accepted,
-            "gatt_replayed": self.replayed,
-            "gatt_forged": self.forged,
-            "gatt_malformed": self.malformed,
-            "gatt_dropped": self.dropped,
-            "gatt_connections": self.connections,
-            "gatt_counter": self.highest,
-        }
+        """Counters for the node's ``diag.json``: members of the beacon's JSON object, as text."""
+        return _DIAG % (self._accepted, self._replayed, self._forged, self._malformed, self._dropped, self._connections,
+                        self.highest)

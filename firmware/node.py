@@ -267,7 +267,7 @@ class Node:
             self.store.saves, self.events.saves, self.events.count, slave.requests,
             time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
             json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
-            short_of_ram, "" if beacon is None else _DIAG_BLE % json.dumps(beacon.diagnostics()))
+            short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics())
         tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:

@@ -3,21 +3,23 @@
 On the ESP32 the firmware gets ``bluetooth.BLE()`` from the board; here it
 gets :class:`BLE`, which sends each call over a TCP connection to the radio
 host (``tools/sim/radio_host.py``), where a Bumble device with this node's
-address does it on the virtual radio. One JSON object per line, node to host::
+address does it on the virtual radio. One JSON array per line, its first
+item the call (a number: words would be names the node interns, RAM a chip's
+C module does not spend), node to host::
 
-    {"op": "hello", "addr": "D0:5E:00:00:00:07"}
-    {"op": "adv", "us": 100000, "data": "<hex>", "resp": "<hex>" | null, "conn": true}
-    {"op": "adv", "us": null}                      (stop advertising)
-    {"op": "gatts", "services": [[uuid, [[uuid, flags, handle], ...]], ...]}
-    {"op": "notify", "conn": 1, "handle": 2, "data": "<hex>"}
-    {"op": "txpower", "dbm": -6}                   (the board's ble_tx_power: the virtual radio's own)
+    [1, "D0:5E:00:00:00:07"]                       (hello: the node's address)
+    [2, 100000, "<hex>", "<hex>" | null, true]     (advertise: interval (us), data, scan response, connectable)
+    [2, null]                                      (stop advertising)
+    [3, [[uuid, [[uuid, flags, handle], ...]], ...]]  (register the GATT services)
+    [4, 1, 2, "<hex>"]                             (notify: connection, handle, data)
+    [5, -6]                                        (TX power, dBm: the board's ble_tx_power, the virtual radio's own)
 
 and host to node, the radio's events as MicroPython delivers them to the
 ``irq()`` handler (event numbers as in MicroPython's ``bluetooth`` docs)::
 
-    {"ev": 1, "conn": 1, "addr": "<hex>"}          (_IRQ_CENTRAL_CONNECT)
-    {"ev": 2, "conn": 1, "addr": "<hex>"}          (_IRQ_CENTRAL_DISCONNECT)
-    {"ev": 3, "conn": 1, "handle": 2, "data": "<hex>"}  (_IRQ_GATTS_WRITE; the value is stored first)
+    [1, 1, "<hex>"]                                (_IRQ_CENTRAL_CONNECT: connection, central's address)
+    [2, 1, "<hex>"]                                (_IRQ_CENTRAL_DISCONNECT)
+    [3, 1, 2, "<hex>"]                             (_IRQ_GATTS_WRITE: connection, handle, value; stored first)
 
 What the firmware uses: ``active()``, ``config("mac")``, ``irq()``,
 ``gap_advertise()``, ``gatts_register_services()``, ``gatts_read()``,
@@ -45,8 +47,16 @@ import gc
 import json
 import socket
 
+from micropython import const
+
 gc.collect()
 _HEAP_BEFORE = gc.mem_alloc()  # this module's objects are counted from here (see the end of the module)
+_HELLO = const(1)
+_ADVERTISE = const(2)
+_SERVICES = const(3)
+_NOTIFY = const(4)
+_TX_POWER = const(5)
+_IRQ_GATTS_WRITE = const(3)
 
 
 class BLE:
@@ -75,11 +85,11 @@ class BLE:
             sock.connect(socket.getaddrinfo(name, int(port))[0][-1])
             sock.setblocking(False)  # events are read by the pump task; writes are small (see _send)
             self._sock = sock
-            self._send({"op": "hello", "addr": self._address})
+            self._send([_HELLO, self._address])
             self._pump = asyncio.create_task(self._events(asyncio.StreamReader(sock)))
             gc.collect()
             with open("radio_heap.json", "w") as f:
-                json.dump({"module": _MODULE_HEAP, "link": gc.mem_alloc() - before}, f)
+                f.write('{"module": %d, "link": %d}' % (_MODULE_HEAP, gc.mem_alloc() - before))
         elif not flag and self._sock is not None:
             if self._pump is not None:
                 self._pump.cancel()
@@ -109,11 +119,10 @@ class BLE:
 
     def gap_advertise(self, interval_us, adv_data=None, resp_data=None, connectable=True):
         """Advertise ``adv_data`` every ``interval_us`` (None: stop), as the ESP32's controller does."""
-        msg = {"op": "adv", "us": interval_us}
+        msg = [_ADVERTISE, interval_us]
         if interval_us is not None:
-            msg["data"] = binascii.hexlify(adv_data or b"").decode()
-            msg["resp"] = binascii.hexlify(resp_data).decode() if resp_data else None
-            msg["conn"] = bool(connectable)
+            msg += [binascii.hexlify(adv_data or b"").decode(),
+                    binascii.hexlify(resp_data).decode() if resp_data else None, bool(connectable)]
         self._send(msg)
 
     def gatts_register_services(self, services):
@@ -130,7 +139,7 @@ class BLE:
                 rows.append([str(char_uuid), flags, self._handles])
             handles.append(tuple(mine))
             wire.append([str(service_uuid), rows])
-        self._send({"op": "gatts", "services": wire})
+        self._send([_SERVICES, wire])
         return tuple(handles)
 
     def gatts_read(self, value_handle):
@@ -145,8 +154,7 @@ class BLE:
         """Notify ``data`` (or the local value) to the central on ``conn_handle``."""
         if data is None:
             data = self._values[value_handle]
-        self._send({"op": "notify", "conn": conn_handle, "handle": value_handle,
-                    "data": binascii.hexlify(data).decode()})
+        self._send([_NOTIFY, conn_handle, value_handle, binascii.hexlify(data).decode()])
 
     async def _events(self, reader):
         while True:
@@ -154,12 +162,12 @@ class BLE:
             if not line:
                 return  # the radio host went away
             msg = json.loads(line)
-            event = msg["ev"]
-            if event == 3:
-                self._values[msg["handle"]] = binascii.unhexlify(msg["data"])
-                data = (msg["conn"], msg["handle"])
+            event = msg[0]
+            if event == _IRQ_GATTS_WRITE:
+                self._values[msg[2]] = binascii.unhexlify(msg[3])
+                data = (msg[1], msg[2])
             else:
-                data = (msg["conn"], 1, binascii.unhexlify(msg.get("addr", "")))
+                data = (msg[1], 1, binascii.unhexlify(msg[2]))
             handler = self._irq
             if handler is not None:
                 handler(event, data)
@@ -194,7 +202,7 @@ class Radio:
 
         (MicroPython's ``BLE`` has no call for it; the virtual radio host takes it as a message of its own.)
         """
-        ble._send({"op": "txpower", "dbm": int(dbm)})
+        ble._send([_TX_POWER, int(dbm)])
         return True
 
     async def ble_sleep(self, ms):

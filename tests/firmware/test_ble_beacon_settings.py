@@ -59,7 +59,8 @@ def beacon_on(tmp_path: Path, **settings: Any) -> tuple[Chip, SimBoard, Beacon]:
 def test_a_bad_radio_setting_boots_with_the_defaults_and_says_why(tmp_path: Path) -> None:
     _, board, beacon = beacon_on(tmp_path, interval_ms=500, tx_power_dbm=5)
     assert beacon.radio_settings() == (10000, 0, 0)
-    assert beacon.diagnostics()["settings_error"] == "tx_power_dbm 5 is not one of (-12, -9, -6, -3, 0, 3, 6, 9)"
+    error = json.loads(beacon.diagnostics())["settings_error"]
+    assert error == "tx_power_dbm 5 is not one of (-12, -9, -6, -3, 0, 3, 6, 9)"
     assert board.tx == [0]
 
 

@@ -80,25 +80,26 @@ class RadioHost:
         try:
             while line := await reader.readline():
                 msg = json.loads(line)
-                if msg["op"] == "hello":
-                    address = str(msg["addr"]).upper()
+                op = msg[0]
+                if op == _HELLO:
+                    address = str(msg[1]).upper()
                     if address in self.radio.devices:  # the node rebooted: its old process is gone
                         await self.radio.remove(address)
                     device = await self.radio.device(address, f"node-{address[-5:]}")
                     self.nodes[address] = device
                     _forward_connections(device, writer)
-                elif msg["op"] == "adv":
+                elif op == _ADVERTISE:
                     await self._advertise(self.nodes[address], msg)
                     self.adverts[address] = self.adverts.get(address, 0) + 1
-                elif msg["op"] == "gatts":
-                    self._characteristics[address] = _register(self.nodes[address], msg["services"], writer)
-                elif msg["op"] == "txpower":
-                    self.radio.link.tx_power[address] = int(msg["dbm"])
-                elif msg["op"] == "notify":
+                elif op == _SERVICES:
+                    self._characteristics[address] = _register(self.nodes[address], msg[1], writer)
+                elif op == _TX_POWER:
+                    self.radio.link.tx_power[address] = int(msg[1])
+                elif op == _NOTIFY:
                     await self._notify(self.nodes[address], self._characteristics[address], msg)
                 else:
-                    log.warning("radio host: unknown call %r from %s", msg.get("op"), address)
-        except (ConnectionError, ValueError, KeyError) as exc:
+                    log.warning("radio host: unknown call %r from %s", op, address)
+        except (ConnectionError, ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("radio host: node %s: %s", address or "?", exc)
         finally:
             self._tasks.discard(task)
@@ -110,24 +111,31 @@ class RadioHost:
                     await self.radio.remove(address)
 
     @staticmethod
-    async def _notify(device: Device, characteristics: dict[int, Characteristic[bytes]], msg: dict[str, Any]) -> None:
-        connection = device.lookup_connection(int(msg["conn"]))
+    async def _notify(device: Device, characteristics: dict[int, Characteristic[bytes]], msg: list[Any]) -> None:
+        _, conn, handle, data = msg
+        connection = device.lookup_connection(int(conn))
         if connection is None:
-            log.warning("radio host: notify on connection %s, which is closed", msg["conn"])
+            log.warning("radio host: notify on connection %s, which is closed", conn)
             return
-        await device.notify_subscriber(connection, characteristics[int(msg["handle"])], bytes.fromhex(msg["data"]))
+        await device.notify_subscriber(connection, characteristics[int(handle)], bytes.fromhex(data))
 
     @staticmethod
-    async def _advertise(device: Device, msg: dict[str, Any]) -> None:
-        if msg["us"] is None:
+    async def _advertise(device: Device, msg: list[Any]) -> None:
+        if msg[1] is None:
             if device.is_advertising:
                 await device.stop_advertising()
             return
-        interval_ms = min(max(20.0, msg["us"] / 1000), 10240.0)  # the range of legacy advertising intervals
-        resp = bytes.fromhex(msg["resp"]) if msg.get("resp") else None
-        await advertise(device, bytes.fromhex(msg["data"]), interval_ms, resp)
+        _, interval_us, data, resp = msg[:4]
+        interval_ms = min(max(20.0, interval_us / 1000), 10240.0)  # the range of legacy advertising intervals
+        await advertise(device, bytes.fromhex(data), interval_ms, bytes.fromhex(resp) if resp else None)
 
 
+# The node's calls (boards/sim/bluetooth.py), the first item of each line it sends.
+_HELLO = 1
+_ADVERTISE = 2
+_SERVICES = 3
+_NOTIFY = 4
+_TX_POWER = 5
 _IRQ_CENTRAL_CONNECT = 1
 _IRQ_CENTRAL_DISCONNECT = 2
 _IRQ_GATTS_WRITE = 3
@@ -137,7 +145,7 @@ _FLAG_WRITE = 0x08
 _FLAG_NOTIFY = 0x10
 
 
-def _event(writer: asyncio.StreamWriter, event: dict[str, Any]) -> None:
+def _event(writer: asyncio.StreamWriter, event: list[Any]) -> None:
     if not writer.is_closing():
         writer.write(json.dumps(event).encode() + b"\n")
 
@@ -147,10 +155,10 @@ def _forward_connections(device: Device, writer: asyncio.StreamWriter) -> None:
 
     def on_connection(connection: Connection) -> None:
         peer = str(connection.peer_address).split("/")[0].replace(":", "")
-        _event(writer, {"ev": _IRQ_CENTRAL_CONNECT, "conn": connection.handle, "addr": peer})
+        _event(writer, [_IRQ_CENTRAL_CONNECT, connection.handle, peer])
 
         def on_disconnection(_reason: int) -> None:
-            _event(writer, {"ev": _IRQ_CENTRAL_DISCONNECT, "conn": connection.handle, "addr": peer})
+            _event(writer, [_IRQ_CENTRAL_DISCONNECT, connection.handle, peer])
 
         connection.on("disconnection", on_disconnection)
 
@@ -188,7 +196,6 @@ def _register(device: Device, services: list[Any], writer: asyncio.StreamWriter)
 
 def _on_write(writer: asyncio.StreamWriter, handle: int) -> Any:
     def write(connection: Connection, value: bytes) -> None:
-        _event(writer, {"ev": _IRQ_GATTS_WRITE, "conn": connection.handle, "handle": handle,
-                        "data": bytes(value).hex()})
+        _event(writer, [_IRQ_GATTS_WRITE, connection.handle, handle, bytes(value).hex()])
 
     return write
