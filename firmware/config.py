@@ -1,7 +1,9 @@
 """The node's configuration: ``config.json`` in flash, validated, or safe defaults.
 
 ``{"unit": 1..247, "role": "lamp", "baud": 19200, "sample_ms": 1000}``; ``baud``
-and ``sample_ms`` are optional. A missing, unreadable or invalid file never
+and ``sample_ms`` are optional. ``"bus": false`` says the board has no RS-485
+bus (a battery BLE node): the node runs no Modbus slave and is reached over
+its radio (``Config.baud`` is then 0). A missing, unreadable or invalid file never
 stops the node: it boots in SAFE MODE on unit 247 at 19200 baud with the lamp
 role (which powers up lit), and says why in ``Config.problem`` and in the
 ``safe_mode`` status flag, so a field engineer can reach it on the bus and fix
@@ -64,7 +66,7 @@ def load(path="config.json"):
     return Config(
         raw["unit"],
         raw["role"],
-        raw.get("baud", _DEFAULT_BAUD),
+        raw.get("baud", _DEFAULT_BAUD) if raw.get("bus", True) else 0,
         raw.get("sample_ms", _DEFAULT_SAMPLE_MS),
     )
 
@@ -84,7 +86,8 @@ def save_unit(path, cfg, unit):
     except (OSError, ValueError):
         raw = None
     if not isinstance(raw, dict) or check(raw) is not None:
-        raw = {"role": cfg.role, "baud": cfg.baud, "sample_ms": cfg.sample_ms}
+        raw = {"role": cfg.role, "sample_ms": cfg.sample_ms}
+        raw.update({"baud": cfg.baud} if cfg.baud else {"bus": False})
     raw["unit"] = unit
     atomic_write(path, json.dumps(raw))
 
@@ -104,6 +107,8 @@ def check(raw):
     baud = raw.get("baud", _DEFAULT_BAUD)
     if baud not in BAUD_RATES or not _is_int(baud):
         return "baud must be one of %s, got %r" % (BAUD_RATES, baud)
+    if not isinstance(raw.get("bus", True), bool):
+        return "bus must be true or false, got %r" % (raw["bus"],)
     sample_ms = raw.get("sample_ms", _DEFAULT_SAMPLE_MS)
     if not _is_int(sample_ms) or not _MIN_SAMPLE_MS <= sample_ms <= _MAX_SAMPLE_MS:
         return "sample_ms must be an integer %d..%d, got %r" % (

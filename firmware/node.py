@@ -41,7 +41,6 @@ from firmware.clock import Clock
 from firmware.events import EventLog
 from firmware.health import BootRecord
 from firmware.lazy import release
-from firmware.modbus_slave import ModbusSlave
 from firmware.registers import RegisterBank
 from firmware.storage import Storage
 from protocols.errors import ModbusException
@@ -85,6 +84,8 @@ _FC_WRITE = const(16)
 _EX_DEVICE_FAILURE = const(4)
 _CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
 _DEFAULT_MAX_AGE_MIN = const(10080)
+_DEFAULT_BAUD = const(19200)
+_NO_BUS = const((0, 0, 0, 0, 0, 0, 0, 0, 0, 0))  # the Modbus counters of diag.json on a node without a bus
 _TABLES = const(("protocols.roles.common", "protocols.roles.kinds"))
 # Re-exported for firmware.node_admin, which must not import the (released) common table.
 __all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
@@ -93,8 +94,8 @@ _COMMON = const(("clock", "tz_offset", "clock_max_age", "event_from", "unit", "c
 _DIAG = (
     '{"heap_peak": %d, "heap_live": %d, "heap_gc_peak": %d, "heap_free": %d, "rom_heap": %d, "frames_ok": %d, '
     '"frames_other": %d, "crc_errors": %d, "bytes_dropped": %d, "answered": %d, "turnaround_us": %d, '
-    '"turnaround_max_us": %d, "read_max_us": %d, "late_reads": %d, "saves": %d, "event_saves": %d, "events": %d, '
-    '"requests": %d, "uptime": %d, "safe_mode": %s, "crash_loop": %s, "boot_reason": %d, '
+    '"turnaround_max_us": %d, "read_max_us": %d, "late_reads": %d, "requests": %d, "saves": %d, "event_saves": %d, '
+    '"events": %d, "uptime": %d, "safe_mode": %s, "crash_loop": %s, "boot_reason": %d, '
     '"evaluations_short_of_ram": %d%s}'
 )
 _DIAG_BLE = ', "ble": %s'
@@ -192,8 +193,6 @@ class Node:
             print("streetedge SAFE MODE:", cfg.problem)
         if self.crash_loop:
             print("streetedge SAFE MODE: crash loop (%d bad boots); command 4 leaves it" % self.boot.bad)
-        port = self.board.open_rs485(cfg.baud)
-        self.slave = ModbusSlave(port, cfg.unit, self.bank, cfg.baud)
         self._start_common()
         if self.role is not None:
             self.role.start()
@@ -203,8 +202,16 @@ class Node:
             if safe_state is not None:
                 safe_state(self.board, self.bank)
         self._publish()
-        self.bank.files = self  # Modbus file records (functions 20/21): updates over the bus
-        tasks = [self.slave.run(), self._sampler(), self._diagnostics()]
+        self.bank.files = self  # Modbus file records (functions 20/21): updates over the bus or GATT
+        tasks = [self._sampler(), self._diagnostics()]
+        # A node without a bus (config "bus": false) is reached over its radio, and loads no Modbus code;
+        # one whose radio did not start opens the bus all the same, so that it can be reached at all.
+        if cfg.baud or getattr(self.role, "beacon", None) is None:
+            from firmware.modbus_slave import ModbusSlave
+
+            baud = cfg.baud or _DEFAULT_BAUD
+            self.slave = ModbusSlave(self.board.open_rs485(baud), cfg.unit, self.bank, baud)
+            tasks.append(self.slave.run())
         if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
             tasks.append(self.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
@@ -256,18 +263,19 @@ class Node:
     def write_diagnostics(self):
         """Write ./diag.json (atomically)."""
         slave = self.slave
-        framer = slave.framer
+        bus = _NO_BUS
+        if slave is not None:
+            framer = slave.framer
+            bus = (framer.frames_ok, framer.frames_other, framer.crc_errors, framer.bytes_dropped, slave.answered,
+                   slave.turnaround_us, slave.turnaround_max_us, slave.read_max_us, slave.late_reads, slave.requests)
         beacon = getattr(self.role, "beacon", None)
         short_of_ram = getattr(self.role, "memory_errors", 0)
         # One format string, not a dictionary: its keys would be names the node interns (RAM) for this alone.
-        text = _DIAG % (
-            self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap,
-            framer.frames_ok, framer.frames_other, framer.crc_errors, framer.bytes_dropped,
-            slave.answered, slave.turnaround_us, slave.turnaround_max_us, slave.read_max_us, slave.late_reads,
-            self.store.saves, self.events.saves, self.events.count, slave.requests,
+        text = _DIAG % ((self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap) + bus + (
+            self.store.saves, self.events.saves, self.events.count,
             time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
             json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
-            short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics())
+            short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics()))
         tmp = self.flash_path("diag.json.tmp")
         try:
             with open(tmp, "w") as f:
@@ -394,7 +402,8 @@ class Node:
 
     def pending_reset(self):
         """The reset a COMMIT that switched the code slot waits for (after its answer), or None."""
-        return self._updater.reset_pending if self._updater is not None else None
+        reset = getattr(self, "reset_after", None)  # a reboot command over GATT (firmware.node_admin)
+        return reset or (self._updater.reset_pending if self._updater is not None else None)
 
     def save(self):
         """Write counters and events to flash now."""

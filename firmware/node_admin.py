@@ -77,6 +77,8 @@ def command(node, cmd):
             raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "cannot save config.json") from None
         node.config.unit = unit
         node.events.log(EV_UNIT_CHANGED, unit)
+        if slave is None:
+            return  # no bus (a battery BLE node): the unit is kept for when it has one
         framer = slave.framer
 
         def switch():
@@ -88,7 +90,11 @@ def command(node, cmd):
     node.save()
     if cmd == CMD_REBOOT:
         node.boot.rebooting()
-        slave.after_answer = node.board.reset
     elif cmd == CMD_LEAVE_SAFE_MODE:
         node.boot.leave_safe_mode()
+    else:
+        return
+    if slave is not None:
         slave.after_answer = node.board.reset
+    else:  # no bus: the GATT service resets the node after its answer (Node.pending_reset)
+        node.reset_after = node.board.reset

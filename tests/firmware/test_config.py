@@ -47,6 +47,12 @@ def test_baud_and_sample_period_are_optional(tmp_path: Path) -> None:
     assert (c["baud"], c["sample_ms"], c["safe_mode"]) == (19200, 1000, False)
 
 
+def test_a_node_without_a_bus_has_baud_zero(tmp_path: Path) -> None:
+    """``"bus": false`` (a battery BLE node): no bus, so no baud rate; ``true`` is the default."""
+    assert load(tmp_path, '{"unit": 3, "role": "lamp", "bus": false}')["baud"] == 0
+    assert load(tmp_path, '{"unit": 3, "role": "lamp", "bus": true, "baud": 9600}')["baud"] == 9600
+
+
 @pytest.mark.parametrize(
     ("text", "hint"),
     [
@@ -60,6 +66,7 @@ def test_baud_and_sample_period_are_optional(tmp_path: Path) -> None:
         ('{"unit": 5, "role": "toaster"}', "role"),
         ('{"unit": 5, "role": "lamp", "baud": 12345}', "baud"),
         ('{"unit": 5, "role": "lamp", "sample_ms": 10}', "sample_ms"),
+        ('{"unit": 5, "role": "lamp", "bus": 0}', "bus must be true or false, got 0"),
     ],
 )
 def test_anything_else_means_safe_mode(tmp_path: Path, text: str | None, hint: str) -> None:

@@ -49,7 +49,6 @@ docs/performance.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -66,8 +65,8 @@ from protocols.regmap import INPUT
 from protocols.roles import load
 from protocols.roles.lamp import CALENDAR_START, CALENDAR_WORDS, PROGRAM_START
 from tools.bench import record
+from tools.bench.node_radio import measure_radio_role
 from tools.image import build_image
-from tools.sim.radio_street import RadioThread
 from tools.sim.street import StreetError, VirtualStreet
 
 HEAPSIZE = "128K"
@@ -121,7 +120,7 @@ def _calendar(default: int, rules: list[tuple[int, int, int, int]]) -> tuple[int
     return (CALENDAR_START, words + [0] * (CALENDAR_WORDS - len(words)))
 
 
-def _setup(role: str, rmap: Any) -> list[tuple[int, list[int]]]:
+def setup_writes(role: str, rmap: Any) -> list[tuple[int, list[int]]]:
     """The writes that switch every feature of ``role`` on (the lamp's clock is set apart: it reads the world)."""
     if role == "lamp":
         return [*_words(rmap, **_AMSTERDAM), _program(0, _NIGHT), _program(1, _EVENING),
@@ -131,7 +130,7 @@ def _setup(role: str, rmap: Any) -> list[tuple[int, list[int]]]:
     return []
 
 
-def _feature_writes(role: str, rmap: Any, i: int) -> list[tuple[int, list[int]]]:
+def feature_writes(role: str, rmap: Any, i: int) -> list[tuple[int, list[int]]]:
     """The ``i``-th write of the run's cycle: each exercises a feature that allocates on the node."""
     if role == "lamp":
         cycle = [
@@ -162,33 +161,48 @@ def _write(client: ModbusSerialClient, writes: list[tuple[int, list[int]]]) -> i
     return refused
 
 
-def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE) -> dict[str, Any]:
-    """Run one node of ``role`` with all its features under a polling master; heap, turnaround, round trips.
-
-    Raises StreetError if the node does not boot at ``heapsize``.
-    """
-    base = role.removesuffix("-ble")  # meter-ble: the meter with its BLE adverts and GATT service running
-    street = VirtualStreet(work / f"street-{role}-{heapsize}", nodes=1, role=base, heapsize=heapsize)
-    radio = RadioThread(street, {1: base}) if base != role else contextlib.nullcontext()
-    role = base
-    node = street.node(1)
-    node.flash.mkdir(parents=True, exist_ok=True)
+def control(role: str) -> dict[str, Any]:
+    """The virtual world's ``control.json`` of a node of ``role`` in the bench."""
     control = dict(_CONTROL.get(role, {}))
     if role == "lamp":
         control.update(epoch=_EPOCH, speed=_SPEED)
-    (node.flash / "control.json").write_text(json.dumps(control))
+    return control
+
+
+def wait_diag(flash: Path, uptime: float) -> dict[str, Any]:
+    """The node's ``diag.json`` once it covers ``uptime`` seconds (written every 10 s; 15 s at most)."""
+    deadline = time.monotonic() + 15
+    d = _diag(flash)
+    while d.get("uptime", 0) < uptime and time.monotonic() < deadline:
+        time.sleep(0.5)
+        d = _diag(flash)
+    return d
+
+
+def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE) -> dict[str, Any]:
+    """Run one node of ``role`` with all its features under a polling master; heap, turnaround, round trips.
+
+    ``meter-ble`` and ``env-ble`` are battery BLE nodes with no bus, driven over the radio instead
+    (:mod:`tools.bench.node_radio`). Raises StreetError if the node does not boot at ``heapsize``.
+    """
+    if role.endswith("-ble"):
+        return measure_radio_role(role, seconds, work, heapsize)
+    street = VirtualStreet(work / f"street-{role}-{heapsize}", nodes=1, role=role, heapsize=heapsize)
+    node = street.node(1)
+    node.flash.mkdir(parents=True, exist_ok=True)
+    (node.flash / "control.json").write_text(json.dumps(control(role)))
     rmap = load(role)
     count = max(r.address + r.width for r in rmap.registers if r.table == INPUT and r.address < 100)
     rtts: list[float] = []
     errors = 0
     writes = 0
     refused = 0
-    with radio, street:
+    with street:
         street.start()
         client = ModbusSerialClient(street.master_device, baudrate=street.baud, timeout=1.0, retries=0)
         assert client.connect()
         try:
-            setup = _setup(role, rmap)
+            setup = setup_writes(role, rmap)
             refused += _write(client, setup)
             writes += len(setup)
             if role == "lamp":
@@ -200,7 +214,7 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
             i = 0
             while time.monotonic() - start < WARMUP + seconds:
                 if time.monotonic() >= next_write:
-                    batch = _feature_writes(role, rmap, i)
+                    batch = feature_writes(role, rmap, i)
                     refused += _write(client, batch)
                     writes += len(batch)
                     i += 1
@@ -218,22 +232,13 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
                     rtts.append(took)
                 else:
                     errors += 1
-            # diag.json is written every 10 s: wait for one that covers the window.
-            deadline = time.monotonic() + 15
-            d = _diag(node.flash)
-            while d.get("uptime", 0) < WARMUP + seconds and time.monotonic() < deadline:
-                time.sleep(0.5)
-                d = _diag(node.flash)
+            d = wait_diag(node.flash, WARMUP + seconds)
         finally:
             client.close()  # type: ignore[no-untyped-call]
         alive = node.alive()
     rtts.sort()
-    gatt = {} if not isinstance(radio, RadioThread) else {
-        "gatt_answered": radio.gatt_answered, "gatt_failed": radio.gatt_failed, "ble": d.get("ble"),
-        "radio_heap": _radio_heap(node.flash)}
     return {
-        **gatt,
-        "role": role if not gatt else f"{role}-ble",
+        "role": role,
         "heapsize": heapsize,
         "alive": alive,
         "heap_peak": d.get("heap_peak"),
@@ -257,7 +262,7 @@ def measure_role(role: str, seconds: float, work: Path, heapsize: str = HEAPSIZE
     }
 
 
-def _radio_heap(flash: Path) -> int | None:
+def radio_heap(flash: Path) -> int | None:
     """Bytes of the virtual radio's module and link to the radio host (``boards/sim/bluetooth.py``: C and the
     BLE stack's own heap on an ESP32), as the node measured them; None if it did not."""
     try:
@@ -301,7 +306,10 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
         "override, photocell and gateway control with its program evaluated every second; the meter counting "
         "2 l/s; the environment node's three sensors; settings written every "
         f"{WRITE_EVERY:g} s), a pymodbus master reading the role's input table back to back for {seconds:g} s "
-        f"after {WARMUP:g} s of warm-up; {time.strftime('%Y-%m-%d')}, 2 shared cores, load average "
+        f"after {WARMUP:g} s of warm-up (meter-ble, env-ble: battery BLE nodes with no bus, so no Modbus code "
+        "loaded, advertising every second, their writes and back-to-back reads of 10 holding registers sent by "
+        "the gateway's GATT sender, one connection each: tools/bench/node_radio.py); "
+        f"{time.strftime('%Y-%m-%d')}, 2 shared cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end (other work on the machine).",
         "",
         "| role | image sim (KB) | ROMFS image sim (KB) | image ESP32 xtensawin (KB) | heap (+ ROMFS) "
@@ -319,9 +327,9 @@ def table(rows: list[dict[str, Any]], seconds: float) -> str:
             f"| {_kb(r['heap_peak'])} | {_kb(r['heap_live'])} | {_kb(r['heap_gc_peak'])} "
             f"| {r['writes']} ({r['refused']}) "
             f"| {r['short_of_ram'] if r['short_of_ram'] is not None else 'n/a'} "
-            f"| {r.get('read_max_us')}, {r.get('late_reads')} of {r.get('answered')} "
-            f"| {r['turnaround_max_us']} "
-            f"| {_ms(r['rtt_p50_ms'])} / {_ms(r['rtt_p99_ms'])} / {_ms(r['rtt_max_ms'])} "
+            + (f"| {r.get('read_max_us')}, {r.get('late_reads')} of {r.get('answered')} | {r['turnaround_max_us']} "
+               if r.get("bus", True) else "| no bus | no bus ")
+            + f"| {_ms(r['rtt_p50_ms'])} / {_ms(r['rtt_p99_ms'])} / {_ms(r['rtt_max_ms'])} "
             f"| {r['requests']} ({r['errors']}) |"
         )
     radio = [r for r in rows if isinstance(r.get("radio_heap"), int) and isinstance(r.get("heap_peak"), int)]

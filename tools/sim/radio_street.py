@@ -14,7 +14,8 @@ manifest as ``"ble"``::
      "nodes": [{"id": "pit-9", "unit": 9, "role": "meter", "address": "D0:5E:00:00:01:09",
                 "key": "<32 hex digits>", "interval": 1.0}]}
 
-BLE nodes still serve Modbus on the bus (the firmware does both); a gateway
+BLE nodes still serve Modbus on the bus (the firmware does both) unless their
+``config.json`` says ``"bus": false`` (a battery node); a gateway
 configuration written from the manifest hears them on the radio only.
 """
 
@@ -24,15 +25,21 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tools.sim.radio import VirtualRadio
 from tools.sim.radio_hci import HciPort, adapter_setting
 from tools.sim.radio_host import RadioHost
 from tools.sim.street import VirtualStreet
 
+if TYPE_CHECKING:
+    from gateway.service.config_ble import BleNodeConfig
+    from gateway.transport.ble_client import GattSender
+
 __all__ = ["RadioStreet", "RadioThread", "ble_node_id", "run_street"]
+
+_T = TypeVar("_T")
 
 _ID_PREFIX = {"meter": "pit", "env": "pole"}
 
@@ -116,11 +123,12 @@ async def run_street(street: VirtualStreet, ble_units: dict[int, str], started: 
 class RadioThread:
     """A :class:`RadioStreet` served from a thread of its own (for synchronous callers: the node bench), with
     a gateway-side GATT read of each node's first holding registers every ``gatt_every`` seconds, so that the
-    nodes' GATT service works while they are measured. Use as a context manager around the street's run.
+    nodes' GATT service works while they are measured (None: no such reads; :meth:`call` runs the caller's
+    own GATT work). Use as a context manager around the street's run.
     """
 
     def __init__(self, street: VirtualStreet, units: dict[int, str], *, interval_ms: int = 1000,
-                 gatt_every: float = 5.0) -> None:
+                 gatt_every: float | None = 5.0) -> None:
         self.radio = RadioStreet(street, units, interval_ms=interval_ms)
         self.gatt_every = gatt_every
         self.gatt_answered = 0
@@ -132,6 +140,20 @@ class RadioThread:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="radio", daemon=True)
         self._error: BaseException | None = None
+        self._sender: GattSender | None = None
+        self._nodes: list[BleNodeConfig] = []
+
+    def call(self, work: Callable[[GattSender, list[BleNodeConfig]], Awaitable[_T]]) -> _T:
+        """Run ``work(sender, nodes)`` on the radio's event loop (a gateway's GATT sender, the BLE nodes'
+        configurations) and return its result: for a caller that drives the nodes over GATT itself."""
+        sender = self._sender
+        if sender is None:
+            raise RuntimeError("the radio is not running")
+
+        async def run() -> _T:
+            return await work(sender, self._nodes)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
 
     def __enter__(self) -> RadioThread:
         self._thread.start()
@@ -164,11 +186,12 @@ class RadioThread:
             self._error = exc
             self._started.set()
             return
-        self._started.set()
         windows = ReplayWindows(":memory:")
         sender = GattSender(windows, backend=client_backend(self.radio.radio), retries=0)
         nodes = [BleNodeConfig(id=n["id"], address=n["address"], key=n["key"], role=n["role"])
                  for n in self.radio.nodes()]
+        self._sender, self._nodes = sender, nodes
+        self._started.set()
         try:
             while not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
