@@ -22,10 +22,11 @@ For each role, one run on this machine:
     written every few seconds;
   - env: BME280 every 1 s, SDS011 every 2 s, noise every sample, a setting
     written every few seconds;
-  - meter-ble, env-ble: the meter or env node as above with its BLE part
-    running too (``ble.json``: encrypted adverts every second on the virtual
-    radio, its GATT service served, a gateway's sealed GATT read every 5 s:
-    ``tools.sim.radio_street.RadioThread``);
+  - meter-ble, env-ble: the meter or env node as above as a battery BLE node
+    (``"bus": false``: no Modbus slave), its BLE part running (``ble.json``:
+    encrypted adverts every second on the virtual radio, its GATT service),
+    driven over the radio instead of the bus: the writes as GATT writes, GATT
+    reads back to back (``tools.bench.node_radio``);
 
   a node that cannot boot or serve there is tried again with 16K more until
   it does (up to 256K), and the table says which heap the figures were taken
