@@ -40,6 +40,7 @@ persisted: it ends with a reboot.
 
 import gc
 import time
+from array import array
 
 from firmware.lazy import release
 from protocols.roles.common import EV_SETTINGS
@@ -167,9 +168,11 @@ class Role:
         self.node = None
         self.path = getattr(board, "flash_dir", ".") + "/lamp.json"
         self.settings_error = False
+        # Packed, as the window and the calendar block hold them (a program's points in an array("h"), the
+        # calendar's words in an array("H")): a tuple per point and a dictionary per rule took five times the heap.
         self.programs = [None] * PROGRAMS
-        self.calendar = {"default": 0, "rules": []}
-        self.calendar_words = [0] * CALENDAR_WORDS
+        self.calendar_words = array("H", bytes(2 * CALENDAR_WORDS))
+        self.calendar = self.calendar_words  # the same words while they are a valid calendar; None if damaged
         self.control = CONTROL_POWER_UP
         self.source = SOURCE_GATEWAY
         self.target = -1  # level driven now (0 with the relay open); -1 before the first drive

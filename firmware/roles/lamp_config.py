@@ -16,6 +16,7 @@ safe level every night until a valid one is written.
 """
 
 import json
+from array import array
 
 from firmware.roles import lamp  # the role's copies of the table's numbers (the table may be released)
 from firmware.storage import atomic_write
@@ -33,9 +34,6 @@ except ImportError:  # CPython
 # integers are one object each in a node's heap while this module is loaded, where nine (name, value) pairs were ten.
 SETTINGS = "mode autonomy_after safe_level latitude longitude photo_on photo_off photo_level rated_power"
 DEFAULTS = (0, 300, 100, 0, 0, 0, 0, 100, 60)
-# A stored program that fails the checks at boot: counted as stored, reads empty in the window, and the plan of
-# a night it is chosen for fails (the safe level). Saved as it is, it fails again at the next boot.
-INVALID = ((),)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _EX_DEVICE_FAILURE = const(4)
@@ -70,20 +68,26 @@ def load(role):
                     pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
                     try:
                         program_rules.validate_program(pts, pid)
+                        packed = array("h", bytes(6 * len(pts)))  # kind, offset, level per point
+                        for k in range(len(pts)):
+                            packed[3 * k], packed[3 * k + 1], packed[3 * k + 2] = pts[k]
                     except ValueError:
-                        pts = INVALID  # damaged in flash: the safe level on the nights it is chosen for
-                    role.programs[pid] = pts
+                        # Damaged in flash: one word, counted as stored, reads empty in the window, the safe level
+                        # on the nights it is chosen for (firmware.night_plan); saved as [[]], it fails at boot again.
+                        packed = array("h", bytes(2))
+                    role.programs[pid] = packed
         words = data.get("calendar")
         if isinstance(words, list) and len(words) == lamp.CALENDAR_WORDS:
             h = bank.holding
             for k in range(lamp.CALENDAR_WORDS):
                 w = words[k]
                 h[lamp.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
+            role.calendar_words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
             try:
-                role.calendar = build_calendar(h)
+                build_calendar(h)
+                role.calendar = role.calendar_words
             except ValueError:
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
-            role.calendar_words = list(words)
         program_rules = None
     _publish_programs(role)
     show_program(role, 0)
@@ -95,8 +99,18 @@ def save(role):
     values = {}
     for name in SETTINGS.split():
         values[name] = bank.get(name)
-    progs = [[list(p) for p in pts] if pts else None for pts in role.programs]
-    text = json.dumps({"set": values, "programs": progs, "calendar": role.calendar_words})
+    progs = []  # as lists of [kind, offset, level] (loops, not comprehensions: each is code in the heap)
+    for pts in role.programs:
+        points = None
+        if pts:
+            points = []
+            if len(pts) % 3:
+                points.append([])  # damaged in flash
+            else:
+                for k in range(0, len(pts), 3):
+                    points.append([pts[k], pts[k + 1], pts[k + 2]])
+        progs.append(points)
+    text = json.dumps({"set": values, "programs": progs, "calendar": list(role.calendar_words)})
     try:
         atomic_write(role.path, text)
     except OSError:
@@ -110,18 +124,29 @@ def show_program(role, pid):
     h = role.bank.holding
     start = lamp.PROGRAM_START
     pts = role.programs[pid]
-    n = len(pts) if pts and pts is not INVALID else 0
+    n = len(pts) if pts and len(pts) % 3 == 0 else 0  # words; a damaged program shows none
     h[start] = pid
-    h[start + 1] = n
-    for k in range(lamp.POINTS):
-        a = start + 2 + 3 * k
-        if k < n:
-            kind, off, level = pts[k]
-            h[a] = kind
-            h[a + 1] = off & 0xFFFF
-            h[a + 2] = level
-        else:
-            h[a] = h[a + 1] = h[a + 2] = 0
+    h[start + 1] = n // 3
+    for k in range(3 * lamp.POINTS):
+        h[start + 2 + k] = pts[k] & 0xFFFF if k < n else 0
+
+
+def calendar_of(words):
+    """The calendar as ``firmware.schedule`` reads it, from its 33 holding words (``firmware.night_plan`` reads
+    the words themselves)."""
+    rules = []
+    for k in range(1, len(words) - 3, 4):
+        pid, days, first, last = words[k], words[k + 1], words[k + 2], words[k + 3]
+        if days == 0 and first == 0:
+            continue  # an unused rule
+        rule = {"program": pid}
+        if days:
+            rule["days"] = days
+        if first or last:
+            rule["from"] = [first // 100, first % 100]
+            rule["to"] = [last // 100, last % 100]
+        rules.append(rule)
+    return {"default": words[0], "rules": rules}
 
 
 def program_write(role, address, count):
@@ -134,7 +159,11 @@ def program_write(role, address, count):
         n = h[start + 1]
         if n == 0:
             cal = role.calendar
-            if cal is not None and pid in [cal["default"]] + [rule["program"] for rule in cal["rules"]]:
+            used = cal is not None and cal[0] == pid
+            for k in range(1, len(cal) - 3 if cal is not None else 0, 4):
+                if (cal[k + 1] or cal[k + 2]) and cal[k] == pid:
+                    used = True  # a rule in use names it
+            if used:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "the calendar uses program %d" % pid)
             pts = None
         else:
@@ -149,7 +178,7 @@ def program_write(role, address, count):
                 program_rules.validate_program(pts, pid)
             except ValueError as exc:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
-            pts = tuple(pts)
+            pts = array("h", bytes(h[start + 2:start + 2 + 3 * n]))  # the points' words, as the window holds them
         old = role.programs[pid]
         role.programs[pid] = pts
         try:
@@ -176,22 +205,12 @@ def _publish_programs(role):
 
 def build_calendar(h, check=True):
     """The calendar in the holding words ``h`` as firmware.schedule wants it; ValueError if invalid (``check``)."""
-    rules = []
+    start = lamp.CALENDAR_START
     for k in range(lamp.RULES):
-        a = lamp.CALENDAR_START + 1 + 4 * k
-        pid, days, first, last = h[a], h[a + 1], h[a + 2], h[a + 3]
-        if days == 0 and first == 0:
-            if last and check:
-                raise ValueError("rule %d: a last date without a first" % k)
-            continue
-        rule = {"program": pid}
-        if days:
-            rule["days"] = days
-        if first or last:
-            rule["from"] = [first // 100, first % 100]
-            rule["to"] = [last // 100, last % 100]
-        rules.append(rule)
-    cal = {"default": h[lamp.CALENDAR_START], "rules": rules}
+        a = start + 1 + 4 * k
+        if check and h[a + 1] == 0 and h[a + 2] == 0 and h[a + 3]:
+            raise ValueError("rule %d: a last date without a first" % k)
+    cal = calendar_of(h[start:start + lamp.CALENDAR_WORDS])
     if check:
         from protocols import program_rules
 
@@ -206,12 +225,14 @@ def calendar_write(role, address, count):
         cal = build_calendar(h)
     except ValueError as exc:
         raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
-    for pid in [cal["default"]] + [r["program"] for r in cal["rules"]]:
+    pids = [cal["default"]]
+    for rule in cal["rules"]:
+        pids.append(rule["program"])
+    for pid in pids:
         if not role.programs[pid]:
             raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
     old = (role.calendar, role.calendar_words)
-    role.calendar = cal
-    role.calendar_words = [h[lamp.CALENDAR_START + k] for k in range(lamp.CALENDAR_WORDS)]
+    role.calendar = role.calendar_words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
     try:
         save(role)
     except ModbusException:

@@ -113,6 +113,7 @@ def _plan_for(role, now):
         off = bank.get("photo_off")
         if off and not bank.get("photo_on") < off:
             raise ValueError("photocell: on must be below off")
+        # Programs and calendar as the role keeps them, packed in words: the plan reads the few it needs.
         plan = night_plan.plan(now, tz, bank.get("latitude") / 1e6, bank.get("longitude") / 1e6, role.calendar,
                                role.programs)
     except MemoryError:
