@@ -9,11 +9,11 @@ blocks and allocated once. The firmware publishes values with
 The bank is built from a role's rows (``REGISTERS``, the tuples that
 ``protocols.regmap.RegisterMap`` validates), or from a ``RegisterMap``. From
 rows it keeps only what a node needs (node roles use the integer types; F32,
-for third-party devices, is the gateway's), packed: name -> place and type, and the
-bounds of the writable registers (their names in a tuple, their addresses
-and bounds in one ``array('I')``: about 0.5 KB for a lamp, where a tuple per
-writable row and a dictionary of them took 1.7 KB on the unix port), a few
-kilobytes instead of a ``Register`` object per row (about 290 bytes each). The write
+for third-party devices, is the gateway's), packed: the names in a tuple, each one's place and
+type in an ``array('I')``, and the bounds of the writable registers in
+another (about 1.4 KB for a lamp on the unix port, where dictionaries of
+names and of a tuple per writable row took 2.9 KB), instead of a
+``Register`` object per row (about 290 bytes each). The write
 check is the map's (``RegisterMap.check_write``: whole writable holding
 registers, raw values within bounds; tests hold the two to the same answers).
 ``map`` is the role's ``RegisterMap`` (``protocols.roles.load``, on first use).
@@ -84,30 +84,40 @@ class RegisterBank:
                     for r in source.registers]
         self.role = role
         self.role_id = role_id
-        self._pos = {}  # name -> address | type << 16 | (table is holding) << 20
-        # Writable registers, what a write needs of their rows: names, and per register three words (address,
-        # minimum, maximum; bounds as 32-bit patterns, signed by the register's type). A tuple per row and a
-        # dictionary by address cost three times the heap.
-        names = [row[0] for row in rows if row[1] == _HOLDING and row[6] == _RW]
-        self._rw_names = tuple(names)
-        self._rw = rw = array("I", bytes(12 * len(names)))
+        # The registers' names in a tuple (interned strings: the tuple holds pointers) and, at the same index, their
+        # places in an array: address | type << 16 | (table is holding) << 20. A dictionary of them took twice the
+        # heap (1.4 KB for a lamp's 51 registers on the unix port); a lookup scans the tuple, which compares
+        # interned names by pointer.
+        names = []
+        writable = 0
+        for row in rows:
+            names.append(row[0])
+            if row[1] == _HOLDING and row[6] == _RW:
+                writable += 1
+        self._names = tuple(names)
         names = None
+        self._where = where = array("I", bytes(4 * len(self._names)))
+        # Writable registers, what a write needs of their rows: per register three words (index in _names,
+        # minimum, maximum; bounds as 32-bit patterns, signed by the register's type), where a tuple per row
+        # and a dictionary by address took three times the heap.
+        self._rw = rw = array("I", bytes(12 * writable))
         hold = 0
         inp = 0
         k = 0
-        for row in rows:
-            name, table, address, rtype = row[0], row[1], row[2], row[3]
+        for i in range(len(rows)):
+            row = rows[i]
+            table, address, rtype = row[1], row[2], row[3]
             end = address + (2 if rtype == _U32 or rtype == _S32 else 1)
             if table == _HOLDING:
                 hold = max(hold, end)
                 if row[6] == _RW:
-                    rw[k] = address
+                    rw[k] = i
                     rw[k + 1] = row[7] & 0xFFFFFFFF
                     rw[k + 2] = row[8] & 0xFFFFFFFF
                     k += 3
             else:
                 inp = max(inp, end)
-            self._pos[name] = address | rtype << 16 | (table == _HOLDING) << 20
+            where[i] = address | rtype << 16 | (table == _HOLDING) << 20
         for table, start, count in blocks:
             if table == _HOLDING:
                 hold = max(hold, start + count)
@@ -148,13 +158,13 @@ class RegisterBank:
 
     def _place(self, name):
         try:
-            return self._pos[name]
-        except KeyError:
+            return self._where[self._names.index(name)]
+        except ValueError:
             raise KeyError("role %s has no register %r" % (self.role, name)) from None
 
     def has(self, name):
         """True if the role has a register called ``name``."""
-        return name in self._pos
+        return name in self._names
 
     def address(self, name):
         """Address of register ``name``."""
@@ -164,13 +174,14 @@ class RegisterBank:
         """``(minimum, maximum)`` raw values a master may write to register ``name`` (None if read-only)."""
         p = self._place(name)
         k = self._writable(p & 0xFFFF) if p & 0x100000 else -1
-        return self._bounds(k, (p >> 16) & 0xF) if k >= 0 and self._rw_names[k // 3] == name else None
+        return self._bounds(k, (p >> 16) & 0xF) if k >= 0 and self._names[self._rw[k]] == name else None
 
     def _writable(self, address):
         # Index in _rw of the writable holding register starting at ``address``, or -1.
         rw = self._rw
+        where = self._where
         for k in range(0, len(rw), 3):
-            if rw[k] == address:
+            if where[rw[k]] & 0xFFFF == address:
                 return k
         return -1
 
@@ -218,7 +229,7 @@ class RegisterBank:
             values_out[i] = table[address + i]
         for name, at in self._mirrors if table is self.input else ():
             if address <= at < address + count:
-                values_out[at - address] = self.holding[self._pos[name] & 0xFFFF]
+                values_out[at - address] = self.holding[self._place(name) & 0xFFFF]
 
     def check_write(self, address, values, count):
         """Raise ModbusException unless writing ``values[:count]`` at ``address`` is allowed (as the map's)."""
@@ -226,8 +237,8 @@ class RegisterBank:
         a = address
         while a < end:
             k = self._writable(a)
-            name = self._rw_names[k // 3] if k >= 0 else None
-            t = (self._pos[name] >> 16) & 0xF if k >= 0 else 0
+            name = self._names[self._rw[k]] if k >= 0 else None
+            t = (self._where[self._rw[k]] >> 16) & 0xF if k >= 0 else 0
             width = 2 if t == _U32 or t == _S32 else 1
             if k < 0 or a + width > end:
                 raise ModbusException(
@@ -280,7 +291,7 @@ class RegisterBank:
                     for a in range(address, end):
                         k = self._writable(a)
                         if k >= 0:
-                            names.append(self._rw_names[k // 3])
+                            names.append(self._names[self._rw[k]])
                     hook(names)
         except Exception:
             for i in range(count):

@@ -117,22 +117,16 @@ RELEASE_TABLES = True
 # Re-exported for lamp_config, lamp_level and the node's bank (MIRRORS), which must not import the released table.
 __all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_LEVEL", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION",
            "MIRRORS", "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
-           "SOURCE_GATEWAY", "Role", "registers", "safe_state"]
-
-
-def registers():
-    """The lamp's register rows (``protocols.roles.lamp.REGISTERS``), for the node's bank."""
-    from protocols.roles import lamp
-
-    return lamp.REGISTERS
+           "SOURCE_GATEWAY", "Role", "safe_state"]
 
 
 def __getattr__(name):
-    # MAP only on demand (the node's bank works from the rows; the RegisterMap is large).
-    if name == "MAP":
+    # The table's rows (``REGISTERS``, which the node's bank packs at boot) and its MAP (large) only on demand,
+    # from protocols.roles.lamp, which the node then releases; one function for both (each is code in the heap).
+    if name == "REGISTERS" or name == "MAP":
         from protocols.roles import lamp
 
-        return lamp.MAP
+        return getattr(lamp, name)
     raise AttributeError(name)
 
 
@@ -146,13 +140,6 @@ def safe_state(board, bank):
         board.dimmer(100)
     except Exception:  # a broken output must not stop the node answering
         pass
-
-
-def _config():
-    gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
-    from firmware.roles import lamp_config
-
-    return lamp_config
 
 
 class Role:
@@ -214,7 +201,11 @@ class Role:
     def start(self):
         """Load the settings, publish them, and drive the lamp to its power-up state (the program's level)."""
         bank = self.bank
-        _config().load(self)
+        gc.collect()  # the settings code (firmware.roles.lamp_config) and its work land in one tidy heap
+        from firmware.roles import lamp_config
+
+        lamp_config.load(self)
+        lamp_config = None
         bank.set("role", ROLE_ID)
         bank.set("firmware", FIRMWARE_VERSION)
         bank.set("energy", self.store.energy_wh)
@@ -241,9 +232,13 @@ class Role:
             bank.set("mode", 0)
             persist = True
         if persist:
+            gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
             try:
-                _config().save(self)
+                from firmware.roles import lamp_config
+
+                lamp_config.save(self)
             finally:
+                lamp_config = None
                 release(_CONFIG)
             self.log(EV_SETTINGS, bank.address(names[0]))
         if take:
@@ -267,11 +262,14 @@ class Role:
     def _block_write(self, address, count):
         # A master wrote the program window or the calendar (one method for both: one name fewer in RAM).
         self._plan = None
-        config = _config()
+        gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
+        from firmware.roles import lamp_config
+
         try:
-            write = config.program_write if address < CALENDAR_START else config.calendar_write
+            write = lamp_config.program_write if address < CALENDAR_START else lamp_config.calendar_write
             write(self, address, count)
         finally:
+            write = lamp_config = None
             self._done()
 
     def _clock_ms(self):

@@ -65,7 +65,10 @@ def load(role):
             for pid in range(lamp.PROGRAMS):
                 pts = progs[pid]
                 if pts and isinstance(pts, list):
-                    pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
+                    points = []
+                    for p in pts:
+                        points.append(tuple(p) if isinstance(p, list) else p)
+                    pts = tuple(points)
                     try:
                         program_rules.validate_program(pts, pid)
                         packed = array("h", bytes(6 * len(pts)))  # kind, offset, level per point
@@ -89,7 +92,6 @@ def load(role):
             except ValueError:
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
         program_rules = None
-    _publish_programs(role)
     show_program(role, 0)
 
 
@@ -120,7 +122,14 @@ def save(role):
 
 
 def show_program(role, pid):
-    """Put program ``pid`` into the program window (unused points read 0)."""
+    """Put program ``pid`` into the program window (unused points read 0); publish ``programs``."""
+    # The `programs` register: one bit per stored program. It moves only at a load or a program write, each of
+    # which shows a program after (one function, not two: each is code in the heap while this module is loaded).
+    mask = 0
+    for k in range(lamp.PROGRAMS):
+        if role.programs[k]:
+            mask |= 1 << k
+    role.bank.set("programs", mask)
     h = role.bank.holding
     start = lamp.PROGRAM_START
     pts = role.programs[pid]
@@ -129,24 +138,6 @@ def show_program(role, pid):
     h[start + 1] = n // 3
     for k in range(3 * lamp.POINTS):
         h[start + 2 + k] = pts[k] & 0xFFFF if k < n else 0
-
-
-def calendar_of(words):
-    """The calendar as ``firmware.schedule`` reads it, from its 33 holding words (``firmware.night_plan`` reads
-    the words themselves)."""
-    rules = []
-    for k in range(1, len(words) - 3, 4):
-        pid, days, first, last = words[k], words[k + 1], words[k + 2], words[k + 3]
-        if days == 0 and first == 0:
-            continue  # an unused rule
-        rule = {"program": pid}
-        if days:
-            rule["days"] = days
-        if first or last:
-            rule["from"] = [first // 100, first % 100]
-            rule["to"] = [last // 100, last % 100]
-        rules.append(rule)
-    return {"default": words[0], "rules": rules}
 
 
 def program_write(role, address, count):
@@ -187,30 +178,30 @@ def program_write(role, address, count):
             role.programs[pid] = old
             raise
         role.log(lamp.EV_PROGRAMS, pid if pts else pid + 256)
-        _publish_programs(role)
         show_program(role, pid)
         role.stale = True
     elif address <= start < end:
         show_program(role, pid)
 
 
-def _publish_programs(role):
-    # The `programs` register: one bit per stored program. It moves only here, at a load or a program write.
-    mask = 0
-    for pid in range(lamp.PROGRAMS):
-        if role.programs[pid]:
-            mask |= 1 << pid
-    role.bank.set("programs", mask)
-
-
 def build_calendar(h, check=True):
     """The calendar in the holding words ``h`` as firmware.schedule wants it; ValueError if invalid (``check``)."""
-    start = lamp.CALENDAR_START
+    rules = []
     for k in range(lamp.RULES):
-        a = start + 1 + 4 * k
-        if check and h[a + 1] == 0 and h[a + 2] == 0 and h[a + 3]:
-            raise ValueError("rule %d: a last date without a first" % k)
-    cal = calendar_of(h[start:start + lamp.CALENDAR_WORDS])
+        a = lamp.CALENDAR_START + 1 + 4 * k
+        pid, days, first, last = h[a], h[a + 1], h[a + 2], h[a + 3]
+        if days == 0 and first == 0:
+            if last and check:
+                raise ValueError("rule %d: a last date without a first" % k)
+            continue  # an unused rule
+        rule = {"program": pid}
+        if days:
+            rule["days"] = days
+        if first or last:
+            rule["from"] = [first // 100, first % 100]
+            rule["to"] = [last // 100, last % 100]
+        rules.append(rule)
+    cal = {"default": h[lamp.CALENDAR_START], "rules": rules}
     if check:
         from protocols import program_rules
 

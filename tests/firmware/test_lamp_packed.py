@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from firmware import night_plan
-from firmware.roles.lamp_config import calendar_of
+from firmware.roles.lamp_config import build_calendar
 from gateway.commands.lamp_schedule import calendar_words
-from protocols.roles.lamp import CALENDAR_WORDS
+from protocols.roles.lamp import CALENDAR_START, CALENDAR_WORDS
 
 CALENDARS: list[dict[str, Any]] = [
     {"default": 0, "rules": []},
@@ -29,6 +29,13 @@ CALENDARS: list[dict[str, Any]] = [
     {"default": 1, "rules": [{"program": k, "days": 1 << (k % 7), "from": [k + 1, 1], "to": [k + 1, 28]}
                              for k in range(8)]},
 ]
+
+
+def calendar_of(words: Any) -> dict[str, Any]:
+    """The calendar the lamp's settings code reads from the block's words (holding 250..282)."""
+    holding = array("H", bytes(2 * CALENDAR_START)) + array("H", words)
+    result: dict[str, Any] = build_calendar(holding, check=False)
+    return result
 
 
 @pytest.mark.parametrize("calendar", CALENDARS)
