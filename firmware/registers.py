@@ -130,7 +130,8 @@ class RegisterBank:
         self.input = array("H", bytes(2 * inp))
         self.on_write = on_write
         self.broadcast = False
-        self._blocks = []  # (start, count, minimums, maximums, hook), holding only
+        self._blocks = []  # (start, count, index of each word's bounds in _pairs, hook), holding only
+        self._pairs = array("h")  # minimum, maximum of each distinct pair of a block word's bounds
         self._undo = array("H", bytes(2 * _MAX_WRITE))
 
     @property
@@ -145,16 +146,26 @@ class RegisterBank:
     def add_block(self, start, count, bounds, hook):
         """Accept writes to holding words ``start .. start+count-1`` (see the module docstring).
 
-        The bounds are copied into two small arrays: the bank keeps no reference
-        to ``bounds`` (nor, through it, to the module that defines it).
+        The bounds are copied: each distinct pair once (a block's words repeat a few), and a byte per word
+        that says which. The bank keeps no reference to ``bounds`` (nor, through it, to the module that
+        defines it).
         """
         if start + count > len(self.holding):
             raise ValueError("block %d+%d is outside the bank (declare it in blocks=)" % (start, count))
-        lo = array("h", bytes(2 * count))
-        hi = array("h", bytes(2 * count))
+        pairs = self._pairs
+        index = bytearray(count)
         for i in range(count):
-            lo[i], hi[i] = bounds(start + i)
-        self._blocks.append((start, count, lo, hi, hook))
+            lo, hi = bounds(start + i)
+            j = 0
+            while j < len(pairs) and (pairs[j] != lo or pairs[j + 1] != hi):
+                j += 2
+            if j == len(pairs):
+                if j >= 512:
+                    raise ValueError("blocks with more than 256 distinct bounds")
+                pairs.append(lo)
+                pairs.append(hi)
+            index[i] = j // 2
+        self._blocks.append((start, count, index, hook))
 
     def _place(self, name):
         try:
@@ -265,8 +276,9 @@ class RegisterBank:
                 raise ModbusException(_FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "write runs past the block")
             first = address - block[0]
             for i in range(count):
-                lo = block[2][first + i]
-                hi = block[3][first + i]
+                j = 2 * block[2][first + i]
+                lo = self._pairs[j]
+                hi = self._pairs[j + 1]
                 v = values[i]
                 if lo < 0 and v & 0x8000:
                     v -= 0x10000
@@ -283,7 +295,7 @@ class RegisterBank:
             table[address + i] = values[i]
         try:
             if block is not None:
-                block[4](address, count)
+                block[3](address, count)
             else:
                 hook = self.on_write
                 if hook is not None:

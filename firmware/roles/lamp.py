@@ -172,7 +172,7 @@ class Role:
         # name the node keeps interned for good, a slot of a list is none.
         self._was = [0.0, -1, 0, False, True]
         self._steady = 0  # samples since the target last changed
-        self._counts = {}  # debounce counters per status bit
+        self._counts = bytearray(16)  # debounce counters, one per status bit (by its number: a dict took 3x the heap)
         self._dark = None  # photocell state: True dark, False light, None unknown
         self._lux = None
         self._ov_end = None  # clock ms when the override ends
@@ -297,12 +297,15 @@ class Role:
 
     def _debounce(self, bit, bad):
         # ``bad``: the alarm's condition in this sample; two in a row raise it, two without clear it.
-        c = self._counts.get(bit, 0)
+        k = 0
+        while bit >> k > 1:
+            k += 1
+        c = self._counts[k]
         if bad:
             c = c + 1 if c < _DEBOUNCE else _DEBOUNCE
         else:
             c = c - 1 if c > 0 else 0
-        self._counts[bit] = c
+        self._counts[k] = c
         return c > 0 if self.status & bit else c >= _DEBOUNCE
 
     def sample(self, now_ms):
