@@ -104,6 +104,7 @@ class RegisterBank:
         hold = 0
         inp = 0
         k = 0
+        words = 0  # writable words: the most a write to the table can cover
         for i in range(len(rows)):
             row = rows[i]
             table, address, rtype = row[1], row[2], row[3]
@@ -111,6 +112,7 @@ class RegisterBank:
             if table == _HOLDING:
                 hold = max(hold, end)
                 if row[6] == _RW:
+                    words += end - address
                     rw[k] = i
                     rw[k + 1] = row[7] & 0xFFFFFFFF
                     rw[k + 2] = row[8] & 0xFFFFFFFF
@@ -121,6 +123,7 @@ class RegisterBank:
         for table, start, count in blocks:
             if table == _HOLDING:
                 hold = max(hold, start + count)
+                words = max(words, count)  # a write lies inside one block
             else:
                 inp = max(inp, start + count)
         self._mirrors = mirrors  # (name, input address): input words that read a holding register
@@ -132,7 +135,9 @@ class RegisterBank:
         self.broadcast = False
         self._blocks = []  # (start, count, index of each word's bounds in _pairs, hook), holding only
         self._pairs = array("h")  # minimum, maximum of each distinct pair of a block word's bounds
-        self._undo = array("H", bytes(2 * _MAX_WRITE))
+        # The words a write replaces, kept until its hook accepts it: as many as the longest write that can pass
+        # the checks (whole writable registers, or inside one block), not the 123 a request may carry.
+        self._undo = array("H", bytes(2 * min(words, _MAX_WRITE)))
 
     @property
     def map(self):

@@ -106,7 +106,7 @@ _SUPPLY = const(4)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SCHEDULE = ("firmware.night_plan", "firmware.almanac", "protocols.program_rules")
+_SCHEDULE = "firmware.night_plan firmware.almanac protocols.program_rules"  # one string: one object in the heap
 _CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
@@ -153,7 +153,6 @@ class Role:
         self.events = None  # set by the node
         self.clock = None
         self.node = None
-        self.path = getattr(board, "flash_dir", ".") + "/lamp.json"
         self.settings_error = False
         # Packed, as the window and the calendar block hold them (a program's points in an array("h"), the
         # calendar's words in an array("H")): a tuple per point and a dictionary per rule took five times the heap.
@@ -193,7 +192,7 @@ class Role:
         if node is not None:
             node.note_heap()  # a write or an evaluation at its height: the node's peak
         release(_CONFIG)
-        for name in _SCHEDULE:
+        for name in _SCHEDULE.split():
             release(name)
 
     # --- start and writes ----------------------------------------------------------------------

@@ -46,7 +46,7 @@ def load(role):
     for k in range(len(names)):
         bank.set(names[k], DEFAULTS[k])
     try:
-        with open(role.path) as f:
+        with open(getattr(role.board, "flash_dir", ".") + "/lamp.json") as f:
             data = json.load(f)
     except (OSError, ValueError):
         data = None
@@ -114,7 +114,7 @@ def save(role):
         progs.append(points)
     text = json.dumps({"set": values, "programs": progs, "calendar": list(role.calendar_words)})
     try:
-        atomic_write(role.path, text)
+        atomic_write(getattr(role.board, "flash_dir", ".") + "/lamp.json", text)
     except OSError:
         role.settings_error = True
         raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "cannot save lamp.json") from None
