@@ -265,10 +265,9 @@ class Role:
         from firmware.roles import lamp_config
 
         try:
-            write = lamp_config.program_write if address < CALENDAR_START else lamp_config.calendar_write
-            write(self, address, count)
+            lamp_config.block_write(self, address, count)
         finally:
-            write = lamp_config = None
+            lamp_config = None
             self._done()
 
     def _clock_ms(self):

@@ -140,9 +140,33 @@ def show_program(role, pid):
         h[start + 2 + k] = pts[k] & 0xFFFF if k < n else 0
 
 
-def program_write(role, address, count):
-    """A master wrote the program window: store, delete or show a program (see ``protocols.roles.lamp``)."""
+def block_write(role, address, count):
+    """A master wrote the program window (store, delete or show a program) or the calendar block (kept if valid and
+    every program it names is stored): see ``protocols.roles.lamp``. One function for both blocks: each is code in
+    the heap while this module is loaded."""
     h = role.bank.holding
+    if address >= lamp.CALENDAR_START:
+        try:
+            cal = build_calendar(h)
+        except ValueError as exc:
+            raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
+        pids = [cal["default"]]
+        for rule in cal["rules"]:
+            pids.append(rule["program"])
+        for pid in pids:
+            if not role.programs[pid]:
+                raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
+        old = (role.calendar, role.calendar_words)
+        words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
+        role.calendar = role.calendar_words = words
+        try:
+            save(role)
+        except ModbusException:
+            role.calendar, role.calendar_words = old
+            raise
+        role.log(lamp.EV_SETTINGS, address)
+        role.stale = True
+        return
     start = lamp.PROGRAM_START
     end = address + count
     pid = h[start]
@@ -207,27 +231,3 @@ def build_calendar(h, check=True):
 
         program_rules.validate_calendar(cal, lamp.PROGRAMS)
     return cal
-
-
-def calendar_write(role, address, count):
-    """A master wrote the calendar block: keep it if valid and every program it names is stored."""
-    h = role.bank.holding
-    try:
-        cal = build_calendar(h)
-    except ValueError as exc:
-        raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
-    pids = [cal["default"]]
-    for rule in cal["rules"]:
-        pids.append(rule["program"])
-    for pid in pids:
-        if not role.programs[pid]:
-            raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
-    old = (role.calendar, role.calendar_words)
-    role.calendar = role.calendar_words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
-    try:
-        save(role)
-    except ModbusException:
-        role.calendar, role.calendar_words = old
-        raise
-    role.log(lamp.EV_SETTINGS, address)
-    role.stale = True
