@@ -91,7 +91,7 @@ def sun_position(n, f):
     formed as one float (see the module docstring).
     """
     (l_0, l_n, l_g, l_t, m_0, m_n, m_g, m_t, c_1, c_1t, c_1tt, c_2, c_2t, c_3, om_0, om_n, lam_0, lam_om,
-     s_0, s_1, s_2, s_3, eps_om, e_0, e_1, e_2) = [float(x) for x in _TERMS.split()]
+     s_0, s_1, s_2, s_3, eps_om, e_0, e_1, e_2) = map(float, _TERMS.split())  # no comprehension: its code is heap
     g = f - 0.5  # J2000.0 is 2000-01-01 12:00
     fn = float(n)
     t = (fn + g) / 36525  # Julian centuries: only slow terms use it

@@ -41,7 +41,31 @@ _sun_place = [None, None]  # latitude, longitude of the cached days
 
 
 def program_for(calendar, day):
-    """Id of the program the calendar chooses for the night starting on ``day`` (days since 1970-01-01)."""
+    """Id of the program the calendar chooses for the night starting on ``day`` (days since 1970-01-01).
+
+    ``calendar``: a dictionary (``firmware.schedule``'s), or the calendar block's 33 words as a lamp keeps them
+    (``protocols.roles.lamp``: default, then program, weekday mask, from, to per rule; mask and from 0: unused).
+    """
+    if not isinstance(calendar, dict):
+        # The words read in place: no dictionary per rule while a plan is built.
+        pid = calendar[0]
+        bit = md = 0
+        for k in range(1, len(calendar) - 3, 4):
+            days = calendar[k + 1]
+            a = calendar[k + 2]
+            if days == 0 and a == 0:
+                continue
+            if not bit:
+                _, month, mday = almanac.civil_from_days(day)
+                bit = 1 << almanac.weekday(day)
+                md = month * 100 + mday
+            if days and not days & bit:
+                continue
+            b = calendar[k + 3]
+            if (a or b) and not (a <= md <= b if a <= b else md >= a or md <= b):
+                continue
+            pid = calendar[k]
+        return pid
     pid = calendar["default"]
     rules = calendar.get("rules", ())
     if not rules:
@@ -147,6 +171,9 @@ def layout(points, day, lat, lon, tz):
 def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
     """The plan of the night in force at ``now``: ``(night, (times, levels), tz_offset_minutes)``.
 
+    ``calendar`` as :func:`program_for` takes it; each of ``programs`` None, a tuple of points, or (a lamp's)
+    the points packed in an ``array("h")``, kind, offset, level each.
+
     Every switch point of the programs chosen for the night before, that
     night and the night after: its time in minutes after local midnight of
     ``night`` in ``times`` (an ``array("d")``), its level in ``levels``
@@ -161,6 +188,15 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
     for d in (night - 1, night, night + 1):
         pid = program_for(calendar, d)
         points = programs[pid]
+        if isinstance(points, array):
+            # A lamp's program packed in words (firmware.roles.lamp_config); one word: damaged in flash. Loops,
+            # not comprehensions, here: each comprehension is code of its own in the heap.
+            if len(points) % 3:
+                raise ValueError("program %d is damaged" % pid)
+            packed = points
+            points = []
+            for k in range(0, len(packed), 3):
+                points.append((packed[k], packed[k + 1], packed[k + 2]))
         if check is not None:
             check(points, pid)
         elif not points:
@@ -170,4 +206,9 @@ def plan(now, tz_offset_minutes, lat, lon, calendar, programs, check=None):
             found.append((at + 1440 * (d - night), d, j, lv))
             j += 1
     found.sort()
-    return night, (array("d", [p[0] for p in found]), bytes([p[3] for p in found])), tz_offset_minutes
+    times = array("d", bytes(8 * len(found)))
+    levels = bytearray(len(found))
+    for k in range(len(found)):
+        times[k] = found[k][0]
+        levels[k] = found[k][3]
+    return night, (times, bytes(levels)), tz_offset_minutes

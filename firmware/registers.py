@@ -9,9 +9,11 @@ blocks and allocated once. The firmware publishes values with
 The bank is built from a role's rows (``REGISTERS``, the tuples that
 ``protocols.regmap.RegisterMap`` validates), or from a ``RegisterMap``. From
 rows it keeps only what a node needs (node roles use the integer types; F32,
-for third-party devices, is the gateway's), packed: name -> place and type, and the
-bounds of the writable registers (their rows), a few kilobytes instead of a
-``Register`` object per row (about 290 bytes each on the unix port). The write
+for third-party devices, is the gateway's), packed: the names in a tuple, each one's place and
+type in an ``array('I')``, and the bounds of the writable registers in
+another (about 1.4 KB for a lamp on the unix port, where dictionaries of
+names and of a tuple per writable row took 2.9 KB), instead of a
+``Register`` object per row (about 290 bytes each). The write
 check is the map's (``RegisterMap.check_write``: whole writable holding
 registers, raw values within bounds; tests hold the two to the same answers).
 ``map`` is the role's ``RegisterMap`` (``protocols.roles.load``, on first use).
@@ -82,23 +84,46 @@ class RegisterBank:
                     for r in source.registers]
         self.role = role
         self.role_id = role_id
-        self._pos = {}  # name -> address | type << 16 | (table is holding) << 20
-        self._rw = {}  # holding address -> (name, type, minimum, maximum): writable registers
+        # The registers' names in a tuple (interned strings: the tuple holds pointers) and, at the same index, their
+        # places in an array: address | type << 16 | (table is holding) << 20. A dictionary of them took twice the
+        # heap (1.4 KB for a lamp's 51 registers on the unix port); a lookup scans the tuple, which compares
+        # interned names by pointer.
+        names = []
+        writable = 0
+        for row in rows:
+            names.append(row[0])
+            if row[1] == _HOLDING and row[6] == _RW:
+                writable += 1
+        self._names = tuple(names)
+        names = None
+        self._where = where = array("I", bytes(4 * len(self._names)))
+        # Writable registers, what a write needs of their rows: per register three words (index in _names,
+        # minimum, maximum; bounds as 32-bit patterns, signed by the register's type), where a tuple per row
+        # and a dictionary by address took three times the heap.
+        self._rw = rw = array("I", bytes(12 * writable))
         hold = 0
         inp = 0
-        for row in rows:
-            name, table, address, rtype = row[0], row[1], row[2], row[3]
+        k = 0
+        words = 0  # writable words: the most a write to the table can cover
+        for i in range(len(rows)):
+            row = rows[i]
+            table, address, rtype = row[1], row[2], row[3]
             end = address + (2 if rtype == _U32 or rtype == _S32 else 1)
             if table == _HOLDING:
                 hold = max(hold, end)
-                if row[6] == _RW:  # what a write needs of the row: the whole row would keep 10 slots
-                    self._rw[address] = (name, rtype, row[7], row[8])
+                if row[6] == _RW:
+                    words += end - address
+                    rw[k] = i
+                    rw[k + 1] = row[7] & 0xFFFFFFFF
+                    rw[k + 2] = row[8] & 0xFFFFFFFF
+                    k += 3
             else:
                 inp = max(inp, end)
-            self._pos[name] = address | rtype << 16 | (table == _HOLDING) << 20
+            where[i] = address | rtype << 16 | (table == _HOLDING) << 20
         for table, start, count in blocks:
             if table == _HOLDING:
                 hold = max(hold, start + count)
+                words = max(words, count)  # a write lies inside one block
             else:
                 inp = max(inp, start + count)
         self._mirrors = mirrors  # (name, input address): input words that read a holding register
@@ -108,8 +133,11 @@ class RegisterBank:
         self.input = array("H", bytes(2 * inp))
         self.on_write = on_write
         self.broadcast = False
-        self._blocks = []  # (start, count, minimums, maximums, hook), holding only
-        self._undo = array("H", bytes(2 * _MAX_WRITE))
+        self._blocks = []  # (start, count, index of each word's bounds in _pairs, hook), holding only
+        self._pairs = array("h")  # minimum, maximum of each distinct pair of a block word's bounds
+        # The words a write replaces, kept until its hook accepts it: as many as the longest write that can pass
+        # the checks (whole writable registers, or inside one block), not the 123 a request may carry.
+        self._undo = array("H", bytes(2 * min(words, _MAX_WRITE)))
 
     @property
     def map(self):
@@ -123,26 +151,36 @@ class RegisterBank:
     def add_block(self, start, count, bounds, hook):
         """Accept writes to holding words ``start .. start+count-1`` (see the module docstring).
 
-        The bounds are copied into two small arrays: the bank keeps no reference
-        to ``bounds`` (nor, through it, to the module that defines it).
+        The bounds are copied: each distinct pair once (a block's words repeat a few), and a byte per word
+        that says which. The bank keeps no reference to ``bounds`` (nor, through it, to the module that
+        defines it).
         """
         if start + count > len(self.holding):
             raise ValueError("block %d+%d is outside the bank (declare it in blocks=)" % (start, count))
-        lo = array("h", bytes(2 * count))
-        hi = array("h", bytes(2 * count))
+        pairs = self._pairs
+        index = bytearray(count)
         for i in range(count):
-            lo[i], hi[i] = bounds(start + i)
-        self._blocks.append((start, count, lo, hi, hook))
+            lo, hi = bounds(start + i)
+            j = 0
+            while j < len(pairs) and (pairs[j] != lo or pairs[j + 1] != hi):
+                j += 2
+            if j == len(pairs):
+                if j >= 512:
+                    raise ValueError("blocks with more than 256 distinct bounds")
+                pairs.append(lo)
+                pairs.append(hi)
+            index[i] = j // 2
+        self._blocks.append((start, count, index, hook))
 
     def _place(self, name):
         try:
-            return self._pos[name]
-        except KeyError:
+            return self._where[self._names.index(name)]
+        except ValueError:
             raise KeyError("role %s has no register %r" % (self.role, name)) from None
 
     def has(self, name):
         """True if the role has a register called ``name``."""
-        return name in self._pos
+        return name in self._names
 
     def address(self, name):
         """Address of register ``name``."""
@@ -150,8 +188,28 @@ class RegisterBank:
 
     def bounds(self, name):
         """``(minimum, maximum)`` raw values a master may write to register ``name`` (None if read-only)."""
-        w = self._rw.get(self._place(name) & 0xFFFF)
-        return (w[2], w[3]) if w is not None and w[0] == name else None
+        p = self._place(name)
+        k = self._writable(p & 0xFFFF) if p & 0x100000 else -1
+        return self._bounds(k, (p >> 16) & 0xF) if k >= 0 and self._names[self._rw[k]] == name else None
+
+    def _writable(self, address):
+        # Index in _rw of the writable holding register starting at ``address``, or -1.
+        rw = self._rw
+        where = self._where
+        for k in range(0, len(rw), 3):
+            if where[rw[k]] & 0xFFFF == address:
+                return k
+        return -1
+
+    def _bounds(self, k, t):
+        # (minimum, maximum) of the writable register at index ``k`` of _rw, of type ``t``.
+        rw = self._rw
+        lo = rw[k + 1]
+        hi = rw[k + 2]
+        if t == _S16 or t == _S32:
+            lo = lo - 0x100000000 if lo & 0x80000000 else lo
+            hi = hi - 0x100000000 if hi & 0x80000000 else hi
+        return lo, hi
 
     def set(self, name, raw):
         """Publish the raw value of register ``name`` (no bounds check: the firmware clamps)."""
@@ -187,25 +245,26 @@ class RegisterBank:
             values_out[i] = table[address + i]
         for name, at in self._mirrors if table is self.input else ():
             if address <= at < address + count:
-                values_out[at - address] = self.holding[self._pos[name] & 0xFFFF]
+                values_out[at - address] = self.holding[self._place(name) & 0xFFFF]
 
     def check_write(self, address, values, count):
         """Raise ModbusException unless writing ``values[:count]`` at ``address`` is allowed (as the map's)."""
         end = address + count
         a = address
-        rw = self._rw
         while a < end:
-            w = rw.get(a)
-            t = w[1] if w is not None else 0
+            k = self._writable(a)
+            name = self._names[self._rw[k]] if k >= 0 else None
+            t = (self._where[self._rw[k]] >> 16) & 0xF if k >= 0 else 0
             width = 2 if t == _U32 or t == _S32 else 1
-            if w is None or a + width > end:
+            if k < 0 or a + width > end:
                 raise ModbusException(
                     _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
                 )
             raw = _decode(values, a - address, t)
-            if not w[2] <= raw <= w[3]:
+            lo, hi = self._bounds(k, t)
+            if not lo <= raw <= hi:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (w[0], raw, w[2], w[3])
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (name, raw, lo, hi)
                 )
             a += width
 
@@ -222,8 +281,9 @@ class RegisterBank:
                 raise ModbusException(_FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "write runs past the block")
             first = address - block[0]
             for i in range(count):
-                lo = block[2][first + i]
-                hi = block[3][first + i]
+                j = 2 * block[2][first + i]
+                lo = self._pairs[j]
+                hi = self._pairs[j + 1]
                 v = values[i]
                 if lo < 0 and v & 0x8000:
                     v -= 0x10000
@@ -240,16 +300,15 @@ class RegisterBank:
             table[address + i] = values[i]
         try:
             if block is not None:
-                block[4](address, count)
+                block[3](address, count)
             else:
                 hook = self.on_write
                 if hook is not None:
                     names = []
-                    rw = self._rw
                     for a in range(address, end):
-                        w = rw.get(a)
-                        if w is not None:
-                            names.append(w[0])
+                        k = self._writable(a)
+                        if k >= 0:
+                            names.append(self._names[self._rw[k]])
                     hook(names)
         except Exception:
             for i in range(count):

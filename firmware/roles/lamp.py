@@ -40,6 +40,7 @@ persisted: it ends with a reboot.
 
 import gc
 import time
+from array import array
 
 from firmware.lazy import release
 from protocols.roles.common import EV_SETTINGS
@@ -105,7 +106,7 @@ _SUPPLY = const(4)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _GATEWAY = const(0)  # CONTROL_GATEWAY
-_SCHEDULE = ("firmware.night_plan", "firmware.almanac", "protocols.program_rules")
+_SCHEDULE = "firmware.night_plan firmware.almanac protocols.program_rules"  # one string: one object in the heap
 _CONFIG = const("firmware.roles.lamp_config")
 _NOT_PERSISTED = ("dim_level", "relay", "override_level", "override_minutes")
 
@@ -116,22 +117,16 @@ RELEASE_TABLES = True
 # Re-exported for lamp_config, lamp_level and the node's bank (MIRRORS), which must not import the released table.
 __all__ = ["BLOCKS", "CALENDAR_START", "CALENDAR_WORDS", "EV_LEVEL", "EV_PROGRAMS", "EV_SETTINGS", "FIRMWARE_VERSION",
            "MIRRORS", "POINTS", "PROGRAMS", "PROGRAM_START", "PROGRAM_WORDS", "RELEASE_TABLES", "ROLE_ID", "RULES",
-           "SOURCE_GATEWAY", "Role", "registers", "safe_state"]
-
-
-def registers():
-    """The lamp's register rows (``protocols.roles.lamp.REGISTERS``), for the node's bank."""
-    from protocols.roles import lamp
-
-    return lamp.REGISTERS
+           "SOURCE_GATEWAY", "Role", "safe_state"]
 
 
 def __getattr__(name):
-    # MAP only on demand (the node's bank works from the rows; the RegisterMap is large).
-    if name == "MAP":
+    # The table's rows (``REGISTERS``, which the node's bank packs at boot) and its MAP (large) only on demand,
+    # from protocols.roles.lamp, which the node then releases; one function for both (each is code in the heap).
+    if name == "REGISTERS" or name == "MAP":
         from protocols.roles import lamp
 
-        return lamp.MAP
+        return getattr(lamp, name)
     raise AttributeError(name)
 
 
@@ -147,13 +142,6 @@ def safe_state(board, bank):
         pass
 
 
-def _config():
-    gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
-    from firmware.roles import lamp_config
-
-    return lamp_config
-
-
 class Role:
     """One lamp controller: ``start()`` once; ``on_write`` from the bank; ``sample(now_ms)``."""
 
@@ -165,11 +153,12 @@ class Role:
         self.events = None  # set by the node
         self.clock = None
         self.node = None
-        self.path = getattr(board, "flash_dir", ".") + "/lamp.json"
         self.settings_error = False
+        # Packed, as the window and the calendar block hold them (a program's points in an array("h"), the
+        # calendar's words in an array("H")): a tuple per point and a dictionary per rule took five times the heap.
         self.programs = [None] * PROGRAMS
-        self.calendar = {"default": 0, "rules": []}
-        self.calendar_words = [0] * CALENDAR_WORDS
+        self.calendar_words = array("H", bytes(2 * CALENDAR_WORDS))
+        self.calendar = self.calendar_words  # the same words while they are a valid calendar; None if damaged
         self.control = CONTROL_POWER_UP
         self.source = SOURCE_GATEWAY
         self.target = -1  # level driven now (0 with the relay open); -1 before the first drive
@@ -182,7 +171,7 @@ class Role:
         # name the node keeps interned for good, a slot of a list is none.
         self._was = [0.0, -1, 0, False, True]
         self._steady = 0  # samples since the target last changed
-        self._counts = {}  # debounce counters per status bit
+        self._counts = bytearray(16)  # debounce counters, one per status bit (by its number: a dict took 3x the heap)
         self._dark = None  # photocell state: True dark, False light, None unknown
         self._lux = None
         self._ov_end = None  # clock ms when the override ends
@@ -203,7 +192,7 @@ class Role:
         if node is not None:
             node.note_heap()  # a write or an evaluation at its height: the node's peak
         release(_CONFIG)
-        for name in _SCHEDULE:
+        for name in _SCHEDULE.split():
             release(name)
 
     # --- start and writes ----------------------------------------------------------------------
@@ -211,7 +200,11 @@ class Role:
     def start(self):
         """Load the settings, publish them, and drive the lamp to its power-up state (the program's level)."""
         bank = self.bank
-        _config().load(self)
+        gc.collect()  # the settings code (firmware.roles.lamp_config) and its work land in one tidy heap
+        from firmware.roles import lamp_config
+
+        lamp_config.load(self)
+        lamp_config = None
         bank.set("role", ROLE_ID)
         bank.set("firmware", FIRMWARE_VERSION)
         bank.set("energy", self.store.energy_wh)
@@ -238,9 +231,13 @@ class Role:
             bank.set("mode", 0)
             persist = True
         if persist:
+            gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
             try:
-                _config().save(self)
+                from firmware.roles import lamp_config
+
+                lamp_config.save(self)
             finally:
+                lamp_config = None
                 release(_CONFIG)
             self.log(EV_SETTINGS, bank.address(names[0]))
         if take:
@@ -264,11 +261,13 @@ class Role:
     def _block_write(self, address, count):
         # A master wrote the program window or the calendar (one method for both: one name fewer in RAM).
         self._plan = None
-        config = _config()
+        gc.collect()  # the settings code and its work land in one tidy heap (a write is rare)
+        from firmware.roles import lamp_config
+
         try:
-            write = config.program_write if address < CALENDAR_START else config.calendar_write
-            write(self, address, count)
+            lamp_config.block_write(self, address, count)
         finally:
+            lamp_config = None
             self._done()
 
     def _clock_ms(self):
@@ -296,12 +295,15 @@ class Role:
 
     def _debounce(self, bit, bad):
         # ``bad``: the alarm's condition in this sample; two in a row raise it, two without clear it.
-        c = self._counts.get(bit, 0)
+        k = 0
+        while bit >> k > 1:
+            k += 1
+        c = self._counts[k]
         if bad:
             c = c + 1 if c < _DEBOUNCE else _DEBOUNCE
         else:
             c = c - 1 if c > 0 else 0
-        self._counts[bit] = c
+        self._counts[k] = c
         return c > 0 if self.status & bit else c >= _DEBOUNCE
 
     def sample(self, now_ms):

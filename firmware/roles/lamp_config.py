@@ -16,6 +16,7 @@ safe level every night until a valid one is written.
 """
 
 import json
+from array import array
 
 from firmware.roles import lamp  # the role's copies of the table's numbers (the table may be released)
 from firmware.storage import atomic_write
@@ -33,9 +34,6 @@ except ImportError:  # CPython
 # integers are one object each in a node's heap while this module is loaded, where nine (name, value) pairs were ten.
 SETTINGS = "mode autonomy_after safe_level latitude longitude photo_on photo_off photo_level rated_power"
 DEFAULTS = (0, 300, 100, 0, 0, 0, 0, 100, 60)
-# A stored program that fails the checks at boot: counted as stored, reads empty in the window, and the plan of
-# a night it is chosen for fails (the safe level). Saved as it is, it fails again at the next boot.
-INVALID = ((),)
 _FC_WRITE = const(16)
 _EX_ILLEGAL_VALUE = const(3)
 _EX_DEVICE_FAILURE = const(4)
@@ -48,7 +46,7 @@ def load(role):
     for k in range(len(names)):
         bank.set(names[k], DEFAULTS[k])
     try:
-        with open(role.path) as f:
+        with open(getattr(role.board, "flash_dir", ".") + "/lamp.json") as f:
             data = json.load(f)
     except (OSError, ValueError):
         data = None
@@ -67,25 +65,33 @@ def load(role):
             for pid in range(lamp.PROGRAMS):
                 pts = progs[pid]
                 if pts and isinstance(pts, list):
-                    pts = tuple(tuple(p) if isinstance(p, list) else p for p in pts)
+                    points = []
+                    for p in pts:
+                        points.append(tuple(p) if isinstance(p, list) else p)
+                    pts = tuple(points)
                     try:
                         program_rules.validate_program(pts, pid)
+                        packed = array("h", bytes(6 * len(pts)))  # kind, offset, level per point
+                        for k in range(len(pts)):
+                            packed[3 * k], packed[3 * k + 1], packed[3 * k + 2] = pts[k]
                     except ValueError:
-                        pts = INVALID  # damaged in flash: the safe level on the nights it is chosen for
-                    role.programs[pid] = pts
+                        # Damaged in flash: one word, counted as stored, reads empty in the window, the safe level
+                        # on the nights it is chosen for (firmware.night_plan); saved as [[]], it fails at boot again.
+                        packed = array("h", bytes(2))
+                    role.programs[pid] = packed
         words = data.get("calendar")
         if isinstance(words, list) and len(words) == lamp.CALENDAR_WORDS:
             h = bank.holding
             for k in range(lamp.CALENDAR_WORDS):
                 w = words[k]
                 h[lamp.CALENDAR_START + k] = w if isinstance(w, int) and 0 <= w <= 0xFFFF else 0
+            role.calendar_words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
             try:
-                role.calendar = build_calendar(h)
+                build_calendar(h)
+                role.calendar = role.calendar_words
             except ValueError:
                 role.calendar = None  # damaged in flash: the safe level until a valid calendar is written
-            role.calendar_words = list(words)
         program_rules = None
-    _publish_programs(role)
     show_program(role, 0)
 
 
@@ -95,10 +101,20 @@ def save(role):
     values = {}
     for name in SETTINGS.split():
         values[name] = bank.get(name)
-    progs = [[list(p) for p in pts] if pts else None for pts in role.programs]
-    text = json.dumps({"set": values, "programs": progs, "calendar": role.calendar_words})
+    progs = []  # as lists of [kind, offset, level] (loops, not comprehensions: each is code in the heap)
+    for pts in role.programs:
+        points = None
+        if pts:
+            points = []
+            if len(pts) % 3:
+                points.append([])  # damaged in flash
+            else:
+                for k in range(0, len(pts), 3):
+                    points.append([pts[k], pts[k + 1], pts[k + 2]])
+        progs.append(points)
+    text = json.dumps({"set": values, "programs": progs, "calendar": list(role.calendar_words)})
     try:
-        atomic_write(role.path, text)
+        atomic_write(getattr(role.board, "flash_dir", ".") + "/lamp.json", text)
     except OSError:
         role.settings_error = True
         raise ModbusException(_FC_WRITE, _EX_DEVICE_FAILURE, "cannot save lamp.json") from None
@@ -106,27 +122,51 @@ def save(role):
 
 
 def show_program(role, pid):
-    """Put program ``pid`` into the program window (unused points read 0)."""
+    """Put program ``pid`` into the program window (unused points read 0); publish ``programs``."""
+    # The `programs` register: one bit per stored program. It moves only at a load or a program write, each of
+    # which shows a program after (one function, not two: each is code in the heap while this module is loaded).
+    mask = 0
+    for k in range(lamp.PROGRAMS):
+        if role.programs[k]:
+            mask |= 1 << k
+    role.bank.set("programs", mask)
     h = role.bank.holding
     start = lamp.PROGRAM_START
     pts = role.programs[pid]
-    n = len(pts) if pts and pts is not INVALID else 0
+    n = len(pts) if pts and len(pts) % 3 == 0 else 0  # words; a damaged program shows none
     h[start] = pid
-    h[start + 1] = n
-    for k in range(lamp.POINTS):
-        a = start + 2 + 3 * k
-        if k < n:
-            kind, off, level = pts[k]
-            h[a] = kind
-            h[a + 1] = off & 0xFFFF
-            h[a + 2] = level
-        else:
-            h[a] = h[a + 1] = h[a + 2] = 0
+    h[start + 1] = n // 3
+    for k in range(3 * lamp.POINTS):
+        h[start + 2 + k] = pts[k] & 0xFFFF if k < n else 0
 
 
-def program_write(role, address, count):
-    """A master wrote the program window: store, delete or show a program (see ``protocols.roles.lamp``)."""
+def block_write(role, address, count):
+    """A master wrote the program window (store, delete or show a program) or the calendar block (kept if valid and
+    every program it names is stored): see ``protocols.roles.lamp``. One function for both blocks: each is code in
+    the heap while this module is loaded."""
     h = role.bank.holding
+    if address >= lamp.CALENDAR_START:
+        try:
+            cal = build_calendar(h)
+        except ValueError as exc:
+            raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
+        pids = [cal["default"]]
+        for rule in cal["rules"]:
+            pids.append(rule["program"])
+        for pid in pids:
+            if not role.programs[pid]:
+                raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
+        old = (role.calendar, role.calendar_words)
+        words = array("H", h[lamp.CALENDAR_START:lamp.CALENDAR_START + lamp.CALENDAR_WORDS])
+        role.calendar = role.calendar_words = words
+        try:
+            save(role)
+        except ModbusException:
+            role.calendar, role.calendar_words = old
+            raise
+        role.log(lamp.EV_SETTINGS, address)
+        role.stale = True
+        return
     start = lamp.PROGRAM_START
     end = address + count
     pid = h[start]
@@ -134,7 +174,11 @@ def program_write(role, address, count):
         n = h[start + 1]
         if n == 0:
             cal = role.calendar
-            if cal is not None and pid in [cal["default"]] + [rule["program"] for rule in cal["rules"]]:
+            used = cal is not None and cal[0] == pid
+            for k in range(1, len(cal) - 3 if cal is not None else 0, 4):
+                if (cal[k + 1] or cal[k + 2]) and cal[k] == pid:
+                    used = True  # a rule in use names it
+            if used:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "the calendar uses program %d" % pid)
             pts = None
         else:
@@ -149,7 +193,7 @@ def program_write(role, address, count):
                 program_rules.validate_program(pts, pid)
             except ValueError as exc:
                 raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
-            pts = tuple(pts)
+            pts = array("h", bytes(h[start + 2:start + 2 + 3 * n]))  # the points' words, as the window holds them
         old = role.programs[pid]
         role.programs[pid] = pts
         try:
@@ -158,20 +202,10 @@ def program_write(role, address, count):
             role.programs[pid] = old
             raise
         role.log(lamp.EV_PROGRAMS, pid if pts else pid + 256)
-        _publish_programs(role)
         show_program(role, pid)
         role.stale = True
     elif address <= start < end:
         show_program(role, pid)
-
-
-def _publish_programs(role):
-    # The `programs` register: one bit per stored program. It moves only here, at a load or a program write.
-    mask = 0
-    for pid in range(lamp.PROGRAMS):
-        if role.programs[pid]:
-            mask |= 1 << pid
-    role.bank.set("programs", mask)
 
 
 def build_calendar(h, check=True):
@@ -183,7 +217,7 @@ def build_calendar(h, check=True):
         if days == 0 and first == 0:
             if last and check:
                 raise ValueError("rule %d: a last date without a first" % k)
-            continue
+            continue  # an unused rule
         rule = {"program": pid}
         if days:
             rule["days"] = days
@@ -197,25 +231,3 @@ def build_calendar(h, check=True):
 
         program_rules.validate_calendar(cal, lamp.PROGRAMS)
     return cal
-
-
-def calendar_write(role, address, count):
-    """A master wrote the calendar block: keep it if valid and every program it names is stored."""
-    h = role.bank.holding
-    try:
-        cal = build_calendar(h)
-    except ValueError as exc:
-        raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, str(exc)) from None
-    for pid in [cal["default"]] + [r["program"] for r in cal["rules"]]:
-        if not role.programs[pid]:
-            raise ModbusException(_FC_WRITE, _EX_ILLEGAL_VALUE, "program %d is not stored" % pid)
-    old = (role.calendar, role.calendar_words)
-    role.calendar = cal
-    role.calendar_words = [h[lamp.CALENDAR_START + k] for k in range(lamp.CALENDAR_WORDS)]
-    try:
-        save(role)
-    except ModbusException:
-        role.calendar, role.calendar_words = old
-        raise
-    role.log(lamp.EV_SETTINGS, address)
-    role.stale = True

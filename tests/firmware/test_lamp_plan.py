@@ -11,6 +11,7 @@ and the schedule must have been built only a few times.
 from __future__ import annotations
 
 import json
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from protocols.roles import lamp as spec
 
 NIGHT = ((S.SUNSET, 0, 100), (S.FIXED, 23 * 60, 50), (S.FIXED, 5 * 60, 100), (S.SUNRISE, 0, 0))
 EVENING = ((S.SUNSET, -20, 80), (S.FIXED, 22 * 60, 0))
+CALENDAR = {"default": 0, "rules": [{"program": 1, "days": 0b0011000}]}  # Thursday and Friday nights
+CALENDAR_WORDS = [0, 1, 0b0011000, 0, 0] + [0] * 28  # the same, as the role keeps it
 START = 1736946000  # 2025-01-15 13:00 UTC
 
 
@@ -87,9 +90,9 @@ def _role(tmp_path: Path, configure: bool = True) -> Any:
     bank.set("longitude", 4_900_000)
     bank.set("safe_level", 90)
     bank.set("mode", 1)
-    role.programs[0] = NIGHT
-    role.programs[1] = EVENING
-    role.calendar = {"default": 0, "rules": [{"program": 1, "days": 0b0011000}]}  # Thursday and Friday nights
+    role.programs[0] = array("h", [v for p in NIGHT for v in p])  # packed, as the role keeps them
+    role.programs[1] = array("h", [v for p in EVENING for v in p])
+    role.calendar = role.calendar_words = array("H", CALENDAR_WORDS)
     role.control = spec.CONTROL_PROGRAM
     role._plan = None
     return role
@@ -98,6 +101,7 @@ def _role(tmp_path: Path, configure: bool = True) -> Any:
 def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
     role = _role(tmp_path)
     bank = role.bank
+    programs: list[Any] = [NIGHT, EVENING] + [None] * 14  # what the role holds, as the schedule reads it
     seen: set[int] = set()
     for step in range(3 * 24 * 60 // 7):
         now = START + step * 7 * 60
@@ -111,7 +115,7 @@ def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
             bank.set("latitude", 89_000_000)  # beyond the almanac's checked range: still a valid place
             role._plan = None
         if step == 450:
-            role.programs[1] = None  # the calendar names a program not stored: invalid settings
+            role.programs[1] = programs[1] = None  # the calendar names a program not stored: invalid settings
             role._plan = None
         if (photo_on, photo_off) != (bank.get("photo_on"), bank.get("photo_off")):
             bank.set("photo_on", photo_on)
@@ -121,7 +125,7 @@ def test_the_plan_decides_as_level_at_does(tmp_path: Path) -> None:
         role._lux = lux
         photo = photocell(bank)
         want, source = S.level_at(now, role.node.tz_offset, bank.get("latitude") / 1e6,
-                                  bank.get("longitude") / 1e6, role.calendar, role.programs, None, lux,
+                                  bank.get("longitude") / 1e6, CALENDAR, programs, None, lux,
                                   photo, dark)
         if source in (S.DEFAULT_SAFE, S.INVALID) and want > 0:
             want = bank.get("safe_level")

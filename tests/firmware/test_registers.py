@@ -92,6 +92,22 @@ def test_a_hook_that_refuses_undoes_the_write():
     assert list(b.holding[10:12]) == [0, 0]
 
 
+def test_the_longest_writes_that_pass_the_checks_are_undone_whole():
+    """Every writable word of the table in one write, a whole block in another: refused, all of each goes back."""
+    def refuse(names):
+        raise ModbusException(16, 3, "no")
+
+    def refuse_block(address, count):
+        raise ModbusException(16, 3, "no")
+
+    b = RegisterBank(ROWS, refuse, blocks=((HOLDING, 10, 7),), role="test", role_id=9)
+    b.add_block(10, 7, lambda a: (0, 9), refuse_block)
+    before = list(b.holding)
+    assert raises(ModbusException, b.write, 0, [1, 1, 0, 5, 7], 5).code == 3  # level, on, lat, offset: 5 words
+    assert raises(ModbusException, b.write, 10, [1, 2, 3, 4, 5, 6, 7], 7).code == 3
+    assert list(b.holding) == before
+
+
 def test_reads_cover_blocks_and_stop_at_the_end():
     b = _bank()
     out = [0] * 14
