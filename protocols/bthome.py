@@ -42,6 +42,24 @@ SIGNED = const(0x80)
 VARIABLE = const(0xFF)  # raw and text: a length byte, then that many bytes
 _AD_SERVICE_DATA_16 = const(0x16)
 _AD_FLAGS = const(0x01)
+# The errors' texts, numbered (_text): one string constant, where each text on its own would be an object in a
+# node's RAM even with the module in ROM.
+_TEXTS = const(
+    "unknown BTHome object id 0x%02x\n"  # 0
+    "BTHome object 0x%02x of %d bytes: 255 at most\n"  # 1
+    "BTHome object 0x%02x: %d does not fit %d signed bytes\n"  # 2
+    "BTHome object 0x%02x: %d does not fit %d unsigned bytes\n"  # 3
+    "BLE address %r: six colon-separated bytes expected\n"  # 4
+    "BLE address %r is not hexadecimal\n"  # 5
+    "BLE address of %d bytes: 6 expected\n"  # 6
+    "BTHome counter %d does not fit 32 bits\n"  # 7
+    "advert of %d bytes: a legacy advert holds 31"  # 8
+)
+
+
+def _text(number, args=()):
+    """Text ``number`` of _TEXTS formatted with ``args``."""
+    return _TEXTS.split("\n")[number] % args
 
 # Object ids the nodes send.
 PACKET_ID = const(0x00)
@@ -75,7 +93,7 @@ def size_of(object_id):
     for i in range(0, len(SIZES), 2):
         if SIZES[i] == object_id:
             return SIZES[i + 1]
-    raise DecodeError("unknown BTHome object id 0x%02x" % object_id)
+    raise DecodeError(_text(0, object_id))
 
 
 def pack_into(buf, pos, object_id, value):
@@ -86,7 +104,7 @@ def pack_into(buf, pos, object_id, value):
     if code == VARIABLE:
         n = len(value)
         if n > 255:
-            raise DecodeError("BTHome object 0x%02x of %d bytes: 255 at most" % (object_id, n))
+            raise DecodeError(_text(1, (object_id, n)))
         buf[pos] = n
         buf[pos + 1 : pos + 1 + n] = value
         return pos + 1 + n
@@ -94,10 +112,10 @@ def pack_into(buf, pos, object_id, value):
     bits = 8 * size
     if code & SIGNED:
         if value < -(1 << (bits - 1)) or value >= 1 << (bits - 1):
-            raise DecodeError("BTHome object 0x%02x: %d does not fit %d signed bytes" % (object_id, value, size))
+            raise DecodeError(_text(2, (object_id, value, size)))
         value &= (1 << bits) - 1
     elif value < 0 or value >> bits:
-        raise DecodeError("BTHome object 0x%02x: %d does not fit %d unsigned bytes" % (object_id, value, size))
+        raise DecodeError(_text(3, (object_id, value, size)))
     for i in range(size):
         buf[pos + i] = (value >> (8 * i)) & 0xFF
     return pos + size
@@ -108,13 +126,13 @@ def address_bytes(address):
     if isinstance(address, str):
         parts = address.split(":")
         if len(parts) != 6:
-            raise DecodeError("BLE address %r: six colon-separated bytes expected" % address)
+            raise DecodeError(_text(4, (address,)))
         try:
             return bytes([int(p, 16) for p in parts])
         except ValueError:
-            raise DecodeError("BLE address %r is not hexadecimal" % address) from None
+            raise DecodeError(_text(5, (address,))) from None
     if len(address) != 6:
-        raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
+        raise DecodeError(_text(6, len(address)))
     return bytes(address)
 
 
@@ -137,7 +155,7 @@ class Sealer:
     def seal_into(self, objects, counter, out, trigger=False):
         """Service data (information byte, ciphertext, counter, tag) for ``objects`` into ``out``; its length."""
         if counter < 0 or counter >> 32:
-            raise DecodeError("BTHome counter %d does not fit 32 bits" % counter)
+            raise DecodeError(_text(7, counter))
         info = INFO_V2 | INFO_ENCRYPTED | (INFO_TRIGGER if trigger else 0)
         nonce_buf = self._nonce
         nonce_buf[8] = info
@@ -169,5 +187,5 @@ def advert(service_data, name=None):
     if name:
         out += bytes((len(name) + 1, 0x09)) + name.encode()
     if len(out) > 31:
-        raise DecodeError("advert of %d bytes: a legacy advert holds 31" % len(out))
+        raise DecodeError(_text(8, len(out)))
     return bytes(out)
