@@ -13,8 +13,7 @@ from typing import Any
 import mp_env  # noqa: F401  (the frozen asyncio on MicroPython)
 from test_ble_gatt_service import ADDRESS, GATEWAY, KEY, ROWS, Board, Radio
 
-from firmware.ble_beacon import Beacon, load_settings
-from firmware.ble_gatt_service import GattService
+from firmware.ble_beacon import Beacon, GattService, load_settings
 from firmware.registers import RegisterBank
 from protocols import ble_gatt
 from protocols.roles import meter
