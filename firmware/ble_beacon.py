@@ -209,35 +209,33 @@ class Beacon:
         apply = getattr(self.store, "ble_tx_power", None)
         self._tx_applied = bool(apply(self.ble, tx_power_dbm)) if apply is not None else False
 
-    def _advertise(self, n, trigger, interval_us):
-        # Objects at service[1 : 1 + n], sealed in place with the next counter (a block reserved first).
+    def advertise(self, alarms=None):
+        """Advertise the current readings (once per interval from now on), or, given ``alarms`` (a ``status``
+        value), its alarm bits now, every 20 ms (the caller ends the burst)."""
+        service = memoryview(self._service)
+        objects = service[1 : 1 + ble_adverts.MAX_OBJECTS]
+        if alarms is None:
+            bank = self.bank
+            values = self._values
+            rows = self.rows
+            for i in range(len(rows)):
+                values[i] = bank.get(rows[i][0])
+            n = ble_adverts.pack_reading(objects, rows, self._in_reading, values, bank.get("status"))
+            interval_us = min(self._interval_ms, _ADV_MAX_MS) * 1000
+        else:
+            n = ble_adverts.pack_alarms(objects, 0, self.alarms, alarms)
+            interval_us = _BURST_US
+        # The objects sealed in place with the next counter (a block reserved first).
         counter = self.counter
         if counter >= self._reserved:
             self._reserved = counter + _BLOCK
             self.store.persist_write(_KEY, self._reserved.to_bytes(4, "little"))
         self.counter = counter + 1
-        service = memoryview(self._service)
-        length = self.sealer.seal_into(service[1 : 1 + n], counter, self._service, trigger)
+        length = self.sealer.seal_into(service[1 : 1 + n], counter, self._service, alarms is not None)
         self.ble.gap_advertise(interval_us, bthome.advert(service[:length]))
         self._sent += 1
-
-    def reading(self):
-        """Advertise the current readings (once per interval from now on)."""
-        bank = self.bank
-        values = self._values
-        rows = self.rows
-        for i in range(len(rows)):
-            values[i] = bank.get(rows[i][0])
-        objects = memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS]
-        n = ble_adverts.pack_reading(objects, rows, self._in_reading, values, bank.get("status"))
-        self._advertise(n, False, min(self._interval_ms, _ADV_MAX_MS) * 1000)
-
-    def alarm(self, status):
-        """Advertise the alarm bits of ``status`` now, every 20 ms (the caller ends the burst)."""
-        n = ble_adverts.pack_alarms(memoryview(self._service)[1 : 1 + ble_adverts.MAX_OBJECTS], 0, self.alarms,
-                                    status)
-        self._advertise(n, True, _BURST_US)
-        self._alarms_sent += 1
+        if alarms is not None:
+            self._alarms_sent += 1
 
     def diagnostics(self):
         """The beacon's counters for the node's ``diag.json``, and the GATT service's: JSON object text."""
@@ -256,7 +254,7 @@ class Beacon:
         last_alarms = self.bank.get("status") & alarm_bits
         raised_ms = None
         next_repeat = 0
-        self.reading()
+        self.advertise()
         due = time.ticks_add(time.ticks_ms(), self._interval_ms)
         while True:
             sleeper = getattr(self.store, "ble_sleep", None) if self.sleep and raised_ms is None else None
@@ -281,13 +279,13 @@ class Beacon:
                 else:
                     burst = True
             if burst:
-                self.alarm(status)
+                self.advertise(status)
                 next_repeat = time.ticks_add(now, repeat_ms)
                 await asyncio.sleep_ms(burst_ms)
-                self.reading()
+                self.advertise()
                 due = time.ticks_add(time.ticks_ms(), self._interval_ms)
             elif time.ticks_diff(now, due) >= 0:
-                self.reading()
+                self.advertise()
                 due = time.ticks_add(due, self._interval_ms)
 
 

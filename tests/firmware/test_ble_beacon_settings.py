@@ -65,7 +65,7 @@ def test_a_bad_radio_setting_boots_with_the_defaults_and_says_why(tmp_path: Path
 
 def test_a_long_interval_advertises_at_the_longest_legacy_interval(tmp_path: Path) -> None:
     chip, _, beacon = beacon_on(tmp_path, interval_ms=60000)
-    beacon.reading()
+    beacon.advertise()
     assert chip.advertised[0] == 10_240_000 and beacon.radio_settings() == (60000, 0, 0)
 
 
