@@ -18,7 +18,7 @@ next, unless an alarm is being repeated; a change of the alarm bits is then
 seen at the next wake.
 
 Every ``interval_ms`` the node seals a reading advert (the registers
-``protocols.ble_adverts`` lists for its role) with the next counter and
+``protocols.bthome.role`` lists for its role) with the next counter and
 advertises it once per interval. When the alarm bits of ``status`` change,
 an alarm advert goes out at once as a burst (every 20 ms for ``burst_ms``),
 and again every ``alarm_repeat_ms`` (a new counter each time) until
@@ -75,7 +75,7 @@ import os
 import struct
 import time
 
-from protocols import ble_adverts, ble_gatt_server, bthome
+from protocols import ble_gatt_server, bthome
 from protocols.errors import AuthenticationError, ModbusException, ProtocolError
 
 try:
@@ -165,7 +165,7 @@ class Beacon:
         self.ble = ble
         self.bank = bank
         self.store = store
-        self.rows, self._in_reading, self.alarms = ble_adverts.role(role)
+        self.rows, self._in_reading, self.alarms = bthome.role(role)
         self._interval_ms = int(settings.get("interval_ms", 10000))
         self._tx_power = int(settings.get("tx_power_dbm", 0))
         self.sleep = 1 if settings.get("sleep", False) else 0
@@ -182,7 +182,7 @@ class Beacon:
         self.sealer = bthome.Sealer(settings["key"], bytes(ble.config("mac")[1]))
         self.gatt = None  # the GATT service (GattService), started beside the beacon
         # The service data: information byte, objects (packed here, then sealed in place), counter, tag.
-        self._service = bytearray(1 + ble_adverts.MAX_OBJECTS + 8)
+        self._service = bytearray(1 + bthome.MAX_OBJECTS + 8)
         self._values = [0] * len(self.rows)
         self.counter = self._reserved = persisted(store, _KEY)  # a reset skips the rest of the last block
         self._sent = 0
@@ -213,17 +213,17 @@ class Beacon:
         """Advertise the current readings (once per interval from now on), or, given ``alarms`` (a ``status``
         value), its alarm bits now, every 20 ms (the caller ends the burst)."""
         service = memoryview(self._service)
-        objects = service[1 : 1 + ble_adverts.MAX_OBJECTS]
+        objects = service[1 : 1 + bthome.MAX_OBJECTS]
         if alarms is None:
             bank = self.bank
             values = self._values
             rows = self.rows
             for i in range(len(rows)):
                 values[i] = bank.get(rows[i][0])
-            n = ble_adverts.pack_reading(objects, rows, self._in_reading, values, bank.get("status"))
+            n = bthome.pack_reading(objects, rows, self._in_reading, values, bank.get("status"))
             interval_us = min(self._interval_ms, _ADV_MAX_MS) * 1000
         else:
-            n = ble_adverts.pack_alarms(objects, 0, self.alarms, alarms)
+            n = bthome.pack_alarms(objects, 0, self.alarms, alarms)
             interval_us = _BURST_US
         # The objects sealed in place with the next counter (a block reserved first).
         counter = self.counter

@@ -10,7 +10,9 @@ address (6 bytes, as written), the UUID (``d2 fc``), the information byte
 and the counter.
 
 This module is what a node imports (kept small: it lives in the node's
-heap); the receiving side (names, scales and units of the objects, the
+heap), with what each battery role advertises (the tables
+:mod:`protocols.ble_adverts` describes and re-exports, :func:`role`, the
+packing of reading and alarm adverts); the receiving side (names, scales and units of the objects, the
 parser, decryption) is :mod:`protocols.bthome_read`. :data:`SIZES` gives the
 length of every object id known here: pairs of bytes (id, length), the
 length's bit 7 set for a signed value, 0xFF for the raw and text objects.
@@ -189,3 +191,65 @@ def advert(service_data, name=None):
     if len(out) > 31:
         raise DecodeError(_text(8, len(out)))
     return bytes(out)
+
+
+# What each battery role advertises: protocols.ble_adverts describes the tables; they live here, beside
+# the packing they drive, so that a node imports one module for its adverts (a module of its own costs RAM).
+# The tables, one line per role: its name and role id (as in protocols.roles), its reading rows
+# ("register:object:mul:div"), "|", its alarms ("status bits:object", "+" when the flag also goes in the
+# reading advert). Object ids (this module's) and status bits (protocols.roles.<role>) are
+# hexadecimal, mul and div decimal; tests hold the ids and bits equal to the named constants. Text, parsed by
+# role() for the role asked (protocols.ble_adverts reads them all for the gateway): a node holds its own role's
+# tuples only, where tuples written out here would all be objects in its RAM.
+ROLE_ADVERTS = const(
+    "meter 2 battery:0c:1:1 volume:4f:1000:1 | 0002:20+ 000c:26+ 0010:2b+\n"
+    # the environment node's reading advert has no room left: its alarm goes in alarm adverts only
+    "env 3 temperature:02:1:1 humidity:2e:1:100 pressure:04:1:10 pm25:0d:1:10 pm10:0e:1:10 | 0007:26\n"
+)
+MAX_OBJECTS = const(15)
+
+
+def role(name):
+    """(rows, alarms in the reading advert, alarms) of a BLE role; KeyError naming the roles that advertise.
+
+    A row is ``(register name, BTHome object id, mul, div)``, an alarm ``(status bits, BTHome object id)``.
+    """
+    for line in ROLE_ADVERTS.split("\n"):
+        words = line.split()
+        if words and words[0] == name:
+            cut = words.index("|")
+            rows = tuple((w[0], int(w[1], 16), int(w[2]), int(w[3])) for w in (x.split(":") for x in words[2:cut]))
+            alarms = []
+            in_reading = []
+            for word in words[cut + 1 :]:
+                bits, object_id = word.rstrip("+").split(":")
+                alarms.append((int(bits, 16), int(object_id, 16)))
+                if word.endswith("+"):
+                    in_reading.append(alarms[-1])
+            return rows, tuple(in_reading), tuple(alarms)
+    roles = ", ".join(line.split()[0] for line in ROLE_ADVERTS.split("\n") if line)
+    raise KeyError("role %r does not advertise over BLE (roles: %s)" % (name, roles))
+
+
+def pack_reading(buf, rows, alarms, values, status):
+    """Object bytes of a reading advert into ``buf``; their length.
+
+    ``values`` gives each row's register raw value by index (a list or tuple
+    in the order of ``rows``), so the node allocates no dictionary.
+    """
+    pos = 0
+    for i in range(len(rows)):
+        row = rows[i]
+        raw = values[i] * row[2] // row[3]
+        if row[1] == WATER:
+            raw &= 0xFFFFFFFF  # BTHome's water object wraps (see the module's docstring)
+        pos = pack_into(buf, pos, row[1], raw)
+    return pack_alarms(buf, pos, alarms, status)
+
+
+def pack_alarms(buf, pos, alarms, status):
+    """The alarm flags as BTHome binary objects at ``buf[pos]``; the position after them."""
+    # BTHome asks for objects in ascending id order; the tables list them so.
+    for bits, object_id in alarms:
+        pos = pack_into(buf, pos, object_id, 1 if status & bits else 0)
+    return pos
