@@ -246,7 +246,7 @@ class Updater:
         self.result = OK
         self.node.boot.rebooting()  # a planned reset, not a crash
         self.node.slave.after_answer = self.node.board.reset  # over Modbus: once the answer is sent
-        self.reset_pending = self.node.board.reset  # over GATT (firmware.ble_gatt_service)
+        self.reset_pending = self.node.board.reset  # over GATT (firmware.ble_beacon.GattService)
 
     # -- the trial of a new image ---------------------------------------------
 

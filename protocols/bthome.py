@@ -10,7 +10,9 @@ address (6 bytes, as written), the UUID (``d2 fc``), the information byte
 and the counter.
 
 This module is what a node imports (kept small: it lives in the node's
-heap); the receiving side (names, scales and units of the objects, the
+heap), with what each battery role advertises (the tables
+:mod:`protocols.ble_adverts` describes and re-exports, :func:`role`, the
+packing of reading and alarm adverts); the receiving side (names, scales and units of the objects, the
 parser, decryption) is :mod:`protocols.bthome_read`. :data:`SIZES` gives the
 length of every object id known here: pairs of bytes (id, length), the
 length's bit 7 set for a signed value, 0xFF for the raw and text objects.
@@ -42,6 +44,24 @@ SIGNED = const(0x80)
 VARIABLE = const(0xFF)  # raw and text: a length byte, then that many bytes
 _AD_SERVICE_DATA_16 = const(0x16)
 _AD_FLAGS = const(0x01)
+# The errors' texts, numbered (_text): one string constant, where each text on its own would be an object in a
+# node's RAM even with the module in ROM.
+_TEXTS = const(
+    "unknown BTHome object id 0x%02x\n"  # 0
+    "BTHome object 0x%02x of %d bytes: 255 at most\n"  # 1
+    "BTHome object 0x%02x: %d does not fit %d signed bytes\n"  # 2
+    "BTHome object 0x%02x: %d does not fit %d unsigned bytes\n"  # 3
+    "BLE address %r: six colon-separated bytes expected\n"  # 4
+    "BLE address %r is not hexadecimal\n"  # 5
+    "BLE address of %d bytes: 6 expected\n"  # 6
+    "BTHome counter %d does not fit 32 bits\n"  # 7
+    "advert of %d bytes: a legacy advert holds 31"  # 8
+)
+
+
+def _text(number, args=()):
+    """Text ``number`` of _TEXTS formatted with ``args``."""
+    return _TEXTS.split("\n")[number] % args
 
 # Object ids the nodes send.
 PACKET_ID = const(0x00)
@@ -75,7 +95,7 @@ def size_of(object_id):
     for i in range(0, len(SIZES), 2):
         if SIZES[i] == object_id:
             return SIZES[i + 1]
-    raise DecodeError("unknown BTHome object id 0x%02x" % object_id)
+    raise DecodeError(_text(0, object_id))
 
 
 def pack_into(buf, pos, object_id, value):
@@ -86,7 +106,7 @@ def pack_into(buf, pos, object_id, value):
     if code == VARIABLE:
         n = len(value)
         if n > 255:
-            raise DecodeError("BTHome object 0x%02x of %d bytes: 255 at most" % (object_id, n))
+            raise DecodeError(_text(1, (object_id, n)))
         buf[pos] = n
         buf[pos + 1 : pos + 1 + n] = value
         return pos + 1 + n
@@ -94,10 +114,10 @@ def pack_into(buf, pos, object_id, value):
     bits = 8 * size
     if code & SIGNED:
         if value < -(1 << (bits - 1)) or value >= 1 << (bits - 1):
-            raise DecodeError("BTHome object 0x%02x: %d does not fit %d signed bytes" % (object_id, value, size))
+            raise DecodeError(_text(2, (object_id, value, size)))
         value &= (1 << bits) - 1
     elif value < 0 or value >> bits:
-        raise DecodeError("BTHome object 0x%02x: %d does not fit %d unsigned bytes" % (object_id, value, size))
+        raise DecodeError(_text(3, (object_id, value, size)))
     for i in range(size):
         buf[pos + i] = (value >> (8 * i)) & 0xFF
     return pos + size
@@ -108,13 +128,13 @@ def address_bytes(address):
     if isinstance(address, str):
         parts = address.split(":")
         if len(parts) != 6:
-            raise DecodeError("BLE address %r: six colon-separated bytes expected" % address)
+            raise DecodeError(_text(4, (address,)))
         try:
             return bytes([int(p, 16) for p in parts])
         except ValueError:
-            raise DecodeError("BLE address %r is not hexadecimal" % address) from None
+            raise DecodeError(_text(5, (address,))) from None
     if len(address) != 6:
-        raise DecodeError("BLE address of %d bytes: 6 expected" % len(address))
+        raise DecodeError(_text(6, len(address)))
     return bytes(address)
 
 
@@ -137,7 +157,7 @@ class Sealer:
     def seal_into(self, objects, counter, out, trigger=False):
         """Service data (information byte, ciphertext, counter, tag) for ``objects`` into ``out``; its length."""
         if counter < 0 or counter >> 32:
-            raise DecodeError("BTHome counter %d does not fit 32 bits" % counter)
+            raise DecodeError(_text(7, counter))
         info = INFO_V2 | INFO_ENCRYPTED | (INFO_TRIGGER if trigger else 0)
         nonce_buf = self._nonce
         nonce_buf[8] = info
@@ -169,5 +189,67 @@ def advert(service_data, name=None):
     if name:
         out += bytes((len(name) + 1, 0x09)) + name.encode()
     if len(out) > 31:
-        raise DecodeError("advert of %d bytes: a legacy advert holds 31" % len(out))
+        raise DecodeError(_text(8, len(out)))
     return bytes(out)
+
+
+# What each battery role advertises: protocols.ble_adverts describes the tables; they live here, beside
+# the packing they drive, so that a node imports one module for its adverts (a module of its own costs RAM).
+# The tables, one line per role: its name and role id (as in protocols.roles), its reading rows
+# ("register:object:mul:div"), "|", its alarms ("status bits:object", "+" when the flag also goes in the
+# reading advert). Object ids (this module's) and status bits (protocols.roles.<role>) are
+# hexadecimal, mul and div decimal; tests hold the ids and bits equal to the named constants. Text, parsed by
+# role() for the role asked (protocols.ble_adverts reads them all for the gateway): a node holds its own role's
+# tuples only, where tuples written out here would all be objects in its RAM.
+ROLE_ADVERTS = const(
+    "meter 2 battery:0c:1:1 volume:4f:1000:1 | 0002:20+ 000c:26+ 0010:2b+\n"
+    # the environment node's reading advert has no room left: its alarm goes in alarm adverts only
+    "env 3 temperature:02:1:1 humidity:2e:1:100 pressure:04:1:10 pm25:0d:1:10 pm10:0e:1:10 | 0007:26\n"
+)
+MAX_OBJECTS = const(15)
+
+
+def role(name):
+    """(rows, alarms in the reading advert, alarms) of a BLE role; KeyError naming the roles that advertise.
+
+    A row is ``(register name, BTHome object id, mul, div)``, an alarm ``(status bits, BTHome object id)``.
+    """
+    for line in ROLE_ADVERTS.split("\n"):
+        words = line.split()
+        if words and words[0] == name:
+            cut = words.index("|")
+            rows = tuple((w[0], int(w[1], 16), int(w[2]), int(w[3])) for w in (x.split(":") for x in words[2:cut]))
+            alarms = []
+            in_reading = []
+            for word in words[cut + 1 :]:
+                bits, object_id = word.rstrip("+").split(":")
+                alarms.append((int(bits, 16), int(object_id, 16)))
+                if word.endswith("+"):
+                    in_reading.append(alarms[-1])
+            return rows, tuple(in_reading), tuple(alarms)
+    roles = ", ".join(line.split()[0] for line in ROLE_ADVERTS.split("\n") if line)
+    raise KeyError("role %r does not advertise over BLE (roles: %s)" % (name, roles))
+
+
+def pack_reading(buf, rows, alarms, values, status):
+    """Object bytes of a reading advert into ``buf``; their length.
+
+    ``values`` gives each row's register raw value by index (a list or tuple
+    in the order of ``rows``), so the node allocates no dictionary.
+    """
+    pos = 0
+    for i in range(len(rows)):
+        row = rows[i]
+        raw = values[i] * row[2] // row[3]
+        if row[1] == WATER:
+            raw &= 0xFFFFFFFF  # BTHome's water object wraps (see the module's docstring)
+        pos = pack_into(buf, pos, row[1], raw)
+    return pack_alarms(buf, pos, alarms, status)
+
+
+def pack_alarms(buf, pos, alarms, status):
+    """The alarm flags as BTHome binary objects at ``buf[pos]``; the position after them."""
+    # BTHome asks for objects in ascending id order; the tables list them so.
+    for bits, object_id in alarms:
+        pos = pack_into(buf, pos, object_id, 1 if status & bits else 0)
+    return pos

@@ -20,6 +20,14 @@ a node's RAM.
 from protocols.errors import AuthenticationError, ProtocolError
 
 try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+try:
     import cryptolib
 
     def _block_cipher(key):
@@ -38,6 +46,24 @@ except ImportError:  # CPython
 
 
 _BLOCK = 16
+# The errors' texts, numbered (_text): one string constant, where each text on its own would be an object in a
+# node's RAM even with the module in ROM.
+_TEXTS = const(
+    "AES key of %d bytes: 16 or 32 expected\n"  # 0
+    "CCM tag of %d bytes: an even length from 4 to 16 expected\n"  # 1
+    "sealed data of %d bytes is shorter than the tag\n"  # 2
+    "output buffer of %d bytes, %d needed\n"  # 3
+    "CCM tag mismatch\n"  # 4
+    "CCM nonce of %d bytes: 7 to 13 expected\n"  # 5
+    "message of %d bytes too long for a %d-byte nonce\n"  # 6
+    "associated data of %d bytes: under 65280 supported\n"  # 7
+    "a shared AES-CCM with a %d-byte tag: %d expected"  # 8
+)
+
+
+def _text(number, args=()):
+    """Text ``number`` of _TEXTS formatted with ``args``."""
+    return _TEXTS.split("\n")[number] % args
 
 
 class AesCcm:
@@ -45,9 +71,9 @@ class AesCcm:
 
     def __init__(self, key, tag_length=4):
         if len(key) not in (16, 32):  # MicroPython's cryptolib has no AES-192
-            raise ProtocolError("AES key of %d bytes: 16 or 32 expected" % len(key))
+            raise ProtocolError(_text(0, len(key)))
         if tag_length < 4 or tag_length > 16 or tag_length % 2:
-            raise ProtocolError("CCM tag of %d bytes: an even length from 4 to 16 expected" % tag_length)
+            raise ProtocolError(_text(1, tag_length))
         self.tag_length = tag_length
         self._encrypt = _block_cipher(bytes(key))
         self._mac = bytearray(_BLOCK)  # the running CBC-MAC
@@ -63,7 +89,7 @@ class AesCcm:
     def decrypt(self, nonce, sealed, aad=b""):
         """The plaintext of ``sealed`` (ciphertext + tag); AuthenticationError when the tag does not match."""
         if len(sealed) < self.tag_length:
-            raise AuthenticationError("sealed data of %d bytes is shorter than the tag" % len(sealed))
+            raise AuthenticationError(_text(2, len(sealed)))
         out = bytearray(len(sealed) - self.tag_length)
         self.open_into(nonce, sealed, out, aad)
         return bytes(out)
@@ -72,7 +98,7 @@ class AesCcm:
         """Write ciphertext + tag into ``out`` (at least ``len(plaintext) + tag_length`` bytes); return that length."""
         n = len(plaintext)
         if len(out) < n + self.tag_length:
-            raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n + self.tag_length))
+            raise ProtocolError(_text(3, (len(out), n + self.tag_length)))
         self._cbc_mac(nonce, plaintext, aad)
         self._ctr(nonce, plaintext, out)
         t = self.tag_length
@@ -89,9 +115,9 @@ class AesCcm:
         t = self.tag_length
         n = len(sealed) - t
         if n < 0:
-            raise AuthenticationError("sealed data of %d bytes is shorter than the tag" % len(sealed))
+            raise AuthenticationError(_text(2, len(sealed)))
         if len(out) < n:
-            raise ProtocolError("output buffer of %d bytes, %d needed" % (len(out), n))
+            raise ProtocolError(_text(3, (len(out), n)))
         self._ctr(nonce, memoryview(sealed)[:n], out)
         self._cbc_mac(nonce, memoryview(out)[:n], aad)
         self._counter(nonce, 0)
@@ -102,13 +128,13 @@ class AesCcm:
         if diff:
             for i in range(n):
                 out[i] = 0
-            raise AuthenticationError("CCM tag mismatch")
+            raise AuthenticationError(_text(4))
         return n
 
     def _counter(self, nonce, index):
         """Counter block A_index in self._work: flags (L - 1), nonce, index on L bytes."""
         if len(nonce) < 7 or len(nonce) > 13:
-            raise ProtocolError("CCM nonce of %d bytes: 7 to 13 expected" % len(nonce))
+            raise ProtocolError(_text(5, len(nonce)))
         work = self._work
         q = 15 - len(nonce)
         work[0] = q - 1
@@ -120,7 +146,7 @@ class AesCcm:
         """dst = src XOR the key stream from counter 1 on; then E(A_0), the tag's mask, in self._stream."""
         n = len(src)
         if n >> (8 * (15 - len(nonce))):
-            raise ProtocolError("message of %d bytes too long for a %d-byte nonce" % (n, len(nonce)))
+            raise ProtocolError(_text(6, (n, len(nonce))))
         block = 0
         pos = 0
         while pos < n:
@@ -139,7 +165,7 @@ class AesCcm:
         self._counter(nonce, len(message))  # B_0 has the counter block's layout, its flags apart
         a = len(aad)
         if a >= 0xFF00:
-            raise ProtocolError("associated data of %d bytes: under 65280 supported" % a)
+            raise ProtocolError(_text(7, a))
         b0 = self._work
         b0[0] = (0x40 if a else 0) | (((self.tag_length - 2) // 2) << 3) | (14 - len(nonce))
         mac = self._mac
@@ -176,6 +202,6 @@ def shared(key, tag_length):
     formats under one key), else a new :class:`AesCcm` for the key bytes."""
     if isinstance(key, AesCcm):
         if key.tag_length != tag_length:
-            raise ProtocolError("a shared AES-CCM with a %d-byte tag: %d expected" % (key.tag_length, tag_length))
+            raise ProtocolError(_text(8, (key.tag_length, tag_length)))
         return key
     return AesCcm(key, tag_length)

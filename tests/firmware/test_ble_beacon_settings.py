@@ -13,8 +13,7 @@ from typing import Any
 import mp_env  # noqa: F401  (the frozen asyncio on MicroPython)
 from test_ble_gatt_service import ADDRESS, GATEWAY, KEY, ROWS, Board, Radio
 
-from firmware.ble_beacon import Beacon, load_settings
-from firmware.ble_gatt_service import GattService
+from firmware.ble_beacon import Beacon, GattService, load_settings
 from firmware.registers import RegisterBank
 from protocols import ble_gatt
 from protocols.roles import meter
@@ -66,7 +65,7 @@ def test_a_bad_radio_setting_boots_with_the_defaults_and_says_why(tmp_path: Path
 
 def test_a_long_interval_advertises_at_the_longest_legacy_interval(tmp_path: Path) -> None:
     chip, _, beacon = beacon_on(tmp_path, interval_ms=60000)
-    beacon.reading()
+    beacon.advertise()
     assert chip.advertised[0] == 10_240_000 and beacon.radio_settings() == (60000, 0, 0)
 
 

@@ -10,7 +10,7 @@ import json
 
 import mp_env  # noqa: F401  (the frozen asyncio on MicroPython)
 
-from firmware.ble_gatt_service import GattService
+from firmware.ble_beacon import GattService
 from firmware.registers import RegisterBank
 from protocols import ble_gatt
 from protocols.roles.kinds import HOLDING, RO, RW, U16, U32

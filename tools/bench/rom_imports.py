@@ -67,8 +67,8 @@ _QSTR = re.compile(r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=(\d
 
 
 # A BLE node (``meter-ble``, ``env-ble``: the role with its adverts and GATT service running) imports these too.
-_BLE = ("protocols.bthome", "protocols.ble_gatt_server", "protocols.ble_adverts", "firmware.ble_beacon",
-        "firmware.ble_gatt_service", "board.bluetooth")
+_BLE = ("protocols.bthome", "protocols.ble_gatt_server", "firmware.ble_beacon",
+        "board.bluetooth")
 
 
 def modules_of(role: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""A BLE node's GATT command service in Python on the virtual radio (the firmware's: firmware/ble_gatt_service.py).
+"""A BLE node's GATT command service in Python on the virtual radio (the firmware's: ble_beacon.GattService).
 
 It does what the node's service is specified to do (``protocols.ble_gatt``):
 open each command written to the command characteristic with the node's key,
