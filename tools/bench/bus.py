@@ -175,7 +175,8 @@ class BusFigures:
 
 def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, realtime: bool = True,
                 link: str = "socket", hosts: int | None = None, realtime_hosts: bool = True,
-                host_nice: int | None = None, gateway_fifo: int = 0, sample_ms: int = SAMPLE_MS) -> BusFigures:
+                host_nice: int | None = None, gateway_fifo: int = 0, sample_ms: int = SAMPLE_MS,
+                answers_to_master: bool = False) -> BusFigures:
     """Start the street, poll flat out for ``seconds`` (after every lamp's first poll), stop; the figures.
 
     ``realtime``: the bus and the lamp hosts under ``SCHED_FIFO`` where allowed (see the module docstring);
@@ -192,7 +193,7 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
                               realtime=realtime, link=link, realtime_hosts=realtime_hosts, host_nice=host_nice,
                               sample_ms=sample_ms)
         trace = Path(flash) / "bus.trace.jsonl"
-        street.bus_args = ["--trace", str(trace)]
+        street.bus_args = ["--trace", str(trace)] + (["--answers-to-master"] if answers_to_master else [])
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(120.0, nodes * 2.0))
