@@ -212,7 +212,7 @@ def _cmd_bench_bus(args: argparse.Namespace) -> int:
 
     code: int = run_bus_bench(nodes=args.nodes, baud=args.baud, seconds=args.seconds, write_docs=args.write_docs,
                               link=args.link, hosts=args.hosts, lamp_hosts=args.lamp_hosts,
-                              sample_ms=args.sample_ms, gateway_fifo=args.gateway_fifo)
+                              sample_ms=args.sample_ms, gateway_fifo=args.gateway_fifo, answers_to=args.answers_to)
     return code
 
 
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sample-ms", type=int, default=None, help="each lamp's sampling period in the host (ms)")
     b.add_argument("--gateway-fifo", type=int, default=0, metavar="PRIORITY",
                    help="run the poller under SCHED_FIFO at this priority (default 0: ordinary)")
+    b.add_argument("--answers-to", choices=("master", "all"), default="master",
+                   help="the drops a lamp's answer reaches on the virtual bus (default: the gateway's only)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_bus)
     b = bench.add_parser("cluster", help="many simulated gateways against a local broker: what each one costs it")

@@ -7,7 +7,8 @@ from tools.bench.bus import _report, measure_bus
 
 def test_two_lamps_at_115200_read_measurements_and_never_beat_the_line() -> None:
     """Readings flow, settings are not read again without a change, and nothing is faster than the wire."""
-    figures = measure_bus(nodes=2, baud=115200, seconds=3.0, realtime=False)  # no real-time processes in tests
+    # No real-time processes in tests; the street's 5 s sampling: the host starts its lamps one sample period apart.
+    figures = measure_bus(nodes=2, baud=115200, seconds=3.0, realtime=False, sample_ms=5000)
     tally = figures.tally
     assert tally.polls > 10 and tally.readings > 10 * tally.polls
     assert tally.settings_polls == 0  # nobody wrote a setting: only the first poll of each lamp read them

@@ -32,12 +32,36 @@ lamp reads everything, its birth):
   read both tables whole, and the interval it would allow.
 
 The machine's load average is printed before and after: the host, the bus and
-the gateway share two CPUs with whatever else runs. Run as root, the three run
-at nice -10 (:data:`SIM_NICE`) while measuring, and the bus and the lamp hosts,
-which stand for the hardware (a wire without a scheduler, a CPU per lamp), run
-under real-time scheduling (``SCHED_FIFO``, see :class:`HostedStreet`; the
-report says when the kernel refused it). The gateway stays an ordinary process
-at nice -10, as a cabinet's daemon would: what it costs is what is measured.
+the gateway share two CPUs with whatever else runs. What runs at which priority,
+and why (run as root; the report says when the kernel refused):
+
+- the bus process: ``SCHED_FIFO`` priority 20 (:class:`HostedStreet`), nice -10
+  (:data:`SIM_NICE`): it stands for a wire, which waits for nobody;
+- the lamp hosts: ``SCHED_FIFO`` priority 10, nice -10: they stand for lamps with
+  a CPU each (``--lamp-hosts ordinary``: ordinary scheduling at nice 0);
+- the gateway's poller (this process): an ordinary process at nice -10, as a
+  cabinet's daemon would run, so that what it costs is what is measured
+  (``--gateway-fifo N``: ``SCHED_FIFO`` at priority N, for A/B runs).
+
+Real-time lamp hosts keep both CPUs from every ordinary process while they
+work, the kernel worker thread that moves the answer's bytes through the
+gateway's pty included; so the harness keeps the work that a real line spreads
+over 247 CPUs, and the shared machine must do on two, off the line's path:
+
+- each lamp samples every :data:`SAMPLE_MS` (30 s; ``--sample-ms``) instead of the
+  firmware's 1 s (the street's 5 s): a sample costs the host about 2 ms, which a
+  real lamp spends on its own CPU. The polls read the same registers either way;
+  values are up to 30 s old;
+- a lamp's answer reaches the gateway's drop only (``tools.sim.bus
+  --answers-to-master``; ``--answers-to all`` as before): every host used to wake
+  to frame and ignore every other lamp's answer, four real-time processes
+  running at the moment the answer travels to the gateway. Requests and
+  broadcasts reach every lamp, as on a real line.
+
+The line carries the same frames at the same pace with the same t3.5 either way.
+The report also splits the gateway's lateness into the answer's way from the bus
+to the gateway's event loop, the gateway's own time beyond t3.5, and the
+request's way back (:mod:`tools.bench.bus_trace`).
 """
 
 from __future__ import annotations
@@ -63,12 +87,12 @@ from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.hosted_street import HostedStreet
 
 SIM_NICE = -10
+"""Nice value of the bus, the lamp hosts and the poller (as root): see the module docstring."""
 LAMPS_PER_HOST = 62
 """Lamps per lamp host: one event loop serving 247 lamps keeps requests waiting behind other lamps' samplers
 (a real line has a CPU per lamp), which the line's figure would count against the gateway."""
-"""Priority of the bus and the lamp host (as root): they stand for hardware with its own CPUs."""
-SAMPLE_MS = 5000
-"""How often each hosted lamp samples (its sampler's period; see the module docstring)."""
+SAMPLE_MS = 30_000
+"""How often each hosted lamp samples in this bench (its sampler's period; see the module docstring)."""
 POLL_INTERVAL = 0.01
 """Seconds between polls of a lamp asked of the poller: far below what a bus can serve, so it polls flat out."""
 
@@ -161,6 +185,8 @@ class BusFigures:
     """How often each lamp sampled (its sampler's period in the lamp host)."""
     gateway_fifo: int = 0
     """The poller's ``SCHED_FIFO`` priority while measuring; 0: ordinary scheduling."""
+    answers_to_master: bool = False
+    """Whether the lamps' answers reached the master only (``tools.sim.bus --answers-to-master``)."""
 
     @property
     def rate(self) -> float:
@@ -176,7 +202,7 @@ class BusFigures:
 def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, realtime: bool = True,
                 link: str = "socket", hosts: int | None = None, realtime_hosts: bool = True,
                 host_nice: int | None = None, gateway_fifo: int = 0, sample_ms: int = SAMPLE_MS,
-                answers_to_master: bool = False) -> BusFigures:
+                answers_to_master: bool = True) -> BusFigures:
     """Start the street, poll flat out for ``seconds`` (after every lamp's first poll), stop; the figures.
 
     ``realtime``: the bus and the lamp hosts under ``SCHED_FIFO`` where allowed (see the module docstring);
@@ -228,7 +254,8 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
     if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
         steal = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle, nice, street.scheduling, steal, link, sample_ms, gateway_fifo)
+                      idle, nice, street.scheduling, steal, link, sample_ms, gateway_fifo,
+                      answers_to_master)
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -243,23 +270,25 @@ def _cpu_times() -> tuple[int, int] | None:
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False,
                   link: str = "socket", hosts: int | None = None, lamp_hosts: str = "realtime",
-                  sample_ms: int | None = None, gateway_fifo: int = 0) -> int:
+                  sample_ms: int | None = None, gateway_fifo: int = 0, answers_to: str = "master") -> int:
     """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code.
 
-    ``hosts``, ``lamp_hosts`` (``"realtime"`` or ``"ordinary"``), ``sample_ms`` and ``gateway_fifo``
-    change the harness for A/B runs (see the module docstring); the defaults are what the recorded figures use.
+    ``hosts``, ``lamp_hosts`` (``"realtime"`` or ``"ordinary"``), ``sample_ms``, ``gateway_fifo`` and
+    ``answers_to`` (``"master"`` or ``"all"``) change the harness for A/B runs (see the module docstring);
+    the defaults are what the recorded figures use.
     """
     sample_ms = sample_ms or SAMPLE_MS
     figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds, link=link, hosts=hosts,
                           realtime_hosts=lamp_hosts == "realtime", host_nice=None if lamp_hosts == "realtime" else 0,
-                          sample_ms=sample_ms, gateway_fifo=gateway_fifo)
+                          sample_ms=sample_ms, gateway_fifo=gateway_fifo, answers_to_master=answers_to == "master")
     text = _report(figures)
     print(text)
     if write_docs:
         options = [f"--link {link}" if link != "socket" else "", f"--hosts {hosts}" if hosts else "",
                    f"--lamp-hosts {lamp_hosts}" if lamp_hosts != "realtime" else "",
                    f"--sample-ms {sample_ms}" if sample_ms != SAMPLE_MS else "",
-                   f"--gateway-fifo {gateway_fifo}" if gateway_fifo else ""]
+                   f"--gateway-fifo {gateway_fifo}" if gateway_fifo else "",
+                   f"--answers-to {answers_to}" if answers_to != "master" else ""]
         record(f"bench-bus-{nodes}-{baud}", f"RS-485 bus: {nodes} lamps at {baud} bit/s",
                " ".join([f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}",
                          *filter(None, options)]), text)
@@ -296,7 +325,8 @@ def _report(f: BusFigures) -> str:
         + (f"; the poller at nice {f.nice}" if f.nice else "")
         + (f" and SCHED_FIFO priority {f.gateway_fifo}" if f.gateway_fifo else "")
         + f"; the bus and the lamp hosts (the simulated line and lamps) at {f.scheduling}; each lamp sampling "
-        f"every {f.sample_ms / 1000:g} s.",
+        f"every {f.sample_ms / 1000:g} s"
+        + ("; the lamps' answers handed to the gateway's drop only" if f.answers_to_master else "") + ".",
         "",
         "| figure | value |",
         "|---|---|",
