@@ -181,7 +181,7 @@ class BusFigures:
     """Share of the CPUs' time a hypervisor gave to other machines during the run (``/proc/stat``), if known."""
     link: str = "pty"
     """How the lamp hosts were wired to the bus process (:class:`HostedStreet`)."""
-    sample_ms: int = 5000
+    sample_ms: int = SAMPLE_MS
     """How often each lamp sampled (its sampler's period in the lamp host)."""
     gateway_fifo: int = 0
     """The poller's ``SCHED_FIFO`` priority while measuring; 0: ordinary scheduling."""
@@ -208,6 +208,9 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
     ``realtime``: the bus and the lamp hosts under ``SCHED_FIFO`` where allowed (see the module docstring);
     a test sharing the machine with other tests leaves it off. ``link``: how the lamp hosts are wired to the
     bus process (:class:`HostedStreet`), a socket or a pty each; the gateway's side is a pty either way.
+    ``hosts`` (default: :data:`LAMPS_PER_HOST` lamps each at most), ``realtime_hosts`` and ``host_nice``
+    (:class:`HostedStreet`), ``gateway_fifo`` (the poller's ``SCHED_FIFO`` priority, 0: none), ``sample_ms``
+    and ``answers_to_master``: the harness (see the module docstring).
     """
     load_before = os.getloadavg()
     cpu_before = _cpu_times()
