@@ -70,6 +70,10 @@ class WireClock:
         """The earliest moment the next frame may start (t3.5, or a broadcast's turnaround)."""
         self.timed = False
         """Whether frames are written by :meth:`attach`'s writer, which waits out the silence's last part."""
+        self.on_write: Callable[[float, float], None] | None = None
+        """Told ``(heard, written)`` as each timed frame is written: when the line's bytes were last seen
+        arriving, and when this frame went to the device (``time.monotonic``); for benches that split the
+        silence between an answer and the next request into its parts."""
         self._after: list[Callable[[], None]] = []
         self._idle: asyncio.TimerHandle | None = None
 
@@ -107,6 +111,8 @@ class WireClock:
                 sent = os.write(fd, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
+            if self.on_write is not None:
+                self.on_write(self.heard, time.monotonic())
             if sent < len(data):
                 queued_write(data[sent:])  # the device's buffer is full: the transport's queue takes the rest
             self._sent()

@@ -159,6 +159,20 @@ def test_node_bytes_reach_master_and_other_nodes(start_bus: StartBus, link: str)
     assert bus.quiet(2) == b""
 
 
+@pytest.mark.parametrize("paced", [False, True])
+def test_answers_to_master_keeps_node_frames_from_the_other_nodes_only(start_bus: StartBus, paced: bool) -> None:
+    """``--answers-to-master``: a node's frame reaches the master alone; the master's still reaches every node."""
+    bus = start_bus(3, "--link", "socket", "--answers-to-master", *(["--paced", "--baud", "115200"] * paced))
+    answer = b"\x02\x04\x04\x00\x01\x00\x02"
+    os.write(bus.fds[2], answer)
+    assert bus.read(0, len(answer)) == answer
+    assert bus.quiet(1) == b"" and bus.quiet(3, wait=0.0) == b""
+    request = bytes.fromhex("010400000002 71cb".replace(" ", ""))
+    os.write(bus.fds[0], request)
+    for i in (1, 2, 3):
+        assert bus.read(i, len(request)) == request
+
+
 def test_noise_flips_one_bit_in_about_the_configured_share(start_bus: StartBus) -> None:
     """With --noise 0.1, about 10 % of bytes arrive with exactly one bit flipped."""
     bus = start_bus(1, "--noise", "0.1", "--seed", "7")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import select
+import subprocess
+import sys
 import time
 import tty
 from collections.abc import Iterator
@@ -202,3 +204,25 @@ def test_lamps_split_over_hosts_each_answer_on_their_own_drop(tmp_path: Path) ->
     assert all(p.poll() is not None for p in procs)
     with pytest.raises(StreetError):
         HostedStreet(tmp_path / "none", nodes=2, hosts=3)
+
+
+def test_hosts_at_ordinary_priority_leave_only_the_bus_real_time(tmp_path: Path) -> None:
+    """``realtime_hosts=False``: the bus goes SCHED_FIFO (as root), the hosts stay ordinary at ``host_nice``,
+    and the street's text says which is which (two real processes stand for the bus and a host)."""
+    street = HostedStreet(tmp_path, nodes=2, realtime=True, realtime_hosts=False, nice=-5, host_nice=3)
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+    try:
+        bus, host = (p.pid for p in procs)
+        street._schedule(bus, [host])
+        allowed = os.geteuid() == 0
+        assert os.sched_getscheduler(host) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, host) == 3
+        assert os.sched_getscheduler(bus) == (os.SCHED_FIFO if allowed else os.SCHED_OTHER)
+        if allowed:
+            assert os.getpriority(os.PRIO_PROCESS, bus) == -5
+            assert "lamp hosts at ordinary scheduling (nice 3)" in street.scheduling
+            assert "the bus at SCHED_FIFO" in street.scheduling
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -32,19 +32,41 @@ lamp reads everything, its birth):
   read both tables whole, and the interval it would allow.
 
 The machine's load average is printed before and after: the host, the bus and
-the gateway share two CPUs with whatever else runs. Run as root, the three run
-at nice -10 (:data:`SIM_NICE`) while measuring, and the bus and the lamp hosts,
-which stand for the hardware (a wire without a scheduler, a CPU per lamp), run
-under real-time scheduling (``SCHED_FIFO``, see :class:`HostedStreet`; the
-report says when the kernel refused it). The gateway stays an ordinary process
-at nice -10, as a cabinet's daemon would: what it costs is what is measured.
+the gateway share two CPUs with whatever else runs. What runs at which priority,
+and why (run as root; the report says when the kernel refused):
+
+- the bus process: ``SCHED_FIFO`` priority 20 (:class:`HostedStreet`), nice -10
+  (:data:`SIM_NICE`): it stands for a wire, which waits for nobody;
+- the lamp hosts: ``SCHED_FIFO`` priority 10, nice -10: they stand for lamps with
+  a CPU each (``--lamp-hosts ordinary``: ordinary scheduling at nice 0);
+- the gateway's poller (this process): an ordinary process at nice -10, as a
+  cabinet's daemon would run, so that what it costs is what is measured
+  (``--gateway-fifo N``: ``SCHED_FIFO`` at priority N, for A/B runs).
+
+Real-time lamp hosts keep both CPUs from every ordinary process while they
+work, the kernel worker thread that moves the answer's bytes through the
+gateway's pty included; so the harness keeps the work that a real line spreads
+over 247 CPUs, and the shared machine must do on two, off the line's path:
+
+- each lamp samples every :data:`SAMPLE_MS` (30 s; ``--sample-ms``) instead of the
+  firmware's 1 s (the street's 5 s): a sample costs the host about 2 ms, which a
+  real lamp spends on its own CPU. The polls read the same registers either way;
+  values are up to 30 s old;
+- a lamp's answer reaches the gateway's drop only (``tools.sim.bus
+  --answers-to-master``; ``--answers-to all`` as before): every host used to wake
+  to frame and ignore every other lamp's answer, four real-time processes
+  running at the moment the answer travels to the gateway. Requests and
+  broadcasts reach every lamp, as on a real line.
+
+The line carries the same frames at the same pace with the same t3.5 either way.
+The report also splits the gateway's lateness into the answer's way from the bus
+to the gateway's event loop, the gateway's own time beyond t3.5, and the
+request's way back (:mod:`tools.bench.bus_trace`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import os
 import tempfile
 import time
@@ -57,17 +79,20 @@ from gateway.polling.poll_plan import COUNTER, EVERYTHING, MEASURE, SETTING, Lin
 from gateway.polling.poller import NODE_TURNAROUND, BusPoller
 from gateway.service.config import NodeConfig, parse_config
 from gateway.service.stats import NodeStats
-from gateway.transport.modbus_rtu import ModbusBus, silence
+from gateway.transport.modbus_rtu import ModbusBus
 from tools.bench import record
+from tools.bench.bus_trace import idle_line, idle_time
 from tools.bench.commands import host_line
 from tools.sim.bus import BITS_PER_CHAR
 from tools.sim.hosted_street import HostedStreet
 
 SIM_NICE = -10
+"""Nice value of the bus, the lamp hosts and the poller (as root): see the module docstring."""
 LAMPS_PER_HOST = 62
 """Lamps per lamp host: one event loop serving 247 lamps keeps requests waiting behind other lamps' samplers
 (a real line has a CPU per lamp), which the line's figure would count against the gateway."""
-"""Priority of the bus and the lamp host (as root): they stand for hardware with its own CPUs."""
+SAMPLE_MS = 30_000
+"""How often each hosted lamp samples in this bench (its sampler's period; see the module docstring)."""
 POLL_INTERVAL = 0.01
 """Seconds between polls of a lamp asked of the poller: far below what a bus can serve, so it polls flat out."""
 
@@ -156,6 +181,12 @@ class BusFigures:
     """Share of the CPUs' time a hypervisor gave to other machines during the run (``/proc/stat``), if known."""
     link: str = "pty"
     """How the lamp hosts were wired to the bus process (:class:`HostedStreet`)."""
+    sample_ms: int = SAMPLE_MS
+    """How often each lamp sampled (its sampler's period in the lamp host)."""
+    gateway_fifo: int = 0
+    """The poller's ``SCHED_FIFO`` priority while measuring; 0: ordinary scheduling."""
+    answers_to_master: bool = False
+    """Whether the lamps' answers reached the master only (``tools.sim.bus --answers-to-master``)."""
 
     @property
     def rate(self) -> float:
@@ -169,23 +200,29 @@ class BusFigures:
 
 
 def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, realtime: bool = True,
-                link: str = "socket") -> BusFigures:
+                link: str = "socket", hosts: int | None = None, realtime_hosts: bool = True,
+                host_nice: int | None = None, gateway_fifo: int = 0, sample_ms: int = SAMPLE_MS,
+                answers_to_master: bool = True) -> BusFigures:
     """Start the street, poll flat out for ``seconds`` (after every lamp's first poll), stop; the figures.
 
     ``realtime``: the bus and the lamp hosts under ``SCHED_FIFO`` where allowed (see the module docstring);
     a test sharing the machine with other tests leaves it off. ``link``: how the lamp hosts are wired to the
     bus process (:class:`HostedStreet`), a socket or a pty each; the gateway's side is a pty either way.
+    ``hosts`` (default: :data:`LAMPS_PER_HOST` lamps each at most), ``realtime_hosts`` and ``host_nice``
+    (:class:`HostedStreet`), ``gateway_fifo`` (the poller's ``SCHED_FIFO`` priority, 0: none), ``sample_ms``
+    and ``answers_to_master``: the harness (see the module docstring).
     """
     load_before = os.getloadavg()
     cpu_before = _cpu_times()
     ram = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=ram if ram.is_dir() else None) as flash:
         nice = SIM_NICE if os.geteuid() == 0 else 0
-        hosts = -(-nodes // LAMPS_PER_HOST)
+        hosts = hosts or -(-nodes // LAMPS_PER_HOST)
         street = HostedStreet(Path(flash) / "street", nodes=nodes, baud=baud, paced=True, nice=nice, hosts=hosts,
-                              realtime=realtime, link=link)
+                              realtime=realtime, link=link, realtime_hosts=realtime_hosts, host_nice=host_nice,
+                              sample_ms=sample_ms)
         trace = Path(flash) / "bus.trace.jsonl"
-        street.bus_args = ["--trace", str(trace)]
+        street.bus_args = ["--trace", str(trace)] + (["--answers-to-master"] if answers_to_master else [])
         with street:
             began = time.monotonic()
             manifest = street.start(timeout=max(120.0, nodes * 2.0))
@@ -193,28 +230,35 @@ def measure_bus(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, re
             config = parse_config(_config(manifest["buses"][0]["device"], baud, manifest["nodes"]),
                                   source="bench-bus.toml")
             bus = ModbusBus(config.bus[0])
+            stamps: list[tuple[float, float]] = []  # the gateway's (answer heard, next frame written)
+            bus.wire.on_write = lambda heard, written: stamps.append((heard, written))
             stats: dict[str, NodeStats] = {}
             poller = BusPoller(bus, config.nodes_on("bus0"), stats, lambda *_: None)
             cost = LineCost(baud, bits=BITS_PER_CHAR)
             own = os.getpriority(os.PRIO_PROCESS, 0)
             if nice:  # the poller too: a cabinet's gateway does not share its CPU with unrelated work
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
+            if gateway_fifo:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(gateway_fifo))
             try:
                 tally, window, elapsed, failures = asyncio.run(_measure(poller, seconds, cost))
             finally:
                 bus.close()
+                if gateway_fifo:
+                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 if nice:
                     os.setpriority(os.PRIO_PROCESS, 0, own)
             time.sleep(2.5)  # the bus and the host write their counters every 1-2 s
             counters = street.bus_stats()
             host = [street.host_stats(i) for i in range(hosts)]
-        idle = idle_time(trace, baud, window, window + elapsed)
+        idle = idle_time(trace, baud, window, window + elapsed, stamps)
     cpu_after = _cpu_times()
     steal = None
     if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
         steal = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
     return BusFigures(nodes, baud, tally, elapsed, failures, started, load_before, os.getloadavg(), counters, host,
-                      idle, nice, street.scheduling, steal, link)
+                      idle, nice, street.scheduling, steal, link, sample_ms, gateway_fifo,
+                      answers_to_master)
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -228,15 +272,29 @@ def _cpu_times() -> tuple[int, int] | None:
 
 
 def run_bus_bench(*, nodes: int = 32, baud: int = 19200, seconds: float = 60.0, write_docs: bool = False,
-                  link: str = "socket") -> int:
-    """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code."""
-    figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds, link=link)
+                  link: str = "socket", hosts: int | None = None, lamp_hosts: str = "realtime",
+                  sample_ms: int | None = None, gateway_fifo: int = 0, answers_to: str = "master") -> int:
+    """Run the bench, print the figures (and record them in docs/performance.md); returns the exit code.
+
+    ``hosts``, ``lamp_hosts`` (``"realtime"`` or ``"ordinary"``), ``sample_ms``, ``gateway_fifo`` and
+    ``answers_to`` (``"master"`` or ``"all"``) change the harness for A/B runs (see the module docstring);
+    the defaults are what the recorded figures use.
+    """
+    sample_ms = sample_ms or SAMPLE_MS
+    figures = measure_bus(nodes=nodes, baud=baud, seconds=seconds, link=link, hosts=hosts,
+                          realtime_hosts=lamp_hosts == "realtime", host_nice=None if lamp_hosts == "realtime" else 0,
+                          sample_ms=sample_ms, gateway_fifo=gateway_fifo, answers_to_master=answers_to == "master")
     text = _report(figures)
     print(text)
     if write_docs:
+        options = [f"--link {link}" if link != "socket" else "", f"--hosts {hosts}" if hosts else "",
+                   f"--lamp-hosts {lamp_hosts}" if lamp_hosts != "realtime" else "",
+                   f"--sample-ms {sample_ms}" if sample_ms != SAMPLE_MS else "",
+                   f"--gateway-fifo {gateway_fifo}" if gateway_fifo else "",
+                   f"--answers-to {answers_to}" if answers_to != "master" else ""]
         record(f"bench-bus-{nodes}-{baud}", f"RS-485 bus: {nodes} lamps at {baud} bit/s",
-               f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}"
-               + (f" --link {link}" if link != "socket" else ""), text)
+               " ".join([f"streetedge bench bus --nodes {nodes} --baud {baud} --seconds {seconds:g}",
+                         *filter(None, options)]), text)
     return 0 if figures.tally.polls else 1
 
 
@@ -268,7 +326,10 @@ def _report(f: BusFigures) -> str:
         f"{load_after[0]:.1f} after (2 cores)"
         + (f"; {f.steal:.0%} of the CPU time stolen by the hypervisor" if f.steal is not None else "")
         + (f"; the poller at nice {f.nice}" if f.nice else "")
-        + f"; the bus and the lamp hosts (the simulated line and lamps) at {f.scheduling}.",
+        + (f" and SCHED_FIFO priority {f.gateway_fifo}" if f.gateway_fifo else "")
+        + f"; the bus and the lamp hosts (the simulated line and lamps) at {f.scheduling}; each lamp sampling "
+        f"every {f.sample_ms / 1000:g} s"
+        + ("; the lamps' answers handed to the gateway's drop only" if f.answers_to_master else "") + ".",
         "",
         "| figure | value |",
         "|---|---|",
@@ -290,7 +351,7 @@ def _report(f: BusFigures) -> str:
         f"{len(whole)} requests) needs {cost.seconds(whole) * 1000:.1f} ms per lamp, an interval of "
         f"{old_interval:.2f} s for {nodes} lamps.",
         "",
-        _idle_line(f.idle, elapsed),
+        idle_line(f.idle, elapsed),
         "",
         _bus_line(f.counters),
         "",
@@ -305,60 +366,3 @@ def _bus_line(bus: dict[str, object]) -> str:
     overflow = sum(int(d.get("overflow", 0)) for d in drops.values()) if isinstance(drops, dict) else 0
     return (f"Bus counters: {bus.get('collisions', '?')} collisions, {overflow} bytes lost to full buffers, "
             f"{bus.get('corrupted', 0)} corrupted, {bus.get('lost', 0)} lost.")
-
-
-def idle_time(trace: Path, baud: int, start: float, end: float) -> dict[str, float]:
-    """Where the line was idle beyond the spec's silences, from the bus's timestamped traffic (``--trace``).
-
-    Per frame in the window: ``node`` the time from a request's last byte to the
-    answer's first beyond t3.5, ``gateway`` from an answer's last byte to the
-    next request beyond t3.5, ``late`` how much later than its characters' time
-    the bus delivered a frame's last byte; seconds in total, and the medians
-    (``*_p50``) and 90th percentiles (``*_p90``) of the per-frame values.
-    """
-    t35 = silence(baud, BITS_PER_CHAR)
-    char = BITS_PER_CHAR / baud
-    frames: list[list[Any]] = []  # [who, first byte read, last byte delivered, bytes]
-    with trace.open() as f:
-        for line in f:
-            t, kind, who, n = json.loads(line)
-            if kind == "in":
-                if frames and frames[-1][0] == who and frames[-1][2] is None:
-                    frames[-1][3] += n
-                else:
-                    frames.append([who, t, None, n])
-            else:
-                for frame in reversed(frames):
-                    if frame[0] == who:
-                        frame[2] = t
-                        break
-    frames = [fr for fr in frames if fr[2] is not None and start <= fr[1] <= end]
-    out: dict[str, float] = {}
-    samples: dict[str, list[float]] = {"node": [], "gateway": [], "late": []}
-    for before, after in itertools.pairwise(frames):
-        gap = after[1] - before[2] - t35
-        if before[0] == "master" and after[0] != "master":
-            samples["node"].append(max(0.0, gap))
-        elif before[0] != "master" and after[0] == "master":
-            samples["gateway"].append(max(0.0, gap))
-    samples["late"] = [max(0.0, fr[2] - fr[1] - fr[3] * char) for fr in frames]
-    for key, values in samples.items():
-        ordered = sorted(values) or [0.0]
-        out[key] = sum(values)
-        out[f"{key}_p50"] = ordered[(len(ordered) - 1) // 2]
-        out[f"{key}_p90"] = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    return out
-
-
-def _idle_line(idle: dict[str, float], elapsed: float) -> str:
-    if not idle:
-        return ""
-    return (
-        "Where the rest of the line's time went (the bus's timestamped traffic, beyond the t3.5 after each "
-        f"frame): the lamps answered {idle['node_p50'] * 1000:.2f} ms later than t3.5 allows at the median "
-        f"({idle['node_p90'] * 1000:.2f} ms at the 90th percentile; {idle['node'] / elapsed:.0%} of the time in "
-        f"all), the gateway sent its next request {idle['gateway_p50'] * 1000:.2f} ms late "
-        f"({idle['gateway_p90'] * 1000:.2f} ms; {idle['gateway'] / elapsed:.0%}), and the bus process delivered a "
-        f"frame's last byte {idle['late_p50'] * 1000:.2f} ms after its characters' time "
-        f"({idle['late_p90'] * 1000:.2f} ms; {idle['late'] / elapsed:.0%})."
-    )

@@ -47,6 +47,14 @@ dies (a node's power cut) never turns into EIO for the others; bytes for a drop
 whose buffer is full are dropped and counted (``overflow``) instead of stalling
 the bus, as a UART with a full FIFO would lose them.
 
+``--answers-to-master``: what a node drop sends (an answer) reaches the master
+only, not the other node drops. No lamp acts on another's answer: each would
+spend its own CPU to frame and ignore it. Lamps hosted many to a process
+(``tools.sim.hosted_street``) would instead wake every host process for every
+answer on the line, taking the shared machine's CPUs, under real-time
+scheduling, at the very moment the answer's bytes travel to the gateway; the
+line's timing is the same either way. Requests and broadcasts reach every drop.
+
 ``--link socket`` wires the node drops with AF_UNIX stream sockets instead of
 ptys (the master stays a pty: the gateway opens a serial device). The bus
 listens on one address per drop in Linux's abstract namespace (published in
@@ -98,6 +106,7 @@ class Bus:
         drop: float = 0.0,
         seed: int = 0,
         link: str = "pty",
+        answers_to_master: bool = False,
     ) -> None:
         if drops < 1:
             raise ValueError("a bus needs at least one node drop")
@@ -112,6 +121,8 @@ class Bus:
         self.char_time = BITS_PER_CHAR / baud
         self._rng = random.Random(seed)
         self.link = link
+        self.answers_to_master = answers_to_master
+        """Node drops' frames reach the master only (``--answers-to-master``, see the module docstring)."""
         self.master = PtyDrop("master")  # the gateway opens a serial device, as on the cabinet
         if link == "socket":
             prefix = f"streetedge-bus-{os.getpid()}-{next(_BUS_IDS)}"
@@ -332,8 +343,10 @@ class Bus:
         for sender, receivers, data in self._carried:
             if self.trace is not None:
                 self.trace.append((time.monotonic(), "out", sender, len(data)))
+            to_master_only = self.answers_to_master and "master" not in sender.split("+")
             for d in receivers:
-                self._write(d, data)
+                if d is self.master or not to_master_only:
+                    self._write(d, data)
         self._carried.clear()
         self._carried_bytes = 0
 
@@ -359,7 +372,7 @@ class Bus:
         if self.trace is not None:
             self.trace.append((time.monotonic(), "out", sender.name, len(data)))
         for d in self.all:
-            if d is not sender:
+            if d is not sender and (d is self.master or sender is self.master or not self.answers_to_master):
                 self._write(d, data)
 
     def _write(self, d: Drop, data: bytes) -> None:
@@ -396,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", choices=LINKS, default="pty",
                    help="how nodes attach to their drops: a pty each, or an AF_UNIX socket the bus listens on "
                         "(the master is always a pty)")
+    p.add_argument("--answers-to-master", action="store_true",
+                   help="what node drops send reaches the master only (hosted lamps: see the module docstring)")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
     p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
     p.add_argument("--seed", type=int, default=0)
@@ -410,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bus = Bus(
         args.drops, baud=args.baud, paced=args.paced,
-        noise=args.noise, drop=args.drop, seed=args.seed, link=args.link,
+        noise=args.noise, drop=args.drop, seed=args.seed, link=args.link, answers_to_master=args.answers_to_master,
     )
 
     def _on_signal(signum: int, frame: object) -> None:

@@ -35,6 +35,10 @@ process spins: both sleep between character slots or in their event loop,
 and the kernel keeps 5 % of each second for ordinary processes
 (``sched_rt_runtime_us``). Where the kernel refuses (not root, no
 ``CAP_SYS_NICE``), they keep ``nice`` and :attr:`HostedStreet.scheduling` says so.
+``realtime_hosts=False`` puts only the bus under ``SCHED_FIFO`` and leaves the hosts
+ordinary processes at ``host_nice`` (default ``nice``): real-time hosts keep the CPUs
+from everything of ordinary priority while they work, the kernel worker that moves a
+pty's bytes to the gateway included (``streetedge bench bus --lamp-hosts``).
 
 ``link`` says how a host is wired to its drop: ``"socket"`` (the default), an
 AF_UNIX stream socket the bus listens on (``tools.sim.bus --link socket``), or
@@ -94,6 +98,8 @@ class HostedStreet(VirtualStreet):
         hosts: int = 1,
         realtime: bool = False,
         link: str = "socket",
+        realtime_hosts: bool = True,
+        host_nice: int | None = None,
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
@@ -106,6 +112,8 @@ class HostedStreet(VirtualStreet):
         self.nice = nice
         self.hosts = hosts
         self.realtime = realtime
+        self.realtime_hosts = realtime_hosts
+        self.host_nice = nice if host_nice is None else host_nice
         self.scheduling = f"nice {nice}" if nice else "ordinary scheduling"
         """How the bus and the hosts were scheduled, for a bench's text (set by :meth:`start`)."""
         self.host_log = self.workdir / "host.log"
@@ -148,22 +156,32 @@ class HostedStreet(VirtualStreet):
     def _schedule(self, bus: int | None, hosts: list[int]) -> None:
         """Give the bus and the hosts their priority: ``nice``, then ``SCHED_FIFO`` if asked and allowed."""
         pids = ([bus] if bus is not None else []) + hosts
-        if self.nice:
-            for pid in pids:
-                os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+        for pid in pids:
+            nice = self.nice if pid == bus else self.host_nice
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
+        if self.host_nice != self.nice:
+            self.scheduling = f"the bus at nice {self.nice}, the lamp hosts at nice {self.host_nice}"
         if not self.realtime:
             return
+        fifo = [bus] if bus is not None else []
+        if self.realtime_hosts:
+            fifo += hosts
         try:
-            for pid in pids:
+            for pid in fifo:
                 priority = RT_PRIORITY_BUS if pid == bus else RT_PRIORITY
                 os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
         except OSError as exc:  # not root, or a container without CAP_SYS_NICE
-            for pid in pids:
+            for pid in fifo:
                 with contextlib.suppress(OSError):
                     os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
             self.scheduling += f" (real-time scheduling refused: {exc.strerror})"
             return
-        self.scheduling = f"SCHED_FIFO (real time; bus priority {RT_PRIORITY_BUS}, lamp hosts {RT_PRIORITY})"
+        if self.realtime_hosts:
+            self.scheduling = f"SCHED_FIFO (real time; bus priority {RT_PRIORITY_BUS}, lamp hosts {RT_PRIORITY})"
+        else:
+            self.scheduling = (f"the bus at SCHED_FIFO (real time, priority {RT_PRIORITY_BUS}), the lamp hosts at "
+                               f"ordinary scheduling (nice {self.host_nice})")
 
     def _start_hosts(self, timeout: float) -> None:
         nodes = list(self.nodes.values())

@@ -242,6 +242,30 @@ def test_work_after_send_runs_once_the_next_frame_is_written_before_its_answer(p
     asyncio.run(main())
 
 
+def test_each_frame_written_is_reported_with_the_answer_heard_before_it_t35_earlier(pty_pair, sim) -> None:
+    """``wire.on_write`` is told, for every frame, when the line's last bytes arrived and when the frame left:
+    the second request follows the first answer's last bytes by t3.5 at least, and the stamps say so."""
+    gw_end, node_end = pty_pair
+    lamp = sim.lamp(1)
+    stamps: list[tuple[float, float]] = []
+
+    async def main() -> None:
+        async with sim.serve(node_end, [lamp]):
+            bus = bus_on(gw_end, baud=115200)
+            bus.wire.on_write = lambda heard, written: stamps.append((heard, written))
+            began = time.monotonic()
+            await bus.read_requests(1, [(HOLDING, 0, 2), (INPUT, 0, 3)])
+            ended = time.monotonic()
+            bus.close()
+            assert bus.wire.timed  # pymodbus's transport was found: frames are written by the wire clock
+            assert len(stamps) == 2, stamps
+            (_, first), (heard, second) = stamps
+            assert began <= first < heard < second <= ended  # the first answer came between the two frames
+            assert second - heard >= bus.silence  # t3.5 (1.75 ms above 19200 bit/s) from the bytes seen
+
+    asyncio.run(main())
+
+
 def test_a_read_back_without_answer_is_retried_with_the_line_free(pty_pair, sim) -> None:
     """A command's read-back (read_table) tries again after an unanswered attempt, as a poll does."""
     gw_end, node_end = pty_pair
