@@ -35,7 +35,7 @@ small integers.
 import struct
 import time
 
-from firmware.storage import atomic_write
+from firmware.storage import atomic_write, exists
 
 try:
     from binascii import crc32
@@ -96,7 +96,7 @@ class EventLog:
             if self._load(path):
                 return
         # First boot, or both copies unreadable: the latter is worth the error flag.
-        self.error = _exists(self.path)
+        self.error = exists(self.path)
 
     def _load(self, path):
         try:
@@ -259,13 +259,3 @@ class EventLog:
 
 def _seq_at(buf, o):
     return (buf[o] << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]
-
-
-def _exists(path):
-    import os
-
-    try:
-        os.stat(path)
-    except OSError:
-        return False
-    return True

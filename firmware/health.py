@@ -22,9 +22,8 @@ flickering supply is not a firmware fault.
 Two small writes per boot (at boot, and once healthy); none in between.
 """
 
-import json
 
-from firmware.storage import atomic_write
+from firmware.storage import atomic_write, exists, read_json
 from protocols.roles.common import BOOT_COMMAND, BOOT_CRASH, BOOT_POWER_ON, BOOT_WATCHDOG
 
 try:
@@ -45,10 +44,12 @@ class BootRecord:
     def __init__(self, path="boot.json", cause=BOOT_POWER_ON):
         self.path = path
         self.error = False
-        d = _read(path)
+        d = read_json(path)
+        if d is None:
+            d = read_json(path + ".tmp")  # a rename cut short on FAT
         if d is None:
             d = {}
-            self.error = _exists(path)
+            self.error = exists(path)
         self.boots = _count(d, "boots") + 1
         self.crashes = _count(d, "crashes")
         self.watchdogs = _count(d, "watchdogs")
@@ -109,26 +110,3 @@ class BootRecord:
 def _count(d, key):
     v = d.get(key, 0)
     return v if isinstance(v, int) and v >= 0 else 0
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, ValueError):
-        try:
-            with open(path + ".tmp") as f:
-                d = json.load(f)
-        except (OSError, ValueError):
-            return None
-    return d if isinstance(d, dict) else None
-
-
-def _exists(path):
-    import os
-
-    try:
-        os.stat(path)
-    except OSError:
-        return False
-    return True

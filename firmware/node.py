@@ -32,7 +32,6 @@ the outputs in their safe state, writes to the role's registers are refused
 
 import asyncio
 import gc
-import json
 import os
 import time
 
@@ -42,7 +41,7 @@ from firmware.events import EventLog
 from firmware.health import BootRecord
 from firmware.lazy import release
 from firmware.registers import RegisterBank
-from firmware.storage import Storage
+from firmware.storage import Storage, read_json
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -119,7 +118,7 @@ class Node:
         self.clock = Clock(getattr(board, "ticks_ms", None))
         self.events = EventLog(self.flash_path("events.bin"), self.clock)
         self.prefs_error = False
-        prefs = _read_json(self.flash_path("node.json")) or {}
+        prefs = read_json(self.flash_path("node.json")) or {}
         self.tz_offset = _int_in(prefs.get("tz_offset"), -720, 840, 0)
         self.clock_max_age = _int_in(prefs.get("clock_max_age"), 1, 65535, _DEFAULT_MAX_AGE_MIN)
         self.clock.max_age_s = self.clock_max_age * 60
@@ -212,7 +211,7 @@ class Node:
             baud = cfg.baud or _DEFAULT_BAUD
             self.slave = ModbusSlave(self.board.open_rs485(baud), cfg.unit, self.bank, baud)
             tasks.append(self.slave.run())
-        if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
+        if (read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
             tasks.append(self.updater().run())  # a new image on trial: confirm it or roll it back
         tasks.extend(self.board.tasks())
         running = [asyncio.create_task(t) for t in tasks]
@@ -274,7 +273,7 @@ class Node:
         text = _DIAG % ((self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap) + bus + (
             self.store.saves, self.events.saves, self.events.count,
             time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
-            json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
+            "true" if self.config.safe_mode else "false", "true" if self.crash_loop else "false", self.boot.reason,
             short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics()))
         tmp = self.flash_path("diag.json.tmp")
         try:
@@ -432,15 +431,6 @@ class _Settings:
 def _reset_cause(board):
     cause = getattr(board, "reset_cause", None)
     return cause() if cause is not None else BOOT_POWER_ON
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
 
 
 def _int_in(v, lo, hi, default):

@@ -29,7 +29,8 @@ Guarantees, and what a power cut may cost:
   ``saved(name)`` (what a role publishes) never goes backwards either. A power
   cut loses at most what was added in the last 60 s (10 s after a change).
 
-:func:`atomic_write` is the write-then-rename step, for the node's other files.
+:func:`atomic_write` is the write-then-rename step, :func:`read_json` and :func:`exists` the reading
+side, for the node's other files (one copy of each in the node's RAM).
 """
 
 import json
@@ -73,12 +74,12 @@ class Storage:
 
     def load(self):
         """Read the counters (the file, else the complete temporary file, else zeros)."""
-        data = _read(self.path)
+        data = _counters(self.path)
         if data is None:
-            data = _read(self._tmp)
+            data = _counters(self._tmp)
         if data is None:
             # First boot, or both copies unreadable: the latter is worth a flag.
-            self.error = _exists(self.path)
+            self.error = exists(self.path)
             return
         self.reserved = data.get("seq", 0)
         self.seq = self.reserved
@@ -171,13 +172,19 @@ def atomic_write(path, data):
         os.rename(tmp, path)
 
 
-def _read(path):
+def read_json(path):
+    """The JSON object (dict) in file ``path``; None if it cannot be read, is not JSON or not an object."""
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def _counters(path):
+    data = read_json(path)
+    if data is None:
         return None
     seq = data.get("seq")
     wh = data.get("energy_wh")
@@ -186,7 +193,8 @@ def _read(path):
     return data
 
 
-def _exists(path):
+def exists(path):
+    """True if file ``path`` exists (readable or not)."""
     try:
         os.stat(path)
     except OSError:
