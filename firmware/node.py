@@ -19,9 +19,9 @@
 
 When the slave is listening it prints ``streetedge node ready unit=N role=R``.
 
-What the node keeps for every role: the clock (:mod:`firmware.clock`, set by
+What the node keeps for every role: the clock (:mod:`firmware.events`, set by
 a write of ``clock``), the event log (:mod:`firmware.events`, ``events.bin``),
-the boot record and crash-loop safe mode (:mod:`firmware.health`,
+the boot record and crash-loop safe mode (:mod:`firmware.storage`,
 ``boot.json``), ``tz_offset`` and ``clock_max_age`` (``node.json``, written
 when a master changes them). A role object gets ``events``, ``clock`` and
 ``node`` set if it has attributes of those names. In crash-loop safe mode the
@@ -36,12 +36,10 @@ import os
 import time
 
 from firmware import roles
-from firmware.clock import Clock
-from firmware.events import EventLog
-from firmware.health import BootRecord
+from firmware.events import Clock, EventLog
 from firmware.lazy import release
 from firmware.registers import RegisterBank
-from firmware.storage import Storage, read_json
+from firmware.storage import BootRecord, Storage, read_json
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
