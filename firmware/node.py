@@ -32,10 +32,10 @@ the outputs in their safe state, writes to the role's registers are refused
 
 import asyncio
 import gc
-import os
 import time
 
 from firmware.lazy import release
+from firmware.storage import atomic_write
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -213,11 +213,8 @@ class Node:
             time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
             "true" if self.config.safe_mode else "false", "true" if self.crash_loop else "false", self.boot.reason,
             short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics()))
-        tmp = self.flash_path("diag.json.tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.rename(tmp, self.flash_path("diag.json"))
+            atomic_write(self.flash_path("diag.json"), text)
         except OSError:
             pass  # diagnostics are best effort
 
