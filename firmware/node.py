@@ -19,9 +19,9 @@
 
 When the slave is listening it prints ``streetedge node ready unit=N role=R``.
 
-What the node keeps for every role: the clock (:mod:`firmware.clock`, set by
+What the node keeps for every role: the clock (:mod:`firmware.events`, set by
 a write of ``clock``), the event log (:mod:`firmware.events`, ``events.bin``),
-the boot record and crash-loop safe mode (:mod:`firmware.health`,
+the boot record and crash-loop safe mode (:mod:`firmware.storage`,
 ``boot.json``), ``tz_offset`` and ``clock_max_age`` (``node.json``, written
 when a master changes them). A role object gets ``events``, ``clock`` and
 ``node`` set if it has attributes of those names. In crash-loop safe mode the
@@ -32,17 +32,10 @@ the outputs in their safe state, writes to the role's registers are refused
 
 import asyncio
 import gc
-import json
-import os
 import time
 
-from firmware import roles
-from firmware.clock import Clock
-from firmware.events import EventLog
-from firmware.health import BootRecord
 from firmware.lazy import release
-from firmware.registers import RegisterBank
-from firmware.storage import Storage
+from firmware.storage import atomic_write
 from protocols.errors import ModbusException
 from protocols.roles.common import (  # copies: the table itself leaves RAM after the boot (lamp)
     BOOT_POWER_ON,
@@ -78,18 +71,30 @@ except ImportError:  # CPython
 
 _DIAG_FIRST_MS = const(2000)
 _DIAG_PERIOD_MS = const(10000)
-_WATCHDOG_MS = const(10000)
 _WATCH_TASKS_MS = const(1000)
+_WATCHDOG_MS = const(10000)
 _FC_WRITE = const(16)
 _EX_DEVICE_FAILURE = const(4)
 _CLOCK_STEP_S = const(2)  # smaller corrections of a synced clock are not worth an event
-_DEFAULT_MAX_AGE_MIN = const(10080)
-_DEFAULT_BAUD = const(19200)
 _NO_BUS = const((0, 0, 0, 0, 0, 0, 0, 0, 0, 0))  # the Modbus counters of diag.json on a node without a bus
-_TABLES = const(("protocols.roles.common", "protocols.roles.kinds"))
-# Re-exported for firmware.node_admin, which must not import the (released) common table.
-__all__ = ["CMD_APPLY_UNIT", "CMD_LEAVE_SAFE_MODE", "CMD_NONE", "CMD_REBOOT", "EV_COMMAND", "EV_SETTINGS",
-           "EV_UNIT_CHANGED", "Node", "run"]
+# Re-exported for firmware.node_admin and firmware.node_boot, which must not import the (released) common table.
+__all__ = [
+    "BOOT_POWER_ON",
+    "CMD_APPLY_UNIT",
+    "CMD_LEAVE_SAFE_MODE",
+    "CMD_NONE",
+    "CMD_REBOOT",
+    "EVENT_WORDS",
+    "EV_BOOT",
+    "EV_COMMAND",
+    "EV_SAFE_MODE",
+    "EV_SETTINGS",
+    "EV_UNIT_CHANGED",
+    "INPUT",
+    "Node",
+    "Settings",
+    "run",
+]
 _COMMON = const(("clock", "tz_offset", "clock_max_age", "event_from", "unit", "command"))
 _DIAG = (
     '{"heap_peak": %d, "heap_live": %d, "heap_gc_peak": %d, "heap_free": %d, "rom_heap": %d, "frames_ok": %d, '
@@ -108,49 +113,15 @@ class Node:
         self.board = board
         self._dir = board.flash_dir
         self._rom_heap = rom_heap  # a code image's buffer: the chip's flash, not its RAM
-        if boot is None:
-            boot = BootRecord(self.flash_path("boot.json"), _reset_cause(board))
-        self.boot = boot
-        from firmware import config
-
-        self.config = _Settings(config.load(self.flash_path("config.json")))
-        config = None
-        release("firmware.config")  # needed again only to change the unit (firmware.node_admin)
-        self.clock = Clock(getattr(board, "ticks_ms", None))
-        self.events = EventLog(self.flash_path("events.bin"), self.clock)
         self.prefs_error = False
-        prefs = _read_json(self.flash_path("node.json")) or {}
-        self.tz_offset = _int_in(prefs.get("tz_offset"), -720, 840, 0)
-        self.clock_max_age = _int_in(prefs.get("clock_max_age"), 1, 65535, _DEFAULT_MAX_AGE_MIN)
-        self.clock.max_age_s = self.clock_max_age * 60
-        gc.collect()  # imports land in one tidy heap: less fragmentation at the peak of the boot
-        role_module = roles.load(self.config.role)
-        release("firmware.roles")  # the package's loader is done; the role module stays
-        self.role_module = role_module
-        blocks = ((INPUT, EVENT_WINDOW_START, EVENT_WINDOW * EVENT_WORDS),)
-        blocks += getattr(role_module, "BLOCKS", ())
-        # The compact form (rows); MAP, a RegisterMap, has an object per register.
-        rows = getattr(role_module, "registers", None)
-        rows = rows() if rows is not None else getattr(role_module, "REGISTERS", None)
-        if rows is not None:
-            self.bank = RegisterBank(rows, blocks=blocks, role=self.config.role, role_id=role_module.ROLE_ID,
-                                     mirrors=getattr(role_module, "MIRRORS", ()))
-        else:
-            self.bank = RegisterBank(role_module.MAP, blocks=blocks, mirrors=getattr(role_module, "MIRRORS", ()))
-        rows = None
-        self._release_tables = getattr(role_module, "RELEASE_TABLES", False)
-        self._release()  # before the role builds its parts: the boot's peak
-        self.store = Storage(self.flash_path("counters.json"))
-        self.crash_loop = boot.crash_loop
-        self.role = None
-        if not self.crash_loop:
-            role = role_module.Role(board, self.bank, self.store, self.config.safe_mode)
-            for name in ("events", "clock", "node"):
-                if hasattr(role, name):
-                    setattr(role, name, self if name == "node" else getattr(self, name))
-            self.role = role
-            self._release()  # again, if the role looked something up in its table
-        self.bank.on_write = self.on_write
+        from firmware import node_boot  # boot-only code and strings: released once the node is built
+
+        try:
+            (self.boot, self.config, self.clock, self.events, self.tz_offset, self.clock_max_age, self.role_module,
+             self.bank, self.store, self.crash_loop, self.role) = node_boot.build(self, board, boot)
+        finally:
+            node_boot = None
+            release("firmware.node_boot")
         self.slave = None
         self._updater = None
         self.heap_peak = 0
@@ -158,19 +129,6 @@ class Node:
         self.heap_gc_peak = 0
         self._boot_ms = time.ticks_ms()
         self._was_synced = False
-        self.events.log(EV_BOOT, boot.reason)
-        if self.crash_loop:
-            self.events.log(EV_SAFE_MODE, NODE_SAFE_CRASH_LOOP)
-        elif self.config.safe_mode:
-            self.events.log(EV_SAFE_MODE, NODE_SAFE_CONFIG)
-
-    def _release(self):
-        if self._release_tables:
-            # The bank has packed the rows and the firmware holds copies of the numbers it uses:
-            # the contract modules can leave RAM (a rare task that needs them imports them again).
-            for name in _TABLES + ("protocols.roles." + self.config.role,):
-                release(name)
-            gc.collect()
 
     def note_heap(self):
         """Collect, then record the heap in use in ``heap_peak`` (a role calls it at its own peaks)."""
@@ -187,37 +145,16 @@ class Node:
 
     async def main(self):
         """Start every task; return (raise) only when one of them fails."""
-        cfg = self.config
         self.wdt = self.board.watchdog(_WATCHDOG_MS)  # first: nothing after this may hang unnoticed
-        if cfg.safe_mode:
-            print("streetedge SAFE MODE:", cfg.problem)
-        if self.crash_loop:
-            print("streetedge SAFE MODE: crash loop (%d bad boots); command 4 leaves it" % self.boot.bad)
-        self._start_common()
-        if self.role is not None:
-            self.role.start()
-            self.role.sample(time.ticks_ms())  # registers are meaningful before the first request
-        else:
-            safe_state = getattr(self.role_module, "safe_state", None)
-            if safe_state is not None:
-                safe_state(self.board, self.bank)
-        self._publish()
-        self.bank.files = self  # Modbus file records (functions 20/21): updates over the bus or GATT
-        tasks = [self._sampler(), self._diagnostics()]
-        # A node without a bus (config "bus": false) is reached over its radio, and loads no Modbus code;
-        # one whose radio did not start opens the bus all the same, so that it can be reached at all.
-        if cfg.baud or getattr(self.role, "beacon", None) is None:
-            from firmware.modbus_slave import ModbusSlave
+        from firmware import node_boot
 
-            baud = cfg.baud or _DEFAULT_BAUD
-            self.slave = ModbusSlave(self.board.open_rs485(baud), cfg.unit, self.bank, baud)
-            tasks.append(self.slave.run())
-        if (_read_json(self.flash_path("rom/state.json")) or {}).get("trial"):
-            tasks.append(self.updater().run())  # a new image on trial: confirm it or roll it back
-        tasks.extend(self.board.tasks())
+        try:
+            self.slave, tasks = node_boot.start(self)
+        finally:
+            node_boot = None
+            release("firmware.node_boot")
         running = [asyncio.create_task(t) for t in tasks]
         gc.collect()  # boot garbage (imports) is not the steady state that heap_peak tracks
-        print("streetedge node ready unit=%d role=%s" % (cfg.unit, cfg.role))
         # As asyncio.gather (whose module, asyncio.funcs, would take heap for this alone): until every task
         # has ended (a board's part may have nothing to run), a task's error raised here, checked every second.
         while running:
@@ -274,31 +211,15 @@ class Node:
         text = _DIAG % ((self.heap_peak, self.heap_live, self.heap_gc_peak, gc.mem_free(), self._rom_heap) + bus + (
             self.store.saves, self.events.saves, self.events.count,
             time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000,
-            json.dumps(bool(self.config.safe_mode)), json.dumps(bool(self.crash_loop)), self.boot.reason,
+            "true" if self.config.safe_mode else "false", "true" if self.crash_loop else "false", self.boot.reason,
             short_of_ram, "" if beacon is None else _DIAG_BLE % beacon.diagnostics()))
-        tmp = self.flash_path("diag.json.tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.rename(tmp, self.flash_path("diag.json"))
+            atomic_write(self.flash_path("diag.json"), text)
         except OSError:
             pass  # diagnostics are best effort
 
 
     # --- the registers every node has ------------------------------------------------------------
-
-    def _start_common(self):
-        bank = self.bank
-        bank.set("role", bank.role_id)
-        bank.set("firmware", getattr(self.role_module, "FIRMWARE_VERSION", 0))
-        boot = self.boot
-        bank.set("boot_reason", boot.reason)
-        bank.set("boots", boot.boots)
-        bank.set("crash_resets", min(boot.crashes, 0xFFFF))
-        bank.set("wdt_resets", min(boot.watchdogs, 0xFFFF))
-        bank.set("tz_offset", self.tz_offset)
-        bank.set("clock_max_age", self.clock_max_age)
-        bank.set("unit", self.config.unit)
 
     def _publish(self):
         """Refresh the common registers (once per sample, and after a write that moves them)."""
@@ -417,7 +338,7 @@ class Node:
         return time.ticks_diff(time.ticks_ms(), last)
 
 
-class _Settings:
+class Settings:
     """The configuration in force (``firmware.config.Config``'s fields), without holding that module in RAM."""
 
     def __init__(self, cfg):
@@ -429,26 +350,6 @@ class _Settings:
         self.problem = cfg.problem
 
 
-def _reset_cause(board):
-    cause = getattr(board, "reset_cause", None)
-    return cause() if cause is not None else BOOT_POWER_ON
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _int_in(v, lo, hi, default):
-    if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
-        return v
-    return default
-
-
 def run(board, rom_heap=0):
     """Run the node on ``board`` until a task fails (the caller resets the board).
 
@@ -457,7 +358,10 @@ def run(board, rom_heap=0):
     An unexpected error is written down in the boot record first, so the next
     boot knows it follows a crash (and counts it toward crash-loop safe mode).
     """
-    boot = BootRecord(board.flash_dir + "/boot.json", _reset_cause(board))
+    from firmware.node_boot import boot_record
+
+    boot = boot_record(board)  # first: a crash while the node is built counts too
+    boot_record = None
     try:
         asyncio.run(Node(board, boot, rom_heap).main())
     except Exception:

@@ -64,6 +64,19 @@ _FC_WRITE_MULTIPLE = const(16)
 _MAX_WRITE = const(123)
 
 
+# The errors' texts, numbered by line: one string object in the node's RAM instead of one per text.
+_TEXTS = (
+    "block %d+%d is outside the bank (declare it in blocks=)\n"  # 0
+    "blocks with more than 256 distinct bounds\n"  # 1
+    "role %s has no register %r\n"  # 2
+    "registers %d..%d\n"  # 3
+    "address %d is not a writable register start\n"  # 4
+    "%s: %s outside %s..%s\n"  # 5
+    "write runs past the block\n"  # 6
+    "word %d: %d outside %d..%d"  # 7
+)
+
+
 class RegisterBank:
     """Register words of one node; ``on_write(names)`` runs after a master's write is stored.
 
@@ -156,7 +169,7 @@ class RegisterBank:
         defines it).
         """
         if start + count > len(self.holding):
-            raise ValueError("block %d+%d is outside the bank (declare it in blocks=)" % (start, count))
+            raise ValueError(_text(0) % (start, count))
         pairs = self._pairs
         index = bytearray(count)
         for i in range(count):
@@ -166,7 +179,7 @@ class RegisterBank:
                 j += 2
             if j == len(pairs):
                 if j >= 512:
-                    raise ValueError("blocks with more than 256 distinct bounds")
+                    raise ValueError(_text(1))
                 pairs.append(lo)
                 pairs.append(hi)
             index[i] = j // 2
@@ -176,7 +189,7 @@ class RegisterBank:
         try:
             return self._where[self._names.index(name)]
         except ValueError:
-            raise KeyError("role %s has no register %r" % (self.role, name)) from None
+            raise KeyError(_text(2) % (self.role, name)) from None
 
     def has(self, name):
         """True if the role has a register called ``name``."""
@@ -239,7 +252,7 @@ class RegisterBank:
             raise ModbusException(function, _EX_ILLEGAL_FUNCTION)
         if address + count > len(table):
             raise ModbusException(
-                function, _EX_ILLEGAL_ADDRESS, "registers %d..%d" % (address, address + count - 1)
+                function, _EX_ILLEGAL_ADDRESS, _text(3) % (address, address + count - 1)
             )
         for i in range(count):
             values_out[i] = table[address + i]
@@ -258,13 +271,13 @@ class RegisterBank:
             width = 2 if t == _U32 or t == _S32 else 1
             if k < 0 or a + width > end:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "address %d is not a writable register start" % a
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, _text(4) % a
                 )
             raw = _decode(values, a - address, t)
             lo, hi = self._bounds(k, t)
             if not lo <= raw <= hi:
                 raise ModbusException(
-                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "%s: %s outside %s..%s" % (name, raw, lo, hi)
+                    _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, _text(5) % (name, raw, lo, hi)
                 )
             a += width
 
@@ -278,7 +291,7 @@ class RegisterBank:
                 break
         if block is not None:
             if end > block[0] + block[1]:
-                raise ModbusException(_FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, "write runs past the block")
+                raise ModbusException(_FC_WRITE_MULTIPLE, _EX_ILLEGAL_ADDRESS, _text(6))
             first = address - block[0]
             for i in range(count):
                 j = 2 * block[2][first + i]
@@ -289,7 +302,7 @@ class RegisterBank:
                     v -= 0x10000
                 if not lo <= v <= hi:
                     raise ModbusException(
-                        _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, "word %d: %d outside %d..%d" % (address + i, v, lo, hi)
+                        _FC_WRITE_MULTIPLE, _EX_ILLEGAL_VALUE, _text(7) % (address + i, v, lo, hi)
                     )
         else:
             self.check_write(address, values, count)
@@ -327,3 +340,7 @@ def _decode(words, a, t):
             raw -= 0x100000000
         return raw
     return w0
+
+
+def _text(n):
+    return _TEXTS.split("\n")[n]

@@ -5,7 +5,7 @@ import time
 
 import mp_env  # noqa: F401 - ticks on CPython
 
-from firmware.clock import Clock
+from firmware.events import Clock
 
 PERIOD = time.ticks_add(0, -1) + 1  # the port's tick period (2**30 on the ESP32)
 

@@ -3,7 +3,7 @@
 
 from scratch import remove_scratch, scratch_path
 
-from firmware.health import HEALTHY_MS, LOOP_BOOTS, BootRecord
+from firmware.storage import HEALTHY_MS, LOOP_BOOTS, BootRecord
 from protocols.roles.common import BOOT_COMMAND, BOOT_CRASH, BOOT_OTHER, BOOT_POWER_ON, BOOT_WATCHDOG
 
 

@@ -34,9 +34,11 @@ from typing import Any
 from tools.image import build_image
 from tools.sim.street import micropython_path
 
-# Boot order of a node: the node layer (it imports the Modbus slave, the register bank, the event log, the
-# boot record...), the role, the board; then what a role imports for a rare task, released after it.
-_BOOT = ("asyncio", "firmware.node", "firmware.config")
+# Boot order of a node: the node layer and what its boot code (firmware.node_boot, released after it) imports
+# for good (storage and boot record, event log and clock, register bank, role loader), the role, the board;
+# then what a role imports for a rare task, released after it.
+_BOOT = ("asyncio", "firmware.node", "firmware.storage", "firmware.events", "firmware.registers", "firmware.roles",
+         "firmware.config")
 _RARE = {"lamp": ("board.lamp_parts", "firmware.roles.lamp_level", "firmware.roles.lamp_config",
                   "protocols.program_rules", "firmware.night_plan"),
          "meter": ("board.sensor_link", "board.meter_link"), "env": ("board.sensor_link",)}
