@@ -47,13 +47,10 @@ dies (a node's power cut) never turns into EIO for the others; bytes for a drop
 whose buffer is full are dropped and counted (``overflow``) instead of stalling
 the bus, as a UART with a full FIFO would lose them.
 
-``--answers-to-master``: what a node drop sends (an answer) reaches the master
-only, not the other node drops. No lamp acts on another's answer: each would
-spend its own CPU to frame and ignore it. Lamps hosted many to a process
-(``tools.sim.hosted_street``) would instead wake every host process for every
-answer on the line, taking the shared machine's CPUs, under real-time
-scheduling, at the very moment the answer's bytes travel to the gateway; the
-line's timing is the same either way. Requests and broadcasts reach every drop.
+``--answers-to-master``: a node drop's frames (answers) reach the master only;
+requests and broadcasts still reach every drop and the line's timing is the
+same. It spares lamps hosted many to a process waking for answers no lamp acts
+on (why it matters: ``tools/bench/bus.py``).
 
 ``--link socket`` wires the node drops with AF_UNIX stream sockets instead of
 ptys (the master stays a pty: the gateway opens a serial device). The bus
