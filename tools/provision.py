@@ -18,15 +18,18 @@ For a board that already runs MicroPython (``streetedge flash`` puts it there)::
    elsewhere into the file ``rom/slot0.img``;
    ``config.json`` (unit, role, baud) and ``identity.json`` (node id, board,
    role, image and ROMFS hashes, when, by whom), and the node key if one is
-   given (updates over the bus are checked with it);
+   given (updates over the bus are checked with it); with a BLE key
+   (:mod:`tools.provision_ble`) ``ble.json``, and for a battery node
+   ``"bus": false`` in ``config.json``;
 3. hashes every file on the board itself (SHA-256) and compares with the
    image's manifest; only then copies ``main.py`` (checked the same way);
 4. resets the board and waits until the node answers on its RS-485 bus
    (``--bus``: a Modbus read of its unit's uptime, which must show a boot
-   after the reset) before it says done;
+   after the reset) and, with a BLE adapter, until its first advert opens with
+   its key (the advert's sender is its BLE address) before it says done;
 5. appends what was provisioned to the record (``provisioned.jsonl``), from
    which ``streetedge provision --nodes-toml`` writes the gateway's ``[[node]]``
-   entries.
+   (and ``[[ble.node]]``) entries.
 
 Running it again on the same board is safe: everything is copied and checked
 again. The virtual board (``tools.sim.console``) answers exactly as a real one,

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from gateway.service.config_ble import BleNodeConfig
+from tools.cli import main
 from tools.sim.console import start_console
 from tools.sim.radio_street import RadioThread
 from tools.sim.street import VirtualStreet
@@ -92,15 +93,18 @@ BASE = ["--port", "/dev/null", "--board", "sim", "--role", "meter", "--node-id",
     (["--no-rs485", "--ble-key", "{dir}/k", "--ble-adapter", "usb0"], KEY, "--ble-adapter 'usb0'"),
     (["--unit", "2", "--baud", "19200", "--ble-adapter", "hci0"], None, "--ble-adapter 'hci0': needs --ble-key"),
 ])
-def test_bad_ble_requests_end_in_one_line_and_touch_nothing(tmp_path: Path, args: list[str], key: str | None,
-                                                            words: str) -> None:
+def test_bad_ble_requests_end_in_one_line_and_touch_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            args: list[str], key: str | None, words: str) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
     if key is not None:
         (keys / "k").write_text(key)
     work = tmp_path / "work"
     work.mkdir()
-    done = _provision(*BASE, *[a.replace("{dir}", str(keys)) for a in args], cwd=work)
-    assert done.returncode == 2, done.stderr
-    assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    # in this process (the console script's own entry point): refused before anything is built or touched
+    code = main(["provision", *BASE, *[a.replace("{dir}", str(keys)) for a in args],
+                 "--record", str(work / "provisioned.jsonl"), "--workdir", str(work / "build")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert words in err and len(err.strip().splitlines()) == 1, err
     assert list(work.iterdir()) == []
