@@ -69,8 +69,8 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         if missing:
             print(f"streetedge provision: missing {', '.join(missing)}", file=sys.stderr)
             return 2
-        request = Request(args.port, args.board, args.role, args.node_id, args.unit or 1, args.baud or 0,
-                          Path(args.key) if args.key else None, bus=not args.no_rs485,
+        request = Request(args.port, args.board, args.role, args.node_id, 1 if args.unit is None else args.unit,
+                          args.baud or 0, Path(args.key) if args.key else None, bus=not args.no_rs485,
                           ble_key=Path(args.ble_key) if args.ble_key else None,
                           ble_interval_ms=args.ble_interval_ms, ble_tx_power_dbm=args.ble_tx_power,
                           ble_sleep=args.ble_sleep)

@@ -91,6 +91,7 @@ BASE = ["--port", "/dev/null", "--board", "sim", "--role", "meter", "--node-id",
     (["--unit", "2", "--baud", "19200", "--ble-key", "{dir}/k", "--role", "lamp"], KEY,
      "--role lamp: a BLE node is one of"),
     (["--no-rs485", "--ble-key", "{dir}/k", "--ble-adapter", "usb0"], KEY, "--ble-adapter 'usb0'"),
+    (["--no-rs485", "--ble-key", "{dir}/k", "--unit", "0"], KEY, "--unit 0: a Modbus unit is 1..247"),
     (["--unit", "2", "--baud", "19200", "--ble-adapter", "hci0"], None, "--ble-adapter 'hci0': needs --ble-key"),
 ])
 def test_bad_ble_requests_end_in_one_line_and_touch_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
