@@ -109,3 +109,27 @@ def test_bad_ble_requests_end_in_one_line_and_touch_nothing(tmp_path: Path, caps
     assert code == 2, err
     assert words in err and len(err.strip().splitlines()) == 1, err
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_meter_on_a_bus_and_a_radio_is_waited_for_on_both(tmp_path: Path) -> None:
+    """A mains meter with a radio: it answers on its RS-485 drop and advertises; provisioning sees both."""
+    street = VirtualStreet(tmp_path / "street", nodes=1, first_unit=9, role="meter")
+    with RadioThread(street, {9: "meter"}, gatt_every=None) as thread, street:
+        manifest = street.start()
+        street.kill_node(9)
+        wiring = {"uart": street.ports["drops"][0], "baud": street.baud, "seed": 9, **street.hardware[9]}
+        console, link = start_console(tmp_path / "board", wiring)
+        try:
+            (tmp_path / "k").write_text(KEY)
+            done = _provision("--port", str(link), "--board", "sim", "--role", "meter", "--node-id", "pit-9",
+                              "--unit", "9", "--baud", str(street.baud), "--bus", manifest["buses"][0]["device"],
+                              "--ble-key", str(tmp_path / "k"), "--ble-adapter", thread.radio.manifest()["adapter"],
+                              cwd=tmp_path)
+        finally:
+            console.terminate()
+            console.wait(10)
+    assert done.returncode == 0, done.stderr
+    assert "pit-9 answers as unit 9" in done.stdout and f"pit-9 advertises as {wiring['ble_address']}" in done.stdout
+    record = json.loads((tmp_path / "provisioned.jsonl").read_text().splitlines()[-1])
+    assert record["bus_checked"] is True and record["baud"] == street.baud
