@@ -55,22 +55,33 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         if args.nodes_toml:
             print(nodes_toml(Path(args.record), args.bus_name), end="")
             return 0
-        missing = [f"--{name.replace('_', '-')}" for name in ("port", "board", "role", "node_id", "unit", "baud")
-                   if getattr(args, name) is None]
-        if args.bus is None and not args.no_bus_check:
+        if args.no_rs485 and not args.ble_key:
+            print("streetedge provision: --no-rs485 needs --ble-key (a node without a bus is reached over its "
+                  "radio only)", file=sys.stderr)
+            return 2
+        # a battery node (--no-rs485) has no bus speed; its unit (default 1) only fills config.json
+        needed = ("port", "board", "role", "node_id") + (() if args.no_rs485 else ("unit", "baud"))
+        missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
+        if args.no_rs485 and args.ble_adapter is None and not args.no_bus_check:
+            missing.append("--ble-adapter (or --no-bus-check)")
+        elif not args.no_rs485 and args.bus is None and not args.no_bus_check:
             missing.append("--bus (or --no-bus-check)")
         if missing:
             print(f"streetedge provision: missing {', '.join(missing)}", file=sys.stderr)
             return 2
-        request = Request(args.port, args.board, args.role, args.node_id, args.unit, args.baud,
-                          Path(args.key) if args.key else None)
-        entry = provision(request, workdir=Path(args.workdir), bus=args.bus, record=Path(args.record),
-                          timeout=args.timeout, connect_timeout=args.connect_timeout)
+        request = Request(args.port, args.board, args.role, args.node_id, 1 if args.unit is None else args.unit,
+                          args.baud or 0, Path(args.key) if args.key else None, bus=not args.no_rs485,
+                          ble_key=Path(args.ble_key) if args.ble_key else None,
+                          ble_interval_ms=args.ble_interval_ms, ble_tx_power_dbm=args.ble_tx_power,
+                          ble_sleep=args.ble_sleep)
+        entry = provision(request, workdir=Path(args.workdir), bus=None if args.no_rs485 else args.bus,
+                          record=Path(args.record), timeout=args.timeout, connect_timeout=args.connect_timeout,
+                          ble_adapter=args.ble_adapter)
     except ProvisionError as exc:
         print(f"streetedge provision: {exc}", file=sys.stderr)
         return exc.code
-    print(f"provisioned {entry['node']} (unit {entry['unit']}, image {entry['image'][:12]}); "
-          f"recorded in {args.record}")
+    where = f"BLE {entry['ble_address']}" if entry.get("ble_address") else f"unit {entry['unit']}"
+    print(f"provisioned {entry['node']} ({where}, image {entry['image'][:12]}); recorded in {args.record}")
     return 0
 
 
@@ -104,7 +115,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--baud", type=int, help="its bus speed in bit/s (the gateway's [[bus]] baud)")
     p.add_argument("--key", help="a file holding the node's key, copied to node.key")
     p.add_argument("--bus", help="the RS-485 line the node hangs on, to see it answer after the reset")
-    p.add_argument("--no-bus-check", action="store_true", help="say done without seeing the node on its bus")
+    p.add_argument("--no-bus-check", action="store_true",
+                   help="say done without seeing the node answer (on its bus or its radio)")
+    p.add_argument("--ble-key", help="a file with the node's BLE key (32 hex digits): writes ble.json")
+    p.add_argument("--ble-interval-ms", type=int, default=1000, help="with --ble-key: ms between adverts")
+    p.add_argument("--ble-tx-power", type=int, default=0, help="with --ble-key: TX power in dBm (-12..9, step 3)")
+    p.add_argument("--ble-sleep", action="store_true", help="with --ble-key: sleep between adverts")
+    p.add_argument("--no-rs485", action="store_true",
+                   help='a battery BLE node: no bus ("bus": false); needs --ble-key, not --unit/--baud/--bus')
+    p.add_argument("--ble-adapter",
+                   help="the gateway's [ble] adapter (hci0, bumble:tcp-client:HOST:PORT): wait for the first advert")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node's first answer")
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="seconds the board's REPL has to answer at all")

@@ -18,15 +18,18 @@ For a board that already runs MicroPython (``streetedge flash`` puts it there)::
    elsewhere into the file ``rom/slot0.img``;
    ``config.json`` (unit, role, baud) and ``identity.json`` (node id, board,
    role, image and ROMFS hashes, when, by whom), and the node key if one is
-   given (updates over the bus are checked with it);
+   given (updates over the bus are checked with it); with a BLE key
+   (:mod:`tools.provision_ble`) ``ble.json``, and for a battery node
+   ``"bus": false`` in ``config.json``;
 3. hashes every file on the board itself (SHA-256) and compares with the
    image's manifest; only then copies ``main.py`` (checked the same way);
 4. resets the board and waits until the node answers on its RS-485 bus
    (``--bus``: a Modbus read of its unit's uptime, which must show a boot
-   after the reset) before it says done;
+   after the reset) and, with a BLE adapter, until its first advert opens with
+   its key (the advert's sender is its BLE address) before it says done;
 5. appends what was provisioned to the record (``provisioned.jsonl``), from
    which ``streetedge provision --nodes-toml`` writes the gateway's ``[[node]]``
-   entries.
+   (and ``[[ble.node]]``) entries.
 
 Running it again on the same board is safe: everything is copied and checked
 again. The virtual board (``tools.sim.console``) answers exactly as a real one,
@@ -47,8 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.transport.ble_adapter import adapter_problem
 from tools.exit_codes import Exit
 from tools.image import ImageError, board_info, build_image
+from tools.provision_ble import INTERVAL_MS, TX_POWER_DBM, ble_settings, read_key, wait_for_advert
 
 NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)  # firmware/config.py's
@@ -126,15 +131,28 @@ class Request:
     unit: int
     baud: int
     key: Path | None = None
+    bus: bool = True
+    """False: a battery node with no RS-485 bus (``"bus": false``), reached over its radio only."""
+    ble_key: Path | None = None
+    """A file with the node's BLE key (32 hex digits): the node gets ``ble.json`` and advertises."""
+    ble_interval_ms: int = INTERVAL_MS
+    ble_tx_power_dbm: int = TX_POWER_DBM
+    ble_sleep: bool = False
 
 
-def check(request: Request) -> None:
-    """Refuse a request that cannot give a working node, before the board is touched (ProvisionError)."""
+def check(request: Request) -> dict[str, Any] | None:
+    """Refuse a request that cannot give a working node, before the board is touched (ProvisionError).
+
+    Returns the node's ``ble.json`` settings (None for a node without radio).
+    """
+    if not request.bus and request.ble_key is None:
+        raise ProvisionError("--no-rs485 needs --ble-key: a node without a bus is reached over its radio only",
+                             USAGE)
     if not NODE_ID.match(request.node_id):
         raise ProvisionError(f"--node-id {request.node_id!r}: letters, digits, '-' and '_' only (1..64)", USAGE)
     if not 1 <= request.unit <= 247:
         raise ProvisionError(f"--unit {request.unit}: a Modbus unit is 1..247", USAGE)
-    if request.baud not in BAUD_RATES:
+    if request.bus and request.baud not in BAUD_RATES:
         raise ProvisionError(f"--baud {request.baud}: one of {', '.join(map(str, BAUD_RATES))}", USAGE)
     try:
         roles = board_info(request.board)["roles"]
@@ -144,16 +162,32 @@ def check(request: Request) -> None:
         raise ProvisionError(f"board {request.board} carries {', '.join(roles)}, not {request.role!r}", USAGE)
     if request.key is not None and not request.key.is_file():
         raise ProvisionError(f"--key {request.key}: no such file", USAGE)
+    settings = None
+    if request.ble_key is not None:
+        try:
+            settings = ble_settings(read_key(request.ble_key), request.role, request.ble_interval_ms,
+                                    request.ble_tx_power_dbm, request.ble_sleep)
+        except ValueError as exc:
+            raise ProvisionError(str(exc), USAGE) from None
     if not Path(request.port).exists():
         raise ProvisionError(f"--port {request.port}: no such device (is the board plugged in?)", NO_BOARD)
     if Path(request.port).is_dir():
         raise ProvisionError(f"--port {request.port}: a folder, not a serial device", USAGE)
+    return settings
 
 
 def provision(request: Request, *, workdir: Path, bus: str | None, record: Path, timeout: float = 60.0,
-              connect_timeout: float = FIRST_ANSWER, say: Any = print) -> dict[str, Any]:
-    """Provision one board as the module docstring says; the record written. Raises ProvisionError."""
-    check(request)
+              connect_timeout: float = FIRST_ANSWER, say: Any = print, ble_adapter: str | None = None
+              ) -> dict[str, Any]:
+    """Provision one board as the module docstring says; the record written. Raises ProvisionError.
+
+    With ``ble_adapter`` (the gateway's ``[ble] adapter`` setting) it also waits for the node's first advert.
+    """
+    ble = check(request)
+    if ble_adapter is not None:
+        problem = adapter_problem(ble_adapter)
+        if ble is None or problem:
+            raise ProvisionError(f"--ble-adapter {ble_adapter!r}: {problem or 'needs --ble-key'}", USAGE)
     try:
         manifest = build_image(request.board, request.role, workdir / f"image-{request.board}-{request.role}")
     except ImageError as exc:
@@ -170,9 +204,12 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
                 "image": manifest["source_hash"], "rom": rom["sha256"],
                 "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "by": getpass.getuser()}
     with tempfile.TemporaryDirectory() as tmp:
-        extra: dict[str, bytes] = {"config.json": json.dumps({"unit": request.unit, "role": request.role,
-                                                               "baud": request.baud}).encode(),
+        config = {"unit": request.unit, "role": request.role,
+                  **({"baud": request.baud} if request.bus else {"bus": False})}
+        extra: dict[str, bytes] = {"config.json": json.dumps(config).encode(),
                                    "identity.json": json.dumps(identity).encode(), "rom/state.json": state}
+        if ble is not None:
+            extra["ble.json"] = json.dumps(ble).encode()
         for name, data in extra.items():
             local = Path(tmp) / name.replace("/", "_")
             local.write_bytes(data)
@@ -203,8 +240,18 @@ def provision(request: Request, *, workdir: Path, bus: str | None, record: Path,
     if bus is not None:
         waited = _wait_for_answer(bus, request.unit, request.baud, request.role, timeout)
         say(f"{request.node_id} answers as unit {request.unit} on {bus} ({waited:.1f} s after reset)")
-    entry = {**identity, "unit": request.unit, "baud": request.baud, "port": request.port,
-             "bus_checked": bus is not None}
+    address = None
+    if ble is not None and ble_adapter is not None:
+        try:
+            address, waited = wait_for_advert(ble_adapter, ble["key"], timeout)
+        except TimeoutError:
+            raise ProvisionError(f"{request.node_id} sent no advert that opens with its key within {timeout:.0f} s "
+                                 f"on {ble_adapter} (is its radio in range?)", NO_ANSWER) from None
+        say(f"{request.node_id} advertises as {address} ({waited:.1f} s after reset)")
+    entry = {**identity, "unit": request.unit, "baud": request.baud if request.bus else None,
+             "port": request.port, "bus_checked": bus is not None}
+    if ble is not None:  # the record holds the key as the gateway's configuration does
+        entry |= {"ble_key": ble["key"], "ble_interval_ms": ble["interval_ms"], "ble_address": address}
     with record.open("a") as f:
         f.write(json.dumps(entry) + "\n")
     return entry
@@ -219,11 +266,18 @@ def nodes_toml(record: Path, bus: str) -> str:
             latest[entry["node"]] = entry
         except (ValueError, KeyError, TypeError):
             raise ProvisionError(f"{record}:{n}: not a provisioning record line", USAGE) from None
-    return "".join(
-        f'[[node]]\nid = "{e["node"]}"\nbus = "{bus}"\nunit = {e["unit"]}\nrole = "{e["role"]}"\n'
-        f'# board {e["board"]}, image {e["image"][:12]}, provisioned {e["provisioned"]} by {e["by"]}\n\n'
-        for e in latest.values()
-    )
+    return "".join(_node_entry(e, bus) for e in latest.values())
+
+
+def _node_entry(e: dict[str, Any], bus: str) -> str:
+    """One node's gateway entry: ``[[ble.node]]`` for a node provisioned with a BLE key, else ``[[node]]``."""
+    origin = f'# board {e["board"]}, image {e["image"][:12]}, provisioned {e["provisioned"]} by {e["by"]}\n\n'
+    if "ble_key" not in e:
+        return f'[[node]]\nid = "{e["node"]}"\nbus = "{bus}"\nunit = {e["unit"]}\nrole = "{e["role"]}"\n' + origin
+    if not e.get("ble_address"):  # the address comes from the node's first advert
+        return f'# {e["node"]}: BLE address unknown, provision it again with --ble-adapter\n' + origin
+    return (f'[[ble.node]]\nid = "{e["node"]}"\naddress = "{e["ble_address"]}"\nkey = "{e["ble_key"]}"\n'
+            f'role = "{e["role"]}"\ninterval = {e["ble_interval_ms"] / 1000}\n' + origin)
 
 
 def _sha256(data: bytes) -> str:
