@@ -116,18 +116,18 @@ class Connection:
             protocol=version,
             clean_session=None if protocol == "5" else clean,
         )
-        """The paho client, only through its public external-loop and callback-decorator API (tests/contracts)."""
+        """The paho client, only through its public external-loop and on_* callback attributes (tests/contracts)."""
         self.paho.max_inflight_messages_set(window)
         if will is not None:
             self.paho.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         if tls is not None:
             self.paho.tls_set_context(tls)
-        self.paho.socket_open_callback()(self._socket_opened)  # before connect(): set TCP_NODELAY first
-        self.paho.connect_callback()(self._connected)
-        self.paho.disconnect_callback()(self._disconnected)
-        self.paho.publish_callback()(self._published)
-        self.paho.subscribe_callback()(self._subscribed)
-        self.paho.message_callback()(self._received)
+        self.paho.on_socket_open = self._socket_opened  # before connect(): set TCP_NODELAY first
+        self.paho.on_connect = self._connected
+        self.paho.on_disconnect = self._disconnected
+        self.paho.on_publish = self._published
+        self.paho.on_subscribe = self._subscribed
+        self.paho.on_message = self._received
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connack: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
@@ -275,9 +275,9 @@ class Connection:
         sock = self.paho.socket()
         if sock is None:
             raise MqttError("the connection closed during CONNECT")
-        self.paho.socket_close_callback()(self._socket_closed)
-        self.paho.socket_register_write_callback()(self._want_write)
-        self.paho.socket_unregister_write_callback()(self._written)
+        self.paho.on_socket_close = self._socket_closed
+        self.paho.on_socket_register_write = self._want_write
+        self.paho.on_socket_unregister_write = self._written
         loop.add_reader(sock, self._readable)
         if self.paho.want_write():
             loop.add_writer(sock, self._writable)

@@ -38,12 +38,12 @@ class Driven:
         self.disconnected: ReasonCode | None = None
         self.socket_closed = False
         self.messages: list[paho.MQTTMessage] = []
-        # Registered through paho's decorator API, as gateway/mqtt/connection.py registers its callbacks.
-        self.client.connect_callback()(self._on_connect)
-        self.client.publish_callback()(lambda _c, _u, mid, rc, _p: self.published.__setitem__(mid, rc))
-        self.client.subscribe_callback()(lambda _c, _u, mid, rcs, _p: self.subscribed.__setitem__(mid, rcs))
-        self.client.disconnect_callback()(self._on_disconnect)
-        self.client.message_callback()(lambda _c, _u, msg: self.messages.append(msg))
+        # Set as paho's on_* callback attributes, as gateway/mqtt/connection.py registers its callbacks.
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = lambda _c, _u, mid, rc, _p: self.published.__setitem__(mid, rc)
+        self.client.on_subscribe = lambda _c, _u, mid, rcs, _p: self.subscribed.__setitem__(mid, rcs)
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
 
     def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
         self.connack = (flags, reason)
@@ -54,9 +54,9 @@ class Driven:
     def connect(self, host: str, port: int, **kwargs: Any) -> None:
         """Connect (paho writes CONNECT itself), then take over the socket and wait for CONNACK."""
         self.client.connect(host, port, keepalive=kwargs.pop("keepalive", 30), **kwargs)
-        self.client.socket_close_callback()(lambda *_a: setattr(self, "socket_closed", True))
-        self.client.socket_register_write_callback()(lambda *_a: None)  # run_until asks want_write() itself
-        self.client.socket_unregister_write_callback()(lambda *_a: None)
+        self.client.on_socket_close = lambda *_a: setattr(self, "socket_closed", True)
+        self.client.on_socket_register_write = lambda *_a: None  # run_until asks want_write() itself
+        self.client.on_socket_unregister_write = lambda *_a: None
         self.run_until(lambda: self.connack is not None)
 
     def run_until(self, done: Callable[[], bool], within: float = 30.0) -> None:
