@@ -69,7 +69,6 @@ import argparse
 import itertools
 import json
 import os
-import random
 import select
 import selectors
 import signal
@@ -79,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.sim.bus_drops import Drop, PtyDrop, SocketDrop
+from tools.sim.line_faults import LineFaults
 
 BITS_PER_CHAR = 11
 _READ_SIZE = 65536
@@ -113,10 +113,8 @@ class Bus:
             raise ValueError("--noise and --drop are probabilities between 0 and 1")
         self.baud = baud
         self.paced = paced
-        self.noise = noise
-        self.drop = drop
+        self.faults = LineFaults(noise, drop, seed)
         self.char_time = BITS_PER_CHAR / baud
-        self._rng = random.Random(seed)
         self.link = link
         self.answers_to_master = answers_to_master
         """Node drops' frames reach the master only (``--answers-to-master``, see the module docstring)."""
@@ -127,8 +125,6 @@ class Bus:
         else:
             self.drops = [PtyDrop(f"drop{i}") for i in range(drops)]
         self.all = [self.master, *self.drops]
-        self.corrupted = 0  # bytes with a flipped bit (noise)
-        self.lost = 0  # bytes lost on the line (drop)
         self.collisions = 0  # character slots in which two drops transmitted
         self._slot_start: float | None = None  # start of the current character slot (paced)
         self._wake_lag = 0.0  # how late the process wakes after a timer, lately (see _wait)
@@ -157,8 +153,8 @@ class Bus:
     def stats(self) -> dict[str, Any]:
         """Counters since the bus started."""
         return {
-            "corrupted": self.corrupted,
-            "lost": self.lost,
+            "corrupted": self.faults.corrupted,
+            "lost": self.faults.lost,
             "collisions": self.collisions,
             "drops": {
                 d.name: {"tx": d.tx_bytes, "rx": d.rx_bytes, "overflow": d.overflow}
@@ -280,7 +276,7 @@ class Bus:
         if self.trace is not None:
             self.trace.append((time.monotonic(), "in", sender.name, len(data)))
         if not self.paced:
-            self._deliver(sender, self._line_faults(data))
+            self._deliver(sender, self.faults.apply(data))
             return
         if self._slot_start is None:
             self._slot_start = time.monotonic()  # an idle line: transmission starts now
@@ -299,7 +295,7 @@ class Bus:
             n = min(slots, len(sender.pending))
             chunk = bytes(sender.pending[:n])
             del sender.pending[:n]
-            self._carry(sender.name, [d for d in self.all if d is not sender], self._line_faults(chunk))
+            self._carry(sender.name, [d for d in self.all if d is not sender], self.faults.apply(chunk))
         else:
             n = 0
             while n < slots and active:
@@ -320,7 +316,7 @@ class Bus:
         if len(active) > 1:
             self.collisions += 1
         self._carry("+".join(d.name for d in active), [d for d in self.all if d not in active],
-                    self._line_faults(bytes((value,))))
+                    self.faults.apply(bytes((value,))))
 
     def _carry(self, sender: str, receivers: list[Drop], data: bytes) -> None:
         """``data`` has crossed the line: held for ``receivers`` until the transmission ends (or fills a frame)."""
@@ -346,22 +342,6 @@ class Bus:
                     self._write(d, data)
         self._carried.clear()
         self._carried_bytes = 0
-
-    def _line_faults(self, data: bytes) -> bytes:
-        if not self.noise and not self.drop:
-            return data
-        rng = self._rng
-        out = bytearray()
-        for byte in data:
-            if self.drop and rng.random() < self.drop:
-                self.lost += 1
-                continue
-            if self.noise and rng.random() < self.noise:
-                out.append(byte ^ (1 << rng.randrange(8)))
-                self.corrupted += 1
-            else:
-                out.append(byte)
-        return bytes(out)
 
     def _deliver(self, sender: Drop, data: bytes) -> None:
         if not data:
