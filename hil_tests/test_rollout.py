@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +91,20 @@ class Rollout:
         self.watch.wait_for(lambda m: m.topic == f"{ROOT}/event/{node}" and any(
             s[1] == last for s in _steps(m.payload, m.topic, cid)), within=30, after=after)
         return self.steps(node, cid, after)
+
+    @contextlib.contextmanager
+    def silenced(self, *nodes: str) -> Iterator[None]:
+        """Virtual nodes stopped (SIGSTOP) meanwhile, as boards that stop answering; a real bench's run on."""
+        pids = [] if self.street is None else [self.street.node(int(n.rsplit("-", 1)[1])).pid for n in nodes]
+        for pid in pids:
+            if pid is not None:
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                if pid is not None:
+                    os.kill(pid, signal.SIGCONT)
 
     def running(self, node: str) -> str:
         """SHA-256 of the image in a virtual node's active slot."""
@@ -290,7 +306,19 @@ def test_an_operator_cancels_a_running_roll_out(rollout: Rollout, operators: Ope
         "up-cancel", lifetime=600)))
     rollout.watch.wait_for(lambda m: m.topic == f"{ROOT}/result" and _body(m.payload).get("id") == "up-cancel"
                            and _body(m.payload).get("phase") == "sending", within=60, after=mark)
-    result, _ = rollout.send(operators.maint, rollout.nodes[0], {"rollout": "up-cancel"}, "cancel-1", within=30,
+    with rollout.silenced(first, second):  # a virtual street's unpaced transfer could end before the cancel lands
+        _cancel_a_running_roll_out(rollout, operators, first, second)
+    ended, steps = rollout.result("up-cancel", mark, within=30)
+    assert (ended["status"], ended["reason"]) == ("failed", "cancelled"), ended
+    assert ended["unconfirmed"] == [first, second] and steps[-1]["phase"] == "stopped"
+    assert [step for _, step, _ in rollout.steps(first, "up-cancel", mark)] == ["started"]
+    if rollout.street is not None:
+        assert rollout.running(first) == before
+
+
+def _cancel_a_running_roll_out(rollout: Rollout, operators: Operators, first: str, second: str) -> None:
+    """A cancel out of the operator's scope, one that misses a node of the roll-out, then the one that stops it."""
+    result, _ = rollout.send(operators.maint, first, {"rollout": "up-cancel"}, "cancel-1", within=30,
                              action="cancel_update")
     assert (result["status"], result["reason"]) == ("rejected", "out_of_scope"), result
     result, _ = rollout.send(operators.ops, first, {"rollout": "up-cancel"}, "cancel-2", within=30,
@@ -301,12 +329,6 @@ def test_an_operator_cancels_a_running_roll_out(rollout: Rollout, operators: Ope
                              action="cancel_update")
     assert result["status"] == "done" and "cancelled; confirmed: none" in result["detail"], result
     assert f"not updated: {first}, {second}" in result["detail"]
-    ended, steps = rollout.result("up-cancel", mark, within=30)
-    assert (ended["status"], ended["reason"]) == ("failed", "cancelled"), ended
-    assert ended["unconfirmed"] == [first, second] and steps[-1]["phase"] == "stopped"
-    assert [step for _, step, _ in rollout.steps(first, "up-cancel", mark)] == ["started"]
-    if rollout.street is not None:
-        assert rollout.running(first) == before
 
 
 def test_a_finished_or_cancelled_roll_out_is_not_resumed(rollout: Rollout, operators: Operators) -> None:
