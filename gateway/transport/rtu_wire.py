@@ -72,7 +72,7 @@ class WireClock:
         """Whether frames are written by :meth:`attach`'s writer, which waits out the silence's last part."""
         self.on_write: Callable[[float, float], None] | None = None
         """Told ``(heard, written)`` as each timed frame is written: when the line's bytes were last seen
-        arriving, and when this frame went to the device (``time.monotonic``); for benches that split the
+        arriving, and when this frame goes to the device (just before the write) (``time.monotonic``); for benches that split the
         silence between an answer and the next request into its parts."""
         self._after: list[Callable[[], None]] = []
         self._idle: asyncio.TimerHandle | None = None
@@ -107,12 +107,12 @@ class WireClock:
                 # The frame was built during the silence; its last part is waited out exactly (the loop's
                 # timers are whole milliseconds), at most FINE_WAIT plus the frame's building.
                 time.sleep(wait)
+            if self.on_write is not None:  # before the write: the device's reader may run before it returns
+                self.on_write(self.heard, time.monotonic())
             try:
                 sent = os.write(fd, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
-            if self.on_write is not None:
-                self.on_write(self.heard, time.monotonic())
             if sent < len(data):
                 queued_write(data[sent:])  # the device's buffer is full: the transport's queue takes the rest
             self._sent()
