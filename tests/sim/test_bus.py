@@ -10,6 +10,7 @@ import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -22,10 +23,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def attach(address: str) -> int:
-    """A node's end of a drop: the pty opened raw, or a connection to the bus's socket (``@name``)."""
+def attach(address: str, line_times: bool = False) -> int:
+    """A node's end of a drop: the pty opened raw, or a connection to the bus's socket (``@name``).
+
+    ``line_times``: the bus's ``--line-times`` socket, a ``SOCK_SEQPACKET`` one."""
     if address.startswith("@"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET if line_times else socket.SOCK_STREAM)
         sock.connect("\0" + address[1:])
         fd = sock.detach()  # a raw fd, closed with os.close like a pty's
     else:
@@ -52,7 +55,7 @@ class BusProcess:
             assert time.monotonic() < deadline, "the bus did not write its ports file"
             time.sleep(0.02)
         self.ports = json.loads(self.ports_path.read_text())
-        self.fds = [attach(path) for path in [self.ports["master"], *self.ports["drops"]]]
+        self.fds = [attach(path, "--line-times" in options) for path in [self.ports["master"], *self.ports["drops"]]]
 
     def read(self, index: int, n: int, timeout: float = 10.0) -> bytes:
         """Read until ``n`` bytes arrived on drop ``index`` or ``timeout`` passed."""
@@ -304,3 +307,82 @@ def test_a_node_hanging_up_its_socket_leaves_the_drop_unwired_until_it_connects_
     bus.fds.append(replacement)
     os.write(bus.fds[0], b"swap")
     assert bus.read(len(bus.fds) - 1, 4) == b"swap"
+
+
+LINE_TIME = struct.Struct("<q")  # microseconds of CLOCK_MONOTONIC, as the lamp host's time.ticks_us
+
+
+def _message(fd: int, timeout: float = 10.0) -> bytes:
+    """The next message on a ``--line-times`` socket."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    assert ready, "no message"
+    return os.read(fd, 65536)
+
+
+def _trace(path: Path) -> list[list[object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_line_times_tell_a_node_when_a_request_ended_on_the_line(start_bus: StartBus, tmp_path: Path) -> None:
+    """``--line-times``: a delivery carries its last character's end on the line, as a UART's receive time."""
+    trace = tmp_path / "trace.jsonl"
+    bus = start_bus(2, "--paced", "--baud", "9600", "--link", "socket", "--line-times", "--trace", str(trace))
+    request = bytes.fromhex("010400000002 71cb".replace(" ", ""))
+    wrote = time.monotonic()
+    os.write(bus.fds[0], request)
+    for drop in (1, 2):
+        message = _message(bus.fds[drop])
+        heard = time.monotonic()
+        assert message[LINE_TIME.size:] == request
+        end = LINE_TIME.unpack_from(message)[0] / 1e6
+        # Causality: not before the characters could have crossed the line, not after the node heard them.
+        assert wrote + len(request) * 11 / 9600 - 1e-6 <= end <= heard
+    bus.stop()
+    began = next(t for t, kind, who, _ in _trace(trace) if kind == "in" and who == "master")
+    assert end == pytest.approx(float(began) + len(request) * 11 / 9600, abs=1e-6)  # type: ignore[arg-type]
+
+
+def test_line_times_start_an_answer_when_the_node_wrote_it_once_the_line_was_free(
+    start_bus: StartBus, tmp_path: Path
+) -> None:
+    """A node's line time is when its UART started: no earlier than the line's last transmission ended."""
+    trace = tmp_path / "trace.jsonl"
+    bus = start_bus(2, "--paced", "--baud", "9600", "--link", "socket", "--line-times", "--trace", str(trace))
+    request = bytes.fromhex("010400000002 71cb".replace(" ", ""))
+    os.write(bus.fds[0], request)
+    request_end = LINE_TIME.unpack_from(_message(bus.fds[1]))[0] / 1e6
+    answer = b"\x01\x04\x04\x00\x01\x00\x02\x2a\x32"
+    # Stamped a second ago, before the request ended: the answer starts when the line was free.
+    os.write(bus.fds[1], LINE_TIME.pack(round((time.monotonic() - 1.0) * 1e6)) + answer)
+    assert bus.read(0, len(answer)) == answer
+    time.sleep(0.05)
+    fresh = time.monotonic()
+    os.write(bus.fds[1], LINE_TIME.pack(round(fresh * 1e6)) + answer)
+    assert bus.read(0, len(answer)) == answer
+    assert time.monotonic() >= fresh + len(answer) * 11 / 9600  # whole at the end of its characters, as ever
+    bus.stop()
+    starts = [float(t) for t, kind, who, _ in _trace(trace) if kind == "in" and who == "drop0"]  # type: ignore[arg-type]
+    assert starts[0] == pytest.approx(request_end, abs=1e-6)
+    assert starts[1] == pytest.approx(fresh, abs=1e-6)
+
+
+def test_line_times_take_a_short_message_as_bytes_and_a_bare_stamp_as_nothing(start_bus: StartBus) -> None:
+    """A message too short for a line time still reaches the line; a bare line time neither hangs up nor sends."""
+    bus = start_bus(2, "--link", "socket", "--line-times")
+    os.write(bus.fds[1], b"\x01\x02\x03")
+    assert bus.read(0, 3) == b"\x01\x02\x03"
+    os.write(bus.fds[1], LINE_TIME.pack(round(time.monotonic() * 1e6)))
+    assert bus.quiet(0) == b""
+    os.write(bus.fds[1], LINE_TIME.pack(round(time.monotonic() * 1e6)) + b"\x07")
+    assert bus.read(0, 1) == b"\x07"  # still wired
+
+
+def test_line_times_need_the_socket_link(tmp_path: Path) -> None:
+    """``--line-times`` on ptys is refused in one line, not a traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.sim.bus", "--drops", "1", "--ports", str(tmp_path / "p.json"), "--line-times"],
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=30,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].endswith("error: --line-times needs --link socket")
+    assert "Traceback" not in run.stderr

@@ -22,6 +22,8 @@ def add_bus_parser(bench: Any) -> None:
                    help="run the poller under SCHED_FIFO at this priority (default 0: ordinary)")
     b.add_argument("--answers-to", choices=("master", "all"), default="master",
                    help="the drops a lamp's answer reaches on the virtual bus (default: the gateway's only)")
+    b.add_argument("--line-times", action=argparse.BooleanOptionalAction, default=True,
+                   help="the lamp hosts' links carry line times, as a lamp's UART knows them (default on)")
     b.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     b.set_defaults(func=_cmd_bench_bus)
 
@@ -31,5 +33,6 @@ def _cmd_bench_bus(args: argparse.Namespace) -> int:
 
     code: int = run_bus_bench(nodes=args.nodes, baud=args.baud, seconds=args.seconds, write_docs=args.write_docs,
                               link=args.link, hosts=args.hosts, lamp_hosts=args.lamp_hosts,
-                              sample_ms=args.sample_ms, gateway_fifo=args.gateway_fifo, answers_to=args.answers_to)
+                              sample_ms=args.sample_ms, gateway_fifo=args.gateway_fifo, answers_to=args.answers_to,
+                              line_times=args.line_times)
     return code

@@ -50,7 +50,9 @@ the bus, as a UART with a full FIFO would lose them.
 ``--answers-to-master``: a node drop's frames (answers) reach the master only;
 requests and broadcasts still reach every drop and the line's timing is the
 same. It spares lamps hosted many to a process waking for answers no lamp acts
-on (why it matters: ``tools/bench/bus.py``).
+on (why it matters: ``tools/bench/bus.py``). ``--line-times`` (socket drops):
+each message carries when it ended on the line, or when the node wrote it
+(``bus_drops.SocketDrop`` says why).
 
 ``--link socket`` wires the node drops with AF_UNIX stream sockets instead of
 ptys (the master stays a pty: the gateway opens a serial device). The bus
@@ -81,7 +83,6 @@ from tools.sim.bus_drops import Drop, PtyDrop, SocketDrop
 from tools.sim.line_faults import LineFaults
 
 BITS_PER_CHAR = 11
-_READ_SIZE = 65536
 FRAME_MAX = 256
 """Bytes of one Modbus RTU frame at most: a transmission is held for its receivers up to this size."""
 _WAKE_LAG_MAX = 0.0005  # a longer lateness is the machine being busy, not waking: not waited for spinning
@@ -104,11 +105,14 @@ class Bus:
         seed: int = 0,
         link: str = "pty",
         answers_to_master: bool = False,
+        line_times: bool = False,
     ) -> None:
         if drops < 1:
             raise ValueError("a bus needs at least one node drop")
         if link not in LINKS:
             raise ValueError(f"link {link!r}: one of {', '.join(LINKS)}")
+        if line_times and link != "socket":
+            raise ValueError("--line-times needs --link socket")
         if not 0.0 <= noise <= 1.0 or not 0.0 <= drop <= 1.0:
             raise ValueError("--noise and --drop are probabilities between 0 and 1")
         self.baud = baud
@@ -121,12 +125,13 @@ class Bus:
         self.master = PtyDrop("master")  # the gateway opens a serial device, as on the cabinet
         if link == "socket":
             prefix = f"streetedge-bus-{os.getpid()}-{next(_BUS_IDS)}"
-            self.drops: list[Drop] = [SocketDrop(f"drop{i}", f"{prefix}-drop{i}") for i in range(drops)]
+            self.drops: list[Drop] = [SocketDrop(f"drop{i}", f"{prefix}-drop{i}", line_times) for i in range(drops)]
         else:
             self.drops = [PtyDrop(f"drop{i}") for i in range(drops)]
         self.all = [self.master, *self.drops]
         self.collisions = 0  # character slots in which two drops transmitted
         self._slot_start: float | None = None  # start of the current character slot (paced)
+        self._line_free = 0.0  # when the last transmission ended (paced)
         self._wake_lag = 0.0  # how late the process wakes after a timer, lately (see _wait)
         self._carried: list[tuple[str, list[Drop], bytes]] = []  # (sender, receivers, bytes) of this transmission
         self._carried_bytes = 0
@@ -263,23 +268,27 @@ class Bus:
 
     def _receive(self, sender: Drop) -> None:
         try:
-            data = os.read(sender.fd, _READ_SIZE)
+            data, wrote = sender.read()
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""  # a pty: EIO cannot happen while the bus holds the slave end; a socket: reset by the node
+            data, wrote = b"", None  # a pty: no EIO while the bus holds the slave end; a socket: reset by the node
         if not data:
-            if isinstance(sender, SocketDrop):
+            if isinstance(sender, SocketDrop) and wrote is None:  # (a bare line time carries no bytes)
                 self._hang_up(sender)  # the node's end is closed: the drop is unwired, the line goes on
             return
         sender.tx_bytes += len(data)
+        start = time.monotonic()
+        if wrote is not None and self.paced and self._slot_start is None:
+            # A node that says when it wrote (--line-times) started then, as a UART does, once the line was free.
+            start = min(start, max(wrote, self._line_free))
         if self.trace is not None:
-            self.trace.append((time.monotonic(), "in", sender.name, len(data)))
+            self.trace.append((start, "in", sender.name, len(data)))
         if not self.paced:
             self._deliver(sender, self.faults.apply(data))
             return
         if self._slot_start is None:
-            self._slot_start = time.monotonic()  # an idle line: transmission starts now
+            self._slot_start = start  # an idle line: transmission starts now
         sender.pending += data
 
     def _pace(self, now: float) -> None:
@@ -305,8 +314,9 @@ class Bus:
         if any(d.pending for d in self.all):
             self._slot_start += n * self.char_time
         else:
+            self._line_free = self._slot_start + n * self.char_time
             self._slot_start = None  # the line goes idle: the transmission has ended
-            self._hand_over()
+            self._hand_over(self._line_free)
 
     def _collide_one_slot(self, active: list[Drop]) -> None:
         value = 0xFF
@@ -331,15 +341,15 @@ class Bus:
         if self._carried_bytes >= FRAME_MAX:
             self._hand_over()
 
-    def _hand_over(self) -> None:
-        """Write what the line carried to its receivers, each sender's bytes in one write."""
+    def _hand_over(self, end: float | None = None) -> None:
+        """Write what the line carried to its receivers, each sender's bytes in one write (``end``: when it ended)."""
         for sender, receivers, data in self._carried:
             if self.trace is not None:
                 self.trace.append((time.monotonic(), "out", sender, len(data)))
             to_master_only = self.answers_to_master and "master" not in sender.split("+")
             for d in receivers:
                 if d is self.master or not to_master_only:
-                    self._write(d, data)
+                    self._write(d, data, end)
         self._carried.clear()
         self._carried_bytes = 0
 
@@ -352,20 +362,20 @@ class Bus:
             if d is not sender and (d is self.master or sender is self.master or not self.answers_to_master):
                 self._write(d, data)
 
-    def _write(self, d: Drop, data: bytes) -> None:
+    def _write(self, d: Drop, data: bytes, end: float | None = None) -> None:
         if isinstance(d, SocketDrop):
             if d.fd < 0:
                 self._wire(d)  # a node that connected since the selector last looked gets these bytes too
-            n = d.write(data)
+            n = d.write(data, end)
             if n is None:
                 # The node hung up and the selector has not said so yet: a node wired in its place gets them.
                 self._hang_up(d)
                 self._wire(d)
-                n = d.write(data)
+                n = d.write(data, end)
             if d.fd < 0:
                 return  # nobody is wired to this drop: the bytes go nowhere, as on a bare stretch of cable
         else:
-            n = d.write(data)
+            n = d.write(data, end)
         d.rx_bytes += n or 0
         d.overflow += len(data) - (n or 0)
 
@@ -388,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the master is always a pty)")
     p.add_argument("--answers-to-master", action="store_true",
                    help="what node drops send reaches the master only (hosted lamps: see the module docstring)")
+    p.add_argument("--line-times", action="store_true",
+                   help="socket drops exchange line times (tools/sim/bus_drops.py, SocketDrop)")
     p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped bit per byte")
     p.add_argument("--drop", type=float, default=0.0, help="probability of a lost byte")
     p.add_argument("--seed", type=int, default=0)
@@ -399,11 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bus until SIGTERM/SIGINT."""
-    args = build_parser().parse_args(argv)
-    bus = Bus(
-        args.drops, baud=args.baud, paced=args.paced,
-        noise=args.noise, drop=args.drop, seed=args.seed, link=args.link, answers_to_master=args.answers_to_master,
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        bus = Bus(args.drops, baud=args.baud, paced=args.paced, noise=args.noise, drop=args.drop, seed=args.seed,
+                  link=args.link, answers_to_master=args.answers_to_master, line_times=args.line_times)
+    except ValueError as e:
+        parser.error(str(e))  # one line and exit 2
 
     def _on_signal(signum: int, frame: object) -> None:
         bus.stop()

@@ -47,7 +47,11 @@ AF_UNIX stream socket the bus listens on (``tools.sim.bus --link socket``), or
 a kernel worker thread of ordinary priority, one more process to wait for a CPU
 on a busy machine at each hop (bus to host, host to bus) whatever the priority
 of the bus and the hosts; a socket's write wakes the reader directly. The bus
-paces, hands over and traces frames alike on both links.
+paces, hands over and traces frames alike on both links. A socket link carries
+line times too (``line_times``, the default; ``tools.sim.bus --line-times``): a
+lamp counts its t3.5 from the request's end on the line, and its answer starts
+on the line when the lamp wrote it, as with a UART on a lamp's own CPU, not when
+the processes between woke up.
 
 Every node's ``pid`` in the manifest is the host's. Single nodes cannot be
 restarted or killed (:meth:`start_node`, :meth:`kill_node` raise): the host is
@@ -100,6 +104,7 @@ class HostedStreet(VirtualStreet):
         link: str = "socket",
         realtime_hosts: bool = True,
         host_nice: int | None = None,
+        line_times: bool = True,
     ) -> None:
         super().__init__(workdir, nodes, baud=baud, paced=paced, noise=noise, drop=drop,
                          first_unit=first_unit, heapsize=heapsize, seed=seed)
@@ -108,6 +113,7 @@ class HostedStreet(VirtualStreet):
         if link not in LINKS:
             raise StreetError(f"link {link!r}: one of {', '.join(LINKS)}")
         self.link = link
+        self.line_times = line_times and link == "socket"
         self.sample_ms = sample_ms
         self.nice = nice
         self.hosts = hosts
@@ -129,7 +135,7 @@ class HostedStreet(VirtualStreet):
 
     def _start_bus(self, timeout: float) -> None:
         extra = self.bus_args  # a bench's own options (e.g. --trace), kept as they are
-        self.bus_args = [*extra, "--link", self.link]
+        self.bus_args = [*extra, "--link", self.link] + (["--line-times"] if self.line_times else [])
         try:
             super()._start_bus(timeout)
         finally:
@@ -203,7 +209,7 @@ class HostedStreet(VirtualStreet):
             lamps.append({"unit": node.unit, "flash": str(node.flash)})
         host_cfg = self._host_file(i, ".json")
         wired = "socket" if self.link == "socket" else "uart"
-        host_cfg.write_text(json.dumps({wired: drop, "baud": self.baud, "lamps": lamps,
+        host_cfg.write_text(json.dumps({wired: drop, "baud": self.baud, "lamps": lamps, "line_times": self.line_times,
                                         "stats": str(self._host_file(i, ".stats.json"))}))
         log = self._host_file(i, ".log").open("ab")
         self._host_logs.append(log)

@@ -14,9 +14,11 @@ a node runs one firmware; running many in one process is the virtual street's bu
 ``host.json``: ``{"uart": <pty>, "baud": 19200,
 "lamps": [{"unit": 1, "flash": "/abs/node-1"}, ...], "stats": "/abs/host.stats.json"}``,
 or ``"socket": "@name"`` instead of ``"uart"`` for a drop the bus wires with a
-socket (``python -m tools.sim.bus --link socket``: ``socket_port.SocketPort``);
-each flash folder holds the node's ``config.json`` and ``sim.json`` as the
-virtual street writes them. ``tools.sim.hosted_street`` starts it.
+socket (``python -m tools.sim.bus --link socket``: ``socket_port.SocketPort``),
+with ``"line_times": true`` for the bus's ``--line-times`` (a request's t3.5
+then counts from its end on the line, as a lamp's UART would tell it); each
+flash folder holds the node's ``config.json`` and ``sim.json`` as the virtual
+street writes them. ``tools.sim.hosted_street`` starts it.
 
 How a frame travels: the host reads the drop's bytes with a node's own read
 loop (``firmware.modbus_slave.ModbusSlave`` on the virtual board's ``SimPort``:
@@ -56,7 +58,7 @@ real bus has N CPUs working in parallel (``broadcast_us``: from the frame's
 arrival until the last lamp has executed it; the gateway's 0.1 s turnaround
 after a broadcast covers it when it is shorter); a request waits while the host
 runs other lamps' samplers or a collection (``turnaround_us``: from the read
-that completed a request to its answer written, p50/p99/max); a real node
+that completed a request, or its end on the line with line times, to its answer written, p50/p99/max); a real node
 answers in 30-130 µs. A flash write (``diag.json``, counters, events) stops
 every lamp of the host, not one: keep the flash folders on a RAM disk for
 benches. When the machine takes the CPU away from the host, every lamp stops
@@ -138,7 +140,7 @@ class HostFramer(SlaveFramer):
             i = self._head
             frame = bytes(self._buf[i:i + n])
             req = SlaveFramer.next_request(self)  # _scan() answers at once: the frame is found
-            self._host.dispatch(req.unit, frame, time.ticks_us())
+            self._host.dispatch(req.unit, frame, self._host.arrival())
 
 
 class _SharedHeap:
@@ -236,7 +238,8 @@ class LampHost:
     def __init__(self, cfg):
         self.cfg = cfg
         if "socket" in cfg:
-            self.port = SocketPort(cfg["socket"], cfg.get("baud", 19200), cfg.get("silence_us", 0))
+            self.port = SocketPort(cfg["socket"], cfg.get("baud", 19200), cfg.get("silence_us", 0),
+                                   cfg.get("line_times", False))
         else:
             self.port = SimPort(cfg["uart"], cfg.get("baud", 19200), cfg.get("silence_us", 0))
         self.lamps = {}
@@ -259,6 +262,10 @@ class LampHost:
         self.lag_max_us = 0  # the event loop's worst lateness waking a sleeping task
         self.lags = []  # [s since start, ms] of the last 8 lags of 50 ms or more
         self._t0 = time.ticks_ms()
+
+    def arrival(self):
+        """When the frame just read ended: on the line if the link says (``line_times``), else now."""
+        return getattr(self.port.stream, "line_end", 0) or time.ticks_us()
 
     def broadcast_done(self):
         """A lamp has executed the broadcast(s) it was handed."""

@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import struct
+import time
 
 from firmware.modbus_slave import silence_us
 
@@ -15,6 +16,32 @@ except ImportError:  # CPython
 
 
 _MIN_SILENCE_US = const(10000)  # the virtual board's frame gap on a pty (boards/sim: SimPort), kept alike here
+_SOCK_SEQPACKET = const(5)  # Linux's; the unix port's socket module does not name it
+_STAMP = const(8)  # a line time: "<q", microseconds of CLOCK_MONOTONIC (time.ticks_us on the unix port)
+_FRAME_MAX = const(256)  # the bus hands a transmission over in pieces of this size at most
+
+
+class _LineTimes:
+    """The bus's messages on a link with line times: their bytes, and ``line_end``, when the last one ended."""
+
+    def __init__(self, sock):
+        self._reader = asyncio.StreamReader(sock)
+        self._msg = bytearray(_STAMP + _FRAME_MAX)
+        self._mv = memoryview(self._msg)
+        self.line_end = 0
+
+    async def readinto(self, buf):
+        """The next message's bytes into ``buf``; their count (0: the bus hung up)."""
+        while True:
+            n = await self._reader.readinto(self._msg)
+            if not n:
+                return 0
+            if n > _STAMP:
+                break  # a bare stamp carries nothing: wait for the next message
+        self.line_end = struct.unpack_from("<q", self._msg)[0]
+        n -= _STAMP
+        buf[0:n] = self._mv[_STAMP:_STAMP + n]
+        return n
 
 
 class SocketPort:
@@ -27,20 +54,31 @@ class SocketPort:
     ``SimPort``'s, so the host frames the bytes alike on either link. A socket
     needs no kernel worker thread between the bus's write and this read, which
     a pty does (on a busy machine that thread waits for a CPU).
+
+    ``line_times``: the bus's ``--line-times`` link (``tools.sim.bus_drops.SocketDrop``),
+    messages that carry line times: ``stream.line_end`` is when the last bytes
+    read ended on the line, the ``ticks_us`` a UART's receive interrupt would
+    have seen, and each answer says when it was written.
     """
 
-    def __init__(self, address, baud, silence=0):
+    def __init__(self, address, baud, silence=0, line_times=False):
         self.baud = baud
         self.silence_us = silence or max(silence_us(baud), _MIN_SILENCE_US)
         path = b"\0" + address[1:].encode() if address.startswith("@") else address.encode()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.line_times = line_times
+        self._sock = socket.socket(socket.AF_UNIX, _SOCK_SEQPACKET if line_times else socket.SOCK_STREAM)
         # The unix port takes a raw sockaddr: sockaddr_un is the family (native 16 bits) and the path.
         self._sock.connect(struct.pack("H", socket.AF_UNIX) + path)
         self._sock.setblocking(False)
-        self.stream = asyncio.StreamReader(self._sock)
+        self.stream = _LineTimes(self._sock) if line_times else asyncio.StreamReader(self._sock)
 
     async def send(self, buf, n):
         """Transmit ``buf[0:n]``."""
+        if self.line_times:  # one message, whole or not at all
+            message = struct.pack("<q", time.ticks_us()) + bytes(buf[0:n])
+            while not self._sock.write(message):
+                await asyncio.sleep_ms(1)
+            return
         mv = memoryview(buf)
         done = 0
         while done < n:
