@@ -9,8 +9,10 @@ For the plans of one command on one bus (:class:`~gateway.commands.node_plan.Nod
    words, the writes go out as broadcasts (unit 0), in order; otherwise each
    node is written in turn (function 16), and a failed write is that node's
    problem;
-4. each written node is read back and its plan judges the values; a plan
-   with ``settle`` is read again (``every`` seconds apart) until it is
+4. each written node is read back and its plan judges the values (a plan
+   that writes one run and reads one holding block back gets both in one
+   transaction, :meth:`~gateway.transport.bus.Bus.write_read`: function 23 on a
+   line); a plan with ``settle`` is read again (``every`` seconds apart) until it is
    confirmed or ``settle`` seconds have passed since the writes; nodes are
    written and read :data:`IN_FLIGHT` at a time, so that the bus goes from
    one of the command's requests to the next without polls in between;
@@ -29,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from gateway.commands.node_plan import NodePlan, Read, Readback, Run
-from gateway.contracts import Number, RegisterMap
+from gateway.contracts import HOLDING, Number, RegisterMap
 from gateway.service.stats import GatewayStats
 from gateway.transport.priority_lock import URGENT
 
@@ -55,6 +57,12 @@ class CommandBus(Protocol):
         self, unit: int, regmap: RegisterMap, table: int, *, priority: int = URGENT
     ) -> tuple[int, Sequence[int]]:
         """Read the registers of one table of ``regmap``."""
+
+    async def write_read(
+        self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *, priority: int = URGENT
+    ) -> tuple[int, Sequence[int]]:
+        """Write holding registers of one node and read ``regmap``'s holding table back (in one transaction
+        where the bus can)."""
 
     def request_full_poll(self, unit: int) -> None:
         """Have the poller read every register of ``unit`` at its next poll."""
@@ -103,6 +111,7 @@ class BusExecutor:
             live.append(plan)
         note = ""
         written: list[NodePlan] = []
+        found: dict[str, list[dict[str, Number]]] = {}  # read back within the write's own transaction
         broadcastable = (
             len(plans) > 1
             and {p.node.id for p in plans} == self.on_bus
@@ -123,7 +132,11 @@ class BusExecutor:
 
             async def write(plan: NodePlan) -> None:
                 try:
-                    await self._write(plan.node.unit, plan.writes_at(self.clock()))
+                    runs = plan.writes_at(self.clock())
+                    if self._fusable(plan, runs):
+                        found[plan.node.id] = await self._write_read(plan, runs[0])
+                    else:
+                        await self._write(plan.node.unit, runs)
                     for address, bits in plan.coils:
                         await self.bus.write_coils(plan.node.unit, address, bits, priority=URGENT)
                 except Exception as exc:  # a failed write is that node's problem, not the command's
@@ -140,7 +153,8 @@ class BusExecutor:
         self.write_s = confirming - began
 
         async def confirm(plan: NodePlan) -> None:
-            problem = await self._confirm(plan, before.get(plan.node.id, {}), sent[plan.node.id])
+            problem = await self._confirm(plan, before.get(plan.node.id, {}), sent[plan.node.id],
+                                          found.get(plan.node.id))
             if problem is None and plan.follow is not None:
                 problem = await self._follow(plan.follow(self.clock()))
             if problem:
@@ -172,17 +186,36 @@ class BusExecutor:
         for address, words in writes:
             await self.bus.write(unit, address, words, priority=URGENT)
 
-    async def _confirm(self, plan: NodePlan, before: dict[str, Number], sent: float) -> str | None:
-        """Read back until the plan's check passes or its settle time is over; None when confirmed."""
+    async def _confirm(self, plan: NodePlan, before: dict[str, Number], sent: float,
+                       first: list[dict[str, Number]] | None = None) -> str | None:
+        """Read back until the plan's check passes or its settle time is over; None when confirmed.
+
+        ``first``: values already read back with the write (:meth:`_write_read`), judged before any read.
+        """
         while True:
             try:
-                found = await self._read_all(plan, plan.reads)
+                found = first if first is not None else await self._read_all(plan, plan.reads)
+                first = None
                 problem = plan.check(Readback(found, before, self.clock(), time.monotonic() - sent))
             except Exception as exc:  # timeouts, exceptions, a closed line: all mean "not confirmed"
                 problem = f"read-back failed: {exc}"
             if problem is None or time.monotonic() - sent >= plan.settle:
                 return problem
             await asyncio.sleep(plan.every)
+
+    def _fusable(self, plan: NodePlan, runs: list[Run]) -> bool:
+        """One run written, one holding block read back plainly: one transaction can carry both."""
+        if len(runs) != 1 or plan.coils or len(plan.reads) != 1:
+            return False
+        read = plan.reads[0]
+        return read.table == HOLDING and not read.select and read.unit is None
+
+    async def _write_read(self, plan: NodePlan, run: Run) -> list[dict[str, Number]]:
+        read = plan.reads[0]
+        start, words = await self.bus.write_read(plan.node.unit, run[0], run[1], read.regmap, priority=URGENT)
+        found = {reg.name: raw for reg, raw in read.regmap.decode(HOLDING, start, words)}
+        self._remember(plan.node.id, read.regmap, found)
+        return [found]
 
     async def _read_all(self, plan: NodePlan, reads: Sequence[Read]) -> list[dict[str, Number]]:
         node = plan.node

@@ -111,5 +111,12 @@ class GattBus:
             words.extend(int.from_bytes(body[i:i + 2], "little") for i in range(0, len(body), 2))
         return first, words
 
+    async def write_read(
+        self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *, priority: int = URGENT
+    ) -> tuple[int, list[int]]:
+        """A write, then a read of ``regmap``'s holding registers: two sealed exchanges (GATT has no function 23)."""
+        await self.write(unit, address, values, priority=priority)
+        return await self.read_table(unit, regmap, HOLDING, priority=priority)
+
     def request_full_poll(self, unit: int) -> None:
         """Nothing to do: a BLE node's next advert carries its readings anyway."""

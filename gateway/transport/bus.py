@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.contracts import TABLE_NAMES, RegisterMap
+from gateway.contracts import HOLDING, TABLE_NAMES, RegisterMap
 from gateway.errors import GatewayError
 from gateway.service.config import BusConfig
 from gateway.service.stats import BusStats
@@ -102,6 +102,17 @@ class Bus(ABC):
     @abstractmethod
     async def write(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
+
+    async def write_read(
+        self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *, priority: int = URGENT
+    ) -> tuple[int, Sequence[int]]:
+        """Write holding registers of one node, then read ``regmap``'s holding table back: ``(start, words)``.
+
+        A command's write and its read-back. This fallback takes two transactions (function 16, then 03);
+        a backend that can do both in one (function 23) overrides it.
+        """
+        await self.write(unit, address, values, priority=priority)
+        return await self.read_table(unit, regmap, HOLDING, priority=priority)
 
     async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node (function 05, or 15 for several) and wait for its answer.

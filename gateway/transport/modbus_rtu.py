@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import termios
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -37,13 +36,15 @@ from gateway.service.stats import BusStats
 from gateway.transport.bus import Blocks, Bus, BusError, BusUnavailable, NodeError, NodeTimeout
 from gateway.transport.priority_lock import ROUTINE, URGENT, PriorityLock
 from gateway.transport.rtu_wire import WireClock, drained
-from gateway.transport.serial_device import device_problem
+from gateway.transport.serial_device import open_client
 from gateway.transport.serial_timing import TURNAROUND, char_bits, silence
 
 __all__ = ["TURNAROUND", "Blocks", "BusError", "BusUnavailable", "ModbusBus", "NodeError", "NodeTimeout", "silence"]
 
 log = logging.getLogger(__name__)
 
+ILLEGAL_FUNCTION = 1
+"""The Modbus exception code of a function the node does not have."""
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to reopen a serial device that failed to open."""
 
@@ -67,6 +68,7 @@ class ModbusBus(Bus):
         """t3.5: the line stays quiet this long after every frame before the master sends again."""
         self.wire = WireClock(self.silence)
         """When the line may carry the next frame, and the work that waits for it (:mod:`.rtu_wire`)."""
+        self._two_step: set[int] = set()  # units that refused function 23 (see write_read)
 
     def __repr__(self) -> str:
         return f"<ModbusBus {self.name} {self.config.device}>"
@@ -181,6 +183,40 @@ class ModbusBus(Bus):
                 f"write {len(values)} register(s) at {address}",
                 client.write_registers(address, list(values), device_id=unit),
             )
+
+    async def write_read(
+        self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *, priority: int = URGENT
+    ) -> tuple[int, Sequence[int]]:
+        """Write holding registers and read ``regmap``'s holding block back in one transaction (function 23).
+
+        The write goes first (spec 6.17), so the answer holds the node's state after it: a command's write and
+        read-back for the wire time of one. Only the firmware's roles are asked (a device profile's meter may
+        not know function 23, and some devices ignore a function they lack instead of refusing it); a node that
+        answers exception 01 (no function 23, so nothing written) gets two transactions, then and from then on;
+        so does a map of several blocks.
+        """
+        blocks = regmap.blocks(HOLDING)
+        if not regmap.role_id or unit in self._two_step or len(blocks) != 1:
+            return await super().write_read(unit, address, values, regmap, priority=priority)
+        start, count = blocks[0]
+        self._count_command(unit, priority)
+        try:
+            async with self._lock.hold(priority):
+                self._set_timeout(self.config.timeout)
+                client = await self._ready()
+                pdu = await self._call(unit, f"write {len(values)} register(s) at {address}, read {count} at {start}",
+                                       client.readwrite_registers(read_address=start, read_count=count,
+                                                                  write_address=address, values=list(values),
+                                                                  device_id=unit))
+        except NodeError as exc:
+            if exc.code != ILLEGAL_FUNCTION:
+                raise
+            self._two_step.add(unit)
+            return await super().write_read(unit, address, values, regmap, priority=priority)
+        if len(pdu.registers) != count:
+            self.stats.errors += 1
+            raise NodeError(f"unit {unit} on {self.name}: asked for {count} values, got {len(pdu.registers)}")
+        return start, list(pdu.registers)
 
     async def write_coils(self, unit: int, address: int, values: Sequence[int], *, priority: int = URGENT) -> None:
         """Set coils of one node (function 05 for one, 15 for several) and wait for its answer."""
@@ -347,31 +383,7 @@ class ModbusBus(Bus):
         self._next_open = now + RECONNECT_INTERVAL
         self.close()
         cfg = self.config
-        client = AsyncModbusSerialClient(
-            port=cfg.device,
-            baudrate=cfg.baud,
-            bytesize=8,
-            parity=cfg.parity,
-            stopbits=cfg.stopbits,
-            timeout=self._timeout,
-            retries=0,  # retried by read_node, with backoff and the line released in between
-            reconnect_delay=0,  # we reopen ourselves, on demand, at RECONNECT_INTERVAL
-        )
-        try:
-            opened = await client.connect()
-        except Exception as exc:  # pyserial/termios errors surface raw from connect()
-            client.close()
-            hint = ""
-            if cfg.parity != "N" and isinstance(exc, termios.error):
-                hint = " (pseudo-terminals, as on the virtual street, accept parity N only)"
-            raise BusUnavailable(
-                f"bus {self.name}: cannot open {cfg.device} ({cfg.baud} 8{cfg.parity}{cfg.stopbits}): "
-                f"{exc}{hint}"
-            ) from exc
-        if not opened:
-            client.close()
-            reason = device_problem(cfg.device, try_open=True) or "the serial driver refused it"
-            raise BusUnavailable(f"bus {self.name}: cannot open {cfg.device}: {reason}")
+        client = await open_client(cfg, self._timeout)
         log.info("bus %s: opened %s at %d 8%s%d", self.name, cfg.device, cfg.baud, cfg.parity, cfg.stopbits)
         self.wire.attach(client)
         self._client = client

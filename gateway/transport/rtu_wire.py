@@ -72,8 +72,8 @@ class WireClock:
         """Whether frames are written by :meth:`attach`'s writer, which waits out the silence's last part."""
         self.on_write: Callable[[float, float], None] | None = None
         """Told ``(heard, written)`` as each timed frame is written: when the line's bytes were last seen
-        arriving, and when this frame goes to the device (just before the write) (``time.monotonic``); for benches that split the
-        silence between an answer and the next request into its parts."""
+        arriving, and when this frame goes to the device, just before the write (``time.monotonic``); for
+        benches that split the silence between an answer and the next request into its parts."""
         self._after: list[Callable[[], None]] = []
         self._idle: asyncio.TimerHandle | None = None
 

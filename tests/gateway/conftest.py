@@ -82,10 +82,10 @@ class SimLamp:
                 self.seq_step()
             words = self.input_words()
             registers[: len(words)] = words
-        elif fc == 3:
+        elif fc == 3 or (fc == 23 and values is None):  # pymodbus runs a 23 as its write, then its read
             registers[: len(self.holding)] = self.holding
             self.reads += 1
-        elif fc in (6, 16):
+        elif fc in (6, 16, 23):
             new = [int(v) for v in values]
             try:
                 LAMP.check_write(address, new, len(new))

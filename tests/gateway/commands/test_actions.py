@@ -190,6 +190,16 @@ class MemoryBus:
         words = self.holding[unit] if table == HOLDING else self.input[unit]
         return start, words[start:start + count]
 
+    async def write_read(self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *,
+                         priority: int = 0) -> tuple[int, Sequence[int]]:
+        """One transaction, as function 23 on a line: the write, then the holding block read after it."""
+        self.log.append(("write_read", unit, address))
+        if unit in self.silent or unit not in self.holding:
+            raise TimeoutError(f"unit {unit}: no answer")
+        self._store(unit, address, values)
+        (start, count), = regmap.blocks(HOLDING)
+        return start, self.holding[unit][start:start + count]
+
     def _store(self, unit: int, address: int, values: Sequence[int]) -> None:
         self.holding[unit][address:address + len(values)] = list(values)
         if self.on_write is not None:
@@ -216,7 +226,10 @@ def test_a_whole_bus_gets_one_broadcast_then_each_node_is_read() -> None:
     assert [e[0] for e in bus.log] == ["broadcast", "read", "read", "read"]
     bus = MemoryBus([1, 2, 3])
     problems, note = execute(bus, plans[:2], on_bus={"lamp-1", "lamp-2", "lamp-3"})  # not the whole bus
-    assert note == "" and [e[0] for e in bus.log] == ["write", "write", "read", "read"]
+    # Node by node, each write carries its read-back (one transaction each).
+    assert note == "" and [e[0] for e in bus.log] == ["write_read", "write_read"]
+    untouched = bus.holding[3][LAMP["dim_level"].address]
+    assert [bus.holding[u][LAMP["dim_level"].address] for u in (1, 2, 3)] == [30, 30, untouched] and untouched != 30
 
 
 def test_a_settling_node_is_read_again_until_it_confirms() -> None:
