@@ -73,10 +73,10 @@ STAGES = (
     ("mqtt", "MQTT (operator to broker to gateway, and the result back)"),
     ("verify", "verification (envelope, signature, scope, replay lookup, plan)"),
     ("durable", "audit `accepted` + replay claim on disk"),
-    ("bus", "bus: the write (waiting for the line included)"),
+    ("bus", "bus: the write and its read-back, one function-23 transaction (waiting for the line included)"),
     ("line", "- of which waiting for the line and the gateway's handling (bus trace)"),
     ("wire", "- of which the write's transaction on the line, request to answer (bus trace)"),
-    ("readback", "read-back"),
+    ("readback", "separate read-back (a node without function 23, re-reads while a plan settles)"),
     ("record", "audit `executed` + result on disk"),
     ("total", "gateway total (arrival to result published)"),
 )
@@ -194,7 +194,7 @@ def host_line(host: dict[str, Any]) -> str:
     gc = host.get("gc", {})
     gc_mean = gc.get("total_us", 0) / max(1, gc.get("n", 0)) / 1000
     return (f"Lamp host: {host.get('frames', 0)} requests ({host.get('broadcasts', 0)} broadcasts), "
-            f"{host.get('answered', 0)} answered; turnaround (request read to answer written, last "
+            f"{host.get('answered', 0)} answered; turnaround (request's end to answer written, last "
             f"{turn.get('n', 0)}) p50 {turn.get('p50', 0) / 1000:.2f} ms, p99 {turn.get('p99', 0) / 1000:.2f} ms, "
             f"max {turn.get('max', 0) / 1000:.1f} ms; a broadcast executed by all {host.get('lamps', 0)} lamps "
             f"in p50 {bcast.get('p50', 0) / 1000:.0f} ms, max {bcast.get('max', 0) / 1000:.0f} ms; "

@@ -6,8 +6,8 @@ a drop's first bytes, when it delivered the last), on the same monotonic
 clock as the bench. For each one-lamp command the bench knows when it
 published the command and when the result came; in that window the master's
 write is its one frame that is not an 8-byte read (polls and read-backs are
-reads of 8 bytes; function 16 takes 9 + 2 per register), and the frame after
-it is the lamp's answer. So:
+reads of 8 bytes; function 16 takes 9 + 2 per register, function 23 with its
+read-back 11 + 2), and the frame after it is the lamp's answer. So:
 
 - the transaction: from the write's first byte on the line to its answer's
   last byte delivered to the gateway (the request's characters, the lamp's
