@@ -15,6 +15,7 @@ from protocols.modbus.pdu import (
     MAX_RW_WRITE_COUNT,
     Request,
 )
+from protocols.modbus.rtu import request_length, response_length
 from protocols.modbus.slave import SlaveFramer, respond
 
 # Modbus Application Protocol v1.1b3, 6.17: read 6 registers from 3, write 3 (00FF each) at 14; unit 1.
@@ -234,6 +235,13 @@ def test_broadcast_is_neither_executed_nor_answered():
 
 
 # --- framing -------------------------------------------------------------------
+
+
+def test_frame_lengths_follow_the_byte_counts():
+    # Request: 11 bytes before the values (byte count at frame offset 10), the values, the CRC; answer as 03.
+    assert [request_length(SPEC_REQUEST, 0, k) for k in (2, 10, 11)] == [-1, -1, len(SPEC_REQUEST)] == [-1, -1, 19]
+    assert [response_length(SPEC_ANSWER, 0, k) for k in (2, 3)] == [-1, len(SPEC_ANSWER)] == [-1, 17]
+    assert response_length(_frame("01 97 02"), 0, 2) == 5
 
 
 def test_a_request_for_us_inside_other_traffic():
