@@ -82,7 +82,7 @@ def read_write_multiple_pdu(read_address, read_count, write_address, values):
     """
     _check("read_address", read_address, 0, MAX_ADDRESS)
     _check("read_count", read_count, 1, MAX_READ_COUNT)
-    if len(values) > MAX_RW_WRITE_COUNT:
+    if not 1 <= len(values) <= MAX_RW_WRITE_COUNT:
         raise ValueError("values must hold 1..%d registers, got %d" % (MAX_RW_WRITE_COUNT, len(values)))
     write = write_multiple_pdu(write_address, values)  # 16's fields after its code are 23's write part
     head = bytes((FC_READ_WRITE_MULTIPLE, read_address >> 8, read_address & 0xFF, read_count >> 8, read_count & 0xFF))

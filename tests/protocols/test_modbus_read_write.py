@@ -327,3 +327,4 @@ def test_builder_refuses_bad_arguments():
     ):
         raises(ValueError, build_read_write_multiple, *args)
     assert "1..121" in str(raises(ValueError, build_read_write_multiple, 1, 0, 1, 0, [1] * 122))
+    assert "1..121" in str(raises(ValueError, build_read_write_multiple, 1, 0, 1, 0, []))
