@@ -11,10 +11,12 @@ from protocols.modbus.pdu import (
     BROADCAST,
     FC_READ_HOLDING,
     FC_READ_INPUT,
+    FC_READ_WRITE_MULTIPLE,
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
     MAX_ADDRESS,
     MAX_READ_COUNT,
+    MAX_RW_WRITE_COUNT,
     MAX_UNIT,
     MAX_VALUE,
     MAX_WRITE_COUNT,
@@ -72,6 +74,21 @@ def write_multiple_pdu(address, values):
     return bytes(out)
 
 
+def read_write_multiple_pdu(read_address, read_count, write_address, values):
+    """Return the PDU of function 23: write 1..121 ``values`` from holding ``write_address`` on, then read.
+
+    The slave answers the ``read_count`` (1..125) holding registers from
+    ``read_address`` as they are after the write.
+    """
+    _check("read_address", read_address, 0, MAX_ADDRESS)
+    _check("read_count", read_count, 1, MAX_READ_COUNT)
+    if not 1 <= len(values) <= MAX_RW_WRITE_COUNT:
+        raise ValueError("values must hold 1..%d registers, got %d" % (MAX_RW_WRITE_COUNT, len(values)))
+    write = write_multiple_pdu(write_address, values)  # 16's fields after its code are 23's write part
+    head = bytes((FC_READ_WRITE_MULTIPLE, read_address >> 8, read_address & 0xFF, read_count >> 8, read_count & 0xFF))
+    return head + write[1:]
+
+
 def rtu_frame(unit, pdu):
     """Return the RTU frame of ``pdu`` for ``unit`` (0 broadcast, 1..247): unit, PDU, CRC."""
     _check("unit", unit, BROADCAST, MAX_UNIT)
@@ -102,3 +119,12 @@ def build_write_multiple(unit, address, values):
     """Return the RTU frame (CRC included) writing 1..123 ``values`` from ``address`` on."""
     _check("unit", unit, BROADCAST, MAX_UNIT)
     return rtu_frame(unit, write_multiple_pdu(address, values))
+
+
+def build_read_write_multiple(unit, read_address, read_count, write_address, values):
+    """Return the RTU frame (CRC included) of function 23 (see :func:`read_write_multiple_pdu`).
+
+    ``unit`` is 1..247: slaves execute no 23 sent to broadcast (it reads).
+    """
+    _check("unit", unit, 1, MAX_UNIT)
+    return rtu_frame(unit, read_write_multiple_pdu(read_address, read_count, write_address, values))

@@ -2,9 +2,9 @@
 
 A :class:`Request` is what a slave framer hands the node: a plain object so that
 it costs one small allocation on MicroPython; attributes that only some
-functions carry (``byte_count``, ``value``) are class-level defaults, set on the
-instance only when the frame has them, which keeps the instance's attribute
-table small.
+functions carry (``byte_count``, ``value``, ``read_address``, ``read_count``)
+are class-level defaults, set on the instance only when the frame has them,
+which keeps the instance's attribute table small.
 """
 
 try:
@@ -25,6 +25,7 @@ FC_WRITE_COILS = const(15)
 FC_WRITE_MULTIPLE = const(16)
 FC_READ_FILE = const(20)
 FC_WRITE_FILE = const(21)
+FC_READ_WRITE_MULTIPLE = const(23)
 FILE_REFERENCE = const(6)  # the reference type every file sub-request carries
 
 EX_ILLEGAL_FUNCTION = const(1)
@@ -36,6 +37,7 @@ BROADCAST = const(0)
 MAX_UNIT = const(247)
 MAX_READ_COUNT = const(125)
 MAX_WRITE_COUNT = const(123)
+MAX_RW_WRITE_COUNT = const(121)  # function 23: the write's limit (its frame also carries the read range)
 MAX_ADDRESS = const(0xFFFF)
 MAX_VALUE = const(0xFFFF)
 # An RTU frame (unit + PDU of at most 253 bytes + CRC) never exceeds 256 bytes.
@@ -56,12 +58,16 @@ class Request:
     ``count`` (registers to read), ``values`` is None. For 06: ``address``,
     ``count`` = 1, ``values`` = ``[value]`` and ``value``. For 16: ``address``,
     ``count`` (quantity field), ``byte_count`` (as received) and ``values``, a
-    list of the ``byte_count // 2`` registers sent. Validation against the
+    list of the ``byte_count // 2`` registers sent. For 23: the write's fields
+    as for 16 (``address``, ``count``, ``byte_count``, ``values``), plus the
+    read range ``read_address``, ``read_count``. Validation against the
     Modbus limits is ``respond()``'s job, so that it can answer with the right
     exception code.
     """
 
     byte_count = 0
+    read_address = 0  # 23 only
+    read_count = 0
     value: "int | None" = None
     data: "bytes | None" = None  # 20/21: the PDU after the function code (byte count, sub-requests)
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
@@ -83,19 +89,24 @@ class Request:
             and self.count == other.count
             and _same(self.values, other.values)
             and self.byte_count == other.byte_count
+            and self.read_address == other.read_address
+            and self.read_count == other.read_count
         )
 
     def __ne__(self, other):
         return not self.__eq__(other)
 
     def __repr__(self):
-        return "Request(unit=%d, function=%d, address=%d, count=%d, values=%r)" % (
+        text = "Request(unit=%d, function=%d, address=%d, count=%d, values=%r" % (
             self.unit,
             self.function,
             self.address,
             self.count,
             self.values,
         )
+        if self.function == FC_READ_WRITE_MULTIPLE:
+            text += ", read_address=%d, read_count=%d" % (self.read_address, self.read_count)
+        return text + ")"
 
 
 def _same(a, b):

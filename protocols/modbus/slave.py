@@ -41,12 +41,14 @@ from protocols.modbus.pdu import (
     FC_READ_FILE,
     FC_READ_HOLDING,
     FC_READ_INPUT,
+    FC_READ_WRITE_MULTIPLE,
     FC_WRITE_FILE,
     FC_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
     FILE_REFERENCE,
     MAX_FRAME,
     MAX_READ_COUNT,
+    MAX_RW_WRITE_COUNT,
     MAX_UNIT,
     MAX_WRITE_COUNT,
     Request,
@@ -117,17 +119,20 @@ class SlaveFramer(Receiver):
             value = (buf[i + 4] << 8) | buf[i + 5]
             req = Request(unit, fc, (buf[i + 2] << 8) | buf[i + 3], 1, [value])
             req.value = value
-        elif fc == FC_WRITE_MULTIPLE:
-            byte_count = buf[i + 6]
+        elif fc == FC_WRITE_MULTIPLE or fc == FC_READ_WRITE_MULTIPLE:
+            w = i + 2 if fc == FC_WRITE_MULTIPLE else i + 6  # the write's fields: address, quantity, byte count
+            byte_count = buf[w + 4]
             words = byte_count >> 1
             values = [0] * words
-            k = i + 7
+            k = w + 5
             for j in range(words):
                 values[j] = (buf[k] << 8) | buf[k + 1]
                 k += 2
-            address = (buf[i + 2] << 8) | buf[i + 3]
-            req = Request(unit, fc, address, (buf[i + 4] << 8) | buf[i + 5], values)
+            req = Request(unit, fc, (buf[w] << 8) | buf[w + 1], (buf[w + 2] << 8) | buf[w + 3], values)
             req.byte_count = byte_count
+            if fc == FC_READ_WRITE_MULTIPLE:
+                req.read_address = (buf[i + 2] << 8) | buf[i + 3]
+                req.read_count = (buf[i + 4] << 8) | buf[i + 5]
         elif fc == FC_READ_FILE or fc == FC_WRITE_FILE:
             req = Request(unit, fc)
             req.data = bytes(buf[i + 2 : i + n - 2])
@@ -243,23 +248,43 @@ def respond(request, bank, out, scratch=None):
     nothing. Reads sent to broadcast are not executed. Functions 20/21 (one
     file sub-request each) go to ``bank.files`` if the bank has one, else
     EX_ILLEGAL_FUNCTION (see ``_file_record``).
+
+    Function 23 (read/write multiple registers) writes, then reads holding
+    registers, and answers the words read, so that a write and its read-back
+    cost one transaction. Both ranges are checked first (read count 1..125,
+    write count 1..121 and byte count 2 * count -> EX_ILLEGAL_VALUE; either
+    range past register 65535 -> EX_ILLEGAL_ADDRESS); a refused write reads
+    nothing and answers the write's exception. A read that fails after a
+    good write answers the read's exception, and the write stays done (the
+    spec's order). A 23 sent to broadcast reads, so like a read it is not
+    executed at all: nothing is written, nothing answered.
     """
     fc = request.function
     unit = request.unit
     address = request.address
     count = request.count
-    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
-        if unit == BROADCAST:
+    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT or fc == FC_READ_WRITE_MULTIPLE:
+        if unit == BROADCAST:  # 23 reads too: not executed, nothing written
             return 0
-        if count < 1 or count > MAX_READ_COUNT:
-            code = EX_ILLEGAL_VALUE
-        elif address + count > _ADDRESS_SPACE:
-            code = EX_ILLEGAL_ADDRESS
-        else:
+        table = fc
+        if fc == FC_READ_WRITE_MULTIPLE:
+            # The spec's order: counts and byte count (03) before both ranges (02) (the higher code wins), then
+            # the write, then the read.
+            table = FC_READ_HOLDING
+            code = max(
+                _range(count, MAX_RW_WRITE_COUNT, address, request.byte_count),
+                _range(request.read_count, MAX_READ_COUNT, request.read_address, request.read_count << 1),
+            )
+            if not code:
+                code = _write(bank, address, request.values, count)
+            address = request.read_address
+            count = request.read_count
+        else:  # a read has no byte count: pass the one its count implies
+            code = _range(count, MAX_READ_COUNT, address, count << 1)
+        if not code:
             values = _scratch if scratch is None else scratch
-            code = 0
             try:
-                bank.read(fc, address, count, values)
+                bank.read(table, address, count, values)
                 n = 3
                 for k in range(count):
                     v = values[k]
@@ -291,11 +316,8 @@ def respond(request, bank, out, scratch=None):
             out[5] = value & 0xFF
             return put_crc(out, 6)
     elif fc == FC_WRITE_MULTIPLE:
-        if count < 1 or count > MAX_WRITE_COUNT or request.byte_count != count << 1:
-            code = EX_ILLEGAL_VALUE
-        elif address + count > _ADDRESS_SPACE:
-            code = EX_ILLEGAL_ADDRESS
-        else:
+        code = _range(count, MAX_WRITE_COUNT, address, request.byte_count)
+        if not code:
             code = _write(bank, address, request.values, count)
         if not code:
             if unit == BROADCAST:
@@ -366,6 +388,16 @@ def _file_record(request, bank, out):
     out[0] = request.unit
     out[1] = request.function
     return -n
+
+
+def _range(count, limit, address, byte_count):
+    # EX_ILLEGAL_VALUE for a count outside 1..limit or a byte count other than 2 * count, EX_ILLEGAL_ADDRESS for
+    # a range past register 65535, else 0.
+    if count < 1 or count > limit or byte_count != count << 1:
+        return EX_ILLEGAL_VALUE
+    if address + count > _ADDRESS_SPACE:
+        return EX_ILLEGAL_ADDRESS
+    return 0
 
 
 def _write(bank, address, values, count):

@@ -13,6 +13,10 @@ says what each request deserves:
   where the table allows it, either the write is echoed and stored, or the
   lamp refuses it for a reason the table cannot see (an invalid program,
   photo_on above photo_off: exception 3; flash: 4), and then nothing changed;
+- a read/write (23): the write's checks as for 16 (at most 121 words) and the read's as for
+  03, both before anything is written; then the write as above, and after it the read,
+  which answers the bank's words as they are after the write (exception 2 past the bank,
+  the write kept);
 - a function the node does not serve: exception 1; broadcasts and other units: silence;
 - garbage: nothing, or a well-formed frame for this unit. Nothing ever raises.
 
@@ -162,6 +166,9 @@ def valid_write(rng):
             lo, hi = spec.block_bounds(a)
             words.append(rng.randint(lo, hi) & 0xFFFF)
     body = struct.pack(">HHB", address, len(words), 2 * len(words)) + struct.pack(">%dH" % len(words), *words)
+    if rng.randint(0, 2) == 0:  # the write with its read-back in one transaction (23)
+        read = struct.pack(">HH", max(address - rng.randint(0, 2), 0), len(words) + rng.randint(0, 4))
+        return frame(UNIT, 23, read + body), (UNIT, 23, address, len(words), words)
     return frame(UNIT, 16, body), (UNIT, 16, address, len(words), words)
 
 
@@ -170,7 +177,7 @@ def random_request(rng):
     if rng.randint(0, 3) == 0:
         return valid_write(rng)
     unit = rng.choice((UNIT, UNIT, UNIT, UNIT, 0, 7))
-    fc = rng.choice((3, 4, 6, 16, 16, 16, 3, 4, 1, 5, 15, 2))
+    fc = rng.choice((3, 4, 6, 16, 16, 16, 3, 4, 1, 5, 15, 2, 23, 23))
     hot = rng.choice((0, 1, 2, 7, 14, 15, 100, 104, 106, 107, 112, 118, 120, 175, 176, 199, 200, 201, 248, 250,
                       282, 283, 300))
     address = hot + rng.randint(-2, 2) if rng.randint(0, 3) else rng.randint(0, 0xFFFF)
@@ -181,11 +188,15 @@ def random_request(rng):
     if fc == 6:
         value = rng.choice((0, 1, 2, 100, 101, 0xFFFF, 0x8000, rng.randint(0, 0xFFFF)))
         return frame(unit, fc, struct.pack(">HH", address, value)), (unit, fc, address, 1, [value])
-    if fc == 16:
+    if fc in (16, 23):
         count = rng.choice((1, 2, 3, 5, 11, 33, 50, rng.randint(1, 123)))
         values = [rng.choice((0, 1, 2, 30, 100, 101, 1439, 1440, 0xFE98, 0xFFFF, rng.randint(0, 0xFFFF)))
                   for _ in range(count)]
         body = struct.pack(">HHB", address, count, 2 * count) + struct.pack(">%dH" % count, *values)
+        if fc == 23:  # the read range first: near a hot spot or anywhere, counts out of range too
+            read_count = rng.choice((1, 2, 3, 15, 125, 0, 126, rng.randint(1, 125)))
+            read_address = min(hot + rng.randint(-2, 2), 0xFFFF) if rng.randint(0, 3) else rng.randint(0, 0xFFFF)
+            body = struct.pack(">HH", max(read_address, 0), read_count) + body
         return frame(unit, fc, body), (unit, fc, address, count, values)
     body = struct.pack(">HH", address, rng.randint(0, 0xFFFF))
     if fc == 15:
@@ -223,8 +234,11 @@ def check_answer(req, out, n, before, bank):
         assert n == 0
         return
     assert n >= 5 and crc_ok(out, 0, n) and out[0] == unit
-    if fc not in (3, 4, 6, 16):
+    if fc not in (3, 4, 6, 16, 23):
         assert (out[1], out[2]) == (fc | 0x80, 1)
+        return
+    if fc == 23:
+        check_read_write(req, out, n, before, bank)
         return
     if fc in (3, 4):
         table = bank.holding if fc == 3 else bank.input
@@ -255,6 +269,30 @@ def check_answer(req, out, n, before, bank):
     else:
         assert want == 0, (address, values, want)
         assert out[1] == fc and n == 8
+
+
+def check_read_write(req, out, n, before, bank):
+    """The node's answer to a 23: both ranges checked first, then the write as for 16, then the read."""
+    ra, rc = req.read_address, req.read_count
+    refused = (out[1], out[2]) if out[1] & 0x80 else None
+    if not (1 <= rc <= 125 and 1 <= req.count <= 121 and req.byte_count == 2 * req.count):
+        assert refused == (0x97, 3) and _unchanged(bank.holding, before)
+        return
+    if ra + rc > 0x10000 or req.address + req.count > 0x10000:
+        assert refused == (0x97, 2) and _unchanged(bank.holding, before)
+        return
+    want = expected_write(req.address, req.values)
+    read_ok = ra + rc <= len(bank.holding)
+    if want or (refused is not None and refused[1] != 2):
+        assert refused is not None and _unchanged(bank.holding, before), "a refused write changed the bank"
+        # The table's code, or 3/4 where the lamp itself refused what the table allows.
+        assert refused[1] == want or (not want and refused[1] in (3, 4)), (req, refused, want)
+    elif not read_ok:  # a good write, then a read past the bank: its exception, the write kept
+        assert refused == (0x97, 2), (req, refused)
+    else:  # the words of the bank as the write left them
+        assert refused is None and out[1] == 23 and out[2] == 2 * rc and n == 5 + 2 * rc
+        words = list(struct.unpack(">%dH" % rc, bytes(out[3:3 + 2 * rc])))
+        assert words == list(bank.holding[ra:ra + rc])
 
 
 def _unchanged(table, before):

@@ -5,6 +5,8 @@ from expect import raises
 
 from firmware.registers import RegisterBank
 from protocols.errors import ModbusException
+from protocols.modbus.pdu import Request
+from protocols.modbus.slave import respond
 from protocols.roles.kinds import BOOL, HOLDING, INPUT, RO, RW, S16, S32, U16, U32
 
 ROWS = (
@@ -115,3 +117,43 @@ def test_reads_cover_blocks_and_stop_at_the_end():
     assert raises(ModbusException, b.read, 3, 1, 14, out).code == 2
     assert raises(ModbusException, b.read, 4, 3, 1, out).code == 2  # input table: 3 words
     assert raises(ModbusException, b.read, 6, 0, 1, out).code == 1
+
+
+def _request(fc, address, values, read_address=0, read_count=0):
+    req = Request(1, fc, address, len(values), values)
+    req.byte_count = 2 * len(values)
+    if fc == 23:
+        req.read_address = read_address
+        req.read_count = read_count
+    return req
+
+
+def test_read_write_multiple_goes_through_the_same_checks_and_hook_as_16_and_reads_the_result():
+    """Function 23 through respond(): the bank's checks and hook as for 16, and the answer shows what they did."""
+    def banks():
+        calls = []
+
+        def hook(names):
+            calls.append(names)
+            if b.get("level") > 90:
+                raise ModbusException(16, 3, "too bright")
+            b.set("status", 2 * b.get("level"))  # a side effect of the write, in a read-only word
+
+        b = _bank(hook)
+        return b, calls
+
+    via_16, calls_16 = banks()
+    via_23, calls_23 = banks()
+    out = bytearray(256)
+    assert respond(_request(16, 0, [40, 1]), via_16, out) == 8
+    n = respond(_request(23, 0, [40, 1], 0, 6), via_23, out)
+    assert bytes(out[1:n - 2]) == bytes([23, 12, 0, 40, 0, 1, 0, 0, 0, 0, 0, 0, 0, 80])
+    assert calls_23 == calls_16 == [["level", "on"]]
+    assert list(via_23.holding) == list(via_16.holding)
+    # Refused by the hook: undone, nothing read; by the checks (read-only word): the hook never runs.
+    for values, address, code in (([95], 0, 3), ([1], 5, 2)):
+        before = list(via_23.holding)
+        n = respond(_request(23, address, values, 0, 6), via_23, out)
+        assert bytes(out[1:3]) == bytes([0x97, code]) and n == 5
+        assert list(via_23.holding) == before
+    assert calls_23 == [["level", "on"], ["level"]]

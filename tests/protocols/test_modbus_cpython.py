@@ -9,7 +9,15 @@ from pymodbus.pdu import register_message as rm
 
 from protocols.errors import ModbusException
 from protocols.modbus.crc import crc16
-from protocols.modbus.master import build_read, build_write_multiple, build_write_single, read_pdu, write_multiple_pdu
+from protocols.modbus.master import (
+    build_read,
+    build_read_write_multiple,
+    build_write_multiple,
+    build_write_single,
+    read_pdu,
+    read_write_multiple_pdu,
+    write_multiple_pdu,
+)
 from protocols.modbus.pdu import EX_ILLEGAL_ADDRESS
 from protocols.modbus.slave import SlaveFramer, respond
 from tools.fuzz import modbus as fuzz
@@ -50,6 +58,22 @@ def test_builders_match_pymodbus_frames() -> None:
             rm.WriteMultipleRegistersRequest(dev_id=unit, address=address, registers=values)
         )
         assert build_write_multiple(unit, address, values) == theirs
+        read_address = rnd.randrange(0x10000)
+        theirs = _CLIENT.buildFrame(rm.ReadWriteMultipleRegistersRequest(
+            dev_id=max(unit, 1), read_address=read_address, read_count=count, write_address=address,
+            write_registers=values[:121]))
+        assert build_read_write_multiple(max(unit, 1), read_address, count, address, values[:121]) == theirs
+
+
+def test_spec_example_of_function_23_is_pymodbus_s_frame_and_answer() -> None:
+    """The golden bytes of tests/protocols/test_modbus_read_write.py are pymodbus's too."""
+    from test_modbus_read_write import SPEC_ANSWER, SPEC_REQUEST, SPEC_VALUES
+
+    request = rm.ReadWriteMultipleRegistersRequest(
+        dev_id=1, read_address=3, read_count=6, write_address=14, write_registers=[0xFF, 0xFF, 0xFF]
+    )
+    assert _CLIENT.buildFrame(request) == SPEC_REQUEST
+    assert _SERVER.buildFrame(rm.ReadWriteMultipleRegistersResponse(dev_id=1, registers=SPEC_VALUES)) == SPEC_ANSWER
 
 
 def test_pymodbus_server_decodes_our_requests() -> None:
@@ -71,6 +95,7 @@ class _Bank:
     def __init__(self, rnd: random.Random) -> None:
         self.rnd = rnd
         self.last: list[int] = []
+        self.written: list[int] = []
 
     def read(self, function: int, address: int, count: int, values_out: list[int]) -> None:
         if address >= 0xFF00:
@@ -81,6 +106,7 @@ class _Bank:
 
     def write(self, address: int, values: list[int], count: int) -> None:
         self.last = list(values[:count])
+        self.written = self.last
 
 
 def test_our_slave_serves_pymodbus_requests_and_pymodbus_reads_the_answers() -> None:
@@ -90,9 +116,17 @@ def test_our_slave_serves_pymodbus_requests_and_pymodbus_reads_the_answers() -> 
     for _ in range(1000):
         unit = rnd.randrange(1, 248)
         framer = SlaveFramer(unit)
-        fc = rnd.choice((3, 4, 6, 16))
+        fc = rnd.choice((3, 4, 6, 16, 23))
         address = rnd.randrange(0x10000)
-        if fc in (3, 4):
+        if fc == 23:
+            regs = [rnd.randrange(0x10000) for _ in range(rnd.randrange(1, 122))]
+            address = min(address, 0x10000 - len(regs))
+            read_address = rnd.randrange(0x10000)
+            count = rnd.randrange(1, min(125, 0x10000 - read_address) + 1)
+            request = rm.ReadWriteMultipleRegistersRequest(
+                dev_id=unit, read_address=read_address, read_count=count, write_address=address,
+                write_registers=regs)
+        elif fc in (3, 4):
             count = rnd.randrange(1, min(125, 0x10000 - address) + 1)
             request = _READS[fc](dev_id=unit, address=address, count=count)
         elif fc == 6:
@@ -109,7 +143,14 @@ def test_our_slave_serves_pymodbus_requests_and_pymodbus_reads_the_answers() -> 
         n = respond(req, bank, out)
         _, answer = _CLIENT.handleFrame(bytes(out[:n]), 0, 0)
         assert answer is not None and answer.dev_id == unit
-        if fc in (3, 4) and address >= 0xFF00:
+        if fc == 23:  # written, then read: the answer holds the words read after the write
+            assert (req.read_address, req.read_count, req.values) == (read_address, count, regs)
+            if read_address >= 0xFF00:
+                assert isinstance(answer, ExceptionResponse)
+                assert answer.exception_code == EX_ILLEGAL_ADDRESS and bank.written == regs
+            else:
+                assert answer.registers == bank.last and len(answer.registers) == count
+        elif fc in (3, 4) and address >= 0xFF00:
             assert isinstance(answer, ExceptionResponse)
             assert answer.exception_code == EX_ILLEGAL_ADDRESS
         elif fc in (3, 4):
@@ -144,3 +185,7 @@ def test_tcp_pdus_are_what_pymodbus_decodes() -> None:
         request = decoder.decode(write_multiple_pdu(address, values))
         assert isinstance(request, rm.WriteMultipleRegistersRequest)
         assert (request.address, request.registers) == (address, values)
+        rw = decoder.decode(read_write_multiple_pdu(count - 1, count, address, values[:121]))
+        assert isinstance(rw, rm.ReadWriteMultipleRegistersRequest)
+        assert (rw.read_address, rw.read_count) == (count - 1, count)
+        assert (rw.write_address, rw.write_registers) == (address, values[:121])

@@ -3,7 +3,8 @@
     python -m tools.fuzz.modbus --cases 20000 --seed 1
 
 One node (unit 17) listens to a simulated multi-drop bus carrying
-requests for it, for other units and for broadcast, other slaves' responses,
+requests for it (03, 04, 06, 16, 23 and unsupported functions), for other units
+and for broadcast, other slaves' responses,
 garbage, and mutated copies of all of these (bits flipped, bytes replaced,
 inserted or deleted, truncated, spliced), fed in uneven chunks; the adapter
 usually reports the silence after a transmission and sometimes misses it. The
@@ -40,7 +41,8 @@ UNIT = 17
 _CLIENT = FramerRTU(DecodePDU(False))  # builds requests
 _SERVER = FramerRTU(DecodePDU(True))  # builds responses
 _RESPONSES = DecodePDU(False)  # reads responses
-_UNSUPPORTED = (1, 2, 5, 7, 8, 11, 12, 15, 17, 20, 21, 22, 23, 24, 43)
+_UNSUPPORTED = (1, 2, 5, 7, 8, 11, 12, 15, 17, 20, 21, 22, 24, 43)
+_ANSWERED = (3, 4, 6, 16, 23)
 
 Key = tuple[Any, ...]
 
@@ -85,44 +87,51 @@ def _mutate(rnd: random.Random, data: bytes, pool: list[bytes]) -> bytes:
 
 def _request(rnd: random.Random, unit: int) -> tuple[bytes, Key]:
     """A pymodbus-built request for unit, and the Request fields it must decode to."""
-    kind = rnd.randrange(10)
+    kind = rnd.randrange(11)
     address = rnd.randrange(0x10000)
+    if kind == 10:  # 23: write, then read (ranges past 65535 included: respond() refuses them)
+        values = [rnd.randrange(0x10000) for _ in range(rnd.randrange(1, 122))]
+        read_address, read_count = rnd.randrange(0x10000), rnd.randrange(1, 126)
+        frame = _CLIENT.buildFrame(rm.ReadWriteMultipleRegistersRequest(
+            dev_id=unit, read_address=read_address, read_count=read_count, write_address=address,
+            write_registers=values))
+        return frame, (unit, 23, address, len(values), tuple(values), 2 * len(values), read_address, read_count)
     if kind < 4:
         count = rnd.randrange(1, 126)
         cls = rm.ReadHoldingRegistersRequest if kind < 2 else rm.ReadInputRegistersRequest
         frame = _CLIENT.buildFrame(cls(dev_id=unit, address=address, count=count))
-        return frame, (unit, frame[1], address, count, None, 0)
+        return frame, (unit, frame[1], address, count, None, 0, 0, 0)
     if kind < 6:
         value = rnd.randrange(0x10000)
         frame = _CLIENT.buildFrame(
             rm.WriteSingleRegisterRequest(dev_id=unit, address=address, registers=[value])
         )
-        return frame, (unit, 6, address, 1, (value,), 0)
+        return frame, (unit, 6, address, 1, (value,), 0, 0, 0)
     if kind < 8:
         values = [rnd.randrange(0x10000) for _ in range(rnd.randrange(1, 124))]
         frame = _CLIENT.buildFrame(
             rm.WriteMultipleRegistersRequest(dev_id=unit, address=address, registers=values)
         )
-        return frame, (unit, 16, address, len(values), tuple(values), 2 * len(values))
+        return frame, (unit, 16, address, len(values), tuple(values), 2 * len(values), 0, 0)
     if kind == 8:  # counts out of range: the framer returns them, respond() refuses them
         count = rnd.choice((0, 126, 0xFFFF))
         fc = rnd.choice((3, 4))
         frame = _with_crc(bytes((unit, fc)) + address.to_bytes(2, "big") + count.to_bytes(2, "big"))
-        return frame, (unit, fc, address, count, None, 0)
+        return frame, (unit, fc, address, count, None, 0, 0, 0)
     fc = rnd.choice(_UNSUPPORTED)
     body = {1: 4, 2: 4, 5: 4, 8: 4, 22: 6, 24: 2, 43: 3}.get(fc)
     if body is not None:
         frame = _with_crc(bytes((unit, fc)) + rnd.randbytes(body))
-    elif fc in (15, 23):
+    elif fc == 15:
         n = rnd.randrange(0, 20)
-        head = rnd.randbytes(4 if fc == 15 else 8)
+        head = rnd.randbytes(4)
         frame = _with_crc(bytes((unit, fc)) + head + bytes((n,)) + rnd.randbytes(n))
     elif fc in (20, 21):
         n = rnd.randrange(0, 20)
         frame = _with_crc(bytes((unit, fc, n)) + rnd.randbytes(n))
     else:  # 7, 11, 12, 17: no data
         frame = _with_crc(bytes((unit, fc)))
-    return frame, (unit, fc, 0, 0, None, 0)
+    return frame, (unit, fc, 0, 0, None, 0, 0, 0)
 
 
 def _response(rnd: random.Random, unit: int) -> bytes:
@@ -131,7 +140,8 @@ def _response(rnd: random.Random, unit: int) -> bytes:
     address = rnd.randrange(0x10000)
     if kind == 0:
         values = [rnd.randrange(0x10000) for _ in range(rnd.randrange(1, 126))]
-        cls = rnd.choice((rm.ReadHoldingRegistersResponse, rm.ReadInputRegistersResponse))
+        cls = rnd.choice((rm.ReadHoldingRegistersResponse, rm.ReadInputRegistersResponse,
+                          rm.ReadWriteMultipleRegistersResponse))
         return bytes(_SERVER.buildFrame(cls(dev_id=unit, registers=values)))
     if kind == 1:
         single = rm.WriteSingleRegisterResponse(
@@ -143,29 +153,35 @@ def _response(rnd: random.Random, unit: int) -> bytes:
             dev_id=unit, address=address, count=rnd.randrange(1, 124)
         )
         return bytes(_SERVER.buildFrame(multiple))
-    fc = rnd.choice((3, 4, 6, 16))
+    fc = rnd.choice(_ANSWERED)
     return bytes(_SERVER.buildFrame(ExceptionResponse(fc, rnd.randrange(1, 5), device_id=unit)))
 
 
 def _key(req: Request) -> Key:
     values = None if req.values is None else tuple(req.values)
-    return (req.unit, req.function, req.address, req.count, values, req.byte_count)
+    return (req.unit, req.function, req.address, req.count, values, req.byte_count, req.read_address,
+            req.read_count)
 
 
 def _decode_request(frame: bytes) -> Key | None:
     """Independent decoding of a CRC-valid request frame for the fuzz's own checks."""
     unit, fc = frame[0], frame[1]
+    def word(k: int) -> int:
+        return frame[k] << 8 | frame[k + 1]
+
     if fc in (3, 4) and len(frame) == 8:
-        return (unit, fc, frame[2] << 8 | frame[3], frame[4] << 8 | frame[5], None, 0)
+        return (unit, fc, word(2), word(4), None, 0, 0, 0)
     if fc == 6 and len(frame) == 8:
-        return (unit, 6, frame[2] << 8 | frame[3], 1, (frame[4] << 8 | frame[5],), 0)
+        return (unit, 6, word(2), 1, (word(4),), 0, 0, 0)
     if fc == 16 and len(frame) >= 9 and len(frame) == 9 + frame[6]:
-        n = frame[6] // 2
-        values = tuple(frame[7 + 2 * i] << 8 | frame[8 + 2 * i] for i in range(n))
-        return (unit, 16, frame[2] << 8 | frame[3], frame[4] << 8 | frame[5], values, frame[6])
-    if fc in (3, 4, 6, 16):
+        values = tuple(word(7 + 2 * i) for i in range(frame[6] // 2))
+        return (unit, 16, word(2), word(4), values, frame[6], 0, 0)
+    if fc == 23 and len(frame) >= 13 and len(frame) == 13 + frame[10]:
+        values = tuple(word(11 + 2 * i) for i in range(frame[10] // 2))
+        return (unit, 23, word(6), word(8), values, frame[10], word(2), word(4))
+    if fc in _ANSWERED:
         return None
-    return (unit, fc, 0, 0, None, 0)
+    return (unit, fc, 0, 0, None, 0, 0, 0)
 
 
 def _in_window(key: Key, window: bytes) -> bool:
@@ -187,8 +203,10 @@ class _FuzzBank:
 
     def __init__(self, rnd: random.Random) -> None:
         self.rnd = rnd
+        self.calls: list[Key] = []  # ("write" or "refused", address, count), ("read", function, address, count)
 
     def read(self, function: int, address: int, count: int, values_out: Any) -> None:
+        self.calls.append(("read", function, address, count))
         roll = self.rnd.randrange(20)
         if roll == 0:
             raise ModbusException(function, self.rnd.choice((2, 3, 4, 6, 0, 300)))
@@ -199,12 +217,12 @@ class _FuzzBank:
 
     def write(self, address: int, values: Any, count: int) -> None:
         roll = self.rnd.randrange(20)
-        if roll == 0:
-            raise ModbusException(16, self.rnd.choice((2, 3)))
-        if roll == 1:
-            raise OSError("flash full")
+        if roll < 2:
+            self.calls.append(("refused", address, count))
+            raise ModbusException(16, self.rnd.choice((2, 3))) if roll == 0 else OSError("flash full")
         for i in range(count):
             assert 0 <= values[i] <= 0xFFFF
+        self.calls.append(("write", address, count))
 
 
 def _check_response(req: Request, out: bytearray, n: int) -> None:
@@ -217,14 +235,18 @@ def _check_response(req: Request, out: bytearray, n: int) -> None:
     fc = req.function
     if frame[1] == fc | 0x80:
         assert n == 5 and 1 <= frame[2] <= 255
-        if fc not in (3, 4, 6, 16):
+        if fc not in _ANSWERED:
             assert frame[2] == 1, "unsupported function not answered 01"
         return
-    assert frame[1] == fc and fc in (3, 4, 6, 16), f"answered {fc} with {frame.hex()}"
+    assert frame[1] == fc and fc in _ANSWERED, f"answered {fc} with {frame.hex()}"
     answer = _RESPONSES.decode(frame[1:-2])  # pymodbus reads the answer, independently of the code under test
     assert answer is not None and answer.function_code == fc, f"pymodbus cannot read {frame.hex()}"
     if fc in (3, 4):
         assert len(answer.registers) == req.count
+    elif fc == 23:  # the read's words, and only after a write of the whole range passed the checks
+        assert len(answer.registers) == req.read_count
+        assert 1 <= req.count <= 121 and req.address + req.count <= 0x10000
+        assert req.read_address + req.read_count <= 0x10000
     elif fc == 6:
         assert (answer.address, answer.registers[0]) == (req.address, req.values[0])
     else:
@@ -304,8 +326,15 @@ def _drain(framer: SlaveFramer, bank: _FuzzBank, out: bytearray) -> list[Key]:
         req = framer.next_request()
         if req is None:
             return keys
+        bank.calls.clear()
         n = respond(req, bank, out)
         _check_response(req, out, n)
+        # 23: nothing for broadcast or failed checks; the write first, then the read; no read after a refusal.
+        if req.function == 23:
+            write = (req.address, req.count)
+            allowed = [[]] if req.broadcast else [
+                [], [("refused", *write)], [("write", *write), ("read", 3, req.read_address, req.read_count)]]
+            assert bank.calls in allowed, f"23 called the bank {bank.calls} for {req}"
         keys.append(_key(req))
 
 
