@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,13 @@ from pathlib import Path
 import pytest
 
 from tools.broker import LocalBroker, mosquitto_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a person gives it: tests stop `streetedge sim` and the daemon with SIGINT, so their
+    children must not inherit an ignored SIGINT (a shell without job control starts `cmd &` so)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
