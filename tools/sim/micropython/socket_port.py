@@ -1,9 +1,11 @@
 """The lamp host's drop wired by the bus's AF_UNIX socket (MicroPython): see :class:`SocketPort`."""
 
 import asyncio
+import errno
 import socket
 import struct
 import time
+from asyncio import core as _core
 
 from firmware.modbus_slave import silence_us
 
@@ -21,26 +23,39 @@ _STAMP = const(8)  # a line time: "<q", microseconds of CLOCK_MONOTONIC (time.ti
 _FRAME_MAX = const(256)  # the bus hands a transmission over in pieces of this size at most
 
 
+def _readable(sock):
+    """Wait, in the event loop's poller, until ``sock`` can be read (as ``asyncio.StreamReader`` does)."""
+    yield _core._io_queue.queue_read(sock)
+
+
 class _LineTimes:
-    """The bus's messages on a link with line times: their bytes, and ``line_end``, when the last one ended."""
+    """The bus's messages on a link with line times: their bytes, and ``line_end``, when the last one ended.
+
+    One ``recv`` per message: MicroPython's stream ``readinto`` and ``read`` go on reading while messages
+    are queued, which joins two of them and reads the second one's line time as the line's bytes.
+    """
 
     def __init__(self, sock):
-        self._reader = asyncio.StreamReader(sock)
-        self._msg = bytearray(_STAMP + _FRAME_MAX)
-        self._mv = memoryview(self._msg)
+        self._sock = sock
         self.line_end = 0
 
     async def readinto(self, buf):
         """The next message's bytes into ``buf``; their count (0: the bus hung up)."""
         while True:
-            n = await self._reader.readinto(self._msg)
-            if not n:
+            await _readable(self._sock)
+            try:
+                msg = self._sock.recv(_STAMP + _FRAME_MAX)
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    continue
+                raise
+            if not msg:
                 return 0
-            if n > _STAMP:
+            if len(msg) > _STAMP:
                 break  # a bare stamp carries nothing: wait for the next message
-        self.line_end = struct.unpack_from("<q", self._msg)[0]
-        n -= _STAMP
-        buf[0:n] = self._mv[_STAMP:_STAMP + n]
+        self.line_end = struct.unpack_from("<q", msg)[0]
+        n = len(msg) - _STAMP
+        buf[0:n] = memoryview(msg)[_STAMP:]
         return n
 
 
