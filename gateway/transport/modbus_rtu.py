@@ -175,14 +175,14 @@ class ModbusBus(Bus):
     ) -> None:
         """Write holding registers of one node (function 16) and wait for its answer."""
         self._count_command(unit, priority)  # counted even if it fails: the node may have taken it
+        await self._write_registers(unit, address, values, priority)
+
+    async def _write_registers(self, unit: int, address: int, values: Sequence[int], priority: int) -> None:
         async with self._lock.hold(priority):
             self._set_timeout(self.config.timeout)
             client = await self._ready()
-            await self._call(
-                unit,
-                f"write {len(values)} register(s) at {address}",
-                client.write_registers(address, list(values), device_id=unit),
-            )
+            await self._call(unit, f"write {len(values)} register(s) at {address}",
+                             client.write_registers(address, list(values), device_id=unit))
 
     async def write_read(
         self, unit: int, address: int, values: Sequence[int], regmap: RegisterMap, *, priority: int = URGENT
@@ -211,8 +211,9 @@ class ModbusBus(Bus):
         except NodeError as exc:
             if exc.code != ILLEGAL_FUNCTION:
                 raise
-            self._two_step.add(unit)
-            return await super().write_read(unit, address, values, regmap, priority=priority)
+            self._two_step.add(unit)  # nothing written; the same command, already counted, in two transactions
+            await self._write_registers(unit, address, values, priority)
+            return await self.read_table(unit, regmap, HOLDING, priority=priority)
         if len(pdu.registers) != count:
             self.stats.errors += 1
             raise NodeError(f"unit {unit} on {self.name}: asked for {count} values, got {len(pdu.registers)}")

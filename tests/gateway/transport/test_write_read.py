@@ -73,6 +73,7 @@ def test_a_node_without_function_23_gets_two_transactions_from_then_on(pty_pair,
             assert list((await bus.write_read(1, DIM, [60], readback))[1]) == [60]
             bus.close()
             assert seen == [23, 16, 3, 16, 3]
+            assert bus.commands_to(1) == 2  # one per command, the refused 23 included in its own
 
     asyncio.run(main())
     assert lamp.holding[DIM] == 60
