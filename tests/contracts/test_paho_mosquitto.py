@@ -5,9 +5,12 @@ One test per behaviour; each would fail if the dependency stopped doing it.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import queue
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -15,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.mqtt import connection
 from gateway.mqtt.user_properties import UserProperties
 from tools.broker import LocalBroker
 
@@ -240,3 +244,31 @@ def test_a_socket_shut_down_under_paho_ends_in_its_disconnect_callback_once(mosq
     d.client.loop_read()
     assert d.client.socket() is None and d.socket_closed
     assert d.disconnected is not None and d.disconnected.is_failure
+
+
+def test_every_attribute_the_uplink_sets_on_paho_is_a_public_property() -> None:
+    """gateway/mqtt/connection.py sets paho's callbacks through its documented ``on_*`` properties only.
+
+    Every ``self.paho.<name> = ...`` in that module is found by parsing it, and each name must be a public
+    property of ``paho.Client`` that reads back what was set: a private attribute, or a property a new paho
+    drops, fails here rather than silently in the uplink.
+    """
+    source = Path(connection.__file__).read_text()
+    names = {
+        target.attr
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self.paho"
+    }
+    assert {"on_connect", "on_disconnect", "on_publish", "on_message"} <= names  # the parse found them
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    for name in sorted(names):
+        assert not name.startswith("_"), name
+        assert isinstance(inspect.getattr_static(paho.Client, name), property), f"paho.Client.{name}"
+
+        def callback(*_args: object) -> None:
+            return None
+
+        setattr(client, name, callback)
+        assert getattr(client, name) is callback, name
